@@ -1,0 +1,3 @@
+from xeontl.cli import main
+
+raise SystemExit(main())

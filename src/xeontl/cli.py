@@ -1,0 +1,64 @@
+"""`python -m xeontl train ...`: the entry point every launch path (native, docker, compose, horovodrun) runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from xeontl import config
+from xeontl.errors import UserError
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """--profile plus one --flag per config field (all optional: the profile supplies the rest)."""
+    parser.add_argument("--profile", default="demo", help=f"one of {', '.join(config.profile_names())} (default demo)")
+    group = parser.add_argument_group("config overrides (default: the profile's value)")
+    for key, field in config.FIELDS.items():
+        if key == "description":
+            continue
+        group.add_argument("--" + key.replace("_", "-"), dest=key, metavar=field.type.__name__.upper(), help=field.help)
+
+
+def overrides_from(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in config.FIELDS if getattr(args, k, None) is not None}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xeontl", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train the head (alone, or as one rank under horovodrun)")
+    add_config_args(t)
+    t.add_argument("--output", required=True, type=Path, help="run directory (created; never overwritten)")
+    t.add_argument("--horovod", choices=("auto", "on", "off"), default="auto",
+                   help="auto: use Horovod when launched by horovodrun (default)")
+
+    c = sub.add_parser("config", help="print the resolved config of a profile as JSON")
+    add_config_args(c)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's warnings, drop its info banners
+    args = _parser().parse_args(argv)
+    try:
+        cfg = config.resolve(args.profile, overrides_from(args))
+        if args.command == "config":
+            print(json.dumps(cfg, indent=1))
+            return 0
+        from xeontl import train  # imports TensorFlow: only for the commands that need it
+
+        metrics = train.train(cfg, args.output, {"auto": None, "on": True, "off": False}[args.horovod])
+        if metrics.get("final_val_accuracy") is not None:
+            print(f"xeontl: done: val accuracy {metrics['final_val_accuracy']:.4f}, {metrics['epochs_run']} epochs, "
+                  f"{metrics['train_seconds']:.1f} s" + "".join(f" [{n}]" for n in metrics["notices"]))
+        return 0
+    except UserError as e:
+        print(f"xeontl: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("xeontl: interrupted", file=sys.stderr)
+        return 130

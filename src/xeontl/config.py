@@ -1,0 +1,153 @@
+"""Profiles (configs/*.toml) -> one validated, resolved config.
+
+Every field has one entry in FIELDS: its type, its check and its help text. The CLI generates one `--flag` per field
+from it, so every profile value can be overridden and nothing is accepted unchecked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from importlib import resources
+from typing import Any, Callable
+
+from xeontl.errors import UserError
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    type: type
+    help: str
+    check: Callable[[Any], str | None] = lambda v: None  # returns what is wrong, or None
+    default: Any = None
+
+
+def _positive(v):
+    return None if v > 0 else "must be > 0"
+
+
+def _non_negative(v):
+    return None if v >= 0 else "must be >= 0"
+
+
+def _one_of(*choices):
+    return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+def _image_size(v):
+    # ResNet50 downsamples by 32: below 32 px the last stage has no spatial extent left to pool.
+    return None if 32 <= v <= 1024 else "must be between 32 and 1024 pixels (ResNet50 downsamples by 32)"
+
+
+def _verbosity(v):
+    return None if v in (0, 1, 2) else "must be 0, 1 or 2"
+
+
+def _dataset(v):
+    if v in ("tfds", "synthetic") or (v.startswith("folder:") and len(v) > len("folder:")):
+        return None
+    return "must be tfds, synthetic or folder:PATH (a Kather class-folder tree or its .zip)"
+
+
+def _fraction(v):
+    return None if 0 <= v <= 1 else "must be between 0 and 1"
+
+
+FIELDS: dict[str, Field] = {
+    "description": Field(str, "what this profile is for", default=""),
+    # data
+    "dataset": Field(str, "tfds | synthetic | folder:PATH", _dataset, "synthetic"),
+    "data_dir": Field(str, "TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)", default=""),
+    "manual_dir": Field(str, "folder holding a pre-downloaded Kather_texture_2016_image_tiles_5000.zip", default=""),
+    "archive_sha256": Field(str, "expected sha256 of a folder:*.zip dataset (default: the upstream archive's)",
+                            default="936d0b95ae0f04f1f7b18a2b7e8c55776c3e887d102f645bcee752d1a6626a32"),
+    "train_split": Field(str, "TFDS split for training", default="train[:80%]"),
+    "val_split": Field(str, "TFDS split for validation", default="train[80%:]"),
+    "synthetic_train": Field(int, "synthetic training images (all ranks together)", _positive, 1600),
+    "synthetic_val": Field(int, "synthetic validation images", _positive, 400),
+    "image_size": Field(int, "backbone input size in pixels (images are resized from 150)", _image_size, 224),
+    "augment": Field(bool, "random flips + rotation on the fly", default=True),
+    "rotation_factor": Field(float, "RandomRotation factor (fraction of 2*pi)", _fraction, 0.5),
+    "seed": Field(int, "seed for data order, synthetic data and head init", _non_negative, 42),
+    # model
+    "weights": Field(str, "random | savedmodel:DIR (TF-Hub feature vector) | keras:FILE.h5 (ImageNet v1)",
+                     default="random"),
+    "weights_sha256": Field(str, "expected sha256 of the weight file/dir (checked when set)", default=""),
+    "feature_norm": Field(str, "standardize backbone features before the head: auto (only for random weights) | on | off",
+                          _one_of("auto", "on", "off"), "auto"),
+    # training
+    "precision": Field(str, "bf16 | fp32", _one_of("bf16", "fp32"), "bf16"),
+    "amp": Field(str, "how bf16 is applied: onednn (TF's auto mixed precision graph rewrite) | keras (mixed_bfloat16 policy)",
+                 _one_of("onednn", "keras"), "onednn"),
+    "epochs": Field(int, "maximum epochs (early stopping usually ends sooner)", _positive, 100),
+    "patience": Field(int, "early-stopping patience on val_loss", _non_negative, 10),
+    "batch_size": Field(int, "images per step per worker", _positive, 32),
+    "optimizer": Field(str, "adam | sgd", _one_of("adam", "sgd"), "adam"),
+    "learning_rate": Field(float, "base learning rate (one worker)", _positive, 0.01),
+    "lr_scaling": Field(str, "how LR grows with workers: linear (base x N) | none", _one_of("linear", "none"), "linear"),
+    "warmup_epochs": Field(int, "LR warm-up epochs (Horovod runs)", _non_negative, 3),
+    "backward_passes_per_step": Field(int, "local gradient accumulation before each allreduce (Horovod runs)",
+                                      _positive, 5),
+    "inter_threads": Field(int, "TF inter-op threads (0: from $XEONTL_INTER_THREADS or TF's default)", _non_negative, 0),
+    "intra_threads": Field(int, "TF intra-op threads (0: from $XEONTL_INTRA_THREADS or TF's default)", _non_negative, 0),
+    "steps_per_epoch": Field(int, "cap on steps per epoch (0: the whole shard)", _non_negative, 0),
+    "verbose": Field(int, "Keras progress output on rank 0: 0 none, 1 bar, 2 one line per epoch", _verbosity, 2),
+}
+
+# Keys a profile file may hold beyond FIELDS.
+_META_KEYS = {"inherit"}
+
+
+def profile_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("xeontl.configs").iterdir() if p.name.endswith(".toml"))
+
+
+def _read_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    if name not in profile_names():
+        raise UserError(f"unknown profile '{name}': choose one of {', '.join(profile_names())}")
+    if name in seen:
+        raise UserError(f"profile '{name}' inherits from itself ({' -> '.join(seen + (name,))})")
+    raw = tomllib.loads(resources.files("xeontl.configs").joinpath(f"{name}.toml").read_text())
+    parent = raw.pop("inherit", None)
+    base = _read_profile(parent, seen + (name,)) if parent else {}
+    return {**base, **raw}
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Parse a CLI string or check a TOML value against the field's type."""
+    f = FIELDS[key]
+    if isinstance(value, str) and f.type is not str:
+        try:
+            if f.type is bool:
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                value = value.lower() in ("true", "1", "yes")
+            else:
+                value = f.type(value)
+        except ValueError:
+            raise UserError(f"{key}: '{value}' is not a valid {f.type.__name__}") from None
+    if f.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, f.type) or (f.type is int and isinstance(value, bool)):
+        raise UserError(f"{key}: expected {f.type.__name__}, got {value!r}")
+    return value
+
+
+def resolve(profile: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Profile + overrides -> the complete, checked config (every FIELD present)."""
+    values = _read_profile(profile)
+    unknown = sorted(set(values) - set(FIELDS) - _META_KEYS)
+    if unknown:
+        raise UserError(f"profile '{profile}' has unknown key(s) {', '.join(unknown)}: valid keys are in xeontl/config.py")
+    for key in overrides or {}:
+        if key not in FIELDS:
+            raise UserError(f"unknown config key '{key}': valid keys are {', '.join(FIELDS)}")
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    cfg = {"profile": profile}
+    for key, f in FIELDS.items():
+        value = coerce(key, values.get(key, f.default))
+        problem = f.check(value)
+        if problem:
+            raise UserError(f"{key}={value!r} {problem}")
+        cfg[key] = value
+    return cfg

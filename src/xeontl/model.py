@@ -1,0 +1,166 @@
+"""Frozen ResNet50 backbone + the paper's classification head (GAP + Dense(8) softmax).
+
+Weight sources (`weights`):
+  random            ResNet50 v1.5 topology, random init: the offline default, labelled "random backbone — not ImageNet".
+  savedmodel:DIR    a TF-Hub image feature-vector SavedModel (Intel's pipeline): input [0,1], 224 px.
+  keras:FILE.h5     Keras' ImageNet ResNet50 file. That file is ResNet50 **v1** (stride on the 1x1 conv); it is loaded
+                    into the v1 topology and labelled v1, never passed off as v1.5.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from xeontl import RANDOM_WEIGHTS_NOTICE
+from xeontl.data import CLASS_NAMES, sha256_file
+from xeontl.errors import UserError
+
+
+def _bottleneck(x, filters, stride, shortcut_conv, name, v15):
+    from tensorflow.keras import layers
+
+    bn = dict(axis=3, epsilon=1.001e-5)
+    if shortcut_conv:
+        shortcut = layers.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
+        shortcut = layers.BatchNormalization(**bn, name=name + "_0_bn")(shortcut)
+    else:
+        shortcut = x
+    # v1.5 moves the block's stride from the first 1x1 conv to the 3x3 conv (better accuracy, same weight shapes).
+    x = layers.Conv2D(filters, 1, strides=1 if v15 else stride, name=name + "_1_conv")(x)
+    x = layers.BatchNormalization(**bn, name=name + "_1_bn")(x)
+    x = layers.Activation("relu", name=name + "_1_relu")(x)
+    x = layers.Conv2D(filters, 3, strides=stride if v15 else 1, padding="same", name=name + "_2_conv")(x)
+    x = layers.BatchNormalization(**bn, name=name + "_2_bn")(x)
+    x = layers.Activation("relu", name=name + "_2_relu")(x)
+    x = layers.Conv2D(4 * filters, 1, name=name + "_3_conv")(x)
+    x = layers.BatchNormalization(**bn, name=name + "_3_bn")(x)
+    x = layers.Add(name=name + "_add")([shortcut, x])
+    return layers.Activation("relu", name=name + "_out")(x)
+
+
+def resnet50(image_size: int, v15: bool = True, seed: int = 0):
+    """ResNet50 without top (feature maps of 2048 channels), Keras layer names, v1.5 strides by default."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    tf.keras.utils.set_random_seed(seed)
+    inp = layers.Input((image_size, image_size, 3), name="image")
+    x = layers.ZeroPadding2D(3, name="conv1_pad")(inp)
+    x = layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
+    x = layers.BatchNormalization(axis=3, epsilon=1.001e-5, name="conv1_bn")(x)
+    x = layers.Activation("relu", name="conv1_relu")(x)
+    x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    for stage, (filters, blocks, stride) in enumerate([(64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)], start=2):
+        for b in range(1, blocks + 1):
+            x = _bottleneck(x, filters, stride if b == 1 else 1, b == 1, f"conv{stage}_block{b}", v15)
+    return tf.keras.Model(inp, x, name="resnet50_v1_5" if v15 else "resnet50_v1")
+
+
+def weights_sha256(path: Path) -> str:
+    """sha256 of a weight file, or of a SavedModel directory (relative paths + contents, in sorted order)."""
+    if path.is_file():
+        return sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(path)).encode() + b"\0" + bytes.fromhex(sha256_file(f)))
+    return h.hexdigest()
+
+
+def describe_weights(cfg) -> dict:
+    """What the weights are, checked before any TF work: kind, label, path and sha256 (or a clear error)."""
+    spec = cfg["weights"]
+    if spec == "random":
+        return {"kind": "random", "topology": "ResNet50 v1.5", "label": RANDOM_WEIGHTS_NOTICE, "sha256": None}
+    kind, sep, raw = spec.partition(":")
+    if not sep or kind not in ("savedmodel", "keras"):
+        raise UserError(f"weights '{spec}' not understood: use random, savedmodel:DIR or keras:FILE.h5")
+    path = Path(raw).expanduser()
+    if not path.exists():
+        raise UserError(f"weights {path} not found: stage them with `invoke fetch-assets --weights FILE` "
+                        f"or use --weights random")
+    if kind == "savedmodel" and not (path / "saved_model.pb").is_file():
+        raise UserError(f"{path} is not a SavedModel directory (no saved_model.pb): give a TF-Hub feature-vector model")
+    if kind == "keras" and not path.is_file():
+        raise UserError(f"{path} is not a file: keras: takes a .h5 weight file")
+    digest = weights_sha256(path)
+    if cfg["weights_sha256"] and digest != cfg["weights_sha256"]:
+        raise UserError(f"weights {path} have sha256 {digest}, expected {cfg['weights_sha256']}: re-stage the file")
+    if kind == "keras":
+        return {"kind": "keras_h5", "topology": "ResNet50 v1 (Keras ImageNet weights are v1, not v1.5)",
+                "label": "ImageNet ResNet50 v1", "path": str(path), "sha256": digest}
+    return {"kind": "savedmodel", "topology": "as saved (TF-Hub feature vector)", "label": "ImageNet (SavedModel)",
+            "path": str(path), "sha256": digest}
+
+
+def use_feature_norm(cfg) -> bool:
+    """Random-backbone features are ~0.03 in scale: a bare Dense head on them barely learns, standardized ones do."""
+    return cfg["feature_norm"] == "on" or (cfg["feature_norm"] == "auto" and cfg["weights"] == "random")
+
+
+def backbone(cfg, weights_info: dict):
+    """Frozen feature extractor: [0,1] images of image_size -> pooled 2048-d features."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    size = cfg["image_size"]
+    inp = layers.Input((size, size, 3), name="image")
+    if weights_info["kind"] == "savedmodel":
+        import tensorflow_hub as hub
+
+        feats = hub.KerasLayer(weights_info["path"], trainable=False, name="hub_backbone")(inp)
+    else:
+        v15 = weights_info["kind"] == "random"
+        net = resnet50(size, v15=v15, seed=cfg["seed"])
+        x = inp
+        if weights_info["kind"] == "keras_h5":
+            net.load_weights(weights_info["path"], by_name=True, skip_mismatch=False)
+            # Keras ImageNet weights were trained on caffe-style input: BGR, 0-255, ImageNet mean subtracted.
+            x = layers.Rescaling(255.0)(x)
+            x = layers.Lambda(tf.keras.applications.resnet.preprocess_input, name="caffe_preprocess")(x)
+        net.trainable = False
+        # training=False keeps BatchNorm in inference mode: the backbone is frozen, statistics included.
+        feats = layers.GlobalAveragePooling2D(name="avg_pool")(net(x, training=False))
+    model = tf.keras.Model(inp, feats, name="backbone")
+    model.trainable = False
+    return model
+
+
+def head(feature_dim: int, feature_norm_layer=None):
+    """The only trained part: [feature standardization] + Dense(8) softmax, float32 output under mixed precision."""
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    inp = layers.Input((feature_dim,), name="features")
+    x = inp
+    if feature_norm_layer is not None:
+        x = feature_norm_layer(x)
+    x = layers.Dense(len(CLASS_NAMES), name="classifier")(x)
+    out = layers.Activation("softmax", dtype="float32", name="probs")(x)
+    return tf.keras.Model(inp, out, name="head")
+
+
+def feature_standardizer(backbone_model, sample_images):
+    """Demo-only: per-feature standardization fitted on a fixed, un-augmented sample of training tiles.
+
+    Labelled in the model ('feature_standardization_random_backbone') and in provenance. The same sample is used on
+    every rank, so every rank computes the same statistics without communication.
+    """
+    import tensorflow as tf
+
+    feats = backbone_model.predict(sample_images, batch_size=64, verbose=0).astype("float32")
+    norm = tf.keras.layers.Normalization(name="feature_standardization_random_backbone")
+    norm.adapt(feats)
+    return norm
+
+
+def build(cfg, weights_info: dict, norm_sample=None):
+    """backbone -> (optional standardization) -> head, as one Keras model; returns (model, backbone, head)."""
+    import tensorflow as tf
+
+    bb = backbone(cfg, weights_info)
+    norm = feature_standardizer(bb, norm_sample) if use_feature_norm(cfg) and norm_sample is not None else None
+    hd = head(bb.output_shape[-1], norm)
+    model = tf.keras.Model(bb.input, hd(bb.output), name="xeontl_resnet50_transfer")
+    return model, bb, hd
