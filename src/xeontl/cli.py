@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--horovod", choices=("auto", "on", "off"), default="auto",
                    help="auto: use Horovod when launched by horovodrun (default)")
 
+    pr = sub.add_parser("probe", help="print what this environment is (host, container, software, oneDNN ISA) as JSON")
+    pr.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+    pr.add_argument("--amp", default="onednn", choices=("onednn", "keras"))
+
     c = sub.add_parser("config", help="print the resolved config of a profile as JSON")
     add_config_args(c)
     return p
@@ -45,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's warnings, drop its info banners
     args = _parser().parse_args(argv)
     try:
+        if args.command == "probe":
+            from xeontl import provenance
+
+            print(json.dumps(provenance.probe(args.precision, args.amp), default=str))
+            return 0
         cfg = config.resolve(args.profile, overrides_from(args))
         if args.command == "config":
             print(json.dumps(cfg, indent=1))

@@ -46,7 +46,11 @@ class Workers:
         return any(k in os.environ for k in ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"))
 
     def allgather(self, obj):
-        return self.hvd.allgather_object(obj) if self.hvd else [obj]
+        if not self.hvd:
+            return [obj]
+        import horovod.tensorflow as hvd_tf
+
+        return hvd_tf.allgather_object(obj)  # Horovod: every rank's record, for rank 0's report
 
 
 def configure_threads(cfg) -> dict:

@@ -1,0 +1,173 @@
+"""`invoke build [--offline]`: the image, from nothing, with or without a container registry.
+
+Offline (this bundle's CI; hosts with Docker but no registry and no internet):
+  1. bases: debootstrap bookworm (minbase) twice, a runtime base and a builder base (compilers), `docker import`ed
+     under the tags the Dockerfile's BASE_IMAGE / BUILDER_IMAGE args name;
+  2. wheelhouse: `pip download` of requirements/lock.txt (sha256-pinned) + the Horovod sdist into docker/wheelhouse;
+  3. docker build with PIP_OFFLINE=1: pip installs --no-index from the wheelhouse, hashes required.
+Online: the Dockerfile's defaults (debian:bookworm-slim + apt + PyPI), the same lock file and hashes.
+
+The image is tagged by content (inputs hash) first and moved to the release tag only after its build-time checks
+passed, so a failed build never leaves a half-built image under the release tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from xeontl.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+WHEELHOUSE = ROOT / "docker" / "wheelhouse"
+LOCK = ROOT / "requirements" / "lock.txt"
+HOROVOD_LOCK = ROOT / "requirements" / "horovod.txt"
+SUITE = "bookworm"
+RUNTIME_PACKAGES = ["python3", "python3-venv", "openmpi-bin", "libopenmpi3", "numactl", "procps", "openssh-client",
+                    "openssh-server", "ca-certificates"]
+BUILDER_PACKAGES = RUNTIME_PACKAGES + ["python3-dev", "g++", "make", "cmake", "libopenmpi-dev"]
+BASES = {"runtime": ("xeontl-base:bookworm-runtime", RUNTIME_PACKAGES),
+         "builder": ("xeontl-base:bookworm-builder", BUILDER_PACKAGES)}
+# Files whose content defines the image: a change to any of them means a rebuild.
+INPUTS = ["docker/Dockerfile", "docker/entrypoint.sh", "README.md", "requirements/lock.txt", "requirements/horovod.txt",
+          "pyproject.toml", "src"]
+
+
+def _run(cmd: list[str], step: str, fix: str, **kw) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, **kw)
+    if r.returncode != 0:
+        tail = (r.stderr or "")[-400:].strip() if isinstance(r.stderr, str) else ""
+        raise UserError(f"{step} failed (exit {r.returncode}){': ' + tail.splitlines()[-1] if tail else ''}: {fix}")
+    return r
+
+
+def check_docker() -> None:
+    if shutil.which("docker") is None:
+        raise UserError("the docker CLI is not installed: install Docker Engine (Debian: apt-get install docker.io)")
+    r = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
+    if r.returncode != 0 or not r.stdout.strip():
+        raise UserError("the Docker daemon is not reachable: start it (systemctl start docker / dockerd)")
+
+
+def image_exists(tag: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+
+
+def debian_mirror() -> str:
+    """The Debian mirror the host's apt uses (the only one reachable here)."""
+    for f in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
+        text = f.read_text() if f.is_file() else ""
+        m = re.search(r"^URIs:\s*(\S*debian)\s*$", text, re.M) or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+debian)\s+",
+                                                                              text, re.M)
+        if m:
+            return m[1]
+    return "http://deb.debian.org/debian"
+
+
+def build_base(kind: str, force: bool = False) -> str:
+    """debootstrap + docker import; labelled with its package list so a changed list is rebuilt."""
+    tag, packages = BASES[kind]
+    want = hashlib.sha256(" ".join(packages).encode()).hexdigest()[:16]
+    if not force and image_exists(tag):
+        have = subprocess.run(["docker", "image", "inspect", "-f", "{{index .Config.Labels \"xeontl.packages\"}}", tag],
+                              capture_output=True, text=True).stdout.strip()
+        if have == want:
+            print(f"[base] {tag} up to date")
+            return tag
+    if shutil.which("debootstrap") is None:
+        raise UserError("debootstrap is not installed: apt-get install debootstrap (needed by --offline)")
+    print(f"[base] debootstrap {SUITE} ({kind}: {len(packages)} packages) from {debian_mirror()} ...", flush=True)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix=f"xeontl-{kind}-") as d:
+        root = Path(d) / "root"
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(root),
+              debian_mirror()], f"debootstrap of the {kind} base", "check the Debian mirror in /etc/apt/sources.list",
+             capture_output=True, text=True)
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for p in (root / junk).glob("*"):
+                if p.is_file():
+                    p.unlink()
+        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+        _run(["docker", "import", "--change", f"LABEL xeontl.packages={want}", "--change", "CMD [\"bash\"]",
+              "-", tag], f"docker import of the {kind} base", "is the Docker daemon running with enough disk?",
+             stdin=tar.stdout, capture_output=True, text=True)
+        tar.wait()
+    print(f"[base] {tag} imported in {time.time() - t0:.0f} s")
+    return tag
+
+
+def wheelhouse() -> None:
+    """Every locked wheel/sdist into docker/wheelhouse, hashes checked by pip against the lock file."""
+    WHEELHOUSE.mkdir(exist_ok=True)
+    print(f"[wheelhouse] pip download -r {LOCK.relative_to(ROOT)} (hashes required) ...", flush=True)
+    for lock in (LOCK, HOROVOD_LOCK):
+        extra = ["--no-deps", "--no-binary", ":all:"] if lock == HOROVOD_LOCK else ["--no-deps"]
+        _run([sys.executable, "-m", "pip", "download", "-q", "--require-hashes", "-r", str(lock), *extra,
+              "-d", str(WHEELHOUSE)], "pip download into the wheelhouse",
+             "check PyPI access; a hash mismatch means the lock file or the index changed (re-run `invoke lock`)",
+             capture_output=True, text=True)
+    print(f"[wheelhouse] {len(list(WHEELHOUSE.glob('*.whl')))} wheels, "
+          f"{sum(p.stat().st_size for p in WHEELHOUSE.iterdir()) >> 20} MiB")
+
+
+def inputs_hash() -> str:
+    h = hashlib.sha256()
+    for rel in INPUTS:
+        p = ROOT / rel
+        files = sorted(f for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts) if p.is_dir() else [p]
+        for f in files:
+            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def git_revision() -> str:
+    r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else "unknown"
+
+
+def build(tag: str = "xeontl:latest", offline: bool = False, force: bool = False) -> dict:
+    """Build (or reuse) the image; returns timings. Moves `tag` only after the build-time checks passed."""
+    check_docker()
+    timings, t_start = {}, time.time()
+    content_tag = f"xeontl:inputs-{inputs_hash()}"
+    if not force and image_exists(content_tag):
+        _run(["docker", "tag", content_tag, tag], "docker tag", "check the Docker daemon", capture_output=True, text=True)
+        print(f"[build] inputs unchanged: reusing {content_tag} as {tag}")
+        return {"reused": content_tag}
+    args = {"GIT_REVISION": git_revision(), "CREATED": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if offline:
+        t0 = time.time()
+        args["BASE_IMAGE"], args["BUILDER_IMAGE"] = build_base("runtime", force), build_base("builder", force)
+        timings["bases_s"] = round(time.time() - t0)
+        t0 = time.time()
+        wheelhouse()
+        timings["wheelhouse_s"] = round(time.time() - t0)
+        args["PIP_OFFLINE"] = "1"
+    t0 = time.time()
+    cmd = ["docker", "build", "-f", str(ROOT / "docker" / "Dockerfile"), "-t", content_tag,
+           *[a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")], str(ROOT)]
+    print("[build] " + " ".join(cmd), flush=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    tail = []
+    for line in proc.stdout:  # the legacy builder's "Step N/M" lines are the progress display
+        tail = (tail + [line])[-30:]
+        if line.startswith(("Step ", "Successfully", " ---> Running")) or "xeontl-check" in line:
+            print("[build] " + line.rstrip(), flush=True)
+    if proc.wait() != 0:
+        sys.stdout.write("".join(tail))
+        raise UserError(f"docker build failed (see the lines above); {tag} was left as it was")
+    timings["docker_build_s"] = round(time.time() - t0)
+    _run(["docker", "tag", content_tag, tag], "docker tag", "check the Docker daemon", capture_output=True, text=True)
+    size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", tag], capture_output=True, text=True)
+    timings.update(total_s=round(time.time() - t_start), image_bytes=int(size.stdout.strip() or 0), tag=tag,
+                   content_tag=content_tag)
+    print(f"[build] {tag} ({timings['image_bytes'] / 1e9:.2f} GB) in {timings['total_s']} s: {json.dumps(timings)}")
+    return timings

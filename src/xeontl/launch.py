@@ -1,0 +1,211 @@
+"""`invoke reproduce`: topology -> plan -> run dir -> run (docker or native) -> provenance + report.
+
+The thin shell around plan.py: every decision is made there; here we only allocate the run dir, run the commands,
+forward Ctrl-C, and record what happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from xeontl import config, plan as planlib, topology
+from xeontl.errors import UserError
+
+DEFAULT_IMAGE = "xeontl:latest"
+
+
+@dataclasses.dataclass
+class Options:
+    sockets: int = 2
+    profile: str = "demo"
+    overrides: dict = dataclasses.field(default_factory=dict)
+    native: bool = False
+    dry_run: bool = False
+    topology_file: str | None = None
+    emulate_sockets: bool = False
+    cores_per_socket: int = 0
+    controller: str = "mpi"
+    image: str = DEFAULT_IMAGE
+    results_dir: Path = Path("results")
+    report: bool = True
+
+
+@dataclasses.dataclass
+class Prepared:
+    opts: Options
+    cfg: dict
+    topo: topology.Topology
+    plan: planlib.Plan
+    run_id: str
+    command: list[str]  # what actually runs on the host (docker run ... or the native launch line)
+    inner: list[str]  # the launch line itself (inside the container for docker)
+
+
+IMAGE_UID = 1000  # the image's non-root user
+
+
+def container_user() -> str:
+    """The invoking user, so results are theirs; root invokers still get the image's non-root user."""
+    return f"{IMAGE_UID}:{IMAGE_UID}" if os.getuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    for p in [path, *path.rglob("*")]:
+        os.lchown(p, uid, gid)
+
+
+def new_run_id(cfg: dict, sockets: int) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{cfg['profile']}-{sockets}s-{secrets.token_hex(2)}"
+
+
+def prepare(opts: Options) -> Prepared:
+    """Everything decided, nothing run: the plan and the exact command lines (what --dry-run prints)."""
+    cfg = config.resolve(opts.profile, opts.overrides)
+    topo = topology.load_file(opts.topology_file) if opts.topology_file else topology.live()
+    plan = planlib.make_plan(topo, opts.sockets, opts.emulate_sockets, opts.cores_per_socket, opts.controller)
+    if not opts.topology_file or not opts.dry_run:
+        planlib.check_fits(plan, topology.live().allowed)  # a recorded topology may only be *run* if it fits here
+    run_id = new_run_id(cfg, opts.sockets)
+    out = planlib.CONTAINER_RESULTS if not opts.native else str(opts.results_dir.resolve() / f".staging-{run_id}")
+    train_args = ["--profile", cfg["profile"], "--output", out,
+                  *[a for k, v in sorted(opts.overrides.items()) for a in (f"--{k.replace('_', '-')}", str(v))]]
+    inner = planlib.launch_command(plan, train_args)
+    if opts.native:
+        command = inner
+    else:
+        staging = opts.results_dir.resolve() / f".staging-{run_id}"
+        command = planlib.docker_command(plan, opts.image, inner, str(staging), container_user(),
+                                         name=f"xeontl-{run_id}")
+    return Prepared(opts, cfg, topo, plan, run_id, command, inner)
+
+
+def render(p: Prepared) -> str:
+    """The human-readable launch record: plan, env, exact command lines (saved as command.txt)."""
+    return "\n".join([
+        p.plan.describe(),
+        "",
+        "# environment of every worker",
+        planlib.render_env(p.plan.env),
+        "",
+        "# launch (inside the container)" if not p.opts.native else "# launch (native)",
+        shlex.join(p.inner),
+        *([] if p.opts.native else ["", "# on the host", shlex.join(p.command)]),
+        "",
+    ])
+
+
+# ------------------------------------------------------------------------------------------------ preflight checks
+def check_docker(image: str) -> dict:
+    """Docker CLI present, daemon up, image built: one clear line each otherwise. Returns the image's inspect data."""
+    if shutil.which("docker") is None:
+        raise UserError("the docker CLI is not installed: install Docker Engine, or run natively with --native")
+    try:
+        out = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        raise UserError("the Docker daemon does not answer: start it (systemctl start docker) or use --native") from None
+    if out.returncode != 0:
+        if "Cannot connect" in out.stderr or "daemon" in out.stderr.lower() and "No such" not in out.stderr:
+            raise UserError(f"the Docker daemon is not reachable ({out.stderr.strip().splitlines()[-1]}): start it, "
+                            f"or run natively with --native")
+        raise UserError(f"image {image} is not built: run `invoke build --offline` (or `invoke build`) first")
+    return json.loads(out.stdout)[0]
+
+
+def check_results_dir(results: Path, need_bytes: int = 200 << 20) -> None:
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create results dir {results} ({e.strerror}): choose another --results-dir") from None
+    if not os.access(results, os.W_OK):
+        raise UserError(f"results dir {results} is not writable: choose another --results-dir")
+    free = shutil.disk_usage(results).free
+    if free < need_bytes:
+        raise UserError(f"only {free >> 20} MiB free under {results}: a run needs ~{need_bytes >> 20} MiB, free some space")
+
+
+def check_native() -> None:
+    missing = [t for t in ("numactl",) if shutil.which(t) is None]
+    try:
+        import horovod  # noqa: F401
+    except ImportError:
+        missing.append("horovod (python package)")
+    if missing:
+        raise UserError(f"--native needs {', '.join(missing)}: run `invoke setup`, or drop --native to use the image")
+
+
+# ------------------------------------------------------------------------------------------------ running
+def _run(command: list[str], log_path: Path, env: dict, container: str | None) -> tuple[int, str | None]:
+    """Run, teeing output to a log; on Ctrl-C stop the ranks (or the container) and report 'aborted'."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)  # own process group: we stop all ranks together
+        try:
+            for line in proc.stdout:
+                sys.stdout.buffer.write(line)
+                sys.stdout.flush()
+                log.write(line)
+            return proc.wait(), None
+        except KeyboardInterrupt:
+            if container:
+                subprocess.run(["docker", "kill", "--signal", "INT", container], capture_output=True)
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                if container:
+                    subprocess.run(["docker", "kill", container], capture_output=True)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+            return 130, "aborted"
+
+
+def reproduce(opts: Options) -> int:
+    p = prepare(opts)
+    text = render(p)
+    if opts.dry_run:
+        print(text)
+        return 0
+    check_results_dir(opts.results_dir)
+    image_info = None
+    if opts.native:
+        check_native()
+    else:
+        image_info = check_docker(opts.image)
+    staging = opts.results_dir.resolve() / f".staging-{p.run_id}"
+    final = opts.results_dir.resolve() / p.run_id
+    staging.mkdir()  # fails if it exists: a run id is never reused
+    (staging / "command.txt").write_text(text)
+    (staging / "config.json").write_text(json.dumps(p.cfg, indent=1))
+    (staging / "plan.json").write_text(json.dumps(p.plan.to_dict(), indent=1))
+    print(text)
+    if not opts.native and os.getuid() == 0:
+        _chown_tree(staging, IMAGE_UID, IMAGE_UID)  # the container's non-root user writes here
+    env = {**os.environ, **p.plan.env} if opts.native else dict(os.environ)
+    started = datetime.now(timezone.utc).isoformat()
+    t0 = time.time()
+    rc, status = _run(p.command, staging / "logs-launcher.txt", env, None if opts.native else f"xeontl-{p.run_id}")
+    if not opts.native and os.getuid() == 0:
+        _chown_tree(staging, 0, 0)  # hand the results back to the invoking user
+    from xeontl import provenance, report  # after the run: they read its outputs
+
+    status = provenance.finish(staging, p, rc, status, started, time.time() - t0, image_info)
+    if opts.report:
+        report.write(staging)
+    os.replace(staging, final)  # atomic: results/<run-id> appears complete, or not at all
+    print(f"xeontl: {status}: results in {final}")
+    return 0 if status == "success" else (130 if status == "aborted" else 1)

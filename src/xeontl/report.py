@@ -1,0 +1,203 @@
+"""report.md + PNGs for a run dir, and `compare` between two runs.
+
+The table "paper vs this run" gives each paper figure, this run's value, the tolerance used and a verdict. A figure
+that cannot be compared (synthetic data, random weights, emulated sockets, no AMX) says so instead of passing or
+failing; the differences are listed first, in plain words.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE
+
+# The paper's figures (shared/paper.md) and the tolerance each is judged with.
+PAPER = {
+    "accuracy": {"value": 0.945, "tolerance": "+-1 point", "text": "94.5 % validation accuracy (BF16 = FP32)"},
+    "epochs": {"value": 45, "tolerance": "+-7 epochs", "text": "converges in ~43-45 epochs (run-to-run spread 6-7)"},
+    "minutes_1s": {"value": 5.5, "tolerance": "upper bound", "text": "1 socket: under 5.5 min"},
+    "minutes_2s": {"value": 3.0, "tolerance": "+-20 %", "text": "2 sockets: about 3 min"},
+    "speedup": {"value": 1.83, "tolerance": "+-0.1", "text": "speedup 1 -> 2 sockets 1.83x (efficiency 0.92)"},
+}
+
+
+def _load(run: Path, name: str) -> dict:
+    p = run / name
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def differences(metrics: dict, prov: dict, plan: dict) -> list[str]:
+    """What makes this run not the paper's, in plain words (first thing the report says)."""
+    out = []
+    notices = metrics.get("notices", [])
+    if SYNTHETIC_NOTICE in notices:
+        out.append("Synthetic data — not the paper's dataset: accuracy and epochs say nothing about colorectal_histology.")
+    if RANDOM_WEIGHTS_NOTICE in notices:
+        out.append("Random backbone — not ImageNet: features are random projections; a standardization layer was "
+                   "added before the head (demo only).")
+    if plan.get("emulated"):
+        w = plan["workers"][0]
+        out.append(f"Emulated sockets: {plan['sockets']} groups of {w['cores']} core(s) carved from one real socket; "
+                   f"the paper had 2 sockets of 56 cores.")
+    host = (prov.get("host") or {})
+    flags = host.get("cpu", {}).get("flags_of_note", {})
+    math = prov.get("math_path") or {}
+    if flags and not flags.get("amx_bf16"):
+        out.append("No AMX on this CPU: BF16 runs on AVX512-BF16 at best (the paper's SPR used AMX tiles).")
+    elif math and not math.get("amx_used") and metrics.get("precision", {}).get("precision") == "bf16":
+        out.append("AMX is advertised but oneDNN did not dispatch AMX kernels in the sample.")
+    topo = host.get("topology", {})
+    if topo and (topo.get("sockets"), topo.get("cores_per_socket")) != (2, [56, 56]):
+        out.append(f"Hardware: {host.get('cpu', {}).get('model_name')}, {topo.get('sockets')} socket(s) x "
+                   f"{topo.get('cores_per_socket')} cores — not the paper's 2x Xeon Platinum 8480+ (56 cores each).")
+    if (prov.get("execution") or {}).get("mode") == "docker":
+        out.append("Ran in a container (the paper ran on bare metal).")
+    return out
+
+
+def verdicts(metrics: dict, plan: dict, comparable: bool, speedup: float | None = None) -> list[dict]:
+    rows = []
+    acc, epochs = metrics.get("final_val_accuracy"), metrics.get("epochs_run")
+    minutes = metrics.get("train_seconds", 0) / 60 if metrics.get("train_seconds") else None
+    why = "" if comparable else "not comparable (see differences)"
+
+    def row(key, value, fmt, ok):
+        p = PAPER[key]
+        tol = p.get("tolerance")
+        verdict = why or ("n/a" if value is None else ("PASS" if ok else "FAIL"))
+        rows.append({"figure": p["text"], "this_run": "-" if value is None else fmt.format(value),
+                     "tolerance": tol, "verdict": verdict})
+
+    row("accuracy", acc, "{:.1%}", acc is not None and abs(acc - PAPER["accuracy"]["value"]) <= 0.01)
+    row("epochs", epochs, "{}", epochs is not None and abs(epochs - 45) <= 7)
+    if plan.get("sockets", 1) == 1:
+        row("minutes_1s", minutes, "{:.2f} min", minutes is not None and minutes < 5.5)
+    else:
+        row("minutes_2s", minutes, "{:.2f} min", minutes is not None and abs(minutes - 3.0) <= 0.6)
+    row("speedup", speedup, "{:.2f}x", speedup is not None and abs(speedup - 1.83) <= 0.1)
+    return rows
+
+
+def _plots(run: Path, metrics: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per = metrics.get("per_epoch") or []
+    if not per:
+        return []
+    ep = [r["epoch"] for r in per]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].plot(ep, [r["loss"] for r in per], label="train loss")
+    axes[0].plot(ep, [r.get("val_loss") for r in per], label="val loss")
+    axes[0].set_title("loss")
+    axes[1].plot(ep, [r["accuracy"] for r in per], label="train acc")
+    axes[1].plot(ep, [r.get("val_accuracy") for r in per], label="val acc")
+    axes[1].axhline(0.945, ls="--", c="gray", label="paper 94.5 %")
+    axes[1].set_title("accuracy")
+    axes[2].bar(ep, [r["seconds"] for r in per], label="epoch (s)")
+    axes[2].set_title("seconds per epoch (rank 0)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.suptitle(" | ".join(metrics.get("notices", [])) or "xeontl run", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(run / "curves.png", dpi=80)
+    plt.close(fig)
+    names = ["curves.png"]
+    ranks = metrics.get("ranks") or []
+    if ranks:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.bar([f"rank {r['rank']}" for r in ranks], [r["images_per_second"] for r in ranks])
+        ax.set_ylabel("training images/s (median epoch)")
+        ax.set_title("throughput per rank")
+        fig.tight_layout()
+        fig.savefig(run / "throughput.png", dpi=80)
+        plt.close(fig)
+        names.append("throughput.png")
+    return names
+
+
+def write(run: Path, speedup: float | None = None) -> Path:
+    run = Path(run)
+    metrics, prov, plan = _load(run, "metrics.json"), _load(run, "provenance.json"), _load(run, "plan.json")
+    diffs = differences(metrics, prov, plan)
+    comparable = not any(d.startswith(("Synthetic", "Random", "Emulated")) for d in diffs)
+    images = _plots(run, metrics)
+    run_id = prov.get("run_id") or run.name.removeprefix(".staging-")
+    lines = [f"# xeontl run {run_id}", "", f"**Status: {metrics.get('status', 'unknown')}**"]
+    if metrics.get("failure") or metrics.get("error"):
+        lines.append(f"Failure: `{json.dumps(metrics.get('failure') or metrics.get('error'))}`")
+    lines += ["", "## How this run differs from the paper", ""]
+    lines += [f"- {d}" for d in diffs] or ["- Nothing detected: same kind of host, real data and weights."]
+    lines += ["", "## Paper vs this run", "", "| paper | this run | tolerance | verdict |", "|---|---|---|---|"]
+    lines += [f"| {r['figure']} | {r['this_run']} | {r['tolerance']} | {r['verdict']} |"
+              for r in verdicts(metrics, plan, comparable, speedup)]
+    if metrics.get("per_epoch"):
+        lines += ["", "## Training", "",
+                  f"- epochs run: {metrics.get('epochs_run')}, best epoch: {metrics.get('best_epoch')}, "
+                  f"early stop: {metrics.get('stopped_early')}",
+                  f"- training time: {metrics.get('train_seconds', 0):.1f} s, "
+                  f"throughput (all ranks): {metrics.get('images_per_second', 0):.1f} images/s",
+                  f"- precision: {json.dumps(metrics.get('precision'))}, LR {metrics.get('learning_rate')} "
+                  f"({metrics.get('lr_rule')})"]
+        for r in metrics.get("ranks", []):
+            lines.append(f"- rank {r['rank']}: {r['images_per_second']:.1f} images/s on CPUs {r['affinity']}, "
+                         f"{r['train_images']} training images")
+        if metrics.get("per_class_accuracy"):
+            lines += ["", "| class | accuracy |", "|---|---|"]
+            lines += [f"| {k} | {v:.1%} |" for k, v in metrics["per_class_accuracy"].items()]
+    math = prov.get("math_path") or {}
+    execution = prov.get("execution") or {}
+    lines += ["", "## Where it ran", "",
+              f"- mode: {execution.get('mode')}, capabilities added: {execution.get('capabilities_added')}, "
+              f"capabilities held: {(execution.get('inside') or {}).get('capabilities')}",
+              f"- oneDNN kernels: {math.get('isas_dispatched')} (AMX used: {math.get('amx_used')}, "
+              f"bf16 kernels: {math.get('bf16_kernels_seen')})",
+              f"- CPU: {((prov.get('host') or {}).get('cpu') or {}).get('model_name')}"]
+    lines += ["", *[f"![{i}]({i})" for i in images], ""]
+    out = run / "report.md"
+    out.write_text("\n".join(lines))
+    return out
+
+
+def _flatten(d, prefix=""):
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(d, list) and len(d) > 16:  # long lists (CPU flags, per-epoch rows): compare whole
+        yield prefix, json.dumps(d, sort_keys=True)
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            yield from _flatten(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, d
+
+
+_NOISE = ("timestamps.", "run_id", "host.hostname", "execution.image.id", "code.commit", "metrics.per_epoch",
+          "env.other_names")
+
+
+def compare(run_a: Path, run_b: Path) -> list[tuple[str, object, object]]:
+    """Every differing field of config, provenance and headline metrics (timestamps and ids left out)."""
+    def doc(run):
+        m = _load(run, "metrics.json")
+        return {"config": _load(run, "config.json"), "provenance": _load(run, "provenance.json"),
+                "metrics": {k: v for k, v in m.items() if not isinstance(v, (list, dict)) or k == "precision"}}
+
+    a, b = dict(_flatten(doc(Path(run_a)))), dict(_flatten(doc(Path(run_b))))
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not any(n in k for n in _NOISE)]
+
+
+def speedup(runs: list[Path]) -> float | None:
+    """1-socket time / 2-socket time, when the runs include one successful run of each (same profile)."""
+    by_sockets = {}
+    for run in runs:
+        m, plan, cfg = _load(run, "metrics.json"), _load(run, "plan.json"), _load(run, "config.json")
+        if m.get("status") == "success" and m.get("train_seconds"):
+            by_sockets.setdefault((plan.get("sockets"), cfg.get("profile")), m["train_seconds"])
+    pairs = [(t1, by_sockets.get((2, prof))) for (s, prof), t1 in by_sockets.items() if s == 1]
+    return next((t1 / t2 for t1, t2 in pairs if t2), None)

@@ -1,0 +1,133 @@
+"""invoke tasks: parse arguments, call the package. `invoke --list` shows them; `invoke --help TASK` explains each."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from invoke import Exit, task
+
+sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before `pip install -e .` too
+
+from xeontl.errors import UserError  # noqa: E402
+
+
+def _guard(fn, *args, **kwargs):
+    """User mistakes: one line, exit 2. Ctrl-C: exit 130."""
+    try:
+        return fn(*args, **kwargs)
+    except UserError as e:
+        raise Exit(f"xeontl: error: {e}", code=e.exit_code)
+    except KeyboardInterrupt:
+        raise Exit("xeontl: interrupted", code=130)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    out = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep:
+            raise UserError(f"--set {p!r}: expected KEY=VALUE, e.g. --set epochs=5")
+        out[key.strip().replace("-", "_")] = value
+    return out
+
+
+@task(
+    help={
+        "sockets": "sockets (= Horovod workers) to use: 1 = the paper's single-socket run, 2 = its Horovod run",
+        "profile": "paper | demo | smoke (default demo: synthetic data + random weights, runs offline)",
+        "dataset": "override the profile's dataset: tfds | synthetic | folder:PATH",
+        "weights": "override the profile's weights: random | savedmodel:DIR | keras:FILE.h5",
+        "set": "override any other config field, KEY=VALUE (repeatable), e.g. --set epochs=5",
+        "native": "run on this host without Docker (needs `invoke setup`)",
+        "dry_run": "print the plan, env and exact command lines; run nothing",
+        "topology": "plan for a recorded `lscpu --parse=CPU,CORE,SOCKET,NODE` file instead of this machine",
+        "emulate_sockets": "split the usable cores into --sockets equal groups when the host has fewer sockets",
+        "cores_per_socket": "use at most K physical cores per socket (benchmarking)",
+        "controller": "Horovod controller: mpi (the paper's OpenMPI, default) | gloo",
+        "image": "image to run (default xeontl:latest, made by `invoke build`)",
+        "results_dir": "where run dirs are created (default results/)",
+    },
+    iterable=["set"],
+)
+def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None, native=False, dry_run=False,
+              topology=None, emulate_sockets=False, cores_per_socket=0, controller="mpi", image="xeontl:latest",
+              results_dir="results"):
+    """Run the paper's 1- or 2-socket experiment (pinning, threads, env) in the image or natively."""
+    from xeontl import launch
+
+    def go():
+        overrides = _overrides(set or [])
+        overrides.update({k: v for k, v in (("dataset", dataset), ("weights", weights)) if v is not None})
+        return launch.reproduce(launch.Options(
+            sockets=int(sockets), profile=profile, overrides=overrides, native=native, dry_run=dry_run,
+            topology_file=topology, emulate_sockets=emulate_sockets, cores_per_socket=int(cores_per_socket),
+            controller=controller, image=image, results_dir=Path(results_dir)))
+
+    rc = _guard(go)
+    if rc:
+        raise Exit(code=rc)
+
+
+@task(help={"offline": "build without a registry or internet: debootstrap base + local wheelhouse (what CI uses)",
+            "tag": "image tag (default xeontl:latest)", "force": "rebuild even if the inputs are unchanged"})
+def build(c, offline=False, tag="xeontl:latest", force=False):
+    """Build the image (Intel-TF 2.14 + OpenMPI + Horovod + xeontl); reuses it when its inputs are unchanged."""
+    from xeontl import image
+
+    _guard(image.build, tag=tag, offline=offline, force=force)
+
+
+@task(help={"image": "image to test (default xeontl:latest)"})
+def smoke(c, image="xeontl:latest"):
+    """In the image: horovodrun -np 2 trains the smoke profile on two emulated sockets; checks both ranks ran."""
+    from xeontl import smoke as smokelib
+
+    _guard(smokelib.run, image)
+
+
+@task(help={"runs": "run dirs to report on (a 1-socket and a 2-socket run also give the speedup)"}, iterable=["runs"])
+def report(c, runs=None):
+    """(Re)write report.md and plots for run dirs."""
+    from xeontl import report as rep
+
+    def go():
+        dirs = [Path(r) for r in runs or []]
+        if not dirs:
+            raise UserError("give at least one run dir: invoke report --runs results/<run-id>")
+        for d in dirs:
+            if not (d / "metrics.json").exists():
+                raise UserError(f"{d} is not a run dir (no metrics.json)")
+        for d in dirs:
+            print(rep.write(d, speedup=rep.speedup(dirs)))
+
+    _guard(go)
+
+
+@task(help={"run_a": "first run dir", "run_b": "second run dir"})
+def compare(c, run_a, run_b):
+    """What differs between two runs' provenance, config and results."""
+    from xeontl import report as rep
+
+    for key, a, b in _guard(rep.compare, Path(run_a), Path(run_b)):
+        print(f"{key}\n  A: {a}\n  B: {b}")
+
+
+@task
+def setup(c):
+    """Install the native stack on this host: apt (OpenMPI, numactl, debootstrap, build tools), pip (TF, Horovod)."""
+    c.run("bash scripts/setup-host.sh", pty=False)
+
+
+@task
+def lock(c):
+    """Regenerate requirements/lock.txt (exact versions + sha256) from requirements/lock.in."""
+    c.run("pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header "
+          "-o requirements/lock.txt requirements/lock.in")
+
+
+@task(help={"k": "only tests matching this pytest -k expression"})
+def test(c, k=None):
+    """Run the test suite (unit + native MPI + image tests): the same command CI runs."""
+    c.run("python -m pytest -ra" + (f" -k {json.dumps(k)}" if k else ""), pty=False)
