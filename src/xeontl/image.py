@@ -33,7 +33,8 @@ HOROVOD_LOCK = ROOT / "requirements" / "horovod.txt"
 SUITE = "bookworm"
 RUNTIME_PACKAGES = ["python3", "python3-venv", "openmpi-bin", "libopenmpi3", "numactl", "procps", "openssh-client",
                     "openssh-server", "ca-certificates"]
-BUILDER_PACKAGES = RUNTIME_PACKAGES + ["python3-dev", "g++", "make", "cmake", "libopenmpi-dev"]
+# automake: libltdl-dev (via libopenmpi-dev) needs the virtual automake-1.16, which debootstrap cannot resolve itself.
+BUILDER_PACKAGES = RUNTIME_PACKAGES + ["python3-dev", "g++", "make", "cmake", "libopenmpi-dev", "automake"]
 BASES = {"runtime": ("xeontl-base:bookworm-runtime", RUNTIME_PACKAGES),
          "builder": ("xeontl-base:bookworm-builder", BUILDER_PACKAGES)}
 # Files whose content defines the image: a change to any of them means a rebuild.
@@ -44,7 +45,8 @@ INPUTS = ["docker/Dockerfile", "docker/entrypoint.sh", "README.md", "requirement
 def _run(cmd: list[str], step: str, fix: str, **kw) -> subprocess.CompletedProcess:
     r = subprocess.run(cmd, **kw)
     if r.returncode != 0:
-        tail = (r.stderr or "")[-400:].strip() if isinstance(r.stderr, str) else ""
+        out = (r.stderr or "") + (r.stdout or "") if isinstance(r.stderr, str) else ""
+        tail = "\n".join(l for l in out.splitlines() if l.strip())[-400:]
         raise UserError(f"{step} failed (exit {r.returncode}){': ' + tail.splitlines()[-1] if tail else ''}: {fix}")
     return r
 

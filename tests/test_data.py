@@ -1,0 +1,147 @@
+"""Data sources on data the tests make themselves: synthetic tiles, a tiny Kather TIFF tree and zip, TFDS mock data."""
+
+import hashlib
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from xeontl import config, data
+from xeontl.errors import UserError
+
+
+def cfg(**over):
+    return config.resolve("smoke", over)
+
+
+def test_synthetic_is_deterministic_balanced_and_well_typed():
+    a = data.synthetic_split(7, 0, 32)
+    b = data.synthetic_split(7, 0, 32)
+    assert a.images.shape == (32, 150, 150, 3) and a.images.dtype == np.uint8 and a.labels.dtype == np.int32
+    assert np.array_equal(a.images, b.images) and a.sha256() == b.sha256()
+    assert a.class_counts() == [4] * 8
+    assert data.synthetic_split(8, 0, 32).sha256() != a.sha256()  # the seed matters
+
+
+def test_synthetic_classes_differ_but_vary_within():
+    s = data.synthetic_split(1, 0, 64)
+    means = np.array([s.images[s.labels == k].mean(axis=(0, 1, 2)) for k in range(8)])
+    assert len({tuple(np.round(m)) for m in means}) == 8  # 8 distinct colour signatures
+    lympho = s.images[s.labels == 3].astype(float)
+    assert np.abs(lympho[0] - lympho[1]).mean() > 10  # two tiles of a class are not copies
+
+
+def test_synthetic_train_and_val_never_share_a_tile():
+    ds = data.load_synthetic(cfg())
+    train = {hashlib.sha1(x.tobytes()).hexdigest() for x in ds.train.images}
+    assert not train & {hashlib.sha1(x.tobytes()).hexdigest() for x in ds.val.images}
+    assert ds.info["notice"] == "synthetic data — not the paper's dataset"
+
+
+def test_shards_are_disjoint_and_cover_the_set():
+    s = data.synthetic_split(3, 0, 40)
+    parts = [s.shard(2, r) for r in range(2)]
+    assert sum(len(p) for p in parts) == 40
+    hashes = [{hashlib.sha1(x.tobytes()).hexdigest() for x in p.images} for p in parts]
+    assert not hashes[0] & hashes[1]
+    # stratified: every worker sees every class (a plain stride over index % 8 labels would not), +-1 image
+    a, b = parts[0].class_counts(), parts[1].class_counts()
+    assert min(a) > 0 and min(b) > 0 and all(abs(x - y) <= 1 for x, y in zip(a, b))
+
+
+def test_pipeline_shapes_and_range():
+    s = data.synthetic_split(3, 0, 16)
+    x, y = next(iter(data.pipeline(s, cfg(image_size=64, batch_size=8), training=True)))
+    assert x.shape == (8, 64, 64, 3) and float(x.numpy().min()) >= 0 and float(x.numpy().max()) <= 1
+    assert y.shape == (8,)
+
+
+# ---------------------------------------------------------------------------------------------- Kather archive
+def write_tree(root, per_class=3, bad=()):
+    for ci, folder in enumerate(data.KATHER_FOLDERS):
+        (root / folder).mkdir(parents=True)
+        for i in range(per_class):
+            img = np.full((150, 150, 3), (ci * 30, 255 - ci * 30, i * 40), np.uint8)
+            Image.fromarray(img).save(root / folder / f"{ci}_{i}.tif")
+    for name, im in bad:
+        im.save(root / name) if hasattr(im, "save") else (root / name).write_bytes(im)
+    return root
+
+
+def test_folder_tree_loads_in_tfds_class_order(tmp_path):
+    root = write_tree(tmp_path / "kather")
+    ds = data.load(cfg(dataset=f"folder:{root}"))
+    assert len(ds.train) + len(ds.val) == 24
+    all_labels = np.concatenate([ds.train.labels, ds.val.labels])
+    all_images = np.concatenate([ds.train.images, ds.val.images])
+    for img, label in zip(all_images, all_labels):
+        assert img[0, 0, 0] == label * 30  # 01_TUMOR -> 0 (tumor) ... 08_EMPTY -> 7 (empty), as TFDS
+    assert data.CLASS_NAMES == ("tumor", "stroma", "complex", "lympho", "debris", "mucosa", "adipose", "empty")
+
+
+def test_non_rgb_and_unreadable_images_are_skipped_and_counted(tmp_path):
+    root = write_tree(tmp_path / "kather", bad=[
+        ("01_TUMOR/gray.tif", Image.new("L", (150, 150))), ("02_STROMA/broken.tif", b"not a tiff")])
+    ds = data.load(cfg(dataset=f"folder:{root}"))
+    assert ds.info["skipped_images"] == 2 and len(ds.train) + len(ds.val) == 24
+
+
+def test_missing_class_folder_is_refused(tmp_path):
+    root = write_tree(tmp_path / "kather")
+    for f in (root / "05_DEBRIS").iterdir():
+        f.unlink()
+    (root / "05_DEBRIS").rmdir()
+    with pytest.raises(UserError, match="05_DEBRIS"):
+        data.load(cfg(dataset=f"folder:{root}"))
+
+
+def make_zip(tmp_path):
+    root = write_tree(tmp_path / "tree")
+    z = tmp_path / data.ARCHIVE_NAME
+    with zipfile.ZipFile(z, "w") as zf:
+        for f in sorted(root.rglob("*.tif")):
+            zf.write(f, f"Kather_texture_2016_image_tiles_5000/{f.relative_to(root)}")
+    return z
+
+
+def test_zip_with_matching_checksum_loads(tmp_path):
+    z = make_zip(tmp_path)
+    ds = data.load(cfg(dataset=f"folder:{z}", archive_sha256=data.sha256_file(z)))
+    assert len(ds.train) + len(ds.val) == 24 and ds.info["archive_sha256"] == data.sha256_file(z)
+
+
+def test_zip_with_wrong_checksum_is_refused(tmp_path):
+    z = make_zip(tmp_path)  # default expectation: the real archive's sha256
+    with pytest.raises(UserError, match=f"expected {data.ARCHIVE_SHA256}"):
+        data.load(cfg(dataset=f"folder:{z}"))
+
+
+def test_missing_dataset_path(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        data.load(cfg(dataset=f"folder:{tmp_path}/nope"))
+
+
+# ---------------------------------------------------------------------------------------------- TFDS
+def test_tfds_loader_reads_the_80_20_split(tmp_path):
+    import tensorflow_datasets as tfds
+
+    # TFDS's mock yields num_examples for any split (it ignores slicing): check what we asked for and got decoded.
+    with tfds.testing.mock_data(num_examples=20, data_dir=str(tmp_path)):
+        ds = data.load(cfg(dataset="tfds", data_dir=str(tmp_path)))
+    assert ds.info["splits"] == ["train[:80%]", "train[80%:]"] and ds.info["name"] == "colorectal_histology"
+    assert len(ds.train) == 20 and ds.train.images.shape[1:] == (150, 150, 3) and ds.train.images.dtype == np.uint8
+    assert set(ds.train.labels) <= set(range(8))
+
+
+def test_tfds_absent_and_not_downloadable_says_where_to_put_the_archive(tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
+    def offline(*a, **k):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(tfds.core.DatasetBuilder, "download_and_prepare", offline)
+    with pytest.raises(UserError) as e:
+        data.load(cfg(dataset="tfds", data_dir=str(tmp_path)))
+    msg = str(e.value)
+    assert data.ARCHIVE_NAME in msg and data.ARCHIVE_SHA256 in msg and "\n" not in msg

@@ -1,0 +1,167 @@
+"""Topology -> plan -> command lines, on recorded machines. Pure: no process is started."""
+
+import shlex
+
+import pytest
+
+from conftest import SPR, TOPOLOGIES, invoke, one_line_error
+from xeontl import plan as planlib, topology
+from xeontl.errors import UserError
+
+
+def load(name):
+    return topology.load_file(TOPOLOGIES / name)
+
+
+# ---------------------------------------------------------------------------------------------- the paper's host
+def test_spr_topology_read_from_file():
+    t = topology.load_file(SPR)
+    s = t.summary()
+    assert (s["sockets"], s["cores_per_socket"], s["threads_per_core"]) == (2, [56, 56], 2)
+    assert s["numa_nodes"] == {0: "0-55,112-167", 1: "56-111,168-223"}
+
+
+def test_spr_one_socket_is_the_papers_command():
+    p = planlib.make_plan(topology.load_file(SPR), 1)
+    w, = p.workers
+    assert shlex.join(w.numactl) == "numactl -C 0-55,112-167 -m 0"
+    assert (w.intra, w.inter, p.env["OMP_NUM_THREADS"]) == (56, 56, "56")
+    assert {k: p.env[k] for k in planlib.PAPER_KMP_ENV} == {
+        "KMP_SETTINGS": "1", "KMP_BLOCKTIME": "1", "KMP_AFFINITY": "granularity=fine,compact,1,0"}
+    cmd = planlib.launch_command(p, ["--profile", "paper"])
+    assert cmd[:5] == ["numactl", "-C", "0-55,112-167", "-m", "0"] and "horovodrun" not in cmd
+
+
+def test_spr_two_sockets_is_the_papers_command():
+    p = planlib.make_plan(topology.load_file(SPR), 2)
+    assert [shlex.join(w.numactl) for w in p.workers] == ["numactl -C 0-55,112-167 -m 0",
+                                                          "numactl -C 56-111,168-223 -m 1"]
+    assert [w.intra for w in p.workers] == [54, 54] and p.env["OMP_NUM_THREADS"] == "54"
+    line = shlex.join(planlib.launch_command(p, ["--profile", "paper"]))
+    assert line.startswith("horovodrun -np 2 -H localhost:2 --mpi")
+    assert "numactl -C 0-55,112-167 -m 0" in line and "numactl -C 56-111,168-223 -m 1" in line
+    assert "-bind-to none" in line  # MPI's own binding must not fight numactl
+    assert not p.emulated
+
+
+def test_rank_wrapper_picks_numactl_by_local_rank(tmp_path):
+    """Run the generated per-rank wrapper with each local rank and see which numactl it would exec."""
+    import subprocess
+
+    p = planlib.make_plan(topology.load_file(SPR), 2)
+    fake = tmp_path / "numactl"
+    fake.write_text("#!/bin/sh\necho \"$@\"\n")
+    fake.chmod(0o755)
+    for rank, var in [(0, "OMPI_COMM_WORLD_LOCAL_RANK"), (1, "HOROVOD_LOCAL_RANK")]:
+        out = subprocess.run(planlib.rank_wrapper(p, ["python", "x"]), capture_output=True, text=True,
+                             env={"PATH": f"{tmp_path}:/usr/bin:/bin", var: str(rank)})
+        assert out.stdout.split()[:4] == ["-C", p.workers[rank].numactl[2], "-m", str(rank)]
+
+
+# ---------------------------------------------------------------------------------------------- other hosts
+def test_this_kind_of_host_needs_emulation_for_two_sockets():
+    t = load("ci-host-1s-2c.lscpu")
+    with pytest.raises(UserError, match="--emulate-sockets"):
+        planlib.make_plan(t, 2)
+    p = planlib.make_plan(t, 2, emulate=True)
+    assert p.emulated and [w.cpus for w in p.workers] == [(0,), (1,)]
+    assert [w.intra for w in p.workers] == [1, 1] and any("clamped" in n for n in p.notes)
+    assert "EMULATED SOCKETS" in p.describe() and p.env["XEONTL_EMULATED_SOCKETS"] == "2"
+
+
+def test_adjacent_siblings_are_read_not_assumed():
+    p = planlib.make_plan(load("adjacent-siblings-2s-ht.lscpu"), 2)
+    assert [shlex.join(w.numactl) for w in p.workers] == ["numactl -C 0-7 -m 0", "numactl -C 8-15 -m 1"]
+    assert [w.cores for w in p.workers] == [4, 4] and [w.intra for w in p.workers] == [2, 2]
+
+
+def test_sub_numa_clustering_binds_all_nodes_of_the_socket():
+    p = planlib.make_plan(load("snc2-2s-ht.lscpu"), 2)
+    assert [shlex.join(w.numactl) for w in p.workers] == ["numactl -C 0-3,8-11 -m 0,1", "numactl -C 4-7,12-15 -m 2,3"]
+
+
+def test_cores_per_socket_caps_each_worker_with_siblings():
+    p = planlib.make_plan(topology.load_file(SPR), 2, cores_per_socket=4)
+    assert [shlex.join(w.numactl) for w in p.workers] == ["numactl -C 0-3,112-115 -m 0",
+                                                          "numactl -C 56-59,168-171 -m 1"]
+
+
+def test_usable_cpus_restrict_the_plan():
+    t = topology.load_file(SPR)
+    inside = topology.Topology(t.cpus, frozenset(range(0, 8)), "cpuset")
+    p = planlib.make_plan(inside, 1)
+    assert shlex.join(p.workers[0].numactl) == "numactl -C 0-7 -m 0"
+    with pytest.raises(UserError, match="usable socket"):
+        planlib.make_plan(inside, 2)
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize("sockets,needle", [(0, "must be 1 or more"), (-1, "must be 1 or more"), (3, "2 usable")])
+def test_bad_socket_counts(sockets, needle):
+    with pytest.raises(UserError, match=needle):
+        planlib.make_plan(topology.load_file(SPR), sockets)
+
+
+@pytest.mark.parametrize("text,needle", [("0,0,0,0\nfoo,bar\n", "not a CPU,CORE,SOCKET,NODE row"),
+                                         ("# only comments\n", "no CPU rows"), ("0,0,0,0\n0,1,0,0\n", "appears twice")])
+def test_garbled_topology_files(tmp_path, text, needle):
+    f = tmp_path / "t.lscpu"
+    f.write_text(text)
+    with pytest.raises(UserError, match=needle):
+        topology.load_file(f)
+
+
+def test_unreadable_topology_file(tmp_path):
+    with pytest.raises(UserError, match="cannot read topology file"):
+        topology.load_file(tmp_path / "missing.lscpu")
+
+
+def test_cpuset_smaller_than_plan():
+    p = planlib.make_plan(topology.load_file(SPR), 2)
+    with pytest.raises(UserError, match="may not use"):
+        planlib.check_fits(p, frozenset({0, 1}))
+
+
+def test_cpulist_roundtrip():
+    assert topology.cpulist([0, 1, 2, 3, 8, 9, 11]) == "0-3,8-9,11"
+    assert topology.parse_cpulist("0-3,8-9,11") == {0, 1, 2, 3, 8, 9, 11}
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+def test_docker_command_is_confined_and_unprivileged():
+    p = planlib.make_plan(topology.load_file(SPR), 2)
+    cmd = planlib.docker_command(p, "xeontl:latest", ["true"], "/r", "1000:1000")
+    assert "--privileged" not in cmd and cmd[cmd.index("--cap-add") + 1] == "SYS_NICE"
+    assert "--cpuset-cpus=0-223" in cmd and "--cpuset-mems=0,1" in cmd
+    assert cmd[cmd.index("--user") + 1] == "1000:1000"
+    assert "OMPI_MCA_btl_vader_single_copy_mechanism=none" in cmd  # shared memory without SYS_PTRACE
+
+
+def test_dry_run_prints_the_papers_two_socket_run():
+    r = invoke("reproduce", "--sockets", "2", "--dry-run", "--topology", str(SPR), "--profile", "paper", timeout=120)
+    assert r.returncode == 0, r.stderr
+    for s in ["numactl -C 0-55,112-167 -m 0", "numactl -C 56-111,168-223 -m 1", "horovodrun -np 2",
+              "KMP_AFFINITY=granularity=fine,compact,1,0", "KMP_BLOCKTIME=1", "KMP_SETTINGS=1",
+              "XEONTL_INTRA_THREADS=54", "OMP_NUM_THREADS=54", "docker run"]:
+        assert s in r.stdout, s
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--sockets", "0"], "--sockets 0"),
+    (["--sockets", "3", "--topology", str(SPR)], "--sockets 3"),
+    (["--topology", "/nonexistent/file"], "cannot read topology file"),
+    (["--profile", "nope"], "unknown profile"),
+    (["--set", "epochs"], "KEY=VALUE"),
+    (["--image", "xeontl:does-not-exist", "--sockets", "1"], "is not built"),
+])
+def test_reproduce_bad_input_is_one_line_and_launches_nothing(tmp_path, args, needle):
+    r = invoke("reproduce", "--results-dir", str(tmp_path / "res"), *args, timeout=120)
+    one_line_error(r, needle)
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
+
+
+def test_reproduce_without_docker_says_so(tmp_path):
+    r = invoke("reproduce", "--sockets", "1", "--results-dir", str(tmp_path), timeout=120,
+               env={"PATH": "/nonexistent"} | {"PYTHONPATH": ""})
+    # PATH without docker: the launcher must name the missing CLI (invoke itself runs via sys.executable)
+    one_line_error(r, "docker CLI is not installed")
