@@ -81,6 +81,7 @@ FIELDS: dict[str, Field] = {
                  _one_of("onednn", "keras"), "onednn"),
     "epochs": Field(int, "maximum epochs (early stopping usually ends sooner)", _positive, 100),
     "patience": Field(int, "early-stopping patience on val_loss", _non_negative, 10),
+    "min_delta": Field(float, "smallest val_loss decrease that counts as an improvement", _non_negative, 0.0),
     "batch_size": Field(int, "images per step per worker", _positive, 32),
     "optimizer": Field(str, "adam | sgd", _one_of("adam", "sgd"), "adam"),
     "learning_rate": Field(float, "base learning rate (one worker)", _positive, 0.01),

@@ -215,7 +215,8 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
 
     # 6. Callbacks: Horovod's first (their order matters), then early stopping on the averaged metric.
     recorder = EpochRecorder(steps * cfg["batch_size"], events)
-    early = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"], restore_best_weights=True,
+    early = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"], min_delta=cfg["min_delta"],
+                                             restore_best_weights=True,
                                              verbose=1 if rank0 else 0)
     callbacks = []
     if hvd:
