@@ -46,13 +46,14 @@ def _overrides(pairs: list[str]) -> dict:
         "emulate_sockets": "split the usable cores into --sockets equal groups when the host has fewer sockets",
         "cores_per_socket": "use at most K physical cores per socket (benchmarking)",
         "controller": "Horovod controller: mpi (the paper's OpenMPI, default) | gloo",
+        "hosts": "multi-node: HOST:SLOTS,... with SLOTS = --sockets (every host pinned like this one)",
         "image": "image to run (default xeontl:latest, made by `invoke build`)",
         "results_dir": "where run dirs are created (default results/)",
     },
     iterable=["set"],
 )
 def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None, native=False, dry_run=False,
-              topology=None, emulate_sockets=False, cores_per_socket=0, controller="mpi", image="xeontl:latest",
+              topology=None, emulate_sockets=False, cores_per_socket=0, controller="mpi", hosts="", image="xeontl:latest",
               results_dir="results"):
     """Run the paper's 1- or 2-socket experiment (pinning, threads, env) in the image or natively."""
     from xeontl import launch
@@ -63,7 +64,7 @@ def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None
         return launch.reproduce(launch.Options(
             sockets=int(sockets), profile=profile, overrides=overrides, native=native, dry_run=dry_run,
             topology_file=topology, emulate_sockets=emulate_sockets, cores_per_socket=int(cores_per_socket),
-            controller=controller, image=image, results_dir=Path(results_dir)))
+            controller=controller, hosts=hosts, image=image, results_dir=Path(results_dir)))
 
     rc = _guard(go)
     if rc:
@@ -112,6 +113,23 @@ def compare(c, run_a, run_b):
 
     for key, a, b in _guard(rep.compare, Path(run_a), Path(run_b)):
         print(f"{key}\n  A: {a}\n  B: {b}")
+
+
+@task(help={"results_dir": "host dir the containers write run dirs to (default results/)",
+            "profile": "profile the compose services run (default demo; the two-node service defaults to smoke)",
+            "image": "image the services run (default xeontl:latest)"})
+def compose_env(c, results_dir="results", profile="demo", image="xeontl:latest"):
+    """Write .env for compose.yaml: CPU sets from this host's plans, user ids, results dir."""
+    from xeontl import launch
+
+    def go():
+        res = Path(results_dir)
+        launch.check_results_dir(res)
+        env = launch.compose_env(res, image, profile)
+        Path(".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        print("".join(f"{k}={v}\n" for k, v in env.items()) + "wrote .env (read by docker-compose)")
+
+    _guard(go)
 
 
 @task

@@ -39,6 +39,11 @@ Host *
 CFG
   chmod 600 "$HOME/.ssh/config"
   /usr/sbin/sshd -f /tmp/sshd/sshd_config -E /tmp/sshd/sshd.log
+  # The launching node waits until the other nodes accept ssh (horovodrun checks them once, at start).
+  for host in ${XEONTL_WAIT_FOR_HOSTS:-}; do
+    for _ in $(seq 60); do ssh -o BatchMode=yes -o ConnectTimeout=2 "$host" true 2>/dev/null && break; sleep 1; done
+    ssh -o BatchMode=yes -o ConnectTimeout=2 "$host" true || { echo "xeontl: $host does not accept ssh" >&2; exit 1; }
+  done
   if [ $# -eq 0 ]; then exec sleep infinity; fi
 fi
 exec "$@"

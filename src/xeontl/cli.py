@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -36,6 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--horovod", choices=("auto", "on", "off"), default="auto",
                    help="auto: use Horovod when launched by horovodrun (default)")
 
+    r = sub.add_parser("reproduce", help="the launcher, natively on this host or inside a container (compose)")
+    add_config_args(r)
+    r.add_argument("--sockets", type=int, default=2, help="sockets (workers) per host")
+    r.add_argument("--emulate-sockets", choices=("no", "yes", "auto"), default="no",
+                   help="split the usable cores into --sockets groups; auto: only when the host has too few sockets")
+    r.add_argument("--hosts", default="", help="multi-node: HOST:SLOTS,... (slots = --sockets on every host)")
+    r.add_argument("--controller", choices=("mpi", "gloo"), default="mpi")
+    r.add_argument("--results-dir", type=Path, default=Path("results"))
+    r.add_argument("--dry-run", action="store_true")
+
     pr = sub.add_parser("probe", help="print what this environment is (host, container, software, oneDNN ISA) as JSON")
     pr.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
     pr.add_argument("--amp", default="onednn", choices=("onednn", "keras"))
@@ -46,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends us quietly, like any Unix tool
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's warnings, drop its info banners
     args = _parser().parse_args(argv)
     try:
@@ -54,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(provenance.probe(args.precision, args.amp), default=str))
             return 0
+        if args.command == "reproduce":
+            from xeontl import launch, topology
+
+            emulate = args.emulate_sockets == "yes" or (
+                args.emulate_sockets == "auto" and len(topology.live().sockets()) < args.sockets)
+            return launch.reproduce(launch.Options(
+                sockets=args.sockets, profile=args.profile, overrides=overrides_from(args), native=True,
+                dry_run=args.dry_run, emulate_sockets=emulate, controller=args.controller, hosts=args.hosts,
+                results_dir=args.results_dir))
         cfg = config.resolve(args.profile, overrides_from(args))
         if args.command == "config":
             print(json.dumps(cfg, indent=1))

@@ -36,6 +36,7 @@ class Options:
     emulate_sockets: bool = False
     cores_per_socket: int = 0
     controller: str = "mpi"
+    hosts: str = ""
     image: str = DEFAULT_IMAGE
     results_dir: Path = Path("results")
     report: bool = True
@@ -74,7 +75,8 @@ def prepare(opts: Options) -> Prepared:
     """Everything decided, nothing run: the plan and the exact command lines (what --dry-run prints)."""
     cfg = config.resolve(opts.profile, opts.overrides)
     topo = topology.load_file(opts.topology_file) if opts.topology_file else topology.live()
-    plan = planlib.make_plan(topo, opts.sockets, opts.emulate_sockets, opts.cores_per_socket, opts.controller)
+    plan = planlib.make_plan(topo, opts.sockets, opts.emulate_sockets, opts.cores_per_socket, opts.controller,
+                             opts.hosts)
     if not opts.topology_file or not opts.dry_run:
         planlib.check_fits(plan, topology.live().allowed)  # a recorded topology may only be *run* if it fits here
     run_id = new_run_id(cfg, opts.sockets)
@@ -209,3 +211,20 @@ def reproduce(opts: Options) -> int:
     os.replace(staging, final)  # atomic: results/<run-id> appears complete, or not at all
     print(f"xeontl: {status}: results in {final}")
     return 0 if status == "success" else (130 if status == "aborted" else 1)
+
+
+def compose_env(results_dir: Path, image: str = DEFAULT_IMAGE, profile: str = "demo") -> dict[str, str]:
+    """The values compose.yaml reads, from the same plans `invoke reproduce` makes for this host."""
+    from xeontl.topology import cpulist
+
+    topo = topology.live()
+    real = len(topo.sockets())
+    one = planlib.make_plan(topo, 1)
+    two = planlib.make_plan(topo, 2, emulate=real < 2)
+    uid = IMAGE_UID if os.getuid() == 0 else os.getuid()
+    gid = IMAGE_UID if os.getuid() == 0 else os.getgid()
+    return {"XEONTL_IMAGE": image, "XEONTL_PROFILE": profile, "XEONTL_RESULTS": str(results_dir.resolve()),
+            "XEONTL_UID": str(uid), "XEONTL_GID": str(gid),
+            "XEONTL_CPUSET_1S": cpulist(one.cpus), "XEONTL_CPUSET_2S": cpulist(two.cpus),
+            # two "hosts" on one machine: each container gets one socket (or emulated socket) of the 2-socket plan
+            "XEONTL_CPUSET_NODE1": cpulist(two.workers[0].cpus), "XEONTL_CPUSET_NODE2": cpulist(two.workers[1].cpus)}

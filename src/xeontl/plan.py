@@ -58,10 +58,15 @@ class Plan:
     topology_source: str
     controller: str  # mpi | gloo
     notes: tuple[str, ...]
+    hosts: tuple[str, ...] = ()  # multi-node: "host:slots", every host running this same per-socket layout
+
+    @property
+    def total_workers(self) -> int:
+        return len(self.workers) * max(1, len(self.hosts))
 
     @property
     def horovod(self) -> bool:
-        return self.sockets > 1
+        return self.total_workers > 1
 
     @property
     def cpus(self) -> list[int]:
@@ -82,7 +87,9 @@ class Plan:
         return env
 
     def describe(self) -> str:
-        lines = [f"plan: {self.sockets} socket(s), {len(self.workers)} worker(s), topology {self.topology_source}"]
+        lines = [f"plan: {self.sockets} socket(s), {len(self.workers)} worker(s) per host, topology {self.topology_source}"]
+        if self.hosts:
+            lines.append(f"hosts: {', '.join(self.hosts)} ({self.total_workers} workers; every host pinned as below)")
         if self.emulated:
             lines.append(f"EMULATED SOCKETS: {self.sockets} groups of {self.workers[0].cores} core(s) carved from "
                          f"fewer real sockets; figures are not comparable with the paper's")
@@ -93,7 +100,8 @@ class Plan:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        return {"sockets": self.sockets, "emulated": self.emulated, "topology_source": self.topology_source,
+        return {"sockets": self.sockets, "emulated": self.emulated, "hosts": list(self.hosts),
+                "total_workers": self.total_workers, "topology_source": self.topology_source,
                 "controller": self.controller, "horovod": self.horovod, "notes": list(self.notes),
                 "env": self.env, "workers": [{**dataclasses.asdict(w), "numactl": shlex.join(w.numactl)}
                                              for w in self.workers]}
@@ -117,14 +125,29 @@ def _socket_groups(topo: Topology, sockets: int, emulate: bool) -> tuple[list[tu
     return [(i, cores[i * per:(i + 1) * per]) for i in range(sockets)], True
 
 
+def parse_hosts(hosts: str, sockets: int) -> tuple[str, ...]:
+    """'node1:1,node2:1' -> ('node1:1', 'node2:1'); each host's slots must equal the sockets used per host."""
+    out = []
+    for h in filter(None, hosts.split(",")):
+        name, _, slots = h.partition(":")
+        if not name or not slots.isdigit() or int(slots) != sockets:
+            raise UserError(f"--hosts entry '{h}': expected HOST:{sockets} (one slot per socket used on each host)")
+        out.append(f"{name}:{slots}")
+    if not out:
+        raise UserError("--hosts is empty: give HOST:SLOTS,HOST:SLOTS")
+    return tuple(out)
+
+
 def make_plan(topo: Topology, sockets: int, emulate: bool = False, cores_per_socket: int = 0,
-              controller: str = "mpi") -> Plan:
+              controller: str = "mpi", hosts: str = "") -> Plan:
     if sockets < 1:
         raise UserError(f"--sockets {sockets}: must be 1 or more (the paper ran 1 and 2)")
     if cores_per_socket < 0:
         raise UserError(f"--cores-per-socket {cores_per_socket}: must be >= 1 (or 0 for all)")
     if controller not in ("mpi", "gloo"):
         raise UserError(f"--controller {controller}: must be mpi (the paper's OpenMPI) or gloo")
+    host_list = parse_hosts(hosts, sockets) if hosts else ()
+    distributed = sockets * max(1, len(host_list)) > 1
     groups, emulated = _socket_groups(topo, sockets, emulate)
     notes = []
     workers = []
@@ -134,7 +157,7 @@ def make_plan(topo: Topology, sockets: int, emulate: bool = False, cores_per_soc
                 raise UserError(f"--cores-per-socket {cores_per_socket}: socket {sock} has only {len(cores)} usable cores")
             cores = cores[:cores_per_socket]
         n = len(cores)
-        if sockets == 1:
+        if not distributed:
             intra = inter = n  # the paper: inter = intra = OMP_NUM_THREADS = physical cores of the socket
         else:
             # The paper: intra = cores - 2, leaving two cores per socket for Horovod's and MPI's threads.
@@ -146,10 +169,10 @@ def make_plan(topo: Topology, sockets: int, emulate: bool = False, cores_per_soc
     sizes = {w.cores for w in workers}
     if len(sizes) > 1:
         notes.append(f"sockets have unequal usable cores {[w.cores for w in workers]}: weak scaling is uneven")
-    if sockets > 1 and controller == "mpi":
+    if distributed and controller == "mpi":
         notes.append("OMPI_MCA_mpi_yield_when_idle=1: idle MPI ranks yield their core instead of busy-polling "
                      "(launcher default, not in the paper)")
-    return Plan(sockets, tuple(workers), emulated, topo.source, controller, tuple(notes))
+    return Plan(sockets, tuple(workers), emulated, topo.source, controller, tuple(notes), host_list)
 
 
 def check_fits(plan: Plan, allowed: frozenset[int]) -> None:
@@ -173,13 +196,14 @@ def rank_wrapper(plan: Plan, command: list[str]) -> list[str]:
     return ["sh", "-c", script, "xeontl-rank", *command]
 
 
-def launch_command(plan: Plan, train_args: list[str], hosts: str | None = None) -> list[str]:
-    """The command that runs the whole job on one host (or across `hosts` for the multi-node layout)."""
+def launch_command(plan: Plan, train_args: list[str]) -> list[str]:
+    """The command that runs the whole job on this host, or across the plan's hosts (multi-node layout)."""
     cmd = train_command(train_args)
     if not plan.horovod:
         return [*plan.workers[0].numactl, *cmd]
-    n = len(plan.workers)
-    return ["horovodrun", "-np", str(n), "-H", hosts or f"localhost:{n}", f"--{plan.controller}",
+    n = plan.total_workers
+    hosts = ",".join(plan.hosts) or f"localhost:{n}"
+    return ["horovodrun", "-np", str(n), "-H", hosts, f"--{plan.controller}",
             # horovodrun's default MPI binding, stated: no MPI binding, so it cannot fight numactl's.
             *(["--binding-args=-bind-to none -map-by slot"] if plan.controller == "mpi" else []),
             *rank_wrapper(plan, cmd)]

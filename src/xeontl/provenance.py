@@ -90,7 +90,7 @@ def execution_inside() -> dict:
         user = None
     return {"in_container": Path("/.dockerenv").exists() or "docker" in _read("/proc/1/cgroup"),
             "cpuset_cpus": topology.cpulist(os.sched_getaffinity(0)), "cpuset_mems": topology.allowed_mems(),
-            "capabilities": capabilities(), "uid": uid, "gid": os.getgid(), "user": user,
+            "capabilities": capabilities(), "capabilities_bounding": capabilities("CapBnd"), "uid": uid, "gid": os.getgid(), "user": user,
             "emulated_sockets": os.environ.get("XEONTL_EMULATED_SOCKETS")}
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import time
 from pathlib import Path
 
@@ -243,7 +244,7 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
         events.write("early_stop", epoch_num=early.stopped_epoch + 1, best_epoch=early.best_epoch + 1)
 
     # Per-rank throughput, gathered so rank 0 can report both sockets.
-    mine = {"rank": workers.rank, "affinity": sorted(os.sched_getaffinity(0)), "train_images": len(train_shard),
+    mine = {"rank": workers.rank, "host": platform.node(), "affinity": sorted(os.sched_getaffinity(0)), "train_images": len(train_shard),
             "images_per_second": float(np.median([e["images_per_second"] for e in recorder.per_epoch]))}
     ranks = workers.allgather(mine)
 
