@@ -9,7 +9,12 @@ set -eu
 
 if [ "${1:-}" = "node" ]; then
   shift
-  mkdir -p /keys "$HOME/.ssh" /tmp/sshd
+  # ssh reads ~/.ssh/config from the passwd home directory, whatever $HOME says.
+  ssh_home=$(getent passwd "$(id -u)" | cut -d: -f6)
+  [ -n "$ssh_home" ] && [ -w "$ssh_home" ] || {
+    echo "xeontl: uid $(id -u) has no writable home in /etc/passwd: run the node services as the image's user" >&2; exit 1; }
+  mkdir -p "$ssh_home/.ssh" /tmp/sshd
+  [ -w /keys ] || { echo "xeontl: /keys is not writable by uid $(id -u): mount the keys volume (compose.yaml)" >&2; exit 1; }
   # First node up creates the cluster key (mkdir is atomic: the other node waits for it).
   if mkdir /keys/.lock 2>/dev/null; then
     [ -f /keys/id_ed25519 ] || ssh-keygen -q -t ed25519 -N "" -f /keys/id_ed25519
@@ -29,7 +34,7 @@ UsePAM no
 PermitUserEnvironment no
 AcceptEnv OMPI_* HOROVOD_* KMP_* OMP_* XEONTL_*
 CFG
-  cat > "$HOME/.ssh/config" <<CFG
+  cat > "$ssh_home/.ssh/config" <<CFG
 Host *
   Port 2222
   IdentityFile /keys/id_ed25519
@@ -37,7 +42,7 @@ Host *
   UserKnownHostsFile /dev/null
   LogLevel ERROR
 CFG
-  chmod 600 "$HOME/.ssh/config"
+  chmod 600 "$ssh_home/.ssh/config"
   /usr/sbin/sshd -f /tmp/sshd/sshd_config -E /tmp/sshd/sshd.log
   # The launching node waits until the other nodes accept ssh (horovodrun checks them once, at start).
   for host in ${XEONTL_WAIT_FOR_HOSTS:-}; do

@@ -165,3 +165,17 @@ def test_reproduce_without_docker_says_so(tmp_path):
                env={"PATH": "/nonexistent"} | {"PYTHONPATH": ""})
     # PATH without docker: the launcher must name the missing CLI (invoke itself runs via sys.executable)
     one_line_error(r, "docker CLI is not installed")
+
+
+def test_multi_node_plan_is_cpuset_relative():
+    t = topology.load_file(SPR)
+    p = planlib.make_plan(t, 2, hosts="node1:2,node2:2")
+    assert [shlex.join(w.numactl) for w in p.workers] == ["numactl -C +0-55,112-167 -m +0",
+                                                          "numactl -C +56-111,168-223 -m +1"]
+    line = shlex.join(planlib.launch_command(p, []))
+    assert "horovodrun -np 4 -H node1:2,node2:2" in line
+    # a container whose cpuset is only CPU 5: position 0 of its cpuset
+    one = topology.Topology(t.cpus, frozenset({5}), "cpuset")
+    assert planlib.make_plan(one, 1, hosts="a:1,b:1").workers[0].numactl == ["numactl", "-C", "+0", "-m", "+0"]
+    with pytest.raises(UserError, match="expected HOST:2"):
+        planlib.make_plan(t, 2, hosts="node1:1")

@@ -39,9 +39,15 @@ class Worker:
     cores: int  # physical cores
     intra: int
     inter: int
+    # Multi-node: CPUs/nodes as positions in each host's own cpuset (numactl's '+' syntax), so one plan fits
+    # hosts whose cpusets number CPUs differently; on a whole host the positions equal the CPU numbers.
+    relative: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     @property
     def numactl(self) -> list[str]:
+        if self.relative:
+            cpus, nodes = self.relative
+            return ["numactl", "-C", "+" + cpulist(cpus), "-m", "+" + ",".join(map(str, nodes))]
         return ["numactl", "-C", cpulist(self.cpus), "-m", ",".join(map(str, self.nodes))]
 
     @property
@@ -164,8 +170,13 @@ def make_plan(topo: Topology, sockets: int, emulate: bool = False, cores_per_soc
             intra, inter = max(n - 2, 1), n
             if n - 2 < 1 and rank == 0:
                 notes.append(f"intra-op threads = cores - 2 would be {n - 2} on {n}-core sockets: clamped to 1")
-        workers.append(Worker(rank, sock, tuple(sorted(c for core in cores for c in core.cpus)),
-                              tuple(sorted({core.node for core in cores})), n, intra, inter))
+        cpus, nodes = tuple(sorted(c for core in cores for c in core.cpus)), tuple(sorted({core.node for core in cores}))
+        relative = None
+        if host_list:
+            usable = sorted(topo.allowed)
+            usable_nodes = sorted({c.node for c in topo.cpus if c.cpu in topo.allowed})
+            relative = (tuple(usable.index(c) for c in cpus), tuple(usable_nodes.index(n) for n in nodes))
+        workers.append(Worker(rank, sock, cpus, nodes, n, intra, inter, relative))
     sizes = {w.cores for w in workers}
     if len(sizes) > 1:
         notes.append(f"sockets have unequal usable cores {[w.cores for w in workers]}: weak scaling is uneven")

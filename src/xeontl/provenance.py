@@ -89,7 +89,8 @@ def execution_inside() -> dict:
     except KeyError:
         user = None
     return {"in_container": Path("/.dockerenv").exists() or "docker" in _read("/proc/1/cgroup"),
-            "cpuset_cpus": topology.cpulist(os.sched_getaffinity(0)), "cpuset_mems": topology.allowed_mems(),
+            "cpuset_cpus": topology.cgroup_cpuset("cpus") or topology.cpulist(os.sched_getaffinity(0)),
+            "cpuset_mems": topology.cgroup_cpuset("mems"), "probe_affinity": topology.cpulist(os.sched_getaffinity(0)),
             "capabilities": capabilities(), "capabilities_bounding": capabilities("CapBnd"), "uid": uid, "gid": os.getgid(), "user": user,
             "emulated_sockets": os.environ.get("XEONTL_EMULATED_SOCKETS")}
 
@@ -190,10 +191,15 @@ def probe(precision: str = "bf16", amp: str = "onednn") -> dict:
 # ------------------------------------------------------------------------------------------------ launcher side
 def git_info(repo: Path) -> dict:
     def git(*args):
-        r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+        try:
+            r = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+        except OSError:  # no git (inside the image)
+            return None
         return r.stdout.strip() if r.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
+    if commit is None and os.environ.get("XEONTL_GIT_REVISION"):  # the image's build revision
+        return {"commit": os.environ["XEONTL_GIT_REVISION"], "dirty": None, "source": "image label"}
     return {"commit": commit, "dirty": bool(git("status", "--porcelain")) if commit else None}
 
 

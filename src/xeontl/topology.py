@@ -150,9 +150,9 @@ def live(sysfs: Path = Path("/sys/devices/system")) -> Topology:
     return Topology(tuple(cpus), frozenset(os.sched_getaffinity(0)), "live")
 
 
-def allowed_mems() -> str | None:
-    """The memory nodes the cgroup allows (cpuset.mems), as seen from inside; None when not visible."""
-    for p in ("/sys/fs/cgroup/cpuset.mems.effective", "/sys/fs/cgroup/cpuset/cpuset.mems"):
+def cgroup_cpuset(kind: str) -> str | None:
+    """The cgroup's cpuset ('cpus' or 'mems'), as seen from inside (v2, then v1); None when not visible."""
+    for p in (f"/sys/fs/cgroup/cpuset.{kind}.effective", f"/sys/fs/cgroup/cpuset/cpuset.{kind}"):
         try:
             return Path(p).read_text().strip()
         except OSError:
