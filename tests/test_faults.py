@@ -1,0 +1,97 @@
+"""Faults on 2 native ranks: a killed worker stops the run fast and is named; Ctrl-C aborts cleanly. Time-bounded."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, needs_horovod
+
+pytestmark = [pytest.mark.slow, needs_horovod]
+
+
+def start_run(results: Path) -> subprocess.Popen:
+    # Enough epochs that the run is still training when we strike.
+    return subprocess.Popen(
+        [sys.executable, "-m", "invoke", "reproduce", "--sockets", "2", "--emulate-sockets", "--profile", "smoke",
+         "--native", "--set", "epochs=200", "--set", "patience=200", "--results-dir", str(results)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for_training(results: Path, timeout=300) -> Path:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for log in results.glob(".staging-*/logs/rank-1.log"):
+            if "epoch 1:" in log.read_text():
+                return log.parents[1]
+        time.sleep(1)
+    raise AssertionError("training never started")
+
+
+def rank_pid(rank: int) -> int:
+    """The python process of MPI rank `rank` (found by its environment, not by guessing)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"xeontl" in cmd and b"train" in cmd and f"OMPI_COMM_WORLD_RANK={rank}".encode() in env:
+            return int(proc.name)
+    raise AssertionError(f"no process for rank {rank}")
+
+
+def finished_run(results: Path) -> Path:
+    runs = [p for p in results.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(runs) == 1, list(results.iterdir())
+    return runs[0]
+
+
+def test_killed_rank_stops_the_run_within_60s_and_is_recorded(tmp_path):
+    proc = start_run(tmp_path)
+    try:
+        wait_for_training(tmp_path)
+        os.kill(rank_pid(1), signal.SIGKILL)
+        t0 = time.time()
+        out, _ = proc.communicate(timeout=180)  # includes the post-run probe and report
+        assert proc.returncode == 1, out[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run = finished_run(tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "failed"
+    assert metrics["failure"]["rank"] == 1 and metrics["failure"]["signal"] == 9, metrics["failure"]
+    events = [json.loads(l) for l in (run / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["key"] == "run_stop" and events[-1]["value"]["status"] == "failed"
+    stopped = events[-1]["time_ms"] / 1000
+    assert stopped - t0 < 60, "the surviving rank hung"
+    assert (run / "logs" / "rank-0.log").exists() and (run / "logs" / "rank-1.log").exists()
+    assert json.loads((run / "provenance.json").read_text())["status"] == "failed"
+
+
+def test_ctrl_c_aborts_with_130_and_keeps_a_record(tmp_path):
+    proc = start_run(tmp_path)
+    try:
+        wait_for_training(tmp_path)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=180)
+        assert proc.returncode == 130, out[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run = finished_run(tmp_path)
+    assert json.loads((run / "metrics.json").read_text())["status"] == "aborted"
+    assert json.loads((run / "provenance.json").read_text())["status"] == "aborted"
+    events = [json.loads(l) for l in (run / "events.jsonl").read_text().splitlines()]
+    assert events[-1]["value"]["status"] == "aborted"
+    time.sleep(2)
+    leftover = subprocess.run(["pgrep", "-f", f"xeontl train.*{tmp_path}"], capture_output=True, text=True).stdout
+    assert not leftover.strip(), "ranks still running after Ctrl-C"
