@@ -78,7 +78,7 @@ def describe_weights(cfg) -> dict:
         raise UserError(f"weights '{spec}' not understood: use random, savedmodel:DIR or keras:FILE.h5")
     path = Path(raw).expanduser()
     if not path.exists():
-        raise UserError(f"weights {path} not found: stage them with `invoke fetch-assets --weights FILE` "
+        raise UserError(f"weights {path} not found: put the weights there (README, 'The paper's runs') "
                         f"or use --weights random")
     if kind == "savedmodel" and not (path / "saved_model.pb").is_file():
         raise UserError(f"{path} is not a SavedModel directory (no saved_model.pb): give a TF-Hub feature-vector model")
@@ -109,13 +109,21 @@ def backbone(cfg, weights_info: dict):
     if weights_info["kind"] == "savedmodel":
         import tensorflow_hub as hub
 
-        feats = hub.KerasLayer(weights_info["path"], trainable=False, name="hub_backbone")(inp)
+        try:
+            feats = hub.KerasLayer(weights_info["path"], trainable=False, name="hub_backbone")(inp)
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot load the SavedModel {weights_info['path']} ({type(e).__name__}): "
+                            f"it is corrupt or not an image feature-vector model") from None
     else:
         v15 = weights_info["kind"] == "random"
         net = resnet50(size, v15=v15, seed=cfg["seed"])
         x = inp
         if weights_info["kind"] == "keras_h5":
-            net.load_weights(weights_info["path"], by_name=True, skip_mismatch=False)
+            try:
+                net.load_weights(weights_info["path"], by_name=True, skip_mismatch=False)
+            except (OSError, ValueError) as e:
+                raise UserError(f"cannot load {weights_info['path']} into ResNet50 ({type(e).__name__}): the file is "
+                                f"corrupt or not Keras' ResNet50 ImageNet weights (notop)") from None
             # Keras ImageNet weights were trained on caffe-style input: BGR, 0-255, ImageNet mean subtracted.
             x = layers.Rescaling(255.0)(x)
             x = layers.Lambda(tf.keras.applications.resnet.preprocess_input, name="caffe_preprocess")(x)

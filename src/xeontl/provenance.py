@@ -56,8 +56,19 @@ def cpuinfo() -> dict:
     return {"model_name": kv.get("model name"), "vendor": kv.get("vendor_id"), "family": kv.get("cpu family"),
             "model": kv.get("model"), "stepping": kv.get("stepping"), "microcode": kv.get("microcode"),
             "flags": flags, "flags_of_note": {f: f in flags for f in FLAGS_OF_NOTE},
-            "hypervisor": ("yes: " + (_read("/sys/hypervisor/type").strip() or "vendor not exposed"))
-            if "hypervisor" in flags else "none"}
+            "hypervisor": _hypervisor() if "hypervisor" in flags else "none"}
+
+
+def _hypervisor() -> str:
+    """The vendor lscpu reads from CPUID (KVM, VMware, Microsoft...), else what /sys says."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        m = re.search(r"Hypervisor vendor:\s*(.+)", out)
+        if m:
+            return m[1].strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return _read("/sys/hypervisor/type").strip() or "present, vendor not exposed"
 
 
 def host() -> dict:

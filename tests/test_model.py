@@ -1,0 +1,71 @@
+"""The backbone: ResNet50 v1.5 topology, and the real weight loaders on weight files the tests write themselves."""
+
+import pytest
+import tensorflow as tf
+
+from xeontl import config, model
+from xeontl.errors import UserError
+
+
+def strides(net, name):
+    return net.get_layer(name).strides
+
+
+def test_v15_puts_the_stride_on_the_3x3_conv():
+    v15, v1 = model.resnet50(64, v15=True), model.resnet50(64, v15=False)
+    assert strides(v15, "conv3_block1_1_conv") == (1, 1) and strides(v15, "conv3_block1_2_conv") == (2, 2)
+    assert strides(v1, "conv3_block1_1_conv") == (2, 2) and strides(v1, "conv3_block1_2_conv") == (1, 1)
+    assert v15.output_shape == (None, 2, 2, 2048)
+    assert v15.count_params() == v1.count_params() == 23_587_712  # same weights as Keras' ResNet50 notop
+
+
+def test_random_backbone_is_frozen_and_labelled():
+    cfg = config.resolve("smoke")
+    info = model.describe_weights(cfg)
+    assert info["label"] == "random backbone — not ImageNet" and info["sha256"] is None
+    net, bb, head = model.build(cfg, info, tf.zeros((4, 64, 64, 3)))
+    assert not bb.trainable and bb.trainable_weights == []
+    assert [w.name.split("/")[0] for w in net.trainable_weights] == ["classifier", "classifier"]
+    assert head.get_layer("feature_standardization_random_backbone") is not None
+    assert head.output.dtype == tf.float32
+
+
+def test_keras_h5_weights_load_into_the_v1_topology(tmp_path):
+    ref = tf.keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
+    h5 = tmp_path / "resnet50_notop.h5"
+    ref.save_weights(str(h5))
+    cfg = config.resolve("smoke", {"weights": f"keras:{h5}"})
+    info = model.describe_weights(cfg)
+    assert info["kind"] == "keras_h5" and "v1" in info["topology"] and len(info["sha256"]) == 64
+    bb = model.backbone(cfg, info)
+    inner = bb.get_layer("resnet50_v1")
+    assert (inner.get_layer("conv1_conv").get_weights()[0] == ref.get_layer("conv1_conv").get_weights()[0]).all()
+    assert model.use_feature_norm(cfg) is False  # real weights keep the paper's bare head
+
+
+def test_savedmodel_feature_vector_loads(tmp_path):
+    inp = tf.keras.Input((64, 64, 3))
+    feats = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(16, 3)(inp))
+    tf.saved_model.save(tf.keras.Model(inp, feats), str(tmp_path / "hub"))
+    cfg = config.resolve("smoke", {"weights": f"savedmodel:{tmp_path / 'hub'}"})
+    info = model.describe_weights(cfg)
+    assert info["kind"] == "savedmodel" and len(info["sha256"]) == 64
+    bb = model.backbone(cfg, info)
+    assert bb.output_shape == (None, 16) and not bb.trainable_weights
+    with pytest.raises(UserError, match="expected 0+"):
+        model.describe_weights({**cfg, "weights_sha256": "0" * 64})
+
+
+@pytest.mark.parametrize("spec,needle", [("keras:/nonexistent.h5", "not found"), ("imagenet", "not understood"),
+                                         ("savedmodel:/tmp", "not a SavedModel")])
+def test_bad_weight_specs(spec, needle):
+    with pytest.raises(UserError, match=needle):
+        model.describe_weights(config.resolve("smoke", {"weights": spec}))
+
+
+def test_corrupt_h5_is_one_clear_error(tmp_path):
+    bad = tmp_path / "w.h5"
+    bad.write_bytes(b"not hdf5")
+    cfg = config.resolve("smoke", {"weights": f"keras:{bad}"})
+    with pytest.raises(UserError, match="corrupt"):
+        model.backbone(cfg, model.describe_weights(cfg))
