@@ -149,3 +149,15 @@ def lock(c):
 def test(c, k=None):
     """Run the test suite (unit + native MPI + image tests): the same command CI runs."""
     c.run("python -m pytest -ra" + (f" -k {json.dumps(k)}" if k else ""), pty=False)
+
+
+@task(help={"quick": "short runs (under 5 min here) instead of the full set",
+            "native_only": "skip the container run (no image needed)",
+            "image": "image for the container figure (default xeontl:latest)",
+            "results_dir": "where bench-<id>/ is written (default results/)"})
+def bench(c, quick=False, native_only=False, image="xeontl:latest", results_dir="results"):
+    """Measure this machine: peak matmul, backbone fp32/bf16 + MFU, training 1 vs 2 workers, container vs native."""
+    from xeontl import bench as benchlib
+
+    out = _guard(benchlib.run, quick, Path(results_dir), image, native_only)
+    print(f"xeontl bench: {out / 'bench.json'}")

@@ -178,10 +178,15 @@ def _run(command: list[str], log_path: Path, env: dict, container: str | None) -
 
 def reproduce(opts: Options) -> int:
     p = prepare(opts)
-    text = render(p)
     if opts.dry_run:
-        print(text)
+        print(render(p))
         return 0
+    return execute(p)[0]
+
+
+def execute(p: Prepared) -> tuple[int, Path]:
+    """Run a prepared plan; returns the exit code and the run dir."""
+    opts, text = p.opts, render(p)
     check_results_dir(opts.results_dir)
     image_info = None
     if opts.native:
@@ -210,7 +215,7 @@ def reproduce(opts: Options) -> int:
         report.write(staging)
     os.replace(staging, final)  # atomic: results/<run-id> appears complete, or not at all
     print(f"xeontl: {status}: results in {final}")
-    return 0 if status == "success" else (130 if status == "aborted" else 1)
+    return (0 if status == "success" else (130 if status == "aborted" else 1)), final
 
 
 def compose_env(results_dir: Path, image: str = DEFAULT_IMAGE, profile: str = "demo") -> dict[str, str]:
