@@ -52,6 +52,7 @@ def test_two_horovod_ranks_stop_together_on_disjoint_shards(tmp_path, controller
     # the val_loss both ranks acted on is the averaged one: identical
     assert [e["val_loss"] for e in per_rank[0]] == [e["val_loss"] for e in per_rank[1]]
     assert sorted(x["rank"] for x in m["ranks"]) == [0, 1]
+    assert {x["controller"] for x in m["ranks"]} == {controller}  # the controller really used
     assert sum(x["train_images"] for x in m["ranks"]) == 160  # disjoint halves of the 160 training tiles
     assert m["learning_rate"] == pytest.approx(2 * 0.001) and "linear" in m["lr_rule"]
     # only rank 0 writes results
@@ -76,6 +77,7 @@ def test_native_reproduce_two_emulated_sockets_end_to_end(tmp_path):
     assert [a["cpus"] for a in prov["execution"]["per_rank_affinity"]] == ["0", "1"]  # each rank on its own core
     assert prov["env"]["values"]["XEONTL_TEST_API_TOKEN"] == "<redacted>"
     assert prov["software"]["horovod"]["mpi_built"] and prov["math_path"]["isas_dispatched"]
+    assert prov["execution"]["horovod_controller_used"] == ["mpi"] and prov["math_path"]["onednn_version"]
     for f in run_dir.rglob("*"):  # the canary secret reaches no file, logs included
         if f.is_file():
             assert canary.encode() not in f.read_bytes(), f

@@ -118,7 +118,7 @@ def check_docker(image: str) -> dict:
     except subprocess.TimeoutExpired:
         raise UserError("the Docker daemon does not answer: start it (systemctl start docker) or use --native") from None
     if out.returncode != 0:
-        if "Cannot connect" in out.stderr or "daemon" in out.stderr.lower() and "No such" not in out.stderr:
+        if "No such image" not in out.stderr and ("Cannot connect" in out.stderr or "daemon" in out.stderr.lower()):
             raise UserError(f"the Docker daemon is not reachable ({out.stderr.strip().splitlines()[-1]}): start it, "
                             f"or run natively with --native")
         raise UserError(f"image {image} is not built: run `invoke build --offline` (or `invoke build`) first")

@@ -180,6 +180,7 @@ def isa_proof(precision: str, amp: str) -> dict:
         return {"error": "ISA sample timed out"}
     lines = [l for l in out.stdout.splitlines() if l.startswith(("onednn_verbose", "dnnl_verbose"))]
     isa_line = next((l.split(",", 3)[-1] for l in lines if ",info,cpu,isa:" in l), None)
+    version = next((m[1] for l in lines if (m := re.search(r",info,oneDNN (v[\d.]+)", l))), None)
     impls, bf16 = {}, False
     for l in lines:
         parts = l.split(",")
@@ -188,7 +189,7 @@ def isa_proof(precision: str, amp: str) -> dict:
             bf16 |= "bf16" in l
     isas = sorted({m for impl in impls for m in re.findall(r"(avx512_core_amx\w*|avx512_core_bf16|avx512_core_vnni|"
                                                              r"avx512_core|avx2_vnni\w*|avx2|sse41|gemm:jit|ref)", impl)})
-    return {"cpu_isa": isa_line, "implementations": impls, "isas_dispatched": isas, "bf16_kernels_seen": bf16,
+    return {"onednn_version": version, "cpu_isa": isa_line, "implementations": impls, "isas_dispatched": isas, "bf16_kernels_seen": bf16,
             "amx_used": any("amx" in i for i in isas), "precision": precision, "amp": amp,
             "returncode": out.returncode, **({"stderr_tail": out.stderr[-500:]} if out.returncode else {})}
 
@@ -293,8 +294,9 @@ def finish(staging: Path, prepared, rc: int, status: str | None, started: str, s
             "capabilities_added": [] if opts.native else ["SYS_NICE"],
             "emulated_sockets": prepared.plan.emulated,
             "plan": prepared.plan.to_dict(),
-            "per_rank_affinity": [{"rank": r["rank"], "cpus": topology.cpulist(r["affinity"])}
+            "per_rank_affinity": [{"rank": r["rank"], "host": r.get("host"), "cpus": topology.cpulist(r["affinity"])}
                                   for r in metrics.get("ranks", [])],
+            "horovod_controller_used": sorted({r["controller"] for r in metrics.get("ranks", []) if r.get("controller")}),
         },
         "software": inside.get("software"),
         "math_path": inside.get("math_path"),

@@ -46,6 +46,12 @@ class Workers:
     def launched_by_horovodrun() -> bool:
         return any(k in os.environ for k in ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"))
 
+    def controller(self) -> str | None:
+        """The controller Horovod really runs on (horovodrun may fall back from MPI to Gloo)."""
+        if not self.hvd:
+            return None
+        return "mpi" if self.hvd.mpi_enabled() else ("gloo" if self.hvd.gloo_enabled() else "unknown")
+
     def allgather(self, obj):
         if not self.hvd:
             return [obj]
@@ -244,7 +250,7 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
         events.write("early_stop", epoch_num=early.stopped_epoch + 1, best_epoch=early.best_epoch + 1)
 
     # Per-rank throughput, gathered so rank 0 can report both sockets.
-    mine = {"rank": workers.rank, "host": platform.node(), "affinity": sorted(os.sched_getaffinity(0)), "train_images": len(train_shard),
+    mine = {"rank": workers.rank, "host": platform.node(), "controller": workers.controller(), "affinity": sorted(os.sched_getaffinity(0)), "train_images": len(train_shard),
             "images_per_second": float(np.median([e["images_per_second"] for e in recorder.per_epoch]))}
     ranks = workers.allgather(mine)
 
