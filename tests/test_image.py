@@ -1,7 +1,6 @@
 """The image: built offline (CI builds it before the tests), runs the reviewer's path, and the 2-node compose layout."""
 
 import json
-import os
 import secrets
 import shutil
 import subprocess

@@ -11,8 +11,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
