@@ -179,3 +179,8 @@ def test_multi_node_plan_is_cpuset_relative():
     assert planlib.make_plan(one, 1, hosts="a:1,b:1").workers[0].numactl == ["numactl", "-C", "+0", "-m", "+0"]
     with pytest.raises(UserError, match="expected HOST:2"):
         planlib.make_plan(t, 2, hosts="node1:1")
+
+
+def test_docker_command_without_results_mounts_nothing():
+    p = planlib.make_plan(topology.load_file(SPR), 1)
+    assert "-v" not in planlib.docker_command(p, "xeontl:latest", ["true"], None, "1000:1000")

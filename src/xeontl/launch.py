@@ -74,11 +74,12 @@ def new_run_id(cfg: dict, sockets: int) -> str:
 def prepare(opts: Options) -> Prepared:
     """Everything decided, nothing run: the plan and the exact command lines (what --dry-run prints)."""
     cfg = config.resolve(opts.profile, opts.overrides)
-    topo = topology.load_file(opts.topology_file) if opts.topology_file else topology.live()
+    here = topology.live()
+    topo = topology.load_file(opts.topology_file) if opts.topology_file else here
     plan = planlib.make_plan(topo, opts.sockets, opts.emulate_sockets, opts.cores_per_socket, opts.controller,
                              opts.hosts)
     if not opts.topology_file or not opts.dry_run:
-        planlib.check_fits(plan, topology.live().allowed)  # a recorded topology may only be *run* if it fits here
+        planlib.check_fits(plan, here.allowed)  # a recorded topology may only be *run* if it fits here
     run_id = new_run_id(cfg, opts.sockets)
     out = planlib.CONTAINER_RESULTS if not opts.native else str(opts.results_dir.resolve() / f".staging-{run_id}")
     train_args = ["--profile", cfg["profile"], "--output", out,

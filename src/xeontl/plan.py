@@ -221,7 +221,7 @@ def launch_command(plan: Plan, train_args: list[str]) -> list[str]:
             *rank_wrapper(plan, cmd)]
 
 
-def docker_command(plan: Plan, image: str, command: list[str], results_host_dir: str, user: str,
+def docker_command(plan: Plan, image: str, command: list[str], results_host_dir: str | None, user: str,
                    name: str | None = None, shm_size: str = "2g") -> list[str]:
     """docker run with the plan's cpuset and memory nodes; only SYS_NICE (numactl -m needs it), never --privileged."""
     env = plan.env
@@ -229,7 +229,7 @@ def docker_command(plan: Plan, image: str, command: list[str], results_host_dir:
             f"--cpuset-cpus={cpulist(plan.cpus)}", f"--cpuset-mems={','.join(map(str, plan.nodes))}",
             "--cap-add", "SYS_NICE", f"--shm-size={shm_size}", "--user", user,
             "-e", "HOME=/tmp", *[a for k, v in env.items() for a in ("-e", f"{k}={v}")],
-            "-v", f"{results_host_dir}:{CONTAINER_RESULTS}", image, *command]
+            *(["-v", f"{results_host_dir}:{CONTAINER_RESULTS}"] if results_host_dir else []), image, *command]
 
 
 def render_env(env: dict[str, str]) -> str:

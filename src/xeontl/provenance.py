@@ -235,7 +235,7 @@ def run_probe(prepared, timeout: int = 300) -> dict:
     if prepared.opts.native:
         cmd, env = inner, {**os.environ, **plan.env}
     else:
-        cmd = planlib.docker_command(plan, prepared.opts.image, inner, "/tmp", launch.container_user())
+        cmd = planlib.docker_command(plan, prepared.opts.image, inner, None, launch.container_user())
         env = dict(os.environ)
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
