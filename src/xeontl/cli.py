@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the head (alone, or as one rank under horovodrun)")
     add_config_args(t)
     t.add_argument("--output", required=True, type=Path, help="run directory (created; never overwritten)")
+    t.add_argument("--resume-from", type=Path, default=None,
+                   help="continue an interrupted run from its last epoch checkpoint (RUN_DIR with checkpoints/)")
     t.add_argument("--horovod", choices=("auto", "on", "off"), default="auto",
                    help="auto: use Horovod when launched by horovodrun (default)")
 
@@ -81,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from xeontl import train  # imports TensorFlow: only for the commands that need it
 
-        metrics = train.train(cfg, args.output, {"auto": None, "on": True, "off": False}[args.horovod])
+        metrics = train.train(cfg, args.output, {"auto": None, "on": True, "off": False}[args.horovod],
+                              resume_from=args.resume_from)
         if metrics.get("final_val_accuracy") is not None:
             print(f"xeontl: done: val accuracy {metrics['final_val_accuracy']:.4f}, {metrics['epochs_run']} epochs, "
                   f"{metrics['train_seconds']:.1f} s" + "".join(f" [{n}]" for n in metrics["notices"]))

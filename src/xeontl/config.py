@@ -92,6 +92,13 @@ FIELDS: dict[str, Field] = {
     "inter_threads": Field(int, "TF inter-op threads (0: from $XEONTL_INTER_THREADS or TF's default)", _non_negative, 0),
     "intra_threads": Field(int, "TF intra-op threads (0: from $XEONTL_INTRA_THREADS or TF's default)", _non_negative, 0),
     "steps_per_epoch": Field(int, "cap on steps per epoch (0: the whole shard)", _non_negative, 0),
+    # opt-in speed path (never the paper profile's default): train the head on cached backbone features
+    "feature_cache": Field(bool, "compute the frozen backbone's features once (val + K augmented views of train) "
+                           "and train the head on them; not the paper's protocol", default=False),
+    "feature_cache_views": Field(int, "K: augmented views of each training image in the feature cache "
+                                 "(epoch e trains on view e mod K)", _positive, 2),
+    "feature_cache_dir": Field(str, "where cached features live (default: $XEONTL_CACHE_DIR or ~/.cache/xeontl)",
+                               default=""),
     "verbose": Field(int, "Keras progress output on rank 0: 0 none, 1 bar, 2 one line per epoch", _verbosity, 2),
 }
 

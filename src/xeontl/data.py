@@ -321,8 +321,11 @@ def augmenter(cfg):
     ], name="augmentation")
 
 
-def pipeline(split: Split, cfg, training: bool, batch_size: int | None = None):
-    """uint8 tiles in memory -> shuffled, augmented, resized, [0,1]-scaled float batches, prefetched."""
+def pipeline(split: Split, cfg, training: bool, batch_size: int | None = None, augment: bool | None = None):
+    """uint8 tiles in memory -> [shuffled,] [augmented,] resized, [0,1]-scaled float batches, prefetched.
+
+    training: shuffle each epoch and drop the last partial batch; augment defaults to training and cfg["augment"]
+    (the feature cache asks for augmented views in a fixed order: training=False, augment=True)."""
     import tensorflow as tf
 
     size = cfg["image_size"]
@@ -330,7 +333,9 @@ def pipeline(split: Split, cfg, training: bool, batch_size: int | None = None):
     if training:
         ds = ds.shuffle(len(split), seed=cfg["seed"], reshuffle_each_iteration=True)
     ds = ds.batch(batch_size or cfg["batch_size"], drop_remainder=training)
-    aug = augmenter(cfg) if training and cfg["augment"] else None
+    if augment is None:
+        augment = training and cfg["augment"]
+    aug = augmenter(cfg) if augment else None
 
     def prepare(x, y):
         x = tf.cast(x, tf.float32) / 255.0

@@ -6,7 +6,10 @@
     4. model: frozen ImageNet ResNet50 v1.5 + GAP + Dense(8) softmax; only the head trains
     5. optimizer: LR 0.01 x workers, gradients averaged every 5 steps, warm-up over 3 epochs
     6. early stopping on validation loss, patience 10, best weights restored
-    7. results: metrics.json, the head's weights, per-rank logs
+    7. results: metrics.json, the head's weights, per-rank logs, a checkpoint after every epoch (for --resume)
+
+`feature_cache` (opt-in, not the paper's protocol) swaps step 3's image pipeline for stored backbone features;
+everything else, Horovod included, is the same recipe.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import json
 import logging
 import os
 import platform
+import signal
 import time
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
-from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, data, model
+from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, checkpoint, data, features, model
 from xeontl.errors import UserError
 from xeontl.events import EventLog
 
@@ -96,10 +100,12 @@ def make_optimizer(cfg, lr: float):
 class EpochRecorder(tf.keras.callbacks.Callback):
     """Per-epoch wall time, training-phase time (validation excluded) and the events log."""
 
-    def __init__(self, images_per_epoch: int, events: EventLog):
+    def __init__(self, images_per_epoch: int, events: EventLog, history: list | None = None,
+                 seconds_before: float = 0.0):
         super().__init__()
         self.images_per_epoch, self.events = images_per_epoch, events
-        self.per_epoch = []
+        self.per_epoch = list(history or [])  # a resumed run continues the interrupted run's history
+        self.elapsed = seconds_before  # time-to-accuracy clock: cache build + every epoch so far
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0, self._train_end = time.perf_counter(), None
@@ -112,12 +118,27 @@ class EpochRecorder(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         end = time.perf_counter()
         train_s = (self._train_end or end) - self._t0
-        row = {"epoch": epoch + 1, "seconds": end - self._t0, "train_seconds": train_s,
+        self.elapsed += end - self._t0
+        row = {"epoch": epoch + 1, "seconds": end - self._t0, "train_seconds": train_s, "elapsed_seconds": self.elapsed,
                "images_per_second": self.images_per_epoch / train_s, **{k: float(v) for k, v in (logs or {}).items()}}
         self.per_epoch.append(row)
         log.info("epoch %d: %s", epoch + 1, json.dumps({k: round(v, 4) for k, v in row.items()}))
         self.events.write("epoch_stop", epoch_num=epoch + 1, eval_accuracy=row.get("val_accuracy"),
                           eval_loss=row.get("val_loss"), seconds=row["seconds"])
+
+
+class FaultInjection(tf.keras.callbacks.Callback):
+    """Tests only ($XEONTL_FAULT_AFTER_EPOCH=N): rank 1 (or the only rank) SIGKILLs itself after epoch N's checkpoint,
+    a reproducible stand-in for a crashed or OOM-killed worker."""
+
+    def __init__(self, after_epoch: int, rank: int, size: int):
+        super().__init__()
+        self.after_epoch, self.victim = after_epoch, rank == min(1, size - 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after_epoch and self.victim:
+            log.warning("fault injection: SIGKILL after epoch %d", epoch + 1)
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -141,7 +162,7 @@ def check_output(output: Path) -> None:
         raise UserError(f"{output} is not writable: choose another --output")
 
 
-def train(cfg: dict, output: Path, use_horovod: bool | None = None) -> dict:
+def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from: Path | None = None) -> dict:
     """Run the recipe; rank 0 writes metrics.json (also on failure) and returns the metrics."""
     output = Path(output)
     check_output(output)
@@ -163,7 +184,7 @@ def train(cfg: dict, output: Path, use_horovod: bool | None = None) -> dict:
     metrics = {"status": "failed", "workers": workers.size, "threads": threads, "precision": precision,
                "weights": weights_info, "notices": []}
     try:
-        metrics.update(_train(cfg, output, workers, weights_info, events))
+        metrics.update(_train(cfg, output, workers, weights_info, events, resume_from))
         metrics["status"] = "success"
         return metrics
     except BaseException as e:
@@ -177,10 +198,12 @@ def train(cfg: dict, output: Path, use_horovod: bool | None = None) -> dict:
             (output / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
 
 
-def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: EventLog) -> dict:
+def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: EventLog,
+           resume_from: Path | None = None) -> dict:
     hvd, rank0 = workers.hvd, workers.rank == 0
     tf.keras.utils.set_random_seed(cfg["seed"])
     notices = []
+    resumed = checkpoint.read(resume_from, cfg, workers.size) if resume_from else None
 
     # 3. Data: the whole dataset is read identically on every worker, then each takes its disjoint shard.
     ds = data.load(cfg)
@@ -191,8 +214,6 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
     # else every worker evaluates all of it; both give every worker the same number, so all stop together.
     val_sharded = len(ds.val) % workers.size == 0
     val_shard = ds.val.shard(workers.size, workers.rank) if val_sharded else ds.val
-    train_ds = data.pipeline(train_shard, cfg, training=True)
-    val_ds = data.pipeline(val_shard, cfg, training=False)
     steps = len(train_shard) // cfg["batch_size"]
     if cfg["steps_per_epoch"]:
         steps = min(steps, cfg["steps_per_epoch"])
@@ -209,7 +230,22 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
         notices.append("feature standardization before the head (random backbone demo only)")
     if weights_info["kind"] == "random":
         notices.append(RANDOM_WEIGHTS_NOTICE)
-    net, _, head = model.build(cfg, weights_info, sample)
+    net, backbone, head = model.build(cfg, weights_info, sample)
+
+    initial_epoch = resumed["epoch"] if resumed else 0
+    cache, cache_seconds = None, 0.0
+    if cfg["feature_cache"]:
+        # Speed path: the frozen backbone runs once per image and view, then only the head trains.
+        cache = features.load_or_build(cfg, backbone, weights_info, train_shard, val_shard, show_progress=rank0)
+        cache_seconds = cache.info["build_seconds"]
+        notices.append(f"feature cache: head trained on stored backbone features ({cfg['feature_cache_views']} "
+                       f"augmented views), not the paper's per-epoch pipeline")
+        fitted = head  # the head alone trains on features; `net` shares its layers for the final evaluation
+        train_ds, val_ds = features.train_dataset(cache, cfg, initial_epoch), features.val_dataset(cache, cfg)
+    else:
+        fitted = net
+        train_ds = data.pipeline(train_shard, cfg, training=True)
+        val_ds = data.pipeline(val_shard, cfg, training=False)
 
     # 5. Optimizer.
     lr, lr_rule = scaled_learning_rate(cfg, workers.size)
@@ -218,13 +254,19 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
         # Horovod: average gradients across workers, aggregated locally over 5 steps before each allreduce.
         opt = hvd.DistributedOptimizer(opt, backward_passes_per_step=cfg["backward_passes_per_step"],
                                        average_aggregated_gradients=True)
-    net.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    fitted.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if resumed:
+        checkpoint.restore(resumed, head, opt, head.trainable_variables)
+        log.info("resumed from %s: epoch %d done, optimizer iteration %d", resumed["path"], resumed["epoch"],
+                 resumed["optimizer_iterations"])
 
     # 6. Callbacks: Horovod's first (their order matters), then early stopping on the averaged metric.
-    recorder = EpochRecorder(steps * cfg["batch_size"], events)
-    early = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg["patience"], min_delta=cfg["min_delta"],
-                                             restore_best_weights=True,
-                                             verbose=1 if rank0 else 0)
+    history = resumed["per_epoch"] if resumed else []
+    recorder = EpochRecorder(steps * cfg["batch_size"], events, history,
+                             seconds_before=(history[-1]["elapsed_seconds"] if history else 0.0) + cache_seconds)
+    early = checkpoint.ResumableEarlyStopping(head, resumed["early_stopping"] if resumed else None, monitor="val_loss",
+                                              patience=cfg["patience"], min_delta=cfg["min_delta"],
+                                              restore_best_weights=True, verbose=1 if rank0 else 0)
     callbacks = []
     if hvd:
         callbacks += [
@@ -238,14 +280,18 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
             callbacks.append(hvd.callbacks.LearningRateWarmupCallback(
                 initial_lr=lr, warmup_epochs=cfg["warmup_epochs"], steps_per_epoch=steps, verbose=0))
     callbacks += [early, recorder]
+    if rank0:
+        callbacks.append(checkpoint.EpochCheckpoint(output, head, opt, early, recorder, cfg, workers.size))
+    if os.environ.get("XEONTL_FAULT_AFTER_EPOCH"):
+        callbacks.append(FaultInjection(int(os.environ["XEONTL_FAULT_AFTER_EPOCH"]), workers.rank, workers.size))
 
     t0 = time.perf_counter()
-    net.fit(train_ds, validation_data=val_ds, epochs=cfg["epochs"], steps_per_epoch=steps,
-            callbacks=callbacks, verbose=cfg["verbose"] if rank0 else 0)
+    fitted.fit(train_ds, validation_data=val_ds, epochs=cfg["epochs"], initial_epoch=initial_epoch,
+               steps_per_epoch=steps, callbacks=callbacks, verbose=cfg["verbose"] if rank0 else 0)
     train_seconds = time.perf_counter() - t0
     stopped_early = early.stopped_epoch > 0
     if not stopped_early and early.best_weights is not None:
-        net.set_weights(early.best_weights)  # Keras restores only on an early stop; the paper wants the best epoch
+        fitted.set_weights(early.best_weights)  # Keras restores only on an early stop; the paper wants the best epoch
     if stopped_early:
         events.write("early_stop", epoch_num=early.stopped_epoch + 1, best_epoch=early.best_epoch + 1)
 
@@ -258,9 +304,13 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
               "best_epoch": early.best_epoch + 1, "per_epoch": recorder.per_epoch, "ranks": ranks,
               "images_per_second": sum(r["images_per_second"] for r in ranks),
               "learning_rate": lr, "lr_rule": lr_rule, "validation": "sharded" if val_sharded else "full on every rank",
-              "dataset": ds.info, "notices": notices}
+              "dataset": ds.info, "notices": notices,
+              "feature_cache": cache.info if cache else None,
+              "resumed_from": {"checkpoint": str(resumed["path"]), "epoch": resumed["epoch"],
+                               "optimizer_iterations": resumed["optimizer_iterations"]} if resumed else None}
     if rank0:
-        # 7. Final evaluation of the restored best weights on the whole validation set.
+        # 7. Final evaluation of the restored best weights on the whole validation set, always through the full
+        #    model on images (the feature cache's own val accuracy is not what we report).
         probs = net.predict(data.pipeline(ds.val, cfg, training=False), verbose=0)
         predicted = probs.argmax(1)
         cm = confusion(ds.val.labels, predicted)

@@ -1,0 +1,119 @@
+"""Per-epoch checkpoints for `--resume`: everything needed to continue a run as if it had not stopped.
+
+A checkpoint is `checkpoints/epoch-NNNN/` in the run dir, written by rank 0 after every completed epoch into a
+temporary dir and renamed into place (a crash mid-write leaves the previous checkpoint intact):
+  state.*            the head's weights and the optimizer's state (Adam moments, iteration count), tf.train.Checkpoint
+  best_head.npz      the head's best weights so far (early stopping restores them at the end)
+  state.json         epoch, early-stopping counters, per-epoch history, the resolved config and worker count
+The frozen backbone is never saved: it is rebuilt from the same weights (recorded by sha256) or seed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from xeontl.errors import UserError
+
+DIR = "checkpoints"
+# Config fields that may differ on resume: they change where output goes, not what is computed.
+RESUMABLE_DIFFERENCES = {"verbose"}
+
+
+def latest(run_dir: Path) -> Path | None:
+    done = sorted((Path(run_dir) / DIR).glob("epoch-[0-9][0-9][0-9][0-9]"))
+    return done[-1] if done else None
+
+
+def head_part(weights: list, head) -> list:
+    """The head's slice of a model's weight list (the head's layers come last in every model we fit)."""
+    n = len(head.weights)
+    part = weights[-n:]
+    assert [w.shape for w in part] == [tuple(v.shape) for v in head.weights], "head weights are not last"
+    return part
+
+
+class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping, starting from a checkpoint's counters instead of from scratch when resumed."""
+
+    def __init__(self, head, restored: dict | None = None, **kw):
+        super().__init__(**kw)
+        self.head, self.restored = head, restored
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not self.restored:
+            return
+        r = self.restored
+        self.wait, self.best, self.best_epoch = r["wait"], r["best"], r["best_epoch"]
+        # best_weights holds the fitted model's whole weight list: current backbone + the best head.
+        current = self.head.get_weights()
+        self.head.set_weights(r["best_head"])
+        self.best_weights = self.model.get_weights()
+        self.head.set_weights(current)
+
+
+class EpochCheckpoint(tf.keras.callbacks.Callback):
+    """Rank 0, after each epoch (after early stopping and the recorder have updated): write epoch-NNNN/."""
+
+    def __init__(self, run_dir: Path, head, optimizer, early: ResumableEarlyStopping, recorder, cfg: dict,
+                 workers: int, keep: int = 1):
+        super().__init__()
+        self.dir = Path(run_dir) / DIR
+        self.head, self.optimizer, self.early, self.recorder = head, optimizer, early, recorder
+        self.cfg, self.workers, self.keep = cfg, workers, keep
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.dir.mkdir(parents=True, exist_ok=True)
+        final = self.dir / f"epoch-{epoch + 1:04d}"
+        tmp = self.dir / f".writing-{epoch + 1:04d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        tf.train.Checkpoint(head=self.head, optimizer=self.optimizer).write(str(tmp / "state"))
+        best = self.early.best_weights
+        best_head = head_part(best, self.head) if best is not None else self.head.get_weights()
+        np.savez(tmp / "best_head.npz", *best_head)
+        state = {"epoch": epoch + 1, "workers": self.workers, "config": self.cfg,
+                 "optimizer_iterations": int(self.optimizer.iterations.numpy()),
+                 "early_stopping": {"wait": self.early.wait, "best": float(self.early.best),
+                                    "best_epoch": self.early.best_epoch},
+                 "per_epoch": self.recorder.per_epoch}
+        (tmp / "state.json").write_text(json.dumps(state, indent=1, default=str))
+        tmp.rename(final)
+        for old in sorted(self.dir.glob("epoch-[0-9][0-9][0-9][0-9]"))[:-self.keep]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def read(run_dir: Path, cfg: dict, workers: int) -> dict:
+    """The latest checkpoint of a run, checked against this run's config and worker count."""
+    ck = latest(run_dir)
+    if ck is None:
+        raise UserError(f"{run_dir} has no completed-epoch checkpoint ({DIR}/epoch-NNNN): nothing to resume; "
+                        f"start a new run instead")
+    state = json.loads((ck / "state.json").read_text())
+    differs = sorted(k for k in cfg if k not in RESUMABLE_DIFFERENCES and state["config"].get(k) != cfg[k])
+    if differs:
+        raise UserError(f"cannot resume {run_dir} with a different config ({', '.join(differs)}): resume with the "
+                        f"run's own config (invoke reproduce --resume does)")
+    if state["workers"] != workers:
+        raise UserError(f"{run_dir} ran with {state['workers']} worker(s), this run has {workers}: resume with the "
+                        f"same --sockets")
+    with np.load(ck / "best_head.npz") as z:
+        best_head = [z[f"arr_{i}"] for i in range(len(z.files))]
+    es = state["early_stopping"]
+    return {"path": ck, "epoch": state["epoch"], "per_epoch": state["per_epoch"],
+            "optimizer_iterations": state["optimizer_iterations"],
+            "early_stopping": {**es, "best_head": best_head}}
+
+
+def restore(ck: dict, head, optimizer, variables) -> None:
+    """Head weights + optimizer state into freshly built objects (the optimizer is built first so nothing defers)."""
+    optimizer.build(variables)
+    tf.train.Checkpoint(head=head, optimizer=optimizer).read(str(ck["path"] / "state")).expect_partial()
+    got = int(optimizer.iterations.numpy())
+    if got != ck["optimizer_iterations"]:
+        raise RuntimeError(f"optimizer state not restored: iterations {got}, checkpoint {ck['optimizer_iterations']}")
