@@ -49,22 +49,30 @@ def _overrides(pairs: list[str]) -> dict:
         "hosts": "multi-node: HOST:SLOTS,... with SLOTS = --sockets (every host pinned like this one)",
         "image": "image to run (default xeontl:latest, made by `invoke build`)",
         "results_dir": "where run dirs are created (default results/)",
+        "resume": "continue RUN (a results/<run-id> dir) from its last completed epoch, with its own config and "
+                  "launch; the continuation gets a new run id that records what it resumed from",
+        "wait": "if another run holds the CPUs this plan pins, queue behind it instead of refusing",
+        "feature_cache": "opt-in speed path, not the paper's protocol: backbone features computed once, head trained "
+                         "on them (same as --set feature_cache=true)",
     },
     iterable=["set"],
 )
 def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None, native=False, dry_run=False,
               topology=None, emulate_sockets=False, cores_per_socket=0, controller="mpi", hosts="", image="xeontl:latest",
-              results_dir="results"):
+              results_dir="results", resume=None, wait=False, feature_cache=False):
     """Run the paper's 1- or 2-socket experiment (pinning, threads, env) in the image or natively."""
     from xeontl import launch
 
     def go():
         overrides = _overrides(set or [])
         overrides.update({k: v for k, v in (("dataset", dataset), ("weights", weights)) if v is not None})
+        if feature_cache:
+            overrides["feature_cache"] = "true"
         return launch.reproduce(launch.Options(
             sockets=int(sockets), profile=profile, overrides=overrides, native=native, dry_run=dry_run,
             topology_file=topology, emulate_sockets=emulate_sockets, cores_per_socket=int(cores_per_socket),
-            controller=controller, hosts=hosts, image=image, results_dir=Path(results_dir)))
+            controller=controller, hosts=hosts, image=image, results_dir=Path(results_dir),
+            resume=Path(resume) if resume else None, wait=wait))
 
     rc = _guard(go)
     if rc:

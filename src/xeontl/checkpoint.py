@@ -6,6 +6,8 @@ temporary dir and renamed into place (a crash mid-write leaves the previous chec
   best_head.npz      the head's best weights so far (early stopping restores them at the end)
   state.json         epoch, early-stopping counters, per-epoch history, the resolved config and worker count
 The frozen backbone is never saved: it is rebuilt from the same weights (recorded by sha256) or seed.
+The callbacks that write and use it are in train.py; this module imports no TensorFlow until restore(), so the
+launcher can check a run for --resume cheaply.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from xeontl.errors import UserError
 
@@ -35,57 +36,6 @@ def head_part(weights: list, head) -> list:
     part = weights[-n:]
     assert [w.shape for w in part] == [tuple(v.shape) for v in head.weights], "head weights are not last"
     return part
-
-
-class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
-    """Keras' EarlyStopping, starting from a checkpoint's counters instead of from scratch when resumed."""
-
-    def __init__(self, head, restored: dict | None = None, **kw):
-        super().__init__(**kw)
-        self.head, self.restored = head, restored
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if not self.restored:
-            return
-        r = self.restored
-        self.wait, self.best, self.best_epoch = r["wait"], r["best"], r["best_epoch"]
-        # best_weights holds the fitted model's whole weight list: current backbone + the best head.
-        current = self.head.get_weights()
-        self.head.set_weights(r["best_head"])
-        self.best_weights = self.model.get_weights()
-        self.head.set_weights(current)
-
-
-class EpochCheckpoint(tf.keras.callbacks.Callback):
-    """Rank 0, after each epoch (after early stopping and the recorder have updated): write epoch-NNNN/."""
-
-    def __init__(self, run_dir: Path, head, optimizer, early: ResumableEarlyStopping, recorder, cfg: dict,
-                 workers: int, keep: int = 1):
-        super().__init__()
-        self.dir = Path(run_dir) / DIR
-        self.head, self.optimizer, self.early, self.recorder = head, optimizer, early, recorder
-        self.cfg, self.workers, self.keep = cfg, workers, keep
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.dir.mkdir(parents=True, exist_ok=True)
-        final = self.dir / f"epoch-{epoch + 1:04d}"
-        tmp = self.dir / f".writing-{epoch + 1:04d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        tf.train.Checkpoint(head=self.head, optimizer=self.optimizer).write(str(tmp / "state"))
-        best = self.early.best_weights
-        best_head = head_part(best, self.head) if best is not None else self.head.get_weights()
-        np.savez(tmp / "best_head.npz", *best_head)
-        state = {"epoch": epoch + 1, "workers": self.workers, "config": self.cfg,
-                 "optimizer_iterations": int(self.optimizer.iterations.numpy()),
-                 "early_stopping": {"wait": self.early.wait, "best": float(self.early.best),
-                                    "best_epoch": self.early.best_epoch},
-                 "per_epoch": self.recorder.per_epoch}
-        (tmp / "state.json").write_text(json.dumps(state, indent=1, default=str))
-        tmp.rename(final)
-        for old in sorted(self.dir.glob("epoch-[0-9][0-9][0-9][0-9]"))[:-self.keep]:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def read(run_dir: Path, cfg: dict, workers: int) -> dict:
@@ -110,8 +60,27 @@ def read(run_dir: Path, cfg: dict, workers: int) -> dict:
             "early_stopping": {**es, "best_head": best_head}}
 
 
+def write(directory: Path, epoch: int, head, optimizer, best_head: list, state: dict, keep: int = 1) -> Path:
+    """epoch-NNNN/ written whole under a temporary name, then renamed; older checkpoints beyond `keep` removed."""
+    import tensorflow as tf
+
+    directory.mkdir(parents=True, exist_ok=True)
+    final, tmp = directory / f"epoch-{epoch:04d}", directory / f".writing-{epoch:04d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    tf.train.Checkpoint(head=head, optimizer=optimizer).write(str(tmp / "state"))
+    np.savez(tmp / "best_head.npz", *best_head)
+    (tmp / "state.json").write_text(json.dumps({"epoch": epoch, **state}, indent=1, default=str))
+    tmp.rename(final)
+    for old in sorted(directory.glob("epoch-[0-9][0-9][0-9][0-9]"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
 def restore(ck: dict, head, optimizer, variables) -> None:
     """Head weights + optimizer state into freshly built objects (the optimizer is built first so nothing defers)."""
+    import tensorflow as tf
+
     optimizer.build(variables)
     tf.train.Checkpoint(head=head, optimizer=optimizer).read(str(ck["path"] / "state")).expect_partial()
     got = int(optimizer.iterations.numpy())

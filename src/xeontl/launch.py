@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import config, plan as planlib, topology
+from xeontl import checkpoint, config, cpulock, plan as planlib, topology
 from xeontl.errors import UserError
 
 DEFAULT_IMAGE = "xeontl:latest"
@@ -40,6 +40,15 @@ class Options:
     image: str = DEFAULT_IMAGE
     results_dir: Path = Path("results")
     report: bool = True
+    resume: Path | None = None  # a run dir to continue from its last epoch checkpoint
+    wait: bool = False  # queue behind a run holding the same CPUs instead of refusing
+    extra_env: dict = dataclasses.field(default_factory=dict)  # added to every worker's env (bench variants)
+
+    def record(self) -> dict:
+        """What launch.json keeps, so `--resume` can rebuild the same launch."""
+        keep = ("sockets", "profile", "native", "emulate_sockets", "cores_per_socket", "controller", "hosts", "image",
+                "extra_env")
+        return {**{k: getattr(self, k) for k in keep}, "resume": str(self.resume) if self.resume else None}
 
 
 @dataclasses.dataclass
@@ -71,8 +80,36 @@ def new_run_id(cfg: dict, sockets: int) -> str:
     return f"{stamp}-{cfg['profile']}-{sockets}s-{secrets.token_hex(2)}"
 
 
+def resume_options(opts: Options) -> Options:
+    """`--resume RUN`: the interrupted run's own config and launch (sockets, pinning, controller), checked first."""
+    run = opts.resume.resolve()
+    if not (run / "config.json").is_file():
+        raise UserError(f"--resume {opts.resume}: not a run dir (no config.json): give results/<run-id>")
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    if metrics.get("status") == "success":
+        raise UserError(f"--resume {opts.resume}: that run finished successfully; nothing to resume")
+    ck = checkpoint.latest(run)
+    if ck is None:
+        raise UserError(f"--resume {opts.resume}: no completed-epoch checkpoint in {run / checkpoint.DIR}: "
+                        f"nothing to resume, start a new run")
+    old = json.loads((run / "config.json").read_text())
+    if (run / "launch.json").is_file():
+        launch = json.loads((run / "launch.json").read_text())
+    else:  # run dirs from before launch.json: the plan has what matters
+        p = json.loads((run / "plan.json").read_text())
+        launch = {"sockets": p["sockets"], "emulate_sockets": p["emulated"], "controller": p["controller"],
+                  "hosts": ",".join(p["hosts"])}
+    overrides = {k: v for k, v in old.items() if k in config.FIELDS and k != "description"}
+    keep = {k: launch[k] for k in ("sockets", "emulate_sockets", "cores_per_socket", "controller", "hosts",
+                                   "extra_env") if k in launch}
+    print(f"xeontl: resuming {run.name} after epoch {ck.name.split('-')[1].lstrip('0')} with its own config and launch")
+    return dataclasses.replace(opts, profile=old["profile"], overrides=overrides, resume=run, **keep)
+
+
 def prepare(opts: Options) -> Prepared:
     """Everything decided, nothing run: the plan and the exact command lines (what --dry-run prints)."""
+    if opts.resume:
+        opts = resume_options(opts)
     cfg = config.resolve(opts.profile, opts.overrides)
     here = topology.live()
     topo = topology.load_file(opts.topology_file) if opts.topology_file else here
@@ -82,15 +119,18 @@ def prepare(opts: Options) -> Prepared:
         planlib.check_fits(plan, here.allowed)  # a recorded topology may only be *run* if it fits here
     run_id = new_run_id(cfg, opts.sockets)
     out = planlib.CONTAINER_RESULTS if not opts.native else str(opts.results_dir.resolve() / f".staging-{run_id}")
+    resume_arg = str(opts.resume) if opts.native else planlib.CONTAINER_RESUME
     train_args = ["--profile", cfg["profile"], "--output", out,
-                  *[a for k, v in sorted(opts.overrides.items()) for a in (f"--{k.replace('_', '-')}", str(v))]]
+                  *[a for k, v in sorted(opts.overrides.items()) for a in (f"--{k.replace('_', '-')}", str(v))],
+                  *(["--resume-from", resume_arg] if opts.resume else [])]
     inner = planlib.launch_command(plan, train_args)
     if opts.native:
         command = inner
     else:
         staging = opts.results_dir.resolve() / f".staging-{run_id}"
         command = planlib.docker_command(plan, opts.image, inner, str(staging), container_user(),
-                                         name=f"xeontl-{run_id}")
+                                         name=f"xeontl-{run_id}", resume_host_dir=opts.resume and str(opts.resume),
+                                         extra_env=opts.extra_env)
     return Prepared(opts, cfg, topo, plan, run_id, command, inner)
 
 
@@ -100,7 +140,7 @@ def render(p: Prepared) -> str:
         p.plan.describe(),
         "",
         "# environment of every worker",
-        planlib.render_env(p.plan.env),
+        planlib.render_env({**p.plan.env, **p.opts.extra_env}),
         "",
         "# launch (inside the container)" if not p.opts.native else "# launch (native)",
         shlex.join(p.inner),
@@ -194,16 +234,25 @@ def execute(p: Prepared) -> tuple[int, Path]:
         check_native()
     else:
         image_info = check_docker(opts.image)
+    # Hold the plan's CPUs for the whole run: a second run on the same cores is refused (or waits with --wait).
+    local_cpus = [] if p.plan.hosts else p.plan.cpus
+    with cpulock.hold(local_cpus, p.run_id, wait=opts.wait):
+        return _execute_locked(p, text, image_info)
+
+
+def _execute_locked(p: Prepared, text: str, image_info: dict | None) -> tuple[int, Path]:
+    opts = p.opts
     staging = opts.results_dir.resolve() / f".staging-{p.run_id}"
     final = opts.results_dir.resolve() / p.run_id
     staging.mkdir()  # fails if it exists: a run id is never reused
     (staging / "command.txt").write_text(text)
     (staging / "config.json").write_text(json.dumps(p.cfg, indent=1))
     (staging / "plan.json").write_text(json.dumps(p.plan.to_dict(), indent=1))
+    (staging / "launch.json").write_text(json.dumps(opts.record(), indent=1))
     print(text)
     if not opts.native and os.getuid() == 0:
         _chown_tree(staging, IMAGE_UID, IMAGE_UID)  # the container's non-root user writes here
-    env = {**os.environ, **p.plan.env} if opts.native else dict(os.environ)
+    env = {**os.environ, **p.plan.env, **opts.extra_env} if opts.native else dict(os.environ)
     started = datetime.now(timezone.utc).isoformat()
     t0 = time.time()
     rc, status = _run(p.command, staging / "logs-launcher.txt", env, None if opts.native else f"xeontl-{p.run_id}")

@@ -29,6 +29,7 @@ MPI_ENV = {
 }
 
 CONTAINER_RESULTS = "/results"
+CONTAINER_RESUME = "/resume"  # `--resume RUN`: the interrupted run dir, mounted read-only
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,14 +223,16 @@ def launch_command(plan: Plan, train_args: list[str]) -> list[str]:
 
 
 def docker_command(plan: Plan, image: str, command: list[str], results_host_dir: str | None, user: str,
-                   name: str | None = None, shm_size: str = "2g") -> list[str]:
+                   name: str | None = None, shm_size: str = "2g", resume_host_dir: str | None = None,
+                   extra_env: dict | None = None) -> list[str]:
     """docker run with the plan's cpuset and memory nodes; only SYS_NICE (numactl -m needs it), never --privileged."""
-    env = plan.env
+    env = {**plan.env, **(extra_env or {})}
     return ["docker", "run", "--rm", *(["--name", name] if name else []),
             f"--cpuset-cpus={cpulist(plan.cpus)}", f"--cpuset-mems={','.join(map(str, plan.nodes))}",
             "--cap-add", "SYS_NICE", f"--shm-size={shm_size}", "--user", user,
             "-e", "HOME=/tmp", *[a for k, v in env.items() for a in ("-e", f"{k}={v}")],
-            *(["-v", f"{results_host_dir}:{CONTAINER_RESULTS}"] if results_host_dir else []), image, *command]
+            *(["-v", f"{results_host_dir}:{CONTAINER_RESULTS}"] if results_host_dir else []),
+            *(["-v", f"{resume_host_dir}:{CONTAINER_RESUME}:ro"] if resume_host_dir else []), image, *command]
 
 
 def render_env(env: dict[str, str]) -> str:

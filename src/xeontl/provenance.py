@@ -305,6 +305,9 @@ def finish(staging: Path, prepared, rc: int, status: str | None, started: str, s
         "weights": metrics.get("weights"),
         "code": {**git_info(Path(__file__).parents[2]), "xeontl_version": __version__},
         "seeds": {"seed": prepared.cfg["seed"]},
+        # --resume: the run this one continues (its run id stays; this run has a new one) and the checkpoint used
+        "resumed_from": {"run": str(opts.resume), **(metrics.get("resumed_from") or {})} if opts.resume else None,
+        "feature_cache": metrics.get("feature_cache"),
         "probe_error": inside.get("error"),
     }
     validate(doc)

@@ -127,6 +127,46 @@ class EpochRecorder(tf.keras.callbacks.Callback):
                           eval_loss=row.get("val_loss"), seconds=row["seconds"])
 
 
+class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
+    """Keras' EarlyStopping, starting from a checkpoint's counters instead of from scratch when resumed."""
+
+    def __init__(self, head, restored: dict | None = None, **kw):
+        super().__init__(**kw)
+        self.head, self.restored = head, restored
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if not self.restored:
+            return
+        r = self.restored
+        self.wait, self.best, self.best_epoch = r["wait"], r["best"], r["best_epoch"]
+        # best_weights holds the fitted model's whole weight list: current backbone + the best head.
+        current = self.head.get_weights()
+        self.head.set_weights(r["best_head"])
+        self.best_weights = self.model.get_weights()
+        self.head.set_weights(current)
+
+
+class EpochCheckpoint(tf.keras.callbacks.Callback):
+    """Rank 0, after each epoch (after early stopping and the recorder have updated): checkpoints/epoch-NNNN/."""
+
+    def __init__(self, run_dir: Path, head, optimizer, early: ResumableEarlyStopping, recorder, cfg: dict,
+                 workers: int):
+        super().__init__()
+        self.dir = Path(run_dir) / checkpoint.DIR
+        self.head, self.optimizer, self.early, self.recorder = head, optimizer, early, recorder
+        self.cfg, self.workers = cfg, workers
+
+    def on_epoch_end(self, epoch, logs=None):
+        best = self.early.best_weights
+        best_head = checkpoint.head_part(best, self.head) if best is not None else self.head.get_weights()
+        checkpoint.write(self.dir, epoch + 1, self.head, self.optimizer, best_head, {
+            "workers": self.workers, "config": self.cfg, "optimizer_iterations": int(self.optimizer.iterations.numpy()),
+            "early_stopping": {"wait": self.early.wait, "best": float(self.early.best),
+                               "best_epoch": self.early.best_epoch},
+            "per_epoch": self.recorder.per_epoch})
+
+
 class FaultInjection(tf.keras.callbacks.Callback):
     """Tests only ($XEONTL_FAULT_AFTER_EPOCH=N): rank 1 (or the only rank) SIGKILLs itself after epoch N's checkpoint,
     a reproducible stand-in for a crashed or OOM-killed worker."""
@@ -264,7 +304,7 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
     history = resumed["per_epoch"] if resumed else []
     recorder = EpochRecorder(steps * cfg["batch_size"], events, history,
                              seconds_before=(history[-1]["elapsed_seconds"] if history else 0.0) + cache_seconds)
-    early = checkpoint.ResumableEarlyStopping(head, resumed["early_stopping"] if resumed else None, monitor="val_loss",
+    early = ResumableEarlyStopping(head, resumed["early_stopping"] if resumed else None, monitor="val_loss",
                                               patience=cfg["patience"], min_delta=cfg["min_delta"],
                                               restore_best_weights=True, verbose=1 if rank0 else 0)
     callbacks = []
@@ -281,7 +321,7 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
                 initial_lr=lr, warmup_epochs=cfg["warmup_epochs"], steps_per_epoch=steps, verbose=0))
     callbacks += [early, recorder]
     if rank0:
-        callbacks.append(checkpoint.EpochCheckpoint(output, head, opt, early, recorder, cfg, workers.size))
+        callbacks.append(EpochCheckpoint(output, head, opt, early, recorder, cfg, workers.size))
     if os.environ.get("XEONTL_FAULT_AFTER_EPOCH"):
         callbacks.append(FaultInjection(int(os.environ["XEONTL_FAULT_AFTER_EPOCH"]), workers.rank, workers.size))
 
