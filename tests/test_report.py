@@ -1,12 +1,14 @@
 """report.md verdicts, speedup and compare on run dirs the tests write; two launches at once never collide."""
 
 import json
+import re
 import subprocess
 import sys
+import time
 
 import pytest
 
-from conftest import ROOT, needs_horovod
+from conftest import ROOT, needs_horovod, one_line_error
 from xeontl import report
 
 
@@ -58,13 +60,28 @@ def test_compare_names_what_differs(tmp_path):
 
 @needs_horovod
 @pytest.mark.slow
-def test_two_launches_at_once_get_distinct_complete_run_dirs(tmp_path):
+def test_two_launches_at_once_on_the_same_cores(tmp_path):
+    """The second run that needs held cores is refused in one line, launches nothing; with --wait it queues, and
+    both end in distinct, complete run dirs."""
     cmd = [sys.executable, "-m", "invoke", "reproduce", "--sockets", "1", "--profile", "smoke", "--native",
-           "--set", "epochs=1", "--results-dir", str(tmp_path)]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [o[-1500:] for o in outs]
+           "--set", "epochs=2", "--results-dir", str(tmp_path)]
+    first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while not list(tmp_path.glob(".staging-*/command.txt")):  # the first run holds its CPUs from here on
+            assert time.time() < deadline and first.poll() is None, "first run never started"
+            time.sleep(0.2)
+        refused = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+        line = one_line_error(refused, "in use", "--wait")
+        assert re.search(r"CPUs 0-1 by run \d{8}-\d{6}-smoke-1s-[0-9a-f]{4} \(pid \d+\)", line), line
+        assert len(list(tmp_path.iterdir())) == 1  # nothing launched, nothing written
+        queued = subprocess.run(cmd + ["--wait"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert queued.returncode == 0, queued.stdout[-1500:]
+        assert "waiting (--wait)" in queued.stdout
+        assert first.wait(timeout=600) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
     runs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
     assert len(runs) == 2 and not any(r.name.startswith(".staging") for r in runs)
     for r in runs:
