@@ -36,3 +36,29 @@ def test_recorded_topology_that_does_not_fit_this_host_is_not_run(tmp_path):
     r = invoke("reproduce", "--sockets", "2", "--topology", str(SPR), "--native", "--results-dir", str(tmp_path),
                timeout=120)
     one_line_error(r, "may not use")
+
+
+@pytest.mark.slow
+def test_wheelhouse_hash_mismatch_is_one_clear_error(tmp_path, monkeypatch):
+    """A lock file whose hash does not match what the index serves (a tampered or re-published file): the build
+    stops at the wheelhouse step, says so, and the wheelhouse holds no unverified file."""
+    from xeontl import image
+
+    lock = tmp_path / "lock.txt"
+    lock.write_text("six==1.16.0 --hash=sha256:" + "0" * 64 + "\n")
+    monkeypatch.setattr(image, "LOCK", lock)
+    monkeypatch.setattr(image, "HOROVOD_LOCK", lock)
+    monkeypatch.setattr(image, "WHEELHOUSE", tmp_path / "wheelhouse")
+    with pytest.raises(UserError, match=r"wheelhouse failed \(hash mismatch for six==1.16.0 .*invoke lock") as e:
+        image.wheelhouse()
+    assert "\n" not in str(e.value)
+    assert not any((tmp_path / "wheelhouse").glob("six-*"))
+
+
+def test_offline_build_without_debootstrap_says_what_to_install(monkeypatch):
+    from xeontl import image
+
+    monkeypatch.setattr(image, "image_exists", lambda tag: False)
+    monkeypatch.setattr(image.shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="debootstrap is not installed: apt-get install debootstrap"):
+        image.build_base("runtime")

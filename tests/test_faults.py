@@ -1,4 +1,5 @@
-"""Faults on 2 native ranks: a killed worker stops the run fast and is named; Ctrl-C aborts cleanly. Time-bounded."""
+"""Faults on 2 ranks, natively and in the container: a killed worker stops the run fast and is named; Ctrl-C aborts
+cleanly. Time-bounded: a hang fails the test."""
 
 import json
 import os
@@ -10,16 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, needs_horovod
+from conftest import ROOT, have_horovod
 
-pytestmark = [pytest.mark.slow, needs_horovod]
+pytestmark = pytest.mark.slow
 
 
-def start_run(results: Path) -> subprocess.Popen:
+@pytest.fixture(params=["native", "docker"])
+def mode(request):
+    if request.param == "native" and not have_horovod():
+        pytest.skip("native Horovod not installed (invoke setup)")
+    if request.param == "docker":
+        request.getfixturevalue("image")  # built, or skipped (a failure under XEONTL_REQUIRE_IMAGE=1)
+    return request.param
+
+
+def start_run(results: Path, mode: str) -> subprocess.Popen:
     # Enough epochs that the run is still training when we strike.
     return subprocess.Popen(
         [sys.executable, "-m", "invoke", "reproduce", "--sockets", "2", "--emulate-sockets", "--profile", "smoke",
-         "--native", "--set", "epochs=200", "--set", "patience=200", "--results-dir", str(results)],
+         *(["--native"] if mode == "native" else []), "--set", "epochs=200", "--set", "patience=200",
+         "--results-dir", str(results)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -34,7 +45,8 @@ def wait_for_training(results: Path, timeout=300) -> Path:
 
 
 def rank_pid(rank: int) -> int:
-    """The python process of MPI rank `rank` (found by its environment, not by guessing)."""
+    """The python process of MPI rank `rank` (found by its environment, not by guessing; a container's processes are
+    in the host's /proc too)."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -54,8 +66,8 @@ def finished_run(results: Path) -> Path:
     return runs[0]
 
 
-def test_killed_rank_stops_the_run_within_60s_and_is_recorded(tmp_path):
-    proc = start_run(tmp_path)
+def test_killed_rank_stops_the_run_within_60s_and_is_recorded(tmp_path, mode):
+    proc = start_run(tmp_path, mode)
     try:
         wait_for_training(tmp_path)
         os.kill(rank_pid(1), signal.SIGKILL)
@@ -77,8 +89,8 @@ def test_killed_rank_stops_the_run_within_60s_and_is_recorded(tmp_path):
     assert json.loads((run / "provenance.json").read_text())["status"] == "failed"
 
 
-def test_ctrl_c_aborts_with_130_and_keeps_a_record(tmp_path):
-    proc = start_run(tmp_path)
+def test_ctrl_c_aborts_with_130_and_keeps_a_record(tmp_path, mode):
+    proc = start_run(tmp_path, mode)
     try:
         wait_for_training(tmp_path)
         proc.send_signal(signal.SIGINT)
@@ -93,5 +105,9 @@ def test_ctrl_c_aborts_with_130_and_keeps_a_record(tmp_path):
     events = [json.loads(l) for l in (run / "events.jsonl").read_text().splitlines()]
     assert events[-1]["value"]["status"] == "aborted"
     time.sleep(2)
-    leftover = subprocess.run(["pgrep", "-f", f"xeontl train.*{tmp_path}"], capture_output=True, text=True).stdout
-    assert not leftover.strip(), "ranks still running after Ctrl-C"
+    if mode == "native":
+        leftover = subprocess.run(["pgrep", "-f", f"xeontl train.*{tmp_path}"], capture_output=True, text=True).stdout
+    else:
+        leftover = subprocess.run(["docker", "ps", "-q", "--filter", f"name=xeontl-{run.name}"],
+                                  capture_output=True, text=True).stdout
+    assert not leftover.strip(), "ranks (or their container) still running after Ctrl-C"

@@ -12,9 +12,10 @@ from conftest import ROOT, needs_horovod, one_line_error
 from xeontl import report
 
 
-def fake_run(path, sockets, seconds, acc=0.95, epochs=44, notices=(), emulated=False, profile="paper", **prov):
+def fake_run(path, sockets, seconds, acc=0.95, epochs=44, notices=(), emulated=False, profile="paper", metrics=None,
+             **prov):
     path.mkdir(parents=True)
-    (path / "metrics.json").write_text(json.dumps({
+    (path / "metrics.json").write_text(json.dumps({**(metrics or {}),
         "status": "success", "final_val_accuracy": acc, "epochs_run": epochs, "best_epoch": epochs - 10,
         "train_seconds": seconds, "notices": list(notices), "images_per_second": 100.0,
         "per_epoch": [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.5, "seconds": 3.0}],
@@ -46,6 +47,16 @@ def test_demo_runs_say_not_comparable_and_list_differences_first(tmp_path):
     differences = text.index("## How this run differs")
     assert differences < text.index("## Paper vs this run")
     assert "Synthetic data" in text and "Emulated sockets" in text
+    assert "PASS" not in text and "FAIL" not in text and "not comparable" in text
+
+
+def test_feature_cache_and_resumed_runs_are_not_the_papers_protocol(tmp_path):
+    run = fake_run(tmp_path / "f", 2, 20.0, metrics={
+        "feature_cache": {"views": 2, "hit": False, "build_seconds": 12.5},
+        "resumed_from": {"epoch": 3, "checkpoint": "results/x/checkpoints/epoch-0003"}})
+    text = report.write(run).read_text()
+    assert "Feature cache (--feature-cache)" in text and "2 augmented view(s)" in text and "built in 12.5 s" in text
+    assert "Resumed after epoch 3" in text
     assert "PASS" not in text and "FAIL" not in text and "not comparable" in text
 
 

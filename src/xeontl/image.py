@@ -109,13 +109,18 @@ def build_base(kind: str, force: bool = False) -> str:
 def wheelhouse() -> None:
     """Every locked wheel/sdist into docker/wheelhouse, hashes checked by pip against the lock file."""
     WHEELHOUSE.mkdir(exist_ok=True)
-    print(f"[wheelhouse] pip download -r {LOCK.relative_to(ROOT)} (hashes required) ...", flush=True)
+    print(f"[wheelhouse] pip download -r {LOCK.name} (hashes required) ...", flush=True)
     for lock in (LOCK, HOROVOD_LOCK):
         extra = ["--no-deps", "--no-binary", ":all:"] if lock == HOROVOD_LOCK else ["--no-deps"]
-        _run([sys.executable, "-m", "pip", "download", "-q", "--require-hashes", "-r", str(lock), *extra,
-              "-d", str(WHEELHOUSE)], "pip download into the wheelhouse",
-             "check PyPI access; a hash mismatch means the lock file or the index changed (re-run `invoke lock`)",
-             capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--require-hashes", "-r", str(lock),
+                            *extra, "-d", str(WHEELHOUSE)], capture_output=True, text=True)
+        if r.returncode != 0:
+            # pip names the mismatching file on the line before its "Expected sha256 ..." line
+            lines = [l.strip() for l in (r.stderr + r.stdout).splitlines() if l.strip()]
+            bad = [lines[i - 1] for i, l in enumerate(lines) if l.startswith("Expected sha256") and i]
+            what = f"hash mismatch for {bad[0]}" if bad else (lines[-1] if lines else "no output")
+            raise UserError(f"pip download into the wheelhouse failed ({what}): check PyPI access; a hash mismatch "
+                            f"means the lock file or the index changed (re-run `invoke lock`)")
     print(f"[wheelhouse] {len(list(WHEELHOUSE.glob('*.whl')))} wheels, "
           f"{sum(p.stat().st_size for p in WHEELHOUSE.iterdir()) >> 20} MiB")
 
