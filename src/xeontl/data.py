@@ -333,6 +333,10 @@ def pipeline(split: Split, cfg, training: bool, batch_size: int | None = None, a
     if training:
         ds = ds.shuffle(len(split), seed=cfg["seed"], reshuffle_each_iteration=True)
     ds = ds.batch(batch_size or cfg["batch_size"], drop_remainder=training)
+    if training:
+        # One endless iterator across epochs (fit's steps_per_epoch = one pass): a finite dataset makes Keras build
+        # a new iterator, and refill the pipeline, at every epoch boundary, outside the epoch's own timing.
+        ds = ds.repeat()
     if augment is None:
         augment = training and cfg["augment"]
     aug = augmenter(cfg) if augment else None

@@ -52,12 +52,20 @@ def cache_key(cfg, weights_info: dict, train: data.Split, val: data.Split) -> st
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def extract(backbone, split: data.Split, cfg, augment: bool, view: int = 0, progress=None) -> np.ndarray:
-    """Backbone features of a split in its stored order (augmented or not), batch by batch. Each view seeds its
-    augmentation differently (the same seed would draw the same flips and rotations K times)."""
+def forward_fn(backbone, cfg):
+    """The backbone as one traced function for any batch size: traced (and its oneDNN primitives made) once, not
+    once per view and again for the last, shorter batch."""
     import tensorflow as tf
 
-    forward = tf.function(lambda x: backbone(x, training=False))
+    size = cfg["image_size"]
+    return tf.function(lambda x: backbone(x, training=False),
+                       input_signature=[tf.TensorSpec((None, size, size, 3), tf.float32)])
+
+
+def extract(backbone, split: data.Split, cfg, augment: bool, view: int = 0, progress=None, forward=None) -> np.ndarray:
+    """Backbone features of a split in its stored order (augmented or not), batch by batch. Each view seeds its
+    augmentation differently (the same seed would draw the same flips and rotations K times)."""
+    forward = forward or forward_fn(backbone, cfg)
     view_cfg = {**cfg, "seed": cfg["seed"] + 7919 * view}
     out = []
     for x, _ in data.pipeline(split, view_cfg, training=False, batch_size=EXTRACT_BATCH, augment=augment):
@@ -83,11 +91,12 @@ def load_or_build(cfg, backbone, weights_info: dict, train: data.Split, val: dat
         return cache
     t0 = time.perf_counter()
     total = k * len(train) + len(val)
+    forward = forward_fn(backbone, cfg)
     with tqdm(total=total, unit="img", desc=f"feature cache ({k} views + val)", disable=not show_progress,
               mininterval=2.0) as bar:
-        views = np.stack([extract(backbone, train, cfg, augment=cfg["augment"], view=v, progress=bar)
+        views = np.stack([extract(backbone, train, cfg, augment=cfg["augment"], view=v, progress=bar, forward=forward)
                           for v in range(k)])
-        val_feats = extract(backbone, val, cfg, augment=False, progress=bar)
+        val_feats = extract(backbone, val, cfg, augment=False, progress=bar, forward=forward)
     seconds = time.perf_counter() - t0
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")

@@ -40,6 +40,7 @@ class Options:
     image: str = DEFAULT_IMAGE
     results_dir: Path = Path("results")
     report: bool = True
+    probe: bool = True  # provenance's in-environment probe (~10 s); the bench skips it and records the host once
     resume: Path | None = None  # a run dir to continue from its last epoch checkpoint
     wait: bool = False  # queue behind a run holding the same CPUs instead of refusing
     extra_env: dict = dataclasses.field(default_factory=dict)  # added to every worker's env (bench variants)

@@ -276,8 +276,8 @@ def finish(staging: Path, prepared, rc: int, status: str | None, started: str, s
     if not ev or ev[-1]["key"] != "run_stop" or ev[-1]["value"].get("status") != status:
         events.EventLog(staging / "events.jsonl").write("run_stop", status=status, source="launcher",
                                                         failure=extra["failure"])
-    inside = run_probe(prepared)
     opts = prepared.opts
+    inside = run_probe(prepared) if opts.probe else {"error": "probe skipped (a bench run: bench.json has the host)"}
     labels = (image_info or {}).get("Config", {}).get("Labels") or {}
     doc = {
         "schema_version": 1,

@@ -105,7 +105,10 @@ class EpochRecorder(tf.keras.callbacks.Callback):
         super().__init__()
         self.images_per_epoch, self.events = images_per_epoch, events
         self.per_epoch = list(history or [])  # a resumed run continues the interrupted run's history
-        self.elapsed = seconds_before  # time-to-accuracy clock: cache build + every epoch so far
+        self.seconds_before = seconds_before  # time-to-accuracy clock: cache build (+ the interrupted run's time)
+
+    def on_train_begin(self, logs=None):
+        self._fit_t0 = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0, self._train_end = time.perf_counter(), None
@@ -118,8 +121,9 @@ class EpochRecorder(tf.keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         end = time.perf_counter()
         train_s = (self._train_end or end) - self._t0
-        self.elapsed += end - self._t0
-        row = {"epoch": epoch + 1, "seconds": end - self._t0, "train_seconds": train_s, "elapsed_seconds": self.elapsed,
+        # wall time since fit began, so whatever happens between epochs (callbacks, iterators) is counted too
+        elapsed = self.seconds_before + end - self._fit_t0
+        row = {"epoch": epoch + 1, "seconds": end - self._t0, "train_seconds": train_s, "elapsed_seconds": elapsed,
                "images_per_second": self.images_per_epoch / train_s, **{k: float(v) for k, v in (logs or {}).items()}}
         self.per_epoch.append(row)
         log.info("epoch %d: %s", epoch + 1, json.dumps({k: round(v, 4) for k, v in row.items()}))
