@@ -159,12 +159,13 @@ def test(c, k=None):
     c.run("python -m pytest -ra" + (f" -k {json.dumps(k)}" if k else ""), pty=False)
 
 
-@task(help={"quick": "short runs (under 5 min here) instead of the full set",
+@task(help={"quick": "one repeat of each variant on less data (about 10 min on a 2-core machine) instead of "
+                     "3 interleaved repeats (about 45 min)",
             "native_only": "skip the container run (no image needed)",
             "image": "image for the container figure (default xeontl:latest)",
             "results_dir": "where bench-<id>/ is written (default results/)"})
 def bench(c, quick=False, native_only=False, image="xeontl:latest", results_dir="results"):
-    """Measure this machine: peak matmul, backbone fp32/bf16 + MFU, training 1 vs 2 workers, container vs native."""
+    """Measure this machine: matmul peak, backbone fp32/bf16 + MFU, training variants, feature-cache time-to-accuracy."""
     from xeontl import bench as benchlib
 
     out = _guard(benchlib.run, quick, Path(results_dir), image, native_only)

@@ -52,3 +52,6 @@ def test_bench_writes_every_figure(tmp_path):
     assert "--gloo" in res["plans"]["train_2w_gloo"] and "--precision fp32" in res["plans"]["train_1w_fp32"]
     assert res["backbone_gflop_per_image_counted"] > 0 and "emulated" in res["host"]["note"]
     assert (out / "bench.png").stat().st_size > 1000
+    md = (out / "bench.md").read_text()  # the table the README shows, every figure next to the paper's and target
+    assert "| scaling efficiency, 2 workers, MPI (launcher defaults) |" in md and "0.92 (1.83x)" in md
+    assert "n/a: skipped (--native-only)" in md

@@ -57,6 +57,20 @@ def test_pipeline_shapes_and_range():
     assert y.shape == (8,)
 
 
+def test_training_pipeline_is_one_endless_reshuffled_iterator():
+    """Endless, so Keras never rebuilds the pipeline between epochs; each pass is a new order of the same tiles."""
+    import tensorflow as tf
+
+    s = data.synthetic_split(3, 0, 16)
+    ds = data.pipeline(s, cfg(image_size=32, batch_size=8, augment=False), training=True)
+    assert ds.cardinality() == tf.data.INFINITE_CARDINALITY
+    batches = [y.numpy() for _, y in ds.take(4)]
+    first, second = np.concatenate(batches[:2]), np.concatenate(batches[2:])
+    assert sorted(first) == sorted(second) == sorted(s.labels)  # every pass is the whole shard once
+    val = data.pipeline(s, cfg(image_size=32, batch_size=8), training=False)
+    assert val.cardinality() == 2  # validation stays one finite pass, in order
+
+
 # ---------------------------------------------------------------------------------------------- Kather archive
 def write_tree(root, per_class=3, bad=()):
     for ci, folder in enumerate(data.KATHER_FOLDERS):

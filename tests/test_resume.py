@@ -94,4 +94,27 @@ def test_resume_bad_input_launches_nothing(tmp_path):
     (run_dir / "metrics.json").write_text(json.dumps({"status": "success"}))
     one_line_error(invoke("reproduce", "--resume", str(run_dir), "--results-dir", str(results)),
                    "finished successfully")
+    one_line_error(invoke("reproduce", "--resume", str(run_dir), "--set", "epochs=50", "--results-dir", str(results)),
+                   "its own config", "epochs")
     assert not results.exists()
+
+
+def test_container_run_killed_after_epoch_2_resumes_in_the_container(image, tmp_path):
+    from xeontl import launch
+
+    opts = launch.Options(sockets=2, emulate_sockets=True, profile="smoke", image=image, results_dir=tmp_path,
+                          overrides={"epochs": "4", "patience": "20", "verbose": "0"},
+                          extra_env={"XEONTL_FAULT_AFTER_EPOCH": "2"})  # reaches the ranks inside the container
+    rc, dead = launch.execute(launch.prepare(opts))
+    assert rc == 1 and json.loads((dead / "metrics.json").read_text())["failure"]["rank"] == 1
+    r = invoke("reproduce", "--resume", str(dead), "--results-dir", str(tmp_path), timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:]
+    cont = only_run(tmp_path, "success")
+    m = json.loads((cont / "metrics.json").read_text())
+    assert m["resumed_from"] == {"checkpoint": "/resume/checkpoints/epoch-0002", "epoch": 2,
+                                 "optimizer_iterations": 10}
+    assert m["epochs_run"] == 4 and m["per_epoch"][:2] == json.loads(
+        (dead / "checkpoints" / "epoch-0002" / "state.json").read_text())["per_epoch"]
+    prov = json.loads((cont / "provenance.json").read_text())
+    assert prov["execution"]["mode"] == "docker" and prov["resumed_from"]["run"] == str(dead)
+    assert f"{dead}:/resume:ro" in (cont / "command.txt").read_text()  # mounted read-only: the old run is kept as is

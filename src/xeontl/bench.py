@@ -158,10 +158,10 @@ def measure_feature_cache(two: planlib.Plan, profile: str, overrides: dict, runs
 SIZES = {
     "full": {"matmul": 2048, "image": 96, "batch": 32, "repeats": 15, "train_repeats": 3, "profile": "demo",
              "train": {"epochs": "4", "patience": "100", "synthetic_train": "1600", "synthetic_val": "160"}, "tta": {}},
-    # --quick: the demo profile on less data (640 training tiles, 3 epochs), one repeat per variant
+    # --quick: the demo profile on less data (480 training tiles, 3 epochs), one repeat per variant
     "quick": {"matmul": 2048, "image": 96, "batch": 32, "repeats": 5, "train_repeats": 1, "profile": "demo",
-              "train": {"epochs": "3", "patience": "100", "synthetic_train": "640", "synthetic_val": "64"},
-              "tta": {"synthetic_train": "640", "synthetic_val": "160", "epochs": "8", "patience": "3"}},
+              "train": {"epochs": "3", "patience": "100", "synthetic_train": "480", "synthetic_val": "64"},
+              "tta": {"synthetic_train": "480", "synthetic_val": "160", "epochs": "6", "patience": "3"}},
     # functional tests: every figure is produced, none means anything
     "tiny": {"matmul": 128, "image": 32, "batch": 2, "repeats": 2, "train_repeats": 1, "profile": "smoke",
              "train": {"epochs": "2"}, "tta": {"epochs": "3"}},
@@ -233,10 +233,48 @@ def run(quick: bool, results_dir: Path, image: str, native_only: bool = False, s
     res["plans"]["feature_cache"] = fc.pop("plan")
     res["raw"] = {"peaks": peaks, "backbone": bb, "training": tr, "feature_cache": fc}
     (out / "bench.json").write_text(json.dumps(res, indent=1, default=str))
+    (out / "bench.md").write_text(table(res))
     _plot(out, res)
     print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict | str) or k.endswith("_reason")},
                      indent=1, default=str))
     return out
+
+
+# (key, label, paper's figure, target as (comparison, value) or None)
+TABLE = [
+    ("peak_gflops_fp32", "matmul peak fp32, one worker's cores (GFLOP/s)", "—", None),
+    ("peak_gflops_bf16", "matmul peak bf16 (GFLOP/s)", "—", None),
+    ("bf16_peak_ratio", "bf16 / fp32 matmul peak", "—", None),
+    ("backbone_img_s_fp32", "backbone forward fp32 (images/s)", "—", None),
+    ("backbone_img_s_bf16", "backbone forward bf16 (images/s)", "—", None),
+    ("bf16_speedup", "bf16 speedup, backbone forward", "—", None),
+    ("bf16_epoch_speedup", "bf16 speedup, training epoch end to end (1 worker)", "—", (">=", 1.8)),
+    ("mfu_bf16", "MFU bf16, 4.1 GFLOP/image at 224 px (the issue's convention)", "—", (">=", 0.5)),
+    ("mfu_bf16_counted_flops", "MFU bf16, FLOPs counted by TF's profiler (2 per multiply-add)", "—", (">=", 0.5)),
+    ("train_img_s_1w", "training, 1 worker on one socket (images/s)", "—", None),
+    ("train_img_s_1w_fp32", "training, 1 worker, fp32 (images/s)", "—", None),
+    ("train_img_s_2w", "training, 2 workers on two sockets, MPI (images/s)", "—", None),
+    ("scaling_efficiency", "scaling efficiency, 2 workers, MPI (launcher defaults)", "0.92 (1.83x)", (">=", 0.95)),
+    ("scaling_efficiency_mpi_busy_poll", "scaling efficiency, MPI busy-polling (fix undone)", "—", None),
+    ("scaling_efficiency_gloo", "scaling efficiency, Gloo controller", "—", None),
+    ("container_over_native", "container / native, 2 workers", "— (bare metal)", (">=", 0.99)),
+    ("feature_cache_speedup", "--feature-cache time-to-accuracy speedup", "— (not in the paper)", (">=", 10.0)),
+    ("feature_cache_accuracy_delta", "--feature-cache final accuracy − protocol's", "—", (">=", -0.005)),
+]
+
+
+def table(res: dict) -> str:
+    """bench.md: every figure next to the paper's and the target, with the reason wherever a figure is missing."""
+    rows = ["| figure | this machine | paper | target | met |", "|---|---|---|---|---|"]
+    for key, label, paper, target in TABLE:
+        v = res.get(key)
+        shown = "n/a: " + str(res.get(key + "_reason") or res.get(key.replace("_speedup", "") + "_reason")) \
+            if v is None else (f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}")
+        met = "" if target is None or v is None else ("yes" if v >= target[1] else "no")
+        rows.append(f"| {label} | {shown} | {paper} | {'' if target is None else f'{target[0]} {target[1]}'} | {met} |")
+    host = res["host"]
+    return (f"xeontl bench on {host.get('cpu')} ({host['usable_cpus']}; {host['note']}); training figures are "
+            f"medians of {res['sizes']['train_repeats']} interleaved repeat(s)\n\n" + "\n".join(rows) + "\n")
 
 
 def _ratio(a, b):

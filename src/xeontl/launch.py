@@ -84,6 +84,9 @@ def new_run_id(cfg: dict, sockets: int) -> str:
 def resume_options(opts: Options) -> Options:
     """`--resume RUN`: the interrupted run's own config and launch (sockets, pinning, controller), checked first."""
     run = opts.resume.resolve()
+    if opts.overrides:
+        raise UserError(f"--resume continues a run with its own config: drop --set/--dataset/--weights "
+                        f"({', '.join(sorted(opts.overrides))}), or start a new run with them")
     if not (run / "config.json").is_file():
         raise UserError(f"--resume {opts.resume}: not a run dir (no config.json): give results/<run-id>")
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
