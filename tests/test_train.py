@@ -55,8 +55,10 @@ def test_two_horovod_ranks_stop_together_on_disjoint_shards(tmp_path, controller
     assert {x["controller"] for x in m["ranks"]} == {controller}  # the controller really used
     assert sum(x["train_images"] for x in m["ranks"]) == 160  # disjoint halves of the 160 training tiles
     assert m["learning_rate"] == pytest.approx(2 * 0.001) and "linear" in m["lr_rule"]
-    # only rank 0 writes results
-    assert sorted(p.name for p in out.iterdir()) == ["events.jsonl", "head.weights.h5", "logs", "metrics.json"]
+    # only rank 0 writes results, its last epoch's checkpoint included (one, not one per rank or per epoch)
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "events.jsonl", "head.weights.h5", "logs",
+                                                     "metrics.json"]
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["epoch-0002"]
     events = [json.loads(l)["key"] for l in (out / "events.jsonl").read_text().splitlines()]
     assert events.count("run_start") == 1 and "early_stop" in events and events[-1] == "run_stop"
 

