@@ -159,7 +159,7 @@ def test(c, k=None):
     c.run("python -m pytest -ra" + (f" -k {json.dumps(k)}" if k else ""), pty=False)
 
 
-@task(help={"quick": "one repeat of each variant on less data (about 10 min on a 2-core machine) instead of "
+@task(help={"quick": "one repeat of each variant on less data (about 7 min on a 2-core machine) instead of "
                      "3 interleaved repeats (about 45 min)",
             "native_only": "skip the container run (no image needed)",
             "image": "image for the container figure (default xeontl:latest)",
