@@ -18,9 +18,9 @@ def _guard(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except UserError as e:
-        raise Exit(f"xeontl: error: {e}", code=e.exit_code)
+        raise Exit(f"xeontl: error: {e}", code=e.exit_code) from None
     except KeyboardInterrupt:
-        raise Exit("xeontl: interrupted", code=130)
+        raise Exit("xeontl: interrupted", code=130) from None
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -54,12 +54,15 @@ def _overrides(pairs: list[str]) -> dict:
         "wait": "if another run holds the CPUs this plan pins, queue behind it instead of refusing",
         "feature_cache": "opt-in speed path, not the paper's protocol: backbone features computed once, head trained "
                          "on them (same as --set feature_cache=true)",
+        "fault_after_epoch": "tests: rank 1 (or the only rank) SIGKILLs itself after epoch N, a stand-in for a crashed "
+                             "worker (shown in the command lines; not carried over by --resume)",
     },
     iterable=["set"],
 )
 def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None, native=False, dry_run=False,
-              topology=None, emulate_sockets=False, cores_per_socket=0, controller="mpi", hosts="", image="xeontl:latest",
-              results_dir="results", resume=None, wait=False, feature_cache=False):
+              topology=None, emulate_sockets=False, cores_per_socket=0, controller="mpi", hosts="",
+              image="xeontl:latest",
+              results_dir="results", resume=None, wait=False, feature_cache=False, fault_after_epoch=0):
     """Run the paper's 1- or 2-socket experiment (pinning, threads, env) in the image or natively."""
     from xeontl import launch
 
@@ -72,7 +75,7 @@ def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None
             sockets=int(sockets), profile=profile, overrides=overrides, native=native, dry_run=dry_run,
             topology_file=topology, emulate_sockets=emulate_sockets, cores_per_socket=int(cores_per_socket),
             controller=controller, hosts=hosts, image=image, results_dir=Path(results_dir),
-            resume=Path(resume) if resume else None, wait=wait))
+            resume=Path(resume) if resume else None, wait=wait, fault_after_epoch=int(fault_after_epoch)))
 
     rc = _guard(go)
     if rc:
@@ -153,10 +156,13 @@ def lock(c):
           "-o requirements/lock.txt requirements/lock.in")
 
 
-@task(help={"k": "only tests matching this pytest -k expression"})
-def test(c, k=None):
-    """Run the test suite (unit + native MPI + image tests): the same command CI runs."""
-    c.run("python -m pytest -ra" + (f" -k {json.dumps(k)}" if k else ""), pty=False)
+@task(help={"k": "only tests matching this pytest -k expression",
+            "fast": "the fast tier (unit, plan, config, report, bad-input tests; no training, no Docker): under a "
+                    "minute, for every few minutes of work"})
+def test(c, k=None, fast=False):
+    """Run the test suite: all of it, the image included (what CI runs), or the fast tier with --fast."""
+    c.run(f"{sys.executable} -m pytest -ra" + (' -m "not slow and not docker"' if fast else "")
+          + (f" -k {json.dumps(k)}" if k else ""), pty=False)
 
 
 @task(help={"quick": "one repeat of each variant on less data (about 7 min on a 2-core machine) instead of "
@@ -165,7 +171,8 @@ def test(c, k=None):
             "image": "image for the container figure (default xeontl:latest)",
             "results_dir": "where bench-<id>/ is written (default results/)"})
 def bench(c, quick=False, native_only=False, image="xeontl:latest", results_dir="results"):
-    """Measure this machine: matmul peak, backbone fp32/bf16 + MFU, training variants, feature-cache time-to-accuracy."""
+    """Measure this machine: matmul peak, backbone fp32/bf16 + MFU, training variants, feature-cache
+    time-to-accuracy."""
     from xeontl import bench as benchlib
 
     out = _guard(benchlib.run, quick, Path(results_dir), image, native_only)

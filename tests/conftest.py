@@ -56,8 +56,16 @@ def one_line_error(result, *needles):
     """A user mistake: non-zero exit, one 'xeontl: error:' line naming the problem, no traceback."""
     assert result.returncode != 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
-    errors = [l for l in result.stderr.splitlines() if l.startswith("xeontl: error:")]
+    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("xeontl: error:")]
     assert len(errors) == 1, result.stderr
     for n in needles:
         assert n in errors[0], errors[0]
     return errors[0]
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that uses the built image is a `docker` test (the fast tier, `-m "not slow and not docker"`,
+    leaves them out), whether it says so itself or not."""
+    for item in items:
+        if "image" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.docker)

@@ -35,7 +35,7 @@ def test_docker_daemon_down(tmp_path):
 def test_recorded_topology_that_does_not_fit_this_host_is_not_run(tmp_path):
     r = invoke("reproduce", "--sockets", "2", "--topology", str(SPR), "--native", "--results-dir", str(tmp_path),
                timeout=120)
-    one_line_error(r, "may not use")
+    one_line_error(r, "offline or absent on this host")
 
 
 @pytest.mark.slow
@@ -58,7 +58,24 @@ def test_wheelhouse_hash_mismatch_is_one_clear_error(tmp_path, monkeypatch):
 def test_offline_build_without_debootstrap_says_what_to_install(monkeypatch):
     from xeontl import image
 
-    monkeypatch.setattr(image, "image_exists", lambda tag: False)
+    monkeypatch.setattr(image.dockercli, "inspect", lambda tag: None)
     monkeypatch.setattr(image.shutil, "which", lambda name: None)
     with pytest.raises(UserError, match="debootstrap is not installed: apt-get install debootstrap"):
         image.build_base("runtime")
+
+
+def test_an_image_built_from_other_sources_is_refused(monkeypatch, tmp_path):
+    """A stale image would run other code than the checkout's (and config.json could differ from what ran)."""
+    from xeontl import dockercli, image, launch
+
+    info = {"Id": "sha256:x", "Config": {"Labels": {dockercli.INPUTS_LABEL: "0123456789ab"}}}
+    monkeypatch.setattr(dockercli, "inspect", lambda ref: info)
+    here = image.checkout_inputs_hash()
+    assert here and here != "0123456789ab"
+    with pytest.raises(UserError, match=r"built from inputs 0123456789ab, this checkout is inputs .*invoke build"):
+        launch.check_image("xeontl:latest")
+    info["Config"]["Labels"][dockercli.INPUTS_LABEL] = here
+    assert launch.check_image("xeontl:latest") is info
+    del info["Config"]["Labels"][dockercli.INPUTS_LABEL]
+    with pytest.raises(UserError, match="sources this checkout cannot identify"):
+        launch.check_image("xeontl:latest")

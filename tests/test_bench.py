@@ -5,7 +5,8 @@ import json
 import pytest
 
 from conftest import needs_horovod
-from xeontl import bench, plan as planlib, topology
+from xeontl import bench, topology
+from xeontl import plan as planlib
 
 KEYS = ["peak_gflops_bf16", "peak_gflops_fp32", "backbone_img_s_fp32", "backbone_img_s_bf16", "bf16_speedup",
         "mfu_bf16", "train_img_s_1w", "train_img_s_2w", "scaling_efficiency", "container_over_native",

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, have_horovod
+from xeontl import events
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(params=["native", "docker"])
+@pytest.fixture(params=["native", pytest.param("docker", marks=pytest.mark.docker)])
 def mode(request):
     if request.param == "native" and not have_horovod():
         pytest.skip("native Horovod not installed (invoke setup)")
@@ -81,9 +82,9 @@ def test_killed_rank_stops_the_run_within_60s_and_is_recorded(tmp_path, mode):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "failed"
     assert metrics["failure"]["rank"] == 1 and metrics["failure"]["signal"] == 9, metrics["failure"]
-    events = [json.loads(l) for l in (run / "events.jsonl").read_text().splitlines()]
-    assert events[-1]["key"] == "run_stop" and events[-1]["value"]["status"] == "failed"
-    stopped = events[-1]["time_ms"] / 1000
+    log = events.read(run / events.FILE)
+    assert log[-1]["key"] == "run_stop" and log[-1]["metadata"]["status"] == "failed"
+    stopped = log[-1]["time_ms"] / 1000
     assert stopped - t0 < 60, "the surviving rank hung"
     assert (run / "logs" / "rank-0.log").exists() and (run / "logs" / "rank-1.log").exists()
     assert json.loads((run / "provenance.json").read_text())["status"] == "failed"
@@ -102,8 +103,7 @@ def test_ctrl_c_aborts_with_130_and_keeps_a_record(tmp_path, mode):
     run = finished_run(tmp_path)
     assert json.loads((run / "metrics.json").read_text())["status"] == "aborted"
     assert json.loads((run / "provenance.json").read_text())["status"] == "aborted"
-    events = [json.loads(l) for l in (run / "events.jsonl").read_text().splitlines()]
-    assert events[-1]["value"]["status"] == "aborted"
+    assert events.last_status(run / events.FILE) == "aborted"
     time.sleep(2)
     if mode == "native":
         leftover = subprocess.run(["pgrep", "-f", f"xeontl train.*{tmp_path}"], capture_output=True, text=True).stdout

@@ -25,6 +25,7 @@ def test_paper_profile_never_uses_the_cache():
     assert config.resolve("demo")["feature_cache"] is False
 
 
+@pytest.mark.slow  # builds a ResNet50 and runs it: not in the fast tier
 def test_cached_features_give_the_same_predictions_as_the_full_model(tmp_path):
     cfg = config.resolve("smoke", {"precision": "fp32", "feature_cache": True, "feature_cache_dir": str(tmp_path),
                                    "feature_cache_views": 1})
@@ -41,6 +42,7 @@ def test_cached_features_give_the_same_predictions_as_the_full_model(tmp_path):
                                net.predict(data.pipeline(ds.train, cfg, training=False), verbose=0), atol=1e-5)
 
 
+@pytest.mark.slow  # builds a ResNet50 and runs it: not in the fast tier
 def test_views_differ_and_a_second_load_is_a_hit(tmp_path):
     cfg = config.resolve("smoke", {"feature_cache": True, "feature_cache_dir": str(tmp_path),
                                    "feature_cache_views": 2, "synthetic_train": 32, "synthetic_val": 16})
@@ -75,7 +77,8 @@ def test_feature_cache_training_run_reports_the_cache_and_evaluates_on_images(tm
     assert r.returncode == 0, r.stderr[-2000:]
     assert "feature cache (2 views + val)" in r.stderr  # the progress bar
     m = json.loads((out / "metrics.json").read_text())
-    assert m["feature_cache"]["views"] == 2 and not m["feature_cache"]["hit"] and m["feature_cache"]["build_seconds"] > 0
+    fc = m["feature_cache"]
+    assert fc["views"] == 2 and not fc["hit"] and fc["build_seconds"] > 0
     assert any("feature cache" in n for n in m["notices"])
     assert m["per_epoch"][0]["elapsed_seconds"] > m["feature_cache"]["build_seconds"]  # time-to-accuracy clock
     assert 0 <= m["final_val_accuracy"] <= 1 and sum(map(sum, m["confusion_matrix"])) == 80

@@ -19,7 +19,8 @@ def fake_run(path, sockets, seconds, acc=0.95, epochs=44, notices=(), emulated=F
         "status": "success", "final_val_accuracy": acc, "epochs_run": epochs, "best_epoch": epochs - 10,
         "train_seconds": seconds, "notices": list(notices), "images_per_second": 100.0,
         "per_epoch": [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.5, "seconds": 3.0}],
-        "ranks": [{"rank": r, "images_per_second": 50.0, "affinity": [r], "train_images": 2000} for r in range(sockets)]}))
+        "ranks": [{"rank": r, "images_per_second": 50.0, "affinity": [r], "train_images": 2000}
+                  for r in range(sockets)]}))
     (path / "plan.json").write_text(json.dumps({"sockets": sockets, "emulated": emulated,
                                                 "workers": [{"cores": 56}] * sockets}))
     (path / "config.json").write_text(json.dumps({"profile": profile, "seed": 42}))

@@ -29,7 +29,7 @@ def test_two_rank_run_killed_after_epoch_3_resumes_to_the_uninterrupted_result(t
     # "the same result" can be checked exactly: every epoch's averaged val_loss, before and after the interruption.
     args = ["reproduce", "--sockets", "2", "--emulate-sockets", "--native", *SMOKE, "--set", "feature_cache=true",
             "--set", f"feature_cache_dir={tmp_path / 'cache'}"]
-    killed = invoke(*args, "--results-dir", str(tmp_path / "a"), env={"XEONTL_FAULT_AFTER_EPOCH": "3"}, timeout=600)
+    killed = invoke(*args, "--results-dir", str(tmp_path / "a"), "--fault-after-epoch", "3", timeout=600)
     assert killed.returncode == 1, killed.stdout[-2000:]
     dead = only_run(tmp_path / "a", "failed")
     assert json.loads((dead / "metrics.json").read_text())["failure"]["rank"] == 1
@@ -41,7 +41,8 @@ def test_two_rank_run_killed_after_epoch_3_resumes_to_the_uninterrupted_result(t
     cont = only_run(tmp_path / "a", "success")
     assert cont.name != dead.name  # a new run id ...
     m = json.loads((cont / "metrics.json").read_text())
-    assert m["resumed_from"]["epoch"] == 3 and m["resumed_from"]["optimizer_iterations"] == 15  # ... recording its source
+    # ... recording its source
+    assert m["resumed_from"]["epoch"] == 3 and m["resumed_from"]["optimizer_iterations"] == 15
     assert json.loads((cont / "provenance.json").read_text())["resumed_from"]["run"] == str(dead)
     assert "EMULATED SOCKETS" in (cont / "command.txt").read_text()  # the same launch: 2 emulated sockets
     assert m["epochs_run"] == 6 and m["workers"] == 2
@@ -57,7 +58,7 @@ def test_image_pipeline_resume_continues_the_schedule(tmp_path):
     """The paper's own path (augmentation on the fly): resumed history, optimizer and final result within tolerance."""
     base = [sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--epochs", "4", "--patience", "20",
             "--verbose", "0", "--synthetic-train", "320", "--synthetic-val", "160"]
-    killed = run([*base, "--output", str(tmp_path / "a")], env={"XEONTL_FAULT_AFTER_EPOCH": "2"})
+    killed = run([*base, "--output", str(tmp_path / "a"), "--fault-after-epoch", "2"])
     assert killed.returncode == -9
     state = json.loads((tmp_path / "a" / "checkpoints" / "epoch-0002" / "state.json").read_text())
     assert state["epoch"] == 2 and state["optimizer_iterations"] == 2 * 20  # 320 images / 16 per step, one worker
@@ -75,7 +76,7 @@ def test_image_pipeline_resume_continues_the_schedule(tmp_path):
 
 def test_resume_refuses_a_different_config(tmp_path):
     killed = run([sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--epochs", "3", "--verbose", "0",
-                  "--output", str(tmp_path / "a")], env={"XEONTL_FAULT_AFTER_EPOCH": "1"})
+                  "--output", str(tmp_path / "a"), "--fault-after-epoch", "1"])
     assert killed.returncode == -9
     r = run([sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--epochs", "3", "--seed", "5",
              "--output", str(tmp_path / "b"), "--resume-from", str(tmp_path / "a")])
@@ -104,7 +105,7 @@ def test_container_run_killed_after_epoch_2_resumes_in_the_container(image, tmp_
 
     opts = launch.Options(sockets=2, emulate_sockets=True, profile="smoke", image=image, results_dir=tmp_path,
                           overrides={"epochs": "4", "patience": "20", "verbose": "0"},
-                          extra_env={"XEONTL_FAULT_AFTER_EPOCH": "2"})  # reaches the ranks inside the container
+                          fault_after_epoch=2)  # reaches the ranks inside the container
     rc, dead = launch.execute(launch.prepare(opts))
     assert rc == 1 and json.loads((dead / "metrics.json").read_text())["failure"]["rank"] == 1
     r = invoke("reproduce", "--resume", str(dead), "--results-dir", str(tmp_path), timeout=600)

@@ -5,7 +5,8 @@ import shlex
 import pytest
 
 from conftest import SPR, TOPOLOGIES, invoke, one_line_error
-from xeontl import plan as planlib, topology
+from xeontl import plan as planlib
+from xeontl import topology
 from xeontl.errors import UserError
 
 
@@ -25,19 +26,21 @@ def test_spr_one_socket_is_the_papers_command():
     p = planlib.make_plan(topology.load_file(SPR), 1)
     w, = p.workers
     assert shlex.join(w.numactl) == "numactl -C 0-55,112-167 -m 0"
-    assert (w.intra, w.inter, p.env["OMP_NUM_THREADS"]) == (56, 56, "56")
+    assert (w.intra, w.inter, w.env["OMP_NUM_THREADS"]) == (56, 56, "56")
     assert {k: p.env[k] for k in planlib.PAPER_KMP_ENV} == {
         "KMP_SETTINGS": "1", "KMP_BLOCKTIME": "1", "KMP_AFFINITY": "granularity=fine,compact,1,0"}
-    cmd = planlib.launch_command(p, ["--profile", "paper"])
-    assert cmd[:5] == ["numactl", "-C", "0-55,112-167", "-m", "0"] and "horovodrun" not in cmd
+    cmd = planlib.launch_command(p, lambda w: planlib.train_args(w, "/r/config.json", "/r"))
+    assert cmd[:7] == ["env", "OMP_NUM_THREADS=56", "numactl", "-C", "0-55,112-167", "-m", "0"]
+    assert "horovodrun" not in cmd and cmd[cmd.index("--intra-threads") + 1] == "56"
+    assert cmd[cmd.index("--inter-threads") + 1] == "56" and cmd[cmd.index("--config") + 1] == "/r/config.json"
 
 
 def test_spr_two_sockets_is_the_papers_command():
     p = planlib.make_plan(topology.load_file(SPR), 2)
     assert [shlex.join(w.numactl) for w in p.workers] == ["numactl -C 0-55,112-167 -m 0",
                                                           "numactl -C 56-111,168-223 -m 1"]
-    assert [w.intra for w in p.workers] == [54, 54] and p.env["OMP_NUM_THREADS"] == "54"
-    line = shlex.join(planlib.launch_command(p, ["--profile", "paper"]))
+    assert [w.intra for w in p.workers] == [54, 54] and [w.env["OMP_NUM_THREADS"] for w in p.workers] == ["54", "54"]
+    line = shlex.join(planlib.launch_command(p, lambda w: planlib.train_args(w, "/r/config.json", "/r")))
     assert line.startswith("horovodrun -np 2 -H localhost:2 --mpi")
     assert "numactl -C 0-55,112-167 -m 0" in line and "numactl -C 56-111,168-223 -m 1" in line
     assert "-bind-to none" in line  # MPI's own binding must not fight numactl
@@ -52,10 +55,11 @@ def test_rank_wrapper_picks_numactl_by_local_rank(tmp_path):
     fake = tmp_path / "numactl"
     fake.write_text("#!/bin/sh\necho \"$@\"\n")
     fake.chmod(0o755)
-    for rank, var in [(0, "OMPI_COMM_WORLD_LOCAL_RANK"), (1, "HOROVOD_LOCAL_RANK")]:
-        out = subprocess.run(planlib.rank_wrapper(p, ["python", "x"]), capture_output=True, text=True,
+    for rank, var in [(0, "OMPI_COMM_WORLD_LOCAL_RANK"), (1, "HOROVOD_LOCAL_RANK"), (1, "SLURM_LOCALID")]:
+        out = subprocess.run(planlib.rank_wrapper(p, lambda w: ["x", str(w.rank)]), capture_output=True, text=True,
                              env={"PATH": f"{tmp_path}:/usr/bin:/bin", var: str(rank)})
-        assert out.stdout.split()[:4] == ["-C", p.workers[rank].numactl[2], "-m", str(rank)]
+        assert out.stdout.split() == ["-C", p.workers[rank].numactl[2], "-m", str(rank), "python", "-m", "xeontl",
+                                      "x", str(rank)]
 
 
 # ---------------------------------------------------------------------------------------------- other hosts
@@ -66,6 +70,7 @@ def test_this_kind_of_host_needs_emulation_for_two_sockets():
     p = planlib.make_plan(t, 2, emulate=True)
     assert p.emulated and [w.cpus for w in p.workers] == [(0,), (1,)]
     assert [w.intra for w in p.workers] == [1, 1] and any("clamped" in n for n in p.notes)
+    assert planlib.make_plan(t, 2, emulate="auto").emulated and not planlib.make_plan(t, 1, emulate="auto").emulated
     assert "EMULATED SOCKETS" in p.describe() and p.env["XEONTL_EMULATED_SOCKETS"] == "2"
 
 
@@ -119,7 +124,7 @@ def test_unreadable_topology_file(tmp_path):
 def test_cpuset_smaller_than_plan():
     p = planlib.make_plan(topology.load_file(SPR), 2)
     with pytest.raises(UserError, match="may not use"):
-        planlib.check_fits(p, frozenset({0, 1}))
+        planlib.check_fits(p, topology.Topology(topology.load_file(SPR).cpus, frozenset({0, 1}), "cpuset"))
 
 
 def test_cpulist_roundtrip():
@@ -142,7 +147,7 @@ def test_dry_run_prints_the_papers_two_socket_run():
     assert r.returncode == 0, r.stderr
     for s in ["numactl -C 0-55,112-167 -m 0", "numactl -C 56-111,168-223 -m 1", "horovodrun -np 2",
               "KMP_AFFINITY=granularity=fine,compact,1,0", "KMP_BLOCKTIME=1", "KMP_SETTINGS=1",
-              "XEONTL_INTRA_THREADS=54", "OMP_NUM_THREADS=54", "docker run"]:
+              "OMP_NUM_THREADS=54", "--intra-threads 54 --inter-threads 56", "docker run"]:
         assert s in r.stdout, s
 
 
@@ -172,7 +177,7 @@ def test_multi_node_plan_is_cpuset_relative():
     p = planlib.make_plan(t, 2, hosts="node1:2,node2:2")
     assert [shlex.join(w.numactl) for w in p.workers] == ["numactl -C +0-55,112-167 -m +0",
                                                           "numactl -C +56-111,168-223 -m +1"]
-    line = shlex.join(planlib.launch_command(p, []))
+    line = shlex.join(planlib.launch_command(p, lambda w: []))
     assert "horovodrun -np 4 -H node1:2,node2:2" in line
     # a container whose cpuset is only CPU 5: position 0 of its cpuset
     one = topology.Topology(t.cpus, frozenset({5}), "cpuset")

@@ -8,62 +8,71 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import statistics
 import subprocess
-import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import launch, plan as planlib, topology
+from xeontl import dockercli, launch, topology
+from xeontl import plan as planlib
 
 RESNET50_GFLOP_224 = 4.1  # forward pass at 224x224 (the issue's convention); scaled by pixel count
 
-# ------------------------------------------------------------------------------------------------ in-process probes
-_WORKER = r"""
-import json, os, statistics, sys, time
-import tensorflow as tf
-what, precision, size, batch, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-threads = int(os.environ.get("XEONTL_INTRA_THREADS", "0"))
-tf.config.threading.set_intra_op_parallelism_threads(threads)
-tf.config.threading.set_inter_op_parallelism_threads(threads)
-if precision == "bf16":
-    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
-if what == "matmul":
-    n = size
-    a, b = tf.random.uniform((n, n)), tf.random.uniform((n, n))
-    f = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
-    work, unit, extra = 2 * n ** 3 / 1e9, "gflop", {}
-    step = lambda: f(a, b).numpy()
-else:
-    from xeontl.model import resnet50
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-    net = resnet50(size)
-    # FLOPs of one image as TF's profiler counts them on this graph (2 per multiply-add, like the matmul peak)
-    one = tf.function(lambda x: net(x, training=False)).get_concrete_function(tf.TensorSpec((1, size, size, 3)))
-    opts = {**tf.compat.v1.profiler.ProfileOptionBuilder.float_operation(), "output": "none"}
-    flops = tf.compat.v1.profiler.profile(graph=convert_variables_to_constants_v2(one).graph, options=opts)
-    extra = {"gflop_per_image": flops.total_float_ops / 1e9}
-    x = tf.random.uniform((batch, size, size, 3))
-    f = tf.function(lambda x: tf.reduce_mean(net(x, training=False)))
-    work, unit = batch, "images"
-    step = lambda: f(x).numpy()
-for _ in range(3):  # warm-up: tracing, oneDNN primitive creation
-    step()
-rates = []
-for _ in range(repeats):
-    t0 = time.perf_counter(); step(); rates.append(work / (time.perf_counter() - t0))
-print(json.dumps({"median": statistics.median(rates), "unit": unit + "/s", "repeats": rates, **extra}))
-"""
+# ------------------------------------------------------------------------------------------------ compute probes
+def measure(what: str, precision: str, size: int, batch: int, repeats: int, threads: int) -> dict:
+    """`xeontl measure` (one fresh process per figure: oneDNN's BF16 rewrite is process-wide): steady-state rate of
+    a square matmul (GFLOP/s) or the backbone's forward pass (images/s), median of `repeats` after warm-up."""
+    import tensorflow as tf
+
+    from xeontl import runtime
+
+    runtime.configure_threads(threads, threads)
+    runtime.configure_precision(precision, "onednn")
+    extra: dict = {}
+    if what == "matmul":
+        a, b = tf.random.uniform((size, size)), tf.random.uniform((size, size))
+        f = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+        work, unit = 2 * size ** 3 / 1e9, "gflop"
+
+        def step():
+            f(a, b).numpy()
+    else:
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        from xeontl.model import resnet50
+
+        net = resnet50(size)
+        # FLOPs of one image as TF's profiler counts them on this graph (2 per multiply-add, like the matmul peak)
+        one = tf.function(lambda x: net(x, training=False)).get_concrete_function(tf.TensorSpec((1, size, size, 3)))
+        opts = {**tf.compat.v1.profiler.ProfileOptionBuilder.float_operation(), "output": "none"}
+        flops = tf.compat.v1.profiler.profile(graph=convert_variables_to_constants_v2(one).graph, options=opts)
+        extra["gflop_per_image"] = flops.total_float_ops / 1e9
+        x = tf.random.uniform((batch, size, size, 3))
+        g = tf.function(lambda x: tf.reduce_mean(net(x, training=False)))
+        work, unit = batch, "images"
+
+        def step():
+            g(x).numpy()
+    for _ in range(3):  # warm-up: tracing, oneDNN primitive creation
+        step()
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        rates.append(work / (time.perf_counter() - t0))
+    return {"median": statistics.median(rates), "unit": unit + "/s", "repeats": rates, **extra}
 
 
-def _probe(what: str, precision: str, size: int, batch: int, repeats: int, env: dict, numactl: list[str]) -> dict:
-    cmd = [*numactl, sys.executable, "-c", _WORKER, what, precision, str(size), str(batch), str(repeats)]
+def _probe(worker: planlib.Worker, env: dict, what: str, precision: str, size: int, batch: int, repeats: int) -> dict:
+    cmd = planlib.measure_command(worker, what, precision, size, batch, repeats)
     out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env, "TF_CPP_MIN_LOG_LEVEL": "2"},
                          timeout=900)
     if out.returncode != 0:
         return {"median": None, "reason": out.stderr.strip().splitlines()[-1] if out.stderr else "failed",
-                "command": " ".join(cmd[:len(numactl) + 1])}
-    return {**json.loads(out.stdout.strip().splitlines()[-1]), "command": " ".join(numactl + ["python", what])}
+                "command": shlex.join(cmd)}
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "command": shlex.join(cmd)}
 
 
 # ------------------------------------------------------------------------------------------------ training runs
@@ -137,7 +146,8 @@ def measure_feature_cache(two: planlib.Plan, profile: str, overrides: dict, runs
     print("[bench] time to accuracy: paper protocol (images every epoch)", flush=True)
     normal = _train_run(launch.Options(**common, overrides=overrides))
     print("[bench] time to accuracy: --feature-cache", flush=True)
-    cached = _train_run(launch.Options(**common, overrides={**overrides, "feature_cache": "true", "epochs": CACHE_EPOCHS,
+    cached = _train_run(launch.Options(**common, overrides={**overrides, "feature_cache": "true",
+                                                            "epochs": CACHE_EPOCHS,
                                                             "feature_cache_dir": str(cache_dir)}))
     res = {"normal_run": normal.get("run"), "cache_run": cached.get("run"), "plan": cached.get("plan")}
     if normal["img_s"] is None or cached["img_s"] is None:
@@ -174,20 +184,19 @@ def run(quick: bool, results_dir: Path, image: str, native_only: bool = False, s
     out = results_dir / f"bench-{stamp}"
     out.mkdir(parents=True)
     if not native_only:
-        launch.check_docker(image)  # before anything runs: a missing image is one line, not a half-written bench
+        dockercli.require_image(image)  # before anything runs: a missing image is one line, not a half-written bench
     topo = topology.live()
-    two = planlib.make_plan(topo, 2, emulate=len(topo.sockets()) < 2)
+    two = planlib.make_plan(topo, 2, emulate="auto")
     one = planlib.make_plan(topo, 1, cores_per_socket=two.workers[0].cores)  # 1 worker on one (emulated) socket
-    w = one.workers[0]
-    env = {"XEONTL_INTRA_THREADS": str(w.cores), "OMP_NUM_THREADS": str(w.cores), **planlib.PAPER_KMP_ENV}
+    w, env = one.workers[0], one.env
     size, repeats = sz["image"], sz["repeats"]
     res: dict = {"host": {**topo.summary(), "cpu": _cpu_model(),
                           "note": "2 emulated sockets of one core each" if two.emulated else "real sockets"},
                  "plans": {}, "sizes": sz, "emulated_sockets": two.emulated}
-    print(f"[bench] peak matmul on {w.cores} core(s) ({' '.join(w.numactl)})", flush=True)
-    peaks = {p: _probe("matmul", p, sz["matmul"], 0, repeats, env, w.numactl) for p in ("fp32", "bf16")}
+    print(f"[bench] peak matmul on {w.cores} core(s) (CPUs {topology.cpulist(w.cpus)})", flush=True)
+    peaks = {p: _probe(w, env, "matmul", p, sz["matmul"], 0, repeats) for p in ("fp32", "bf16")}
     print("[bench] backbone forward fp32 vs bf16", flush=True)
-    bb = {p: _probe("backbone", p, size, sz["batch"], repeats, env, w.numactl) for p in ("fp32", "bf16")}
+    bb = {p: _probe(w, env, "backbone", p, size, sz["batch"], repeats) for p in ("fp32", "bf16")}
     res.update(peak_gflops_fp32=peaks["fp32"]["median"], peak_gflops_bf16=peaks["bf16"]["median"],
                backbone_img_s_fp32=bb["fp32"]["median"], backbone_img_s_bf16=bb["bf16"]["median"])
     for k in ("peak_gflops_fp32", "peak_gflops_bf16", "backbone_img_s_fp32", "backbone_img_s_bf16"):
@@ -203,7 +212,7 @@ def run(quick: bool, results_dir: Path, image: str, native_only: bool = False, s
     res["backbone_gflop_per_image_counted"] = bb["bf16"].get("gflop_per_image")
     res["mfu_bf16_counted_flops"] = _ratio(img_bf16 and res["backbone_gflop_per_image_counted"] and
                                            img_bf16 * res["backbone_gflop_per_image_counted"], res["peak_gflops_bf16"])
-    res["plans"]["probes"] = " ".join(w.numactl) + f" (intra {w.cores}); backbone at {size} px, batch {sz['batch']}"
+    res["plans"]["probes"] = f"{peaks['bf16']['command']}; backbone at {size} px, batch {sz['batch']}"
 
     runs = results_dir / f"bench-{stamp}-runs"
     runs.mkdir()
@@ -226,7 +235,8 @@ def run(quick: bool, results_dir: Path, image: str, native_only: bool = False, s
         if v["img_s"] is None:
             res[f"train_img_s_{name}_reason"] = v["reason"]
 
-    fc = measure_feature_cache(two, sz["profile"], {k: str(v) for k, v in sz["tta"].items()}, runs, (out / "cache").resolve())
+    fc = measure_feature_cache(two, sz["profile"], {k: str(v) for k, v in sz["tta"].items()}, runs,
+                               (out / "cache").resolve())
     res["feature_cache_speedup"], res["feature_cache_accuracy_delta"] = fc["speedup"], fc["accuracy_delta"]
     if fc["speedup"] is None:
         res["feature_cache_reason"] = fc["reason"]

@@ -86,3 +86,11 @@ def restore(ck: dict, head, optimizer, variables) -> None:
     got = int(optimizer.iterations.numpy())
     if got != ck["optimizer_iterations"]:
         raise RuntimeError(f"optimizer state not restored: iterations {got}, checkpoint {ck['optimizer_iterations']}")
+
+
+def summary(resumed: dict | None) -> dict | None:
+    """What metrics.json records of the checkpoint a run resumed from (None for a fresh run)."""
+    if not resumed:
+        return None
+    return {"checkpoint": str(resumed["path"]), "epoch": resumed["epoch"],
+            "optimizer_iterations": resumed["optimizer_iterations"]}

@@ -1,4 +1,8 @@
-"""`python -m xeontl train ...`: the entry point every launch path (native, docker, compose, horovodrun) runs."""
+"""`python -m xeontl ...`: the entry point every launch path (native, docker, compose, horovodrun) runs.
+
+`train --config RUN/config.json` is what the launcher's ranks run: the run's config, resolved once by the launcher,
+used as is. Standalone, `train --profile NAME [--key value ...]` resolves a profile here instead.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from xeontl.errors import UserError
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     """--profile plus one --flag per config field (all optional: the profile supplies the rest)."""
-    parser.add_argument("--profile", default="demo", help=f"one of {', '.join(config.profile_names())} (default demo)")
+    parser.add_argument("--profile", default=None, help=f"one of {', '.join(config.profile_names())} (default demo)")
     group = parser.add_argument_group("config overrides (default: the profile's value)")
     for key, field in config.FIELDS.items():
         if key == "description":
@@ -27,17 +31,34 @@ def overrides_from(args: argparse.Namespace) -> dict:
     return {k: getattr(args, k) for k in config.FIELDS if getattr(args, k, None) is not None}
 
 
+def resolved_config(args: argparse.Namespace) -> dict:
+    """--config FILE (a resolved config, as is) or --profile + overrides; never both."""
+    overrides = overrides_from(args)
+    if getattr(args, "config", None):
+        if overrides or args.profile:
+            given = ", ".join(["--profile"] * bool(args.profile) + [f"--{k.replace('_', '-')}" for k in overrides])
+            raise UserError(f"--config is a resolved config, used as is: drop {given}, or drop --config")
+        return config.load(args.config)
+    return config.resolve(args.profile or "demo", overrides)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xeontl", description=__doc__)
+    p = argparse.ArgumentParser(prog="xeontl", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train the head (alone, or as one rank under horovodrun)")
+    t.add_argument("--config", type=Path, default=None, help="a run's resolved config.json, used as is")
     add_config_args(t)
     t.add_argument("--output", required=True, type=Path, help="run directory (created; never overwritten)")
     t.add_argument("--resume-from", type=Path, default=None,
                    help="continue an interrupted run from its last epoch checkpoint (RUN_DIR with checkpoints/)")
     t.add_argument("--horovod", choices=("auto", "on", "off"), default="auto",
                    help="auto: use Horovod when launched by horovodrun (default)")
+    t.add_argument("--intra-threads", type=int, default=0, help="TF intra-op threads, from the plan (0: TF's default)")
+    t.add_argument("--inter-threads", type=int, default=0, help="TF inter-op threads, from the plan (0: TF's default)")
+    t.add_argument("--fault-after-epoch", type=int, default=0,
+                   help="tests: rank 1 (or the only rank) SIGKILLs itself after this epoch's checkpoint")
 
     r = sub.add_parser("reproduce", help="the launcher, natively on this host or inside a container (compose)")
     add_config_args(r)
@@ -49,11 +70,21 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--results-dir", type=Path, default=Path("results"))
     r.add_argument("--dry-run", action="store_true")
 
-    pr = sub.add_parser("probe", help="print what this environment is (host, container, software, oneDNN ISA) as JSON")
-    pr.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
-    pr.add_argument("--amp", default="onednn", choices=("onednn", "keras"))
+    for name, what in (("probe", "print what this environment is (host, container, software, oneDNN ISA) as JSON"),
+                       ("isa-sample", "run a short conv + matmul sample (the probe runs it with ONEDNN_VERBOSE=1)")):
+        pr = sub.add_parser(name, help=what)
+        pr.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+        pr.add_argument("--amp", default="onednn", choices=("onednn", "keras"))
 
-    c = sub.add_parser("config", help="print the resolved config of a profile as JSON")
+    m = sub.add_parser("measure", help="the bench's compute probe: matmul GFLOP/s or backbone images/s, as JSON")
+    m.add_argument("what", choices=("matmul", "backbone"))
+    m.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+    m.add_argument("--size", type=int, required=True, help="matmul side, or image size in pixels")
+    m.add_argument("--batch", type=int, default=32)
+    m.add_argument("--repeats", type=int, default=5)
+    m.add_argument("--threads", type=int, default=0, help="intra- and inter-op threads (the plan's)")
+
+    c = sub.add_parser("config", help="print the resolved config of a profile as JSON (a file `train --config` takes)")
     add_config_args(c)
     return p
 
@@ -68,23 +99,33 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(provenance.probe(args.precision, args.amp), default=str))
             return 0
-        if args.command == "reproduce":
-            from xeontl import launch, topology
+        if args.command == "isa-sample":
+            from xeontl import runtime
 
-            emulate = args.emulate_sockets == "yes" or (
-                args.emulate_sockets == "auto" and len(topology.live().sockets()) < args.sockets)
+            runtime.isa_sample(args.precision, args.amp)
+            return 0
+        if args.command == "measure":
+            from xeontl import bench
+
+            print(json.dumps(bench.measure(args.what, args.precision, args.size, args.batch, args.repeats,
+                                           args.threads)))
+            return 0
+        if args.command == "reproduce":
+            from xeontl import launch
+
             return launch.reproduce(launch.Options(
-                sockets=args.sockets, profile=args.profile, overrides=overrides_from(args), native=True,
-                dry_run=args.dry_run, emulate_sockets=emulate, controller=args.controller, hosts=args.hosts,
-                results_dir=args.results_dir))
-        cfg = config.resolve(args.profile, overrides_from(args))
+                sockets=args.sockets, profile=args.profile or "demo", overrides=overrides_from(args), native=True,
+                dry_run=args.dry_run, emulate_sockets={"no": False, "yes": True, "auto": "auto"}[args.emulate_sockets],
+                controller=args.controller, hosts=args.hosts, results_dir=args.results_dir))
+        cfg = resolved_config(args)
         if args.command == "config":
             print(json.dumps(cfg, indent=1))
             return 0
         from xeontl import train  # imports TensorFlow: only for the commands that need it
 
         metrics = train.train(cfg, args.output, {"auto": None, "on": True, "off": False}[args.horovod],
-                              resume_from=args.resume_from)
+                              resume_from=args.resume_from, threads=(args.intra_threads, args.inter_threads),
+                              fault_after_epoch=args.fault_after_epoch)
         if metrics.get("final_val_accuracy") is not None:
             print(f"xeontl: done: val accuracy {metrics['final_val_accuracy']:.4f}, {metrics['epochs_run']} epochs, "
                   f"{metrics['train_seconds']:.1f} s" + "".join(f" [{n}]" for n in metrics["notices"]))

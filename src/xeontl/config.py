@@ -7,8 +7,10 @@ from it, so every profile value can be overridden and nothing is accepted unchec
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from importlib import resources
+from pathlib import Path
 from typing import Any, Callable
 
 from xeontl.errors import UserError
@@ -73,11 +75,13 @@ FIELDS: dict[str, Field] = {
     "weights": Field(str, "random | savedmodel:DIR (TF-Hub feature vector) | keras:FILE.h5 (ImageNet v1)",
                      default="random"),
     "weights_sha256": Field(str, "expected sha256 of the weight file/dir (checked when set)", default=""),
-    "feature_norm": Field(str, "standardize backbone features before the head: auto (only for random weights) | on | off",
+    "feature_norm": Field(str, "standardize backbone features before the head: auto (only for random weights) | on "
+                          "| off",
                           _one_of("auto", "on", "off"), "auto"),
     # training
     "precision": Field(str, "bf16 | fp32", _one_of("bf16", "fp32"), "bf16"),
-    "amp": Field(str, "how bf16 is applied: onednn (TF's auto mixed precision graph rewrite) | keras (mixed_bfloat16 policy)",
+    "amp": Field(str, "how bf16 is applied: onednn (TF's auto mixed precision graph rewrite) | keras "
+                 "(mixed_bfloat16 policy)",
                  _one_of("onednn", "keras"), "onednn"),
     "epochs": Field(int, "maximum epochs (early stopping usually ends sooner)", _positive, 100),
     "patience": Field(int, "early-stopping patience on val_loss", _non_negative, 10),
@@ -85,12 +89,11 @@ FIELDS: dict[str, Field] = {
     "batch_size": Field(int, "images per step per worker", _positive, 32),
     "optimizer": Field(str, "adam | sgd", _one_of("adam", "sgd"), "adam"),
     "learning_rate": Field(float, "base learning rate (one worker)", _positive, 0.01),
-    "lr_scaling": Field(str, "how LR grows with workers: linear (base x N) | none", _one_of("linear", "none"), "linear"),
+    "lr_scaling": Field(str, "how LR grows with workers: linear (base x N) | none", _one_of("linear", "none"),
+                        "linear"),
     "warmup_epochs": Field(int, "LR warm-up epochs (Horovod runs)", _non_negative, 3),
     "backward_passes_per_step": Field(int, "local gradient accumulation before each allreduce (Horovod runs)",
                                       _positive, 5),
-    "inter_threads": Field(int, "TF inter-op threads (0: from $XEONTL_INTER_THREADS or TF's default)", _non_negative, 0),
-    "intra_threads": Field(int, "TF intra-op threads (0: from $XEONTL_INTRA_THREADS or TF's default)", _non_negative, 0),
     "steps_per_epoch": Field(int, "cap on steps per epoch (0: the whole shard)", _non_negative, 0),
     # opt-in speed path (never the paper profile's default): train the head on cached backbone features
     "feature_cache": Field(bool, "compute the frozen backbone's features once (val + K augmented views of train) "
@@ -146,16 +149,45 @@ def resolve(profile: str, overrides: dict[str, Any] | None = None) -> dict[str, 
     values = _read_profile(profile)
     unknown = sorted(set(values) - set(FIELDS) - _META_KEYS)
     if unknown:
-        raise UserError(f"profile '{profile}' has unknown key(s) {', '.join(unknown)}: valid keys are in xeontl/config.py")
+        raise UserError(f"profile '{profile}' has unknown key(s) {', '.join(unknown)}: valid keys are in "
+                        f"xeontl/config.py")
     for key in overrides or {}:
         if key not in FIELDS:
             raise UserError(f"unknown config key '{key}': valid keys are {', '.join(FIELDS)}")
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _checked(profile, {key: values.get(key, f.default) for key, f in FIELDS.items()})
+
+
+def _checked(profile: str, values: dict[str, Any]) -> dict[str, Any]:
     cfg = {"profile": profile}
-    for key, f in FIELDS.items():
-        value = coerce(key, values.get(key, f.default))
-        problem = f.check(value)
+    for key in FIELDS:
+        value = coerce(key, values[key])
+        problem = FIELDS[key].check(value)
         if problem:
             raise UserError(f"{key}={value!r} {problem}")
         cfg[key] = value
     return cfg
+
+
+def load(path: Path | str) -> dict[str, Any]:
+    """A run's resolved config.json, used as is: every field present, nothing unknown, every value checked.
+    This is how the ranks get their config: the launcher resolves it once, the ranks never resolve it again."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read config {path} ({e.__class__.__name__}): give a run's config.json "
+                        f"(`python -m xeontl config --profile NAME > FILE` writes one)") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("profile"), str):
+        raise UserError(f"config {path} has no profile name: give a resolved config (`python -m xeontl config`)")
+    unknown = sorted(set(raw) - set(FIELDS) - {"profile"})
+    missing = sorted(set(FIELDS) - set(raw))
+    if unknown or missing:
+        raise UserError(f"config {path} is not a resolved config of this version "
+                        f"({'unknown: ' + ', '.join(unknown) if unknown else 'missing: ' + ', '.join(missing)}): "
+                        f"write it again with `python -m xeontl config`")
+    return _checked(raw["profile"], raw)
+
+
+def save(cfg: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(cfg, indent=1) + "\n")

@@ -200,12 +200,16 @@ def load_tfds(cfg) -> Dataset:
 
     data_dir = cfg["data_dir"] or os.environ.get("TFDS_DATA_DIR") or str(Path.home() / "tensorflow_datasets")
     manual_dir = cfg["manual_dir"] or str(Path(data_dir) / "downloads" / "manual")
+    import requests
+    from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
+
     builder = tfds.builder("colorectal_histology", data_dir=data_dir)
     if not builder.is_prepared():
         # TFDS takes a pre-downloaded archive from manual_dir by file name and checks its registered sha256.
         try:
             builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-        except Exception as e:  # no network, wrong checksum, partial file...
+        except (OSError, requests.exceptions.RequestException, NonMatchingChecksumError) as e:
+            # no network, a refused or broken download, a wrong checksum, an unwritable data dir
             raise UserError(
                 f"TFDS colorectal_histology is not prepared in {data_dir} and could not be downloaded "
                 f"({type(e).__name__}): put {ARCHIVE_NAME} (sha256 {ARCHIVE_SHA256}) in {manual_dir}, "
@@ -245,7 +249,8 @@ def _archive_members(path: Path, expected_sha256: str):
     """Yield (class_index, member_name, bytes) from a class-folder tree or the upstream .zip."""
     if path.is_file():
         if not zipfile.is_zipfile(path):
-            raise UserError(f"{path} is neither a folder nor a .zip archive: give the Kather folder tree or {ARCHIVE_NAME}")
+            raise UserError(f"{path} is neither a folder nor a .zip archive: give the Kather folder tree or "
+                            f"{ARCHIVE_NAME}")
         digest = sha256_file(path)
         if digest != expected_sha256:
             raise UserError(f"{path} has sha256 {digest}, expected {expected_sha256}: re-download {ARCHIVE_NAME} "
@@ -262,7 +267,7 @@ def _archive_members(path: Path, expected_sha256: str):
                 yield ci, str(f.relative_to(path)), f.read_bytes()
 
 
-def load_folder(cfg, path: Path) -> Dataset:
+def _check_folder(path: Path) -> None:
     if not path.exists():
         raise UserError(f"dataset path {path} does not exist: give the unpacked Kather tree (01_TUMOR ... 08_EMPTY) "
                         f"or {ARCHIVE_NAME}")
@@ -270,6 +275,20 @@ def load_folder(cfg, path: Path) -> Dataset:
         missing = [f for f in KATHER_FOLDERS if not (path / f).is_dir()]
         if missing:
             raise UserError(f"{path} lacks class folder(s) {', '.join(missing)}: expected {', '.join(KATHER_FOLDERS)}")
+
+
+def check_source(cfg) -> None:
+    """The cheap checks of the configured source, before a run writes anything (a missing path, class folder)."""
+    if cfg["dataset"].startswith("folder:"):
+        _check_folder(_folder_path(cfg))
+
+
+def _folder_path(cfg) -> Path:
+    return Path(cfg["dataset"].split(":", 1)[1]).expanduser()
+
+
+def load_folder(cfg, path: Path) -> Dataset:
+    _check_folder(path)
     images, labels, skipped = [], [], []
     for ci, name, data in _archive_members(path, cfg["archive_sha256"]):
         if not name.lower().endswith((".tif", ".tiff")):
@@ -304,7 +323,7 @@ def load(cfg) -> Dataset:
     elif source == "tfds":
         ds = load_tfds(cfg)
     else:
-        ds = load_folder(cfg, Path(source.split(":", 1)[1]).expanduser())
+        ds = load_folder(cfg, _folder_path(cfg))
     ds.info.update(class_names=list(CLASS_NAMES), train_size=len(ds.train), val_size=len(ds.val),
                    train_class_counts=ds.train.class_counts(), val_class_counts=ds.val.class_counts())
     return ds

@@ -24,6 +24,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from xeontl import dockercli
 from xeontl.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,21 +47,9 @@ def _run(cmd: list[str], step: str, fix: str, **kw) -> subprocess.CompletedProce
     r = subprocess.run(cmd, **kw)
     if r.returncode != 0:
         out = (r.stderr or "") + (r.stdout or "") if isinstance(r.stderr, str) else ""
-        tail = "\n".join(l for l in out.splitlines() if l.strip())[-400:]
+        tail = "\n".join(ln for ln in out.splitlines() if ln.strip())[-400:]
         raise UserError(f"{step} failed (exit {r.returncode}){': ' + tail.splitlines()[-1] if tail else ''}: {fix}")
     return r
-
-
-def check_docker() -> None:
-    if shutil.which("docker") is None:
-        raise UserError("the docker CLI is not installed: install Docker Engine (Debian: apt-get install docker.io)")
-    r = subprocess.run(["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True)
-    if r.returncode != 0 or not r.stdout.strip():
-        raise UserError("the Docker daemon is not reachable: start it (systemctl start docker / dockerd)")
-
-
-def image_exists(tag: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
 
 
 def debian_mirror() -> str:
@@ -78,10 +67,9 @@ def build_base(kind: str, force: bool = False) -> str:
     """debootstrap + docker import; labelled with its package list so a changed list is rebuilt."""
     tag, packages = BASES[kind]
     want = hashlib.sha256(" ".join(packages).encode()).hexdigest()[:16]
-    if not force and image_exists(tag):
-        have = subprocess.run(["docker", "image", "inspect", "-f", "{{index .Config.Labels \"xeontl.packages\"}}", tag],
-                              capture_output=True, text=True).stdout.strip()
-        if have == want:
+    info = None if force else dockercli.inspect(tag)
+    if info is not None:
+        if dockercli.label(info, "xeontl.packages") == want:
             print(f"[base] {tag} up to date")
             return tag
     if shutil.which("debootstrap") is None:
@@ -116,8 +104,8 @@ def wheelhouse() -> None:
                             *extra, "-d", str(WHEELHOUSE)], capture_output=True, text=True)
         if r.returncode != 0:
             # pip names the mismatching file on the line before its "Expected sha256 ..." line
-            lines = [l.strip() for l in (r.stderr + r.stdout).splitlines() if l.strip()]
-            bad = [lines[i - 1] for i, l in enumerate(lines) if l.startswith("Expected sha256") and i]
+            lines = [ln.strip() for ln in (r.stderr + r.stdout).splitlines() if ln.strip()]
+            bad = [lines[i - 1] for i, ln in enumerate(lines) if ln.startswith("Expected sha256") and i]
             what = f"hash mismatch for {bad[0]}" if bad else (lines[-1] if lines else "no output")
             raise UserError(f"pip download into the wheelhouse failed ({what}): check PyPI access; a hash mismatch "
                             f"means the lock file or the index changed (re-run `invoke lock`)")
@@ -129,10 +117,16 @@ def inputs_hash() -> str:
     h = hashlib.sha256()
     for rel in INPUTS:
         p = ROOT / rel
-        files = sorted(f for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts) if p.is_dir() else [p]
+        files = sorted(f for f in p.rglob("*") if f.is_file() and "__pycache__" not in f.parts
+                       and not any(part.endswith(".egg-info") for part in f.parts)) if p.is_dir() else [p]
         for f in files:
             h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:12]
+
+
+def checkout_inputs_hash() -> str | None:
+    """The inputs hash of the checkout this package runs from; None for an installed copy (e.g. inside the image)."""
+    return inputs_hash() if (ROOT / "docker" / "Dockerfile").is_file() and (ROOT / "src" / "xeontl").is_dir() else None
 
 
 def git_revision() -> str:
@@ -142,14 +136,17 @@ def git_revision() -> str:
 
 def build(tag: str = "xeontl:latest", offline: bool = False, force: bool = False) -> dict:
     """Build (or reuse) the image; returns timings. Moves `tag` only after the build-time checks passed."""
-    check_docker()
+    dockercli.check_daemon()
     timings, t_start = {}, time.time()
-    content_tag = f"xeontl:inputs-{inputs_hash()}"
-    if not force and image_exists(content_tag):
-        _run(["docker", "tag", content_tag, tag], "docker tag", "check the Docker daemon", capture_output=True, text=True)
+    inputs = inputs_hash()
+    content_tag = f"xeontl:inputs-{inputs}"
+    if not force and dockercli.exists(content_tag):
+        _run(["docker", "tag", content_tag, tag], "docker tag", "check the Docker daemon", capture_output=True,
+             text=True)
         print(f"[build] inputs unchanged: reusing {content_tag} as {tag}")
         return {"reused": content_tag}
-    args = {"GIT_REVISION": git_revision(), "CREATED": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    args = {"GIT_REVISION": git_revision(), "CREATED": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "INPUTS_HASH": inputs}
     if offline:
         t0 = time.time()
         args["BASE_IMAGE"], args["BUILDER_IMAGE"] = build_base("runtime", force), build_base("builder", force)
@@ -173,8 +170,7 @@ def build(tag: str = "xeontl:latest", offline: bool = False, force: bool = False
         raise UserError(f"docker build failed (see the lines above); {tag} was left as it was")
     timings["docker_build_s"] = round(time.time() - t0)
     _run(["docker", "tag", content_tag, tag], "docker tag", "check the Docker daemon", capture_output=True, text=True)
-    size = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", tag], capture_output=True, text=True)
-    timings.update(total_s=round(time.time() - t_start), image_bytes=int(size.stdout.strip() or 0), tag=tag,
+    timings.update(total_s=round(time.time() - t_start), image_bytes=int(dockercli.inspect(tag)["Size"]), tag=tag,
                    content_tag=content_tag)
     print(f"[build] {tag} ({timings['image_bytes'] / 1e9:.2f} GB) in {timings['total_s']} s: {json.dumps(timings)}")
     return timings

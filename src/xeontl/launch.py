@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -19,10 +20,18 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import checkpoint, config, cpulock, plan as planlib, topology
+from xeontl import checkpoint, config, cpulock, dockercli, events, topology
+from xeontl import plan as planlib
 from xeontl.errors import UserError
 
 DEFAULT_IMAGE = "xeontl:latest"
+
+
+# What launch.json records of a launch, so `--resume` rebuilds the same one (its config comes from config.json).
+LAUNCH_KEYS = ("sockets", "profile", "native", "emulate_sockets", "cores_per_socket", "controller", "hosts", "image",
+               "extra_env")
+# Of those, what a resumed run keeps from the interrupted one: all but what may be given anew (e.g. --native).
+RESUME_KEYS = tuple(k for k in LAUNCH_KEYS if k not in ("profile", "native", "image"))
 
 
 @dataclasses.dataclass
@@ -33,7 +42,7 @@ class Options:
     native: bool = False
     dry_run: bool = False
     topology_file: str | None = None
-    emulate_sockets: bool = False
+    emulate_sockets: bool | str = False  # True, False or "auto" (only when the host has too few sockets)
     cores_per_socket: int = 0
     controller: str = "mpi"
     hosts: str = ""
@@ -44,12 +53,11 @@ class Options:
     resume: Path | None = None  # a run dir to continue from its last epoch checkpoint
     wait: bool = False  # queue behind a run holding the same CPUs instead of refusing
     extra_env: dict = dataclasses.field(default_factory=dict)  # added to every worker's env (bench variants)
+    fault_after_epoch: int = 0  # tests: a rank SIGKILLs itself after this epoch (never recorded for --resume)
 
     def record(self) -> dict:
         """What launch.json keeps, so `--resume` can rebuild the same launch."""
-        keep = ("sockets", "profile", "native", "emulate_sockets", "cores_per_socket", "controller", "hosts", "image",
-                "extra_env")
-        return {**{k: getattr(self, k) for k in keep}, "resume": str(self.resume) if self.resume else None}
+        return {**{k: getattr(self, k) for k in LAUNCH_KEYS}, "resume": str(self.resume) if self.resume else None}
 
 
 @dataclasses.dataclass
@@ -61,6 +69,7 @@ class Prepared:
     run_id: str
     command: list[str]  # what actually runs on the host (docker run ... or the native launch line)
     inner: list[str]  # the launch line itself (inside the container for docker)
+    ranks: list[list[str]]  # each local rank's own command (what the launch line's per-rank wrapper execs)
 
 
 IMAGE_UID = 1000  # the image's non-root user
@@ -81,8 +90,9 @@ def new_run_id(cfg: dict, sockets: int) -> str:
     return f"{stamp}-{cfg['profile']}-{sockets}s-{secrets.token_hex(2)}"
 
 
-def resume_options(opts: Options) -> Options:
-    """`--resume RUN`: the interrupted run's own config and launch (sockets, pinning, controller), checked first."""
+def resume_options(opts: Options) -> tuple[Options, dict]:
+    """`--resume RUN`: the interrupted run's own config.json (used as is) and launch (sockets, pinning, controller),
+    checked first."""
     run = opts.resume.resolve()
     if opts.overrides:
         raise UserError(f"--resume continues a run with its own config: drop --set/--dataset/--weights "
@@ -96,57 +106,58 @@ def resume_options(opts: Options) -> Options:
     if ck is None:
         raise UserError(f"--resume {opts.resume}: no completed-epoch checkpoint in {run / checkpoint.DIR}: "
                         f"nothing to resume, start a new run")
-    old = json.loads((run / "config.json").read_text())
-    if (run / "launch.json").is_file():
-        launch = json.loads((run / "launch.json").read_text())
-    else:  # run dirs from before launch.json: the plan has what matters
-        p = json.loads((run / "plan.json").read_text())
-        launch = {"sockets": p["sockets"], "emulate_sockets": p["emulated"], "controller": p["controller"],
-                  "hosts": ",".join(p["hosts"])}
-    overrides = {k: v for k, v in old.items() if k in config.FIELDS and k != "description"}
-    keep = {k: launch[k] for k in ("sockets", "emulate_sockets", "cores_per_socket", "controller", "hosts",
-                                   "extra_env") if k in launch}
+    cfg = config.load(run / "config.json")
+    launch = json.loads((run / "launch.json").read_text())
+    keep = {k: launch[k] for k in RESUME_KEYS if k in launch}
     print(f"xeontl: resuming {run.name} after epoch {ck.name.split('-')[1].lstrip('0')} with its own config and launch")
-    return dataclasses.replace(opts, profile=old["profile"], overrides=overrides, resume=run, **keep)
+    return dataclasses.replace(opts, profile=cfg["profile"], resume=run, **keep), cfg
 
 
 def prepare(opts: Options) -> Prepared:
-    """Everything decided, nothing run: the plan and the exact command lines (what --dry-run prints)."""
+    """Everything decided, nothing run: the config (resolved here, once), the plan and the exact command lines
+    (what --dry-run prints). The ranks read the config this writes to the run dir; they never resolve it again."""
     if opts.resume:
-        opts = resume_options(opts)
-    cfg = config.resolve(opts.profile, opts.overrides)
+        opts, cfg = resume_options(opts)
+    else:
+        cfg = config.resolve(opts.profile, opts.overrides)
     here = topology.live()
     topo = topology.load_file(opts.topology_file) if opts.topology_file else here
     plan = planlib.make_plan(topo, opts.sockets, opts.emulate_sockets, opts.cores_per_socket, opts.controller,
                              opts.hosts)
     if not opts.topology_file or not opts.dry_run:
-        planlib.check_fits(plan, here.allowed)  # a recorded topology may only be *run* if it fits here
+        planlib.check_fits(plan, here)  # a recorded topology may only be *run* if it fits here
     run_id = new_run_id(cfg, opts.sockets)
-    out = planlib.CONTAINER_RESULTS if not opts.native else str(opts.results_dir.resolve() / f".staging-{run_id}")
-    resume_arg = str(opts.resume) if opts.native else planlib.CONTAINER_RESUME
-    train_args = ["--profile", cfg["profile"], "--output", out,
-                  *[a for k, v in sorted(opts.overrides.items()) for a in (f"--{k.replace('_', '-')}", str(v))],
-                  *(["--resume-from", resume_arg] if opts.resume else [])]
-    inner = planlib.launch_command(plan, train_args)
+    staging = opts.results_dir.resolve() / f".staging-{run_id}"
+    out = str(staging) if opts.native else planlib.CONTAINER_RESULTS
+    resume_arg = (str(opts.resume) if opts.native else planlib.CONTAINER_RESUME) if opts.resume else None
+    def rank_args(w: planlib.Worker) -> list[str]:
+        return planlib.train_args(w, f"{out}/config.json", out, resume_arg, opts.fault_after_epoch)
+
+    inner = planlib.launch_command(plan, rank_args)
+    ranks = [planlib.worker_command(w, rank_args(w)) for w in plan.workers]
     if opts.native:
         command = inner
     else:
-        staging = opts.results_dir.resolve() / f".staging-{run_id}"
         command = planlib.docker_command(plan, opts.image, inner, str(staging), container_user(),
                                          name=f"xeontl-{run_id}", resume_host_dir=opts.resume and str(opts.resume),
                                          extra_env=opts.extra_env)
-    return Prepared(opts, cfg, topo, plan, run_id, command, inner)
+    return Prepared(opts, cfg, topo, plan, run_id, command, inner, ranks)
 
 
 def render(p: Prepared) -> str:
     """The human-readable launch record: plan, env, exact command lines (saved as command.txt)."""
+    where = "inside the container" if not p.opts.native else "native"
+    per_host = " on every host" if p.plan.hosts else ""
     return "\n".join([
         p.plan.describe(),
         "",
-        "# environment of every worker",
+        "# environment of every worker (each rank's own OMP_NUM_THREADS is in its command below)",
         planlib.render_env({**p.plan.env, **p.opts.extra_env}),
         "",
-        "# launch (inside the container)" if not p.opts.native else "# launch (native)",
+        *[line for w, cmd in zip(p.plan.workers, p.ranks)
+          for line in (f"# rank {w.rank}{per_host} ({where})", shlex.join(cmd))],
+        "",
+        f"# launch ({where})",
         shlex.join(p.inner),
         *([] if p.opts.native else ["", "# on the host", shlex.join(p.command)]),
         "",
@@ -154,20 +165,11 @@ def render(p: Prepared) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ preflight checks
-def check_docker(image: str) -> dict:
-    """Docker CLI present, daemon up, image built: one clear line each otherwise. Returns the image's inspect data."""
-    if shutil.which("docker") is None:
-        raise UserError("the docker CLI is not installed: install Docker Engine, or run natively with --native")
-    try:
-        out = subprocess.run(["docker", "image", "inspect", image], capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        raise UserError("the Docker daemon does not answer: start it (systemctl start docker) or use --native") from None
-    if out.returncode != 0:
-        if "No such image" not in out.stderr and ("Cannot connect" in out.stderr or "daemon" in out.stderr.lower()):
-            raise UserError(f"the Docker daemon is not reachable ({out.stderr.strip().splitlines()[-1]}): start it, "
-                            f"or run natively with --native")
-        raise UserError(f"image {image} is not built: run `invoke build --offline` (or `invoke build`) first")
-    return json.loads(out.stdout)[0]
+def check_image(image: str) -> dict:
+    """Docker up, the image built, and built from this checkout when run from one. Returns its inspect data."""
+    from xeontl import image as imagelib
+
+    return dockercli.require_image(image, imagelib.checkout_inputs_hash())
 
 
 def check_results_dir(results: Path, need_bytes: int = 200 << 20) -> None:
@@ -179,7 +181,8 @@ def check_results_dir(results: Path, need_bytes: int = 200 << 20) -> None:
         raise UserError(f"results dir {results} is not writable: choose another --results-dir")
     free = shutil.disk_usage(results).free
     if free < need_bytes:
-        raise UserError(f"only {free >> 20} MiB free under {results}: a run needs ~{need_bytes >> 20} MiB, free some space")
+        raise UserError(f"only {free >> 20} MiB free under {results}: a run needs ~{need_bytes >> 20} MiB, free some "
+                        f"space")
 
 
 def check_native() -> None:
@@ -206,19 +209,63 @@ def _run(command: list[str], log_path: Path, env: dict, container: str | None) -
             return proc.wait(), None
         except KeyboardInterrupt:
             if container:
-                subprocess.run(["docker", "kill", "--signal", "INT", container], capture_output=True)
+                dockercli.kill(container, "INT")
             try:
                 os.killpg(proc.pid, signal.SIGINT)
                 proc.wait(timeout=20)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 if container:
-                    subprocess.run(["docker", "kill", container], capture_output=True)
+                    dockercli.kill(container)
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
                 proc.wait()
             return 130, "aborted"
+
+
+def settle_status(staging: Path, rc: int, status: str | None) -> tuple[str, dict | None, dict]:
+    """The run's final status from the trainer's metrics and the launcher's exit code, written back so that
+    metrics.json and the event log end with it even when a rank died before it could write. Returns
+    (status, failure, metrics)."""
+    metrics_path = staging / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    if status is None:
+        status = metrics.get("status", "failed") if rc == 0 else ("aborted" if rc == 130 else "failed")
+    failure = None
+    if status != "success":
+        log = (staging / "logs-launcher.txt").read_text(errors="replace")
+        # horovodrun / mpirun name the rank that died and how, e.g. "Process 1 exit with status code 137".
+        m = re.search(r"[Pp]rocess (\d+) exit with status code (\d+)", log) or re.search(
+            r"rank (\d+) .*?exited on signal (\d+)", log)
+        failure = {"returncode": rc}
+        if m:
+            code = int(m[2])
+            failure.update(rank=int(m[1]), exit_code=code, signal=code - 128 if code > 128 else
+                           (code if "signal" in m[0] else None))
+    if not metrics:  # the trainer never wrote: still leave a status
+        metrics = {"status": status, "failure": failure}
+        metrics_path.write_text(json.dumps(metrics, indent=1))
+    elif metrics.get("status") != status:
+        metrics.update(status=status, failure=failure)
+        metrics_path.write_text(json.dumps(metrics, indent=1, default=str))
+    if events.last_status(staging / events.FILE) != status:
+        events.EventLog(staging / events.FILE).end(status, source="launcher", failure=failure)
+    return status, failure, metrics
+
+
+def run_probe(p: Prepared, timeout: int = 300) -> dict:
+    """`xeontl probe` where the workers ran: same image, cpuset, caps, and rank 0's threads and numactl."""
+    inner = planlib.probe_command(p.plan, p.cfg["precision"], p.cfg["amp"])
+    if p.opts.native:
+        cmd, env = inner, {**os.environ, **p.plan.env}
+    else:
+        cmd, env = planlib.docker_command(p.plan, p.opts.image, inner, None, container_user()), dict(os.environ)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as e:
+        return {"error": f"probe failed: {type(e).__name__}"}
 
 
 def reproduce(opts: Options) -> int:
@@ -237,7 +284,7 @@ def execute(p: Prepared) -> tuple[int, Path]:
     if opts.native:
         check_native()
     else:
-        image_info = check_docker(opts.image)
+        image_info = check_image(opts.image)
     # Hold the plan's CPUs for the whole run: a second run on the same cores is refused (or waits with --wait).
     local_cpus = [] if p.plan.hosts else p.plan.cpus
     with cpulock.hold(local_cpus, p.run_id, wait=opts.wait):
@@ -250,7 +297,7 @@ def _execute_locked(p: Prepared, text: str, image_info: dict | None) -> tuple[in
     final = opts.results_dir.resolve() / p.run_id
     staging.mkdir()  # fails if it exists: a run id is never reused
     (staging / "command.txt").write_text(text)
-    (staging / "config.json").write_text(json.dumps(p.cfg, indent=1))
+    config.save(p.cfg, staging / "config.json")  # the one resolution of the config: every rank reads this file
     (staging / "plan.json").write_text(json.dumps(p.plan.to_dict(), indent=1))
     (staging / "launch.json").write_text(json.dumps(opts.record(), indent=1))
     print(text)
@@ -262,9 +309,12 @@ def _execute_locked(p: Prepared, text: str, image_info: dict | None) -> tuple[in
     rc, status = _run(p.command, staging / "logs-launcher.txt", env, None if opts.native else f"xeontl-{p.run_id}")
     if not opts.native and os.getuid() == 0:
         _chown_tree(staging, 0, 0)  # hand the results back to the invoking user
+    seconds = time.time() - t0
     from xeontl import provenance, report  # after the run: they read its outputs
 
-    status = provenance.finish(staging, p, rc, status, started, time.time() - t0, image_info)
+    status, failure, metrics = settle_status(staging, rc, status)
+    inside = run_probe(p) if opts.probe else {"error": "probe skipped (a bench run: bench.json has the host)"}
+    provenance.write(staging, p, status, failure, metrics, inside, started, seconds, image_info)
     if opts.report:
         report.write(staging)
     os.replace(staging, final)  # atomic: results/<run-id> appears complete, or not at all
@@ -277,9 +327,8 @@ def compose_env(results_dir: Path, image: str = DEFAULT_IMAGE, profile: str = "d
     from xeontl.topology import cpulist
 
     topo = topology.live()
-    real = len(topo.sockets())
     one = planlib.make_plan(topo, 1)
-    two = planlib.make_plan(topo, 2, emulate=real < 2)
+    two = planlib.make_plan(topo, 2, emulate="auto")
     uid = IMAGE_UID if os.getuid() == 0 else os.getuid()
     gid = IMAGE_UID if os.getuid() == 0 else os.getgid()
     return {"XEONTL_IMAGE": image, "XEONTL_PROFILE": profile, "XEONTL_RESULTS": str(results_dir.resolve()),

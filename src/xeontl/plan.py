@@ -47,15 +47,14 @@ class Worker:
 
     @property
     def numactl(self) -> list[str]:
-        if self.relative:
-            cpus, nodes = self.relative
-            return ["numactl", "-C", "+" + cpulist(cpus), "-m", "+" + ",".join(map(str, nodes))]
-        return ["numactl", "-C", cpulist(self.cpus), "-m", ",".join(map(str, self.nodes))]
+        """numactl for this rank; no -m when its socket has no memory node of its own (the kernel allocates)."""
+        cpus, nodes, plus = (*self.relative, "+") if self.relative else (self.cpus, self.nodes, "")
+        return ["numactl", "-C", plus + cpulist(cpus), *(["-m", plus + ",".join(map(str, nodes))] if nodes else [])]
 
     @property
     def env(self) -> dict[str, str]:
-        return {"OMP_NUM_THREADS": str(self.intra), **PAPER_KMP_ENV,
-                "XEONTL_INTRA_THREADS": str(self.intra), "XEONTL_INTER_THREADS": str(self.inter)}
+        """This rank's own env: its OpenMP pool is its own intra-op thread count (sockets may differ)."""
+        return {"OMP_NUM_THREADS": str(self.intra)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +85,8 @@ class Plan:
 
     @property
     def env(self) -> dict[str, str]:
-        """Env common to every worker (threads are the same on every socket)."""
-        env = dict(self.workers[0].env)
+        """Env common to every worker; each rank's thread count is in its own command line (Worker.env)."""
+        env = dict(PAPER_KMP_ENV)
         if self.horovod and self.controller == "mpi":
             env.update(MPI_ENV)
         if self.emulated:
@@ -95,15 +94,17 @@ class Plan:
         return env
 
     def describe(self) -> str:
-        lines = [f"plan: {self.sockets} socket(s), {len(self.workers)} worker(s) per host, topology {self.topology_source}"]
+        lines = [f"plan: {self.sockets} socket(s), {len(self.workers)} worker(s) per host, "
+                 f"topology {self.topology_source}"]
         if self.hosts:
             lines.append(f"hosts: {', '.join(self.hosts)} ({self.total_workers} workers; every host pinned as below)")
         if self.emulated:
             lines.append(f"EMULATED SOCKETS: {self.sockets} groups of {self.workers[0].cores} core(s) carved from "
                          f"fewer real sockets; figures are not comparable with the paper's")
         for w in self.workers:
-            lines.append(f"  rank {w.rank}: socket {w.socket}, {w.cores} cores, {shlex.join(w.numactl)}, "
-                         f"intra {w.intra}, inter {w.inter}")
+            lines.append(f"  rank {w.rank}: socket {w.socket}, {w.cores} cores, CPUs {cpulist(w.cpus)}, memory nodes "
+                         f"{','.join(map(str, w.nodes)) or 'none (local allocation)'}, OMP_NUM_THREADS {w.intra}, "
+                         f"intra {w.intra}, inter {w.inter}: {shlex.join(w.numactl)}")
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -115,10 +116,12 @@ class Plan:
                                              for w in self.workers]}
 
 
-def _socket_groups(topo: Topology, sockets: int, emulate: bool) -> tuple[list[tuple[int, list[Core]]], bool]:
+def _socket_groups(topo: Topology, sockets: int, emulate: bool | str) -> tuple[list[tuple[int, list[Core]]], bool]:
     real = topo.sockets()
     if not real:
         raise UserError("no usable CPU: the affinity mask / cgroup cpuset is empty")
+    if emulate == "auto":  # emulate only where the host has too few sockets
+        emulate = sockets > len(real)
     if sockets <= len(real):
         return [(s.id, list(s.cores)) for s in real[:sockets]], False
     if not emulate:
@@ -146,8 +149,9 @@ def parse_hosts(hosts: str, sockets: int) -> tuple[str, ...]:
     return tuple(out)
 
 
-def make_plan(topo: Topology, sockets: int, emulate: bool = False, cores_per_socket: int = 0,
+def make_plan(topo: Topology, sockets: int, emulate: bool | str = False, cores_per_socket: int = 0,
               controller: str = "mpi", hosts: str = "") -> Plan:
+    """emulate: True, False, or "auto" (split the cores into `sockets` groups only if the host has fewer)."""
     if sockets < 1:
         raise UserError(f"--sockets {sockets}: must be 1 or more (the paper ran 1 and 2)")
     if cores_per_socket < 0:
@@ -157,12 +161,13 @@ def make_plan(topo: Topology, sockets: int, emulate: bool = False, cores_per_soc
     host_list = parse_hosts(hosts, sockets) if hosts else ()
     distributed = sockets * max(1, len(host_list)) > 1
     groups, emulated = _socket_groups(topo, sockets, emulate)
-    notes = []
+    notes = list(topo.warnings)
     workers = []
     for rank, (sock, cores) in enumerate(groups):
         if cores_per_socket:
             if cores_per_socket > len(cores):
-                raise UserError(f"--cores-per-socket {cores_per_socket}: socket {sock} has only {len(cores)} usable cores")
+                raise UserError(f"--cores-per-socket {cores_per_socket}: socket {sock} has only {len(cores)} usable "
+                                f"cores")
             cores = cores[:cores_per_socket]
         n = len(cores)
         if not distributed:
@@ -172,11 +177,17 @@ def make_plan(topo: Topology, sockets: int, emulate: bool = False, cores_per_soc
             intra, inter = max(n - 2, 1), n
             if n - 2 < 1 and rank == 0:
                 notes.append(f"intra-op threads = cores - 2 would be {n - 2} on {n}-core sockets: clamped to 1")
-        cpus, nodes = tuple(sorted(c for core in cores for c in core.cpus)), tuple(sorted({core.node for core in cores}))
+        cpus = tuple(sorted(c for core in cores for c in core.cpus))
+        # The socket's own memory: the nodes of its cores that have memory. None of them (memory-less socket, or
+        # no node named for its CPUs): no -m at all rather than a guessed node.
+        nodes = tuple(sorted({core.node for core in cores if core.node is not None and topo.has_memory(core.node)}))
+        if not nodes:
+            notes.append(f"rank {rank}: socket {sock} has no memory node of its own: memory is not bound "
+                         f"(no numactl -m; the kernel allocates from the nearest node)")
         relative = None
         if host_list:
             usable = sorted(topo.allowed)
-            usable_nodes = sorted({c.node for c in topo.cpus if c.cpu in topo.allowed})
+            usable_nodes = sorted({c.node for c in topo.cpus if c.cpu in topo.allowed and c.node is not None})
             relative = (tuple(usable.index(c) for c in cpus), tuple(usable_nodes.index(n) for n in nodes))
         workers.append(Worker(rank, sock, cpus, nodes, n, intra, inter, relative))
     sizes = {w.cores for w in workers}
@@ -188,38 +199,79 @@ def make_plan(topo: Topology, sockets: int, emulate: bool = False, cores_per_soc
     return Plan(sockets, tuple(workers), emulated, topo.source, controller, tuple(notes), host_list)
 
 
-def check_fits(plan: Plan, allowed: frozenset[int]) -> None:
-    """The plan's CPUs must all be usable here (a container's cpuset may be smaller than the host)."""
-    missing = sorted(set(plan.cpus) - set(allowed))
+def check_fits(plan: Plan, here: Topology) -> None:
+    """Before anything is written or launched: every planned CPU online and usable by this process (a container's
+    cpuset may be smaller than the host), every planned memory node online, with memory, and allowed."""
+    online = {c.cpu for c in here.cpus}
+    offline = sorted(set(plan.cpus) - online)
+    if offline:
+        raise UserError(f"the plan needs CPUs {cpulist(offline)}, which are offline or absent on this host (online: "
+                        f"{cpulist(online)}): plan for this machine without --topology, or bring them online")
+    missing = sorted(set(plan.cpus) - set(here.allowed))
     if missing:
         raise UserError(f"the plan needs CPUs {cpulist(missing)} that this process may not use (usable: "
-                        f"{cpulist(allowed)}): widen the cpuset, or plan for this machine without --topology")
+                        f"{cpulist(here.allowed)}): widen the cpuset, or plan for this machine without --topology")
+    named = {c.node for c in here.cpus if c.node is not None}
+    for node in plan.nodes:
+        if here.memory_nodes is not None and node not in here.memory_nodes:
+            why = "has no memory" if node in named else "is offline or absent"
+            raise UserError(f"the plan binds memory to NUMA node {node}, which {why} on this host (nodes with "
+                            f"memory: {cpulist(here.memory_nodes) or 'none'}): plan for this machine without "
+                            f"--topology")
+        if here.mems_allowed is not None and node not in here.mems_allowed:
+            raise UserError(f"the plan binds memory to NUMA node {node}, which this process may not use (allowed: "
+                            f"{cpulist(here.mems_allowed)}): widen the cgroup's cpuset.mems, or plan without "
+                            f"--topology")
 
 
 # ------------------------------------------------------------------------------------------------------- commands
-def train_command(train_args: list[str]) -> list[str]:
-    return ["python", "-m", "xeontl", "train", *train_args]
+# Every command that runs in a worker's environment is assembled here, and only here.
+LOCAL_RANK = "${OMPI_COMM_WORLD_LOCAL_RANK:-${HOROVOD_LOCAL_RANK:-$SLURM_LOCALID}}"  # mpirun, gloo, srun
 
 
-def rank_wrapper(plan: Plan, command: list[str]) -> list[str]:
-    """Each rank execs its own socket's numactl, picked by its local rank (MPI's or Gloo's variable)."""
-    cases = " ".join(f"{w.rank}) exec {shlex.join(w.numactl)} \"$@\";;" for w in plan.workers)
-    script = (f'case "${{OMPI_COMM_WORLD_LOCAL_RANK:-$HOROVOD_LOCAL_RANK}}" in {cases} '
-              f'*) echo "xeontl: no CPUs planned for local rank" >&2; exit 1;; esac')
-    return ["sh", "-c", script, "xeontl-rank", *command]
+def worker_command(worker: Worker, args: list[str]) -> list[str]:
+    """`python -m xeontl ARGS` as this worker: its OMP_NUM_THREADS, its CPUs and memory nodes."""
+    return ["env", *[f"{k}={v}" for k, v in worker.env.items()], *worker.numactl, "python", "-m", "xeontl", *args]
 
 
-def launch_command(plan: Plan, train_args: list[str]) -> list[str]:
+def train_args(worker: Worker, config: str, output: str, resume_from: str | None = None,
+               fault_after_epoch: int = 0) -> list[str]:
+    """The rank's `train` arguments: the run's resolved config file (never re-resolved) and the plan's threads."""
+    return ["train", "--config", config, "--output", output,
+            "--intra-threads", str(worker.intra), "--inter-threads", str(worker.inter),
+            *(["--resume-from", resume_from] if resume_from else []),
+            *(["--fault-after-epoch", str(fault_after_epoch)] if fault_after_epoch else [])]
+
+
+def probe_command(plan: Plan, precision: str, amp: str) -> list[str]:
+    """`xeontl probe` as rank 0 ran: what provenance records about the environment the workers saw."""
+    return worker_command(plan.workers[0], ["probe", "--precision", precision, "--amp", amp])
+
+
+def measure_command(worker: Worker, what: str, precision: str, size: int, batch: int, repeats: int) -> list[str]:
+    """`xeontl measure` (the bench's compute probes) on one worker's cores with its thread count."""
+    return worker_command(worker, ["measure", what, "--precision", precision, "--size", str(size),
+                                   "--batch", str(batch), "--repeats", str(repeats), "--threads", str(worker.intra)])
+
+
+def rank_wrapper(plan: Plan, rank_args) -> list[str]:
+    """Each rank execs its own socket's command (CPUs, memory nodes, threads), picked by its local rank.
+    rank_args(worker) -> the xeontl arguments of that rank."""
+    cases = " ".join(f"{w.rank}) exec {shlex.join(worker_command(w, rank_args(w)))};;" for w in plan.workers)
+    script = f'case "{LOCAL_RANK}" in {cases} *) echo "xeontl: no CPUs planned for local rank" >&2; exit 1;; esac'
+    return ["sh", "-c", script, "xeontl-rank"]
+
+
+def launch_command(plan: Plan, rank_args) -> list[str]:
     """The command that runs the whole job on this host, or across the plan's hosts (multi-node layout)."""
-    cmd = train_command(train_args)
     if not plan.horovod:
-        return [*plan.workers[0].numactl, *cmd]
+        return worker_command(plan.workers[0], rank_args(plan.workers[0]))
     n = plan.total_workers
     hosts = ",".join(plan.hosts) or f"localhost:{n}"
     return ["horovodrun", "-np", str(n), "-H", hosts, f"--{plan.controller}",
             # horovodrun's default MPI binding, stated: no MPI binding, so it cannot fight numactl's.
             *(["--binding-args=-bind-to none -map-by slot"] if plan.controller == "mpi" else []),
-            *rank_wrapper(plan, cmd)]
+            *rank_wrapper(plan, rank_args)]
 
 
 def docker_command(plan: Plan, image: str, command: list[str], results_host_dir: str | None, user: str,
@@ -227,8 +279,9 @@ def docker_command(plan: Plan, image: str, command: list[str], results_host_dir:
                    extra_env: dict | None = None) -> list[str]:
     """docker run with the plan's cpuset and memory nodes; only SYS_NICE (numactl -m needs it), never --privileged."""
     env = {**plan.env, **(extra_env or {})}
+    mems = ["--cpuset-mems=" + ",".join(map(str, plan.nodes))] if plan.nodes else []
     return ["docker", "run", "--rm", *(["--name", name] if name else []),
-            f"--cpuset-cpus={cpulist(plan.cpus)}", f"--cpuset-mems={','.join(map(str, plan.nodes))}",
+            f"--cpuset-cpus={cpulist(plan.cpus)}", *mems,
             "--cap-add", "SYS_NICE", f"--shm-size={shm_size}", "--user", user,
             "-e", "HOME=/tmp", *[a for k, v in env.items() for a in ("-e", f"{k}={v}")],
             *(["-v", f"{results_host_dir}:{CONTAINER_RESULTS}"] if results_host_dir else []),

@@ -1,7 +1,8 @@
 """provenance.json: what ran, where, on what, with what. Validated against schemas/provenance.schema.json.
 
 Two halves: `probe()` runs inside the execution environment (the container, with the plan's cpuset and numactl) and
-sees what the workers saw; `finish()` runs in the launcher and adds what only the host knows (image, git, command).
+sees what the workers saw; `write()`, called by the launcher after the run, adds what only the host knows (image,
+git, command). This module records: it starts no run or container and settles no status (launch.py does both).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from datetime import datetime, timezone
 from importlib import metadata, resources
 from pathlib import Path
 
-from xeontl import __version__, events, topology
+from xeontl import __version__, topology
 
 # Env names whose values are recorded; any other name is listed without its value.
 ENV_ALLOW_PREFIXES = ("KMP_", "OMP_", "TF_", "ONEDNN_", "DNNL_", "HOROVOD_", "OMPI_", "MKL_", "XEONTL_", "TFDS_",
@@ -75,7 +76,8 @@ def host() -> dict:
     topo = topology.live()
     mem_kb = re.search(r"MemTotal:\s+(\d+)", _read("/proc/meminfo"))
     os_name = re.search(r'PRETTY_NAME="?([^"\n]*)', _read("/etc/os-release"))
-    return {"cpu": cpuinfo(), "topology": topo.summary(), "memory_gib": round(int(mem_kb[1]) / 2**20, 1) if mem_kb else None,
+    return {"cpu": cpuinfo(), "topology": topo.summary(),
+            "memory_gib": round(int(mem_kb[1]) / 2**20, 1) if mem_kb else None,
             "kernel": platform.release(), "os": os_name[1] if os_name else None, "hostname": platform.node()}
 
 
@@ -102,7 +104,8 @@ def execution_inside() -> dict:
     return {"in_container": Path("/.dockerenv").exists() or "docker" in _read("/proc/1/cgroup"),
             "cpuset_cpus": topology.cgroup_cpuset("cpus") or topology.cpulist(os.sched_getaffinity(0)),
             "cpuset_mems": topology.cgroup_cpuset("mems"), "probe_affinity": topology.cpulist(os.sched_getaffinity(0)),
-            "capabilities": capabilities(), "capabilities_bounding": capabilities("CapBnd"), "uid": uid, "gid": os.getgid(), "user": user,
+            "capabilities": capabilities(), "capabilities_bounding": capabilities("CapBnd"), "uid": uid,
+            "gid": os.getgid(), "user": user,
             "emulated_sockets": os.environ.get("XEONTL_EMULATED_SOCKETS")}
 
 
@@ -114,7 +117,8 @@ def _version(dist: str) -> str | None:
 
 
 def lock_file() -> Path | None:
-    for p in (Path(os.environ.get("XEONTL_LOCK_FILE", "/nonexistent")), Path(__file__).parents[2] / "requirements" / "lock.txt"):
+    for p in (Path(os.environ.get("XEONTL_LOCK_FILE", "/nonexistent")),
+              Path(__file__).parents[2] / "requirements" / "lock.txt"):
         if p.is_file():
             return p
     return None
@@ -151,45 +155,28 @@ def software() -> dict:
             "lock_sha256": hashlib.sha256(lf.read_bytes()).hexdigest() if lf else None}
 
 
-# A short sample of the training math (conv + matmul under the run's precision), with oneDNN's verbose log on,
-# to see which ISA kernels were really dispatched: avx512_core_amx vs avx512_core_bf16 vs ...
-_ISA_SAMPLE = r"""
-import sys, tensorflow as tf
-prec, amp = sys.argv[1], sys.argv[2]
-if prec == "bf16" and amp == "onednn":
-    tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
-elif prec == "bf16":
-    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-x = tf.random.uniform((8, 56, 56, 64))
-conv = tf.keras.layers.Conv2D(64, 3, padding="same")
-dense = tf.keras.layers.Dense(256)
-@tf.function
-def f(x):
-    return tf.reduce_sum(dense(tf.reshape(conv(x), (8, -1))[:, :512]))
-for _ in range(3):
-    f(x).numpy()
-"""
-
-
 def isa_proof(precision: str, amp: str) -> dict:
     env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
-        out = subprocess.run([sys.executable, "-c", _ISA_SAMPLE, precision, amp], capture_output=True, text=True,
-                             env=env, timeout=ISA_SAMPLE_TIMEOUT)
+        # runtime.isa_sample in a child process (oneDNN reads ONEDNN_VERBOSE once, at start), with our own pinning
+        out = subprocess.run([sys.executable, "-m", "xeontl", "isa-sample", "--precision", precision, "--amp", amp],
+                             capture_output=True, text=True, env=env, timeout=ISA_SAMPLE_TIMEOUT)
     except subprocess.TimeoutExpired:
         return {"error": "ISA sample timed out"}
-    lines = [l for l in out.stdout.splitlines() if l.startswith(("onednn_verbose", "dnnl_verbose"))]
-    isa_line = next((l.split(",", 3)[-1] for l in lines if ",info,cpu,isa:" in l), None)
-    version = next((m[1] for l in lines if (m := re.search(r",info,oneDNN (v[\d.]+)", l))), None)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith(("onednn_verbose", "dnnl_verbose"))]
+    isa_line = next((ln.split(",", 3)[-1] for ln in lines if ",info,cpu,isa:" in ln), None)
+    version = next((m[1] for ln in lines if (m := re.search(r",info,oneDNN (v[\d.]+)", ln))), None)
     impls, bf16 = {}, False
-    for l in lines:
-        parts = l.split(",")
+    for ln in lines:
+        parts = ln.split(",")
         if len(parts) > 6 and parts[1] == "exec" and parts[2] == "cpu":
             impls[parts[4]] = impls.get(parts[4], 0) + 1
-            bf16 |= "bf16" in l
-    isas = sorted({m for impl in impls for m in re.findall(r"(avx512_core_amx\w*|avx512_core_bf16|avx512_core_vnni|"
-                                                             r"avx512_core|avx2_vnni\w*|avx2|sse41|gemm:jit|ref)", impl)})
-    return {"onednn_version": version, "cpu_isa": isa_line, "implementations": impls, "isas_dispatched": isas, "bf16_kernels_seen": bf16,
+            bf16 |= "bf16" in ln
+    isa_names = (r"(avx512_core_amx\w*|avx512_core_bf16|avx512_core_vnni|avx512_core|avx2_vnni\w*|avx2|sse41|"
+                 r"gemm:jit|ref)")
+    isas = sorted({m for impl in impls for m in re.findall(isa_names, impl)})
+    return {"onednn_version": version, "cpu_isa": isa_line, "implementations": impls, "isas_dispatched": isas,
+            "bf16_kernels_seen": bf16,
             "amx_used": any("amx" in i for i in isas), "precision": precision, "amp": amp,
             "returncode": out.returncode, **({"stderr_tail": out.stderr[-500:]} if out.returncode else {})}
 
@@ -225,65 +212,16 @@ def validate(doc: dict) -> None:
     jsonschema.validate(doc, schema())
 
 
-def run_probe(prepared, timeout: int = 300) -> dict:
-    """Run `xeontl probe` where the workers ran: same image, cpuset, caps and rank 0's numactl."""
-    cfg, plan = prepared.cfg, prepared.plan
-    from xeontl import launch, plan as planlib
-
-    inner = [*plan.workers[0].numactl, "python", "-m", "xeontl", "probe", "--precision", cfg["precision"],
-             "--amp", cfg["amp"]]
-    if prepared.opts.native:
-        cmd, env = inner, {**os.environ, **plan.env}
-    else:
-        cmd = planlib.docker_command(plan, prepared.opts.image, inner, None, launch.container_user())
-        env = dict(os.environ)
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as e:
-        return {"error": f"probe failed: {type(e).__name__}"}
-
-
-def _status(staging: Path, rc: int, status: str | None) -> tuple[str, dict]:
-    metrics_path = staging / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    if status is None:
-        status = metrics.get("status", "failed") if rc == 0 else ("aborted" if rc == 130 else "failed")
-    failure = None
-    if status != "success":
-        log = _read(str(staging / "logs-launcher.txt"))
-        # horovodrun / mpirun name the rank that died and how, e.g. "Process 1 exit with status code 137".
-        m = re.search(r"[Pp]rocess (\d+) exit with status code (\d+)", log) or re.search(
-            r"rank (\d+) .*?exited on signal (\d+)", log)
-        failure = {"returncode": rc}
-        if m:
-            code = int(m[2])
-            failure.update(rank=int(m[1]), exit_code=code, signal=code - 128 if code > 128 else
-                           (code if "signal" in m[0] else None))
-    return status, {"metrics": metrics, "failure": failure}
-
-
-def finish(staging: Path, prepared, rc: int, status: str | None, started: str, seconds: float, image_info) -> str:
-    """After the run (success or not): status, events, provenance.json. Returns the status."""
-    status, extra = _status(staging, rc, status)
-    metrics = extra["metrics"]
-    if not metrics:  # the trainer never wrote: still leave a status
-        (staging / "metrics.json").write_text(json.dumps({"status": status, "failure": extra["failure"]}, indent=1))
-    elif metrics.get("status") != status:
-        metrics.update(status=status, failure=extra["failure"])
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
-    ev = events.read(staging / "events.jsonl")
-    if not ev or ev[-1]["key"] != "run_stop" or ev[-1]["value"].get("status") != status:
-        events.EventLog(staging / "events.jsonl").write("run_stop", status=status, source="launcher",
-                                                        failure=extra["failure"])
+def write(staging: Path, prepared, status: str, failure: dict | None, metrics: dict, inside: dict, started: str,
+          seconds: float, image_info: dict | None) -> None:
+    """provenance.json of a finished (or failed) run: the probe's view from inside, the launcher's from the host."""
     opts = prepared.opts
-    inside = run_probe(prepared) if opts.probe else {"error": "probe skipped (a bench run: bench.json has the host)"}
     labels = (image_info or {}).get("Config", {}).get("Labels") or {}
     doc = {
         "schema_version": 1,
         "run_id": prepared.run_id,
         "status": status,
-        "failure": extra["failure"],
+        "failure": failure,
         "timestamps": {"start_utc": started, "end_utc": datetime.now(timezone.utc).isoformat(), "seconds": seconds},
         "host": inside.get("host"),
         "execution": {
@@ -296,7 +234,8 @@ def finish(staging: Path, prepared, rc: int, status: str | None, started: str, s
             "plan": prepared.plan.to_dict(),
             "per_rank_affinity": [{"rank": r["rank"], "host": r.get("host"), "cpus": topology.cpulist(r["affinity"])}
                                   for r in metrics.get("ranks", [])],
-            "horovod_controller_used": sorted({r["controller"] for r in metrics.get("ranks", []) if r.get("controller")}),
+            "horovod_controller_used": sorted({r["controller"] for r in metrics.get("ranks", [])
+                                               if r.get("controller")}),
         },
         "software": inside.get("software"),
         "math_path": inside.get("math_path"),
@@ -312,4 +251,3 @@ def finish(staging: Path, prepared, rc: int, status: str | None, started: str, s
     }
     validate(doc)
     (staging / "provenance.json").write_text(json.dumps(doc, indent=1, default=str))
-    return status

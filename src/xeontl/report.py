@@ -32,7 +32,8 @@ def differences(metrics: dict, prov: dict, plan: dict) -> list[str]:
     out = []
     notices = metrics.get("notices", [])
     if SYNTHETIC_NOTICE in notices:
-        out.append("Synthetic data — not the paper's dataset: accuracy and epochs say nothing about colorectal_histology.")
+        out.append("Synthetic data — not the paper's dataset: accuracy and epochs say nothing about "
+                   "colorectal_histology.")
     if RANDOM_WEIGHTS_NOTICE in notices:
         out.append("Random backbone — not ImageNet: features are random projections; a standardization layer was "
                    "added before the head (demo only).")

@@ -8,7 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from xeontl import launch
+from xeontl import events, launch
 from xeontl.errors import UserError
 
 
@@ -21,7 +21,7 @@ def check_run(run: Path, workers: int) -> dict:
     ranks = sorted(r["rank"] for r in metrics.get("ranks", []))
     if ranks != list(range(workers)):
         problems.append(f"ranks reported {ranks}, expected {list(range(workers))}")
-    for f in ("provenance.json", "events.jsonl", "command.txt", "report.md", "logs/rank-0.log"):
+    for f in ("provenance.json", events.FILE, "command.txt", "report.md", "logs/rank-0.log"):
         if not (run / f).exists():
             problems.append(f"missing {f}")
     foreign = [str(p) for p in [run, *run.rglob("*")] if p.stat().st_uid != os.getuid()]

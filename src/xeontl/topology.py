@@ -20,7 +20,7 @@ class Cpu:
     cpu: int
     core: int
     socket: int
-    node: int
+    node: int | None  # None: the kernel names no node for it (node offline, or a socket with no local memory)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Core:
     socket: int
     core: int
     cpus: tuple[int, ...]
-    node: int
+    node: int | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,14 +45,22 @@ class Socket:
 
     @property
     def nodes(self) -> list[int]:
-        return sorted({core.node for core in self.cores})
+        return sorted({core.node for core in self.cores if core.node is not None})
 
 
 @dataclasses.dataclass(frozen=True)
 class Topology:
-    cpus: tuple[Cpu, ...]
+    cpus: tuple[Cpu, ...]  # online CPUs
     allowed: frozenset[int]  # CPUs this process may run on (affinity mask / cgroup cpuset)
     source: str  # "live" or the file it was read from
+    # NUMA nodes that are online and have memory, and those this process may allocate from (Mems_allowed).
+    # None: not known (a recorded lscpu file): every node named by a CPU is taken to have memory.
+    memory_nodes: frozenset[int] | None = None
+    mems_allowed: frozenset[int] | None = None
+    warnings: tuple[str, ...] = ()  # what the reader had to work around (shown in every plan)
+
+    def has_memory(self, node: int) -> bool:
+        return self.memory_nodes is None or node in self.memory_nodes
 
     def sockets(self, usable_only: bool = True) -> list[Socket]:
         """Sockets with their physical cores (only the usable CPUs of each core, and only cores with any)."""
@@ -63,7 +71,8 @@ class Topology:
         by_socket: dict[int, list[Core]] = {}
         for (sock, core), cs in sorted(groups.items()):
             ids = tuple(sorted(c.cpu for c in cs))
-            by_socket.setdefault(sock, []).append(Core(sock, core, ids, min(cs, key=lambda c: c.cpu).node))
+            node = next((c.node for c in sorted(cs, key=lambda c: c.cpu) if c.node is not None), None)
+            by_socket.setdefault(sock, []).append(Core(sock, core, ids, node))
         return [Socket(s, tuple(sorted(cores, key=lambda c: c.cpus[0]))) for s, cores in sorted(by_socket.items())]
 
     def summary(self) -> dict:
@@ -72,8 +81,10 @@ class Topology:
         return {"source": self.source, "sockets": len(socks), "cores_per_socket": [len(s.cores) for s in socks],
                 "threads_per_core": max(threads) if threads else 0,
                 "numa_nodes": {n: cpulist(c.cpu for c in self.cpus if c.node == n)
-                               for n in sorted({c.node for c in self.cpus})},
-                "usable_cpus": cpulist(self.allowed)}
+                               for n in sorted({c.node for c in self.cpus if c.node is not None})},
+                "cpus_without_node": cpulist(c.cpu for c in self.cpus if c.node is None),
+                "memory_nodes": None if self.memory_nodes is None else sorted(self.memory_nodes),
+                "usable_cpus": cpulist(self.allowed), "warnings": list(self.warnings)}
 
 
 def cpulist(cpus) -> str:
@@ -104,7 +115,11 @@ def parse_cpulist(text: str) -> set[int]:
 
 
 def parse_lscpu(text: str, source: str = "<text>") -> Topology:
-    """Parse `lscpu --parse=CPU,CORE,SOCKET,NODE` (comment lines start with '#'). A missing NODE column means node 0."""
+    """Parse `lscpu --parse=CPU,CORE,SOCKET,NODE` (comment lines start with '#').
+
+    A missing NODE *column* (a three-column file, or a kernel without NUMA) means node 0. An empty NODE *field* is
+    lscpu saying the kernel names no node for that CPU (node offline, or a socket without local memory): it stays
+    None, never node 0, so no plan binds memory to a node that may not exist."""
     cpus = []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -114,7 +129,7 @@ def parse_lscpu(text: str, source: str = "<text>") -> Topology:
         if not re.fullmatch(r"\d+,\d+,\d+(,\d*)?", line):
             raise UserError(f"{source}:{n}: '{line}' is not a CPU,CORE,SOCKET,NODE row: "
                             f"record the topology with `lscpu --parse=CPU,CORE,SOCKET,NODE > FILE`")
-        node = int(fields[3]) if len(fields) > 3 and fields[3] else 0
+        node = (int(fields[3]) if fields[3] else None) if len(fields) > 3 else 0
         cpus.append(Cpu(int(fields[0]), int(fields[1]), int(fields[2]), node))
     if not cpus:
         raise UserError(f"{source}: no CPU rows found: record it with `lscpu --parse=CPU,CORE,SOCKET,NODE > FILE`")
@@ -133,21 +148,86 @@ def load_file(path: str | Path) -> Topology:
     return parse_lscpu(text, str(path))
 
 
-def live(sysfs: Path = Path("/sys/devices/system")) -> Topology:
-    """This machine, restricted to the CPUs this process may use (in a container: its cgroup cpuset)."""
-    node_of = {}
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _node_has_memory(node_dir: Path) -> bool:
+    meminfo = node_dir / "meminfo"
+    m = re.search(r"MemTotal:\s+(\d+)", meminfo.read_text()) if meminfo.exists() else None
+    return m is None or int(m[1]) > 0  # no meminfo to read: assume it has memory, as lscpu does
+
+
+def live(sysfs: Path = Path("/sys/devices/system"), allowed: frozenset[int] | None = None,
+         mems_allowed: frozenset[int] | None = None) -> Topology:
+    """This machine, restricted to the CPUs this process may use (in a container: its cgroup cpuset).
+
+    A physical core is the set of CPUs in one `thread_siblings_list`, not a (package, core_id) pair: on multi-die
+    packages core_id repeats on every die, and grouping by it merges distinct cores."""
+    node_of, memory = {}, set()
     for node_dir in sorted((sysfs / "node").glob("node[0-9]*")):
+        node = int(node_dir.name[4:])
         for cpu in parse_cpulist((node_dir / "cpulist").read_text()):
-            node_of[cpu] = int(node_dir.name[4:])
-    cpus = []
-    for cpu_dir in sorted((sysfs / "cpu").glob("cpu[0-9]*")):
+            node_of[cpu] = node
+        if _node_has_memory(node_dir):
+            memory.add(node)
+    has_memory = sysfs / "node" / "has_memory"  # the kernel's own list of nodes with memory, where it exists
+    if has_memory.exists():
+        memory &= parse_cpulist(has_memory.read_text())
+    cpus, warnings = [], []
+    dies = set()
+    for cpu_dir in sorted((sysfs / "cpu").glob("cpu[0-9]*"), key=lambda d: int(d.name[3:])):
         topo = cpu_dir / "topology"
-        if not (topo / "core_id").exists():  # offline CPU
+        if not (topo / "core_id").exists() or _read_int(cpu_dir / "online") == 0:  # offline CPU
             continue
         cpu = int(cpu_dir.name[3:])
-        cpus.append(Cpu(cpu, int((topo / "core_id").read_text()), int((topo / "physical_package_id").read_text()),
-                        node_of.get(cpu, 0)))
-    return Topology(tuple(cpus), frozenset(os.sched_getaffinity(0)), "live")
+        siblings = topo / "thread_siblings_list"
+        core = min(parse_cpulist(siblings.read_text())) if siblings.exists() else None
+        package = _read_int(topo / "physical_package_id") or 0
+        if core is None:  # kernels without thread_siblings_list: (package, die, core_id) is the next best key
+            core = (package * 1024 + (_read_int(topo / "die_id") or 0)) * 65536 + (_read_int(topo / "core_id") or 0)
+        dies.add((package, _read_int(topo / "die_id")))
+        cpus.append(Cpu(cpu, core, package, node_of.get(cpu)))
+    by_core_id = {(c.socket, _read_int(sysfs / "cpu" / f"cpu{c.cpu}" / "topology" / "core_id")) for c in cpus}
+    by_siblings = {c.core for c in cpus}
+    if len(by_core_id) != len(by_siblings):
+        warnings.append(f"core_id repeats across dies ({len(by_siblings)} cores by thread siblings, "
+                        f"{len(by_core_id)} by package+core_id): cores grouped by thread siblings")
+    if node_of:
+        missing = [c.cpu for c in cpus if c.node is None]
+        if missing:
+            warnings.append(f"CPUs {cpulist(missing)} belong to no online NUMA node: their memory is not bound")
+    else:  # a kernel without NUMA support: everything is node 0
+        cpus = [dataclasses.replace(c, node=0) for c in cpus]
+        memory = {0}
+    if allowed is None:
+        allowed = frozenset(os.sched_getaffinity(0))
+    if mems_allowed is None:
+        m = re.search(r"Mems_allowed_list:\s*(\S+)", Path("/proc/self/status").read_text())
+        mems_allowed = frozenset(parse_cpulist(m[1])) if m else None
+    if sysfs == Path("/sys/devices/system"):  # the real machine: lscpu must count the same cores
+        warnings += _lscpu_disagrees({c.cpu for c in cpus}, len({c.core for c in cpus}))
+    return Topology(tuple(cpus), allowed, "live", frozenset(memory), mems_allowed, tuple(warnings))
+
+
+def _lscpu_disagrees(online: set[int], cores: int) -> list[str]:
+    import shutil
+    import subprocess
+
+    if shutil.which("lscpu") is None:
+        return []
+    try:
+        out = subprocess.run(["lscpu", "--parse=CPU,CORE"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    theirs = {line.split(",")[1] for line in out.splitlines()
+              if line and not line.startswith("#") and int(line.split(",")[0]) in online}
+    if theirs and len(theirs) != cores:
+        return [f"lscpu counts {len(theirs)} cores, /sys gives {cores}: check the plan's CPU lists"]
+    return []
 
 
 def cgroup_cpuset(kind: str) -> str | None:

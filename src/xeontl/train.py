@@ -1,15 +1,18 @@
 """The paper's recipe, step by step. Runs alone (the 1-socket run) or as one rank under horovodrun (the 2-socket run).
 
-    1. threads and precision, before TensorFlow builds its thread pools
+    1. threads and precision, before TensorFlow builds its thread pools (threads: the plan's, per rank)
     2. Horovod: one worker per socket (only when launched by horovodrun)
-    3. data: colorectal_histology 80/20, each worker a disjoint 1/N of the training set (weak scaling)
+    3. data: colorectal_histology 80/20, each worker a disjoint, class-stratified 1/N of the training set (weak scaling)
     4. model: frozen ImageNet ResNet50 v1.5 + GAP + Dense(8) softmax; only the head trains
-    5. optimizer: LR 0.01 x workers, gradients averaged every 5 steps, warm-up over 3 epochs
-    6. early stopping on validation loss, patience 10, best weights restored
-    7. results: metrics.json, the head's weights, per-rank logs, a checkpoint after every epoch (for --resume)
+    5. optimizer: LR 0.01 x workers, gradients averaged every 5 steps
+    6. callbacks: Horovod's broadcast, metric averaging and 3-epoch LR warm-up; early stopping on val_loss, patience 10
+    7. fit, with the best epoch's weights restored
+    8. final evaluation of the whole validation set on rank 0: metrics.json, the head's weights
 
-`feature_cache` (opt-in, not the paper's protocol) swaps step 3's image pipeline for stored backbone features;
-everything else, Horovod included, is the same recipe.
+Side paths, each behind one seam: `feature_cache` (not the paper's protocol) swaps step 3's images for stored
+backbone features (`inputs_for`); `--resume-from` restores step 5's optimizer and step 6's counters from a
+checkpoint (`checkpoint.read/restore`, `ResumableEarlyStopping`); `--fault-after-epoch` (tests) kills a rank.
+Every rank writes its log; rank 0 alone writes results (metrics.json, the MLPerf event log, checkpoints).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -25,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, checkpoint, data, features, model
+from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, checkpoint, data, features, model, runtime
 from xeontl.errors import UserError
+from xeontl.events import FILE as EVENTS_FILE
 from xeontl.events import EventLog
 
 log = logging.getLogger("xeontl.train")
@@ -62,27 +67,6 @@ class Workers:
         import horovod.tensorflow as hvd_tf
 
         return hvd_tf.allgather_object(obj)  # Horovod: every rank's record, for rank 0's report
-
-
-def configure_threads(cfg) -> dict:
-    """inter/intra-op threads from the config, else from the launcher's env; must run before any TF op."""
-    inter = cfg["inter_threads"] or int(os.environ.get("XEONTL_INTER_THREADS", 0))
-    intra = cfg["intra_threads"] or int(os.environ.get("XEONTL_INTRA_THREADS", 0))
-    tf.config.threading.set_inter_op_parallelism_threads(inter)
-    tf.config.threading.set_intra_op_parallelism_threads(intra)
-    return {"inter_op": inter or "tf-default", "intra_op": intra or "tf-default",
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
-
-
-def configure_precision(cfg) -> dict:
-    """BF16: TF's oneDNN auto mixed precision (a graph rewrite, the paper's AMP) or the Keras mixed_bfloat16 policy."""
-    if cfg["precision"] == "fp32":
-        return {"precision": "fp32", "mechanism": None}
-    if cfg["amp"] == "onednn":
-        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
-        return {"precision": "bf16", "mechanism": "grappler auto_mixed_precision_onednn_bfloat16"}
-    tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    return {"precision": "bf16", "mechanism": "keras mixed_bfloat16 policy"}
 
 
 def scaled_learning_rate(cfg, workers: int) -> tuple[float, str]:
@@ -127,8 +111,9 @@ class EpochRecorder(tf.keras.callbacks.Callback):
                "images_per_second": self.images_per_epoch / train_s, **{k: float(v) for k, v in (logs or {}).items()}}
         self.per_epoch.append(row)
         log.info("epoch %d: %s", epoch + 1, json.dumps({k: round(v, 4) for k, v in row.items()}))
-        self.events.write("epoch_stop", epoch_num=epoch + 1, eval_accuracy=row.get("val_accuracy"),
-                          eval_loss=row.get("val_loss"), seconds=row["seconds"])
+        self.events.write("eval_accuracy", row.get("val_accuracy"), epoch_num=epoch + 1)
+        self.events.write("eval_loss", row.get("val_loss"), epoch_num=epoch + 1)
+        self.events.write("epoch_stop", epoch_num=epoch + 1, seconds=row["seconds"])
 
 
 class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
@@ -172,7 +157,7 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
 
 
 class FaultInjection(tf.keras.callbacks.Callback):
-    """Tests only ($XEONTL_FAULT_AFTER_EPOCH=N): rank 1 (or the only rank) SIGKILLs itself after epoch N's checkpoint,
+    """Tests only (`--fault-after-epoch N`): rank 1 (or the only rank) SIGKILLs itself after epoch N's checkpoint,
     a reproducible stand-in for a crashed or OOM-killed worker."""
 
     def __init__(self, after_epoch: int, rank: int, size: int):
@@ -199,99 +184,105 @@ def setup_logging(output: Path, rank: int) -> None:
     root.setLevel(logging.INFO)
 
 
-def check_output(output: Path) -> None:
+def check_inputs(cfg: dict, output: Path) -> dict:
+    """User mistakes found before anything is written: a finished run as --output, an unwritable one, missing or
+    corrupt weights, a missing dataset path. Returns the weights' description."""
     if (output / "metrics.json").exists():
-        raise UserError(f"{output} already holds a finished run (metrics.json): choose a new --output, nothing was overwritten")
+        raise UserError(f"{output} already holds a finished run (metrics.json): choose a new --output, nothing was "
+                        f"overwritten")
     if output.exists() and not os.access(output, os.W_OK):
         raise UserError(f"{output} is not writable: choose another --output")
+    data.check_source(cfg)
+    return model.describe_weights(cfg)  # a missing/corrupt weight file fails here, before TF starts
 
 
-def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from: Path | None = None) -> dict:
-    """Run the recipe; rank 0 writes metrics.json (also on failure) and returns the metrics."""
+class Results:
+    """What a run leaves: every rank's log; on rank 0 the MLPerf event log and metrics.json (written on failure
+    too). A user mistake found before training leaves nothing behind: what this run created is removed."""
+
+    def __init__(self, output: Path, rank: int, size: int):
+        self.output, self.rank0, self.created = output, rank == 0, not output.exists()
+        output.mkdir(parents=True, exist_ok=True)
+        setup_logging(output, rank)
+        # Horovod: rank 0 alone writes the run's results; the other ranks only their own log.
+        self.events = EventLog(output / EVENTS_FILE if self.rank0 else None)
+        self.metrics: dict = {"status": "failed", "workers": size, "notices": []}
+        self.training_started = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if error is not None:
+            self.metrics["status"] = "aborted" if isinstance(error, KeyboardInterrupt) else "failed"
+            self.metrics["error"] = f"{kind.__name__}: {error}"
+            log.exception("training %s", self.metrics["status"], exc_info=(kind, error, tb))
+            if isinstance(error, UserError) and not self.training_started:
+                self._remove()
+                return False
+        self.events.end(self.metrics["status"])
+        if self.rank0:
+            (self.output / "metrics.json").write_text(json.dumps(self.metrics, indent=1, default=str))
+        return False
+
+    def _remove(self) -> None:
+        root = logging.getLogger()
+        root.handlers = [h for h in root.handlers if not isinstance(h, logging.FileHandler)]
+        if self.created:
+            shutil.rmtree(self.output, ignore_errors=True)
+        else:  # the launcher's run dir: take back only what this run wrote
+            shutil.rmtree(self.output / "logs", ignore_errors=True)
+            (self.output / EVENTS_FILE).unlink(missing_ok=True)
+
+
+def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from: Path | None = None,
+          threads: tuple[int, int] = (0, 0), fault_after_epoch: int = 0) -> dict:
+    """The paper's recipe on this worker; rank 0 writes metrics.json (also on failure) and returns the metrics."""
     output = Path(output)
-    check_output(output)
-    weights_info = model.describe_weights(cfg)  # a missing/corrupt weight file fails here, before TF starts
+    weights_info = check_inputs(cfg, output)
 
-    # 1. Threads and precision before TensorFlow creates its thread pools.
-    threads = configure_threads(cfg)
-    precision = configure_precision(cfg)
+    # 1. Threads (the plan's, for this rank's socket) and BF16, before TensorFlow creates its thread pools.
+    setup = {"threads": {**runtime.configure_threads(*threads), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
+             "precision": runtime.configure_precision(cfg["precision"], cfg["amp"]), "weights": weights_info}
 
-    # 2. One worker per socket under horovodrun; a plain process otherwise.
+    # 2. One worker per socket under horovodrun; a plain process otherwise (the paper's 1-socket run).
     workers = Workers(Workers.launched_by_horovodrun() if use_horovod is None else use_horovod)
-    rank0 = workers.rank == 0
-    output.mkdir(parents=True, exist_ok=True)
-    setup_logging(output, workers.rank)
-    events = EventLog(output / "events.jsonl" if rank0 else None)
-    events.write("run_start", workers=workers.size, profile=cfg["profile"])
-    log.info("threads %s, precision %s, workers %d, affinity %s", threads, precision, workers.size,
-             sorted(os.sched_getaffinity(0)))
-    metrics = {"status": "failed", "workers": workers.size, "threads": threads, "precision": precision,
-               "weights": weights_info, "notices": []}
-    try:
-        metrics.update(_train(cfg, output, workers, weights_info, events, resume_from))
-        metrics["status"] = "success"
-        return metrics
-    except BaseException as e:
-        metrics["status"] = "aborted" if isinstance(e, KeyboardInterrupt) else "failed"
-        metrics["error"] = f"{type(e).__name__}: {e}"
-        log.exception("training %s", metrics["status"])
-        raise
-    finally:
-        events.write("run_stop", status=metrics["status"])
-        if rank0:
-            (output / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
+    with Results(output, workers.rank, workers.size) as results:
+        results.metrics.update(setup)
+        results.events.write("init_start")
+        log.info("setup %s, workers %d, affinity %s", setup, workers.size, sorted(os.sched_getaffinity(0)))
+        results.metrics.update(recipe(cfg, results, workers, weights_info, resume_from, fault_after_epoch))
+        results.metrics["status"] = "success"
+    return results.metrics
 
 
-def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: EventLog,
-           resume_from: Path | None = None) -> dict:
-    hvd, rank0 = workers.hvd, workers.rank == 0
+def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_from: Path | None,
+           fault_after_epoch: int) -> dict:
+    """Steps 3 to 8 on this worker."""
+    hvd, rank0, events, notices = workers.hvd, workers.rank == 0, results.events, results.metrics["notices"]
     tf.keras.utils.set_random_seed(cfg["seed"])
-    notices = []
     resumed = checkpoint.read(resume_from, cfg, workers.size) if resume_from else None
 
-    # 3. Data: the whole dataset is read identically on every worker, then each takes its disjoint shard.
+    # 3. Data: every worker reads the same dataset, then keeps its own disjoint share.
     ds = data.load(cfg)
-    if cfg["dataset"] == "synthetic":
-        notices.append(SYNTHETIC_NOTICE)
-    train_shard = ds.train.shard(workers.size, workers.rank)  # weak scaling: the paper's halves
-    # Validation is sharded when it splits evenly (equal shards make the averaged metric exactly the global one),
-    # else every worker evaluates all of it; both give every worker the same number, so all stop together.
+    notices += [SYNTHETIC_NOTICE] * (cfg["dataset"] == "synthetic")
+    # Horovod: weak scaling, the paper's halves: a disjoint, class-stratified 1/N of the training set per worker.
+    train_shard = ds.train.shard(workers.size, workers.rank)
+    # Horovod: validation is sharded when it splits evenly (equal shards make the averaged metric exactly the
+    # global one), else every worker evaluates all of it; either way every worker sees the same number.
     val_sharded = len(ds.val) % workers.size == 0
     val_shard = ds.val.shard(workers.size, workers.rank) if val_sharded else ds.val
-    steps = len(train_shard) // cfg["batch_size"]
-    if cfg["steps_per_epoch"]:
-        steps = min(steps, cfg["steps_per_epoch"])
-    if steps == 0:
-        raise UserError(f"batch_size {cfg['batch_size']} is larger than this worker's shard ({len(train_shard)} "
-                        f"images): lower --batch-size or use more data")
+    steps = steps_per_epoch(cfg, len(train_shard))
 
-    # 4. Model: frozen backbone, trainable head.
-    sample = None
-    if model.use_feature_norm(cfg):
-        # Same fixed sample on every worker (the first 256 un-augmented training tiles) -> identical statistics.
-        first = ds.train.images[:256].astype("float32") / 255.0
-        sample = tf.image.resize(first, (cfg["image_size"],) * 2) if cfg["image_size"] != data.TILE else first
-        notices.append("feature standardization before the head (random backbone demo only)")
-    if weights_info["kind"] == "random":
-        notices.append(RANDOM_WEIGHTS_NOTICE)
-    net, backbone, head = model.build(cfg, weights_info, sample)
-
+    # 4. Model: the frozen backbone and the trainable head, and what it trains on (images, or cached features).
+    net, backbone, head = model.build(cfg, weights_info, feature_sample(cfg, ds, notices))
+    notices += [RANDOM_WEIGHTS_NOTICE] * (weights_info["kind"] == "random")
     initial_epoch = resumed["epoch"] if resumed else 0
-    cache, cache_seconds = None, 0.0
-    if cfg["feature_cache"]:
-        # Speed path: the frozen backbone runs once per image and view, then only the head trains.
-        cache = features.load_or_build(cfg, backbone, weights_info, train_shard, val_shard, show_progress=rank0)
-        cache_seconds = cache.info["build_seconds"]
-        notices.append(f"feature cache: head trained on stored backbone features ({cfg['feature_cache_views']} "
-                       f"augmented views), not the paper's per-epoch pipeline")
-        fitted = head  # the head alone trains on features; `net` shares its layers for the final evaluation
-        train_ds, val_ds = features.train_dataset(cache, cfg, initial_epoch), features.val_dataset(cache, cfg)
-    else:
-        fitted = net
-        train_ds = data.pipeline(train_shard, cfg, training=True)
-        val_ds = data.pipeline(val_shard, cfg, training=False)
+    fitted, train_ds, val_ds, cache = inputs_for(cfg, net, backbone, head, weights_info, train_shard, val_shard,
+                                                 initial_epoch, rank0, notices)
 
     # 5. Optimizer.
+    # Horovod: the paper's LR rule, 0.01 x workers (the global batch grows with the workers).
     lr, lr_rule = scaled_learning_rate(cfg, workers.size)
     opt = make_optimizer(cfg, lr)
     if hvd:
@@ -301,16 +292,90 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
     fitted.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if resumed:
         checkpoint.restore(resumed, head, opt, head.trainable_variables)
-        log.info("resumed from %s: epoch %d done, optimizer iteration %d", resumed["path"], resumed["epoch"],
-                 resumed["optimizer_iterations"])
+    log_hyperparameters(events, cfg, workers.size, lr, steps, len(train_shard), len(val_shard))
 
-    # 6. Callbacks: Horovod's first (their order matters), then early stopping on the averaged metric.
+    # 6. Callbacks: Horovod's broadcast, metric averaging and LR warm-up, then early stopping on val_loss.
+    early, recorder, callbacks = make_callbacks(cfg, workers, results, lr, steps, head, opt, resumed, cache,
+                                                fault_after_epoch)
+
+    # 7. Fit; the best epoch's weights are what the run reports.
+    events.write("init_stop")
+    events.write("run_start")
+    results.training_started = True
+    t0 = time.perf_counter()
+    fitted.fit(train_ds, validation_data=val_ds, epochs=cfg["epochs"], initial_epoch=initial_epoch,
+               steps_per_epoch=steps, callbacks=callbacks, verbose=cfg["verbose"] if rank0 else 0)
+    train_seconds = time.perf_counter() - t0
+    stopped_early = early.stopped_epoch > 0
+    if not stopped_early and early.best_weights is not None:
+        fitted.set_weights(early.best_weights)  # Keras restores only on an early stop; the paper wants the best epoch
+    if stopped_early:
+        events.write("early_stop", early.stopped_epoch + 1, best_epoch=early.best_epoch + 1)
+
+    # Horovod: every rank's throughput and placement, gathered so rank 0 can report both sockets.
+    ranks = workers.allgather(rank_record(workers, len(train_shard), recorder.per_epoch))
+    result = {"train_seconds": train_seconds, "epochs_run": len(recorder.per_epoch), "stopped_early": stopped_early,
+              "best_epoch": early.best_epoch + 1, "per_epoch": recorder.per_epoch, "ranks": ranks,
+              "images_per_second": sum(r["images_per_second"] for r in ranks), "learning_rate": lr, "lr_rule": lr_rule,
+              "validation": "sharded" if val_sharded else "full on every rank", "dataset": ds.info,
+              "feature_cache": cache.info if cache else None, "resumed_from": checkpoint.summary(resumed)}
+    if rank0:
+        # 8. Horovod: rank 0 alone evaluates the restored best weights on the whole validation set (always through
+        #    the full model on images: the feature cache's own val accuracy is not what we report) and writes them.
+        result.update(final_evaluation(net, ds.val, cfg))
+        events.write("eval_accuracy", result["final_val_accuracy"], epoch_num=result["best_epoch"], final=True)
+        head.save_weights(str(results.output / "head.weights.h5"))
+        log.info("final val accuracy %.4f after %d epochs (best %d)", result["final_val_accuracy"],
+                 result["epochs_run"], result["best_epoch"])
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ the steps' parts
+def steps_per_epoch(cfg, shard_size: int) -> int:
+    steps = shard_size // cfg["batch_size"]
+    if cfg["steps_per_epoch"]:
+        steps = min(steps, cfg["steps_per_epoch"])
+    if steps == 0:
+        raise UserError(f"batch_size {cfg['batch_size']} is larger than this worker's shard ({shard_size} "
+                        f"images): lower --batch-size or use more data")
+    return steps
+
+
+def feature_sample(cfg, ds, notices: list):
+    """Feature standardization (random-backbone demo only): the same fixed sample on every worker (the first 256
+    un-augmented training tiles), so every worker computes identical statistics."""
+    if not model.use_feature_norm(cfg):
+        return None
+    notices.append("feature standardization before the head (random backbone demo only)")
+    first = ds.train.images[:256].astype("float32") / 255.0
+    return tf.image.resize(first, (cfg["image_size"],) * 2) if cfg["image_size"] != data.TILE else first
+
+
+def inputs_for(cfg, net, backbone, head, weights_info, train_shard, val_shard, initial_epoch: int, rank0: bool,
+               notices: list):
+    """(the model fit() trains, train data, val data, feature cache or None). The paper: the whole model on
+    augmented images every epoch. `feature_cache`: the backbone runs once per image and view, the head alone trains."""
+    if not cfg["feature_cache"]:
+        return (net, data.pipeline(train_shard, cfg, training=True), data.pipeline(val_shard, cfg, training=False),
+                None)
+    cache = features.load_or_build(cfg, backbone, weights_info, train_shard, val_shard, show_progress=rank0)
+    notices.append(f"feature cache: head trained on stored backbone features ({cfg['feature_cache_views']} "
+                   f"augmented views), not the paper's per-epoch pipeline")
+    return head, features.train_dataset(cache, cfg, initial_epoch), features.val_dataset(cache, cfg), cache
+
+
+def make_callbacks(cfg, workers: Workers, results: Results, lr: float, steps: int, head, opt, resumed, cache,
+                   fault_after_epoch: int):
+    """(early stopping, epoch recorder, every callback in the order Keras must run them)."""
+    hvd, rank0 = workers.hvd, workers.rank == 0
     history = resumed["per_epoch"] if resumed else []
-    recorder = EpochRecorder(steps * cfg["batch_size"], events, history,
+    cache_seconds = cache.info["build_seconds"] if cache else 0.0
+    # time-to-accuracy clock: the cache build and an interrupted run's time count too
+    recorder = EpochRecorder(steps * cfg["batch_size"], results.events, history,
                              seconds_before=(history[-1]["elapsed_seconds"] if history else 0.0) + cache_seconds)
     early = ResumableEarlyStopping(head, resumed["early_stopping"] if resumed else None, monitor="val_loss",
-                                              patience=cfg["patience"], min_delta=cfg["min_delta"],
-                                              restore_best_weights=True, verbose=1 if rank0 else 0)
+                                   patience=cfg["patience"], min_delta=cfg["min_delta"], restore_best_weights=True,
+                                   verbose=1 if rank0 else 0)
     callbacks = []
     if hvd:
         callbacks += [
@@ -325,43 +390,33 @@ def _train(cfg, output: Path, workers: Workers, weights_info: dict, events: Even
                 initial_lr=lr, warmup_epochs=cfg["warmup_epochs"], steps_per_epoch=steps, verbose=0))
     callbacks += [early, recorder]
     if rank0:
-        callbacks.append(EpochCheckpoint(output, head, opt, early, recorder, cfg, workers.size))
-    if os.environ.get("XEONTL_FAULT_AFTER_EPOCH"):
-        callbacks.append(FaultInjection(int(os.environ["XEONTL_FAULT_AFTER_EPOCH"]), workers.rank, workers.size))
+        # Horovod: rank 0 alone writes the per-epoch checkpoints (every rank holds the same weights).
+        callbacks.append(EpochCheckpoint(results.output, head, opt, early, recorder, cfg, workers.size))
+    if fault_after_epoch:
+        callbacks.append(FaultInjection(fault_after_epoch, workers.rank, workers.size))
+    return early, recorder, callbacks
 
-    t0 = time.perf_counter()
-    fitted.fit(train_ds, validation_data=val_ds, epochs=cfg["epochs"], initial_epoch=initial_epoch,
-               steps_per_epoch=steps, callbacks=callbacks, verbose=cfg["verbose"] if rank0 else 0)
-    train_seconds = time.perf_counter() - t0
-    stopped_early = early.stopped_epoch > 0
-    if not stopped_early and early.best_weights is not None:
-        fitted.set_weights(early.best_weights)  # Keras restores only on an early stop; the paper wants the best epoch
-    if stopped_early:
-        events.write("early_stop", epoch_num=early.stopped_epoch + 1, best_epoch=early.best_epoch + 1)
 
-    # Per-rank throughput, gathered so rank 0 can report both sockets.
-    mine = {"rank": workers.rank, "host": platform.node(), "controller": workers.controller(), "affinity": sorted(os.sched_getaffinity(0)), "train_images": len(train_shard),
-            "images_per_second": float(np.median([e["images_per_second"] for e in recorder.per_epoch]))}
-    ranks = workers.allgather(mine)
+def log_hyperparameters(events: EventLog, cfg, workers: int, lr: float, steps: int, train_n: int, val_n: int) -> None:
+    """MLPerf's standard hyper-parameter keys, once, before training."""
+    for key, value in (("submission_benchmark", "xeontl-resnet50-transfer"), ("global_batch_size",
+                       cfg["batch_size"] * workers), ("opt_name", cfg["optimizer"]), ("opt_base_learning_rate", lr),
+                       ("opt_learning_rate_warmup_epochs", cfg["warmup_epochs"] if workers > 1 else 0),
+                       ("gradient_accumulation_steps", cfg["backward_passes_per_step"] if workers > 1 else 1),
+                       ("train_samples", train_n * workers), ("eval_samples", val_n), ("seed", cfg["seed"]),
+                       ("epoch_count", cfg["epochs"]), ("steps_per_epoch", steps), ("precision", cfg["precision"])):
+        events.write(key, value)
 
-    result = {"train_seconds": train_seconds, "epochs_run": len(recorder.per_epoch), "stopped_early": stopped_early,
-              "best_epoch": early.best_epoch + 1, "per_epoch": recorder.per_epoch, "ranks": ranks,
-              "images_per_second": sum(r["images_per_second"] for r in ranks),
-              "learning_rate": lr, "lr_rule": lr_rule, "validation": "sharded" if val_sharded else "full on every rank",
-              "dataset": ds.info, "notices": notices,
-              "feature_cache": cache.info if cache else None,
-              "resumed_from": {"checkpoint": str(resumed["path"]), "epoch": resumed["epoch"],
-                               "optimizer_iterations": resumed["optimizer_iterations"]} if resumed else None}
-    if rank0:
-        # 7. Final evaluation of the restored best weights on the whole validation set, always through the full
-        #    model on images (the feature cache's own val accuracy is not what we report).
-        probs = net.predict(data.pipeline(ds.val, cfg, training=False), verbose=0)
-        predicted = probs.argmax(1)
-        cm = confusion(ds.val.labels, predicted)
-        result.update(final_val_accuracy=float((predicted == ds.val.labels).mean()), confusion_matrix=cm.tolist(),
-                      per_class_accuracy={n: float(cm[i, i] / max(cm[i].sum(), 1))
-                                          for i, n in enumerate(data.CLASS_NAMES)})
-        head.save_weights(str(output / "head.weights.h5"))
-        log.info("final val accuracy %.4f after %d epochs (best %d)", result["final_val_accuracy"],
-                 result["epochs_run"], result["best_epoch"])
-    return result
+
+def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:
+    return {"rank": workers.rank, "host": platform.node(), "controller": workers.controller(),
+            "affinity": sorted(os.sched_getaffinity(0)), "train_images": train_images,
+            "images_per_second": float(np.median([e["images_per_second"] for e in per_epoch]))}
+
+
+def final_evaluation(net, val, cfg) -> dict:
+    probs = net.predict(data.pipeline(val, cfg, training=False), verbose=0)
+    predicted = probs.argmax(1)
+    cm = confusion(val.labels, predicted)
+    return {"final_val_accuracy": float((predicted == val.labels).mean()), "confusion_matrix": cm.tolist(),
+            "per_class_accuracy": {n: float(cm[i, i] / max(cm[i].sum(), 1)) for i, n in enumerate(data.CLASS_NAMES)}}
