@@ -56,14 +56,22 @@ def _overrides(pairs: list[str]) -> dict:
                          "on them (same as --set feature_cache=true)",
         "fault_after_epoch": "tests: rank 1 (or the only rank) SIGKILLs itself after epoch N, a stand-in for a crashed "
                              "worker (shown in the command lines; not carried over by --resume)",
+        "engine": "local (this host: the image, or --native) | slurm (an sbatch job: submitted, followed, collected "
+                  "into the same run dir; --dry-run prints the script)",
+        "nodes": "slurm: nodes, each running one rank per socket (plan them with --topology of a compute node)",
+        "partition": "slurm: the partition (default: the cluster's default)",
+        "container": "slurm: charliecloud (the image, unprivileged, converted once with ch-convert; or --image DIR) | "
+                     "none (the nodes' own Python stack)",
+        "time_limit": "slurm: the job's --time, e.g. 00:30:00",
     },
     iterable=["set"],
 )
 def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None, native=False, dry_run=False,
               topology=None, emulate_sockets=False, cores_per_socket=0, controller="mpi", hosts="",
               image="xeontl:latest",
-              results_dir="results", resume=None, wait=False, feature_cache=False, fault_after_epoch=0):
-    """Run the paper's 1- or 2-socket experiment (pinning, threads, env) in the image or natively."""
+              results_dir="results", resume=None, wait=False, feature_cache=False, fault_after_epoch=0, engine="local",
+              nodes=1, partition=None, container="charliecloud", time_limit=None):
+    """Run the paper's 1- or 2-socket experiment (pinning, threads, env): in the image, natively, or on Slurm."""
     from xeontl import launch
 
     def go():
@@ -75,11 +83,49 @@ def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None
             sockets=int(sockets), profile=profile, overrides=overrides, native=native, dry_run=dry_run,
             topology_file=topology, emulate_sockets=emulate_sockets, cores_per_socket=int(cores_per_socket),
             controller=controller, hosts=hosts, image=image, results_dir=Path(results_dir),
-            resume=Path(resume) if resume else None, wait=wait, fault_after_epoch=int(fault_after_epoch)))
+            resume=Path(resume) if resume else None, wait=wait, fault_after_epoch=int(fault_after_epoch),
+            engine=engine, nodes=int(nodes), partition=partition, container=container, time_limit=time_limit))
 
     rc = _guard(go)
     if rc:
         raise Exit(code=rc)
+
+
+@task(
+    help={
+        "engine": "k8s: a Kubeflow MPI Operator MPIJob (kubeflow.org/v2beta1); Slurm scripts come from "
+                  "`invoke reproduce --engine slurm --dry-run`",
+        "nodes": "worker pods, one per node, each running one rank per socket",
+        "sockets": "sockets (ranks) per node = the MPIJob's slotsPerWorker",
+        "profile": "paper | demo | smoke",
+        "set": "override any config field, KEY=VALUE (repeatable)",
+        "topology": "the worker nodes' `lscpu --parse=CPU,CORE,SOCKET,NODE` (default: this machine)",
+        "cores_per_socket": "use at most K cores per socket (leave the kubelet's reserved CPUs free)",
+        "image": "the image reference the pods run (default xeontl:latest)",
+        "results_claim": "PersistentVolumeClaim (ReadWriteMany) mounted at /results on every pod",
+        "memory_per_rank": "GiB of memory per rank (requests = limits)",
+        "output": "where to write the manifest (default results/<run-id>.mpijob.yaml)",
+        "kube_version": "Kubernetes version whose schemas check the pod templates (default: kubernetes-validate's "
+                        "newest)",
+    },
+    iterable=["set"],
+)
+def render(c, engine="k8s", nodes=2, sockets=2, profile="paper", set=None, topology=None, cores_per_socket=0,
+           image="xeontl:latest", results_claim="xeontl-results", memory_per_rank=8, output=None, kube_version=None):
+    """Write the plan as another engine's job (Kubernetes MPIJob), checked against its published schemas."""
+    from xeontl import launch
+
+    def go():
+        if engine != "k8s":
+            raise UserError(f"--engine {engine}: render writes k8s; for Slurm use invoke reproduce --engine slurm "
+                            f"--dry-run")
+        opts = launch.Options(sockets=int(sockets), profile=profile, overrides=_overrides(set or []),
+                              topology_file=topology, cores_per_socket=int(cores_per_socket), image=image,
+                              nodes=int(nodes))
+        return launch.render_k8s(opts, results_claim, int(memory_per_rank), Path(output) if output else None,
+                                 kube_version)
+
+    _guard(go)
 
 
 @task(help={"offline": "build without a registry or internet: debootstrap base + local wheelhouse (what CI uses)",
@@ -128,19 +174,29 @@ def compare(c, run_a, run_b):
 
 @task(help={"results_dir": "host dir the containers write run dirs to (default results/)",
             "profile": "profile the compose services run (default demo; the two-node service defaults to smoke)",
-            "image": "image the services run (default xeontl:latest)"})
-def compose_env(c, results_dir="results", profile="demo", image="xeontl:latest"):
+            "image": "image the services run (default xeontl:latest)",
+            "keys": "the key dir of `invoke keys` the node services mount (default keys/)"})
+def compose_env(c, results_dir="results", profile="demo", image="xeontl:latest", keys="keys"):
     """Write .env for compose.yaml: CPU sets from this host's plans, user ids, results dir."""
     from xeontl import launch
 
     def go():
         res = Path(results_dir)
         launch.check_results_dir(res)
-        env = launch.compose_env(res, image, profile)
+        env = launch.compose_env(res, image, profile, Path(keys))
         Path(".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
         print("".join(f"{k}={v}\n" for k, v in env.items()) + "wrote .env (read by docker-compose)")
 
     _guard(go)
+
+
+@task(help={"dir": "where to write the key pair (default keys/); copy this dir to every host of a multi-node run"})
+def keys(c, dir="keys"):
+    """Make the ssh key pair of the multi-node layouts (compose two-node / two-host) once."""
+    from xeontl import launch
+
+    out = _guard(launch.make_keys, Path(dir))
+    print(f"xeontl: wrote {out}/id_ed25519(.pub): copy {out} to every host (XEONTL_KEYS), then `invoke compose-env`")
 
 
 @task

@@ -1,48 +1,37 @@
 #!/bin/sh
 # xeontl image entrypoint.
-#   <command...>            run it (the launcher's plan: numactl ... / horovodrun ...)
-#   node <command...>       multi-node layout (compose.yaml): start a non-root sshd on port 2222 so the other
-#                           node's horovodrun/mpirun can start ranks here, then run <command...> (or wait if none).
-# The keypair is generated at start into the shared /keys volume by whichever node comes first.
+#   <command...>            run it (the launcher's plan: numactl ... / horovodrun ... / mpirun ...)
+#   node <command...>       multi-node layouts: start a non-root sshd on port 2222 so the launching node's
+#                           horovodrun/mpirun can start ranks here, then run <command...> (or wait if none).
+# Keys: $XEONTL_AUTHORIZED_KEYS when set (Kubernetes: the MPI Operator's Secret at sshAuthMountPath), else /keys
+# (compose: a key dir made once by `invoke keys` and copied to every host; nothing is shared between hosts). The ssh
+# client side (port 2222, which key) is /etc/ssh/ssh_config.d/xeontl.conf.
 set -eu
 [ -n "${HOME:-}" ] && [ -w "${HOME}" ] || export HOME=/tmp
 
 if [ "${1:-}" = "node" ]; then
   shift
-  # ssh reads ~/.ssh/config from the passwd home directory, whatever $HOME says.
-  ssh_home=$(getent passwd "$(id -u)" | cut -d: -f6)
-  [ -n "$ssh_home" ] && [ -w "$ssh_home" ] || {
-    echo "xeontl: uid $(id -u) has no writable home in /etc/passwd: run the node services as the image's user" >&2; exit 1; }
-  mkdir -p "$ssh_home/.ssh" /tmp/sshd
-  [ -w /keys ] || { echo "xeontl: /keys is not writable by uid $(id -u): mount the keys volume (compose.yaml)" >&2; exit 1; }
-  # First node up creates the cluster key (mkdir is atomic: the other node waits for it).
-  if mkdir /keys/.lock 2>/dev/null; then
-    [ -f /keys/id_ed25519 ] || ssh-keygen -q -t ed25519 -N "" -f /keys/id_ed25519
-    touch /keys/ready
+  authorized=${XEONTL_AUTHORIZED_KEYS:-/keys/id_ed25519.pub}
+  [ -r "$authorized" ] || {
+    echo "xeontl: no readable $authorized for uid $(id -u): run \`invoke keys\` and mount the key dir at /keys" \
+         "(compose.yaml), or set XEONTL_AUTHORIZED_KEYS" >&2; exit 1; }
+  if [ -z "${XEONTL_AUTHORIZED_KEYS:-}" ] && [ ! -r /keys/id_ed25519 ]; then
+    echo "xeontl: /keys/id_ed25519 is not readable by uid $(id -u): the key dir must be readable by the image's user" >&2
+    exit 1
   fi
-  for _ in $(seq 60); do [ -f /keys/ready ] && break; sleep 1; done
-  [ -f /keys/ready ] || { echo "xeontl: no cluster key appeared in /keys after 60 s" >&2; exit 1; }
+  mkdir -p /tmp/sshd
   ssh-keygen -q -t ed25519 -N "" -f /tmp/sshd/host_key
   cat > /tmp/sshd/sshd_config <<CFG
 Port 2222
 HostKey /tmp/sshd/host_key
 PidFile /tmp/sshd/sshd.pid
-AuthorizedKeysFile /keys/id_ed25519.pub
+AuthorizedKeysFile $authorized
 StrictModes no
 PasswordAuthentication no
 UsePAM no
 PermitUserEnvironment no
 AcceptEnv OMPI_* HOROVOD_* KMP_* OMP_* XEONTL_*
 CFG
-  cat > "$ssh_home/.ssh/config" <<CFG
-Host *
-  Port 2222
-  IdentityFile /keys/id_ed25519
-  StrictHostKeyChecking no
-  UserKnownHostsFile /dev/null
-  LogLevel ERROR
-CFG
-  chmod 600 "$ssh_home/.ssh/config"
   /usr/sbin/sshd -f /tmp/sshd/sshd_config -E /tmp/sshd/sshd.log
   # The launching node waits until the other nodes accept ssh (horovodrun checks them once, at start).
   for host in ${XEONTL_WAIT_FOR_HOSTS:-}; do

@@ -5,7 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need=()
-for pkg in openmpi-bin libopenmpi-dev numactl cmake g++ debootstrap; do
+# slurm-wlm, munge, charliecloud-*: the Slurm engine and its test cluster (scripts/slurm-test-cluster.sh);
+# charliecloud-builders brings ch-convert (the image as a directory that ch-run starts unprivileged under srun).
+for pkg in openmpi-bin libopenmpi-dev numactl cmake g++ debootstrap slurm-wlm munge charliecloud-runtime \
+           charliecloud-builders; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

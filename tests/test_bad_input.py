@@ -79,3 +79,10 @@ def test_an_image_built_from_other_sources_is_refused(monkeypatch, tmp_path):
     del info["Config"]["Labels"][dockercli.INPUTS_LABEL]
     with pytest.raises(UserError, match="sources this checkout cannot identify"):
         launch.check_image("xeontl:latest")
+
+
+def test_invoke_keys_makes_a_pair_once(tmp_path):
+    assert invoke("keys", "--dir", str(tmp_path)).returncode == 0
+    assert (tmp_path / "id_ed25519").stat().st_mode & 0o077 == 0  # a private key ssh accepts
+    assert (tmp_path / "id_ed25519.pub").read_text().startswith("ssh-ed25519 ")
+    one_line_error(invoke("keys", "--dir", str(tmp_path)), "exists")

@@ -4,6 +4,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -52,9 +53,18 @@ def test_compose_two_node_layout(image, tmp_path):
     results.mkdir()
     results.chmod(0o777)  # written by the image's user on both "hosts"
     env_file = tmp_path / ".env"
-    r = invoke("compose-env", "--results-dir", str(results), "--profile", "smoke", "--image", image)
+    r = invoke("keys", "--dir", str(tmp_path / "keys"))
+    assert r.returncode == 0, r.stderr
+    # Two "hosts" with their own copy of the key dir, as on two machines: nothing shared but the results dir.
+    for node in ("node1", "node2"):
+        shutil.copytree(tmp_path / "keys", tmp_path / f"keys-{node}", symlinks=False)
+    shutil.rmtree(tmp_path / "keys")
+    r = invoke("compose-env", "--results-dir", str(results), "--profile", "smoke", "--image", image,
+               "--keys", str(tmp_path / "keys-node1"))
     assert r.returncode == 0, r.stderr
     shutil.move(ROOT / ".env", env_file)
+    with env_file.open("a") as f:
+        f.write(f"XEONTL_KEYS_NODE2={tmp_path / 'keys-node2'}\n")
     project = f"xeontl-test-{secrets.token_hex(3)}"
     compose = ["docker-compose", "-f", str(ROOT / "compose.yaml"), "--env-file", str(env_file), "-p", project,
                "--profile", "two-node"]
@@ -69,3 +79,32 @@ def test_compose_two_node_layout(image, tmp_path):
     assert sorted((x["rank"], x["host"]) for x in m["ranks"]) == [(0, "node1"), (1, "node2")]  # both hosts trained
     assert "-H node1:1,node2:1" in (run_dir / "command.txt").read_text()
     assert not run([*compose, "ps", "-q"]).stdout.strip()  # torn down
+    import yaml
+
+    assert not yaml.safe_load(run([*compose, "config"]).stdout).get("volumes")  # no named volume shared by nodes
+
+
+def test_node_entrypoint_takes_the_mpi_operators_key_secret(image, tmp_path):
+    """What the Kubeflow MPI Operator mounts at the MPIJob's sshAuthMountPath (id_rsa, id_rsa.pub, authorized_keys;
+    root-owned, 0644, read-only): the node's sshd accepts it and the image's ssh client uses it, port 2222."""
+    secret = tmp_path / "ssh"
+    secret.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(secret / "id_rsa")], check=True)
+    shutil.copy(secret / "id_rsa.pub", secret / "authorized_keys")
+    for f in secret.iterdir():
+        f.chmod(0o644)
+    name = f"xeontl-k8s-{secrets.token_hex(3)}"
+    started = run(["docker", "run", "-d", "--rm", "--name", name, "--user", "1000:1000",
+                   "-e", "XEONTL_AUTHORIZED_KEYS=/home/xeontl/.ssh/authorized_keys",
+                   "-v", f"{secret}:/home/xeontl/.ssh:ro", image, "node"], timeout=120)
+    assert started.returncode == 0, started.stderr
+    try:
+        for _ in range(60):
+            r = run(["docker", "exec", name, "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "localhost",
+                     "echo", "ssh-ok"], timeout=60)
+            if "ssh-ok" in r.stdout:
+                break
+            time.sleep(1)
+        assert "ssh-ok" in r.stdout, r.stderr
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120)

@@ -39,8 +39,9 @@ BUILDER_PACKAGES = RUNTIME_PACKAGES + ["python3-dev", "g++", "make", "cmake", "l
 BASES = {"runtime": ("xeontl-base:bookworm-runtime", RUNTIME_PACKAGES),
          "builder": ("xeontl-base:bookworm-builder", BUILDER_PACKAGES)}
 # Files whose content defines the image: a change to any of them means a rebuild.
-INPUTS = ["docker/Dockerfile", "docker/entrypoint.sh", "README.md", "requirements/lock.txt", "requirements/horovod.txt",
-          "pyproject.toml", "src"]
+# (README.md is not one: the package takes no long description, so a documentation change rebuilds nothing.)
+INPUTS = ["docker/Dockerfile", "docker/entrypoint.sh", "docker/ssh_config", "requirements/lock.txt",
+          "requirements/horovod.txt", "pyproject.toml", "src"]
 
 
 def _run(cmd: list[str], step: str, fix: str, **kw) -> subprocess.CompletedProcess:

@@ -29,7 +29,7 @@ DEFAULT_IMAGE = "xeontl:latest"
 
 # What launch.json records of a launch, so `--resume` rebuilds the same one (its config comes from config.json).
 LAUNCH_KEYS = ("sockets", "profile", "native", "emulate_sockets", "cores_per_socket", "controller", "hosts", "image",
-               "extra_env")
+               "extra_env", "engine", "nodes", "partition", "container", "time_limit")
 # Of those, what a resumed run keeps from the interrupted one: all but what may be given anew (e.g. --native).
 RESUME_KEYS = tuple(k for k in LAUNCH_KEYS if k not in ("profile", "native", "image"))
 
@@ -54,6 +54,16 @@ class Options:
     wait: bool = False  # queue behind a run holding the same CPUs instead of refusing
     extra_env: dict = dataclasses.field(default_factory=dict)  # added to every worker's env (bench variants)
     fault_after_epoch: int = 0  # tests: a rank SIGKILLs itself after this epoch (never recorded for --resume)
+    engine: str = "local"  # local (docker or --native on this host) | slurm (sbatch on a cluster)
+    nodes: int = 1  # slurm: nodes, each running the plan's one-rank-per-socket layout
+    partition: str | None = None  # slurm
+    container: str = "charliecloud"  # slurm: charliecloud (the image, unprivileged) | none (the nodes' own stack)
+    time_limit: str | None = None  # slurm: --time
+
+    @property
+    def docker(self) -> bool:
+        """This host's Docker runs the job (not --native, not a scheduler)."""
+        return self.engine == "local" and not self.native
 
     def record(self) -> dict:
         """What launch.json keeps, so `--resume` can rebuild the same launch."""
@@ -70,6 +80,7 @@ class Prepared:
     command: list[str]  # what actually runs on the host (docker run ... or the native launch line)
     inner: list[str]  # the launch line itself (inside the container for docker)
     ranks: list[list[str]]  # each local rank's own command (what the launch line's per-rank wrapper execs)
+    script: str | None = None  # slurm: the sbatch script (plan.slurm_script)
 
 
 IMAGE_UID = 1000  # the image's non-root user
@@ -120,21 +131,45 @@ def prepare(opts: Options) -> Prepared:
         opts, cfg = resume_options(opts)
     else:
         cfg = config.resolve(opts.profile, opts.overrides)
+    if opts.engine not in ("local", "slurm"):
+        raise UserError(f"--engine {opts.engine}: must be local or slurm (Kubernetes: invoke render --engine k8s)")
+    if opts.engine == "slurm" and opts.container not in ("charliecloud", "none"):
+        raise UserError(f"--container {opts.container}: must be charliecloud (the image) or none (the nodes' stack)")
+    slurm = opts.engine == "slurm"
     here = topology.live()
-    topo = topology.load_file(opts.topology_file) if opts.topology_file else here
+    if opts.topology_file:
+        topo = topology.load_file(opts.topology_file)
+    elif slurm:  # the compute nodes, not this (login) host
+        from xeontl import slurm as slurmlib
+
+        topo = slurmlib.node_topology(opts.partition)
+    else:
+        topo = here
+    # Slurm: the plan describes a compute node (--topology, or nodes like this one) by positions in its cpuset.
     plan = planlib.make_plan(topo, opts.sockets, opts.emulate_sockets, opts.cores_per_socket, opts.controller,
-                             opts.hosts)
-    if not opts.topology_file or not opts.dry_run:
+                             opts.hosts, node_count=opts.nodes if slurm else 1, relative=slurm)
+    if not slurm and (not opts.topology_file or not opts.dry_run):
         planlib.check_fits(plan, here)  # a recorded topology may only be *run* if it fits here
     run_id = new_run_id(cfg, opts.sockets)
     staging = opts.results_dir.resolve() / f".staging-{run_id}"
-    out = str(staging) if opts.native else planlib.CONTAINER_RESULTS
-    resume_arg = (str(opts.resume) if opts.native else planlib.CONTAINER_RESUME) if opts.resume else None
+    in_image = (not opts.native) if not slurm else opts.container == "charliecloud"
+    out = planlib.CONTAINER_RESULTS if in_image else str(staging)
+    resume_arg = (planlib.CONTAINER_RESUME if in_image else str(opts.resume)) if opts.resume else None
+
     def rank_args(w: planlib.Worker) -> list[str]:
         return planlib.train_args(w, f"{out}/config.json", out, resume_arg, opts.fault_after_epoch)
 
     inner = planlib.launch_command(plan, rank_args)
     ranks = [planlib.worker_command(w, rank_args(w)) for w in plan.workers]
+    if slurm:
+        from xeontl import slurm as slurmlib
+
+        job = planlib.SlurmJob(str(staging), f"xeontl-{run_id}", opts.partition, opts.time_limit, opts.container,
+                               str(slurmlib.image_dir_for(opts.image)) if in_image else None,
+                               str(opts.resume) if opts.resume and in_image else None)
+        script = planlib.slurm_script(plan, job, rank_args, cfg["precision"], cfg["amp"], opts.extra_env)
+        return Prepared(opts, cfg, topo, plan, run_id, ["sbatch", "--parsable", str(staging / "job.sbatch")],
+                        inner, ranks, script)
     if opts.native:
         command = inner
     else:
@@ -146,6 +181,9 @@ def prepare(opts: Options) -> Prepared:
 
 def render(p: Prepared) -> str:
     """The human-readable launch record: plan, env, exact command lines (saved as command.txt)."""
+    if p.script:
+        return "\n".join([p.plan.describe(), "", "# the sbatch script (job.sbatch in the run dir), submitted with:",
+                          "# " + shlex.join(p.command), p.script])
     where = "inside the container" if not p.opts.native else "native"
     per_host = " on every host" if p.plan.hosts else ""
     return "\n".join([
@@ -234,15 +272,21 @@ def settle_status(staging: Path, rc: int, status: str | None) -> tuple[str, dict
         status = metrics.get("status", "failed") if rc == 0 else ("aborted" if rc == 130 else "failed")
     failure = None
     if status != "success":
-        log = (staging / "logs-launcher.txt").read_text(errors="replace")
+        log_file = staging / "logs-launcher.txt"
+        log = log_file.read_text(errors="replace") if log_file.exists() else ""
         # horovodrun / mpirun name the rank that died and how, e.g. "Process 1 exit with status code 137".
         m = re.search(r"[Pp]rocess (\d+) exit with status code (\d+)", log) or re.search(
             r"rank (\d+) .*?exited on signal (\d+)", log)
+        # srun: "srun: error: n2: task 1: Killed" or "... task 1: Exited with exit code 17"
+        s = re.search(r"srun: error: \S+: task (\d+): (Killed|Exited with exit code (\d+))", log)
         failure = {"returncode": rc}
         if m:
             code = int(m[2])
             failure.update(rank=int(m[1]), exit_code=code, signal=code - 128 if code > 128 else
                            (code if "signal" in m[0] else None))
+        elif s:
+            failure.update(rank=int(s[1]), exit_code=int(s[3]) if s[3] else None,
+                           signal=9 if s[2] == "Killed" else None)
     if not metrics:  # the trainer never wrote: still leave a status
         metrics = {"status": status, "failure": failure}
         metrics_path.write_text(json.dumps(metrics, indent=1))
@@ -280,7 +324,17 @@ def execute(p: Prepared) -> tuple[int, Path]:
     """Run a prepared plan; returns the exit code and the run dir."""
     opts, text = p.opts, render(p)
     check_results_dir(opts.results_dir)
-    image_info = None
+    image_info = container = None
+    if opts.engine == "slurm":
+        from xeontl import slurm
+
+        slurm.require()
+        if opts.container == "charliecloud":
+            from xeontl import image as imagelib
+
+            container = slurm.ensure_image_dir(opts.image, imagelib.checkout_inputs_hash())
+        # The nodes are the scheduler's: no CPU lock on this (login) host.
+        return _execute_locked(p, text, None, container)
     if opts.native:
         check_native()
     else:
@@ -291,7 +345,7 @@ def execute(p: Prepared) -> tuple[int, Path]:
         return _execute_locked(p, text, image_info)
 
 
-def _execute_locked(p: Prepared, text: str, image_info: dict | None) -> tuple[int, Path]:
+def _execute_locked(p: Prepared, text: str, image_info: dict | None, container: dict | None = None) -> tuple[int, Path]:
     opts = p.opts
     staging = opts.results_dir.resolve() / f".staging-{p.run_id}"
     final = opts.results_dir.resolve() / p.run_id
@@ -301,20 +355,28 @@ def _execute_locked(p: Prepared, text: str, image_info: dict | None) -> tuple[in
     (staging / "plan.json").write_text(json.dumps(p.plan.to_dict(), indent=1))
     (staging / "launch.json").write_text(json.dumps(opts.record(), indent=1))
     print(text)
-    if not opts.native and os.getuid() == 0:
+    if opts.docker and os.getuid() == 0:
         _chown_tree(staging, IMAGE_UID, IMAGE_UID)  # the container's non-root user writes here
-    env = {**os.environ, **p.plan.env, **opts.extra_env} if opts.native else dict(os.environ)
     started = datetime.now(timezone.utc).isoformat()
     t0 = time.time()
-    rc, status = _run(p.command, staging / "logs-launcher.txt", env, None if opts.native else f"xeontl-{p.run_id}")
-    if not opts.native and os.getuid() == 0:
+    inside = engine = None
+    if p.script:  # Slurm: submit, follow, collect (the probe ran inside the job)
+        from xeontl import slurm
+
+        (staging / "job.sbatch").write_text(p.script)
+        rc, status, inside, engine = slurm.run(staging / "job.sbatch", staging, p.cfg["epochs"], container)
+    else:
+        env = {**os.environ, **p.plan.env, **opts.extra_env} if opts.native else dict(os.environ)
+        rc, status = _run(p.command, staging / "logs-launcher.txt", env, None if opts.native else f"xeontl-{p.run_id}")
+    if opts.docker and os.getuid() == 0:
         _chown_tree(staging, 0, 0)  # hand the results back to the invoking user
     seconds = time.time() - t0
     from xeontl import provenance, report  # after the run: they read its outputs
 
     status, failure, metrics = settle_status(staging, rc, status)
-    inside = run_probe(p) if opts.probe else {"error": "probe skipped (a bench run: bench.json has the host)"}
-    provenance.write(staging, p, status, failure, metrics, inside, started, seconds, image_info)
+    if inside is None:
+        inside = run_probe(p) if opts.probe else {"error": "probe skipped (a bench run: bench.json has the host)"}
+    provenance.write(staging, p, status, failure, metrics, inside, started, seconds, image_info, engine)
     if opts.report:
         report.write(staging)
     os.replace(staging, final)  # atomic: results/<run-id> appears complete, or not at all
@@ -322,7 +384,48 @@ def _execute_locked(p: Prepared, text: str, image_info: dict | None) -> tuple[in
     return (0 if status == "success" else (130 if status == "aborted" else 1)), final
 
 
-def compose_env(results_dir: Path, image: str = DEFAULT_IMAGE, profile: str = "demo") -> dict[str, str]:
+def render_k8s(opts: Options, results_claim: str, memory_per_rank_gib: int, output: Path | None,
+               kube_version: str | None = None) -> Path:
+    """`invoke render --engine k8s`: the plan for nodes like --topology as a checked MPIJob manifest (written, not
+    applied: no cluster runs here)."""
+    from xeontl import k8s
+
+    cfg = config.resolve(opts.profile, opts.overrides)
+    topo = topology.load_file(opts.topology_file) if opts.topology_file else topology.live()
+    plan = planlib.make_plan(topo, opts.sockets, opts.emulate_sockets, opts.cores_per_socket, "mpi",
+                             node_count=opts.nodes, relative=True)
+    run_id = new_run_id(cfg, opts.sockets)
+    docs = k8s.manifest(plan, cfg, run_id, opts.image, results_claim, memory_per_rank_gib)
+    checked = k8s.check(docs, opts.sockets, kube_version)
+    out = output or opts.results_dir / f"{run_id}.mpijob.yaml"
+    check_results_dir(out.parent, need_bytes=1 << 20)
+    if out.exists():
+        raise UserError(f"{out} exists: choose another --output, nothing was overwritten")
+    out.write_text(f"# xeontl {run_id}: {plan.describe().splitlines()[0]}\n# checked: " + "; ".join(checked) + "\n"
+                   + k8s.to_yaml(docs))
+    print(plan.describe())
+    print("\n".join(f"checked: {c}" for c in checked))
+    print(f"xeontl: wrote {out} (kubectl apply -f {out}; needs the Kubeflow MPI Operator and a PVC {results_claim})")
+    return out
+
+
+def make_keys(keys_dir: Path) -> Path:
+    """`invoke keys`: the multi-node layouts' ssh key pair, made once and copied to every host (nothing is shared
+    between hosts at run time). Readable by the image's user, who runs sshd and ssh in the node containers."""
+    key = keys_dir / "id_ed25519"
+    if key.exists():
+        raise UserError(f"{key} exists: keep it (copy {keys_dir} to the other hosts), or remove it for a new pair")
+    if shutil.which("ssh-keygen") is None:
+        raise UserError("ssh-keygen is not installed: apt-get install openssh-client")
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "xeontl-nodes", "-f", str(key)], check=True)
+    if os.getuid() == 0:
+        _chown_tree(keys_dir, IMAGE_UID, IMAGE_UID)  # the containers' user must read the private key
+    return keys_dir
+
+
+def compose_env(results_dir: Path, image: str = DEFAULT_IMAGE, profile: str = "demo",
+                keys_dir: Path = Path("keys")) -> dict[str, str]:
     """The values compose.yaml reads, from the same plans `invoke reproduce` makes for this host."""
     from xeontl.topology import cpulist
 
@@ -335,4 +438,7 @@ def compose_env(results_dir: Path, image: str = DEFAULT_IMAGE, profile: str = "d
             "XEONTL_UID": str(uid), "XEONTL_GID": str(gid),
             "XEONTL_CPUSET_1S": cpulist(one.cpus), "XEONTL_CPUSET_2S": cpulist(two.cpus),
             # two "hosts" on one machine: each container gets one socket (or emulated socket) of the 2-socket plan
-            "XEONTL_CPUSET_NODE1": cpulist(two.workers[0].cpus), "XEONTL_CPUSET_NODE2": cpulist(two.workers[1].cpus)}
+            "XEONTL_CPUSET_NODE1": cpulist(two.workers[0].cpus), "XEONTL_CPUSET_NODE2": cpulist(two.workers[1].cpus),
+            # the key dir of `invoke keys`; each node mounts its own copy (on one machine, the same one)
+            "XEONTL_KEYS": str(keys_dir.resolve()), "XEONTL_KEYS_NODE1": str(keys_dir.resolve()),
+            "XEONTL_KEYS_NODE2": str(keys_dir.resolve())}

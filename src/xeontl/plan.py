@@ -66,10 +66,11 @@ class Plan:
     controller: str  # mpi | gloo
     notes: tuple[str, ...]
     hosts: tuple[str, ...] = ()  # multi-node: "host:slots", every host running this same per-socket layout
+    node_count: int = 1  # nodes a scheduler (Slurm, Kubernetes) gives the job, each running this same layout
 
     @property
     def total_workers(self) -> int:
-        return len(self.workers) * max(1, len(self.hosts))
+        return len(self.workers) * max(1, len(self.hosts), self.node_count)
 
     @property
     def horovod(self) -> bool:
@@ -98,6 +99,9 @@ class Plan:
                  f"topology {self.topology_source}"]
         if self.hosts:
             lines.append(f"hosts: {', '.join(self.hosts)} ({self.total_workers} workers; every host pinned as below)")
+        if self.node_count > 1:
+            lines.append(f"nodes: {self.node_count} ({self.total_workers} workers; every node pinned as below, by "
+                         f"position in the node's cpuset)")
         if self.emulated:
             lines.append(f"EMULATED SOCKETS: {self.sockets} groups of {self.workers[0].cores} core(s) carved from "
                          f"fewer real sockets; figures are not comparable with the paper's")
@@ -110,6 +114,7 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {"sockets": self.sockets, "emulated": self.emulated, "hosts": list(self.hosts),
+                "node_count": self.node_count,
                 "total_workers": self.total_workers, "topology_source": self.topology_source,
                 "controller": self.controller, "horovod": self.horovod, "notes": list(self.notes),
                 "env": self.env, "workers": [{**dataclasses.asdict(w), "numactl": shlex.join(w.numactl)}
@@ -150,8 +155,12 @@ def parse_hosts(hosts: str, sockets: int) -> tuple[str, ...]:
 
 
 def make_plan(topo: Topology, sockets: int, emulate: bool | str = False, cores_per_socket: int = 0,
-              controller: str = "mpi", hosts: str = "") -> Plan:
-    """emulate: True, False, or "auto" (split the cores into `sockets` groups only if the host has fewer)."""
+              controller: str = "mpi", hosts: str = "", node_count: int = 1, relative: bool = False) -> Plan:
+    """emulate: True, False, or "auto" (split the cores into `sockets` groups only if the host has fewer).
+    node_count / relative: a scheduler's job (Slurm, Kubernetes) on nodes like `topo`; CPUs and memory nodes are then
+    positions in the cpuset the job gets on each node (numactl's '+' syntax), as for --hosts."""
+    if node_count < 1:
+        raise UserError(f"--nodes {node_count}: must be 1 or more")
     if sockets < 1:
         raise UserError(f"--sockets {sockets}: must be 1 or more (the paper ran 1 and 2)")
     if cores_per_socket < 0:
@@ -159,7 +168,7 @@ def make_plan(topo: Topology, sockets: int, emulate: bool | str = False, cores_p
     if controller not in ("mpi", "gloo"):
         raise UserError(f"--controller {controller}: must be mpi (the paper's OpenMPI) or gloo")
     host_list = parse_hosts(hosts, sockets) if hosts else ()
-    distributed = sockets * max(1, len(host_list)) > 1
+    distributed = sockets * max(1, len(host_list), node_count) > 1
     groups, emulated = _socket_groups(topo, sockets, emulate)
     notes = list(topo.warnings)
     workers = []
@@ -184,19 +193,19 @@ def make_plan(topo: Topology, sockets: int, emulate: bool | str = False, cores_p
         if not nodes:
             notes.append(f"rank {rank}: socket {sock} has no memory node of its own: memory is not bound "
                          f"(no numactl -m; the kernel allocates from the nearest node)")
-        relative = None
-        if host_list:
+        positions = None
+        if host_list or relative or node_count > 1:
             usable = sorted(topo.allowed)
             usable_nodes = sorted({c.node for c in topo.cpus if c.cpu in topo.allowed and c.node is not None})
-            relative = (tuple(usable.index(c) for c in cpus), tuple(usable_nodes.index(n) for n in nodes))
-        workers.append(Worker(rank, sock, cpus, nodes, n, intra, inter, relative))
+            positions = (tuple(usable.index(c) for c in cpus), tuple(usable_nodes.index(n) for n in nodes))
+        workers.append(Worker(rank, sock, cpus, nodes, n, intra, inter, positions))
     sizes = {w.cores for w in workers}
     if len(sizes) > 1:
         notes.append(f"sockets have unequal usable cores {[w.cores for w in workers]}: weak scaling is uneven")
     if distributed and controller == "mpi":
         notes.append("OMPI_MCA_mpi_yield_when_idle=1: idle MPI ranks yield their core instead of busy-polling "
                      "(launcher default, not in the paper)")
-    return Plan(sockets, tuple(workers), emulated, topo.source, controller, tuple(notes), host_list)
+    return Plan(sockets, tuple(workers), emulated, topo.source, controller, tuple(notes), host_list, node_count)
 
 
 def check_fits(plan: Plan, here: Topology) -> None:
@@ -274,6 +283,13 @@ def launch_command(plan: Plan, rank_args) -> list[str]:
             *rank_wrapper(plan, rank_args)]
 
 
+def mpirun_command(plan: Plan, rank_args, env_names) -> list[str]:
+    """mpirun across the hosts of a hostfile (the MPI Operator's launcher): one rank per socket of every host, each
+    exec'ing its own socket's command; the env is forwarded by name (ssh sessions do not inherit a pod's env)."""
+    return ["mpirun", "-np", str(plan.total_workers), "--bind-to", "none", "--map-by", "slot",
+            *[a for name in env_names for a in ("-x", name)], *rank_wrapper(plan, rank_args)]
+
+
 def docker_command(plan: Plan, image: str, command: list[str], results_host_dir: str | None, user: str,
                    name: str | None = None, shm_size: str = "2g", resume_host_dir: str | None = None,
                    extra_env: dict | None = None) -> list[str]:
@@ -290,3 +306,72 @@ def docker_command(plan: Plan, image: str, command: list[str], results_host_dir:
 
 def render_env(env: dict[str, str]) -> str:
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
+
+
+# ------------------------------------------------------------------------------------------------------- Slurm
+@dataclasses.dataclass(frozen=True)
+class SlurmJob:
+    """What the Slurm engine adds to a plan: where the job runs and in what."""
+
+    run_dir: str  # the run dir, on a filesystem every node sees
+    job_name: str
+    partition: str | None = None
+    time_limit: str | None = None
+    container: str = "charliecloud"  # charliecloud | none
+    image_dir: str | None = None  # the Charliecloud image directory (ch-convert of the xeontl image)
+    resume_dir: str | None = None  # --resume in the image: the interrupted run, bound read-only at /resume
+
+
+def slurm_enter(job: SlurmJob) -> list[str]:
+    """The per-task prefix that enters the image: unprivileged Charliecloud, so the task stays in Slurm's cgroup (and
+    scancel reaches it). The run dir is bound at /results, the node's PMIx rendezvous directory at its own path."""
+    if job.container == "none":
+        return []
+    resume = f"-b {shlex.quote(job.resume_dir)}:{CONTAINER_RESUME} " if job.resume_dir else ""
+    script = (f'exec env USER="$(id -un)" ch-run --set-env -b {shlex.quote(job.run_dir)}:{CONTAINER_RESULTS} '
+              f'{resume}${{PMIX_SERVER_TMPDIR:+-b "$PMIX_SERVER_TMPDIR"}} {shlex.quote(job.image_dir or "")} -- "$@"')
+    return ["sh", "-c", script, "xeontl-ch"]
+
+
+def slurm_script(plan: Plan, job: SlurmJob, rank_args, precision: str, amp: str, extra_env: dict | None = None) -> str:
+    """The sbatch script of a plan: one task per socket on every node, each task exec'ing its own socket's command
+    (picked by SLURM_LOCALID) with the plan's CPUs as positions in its node's cpuset; after the training, the
+    provenance probe as rank 0 ran. Every CPU, thread and env decision is the plan's; Slurm only places the tasks."""
+    cpus_per_task = max(len(w.cpus) for w in plan.workers)
+    enter = slurm_enter(job)
+    srun = ["srun", *(["--mpi=pmix"] if plan.horovod else []), "--cpu-bind=none", "--kill-on-bad-exit=1",
+            f"--ntasks-per-node={len(plan.workers)}"]
+    run = shlex.quote(job.run_dir)
+    return "\n".join([
+        "#!/bin/bash",
+        f"# xeontl: {plan.describe().splitlines()[0]}; rendered by xeontl.plan (plan.json holds every decision)",
+        f"#SBATCH --job-name={job.job_name}",
+        f"#SBATCH --nodes={plan.node_count}",
+        f"#SBATCH --ntasks-per-node={len(plan.workers)}",
+        f"#SBATCH --cpus-per-task={cpus_per_task}",
+        "#SBATCH --exclusive",
+        f"#SBATCH --output={job.run_dir}/logs-launcher.txt",
+        *([f"#SBATCH --partition={job.partition}"] if job.partition else []),
+        *([f"#SBATCH --time={job.time_limit}"] if job.time_limit else []),
+        "# --exclusive: the plan pins whole sockets by position in each node's cpuset, so the job takes whole nodes.",
+        "set -uo pipefail",
+        f"mkdir -p {run}/logs",
+        render_env({**plan.env, **(extra_env or {})}),
+        "# Slurm 22.05's srun does not inherit --cpus-per-task from sbatch.",
+        f"export SRUN_CPUS_PER_TASK={cpus_per_task}",
+        "# Nodes sharing one hostname (emulated nodes on one machine): OpenMPI's shared-memory transport would try to",
+        "# cross them, so TCP between every pair; the run dir records it for provenance.",
+        'if [ "$(srun --ntasks=$SLURM_JOB_NUM_NODES --ntasks-per-node=1 hostname | sort -u | wc -l)" -lt '
+        '"$SLURM_JOB_NUM_NODES" ]; then',
+        "  export OMPI_MCA_btl=self,tcp",
+        f'  echo "$SLURM_JOB_NUM_NODES nodes share one hostname: OMPI_MCA_btl=self,tcp" > {run}/emulated-nodes.txt',
+        "fi",
+        'echo "xeontl: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST"',
+        shlex.join([*srun, *enter, *rank_wrapper(plan, rank_args)]),
+        "rc=$?",
+        "# What rank 0's environment was: host, container, software, the oneDNN kernels dispatched.",
+        shlex.join(["srun", "--nodes=1", "--ntasks=1", "--cpu-bind=none", *enter, *probe_command(plan, precision, amp)])
+        + f" > {run}/probe.json 2> {run}/logs/probe.txt",
+        "exit $rc",
+        "",
+    ])

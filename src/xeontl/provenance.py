@@ -213,7 +213,7 @@ def validate(doc: dict) -> None:
 
 
 def write(staging: Path, prepared, status: str, failure: dict | None, metrics: dict, inside: dict, started: str,
-          seconds: float, image_info: dict | None) -> None:
+          seconds: float, image_info: dict | None, engine: dict | None = None) -> None:
     """provenance.json of a finished (or failed) run: the probe's view from inside, the launcher's from the host."""
     opts = prepared.opts
     labels = (image_info or {}).get("Config", {}).get("Labels") or {}
@@ -225,15 +225,17 @@ def write(staging: Path, prepared, status: str, failure: dict | None, metrics: d
         "timestamps": {"start_utc": started, "end_utc": datetime.now(timezone.utc).isoformat(), "seconds": seconds},
         "host": inside.get("host"),
         "execution": {
-            "mode": "native" if opts.native else "docker",
+            "mode": "slurm" if engine else ("native" if opts.native else "docker"),
+            # Slurm: the job id, node list, Slurm's version and verdict, the container runtime, emulated nodes
+            "slurm": engine,
             "image": {"ref": opts.image, "id": image_info.get("Id"), "digests": image_info.get("RepoDigests"),
                       "labels": labels} if image_info else None,
             "inside": inside.get("execution"),
-            "capabilities_added": [] if opts.native else ["SYS_NICE"],
+            "capabilities_added": [] if opts.native or engine else ["SYS_NICE"],
             "emulated_sockets": prepared.plan.emulated,
             "plan": prepared.plan.to_dict(),
-            "per_rank_affinity": [{"rank": r["rank"], "host": r.get("host"), "cpus": topology.cpulist(r["affinity"])}
-                                  for r in metrics.get("ranks", [])],
+            "per_rank_affinity": [{"rank": r["rank"], "host": r.get("host"), "node": r.get("node"),
+                                   "cpus": topology.cpulist(r["affinity"])} for r in metrics.get("ranks", [])],
             "horovod_controller_used": sorted({r["controller"] for r in metrics.get("ranks", [])
                                                if r.get("controller")}),
         },

@@ -53,7 +53,8 @@ class Workers:
 
     @staticmethod
     def launched_by_horovodrun() -> bool:
-        return any(k in os.environ for k in ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"))
+        # horovodrun/mpirun set the first two; srun --mpi=pmix sets PMIX_RANK (Slurm runs Horovod only with --mpi)
+        return any(k in os.environ for k in ("HOROVOD_RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"))
 
     def controller(self) -> str | None:
         """The controller Horovod really runs on (horovodrun may fall back from MPI to Gloo)."""
@@ -410,6 +411,7 @@ def log_hyperparameters(events: EventLog, cfg, workers: int, lr: float, steps: i
 
 def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:
     return {"rank": workers.rank, "host": platform.node(), "controller": workers.controller(),
+            "node": os.environ.get("SLURMD_NODENAME"),  # Slurm's name for the node (several may share a hostname)
             "affinity": sorted(os.sched_getaffinity(0)), "train_images": train_images,
             "images_per_second": float(np.median([e["images_per_second"] for e in per_epoch]))}
 

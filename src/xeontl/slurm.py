@@ -1,0 +1,194 @@
+"""The Slurm engine's shell: convert the image for Charliecloud, submit the plan's sbatch script, follow the job
+(queued, running, epoch k/N from rank 0's log), cancel it on Ctrl-C, and say how it ended. plan.py renders the
+script; nothing here decides a CPU, a thread count or an env value."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from xeontl import dockercli, topology
+from xeontl.errors import UserError
+
+POLL_SECONDS = 2.0
+MOUNT_POINTS = ("results", "resume")  # where the run dir and an interrupted run are bound in the image
+# Slurm job states -> the run's status (anything else that is final is a failure).
+STATUS = {"COMPLETED": "success", "CANCELLED": "aborted"}
+ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING",
+          "STAGE_OUT"}
+
+
+def require(tool: str = "sbatch") -> None:
+    if shutil.which(tool) is None:
+        raise UserError(f"{tool} is not on PATH: run on the cluster's login node (Slurm's client tools), or install "
+                        f"slurm-client")
+
+
+def node_topology(partition: str | None) -> topology.Topology:
+    """The compute nodes as Slurm describes them (sockets x cores x threads of the partition's first node), when no
+    --topology file describes them: the login node this runs on is often another machine. Slurm does not say how the
+    kernel numbers the CPUs nor how many NUMA nodes a socket has, so the usual x86 numbering is assumed (first threads
+    of all cores socket by socket, then their siblings) with one memory node per socket, and the plan says so."""
+    require("sinfo")
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %X %Y %Z", *(["-p", partition] if partition else [])],
+                         capture_output=True, text=True, timeout=60)
+    rows = [line.split() for line in out.stdout.splitlines() if len(line.split()) == 4]
+    if out.returncode != 0 or not rows:
+        where = f"partition {partition}" if partition else "the default partition"
+        raise UserError(f"sinfo lists no node in {where}: check --partition, or give --topology FILE (lscpu "
+                        f"--parse=CPU,CORE,SOCKET,NODE of a compute node)")
+    name, sockets, cores, threads = rows[0][0], *map(int, rows[0][1:])
+    per_thread = sockets * cores
+    text = "\n".join(f"{cpu},{cpu % per_thread},{(cpu % per_thread) // cores},{(cpu % per_thread) // cores}"
+                     for cpu in range(per_thread * threads))
+    topo = topology.parse_lscpu(text, f"slurm: node {name}, {sockets} sockets x {cores} cores x {threads} threads")
+    notes = ["compute node described by Slurm: CPU numbering assumed (cores socket by socket, then their siblings), "
+             "one NUMA node per socket; give --topology (lscpu --parse=CPU,CORE,SOCKET,NODE of a node) if not so"]
+    if len({tuple(r[1:]) for r in rows}) > 1:
+        notes.append(f"the partition's nodes differ in shape ({sorted({' x '.join(r[1:]) for r in rows})}): planned "
+                     f"for {name}'s")
+    return dataclasses.replace(topo, warnings=tuple(notes))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XEONTL_CACHE_DIR") or Path.home() / ".cache" / "xeontl") / "charliecloud"
+
+
+def image_dir_for(image: str) -> Path:
+    """Where the Charliecloud copy of IMAGE lives: IMAGE itself when it is a directory (an unpacked image, e.g. made
+    with ch-convert on a machine with Docker), else a cache dir named after the Docker ref."""
+    if Path(image).is_dir():
+        return Path(image).resolve()
+    return cache_dir() / re.sub(r"[^A-Za-z0-9_.-]", "_", image)
+
+
+def ensure_image_dir(image: str, inputs: str | None = None) -> dict:
+    """The image as a directory Charliecloud runs, converted from Docker with ch-convert when missing or out of date
+    (about 85 s for the 1.5 GB image here); with this checkout's inputs hash, a stale image is refused as for a
+    docker run. Returns what provenance records."""
+    target = image_dir_for(image)
+    if Path(image).is_dir():
+        if not (target / "bin").is_dir():
+            raise UserError(f"{image} is not an unpacked image (no bin/): give a directory made by ch-convert")
+        missing = [m for m in MOUNT_POINTS if not (target / m).is_dir()]
+        if missing:
+            raise UserError(f"{image} has no {', '.join('/' + m for m in missing)} to bind the run dir to: "
+                            f"mkdir them in the image directory, or convert an image built by `invoke build`")
+        return {"runtime": "charliecloud", "image_dir": str(target), "source": "directory"}
+    info = dockercli.require_image(image, inputs)
+    stamp = target / ".xeontl-image-id"
+    if stamp.is_file() and stamp.read_text().strip() == info["Id"]:
+        return {"runtime": "charliecloud", "image_dir": str(target), "image_id": info["Id"], "converted": False}
+    if shutil.which("ch-convert") is None:
+        raise UserError("ch-convert is not installed (Charliecloud's builders): apt-get install charliecloud-builders, "
+                        "or give --image DIR with an unpacked image")
+    tmp = target.with_name(target.name + ".converting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    print(f"xeontl: ch-convert {image} -> {target} (once per image build)", flush=True)
+    t0 = time.time()
+    r = subprocess.run(["ch-convert", "-i", "docker", image, str(tmp)], capture_output=True, text=True)
+    if r.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise UserError(f"ch-convert of {image} failed ({tail[0]}): fix what it says (disk space under "
+                        f"{target.parent}, the Docker daemon), or give --image DIR with an unpacked image")
+    for m in MOUNT_POINTS:  # ch-run binds onto existing directories only (images older than these dirs lack them)
+        (tmp / m).mkdir(exist_ok=True)
+    (tmp / ".xeontl-image-id").write_text(info["Id"] + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return {"runtime": "charliecloud", "image_dir": str(target), "image_id": info["Id"], "converted": True,
+            "convert_seconds": round(time.time() - t0, 1)}
+
+
+def submit(script: Path) -> str:
+    r = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0:
+        raise UserError(f"sbatch refused the job ({(r.stderr or r.stdout).strip().splitlines()[-1:]}): check the "
+                        f"partition and node count (sinfo)")
+    return r.stdout.strip().split(";")[0]
+
+
+def job_info(job_id: str) -> dict:
+    """`scontrol show job` as a dict (finished jobs stay visible for MinJobAge); {} once Slurm forgot the job."""
+    r = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        return {}
+    return dict(re.findall(r"(\w+)=(\S*)", r.stdout))
+
+
+def _epoch_line(run_dir: Path, epochs: int) -> str:
+    log = run_dir / "logs" / "rank-0.log"
+    done = re.findall(r" epoch (\d+): ", log.read_text(errors="replace")) if log.is_file() else []
+    return f"epoch {done[-1]}/{epochs}" if done else "starting"
+
+
+def follow(job_id: str, run_dir: Path, epochs: int) -> tuple[int, str | None, dict]:
+    """Wait for the job, one progress line per change (queued, running on NODES, epoch k/N); Ctrl-C cancels it.
+    Returns (exit code, status if known here, what Slurm said of the job)."""
+    last, info = None, {}
+    try:
+        while True:
+            info = job_info(job_id) or info
+            state = info.get("JobState", "UNKNOWN")
+            if state not in ACTIVE:
+                break
+            line = ("queued" if state == "PENDING" else
+                    f"{state.lower()} on {info.get('NodeList')}: {_epoch_line(run_dir, epochs)}")
+            if line != last:
+                print(f"xeontl: slurm job {job_id}: {line}", flush=True)
+                last = line
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        subprocess.run(["scancel", job_id], capture_output=True)
+        for _ in range(60):  # the ranks are in Slurm's cgroup: scancel ends them; wait until it says so
+            info = job_info(job_id) or info
+            if info.get("JobState") not in ACTIVE:
+                break
+            time.sleep(1)
+        return 130, "aborted", info
+    state = info.get("JobState", "UNKNOWN")
+    code, _, sig = info.get("ExitCode", "1:0").partition(":")
+    rc = 0 if state == "COMPLETED" else (130 if state == "CANCELLED" else (int(code) or 1))
+    print(f"xeontl: slurm job {job_id}: {state.lower()} (exit {info.get('ExitCode')})", flush=True)
+    return rc, STATUS.get(state, None if state == "COMPLETED" else "failed"), info
+
+
+def version() -> str | None:
+    r = subprocess.run(["sinfo", "--version"], capture_output=True, text=True)
+    return r.stdout.strip() or None
+
+
+def record(job_id: str, info: dict, run_dir: Path, container: dict | None) -> dict:
+    """What provenance records of the job: id, nodes, Slurm's version and verdict, the container runtime, and whether
+    the nodes were emulated (several on one machine)."""
+    emulated = run_dir / "emulated-nodes.txt"
+    return {"job_id": job_id, "node_list": info.get("NodeList"), "num_nodes": info.get("NumNodes"),
+            "state": info.get("JobState"), "exit_code": info.get("ExitCode"), "partition": info.get("Partition"),
+            "slurm_version": version(), "container": container or {"runtime": "none"},
+            "emulated_nodes": emulated.read_text().strip() if emulated.is_file() else None,
+            "script": "job.sbatch"}
+
+
+def read_probe(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "probe.json").read_text().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return {"error": "probe failed: see logs/probe.txt"}
+
+
+def run(script: Path, run_dir: Path, epochs: int, container: dict | None) -> tuple[int, str | None, dict, dict]:
+    """Submit, follow, collect: (exit code, status if known, the probe's view, the engine's record)."""
+    job_id = submit(script)
+    print(f"xeontl: submitted slurm job {job_id} ({script})", flush=True)
+    sys.stdout.flush()
+    rc, status, info = follow(job_id, run_dir, epochs)
+    return rc, status, read_probe(run_dir), record(job_id, info, run_dir, container)

@@ -1,0 +1,164 @@
+"""The Slurm engine: the sbatch script rendered from the plan, and real jobs on a real Slurm cluster of two emulated
+nodes on this machine (scripts/slurm-test-cluster.sh: munge, slurmctld, two slurmd), in the image via Charliecloud."""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SPR, invoke, one_line_error, run
+from xeontl import events
+
+HAVE_SLURM = all(shutil.which(t) for t in ("slurmctld", "slurmd", "sbatch", "munged", "ch-run"))
+
+
+def script_of(dry_run_stdout: str) -> str:
+    return dry_run_stdout[dry_run_stdout.index("#!/bin/bash"):]
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+def test_dry_run_prints_the_sbatch_script_for_the_papers_nodes():
+    r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "2", "--profile", "paper",
+               "--topology", str(SPR), "--partition", "spr", "--time-limit", "00:30:00", "--dry-run", timeout=120)
+    assert r.returncode == 0, r.stderr
+    script = script_of(r.stdout)
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=2", "#SBATCH --cpus-per-task=112",
+                 "#SBATCH --exclusive", "#SBATCH --partition=spr", "#SBATCH --time=00:30:00",
+                 "export SRUN_CPUS_PER_TASK=112", "export KMP_AFFINITY=granularity=fine,compact,1,0",
+                 "export OMPI_MCA_mpi_yield_when_idle=1"):
+        assert line in script.splitlines(), line
+    train = next(x for x in script.splitlines() if x.startswith("srun --mpi=pmix"))
+    cmd = shlex.split(train)
+    assert "--cpu-bind=none" in cmd and "--ntasks-per-node=2" in cmd and "--kill-on-bad-exit=1" in cmd
+    wrapper = cmd[cmd.index("xeontl-ch") - 1] + cmd[cmd.index("xeontl-rank") - 1]
+    assert "ch-run --set-env" in wrapper and "$SLURM_LOCALID" in wrapper
+    # the paper's pinning, per socket, by position in each node's cpuset; each rank its own threads
+    assert "0) exec env OMP_NUM_THREADS=54 numactl -C +0-55,112-167 -m +0" in wrapper
+    assert "1) exec env OMP_NUM_THREADS=54 numactl -C +56-111,168-223 -m +1" in wrapper
+    assert "--intra-threads 54 --inter-threads 56" in wrapper and "--config /results/config.json" in wrapper
+    assert "xeontl probe" in script and "probe.json" in script
+    assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0  # valid bash
+
+
+def test_without_a_container_the_nodes_stack_runs_the_run_dir_directly():
+    r = invoke("reproduce", "--engine", "slurm", "--nodes", "1", "--sockets", "1", "--container", "none",
+               "--topology", str(SPR), "--dry-run", "--results-dir", "/shared/results", timeout=120)
+    assert r.returncode == 0, r.stderr
+    script = script_of(r.stdout)
+    assert "ch-run" not in script and "--mpi=pmix" not in script  # one rank: the paper's plain 1-socket run
+    assert re.search(r"numactl -C \+0-55,112-167 -m \+0 python -m xeontl train --config "
+                     r"/shared/results/\.staging-\S+/config\.json", script)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--engine", "k8s"], "--engine k8s: must be local or slurm"),
+    (["--engine", "slurm", "--container", "docker", "--topology", str(SPR)], "--container docker"),
+    (["--engine", "slurm", "--nodes", "0", "--topology", str(SPR)], "--nodes 0"),
+])
+def test_bad_engine_input_is_one_line(tmp_path, args, needle):
+    one_line_error(invoke("reproduce", "--dry-run", "--results-dir", str(tmp_path / "r"), *args, timeout=120), needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_without_slurm_tools_says_so(tmp_path):
+    r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "1", "--results-dir", str(tmp_path),
+               timeout=120, env={"PATH": os.path.dirname(sys.executable)})
+    one_line_error(r, "sinfo is not on PATH")
+
+
+# ---------------------------------------------------------------------------------------------- a real cluster
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if not HAVE_SLURM:
+        if os.environ.get("XEONTL_REQUIRE_SLURM") == "1":
+            pytest.fail("Slurm/munge/Charliecloud not installed: run scripts/setup-host.sh")
+        pytest.skip("Slurm test cluster needs slurm-wlm, munge and charliecloud (scripts/setup-host.sh)")
+    d = tmp_path_factory.mktemp("slurm")
+    up = run(["bash", "scripts/slurm-test-cluster.sh", "start", str(d)], timeout=180)
+    assert up.returncode == 0, up.stdout + up.stderr
+    env = {"SLURM_CONF": str(d / "slurm.conf")}
+    yield env
+    run(["bash", "scripts/slurm-test-cluster.sh", "stop", str(d)], timeout=120)
+
+
+def only_run(results: Path) -> Path:
+    runs = [p for p in results.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(runs) == 1, list(results.iterdir())
+    return runs[0]
+
+
+@pytest.mark.slow
+def test_two_nodes_one_socket_each_in_the_image(cluster, image, tmp_path):
+    """The issue's command, through the real sbatch: each rank on its own node and CPU, a complete run dir."""
+    r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "1", "--profile", "smoke",
+               "--results-dir", str(tmp_path), env=cluster, timeout=1200)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    assert re.search(r"slurm job \d+: running on n\[1-2\]", r.stdout)
+    run_dir = only_run(tmp_path)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["status"] == "success" and m["workers"] == 2
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    ex = prov["execution"]
+    assert ex["mode"] == "slurm" and ex["slurm"]["job_id"].isdigit() and ex["slurm"]["node_list"] == "n[1-2]"
+    assert ex["slurm"]["container"]["runtime"] == "charliecloud" and ex["slurm"]["slurm_version"].startswith("slurm")
+    assert "share one hostname" in ex["slurm"]["emulated_nodes"]
+    placed = sorted((a["node"], a["cpus"]) for a in ex["per_rank_affinity"])
+    assert placed == [("n1", "0"), ("n2", "1")]  # each rank on its own node and CPU
+    assert ex["inside"]["in_container"] is not None and prov["math_path"]["isas_dispatched"]  # the probe ran in the job
+    for f in ("job.sbatch", "command.txt", "config.json", "plan.json", "report.md", events.FILE, "logs/rank-0.log",
+              "logs/rank-1.log"):
+        assert (run_dir / f).exists(), f
+    assert events.last_status(run_dir / events.FILE) == "success"
+
+
+@pytest.mark.slow
+def test_a_failing_rank_fails_the_job_and_the_run(cluster, image, tmp_path):
+    r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "1", "--profile", "smoke",
+               "--set", "epochs=3", "--fault-after-epoch", "1", "--results-dir", str(tmp_path), env=cluster,
+               timeout=1200)
+    assert r.returncode == 1, (r.stdout + r.stderr)[-3000:]
+    run_dir = only_run(tmp_path)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["status"] == "failed" and m["failure"]["rank"] == 1 and m["failure"]["signal"] == 9, m.get("failure")
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert prov["status"] == "failed" and prov["execution"]["slurm"]["state"] == "FAILED"
+    assert (run_dir / "checkpoints" / "epoch-0001").is_dir()  # resumable
+
+
+@pytest.mark.slow
+def test_scancel_ends_the_run_as_aborted_with_the_run_dir_kept(cluster, image, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "reproduce", "--engine", "slurm", "--nodes", "2",
+                             "--sockets", "1", "--profile", "smoke", "--set", "epochs=200", "--set", "patience=200",
+                             "--results-dir", str(tmp_path)], cwd=ROOT, env={**os.environ, **cluster},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, job = time.time() + 600, None
+        while time.time() < deadline and job is None:
+            logs = list(tmp_path.glob(".staging-*/logs/rank-0.log"))
+            if logs and " epoch 1: " in logs[0].read_text():
+                job = re.search(r"job (\d+) on", next(tmp_path.glob(".staging-*/logs-launcher.txt")).read_text())[1]
+            time.sleep(1)
+        assert job, "training never started"
+        subprocess.run(["scancel", job], env={**os.environ, **cluster}, check=True)
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 130, out[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=120)
+    run_dir = only_run(tmp_path)
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "aborted"
+    assert json.loads((run_dir / "provenance.json").read_text())["execution"]["slurm"]["state"] == "CANCELLED"
+    squeue = subprocess.run(["squeue", "-h", "-j", job], env={**os.environ, **cluster}, capture_output=True, text=True)
+    assert not squeue.stdout.strip()
+    # the ranks and their ch-run name the run dir on their command lines
+    leftover = subprocess.run(["pgrep", "-f", run_dir.name], capture_output=True, text=True)
+    assert not leftover.stdout.strip(), "ranks still running after scancel"
