@@ -128,6 +128,30 @@ def render(c, engine="k8s", nodes=2, sockets=2, profile="paper", set=None, topol
     _guard(go)
 
 
+@task(
+    help={
+        "profile": "paper (default: needs the real data and weights) | demo (offline) | smoke",
+        "fp32": "also run the 2-socket run in FP32, for the claim BF16 accuracy = FP32 accuracy",
+        "native": "run on this host without Docker",
+        "emulate_sockets": "split the usable cores into 2 groups when the host has one socket (every output says so)",
+        "set": "override any config field, KEY=VALUE (repeatable), for every run",
+        "image": "image to run (default xeontl:latest)",
+        "results_dir": "where the run dirs and paper-<id>/claims.md go (default results/)",
+    },
+    iterable=["set"],
+)
+def paper(c, profile="paper", fp32=False, native=False, emulate_sockets=False, set=None, image="xeontl:latest",
+          results_dir="results"):
+    """The paper's claims on this host: the 1-socket run, the 2-socket run, then one claims table."""
+    from xeontl import launch
+
+    rc, _ = _guard(launch.paper, launch.Options(
+        profile=profile, overrides=_overrides(set or []), native=native, emulate_sockets=emulate_sockets,
+        image=image, results_dir=Path(results_dir)), fp32)
+    if rc:
+        raise Exit(code=rc)
+
+
 @task(help={"offline": "build without a registry or internet: debootstrap base + local wheelhouse (what CI uses)",
             "tag": "image tag (default xeontl:latest)", "force": "rebuild even if the inputs are unchanged"})
 def build(c, offline=False, tag="xeontl:latest", force=False):
@@ -158,7 +182,7 @@ def report(c, runs=None):
             if not (d / "metrics.json").exists():
                 raise UserError(f"{d} is not a run dir (no metrics.json)")
         for d in dirs:
-            print(rep.write(d, speedup=rep.speedup(dirs)))
+            print(rep.write(d, [o for o in dirs if o != d]))
 
     _guard(go)
 

@@ -1,8 +1,8 @@
 """report.md + PNGs for a run dir, and `compare` between two runs.
 
-The table "paper vs this run" gives each paper figure, this run's value, the tolerance used and a verdict. A figure
-that cannot be compared (synthetic data, random weights, emulated sockets, no AMX) says so instead of passing or
-failing; the differences are listed first, in plain words.
+First the differences from the paper in plain words, then the claims table (claims.py: verdicts computed from
+claims.toml and from structured fields of the runs, never from these sentences), then the run judged against the
+bundle's own committed reference run of the same kind, if there is one.
 """
 
 from __future__ import annotations
@@ -10,16 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE
-
-# The paper's figures (shared/paper.md) and the tolerance each is judged with.
-PAPER = {
-    "accuracy": {"value": 0.945, "tolerance": "+-1 point", "text": "94.5 % validation accuracy (BF16 = FP32)"},
-    "epochs": {"value": 45, "tolerance": "+-7 epochs", "text": "converges in ~43-45 epochs (run-to-run spread 6-7)"},
-    "minutes_1s": {"value": 5.5, "tolerance": "upper bound", "text": "1 socket: under 5.5 min"},
-    "minutes_2s": {"value": 3.0, "tolerance": "+-20 %", "text": "2 sockets: about 3 min"},
-    "speedup": {"value": 1.83, "tolerance": "+-0.1", "text": "speedup 1 -> 2 sockets 1.83x (efficiency 0.92)"},
-}
+from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, claims
 
 
 def _load(run: Path, name: str) -> dict:
@@ -67,29 +58,6 @@ def differences(metrics: dict, prov: dict, plan: dict) -> list[str]:
     return out
 
 
-def verdicts(metrics: dict, plan: dict, comparable: bool, speedup: float | None = None) -> list[dict]:
-    rows = []
-    acc, epochs = metrics.get("final_val_accuracy"), metrics.get("epochs_run")
-    minutes = metrics.get("train_seconds", 0) / 60 if metrics.get("train_seconds") else None
-    why = "" if comparable else "not comparable (see differences)"
-
-    def row(key, value, fmt, ok):
-        p = PAPER[key]
-        tol = p.get("tolerance")
-        verdict = why or ("n/a" if value is None else ("PASS" if ok else "FAIL"))
-        rows.append({"figure": p["text"], "this_run": "-" if value is None else fmt.format(value),
-                     "tolerance": tol, "verdict": verdict})
-
-    row("accuracy", acc, "{:.1%}", acc is not None and abs(acc - PAPER["accuracy"]["value"]) <= 0.01)
-    row("epochs", epochs, "{}", epochs is not None and abs(epochs - 45) <= 7)
-    if plan.get("sockets", 1) == 1:
-        row("minutes_1s", minutes, "{:.2f} min", minutes is not None and minutes < 5.5)
-    else:
-        row("minutes_2s", minutes, "{:.2f} min", minutes is not None and abs(minutes - 3.0) <= 0.6)
-    row("speedup", speedup, "{:.2f}x", speedup is not None and abs(speedup - 1.83) <= 0.1)
-    return rows
-
-
 def _plots(run: Path, metrics: dict) -> list[str]:
     import matplotlib
 
@@ -131,11 +99,31 @@ def _plots(run: Path, metrics: dict) -> list[str]:
     return names
 
 
-def write(run: Path, speedup: float | None = None) -> Path:
+def pair(run: Path, others: list[Path]) -> tuple[dict | None, dict | None, dict | None]:
+    """(1-socket run, 2-socket run, FP32 run) for the claims table, from this run and the others of its profile."""
+    this = claims.load_run(run)
+    runs = [this, *[r for r in map(claims.load_run, others) if r["metrics"].get("status") == "success"
+                    and r["config"].get("profile") == this["config"].get("profile")]]
+
+    def pick(sockets, precision):
+        return next((r for r in runs if r["config"].get("precision", "bf16") == precision
+                     and (sockets is None or r["plan"].get("sockets", 1) == sockets)), None)
+
+    return pick(1, "bf16"), pick(2, "bf16"), pick(None, "fp32")
+
+
+def write(run: Path, others: list[Path] | None = None) -> Path:
+    """report.md for RUN (with the other runs of a `invoke paper` or `invoke report --runs` set for the ratio
+    claims); records the reference verdict in metrics.json too."""
     run = Path(run)
     metrics, prov, plan = _load(run, "metrics.json"), _load(run, "provenance.json"), _load(run, "plan.json")
     diffs = differences(metrics, prov, plan)
-    comparable = not any(d.startswith(("Synthetic", "Random", "Emulated", "Feature cache", "Resumed")) for d in diffs)
+    rows = claims.judge(*pair(run, list(others or [])))
+    this = claims.load_run(run)
+    ref = claims.against_reference(this, claims.find_reference(this))
+    if ref is not None and metrics:
+        metrics["reference"] = ref
+        (run / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
     images = _plots(run, metrics)
     run_id = prov.get("run_id") or run.name.removeprefix(".staging-")
     lines = [f"# xeontl run {run_id}", "", f"**Status: {metrics.get('status', 'unknown')}**"]
@@ -143,9 +131,11 @@ def write(run: Path, speedup: float | None = None) -> Path:
         lines.append(f"Failure: `{json.dumps(metrics.get('failure') or metrics.get('error'))}`")
     lines += ["", "## How this run differs from the paper", ""]
     lines += [f"- {d}" for d in diffs] or ["- Nothing detected: same kind of host, real data and weights."]
-    lines += ["", "## Paper vs this run", "", "| paper | this run | tolerance | verdict |", "|---|---|---|---|"]
-    lines += [f"| {r['figure']} | {r['this_run']} | {r['tolerance']} | {r['verdict']} |"
-              for r in verdicts(metrics, plan, comparable, speedup)]
+    lines += ["", "## The paper's claims", "", claims.markdown(rows)]
+    if ref is not None:
+        lines += ["## Reproducing the bundle's reference run", "",
+                  f"**Reproduced: {'yes' if ref['reproduced'] else 'no'}** (reference `results/reference/"
+                  f"{ref['reference']}`)", "", *[f"- {w}" for w in ref["why"]]]
     if metrics.get("per_epoch"):
         lines += ["", "## Training", "",
                   f"- epochs run: {metrics.get('epochs_run')}, best epoch: {metrics.get('best_epoch')}, "
@@ -201,14 +191,3 @@ def compare(run_a: Path, run_b: Path) -> list[tuple[str, object, object]]:
     a, b = dict(_flatten(doc(Path(run_a)))), dict(_flatten(doc(Path(run_b))))
     return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
             if a.get(k) != b.get(k) and not any(n in k for n in _NOISE)]
-
-
-def speedup(runs: list[Path]) -> float | None:
-    """1-socket time / 2-socket time, when the runs include one successful run of each (same profile)."""
-    by_sockets = {}
-    for run in runs:
-        m, plan, cfg = _load(run, "metrics.json"), _load(run, "plan.json"), _load(run, "config.json")
-        if m.get("status") == "success" and m.get("train_seconds"):
-            by_sockets.setdefault((plan.get("sockets"), cfg.get("profile")), m["train_seconds"])
-    pairs = [(t1, by_sockets.get((2, prof))) for (s, prof), t1 in by_sockets.items() if s == 1]
-    return next((t1 / t2 for t1, t2 in pairs if t2), None)
