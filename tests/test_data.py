@@ -137,15 +137,44 @@ def test_missing_dataset_path(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- TFDS
-def test_tfds_loader_reads_the_80_20_split(tmp_path):
-    import tensorflow_datasets as tfds
+def register_fixture(monkeypatch, archive, checksum=None):
+    """Register the fixture archive as the builder's download (TFDS checks size and sha256 of what it finds in
+    manual_dir under the registered file name), instead of the real 258 MB archive's record."""
+    from tensorflow_datasets.core.download import checksums
+    from tensorflow_datasets.image_classification import colorectal_histology as ch
 
-    # TFDS's mock yields num_examples for any split (it ignores slicing): check what we asked for and got decoded.
-    with tfds.testing.mock_data(num_examples=20, data_dir=str(tmp_path)):
-        ds = data.load(cfg(dataset="tfds", data_dir=str(tmp_path)))
-    assert ds.info["splits"] == ["train[:80%]", "train[80%:]"] and ds.info["name"] == "colorectal_histology"
-    assert len(ds.train) == 20 and ds.train.images.shape[1:] == (150, 150, 3) and ds.train.images.dtype == np.uint8
-    assert set(ds.train.labels) <= set(range(8))
+    info = checksums.UrlInfo(size=archive.stat().st_size, checksum=checksum or data.sha256_file(archive),
+                             filename=data.ARCHIVE_NAME)
+    monkeypatch.setattr(ch.ColorectalHistology, "url_infos", property(lambda self: {ch._TILES_DL_URL: info}))
+
+
+def test_real_tfds_builder_prepares_the_archive_from_manual_dir(tmp_path, monkeypatch):
+    """The real colorectal_histology builder (no mock): it finds the archive in manual_dir, checks it, decodes the
+    TIFFs, and the 80/20 split sizes are what TFDS returns for train[:80%] / train[80%:]."""
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    archive = make_zip(manual)  # 8 classes x 3 tiles, the Kather layout, named as the upstream archive
+    register_fixture(monkeypatch, archive)
+    ds = data.load(cfg(dataset="tfds", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual),
+                       archive_sha256=data.sha256_file(archive)))
+    assert ds.info["name"] == "colorectal_histology" and ds.info["splits"] == ["train[:80%]", "train[80%:]"]
+    assert (len(ds.train), len(ds.val)) == (19, 5)  # TFDS's own rounding of 80 % of 24 records
+    assert ds.train.images.shape[1:] == (150, 150, 3) and ds.train.images.dtype == np.uint8
+    assert sorted(set(np.concatenate([ds.train.labels, ds.val.labels]))) == list(range(8))
+    again = data.load(cfg(dataset="tfds", data_dir=str(tmp_path / "tfds"), manual_dir=str(tmp_path / "none")))
+    assert again.train.sha256() == ds.train.sha256()  # prepared once, read back without the archive
+
+
+def test_real_tfds_builder_refuses_an_archive_with_another_checksum(tmp_path, monkeypatch):
+    """TFDS prepares whatever file carries the archive's name in manual_dir; the loader checks its sha256 first."""
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    archive = make_zip(manual)
+    register_fixture(monkeypatch, archive)
+    with pytest.raises(UserError, match=f"has sha256 {data.sha256_file(archive)}, expected {data.ARCHIVE_SHA256}"):
+        data.load(cfg(dataset="tfds", data_dir=str(tmp_path / "tfds"), manual_dir=str(manual)))
+    assert not (tmp_path / "tfds" / "colorectal_histology").exists() or not any(
+        (tmp_path / "tfds" / "colorectal_histology").rglob("*.tfrecord*"))
 
 
 def test_tfds_absent_and_not_downloadable_says_where_to_put_the_archive(tmp_path, monkeypatch):

@@ -204,6 +204,14 @@ def load_tfds(cfg) -> Dataset:
     from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
     builder = tfds.builder("colorectal_histology", data_dir=data_dir)
+    manual_archive = Path(manual_dir) / ARCHIVE_NAME
+    if not builder.is_prepared() and manual_archive.is_file():
+        # TFDS takes a file from manual_dir by its name and does not verify it: we do (measured: a fixture archive
+        # with another sha256 was prepared without a word).
+        digest = sha256_file(manual_archive)
+        if digest != cfg["archive_sha256"]:
+            raise UserError(f"{manual_archive} has sha256 {digest}, expected {cfg['archive_sha256']}: re-download "
+                            f"{ARCHIVE_NAME} (or pass --archive-sha256 for a different, known archive)")
     if not builder.is_prepared():
         # TFDS takes a pre-downloaded archive from manual_dir by file name and checks its registered sha256.
         try:
