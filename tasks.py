@@ -152,6 +152,46 @@ def paper(c, profile="paper", fp32=False, native=False, emulate_sockets=False, s
         raise Exit(code=rc)
 
 
+@task(
+    help={
+        "profile": "the profile whose assets to fetch (default paper: ImageNet weights + the Kather archive)",
+        "set": "override a config field, KEY=VALUE (repeatable): e.g. weights=savedmodel:DIR, data_dir=DIR",
+        "weights_handle": "TF-Hub handle of the weights (default Intel's: google/imagenet/resnet_v1_50/"
+                          "feature_vector/5)",
+        "data_url": "where the Kather archive is fetched from (default the URL TFDS's builder registers)",
+        "export": "pack the verified assets into FILE, for a host without internet",
+        "from_": "unpack FILE (made by --export) instead of downloading; every sha256 is checked first",
+        "manifest": "where the record of the assets goes (default assets/manifest.json)",
+    },
+    iterable=["set"],
+)
+def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, export=None, from_=None, manifest=None):
+    """Fetch and verify the paper's inputs (TF-Hub weights, the Kather archive), or bring them from a bundle."""
+    from xeontl import assets as assetlib
+    from xeontl import config
+
+    bundle = from_
+
+    def go():
+        cfg = config.resolve(profile, _overrides(set or []))
+        where = Path(manifest) if manifest else None
+        if bundle:
+            got = assetlib.import_(cfg, Path(bundle), where)
+        else:
+            got = assetlib.fetch(cfg, weights_handle or assetlib.WEIGHTS_HANDLE, data_url or assetlib.DATA_URL,
+                                 manifest=where)
+        for kind, entry in got.items():
+            print(f"xeontl assets: {kind}: {entry['path']} sha256 {entry['sha256']} ({entry['source']})"
+                  + (f", {entry['topology_found']}" if entry.get("topology_found") else ""))
+        if not got:
+            print("xeontl assets: nothing to fetch: every asset the profile reads is present")
+        if export:
+            packed = assetlib.export(cfg, Path(export))
+            print(f"xeontl assets: exported {', '.join(packed)} to {export}")
+
+    _guard(go)
+
+
 @task(help={"offline": "build without a registry or internet: debootstrap base + local wheelhouse (what CI uses)",
             "tag": "image tag (default xeontl:latest)", "force": "rebuild even if the inputs are unchanged"})
 def build(c, offline=False, tag="xeontl:latest", force=False):

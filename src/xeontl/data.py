@@ -195,14 +195,20 @@ def load_synthetic(cfg) -> Dataset:
 
 
 # ----------------------------------------------------------------------------------------------- TFDS
-def load_tfds(cfg) -> Dataset:
-    import tensorflow_datasets as tfds
-
+def tfds_dirs(cfg) -> tuple[str, str]:
+    """(data_dir, manual_dir) the config means: its own, else $TFDS_DATA_DIR or ~/tensorflow_datasets (TFDS's)."""
     data_dir = cfg["data_dir"] or os.environ.get("TFDS_DATA_DIR") or str(Path.home() / "tensorflow_datasets")
-    manual_dir = cfg["manual_dir"] or str(Path(data_dir) / "downloads" / "manual")
+    return data_dir, cfg["manual_dir"] or str(Path(data_dir) / "downloads" / "manual")
+
+
+def prepare_tfds(cfg):
+    """TFDS's colorectal_histology builder, prepared: from the archive in manual_dir (its sha256 checked first) or by
+    TFDS's own download manager. Returns (builder, data_dir)."""
     import requests
+    import tensorflow_datasets as tfds
     from tensorflow_datasets.core.download.download_manager import NonMatchingChecksumError
 
+    data_dir, manual_dir = tfds_dirs(cfg)
     builder = tfds.builder("colorectal_histology", data_dir=data_dir)
     manual_archive = Path(manual_dir) / ARCHIVE_NAME
     if not builder.is_prepared() and manual_archive.is_file():
@@ -213,16 +219,22 @@ def load_tfds(cfg) -> Dataset:
             raise UserError(f"{manual_archive} has sha256 {digest}, expected {cfg['archive_sha256']}: re-download "
                             f"{ARCHIVE_NAME} (or pass --archive-sha256 for a different, known archive)")
     if not builder.is_prepared():
-        # TFDS takes a pre-downloaded archive from manual_dir by file name and checks its registered sha256.
         try:
             builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
         except (OSError, requests.exceptions.RequestException, NonMatchingChecksumError) as e:
             # no network, a refused or broken download, a wrong checksum, an unwritable data dir
             raise UserError(
                 f"TFDS colorectal_histology is not prepared in {data_dir} and could not be downloaded "
-                f"({type(e).__name__}): put {ARCHIVE_NAME} (sha256 {ARCHIVE_SHA256}) in {manual_dir}, "
-                f"or use --dataset folder:PATH"
+                f"({type(e).__name__}): put {ARCHIVE_NAME} (sha256 {ARCHIVE_SHA256}) in {manual_dir} "
+                f"(`invoke assets`), or use --dataset folder:PATH"
             ) from None
+    return builder, data_dir
+
+
+def load_tfds(cfg) -> Dataset:
+    import tensorflow_datasets as tfds
+
+    builder, data_dir = prepare_tfds(cfg)
     splits = []
     for split in (cfg["train_split"], cfg["val_split"]):
         ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)

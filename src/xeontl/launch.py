@@ -127,10 +127,13 @@ def resume_options(opts: Options) -> tuple[Options, dict]:
 def prepare(opts: Options) -> Prepared:
     """Everything decided, nothing run: the config (resolved here, once), the plan and the exact command lines
     (what --dry-run prints). The ranks read the config this writes to the run dir; they never resolve it again."""
+    from xeontl import assets
+
     if opts.resume:
         opts, cfg = resume_options(opts)
-    else:
-        cfg = config.resolve(opts.profile, opts.overrides)
+    else:  # host paths made absolute, so every rank, in a container or on another node, reads the same files
+        cfg = assets.absolute(config.resolve(opts.profile, opts.overrides))
+    read_only = assets.host_paths(cfg)
     if opts.engine not in ("local", "slurm"):
         raise UserError(f"--engine {opts.engine}: must be local or slurm (Kubernetes: invoke render --engine k8s)")
     if opts.engine == "slurm" and opts.container not in ("charliecloud", "none"):
@@ -166,7 +169,8 @@ def prepare(opts: Options) -> Prepared:
 
         job = planlib.SlurmJob(str(staging), f"xeontl-{run_id}", opts.partition, opts.time_limit, opts.container,
                                str(slurmlib.image_dir_for(opts.image)) if in_image else None,
-                               str(opts.resume) if opts.resume and in_image else None)
+                               str(opts.resume) if opts.resume and in_image else None,
+                               tuple(read_only) if in_image else ())
         script = planlib.slurm_script(plan, job, rank_args, cfg["precision"], cfg["amp"], opts.extra_env)
         return Prepared(opts, cfg, topo, plan, run_id, ["sbatch", "--parsable", str(staging / "job.sbatch")],
                         inner, ranks, script)
@@ -175,7 +179,7 @@ def prepare(opts: Options) -> Prepared:
     else:
         command = planlib.docker_command(plan, opts.image, inner, str(staging), container_user(),
                                          name=f"xeontl-{run_id}", resume_host_dir=opts.resume and str(opts.resume),
-                                         extra_env=opts.extra_env)
+                                         extra_env=opts.extra_env, read_only=read_only)
     return Prepared(opts, cfg, topo, plan, run_id, command, inner, ranks)
 
 
@@ -322,8 +326,13 @@ def reproduce(opts: Options) -> int:
 
 def execute(p: Prepared) -> tuple[int, Path]:
     """Run a prepared plan; returns the exit code and the run dir."""
+    from xeontl import assets
+
     opts, text = p.opts, render(p)
     check_results_dir(opts.results_dir)
+    if assets.needed(p.cfg):  # the paper profile's weights or data are missing: fetch and verify them first
+        print(f"xeontl: fetching {', '.join(assets.needed(p.cfg))} (invoke assets; --from FILE on offline hosts)")
+        assets.fetch(p.cfg)
     image_info = container = None
     if opts.engine == "slurm":
         from xeontl import slurm

@@ -292,8 +292,9 @@ def mpirun_command(plan: Plan, rank_args, env_names) -> list[str]:
 
 def docker_command(plan: Plan, image: str, command: list[str], results_host_dir: str | None, user: str,
                    name: str | None = None, shm_size: str = "2g", resume_host_dir: str | None = None,
-                   extra_env: dict | None = None) -> list[str]:
-    """docker run with the plan's cpuset and memory nodes; only SYS_NICE (numactl -m needs it), never --privileged."""
+                   extra_env: dict | None = None, read_only: list[str] | tuple = ()) -> list[str]:
+    """docker run with the plan's cpuset and memory nodes; only SYS_NICE (numactl -m needs it), never --privileged.
+    read_only: host paths the config reads (weights, data), mounted read-only at the same path."""
     env = {**plan.env, **(extra_env or {})}
     mems = ["--cpuset-mems=" + ",".join(map(str, plan.nodes))] if plan.nodes else []
     return ["docker", "run", "--rm", *(["--name", name] if name else []),
@@ -301,7 +302,8 @@ def docker_command(plan: Plan, image: str, command: list[str], results_host_dir:
             "--cap-add", "SYS_NICE", f"--shm-size={shm_size}", "--user", user,
             "-e", "HOME=/tmp", *[a for k, v in env.items() for a in ("-e", f"{k}={v}")],
             *(["-v", f"{results_host_dir}:{CONTAINER_RESULTS}"] if results_host_dir else []),
-            *(["-v", f"{resume_host_dir}:{CONTAINER_RESUME}:ro"] if resume_host_dir else []), image, *command]
+            *(["-v", f"{resume_host_dir}:{CONTAINER_RESUME}:ro"] if resume_host_dir else []),
+            *[a for path in read_only for a in ("-v", f"{path}:{path}:ro")], image, *command]
 
 
 def render_env(env: dict[str, str]) -> str:
@@ -320,6 +322,7 @@ class SlurmJob:
     container: str = "charliecloud"  # charliecloud | none
     image_dir: str | None = None  # the Charliecloud image directory (ch-convert of the xeontl image)
     resume_dir: str | None = None  # --resume in the image: the interrupted run, bound read-only at /resume
+    read_only: tuple[str, ...] = ()  # host paths the config reads (weights, data), bound at the same path
 
 
 def slurm_enter(job: SlurmJob) -> list[str]:
@@ -328,6 +331,7 @@ def slurm_enter(job: SlurmJob) -> list[str]:
     if job.container == "none":
         return []
     resume = f"-b {shlex.quote(job.resume_dir)}:{CONTAINER_RESUME} " if job.resume_dir else ""
+    resume += "".join(f"-b {shlex.quote(path)} " for path in job.read_only)  # the weights and data, same paths
     script = (f'exec env USER="$(id -un)" ch-run --set-env -b {shlex.quote(job.run_dir)}:{CONTAINER_RESULTS} '
               f'{resume}${{PMIX_SERVER_TMPDIR:+-b "$PMIX_SERVER_TMPDIR"}} {shlex.quote(job.image_dir or "")} -- "$@"')
     return ["sh", "-c", script, "xeontl-ch"]

@@ -1,0 +1,340 @@
+"""The paper's inputs as pinned, verifiable files: the ImageNet ResNet50 weights (a TF-Hub feature vector, through
+tensorflow_hub's own resolver and cache) and the Kather archive (the file TFDS's colorectal_histology builder
+registers, fetched into TFDS's manual_dir so TFDS prepares it offline). Every download shows progress, is atomic (a
+partial file is `NAME.part`, never NAME), resumes from where it stopped, and ends in one line for a 404, a timeout, a
+truncated body, a wrong hash or a full disk. `export`/`import_` carry verified assets to an air-gapped host.
+
+assets/manifest.json records where each asset came from, its sha256 and size, and (weights) the topology found in
+the SavedModel's own graph: TF-Slim's resnet_v1_50 puts the block stride on the 3x3 convolution, i.e. ResNet50 v1.5,
+which is checked, not assumed.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import shutil
+import socket
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+
+from xeontl import data
+from xeontl.errors import UserError
+
+# Intel's pipeline for this experiment: TF-Slim ResNet50 feature vector, 224 px, inputs in [0,1].
+WEIGHTS_HANDLE = "https://tfhub.dev/google/imagenet/resnet_v1_50/feature_vector/5"
+# The archive TFDS's colorectal_histology builder downloads (and registers with this size and sha256).
+DATA_URL = "https://zenodo.org/record/53169/files/Kather_texture_2016_image_tiles_5000.zip"
+CHUNK = 1 << 20
+TIMEOUT = 60.0
+
+
+def sha256_file(path: Path) -> str:
+    return data.sha256_file(path)
+
+
+# ------------------------------------------------------------------------------------------------ one file
+def fetch_file(url: str, dest: Path, sha256: str, size: int | None = None, timeout: float = TIMEOUT,
+               progress: bool = True) -> dict:
+    """URL -> DEST, verified. Resumes DEST.part with an HTTP Range request; DEST appears only when its sha256 is
+    right. Returns what the manifest records."""
+    dest = Path(dest)
+    if dest.is_file():
+        digest = sha256_file(dest)
+        if digest == sha256:
+            return {"path": str(dest), "sha256": digest, "size": dest.stat().st_size, "source": "already present"}
+        raise UserError(f"{dest} is there but has sha256 {digest}, expected {sha256}: remove it and fetch again")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # the .part is already whole
+            response = None
+        else:
+            raise UserError(f"download of {url} failed: HTTP {e.code} {e.reason}: check the URL, or bring the file "
+                            f"with `invoke assets --from FILE`") from None
+    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(f"download of {url} failed ({reason}): no route to it from here? fetch on a connected "
+                        f"machine with `invoke assets --export FILE`, then `invoke assets --from FILE` here") from None
+    if response is not None:
+        _stream(response, part, have, url, dest, progress, timeout)
+    digest = sha256_file(part)
+    if digest != sha256:
+        part.unlink()
+        raise UserError(f"{url} gave a file with sha256 {digest}, expected {sha256}: it was removed; the source "
+                        f"changed or the transfer was corrupted (fetch again, or check the pin)")
+    if size is not None and part.stat().st_size != size:
+        part.unlink()
+        raise UserError(f"{url} gave {part.stat().st_size} bytes, expected {size}: removed, fetch again")
+    os.replace(part, dest)
+    return {"path": str(dest), "sha256": digest, "size": dest.stat().st_size, "source": url}
+
+
+def _stream(response, part: Path, have: int, url: str, dest: Path, progress: bool, timeout: float) -> None:
+    from tqdm import tqdm
+
+    resumed = response.status == 206
+    if have and not resumed:
+        have = 0  # the server ignored the Range: start over
+    length = response.headers.get("Content-Length")
+    total = have + int(length) if length is not None else None
+    written = have
+    bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress,
+               mininterval=1.0)
+    try:
+        with open(part, "ab" if resumed else "wb") as f:
+            while True:
+                try:
+                    block = response.read(CHUNK)
+                except (socket.timeout, TimeoutError, ConnectionError, OSError) as e:
+                    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+                        raise
+                    raise UserError(f"download of {url} broke off after {written} bytes ({type(e).__name__}): "
+                                    f"run the same command again to resume from there") from None
+                if not block:
+                    break
+                f.write(block)
+                written += len(block)
+                bar.update(len(block))
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise UserError(f"the disk under {dest.parent} is full after {written} bytes: free "
+                            f"{((total or written) - written) >> 20} MiB more and run again to resume") from None
+        raise
+    finally:
+        bar.close()
+    if total is not None and written < total:
+        raise UserError(f"download of {url} is truncated: {written} of {total} bytes (kept as {part.name}); run the "
+                        f"same command again to resume")
+
+
+# ------------------------------------------------------------------------------------------------ the weights
+def saved_model_topology(path: Path) -> dict:
+    """Which ResNet50 the SavedModel's graph is: v1.5 strides in the 3x3 convolution of a bottleneck, v1 in its first
+    1x1. Read from the Conv2D ops of its serving function, not assumed from the handle."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    obj = tf.saved_model.load(str(path))
+    fn = (getattr(obj, "signatures", {}) or {}).get("serving_default")
+    if fn is None:  # TF-Hub TF2 SavedModels: a __call__ on [batch, height, width, 3] images in [0,1]
+        fn = obj.__call__.get_concrete_function(tf.TensorSpec((1, 224, 224, 3), tf.float32))
+    stride2: dict[str, int] = {}
+    # Frozen, the nested function calls are inlined and every filter is a constant of known shape.
+    for op in convert_variables_to_constants_v2(fn).graph.get_operations():
+        if op.type == "Conv2D" and list(op.get_attr("strides"))[1:3] == [2, 2] and op.inputs[1].shape.rank == 4:
+            kernel = op.inputs[1].shape
+            key = f"{kernel[0]}x{kernel[1]}"
+            stride2[key] = stride2.get(key, 0) + 1
+    topology = "ResNet50 v1.5" if "3x3" in stride2 else ("ResNet50 v1" if "1x1" in stride2 else "unknown")
+    return {"topology_found": topology, "stride2_convolutions": stride2}
+
+
+def fetch_weights(handle: str, target: Path, sha256: str = "", cache_dir: Path | None = None) -> dict:
+    """The TF-Hub model through tensorflow_hub's resolver (its cache: $TFHUB_CACHE_DIR), copied whole to TARGET."""
+    from xeontl.model import weights_sha256
+
+    target = Path(target)
+    if (target / "saved_model.pb").is_file():
+        digest = weights_sha256(target)
+        if sha256 and digest != sha256:
+            raise UserError(f"{target} has sha256 {digest}, expected {sha256}: remove it and fetch again")
+        return {"path": str(target), "sha256": digest, "source": "already present"}
+    cache = Path(cache_dir or os.environ.get("TFHUB_CACHE_DIR") or Path.home() / ".cache" / "xeontl" / "tfhub")
+    os.environ["TFHUB_CACHE_DIR"] = str(cache)
+    import tensorflow_hub as hub
+
+    try:
+        resolved = Path(hub.resolve(handle))
+    except urllib.error.HTTPError as e:
+        raise UserError(f"TF-Hub could not fetch {handle}: HTTP {e.code} {e.reason}: check the handle, or bring the "
+                        f"weights with `invoke assets --from FILE`") from None
+    except (urllib.error.URLError, OSError, ValueError, tarfile.TarError) as e:
+        raise UserError(f"TF-Hub could not fetch {handle} ({type(e).__name__}: {str(e)[:120]}): no route to it from "
+                        f"here? use `invoke assets --export FILE` on a connected machine and `--from FILE` here") \
+            from None
+    if not (resolved / "saved_model.pb").is_file():
+        raise UserError(f"{handle} resolved to {resolved}, which is not a SavedModel (no saved_model.pb)")
+    digest = weights_sha256(resolved)
+    if sha256 and digest != sha256:
+        raise UserError(f"{handle} gave weights with sha256 {digest}, expected {sha256}: not copied; the model "
+                        f"changed or the pin is wrong")
+    tmp = target.with_name(target.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(resolved, tmp)
+    os.replace(tmp, target)
+    return {"path": str(target), "sha256": digest, "source": handle, "tfhub_cache": str(resolved),
+            **saved_model_topology(target)}
+
+
+# ------------------------------------------------------------------------------------------------ what a profile needs
+def manual_dir(cfg: dict) -> Path:
+    return Path(data.tfds_dirs(cfg)[1])
+
+
+def absolute(cfg: dict) -> dict:
+    """The config with every host path it reads made absolute (weights, a folder dataset, TFDS's dirs for a tfds
+    dataset), so the ranks see the same files wherever they run: the docker engine mounts these very paths."""
+    out = dict(cfg)
+    kind, sep, raw = cfg["weights"].partition(":")
+    if sep and kind in ("savedmodel", "keras"):
+        out["weights"] = f"{kind}:{Path(raw).expanduser().resolve()}"
+    if cfg["dataset"].startswith("folder:"):
+        out["dataset"] = f"folder:{Path(cfg['dataset'][7:]).expanduser().resolve()}"
+    if cfg["dataset"] == "tfds":
+        data_dir, manual = data.tfds_dirs(cfg)
+        out["data_dir"], out["manual_dir"] = str(Path(data_dir).resolve()), str(Path(manual).resolve())
+    return out
+
+
+def host_paths(cfg: dict) -> list[str]:
+    """The (absolute) paths a config reads, for read-only mounts."""
+    kind, sep, raw = cfg["weights"].partition(":")
+    paths = [raw] if sep and kind in ("savedmodel", "keras") else []
+    if cfg["dataset"].startswith("folder:"):
+        paths.append(cfg["dataset"][7:])
+    if cfg["dataset"] == "tfds":
+        paths.append(cfg["data_dir"])
+        if not cfg["manual_dir"].startswith(cfg["data_dir"] + "/"):
+            paths.append(cfg["manual_dir"])
+    return [str(Path(path).expanduser().resolve()) for path in paths]
+
+
+def needed(cfg: dict) -> dict[str, Path]:
+    """The assets a config reads that can be fetched: {"weights": DIR, "data": ARCHIVE} (only what is missing)."""
+    out = {}
+    kind, _, raw = cfg["weights"].partition(":")
+    if kind == "savedmodel" and not (Path(raw).expanduser() / "saved_model.pb").is_file():
+        out["weights"] = Path(raw).expanduser()
+    if cfg["dataset"] == "tfds" and not _tfds_prepared(cfg):
+        archive = manual_dir(cfg) / data.ARCHIVE_NAME
+        if not archive.is_file():
+            out["data"] = archive
+    return out
+
+
+def _tfds_prepared(cfg: dict) -> bool:
+    return any((Path(data.tfds_dirs(cfg)[0]) / "colorectal_histology").glob("*/dataset_info.json"))
+
+
+def fetch(cfg: dict, weights_handle: str = WEIGHTS_HANDLE, data_url: str = DATA_URL, progress: bool = True,
+          manifest: Path | None = None) -> dict:
+    """Everything the config needs and lacks, fetched and verified; the manifest updated. Returns its entries."""
+    got = {}
+    todo = needed(cfg)
+    if "data" in todo:
+        got["data"] = fetch_file(data_url, todo["data"], cfg["archive_sha256"],
+                                 data.ARCHIVE_BYTES if cfg["archive_sha256"] == data.ARCHIVE_SHA256 else None,
+                                 progress=progress)
+    if "weights" in todo:
+        got["weights"] = fetch_weights(weights_handle, todo["weights"], cfg["weights_sha256"])
+    if cfg["dataset"] == "tfds" and not _tfds_prepared(cfg):
+        # prepared here, on the host, so the ranks (a container's user included) only read it
+        data.prepare_tfds(cfg)
+    if got:
+        record(got, manifest or MANIFEST)
+    return got
+
+
+MANIFEST = Path("assets") / "manifest.json"
+
+
+def record(entries: dict, manifest: Path) -> None:
+    doc = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    doc.update({k: {**v, "recorded_utc": stamp} for k, v in entries.items()})
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------ air-gapped hosts
+def export(cfg: dict, out: Path) -> dict:
+    """Pack the verified assets the config reads into OUT (a tar with a manifest of sha256s)."""
+    from xeontl.model import weights_sha256
+
+    out = Path(out)
+    if out.exists():
+        raise UserError(f"{out} exists: choose another --export file, nothing was overwritten")
+    missing = needed(cfg)
+    if missing:
+        raise UserError(f"cannot export: {', '.join(f'{k} ({v})' for k, v in missing.items())} missing; fetch them "
+                        f"first with `invoke assets`")
+    items = {}
+    _, _, weights = cfg["weights"].partition(":")
+    if cfg["weights"].startswith("savedmodel:"):
+        items["weights"] = (Path(weights).expanduser(), weights_sha256(Path(weights).expanduser()))
+    archive = manual_dir(cfg) / data.ARCHIVE_NAME
+    if cfg["dataset"] == "tfds" and archive.is_file():
+        items["data"] = (archive, sha256_file(archive))
+    manifest = {k: {"name": k if k == "weights" else data.ARCHIVE_NAME, "sha256": h} for k, (p, h) in items.items()}
+    tmp = out.with_name(out.name + ".part")
+    with tarfile.open(tmp, "w") as tar:
+        info = tarfile.TarInfo("xeontl-assets.json")
+        body = json.dumps(manifest, indent=1).encode()
+        info.size = len(body)
+        info.mtime = int(time.time())
+        tar.addfile(info, io.BytesIO(body))
+        for k, (path, _) in items.items():
+            tar.add(path, arcname=manifest[k]["name"])
+    os.replace(tmp, out)
+    return manifest
+
+
+def import_(cfg: dict, bundle: Path, manifest_file: Path | None = None) -> dict:
+    """Unpack a bundle made by export() where the config reads the assets, verifying every sha256 first."""
+    from xeontl.model import weights_sha256
+
+    bundle = Path(bundle)
+    if not bundle.is_file():
+        raise UserError(f"--from {bundle}: no such file")
+    with tempfile.TemporaryDirectory(prefix="xeontl-assets-") as d:
+        try:
+            with tarfile.open(bundle) as tar:
+                tar.extractall(d, filter="data")
+        except tarfile.TarError as e:
+            raise UserError(f"--from {bundle} is not an assets bundle ({e}): make one with `invoke assets --export`")\
+                from None
+        root = Path(d)
+        try:
+            manifest = json.loads((root / "xeontl-assets.json").read_text())
+        except (OSError, ValueError):
+            raise UserError(f"--from {bundle} has no xeontl-assets.json: make it with `invoke assets --export`") \
+                from None
+        verified = {}
+        for kind, entry in manifest.items():  # every sha256 checked before anything is put in place
+            src = root / entry["name"]
+            digest = weights_sha256(src) if kind == "weights" else sha256_file(src)
+            pinned = cfg["weights_sha256"] if kind == "weights" else cfg["archive_sha256"]
+            if digest != entry["sha256"] or (pinned and digest != pinned):
+                raise UserError(f"--from {bundle}: {entry['name']} has sha256 {digest}, expected "
+                                f"{pinned or entry['sha256']}: the bundle is corrupt or from other assets")
+            _, _, weights = cfg["weights"].partition(":")
+            dest = Path(weights).expanduser() if kind == "weights" else manual_dir(cfg) / data.ARCHIVE_NAME
+            verified[kind] = (src, dest, digest)
+        got = {}
+        for kind, (src, dest, digest) in verified.items():
+            if dest.exists():
+                got[kind] = {"path": str(dest), "sha256": digest, "source": "already present"}
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            tmp = dest.with_name(dest.name + ".part")
+            if tmp.is_dir():
+                shutil.rmtree(tmp)
+            tmp.unlink(missing_ok=True)
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp)
+            os.replace(tmp, dest)
+            got[kind] = {"path": str(dest), "sha256": digest, "source": f"bundle {bundle.name}"}
+    record(got, manifest_file or MANIFEST)
+    return got

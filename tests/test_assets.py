@@ -1,0 +1,237 @@
+"""Assets without the internet: an HTTP server on 127.0.0.1 that the tests start serves fixture files (a small
+SavedModel with the feature-vector signature, packed as TF-Hub serves it; an archive in the Kather layout) and
+misbehaves on request: 404, a truncated body, a server that dies mid-transfer, a silent one, a wrong file. Every
+failure ends in one line with nothing half-written under the final name; an interrupted download resumes."""
+
+import hashlib
+import http.server
+import json
+import socket
+import tarfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import invoke, one_line_error
+from xeontl import assets, config, data
+from xeontl.errors import UserError
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+def handler_for(files: dict[str, bytes], log: list):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            mode, _, name = self.path.split("?")[0].strip("/").partition("/")  # TF-Hub adds ?tf-hub-format=
+            log.append((mode, name, self.headers.get("Range")))
+            body = files.get(name)
+            if mode == "404" or body is None:
+                self.send_error(404, "Not Found")
+                return
+            start = 0
+            if self.headers.get("Range") and mode in ("ok", "flaky"):
+                start = int(self.headers["Range"].split("=")[1].split("-")[0])
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(len(body) - start))
+            self.end_headers()
+            if mode == "silent":
+                time.sleep(5)
+                return
+            if mode in ("truncated", "die") or (mode == "flaky" and start == 0):
+                self.wfile.write(body[start:start + len(body) // 2])
+                self.wfile.flush()
+                if mode == "die":  # the server process dies: the connection is reset, not closed cleanly
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                self.connection.close()
+                return
+            self.wfile.write(body[start:])
+
+    return Handler
+
+
+@pytest.fixture
+def server():
+    files, log = {}, []
+    srv = Server(("127.0.0.1", 0), handler_for(files, log))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", files, log
+    srv.shutdown()
+
+
+def kather_zip(path: Path) -> bytes:
+    with zipfile.ZipFile(path, "w") as z:
+        for ci, folder in enumerate(data.KATHER_FOLDERS):
+            for k in range(3):
+                img = Image.fromarray(np.full((150, 150, 3), ci * 30 + k, np.uint8))
+                f = path.parent / f"{folder}-{k}.tif"
+                img.save(f)
+                z.write(f, f"Kather_texture_2016_image_tiles_5000/{folder}/{k}.tif")
+    return path.read_bytes()
+
+
+def feature_vector_tgz(tmp: Path) -> bytes:
+    """A small SavedModel with the feature-vector contract ([0,1] images -> pooled features) and the v1.5 stride
+    placement (stride 2 on a 3x3 conv), packed as TF-Hub serves a compressed model."""
+    import tensorflow as tf
+
+    inp = tf.keras.Input((32, 32, 3))
+    x = tf.keras.layers.Conv2D(8, 7, strides=2, padding="same")(inp)
+    x = tf.keras.layers.Conv2D(8, 1)(x)
+    x = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same")(x)
+    tf.saved_model.save(tf.keras.Model(inp, tf.keras.layers.GlobalAveragePooling2D()(x)), str(tmp / "sm"))
+    with tarfile.open(tmp / "model.tar.gz", "w:gz") as tar:
+        for f in sorted((tmp / "sm").rglob("*")):
+            tar.add(f, arcname=str(f.relative_to(tmp / "sm")), recursive=False)
+    return (tmp / "model.tar.gz").read_bytes()
+
+
+def sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- one file
+def test_happy_path_is_verified_and_atomic(server, tmp_path):
+    base, files, _ = server
+    files["a.zip"] = body = b"x" * 3_000_000
+    got = assets.fetch_file(f"{base}/ok/a.zip", tmp_path / "a.zip", sha(body), len(body), progress=False)
+    assert got["sha256"] == sha(body) and (tmp_path / "a.zip").read_bytes() == body
+    assert not (tmp_path / "a.zip.part").exists()
+    again = assets.fetch_file(f"{base}/404/a.zip", tmp_path / "a.zip", sha(body), progress=False)
+    assert again["source"] == "already present"  # verified, not downloaded again
+
+
+@pytest.mark.parametrize("mode,needle", [("404", "HTTP 404"), ("truncated", "truncated"),
+                                         ("die", "broke off|truncated"), ("silent", "broke off|timed out|failed")])
+def test_each_bad_download_is_one_line_and_leaves_no_final_file(server, tmp_path, mode, needle):
+    base, files, _ = server
+    files["a.zip"] = body = bytes(range(256)) * 8000
+    with pytest.raises(UserError, match=needle) as e:
+        assets.fetch_file(f"{base}/{mode}/a.zip", tmp_path / "a.zip", sha(body), len(body), timeout=2,
+                          progress=False)
+    assert "\n" not in str(e.value) and not (tmp_path / "a.zip").exists()
+
+
+def test_wrong_hash_removes_the_download(server, tmp_path):
+    base, files, _ = server
+    files["a.zip"] = b"not the archive"
+    with pytest.raises(UserError, match="expected 0+: it was removed"):
+        assets.fetch_file(f"{base}/ok/a.zip", tmp_path / "a.zip", "0" * 64, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_interrupted_download_resumes_where_it_stopped(server, tmp_path):
+    base, files, log = server
+    files["a.zip"] = body = bytes(range(256)) * 8000
+    with pytest.raises(UserError, match="truncated"):
+        assets.fetch_file(f"{base}/flaky/a.zip", tmp_path / "a.zip", sha(body), progress=False)
+    half = (tmp_path / "a.zip.part").stat().st_size
+    assert 0 < half < len(body) and not (tmp_path / "a.zip").exists()
+    assets.fetch_file(f"{base}/flaky/a.zip", tmp_path / "a.zip", sha(body), progress=False)
+    assert (tmp_path / "a.zip").read_bytes() == body
+    assert log[-1][2] == f"bytes={half}-"  # the second request asked only for the rest
+
+
+def test_a_full_disk_is_one_line(server, tmp_path, monkeypatch):
+    import errno
+
+    base, files, _ = server
+    files["a.zip"] = body = b"y" * 100_000
+    real_open = open
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.f.close()
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("builtins.open", lambda p, m="r", *a, **k: Full(real_open(p, m, *a, **k))
+                        if str(p).endswith(".part") else real_open(p, m, *a, **k))
+    with pytest.raises(UserError, match="is full after 0 bytes"):
+        assets.fetch_file(f"{base}/ok/a.zip", tmp_path / "a.zip", sha(body), progress=False)
+
+
+# ---------------------------------------------------------------------------------------------- the task
+@pytest.mark.slow  # builds and loads a small SavedModel
+def test_assets_task_fetches_verifies_exports_and_imports(server, tmp_path):
+    base, files, _ = server
+    files["Kather.zip"] = archive = kather_zip(tmp_path / "k.zip")
+    files["model.tar.gz"] = feature_vector_tgz(tmp_path)
+    here = tmp_path / "here"
+    here.mkdir()
+    sets = ["--set", f"archive_sha256={sha(archive)}", "--set", f"data_dir={here / 'tfds'}",
+            "--set", f"weights=savedmodel:{here / 'weights'}"]
+    env = {"TFHUB_CACHE_DIR": str(tmp_path / "hub-cache")}
+    r = invoke("assets", "--profile", "paper", *sets, "--data-url", f"{base}/ok/Kather.zip",
+               "--weights-handle", f"{base}/ok/model.tar.gz", "--manifest", str(here / "manifest.json"),
+               "--export", str(tmp_path / "bundle.tar"), env=env, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    manifest = json.loads((here / "manifest.json").read_text())
+    assert manifest["data"]["sha256"] == sha(archive)
+    assert (here / "tfds" / "downloads" / "manual" / data.ARCHIVE_NAME).read_bytes() == archive
+    assert manifest["weights"]["topology_found"] == "ResNet50 v1.5"  # read from the graph, not assumed
+    assert manifest["weights"]["stride2_convolutions"] == {"7x7": 1, "3x3": 1}
+    assert (here / "weights" / "saved_model.pb").is_file()
+    # the air-gapped host: nothing but the bundle
+    there = tmp_path / "there"
+    there.mkdir()
+    sets2 = ["--set", f"archive_sha256={sha(archive)}", "--set", f"data_dir={there / 'tfds'}",
+             "--set", f"weights=savedmodel:{there / 'weights'}"]
+    r = invoke("assets", "--profile", "paper", *sets2, "--from", str(tmp_path / "bundle.tar"),
+               "--manifest", str(there / "manifest.json"), timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (there / "tfds" / "downloads" / "manual" / data.ARCHIVE_NAME).read_bytes() == archive
+    theirs = json.loads((there / "manifest.json").read_text())
+    assert theirs["weights"]["sha256"] == manifest["weights"]["sha256"]
+    # a bundle whose data does not match the pin is refused, and nothing is unpacked
+    one_line_error(invoke("assets", "--profile", "paper", "--set", f"data_dir={tmp_path / 'x'}",
+                          "--set", f"weights=savedmodel:{tmp_path / 'x' / 'w'}", "--from", str(tmp_path / "bundle.tar"),
+                          "--manifest", str(tmp_path / "x.json"), timeout=600), "expected " + data.ARCHIVE_SHA256)
+    assert not (tmp_path / "x").exists()
+
+
+def test_assets_task_offline_says_how_to_bring_the_files(tmp_path):
+    r = invoke("assets", "--profile", "paper", "--set", f"data_dir={tmp_path}", "--set",
+               f"weights=savedmodel:{tmp_path / 'w'}", "--data-url", "http://127.0.0.1:9/none.zip",
+               "--manifest", str(tmp_path / "m.json"), timeout=300)
+    one_line_error(r, "--from FILE")
+    assert not (tmp_path / "downloads" / "manual" / data.ARCHIVE_NAME).exists()
+
+
+def test_nothing_to_fetch_for_the_offline_profiles():
+    assert assets.needed(config.resolve("demo")) == {}
+
+
+def test_the_ranks_read_the_same_absolute_paths_wherever_they_run(tmp_path):
+    """The paper profile's weights and TFDS data are host paths: the resolved config holds them absolute, and the
+    container mounts exactly those paths, read-only (before, a docker run could not see them at all)."""
+    from conftest import SPR
+    from xeontl import launch
+
+    p = launch.prepare(launch.Options(sockets=2, profile="paper", dry_run=True, topology_file=str(SPR),
+                                      overrides={"data_dir": str(tmp_path / "tfds")}, results_dir=tmp_path / "r"))
+    weights = p.cfg["weights"].removeprefix("savedmodel:")
+    assert Path(weights).is_absolute() and p.cfg["data_dir"] == str(tmp_path / "tfds")
+    assert p.cfg["manual_dir"] == str(tmp_path / "tfds" / "downloads" / "manual")
+    mounts = [p.command[i + 1] for i, a in enumerate(p.command) if a == "-v"]
+    assert f"{weights}:{weights}:ro" in mounts and f"{tmp_path / 'tfds'}:{tmp_path / 'tfds'}:ro" in mounts
+    assert len(mounts) == 3  # the run dir, the weights, the data: nothing else of the host
