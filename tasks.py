@@ -291,8 +291,7 @@ def test(c, k=None, fast=False):
             "image": "image for the container figure (default xeontl:latest)",
             "results_dir": "where bench-<id>/ is written (default results/)"})
 def bench(c, quick=False, native_only=False, image="xeontl:latest", results_dir="results"):
-    """Measure this machine: matmul peak, backbone fp32/bf16 + MFU, training variants, feature-cache
-    time-to-accuracy."""
+    """Measure this machine: matmul peaks, backbone fp32/bf16 + MFU, training variants, feature cache."""
     from xeontl import bench as benchlib
 
     out = _guard(benchlib.run, quick, Path(results_dir), image, native_only)
