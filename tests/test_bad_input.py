@@ -1,10 +1,13 @@
 """Launcher bad input beyond the plan's: each one clear line, nothing launched, nothing written."""
 
 import collections
+import os
+import shutil
+import subprocess
 
 import pytest
 
-from conftest import SPR, docker_ok, invoke, one_line_error
+from conftest import ROOT, SPR, docker_ok, invoke, one_line_error
 from xeontl import launch
 from xeontl.errors import UserError
 
@@ -86,3 +89,17 @@ def test_invoke_keys_makes_a_pair_once(tmp_path):
     assert (tmp_path / "id_ed25519").stat().st_mode & 0o077 == 0  # a private key ssh accepts
     assert (tmp_path / "id_ed25519.pub").read_text().startswith("ssh-ed25519 ")
     one_line_error(invoke("keys", "--dir", str(tmp_path)), "exists")
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_compose_file_needs_nothing_but_compose_env(tmp_path):
+    """compose interpolates every service whatever the profile: `invoke compose-env` alone must satisfy it (a `:?`
+    in a service of another profile once broke the two-node layout)."""
+    from xeontl import launch
+
+    env = launch.compose_env(tmp_path, keys_dir=tmp_path / "keys")
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    r = subprocess.run(["docker-compose", "-f", str(ROOT / "compose.yaml"), "--env-file", str(empty), "config", "-q"],
+                       capture_output=True, text=True, env={"PATH": os.environ["PATH"], **env}, timeout=120)
+    assert r.returncode == 0, r.stderr

@@ -50,7 +50,7 @@ def test_bench_writes_every_figure(tmp_path):
     assert "OMPI_MCA_mpi_yield_when_idle=0" in res["plans"]["train_2w_mpi_busy_poll"]
     assert "OMPI_MCA_mpi_yield_when_idle=1" in res["plans"]["train_2w"]
     assert "numactl" in res["plans"]["train_2w"] and "horovodrun -np 2" in res["plans"]["train_2w"]
-    assert "--gloo" in res["plans"]["train_2w_gloo"] and "--precision fp32" in res["plans"]["train_1w_fp32"]
+    assert "--gloo" in res["plans"]["train_2w_gloo"] and "precision=fp32" in res["plans"]["train_1w_fp32"]
     assert res["backbone_gflop_per_image_counted"] > 0 and "emulated" in res["host"]["note"]
     assert (out / "bench.png").stat().st_size > 1000
     md = (out / "bench.md").read_text()  # the table the README shows, every figure next to the paper's and target

@@ -84,7 +84,10 @@ def _train_run(opts: launch.Options) -> dict:
         return {"img_s": None, "reason": f"run failed ({metrics.get('status')}): {run}", "run": str(run)}
     epochs = metrics["per_epoch"][1:] or metrics["per_epoch"]
     rate = statistics.median(e["images_per_second"] for e in epochs) * metrics["workers"]
-    return {"img_s": rate, "run": str(run), "plan": (run / "command.txt").read_text(), "epochs_used": len(epochs),
+    # the command lines, and the config the ranks read (config.json) where it differs from the profile's
+    overrides = " ".join(f"{k}={v}" for k, v in sorted(opts.overrides.items()))
+    plan = (run / "command.txt").read_text() + f"\n# config.json: profile {opts.profile}, overrides {overrides}\n"
+    return {"img_s": rate, "run": str(run), "plan": plan, "epochs_used": len(epochs),
             "final_val_accuracy": metrics.get("final_val_accuracy"), "per_epoch": metrics["per_epoch"],
             "feature_cache": metrics.get("feature_cache")}
 
