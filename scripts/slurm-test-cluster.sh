@@ -22,7 +22,7 @@ stop() {
   done
   for _ in $(seq 30); do
     alive=0
-    for pidf in "$dir"/run/*.pid; do [ -f "$pidf" ] && kill -0 "$(cat "$pidf")" 2>/dev/null && alive=1; done
+    for pidf in "$dir"/run/*.pid; do [ -f "$pidf" ] && kill -0 "$(cat "$pidf" 2>/dev/null)" 2>/dev/null && alive=1; done
     [ $alive = 0 ] && break
     sleep 1
   done
@@ -79,9 +79,12 @@ CONF
 export SLURM_CONF=$conf
 
 stop  # a previous cluster in the same dir
-if ! pgrep -x munged >/dev/null; then
+# munge: started unless one answers (a munged that is still exiting does not count)
+if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
   mkdir -p /run/munge && chown munge:munge /run/munge 2>/dev/null || true
-  if id munge >/dev/null 2>&1; then runuser -u munge -- munged; else munged; fi
+  if id munge >/dev/null 2>&1; then runuser -u munge -- munged -f; else munged -f; fi
+  for _ in $(seq 30); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.5; done
+  munge -n | unmunge >/dev/null || { echo "[slurm] munged does not answer" >&2; exit 1; }
 fi
 slurmctld -f "$conf" -i
 for n in n1 n2; do slurmd -f "$conf" -N $n; done
