@@ -56,8 +56,8 @@ def test_compose_two_node_layout(image, tmp_path):
     r = invoke("keys", "--dir", str(tmp_path / "keys"))
     assert r.returncode == 0, r.stderr
     # Two "hosts" with their own copy of the key dir, as on two machines: nothing shared but the results dir.
-    for node in ("node1", "node2"):
-        shutil.copytree(tmp_path / "keys", tmp_path / f"keys-{node}", symlinks=False)
+    for node in ("node1", "node2"):  # copied keeping ownership (the image's user must read the private key)
+        subprocess.run(["cp", "-a", str(tmp_path / "keys"), str(tmp_path / f"keys-{node}")], check=True)
     shutil.rmtree(tmp_path / "keys")
     r = invoke("compose-env", "--results-dir", str(results), "--profile", "smoke", "--image", image,
                "--keys", str(tmp_path / "keys-node1"))

@@ -148,7 +148,7 @@ def prepare(opts: Options) -> Prepared:
         topo = slurmlib.node_topology(opts.partition)
     else:
         topo = here
-    # Slurm: the plan describes a compute node (--topology, or nodes like this one) by positions in its cpuset.
+    # Slurm: the plan describes a compute node (--topology, or Slurm's description of it) by positions in its cpuset.
     plan = planlib.make_plan(topo, opts.sockets, opts.emulate_sockets, opts.cores_per_socket, opts.controller,
                              opts.hosts, node_count=opts.nodes if slurm else 1, relative=slurm)
     if not slurm and (not opts.topology_file or not opts.dry_run):
