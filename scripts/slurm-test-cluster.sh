@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A real Slurm cluster of two emulated nodes on this one machine, for the tests and for trying the Slurm engine:
-# munged, slurmctld and two `slurmd -N n1|n2` (Debian's slurm-wlm 22.05, cgroup v1 task/affinity + task/cgroup).
+# its own munged, slurmctld and two `slurmd -N n1|n2` (Debian's slurm-wlm 22.05, cgroup v1 task/affinity +
+# task/cgroup), all stopped by their pids with `stop`.
 #
 #   scripts/slurm-test-cluster.sh start DIR     # writes DIR/slurm.conf, starts the daemons, waits for 2 idle nodes
 #   scripts/slurm-test-cluster.sh stop DIR      # stops them (and every job)
@@ -48,6 +49,7 @@ SlurmctldHost=localhost
 SlurmctldPort=$port_base
 SlurmUser=root
 AuthType=auth/munge
+AuthInfo=socket=$dir/run/munge.socket
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool/%n
 SlurmctldPidFile=$dir/run/slurmctld.pid
@@ -79,13 +81,12 @@ CONF
 export SLURM_CONF=$conf
 
 stop  # a previous cluster in the same dir
-# munge: started unless one answers (a munged that is still exiting does not count)
-if ! munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
-  mkdir -p /run/munge && chown munge:munge /run/munge 2>/dev/null || true
-  if id munge >/dev/null 2>&1; then runuser -u munge -- munged -f; else munged -f; fi
-  for _ in $(seq 30); do munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.5; done
-  munge -n | unmunge >/dev/null || { echo "[slurm] munged does not answer" >&2; exit 1; }
-fi
+# The cluster's own munged, on its own socket (slurm.conf's AuthInfo names it), stopped with the cluster by its pid.
+sock=$dir/run/munge.socket
+munged -f --socket="$sock" --pid-file="$dir/run/munged.pid" --log-file="$dir/log/munged.log" \
+  --seed-file="$dir/run/munged.seed"
+for _ in $(seq 30); do munge -S "$sock" -n 2>/dev/null | unmunge -S "$sock" >/dev/null 2>&1 && break; sleep 0.5; done
+munge -S "$sock" -n | unmunge -S "$sock" >/dev/null || { echo "[slurm] munged does not answer ($dir/log)" >&2; exit 1; }
 slurmctld -f "$conf" -i
 for n in n1 n2; do slurmd -f "$conf" -N $n; done
 for _ in $(seq 60); do
