@@ -12,6 +12,7 @@ which is checked, not assumed.
 from __future__ import annotations
 
 import errno
+import importlib.util
 import io
 import json
 import os
@@ -196,6 +197,9 @@ def absolute(cfg: dict) -> dict:
     if cfg["dataset"] == "tfds":
         data_dir, manual = data.tfds_dirs(cfg)
         out["data_dir"], out["manual_dir"] = str(Path(data_dir).resolve()), str(Path(manual).resolve())
+    if cfg["dataset"] == "synthetic":  # the synthetic set is made once, on the host, and read by every run
+        root = cfg["data_dir"] or Path(os.environ.get("XEONTL_CACHE_DIR") or Path.home() / ".cache" / "xeontl")
+        out["data_dir"] = str((Path(root).expanduser() / ("" if cfg["data_dir"] else "synthetic")).resolve())
     return out
 
 
@@ -209,12 +213,18 @@ def host_paths(cfg: dict) -> list[str]:
         paths.append(cfg["data_dir"])
         if not cfg["manual_dir"].startswith(cfg["data_dir"] + "/"):
             paths.append(cfg["manual_dir"])
+    if cfg["dataset"] == "synthetic" and cfg["data_dir"]:
+        paths.append(cfg["data_dir"])
     return [str(Path(path).expanduser().resolve()) for path in paths]
 
 
 def needed(cfg: dict) -> dict[str, Path]:
-    """The assets a config reads that can be fetched: {"weights": DIR, "data": ARCHIVE} (only what is missing)."""
+    """The assets a config reads that can be fetched or made: {"weights": DIR, "data": ARCHIVE, "synthetic": FILE}
+    (only what is missing)."""
     out = {}
+    cache = data.synthetic_cache_file(cfg) if cfg["dataset"] == "synthetic" else None
+    if cache is not None and not cache.is_file():
+        out["synthetic"] = cache
     kind, _, raw = cfg["weights"].partition(":")
     if kind == "savedmodel" and not (Path(raw).expanduser() / "saved_model.pb").is_file():
         out["weights"] = Path(raw).expanduser()
@@ -234,6 +244,12 @@ def fetch(cfg: dict, weights_handle: str = WEIGHTS_HANDLE, data_url: str = DATA_
     """Everything the config needs and lacks, fetched and verified; the manifest updated. Returns its entries."""
     got = {}
     todo = needed(cfg)
+    if "synthetic" in todo:  # made, not fetched: nothing to record in the manifest
+        data.write_synthetic_cache(cfg)
+    if ("weights" in todo or (cfg["dataset"] == "tfds" and not _tfds_prepared(cfg))) and not all(
+            importlib.util.find_spec(m) for m in ("tensorflow", "tensorflow_hub", "tensorflow_datasets")):
+        raise UserError("the paper's weights and data are prepared on this host with TF Hub and TFDS, which this "
+                        "Python lacks: run `invoke setup --native` (or bring them with `invoke assets --from FILE`)")
     if "data" in todo:
         got["data"] = fetch_file(data_url, todo["data"], cfg["archive_sha256"],
                                  data.ARCHIVE_BYTES if cfg["archive_sha256"] == data.ARCHIVE_SHA256 else None,

@@ -59,7 +59,8 @@ FIELDS: dict[str, Field] = {
     "description": Field(str, "what this profile is for", default=""),
     # data
     "dataset": Field(str, "tfds | synthetic | folder:PATH", _dataset, "synthetic"),
-    "data_dir": Field(str, "TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)", default=""),
+    "data_dir": Field(str, "TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets); for dataset=synthetic "
+                      "the dir of its cached set (default: ~/.cache/xeontl/synthetic)", default=""),
     "manual_dir": Field(str, "folder holding a pre-downloaded Kather_texture_2016_image_tiles_5000.zip", default=""),
     "archive_sha256": Field(str, "expected sha256 of a folder:*.zip dataset (default: the upstream archive's)",
                             default="936d0b95ae0f04f1f7b18a2b7e8c55776c3e887d102f645bcee752d1a6626a32"),
@@ -79,7 +80,8 @@ FIELDS: dict[str, Field] = {
                           "| off",
                           _one_of("auto", "on", "off"), "auto"),
     # training
-    "precision": Field(str, "bf16 | fp32", _one_of("bf16", "fp32"), "bf16"),
+    "precision": Field(str, "bf16 | fp32 | auto (bf16 where the CPU has oneDNN BF16 kernels, else fp32; decided by "
+                            "each rank and recorded in metrics.json)", _one_of("bf16", "fp32", "auto"), "bf16"),
     "amp": Field(str, "how bf16 is applied: onednn (TF's auto mixed precision graph rewrite) | keras "
                  "(mixed_bfloat16 policy)",
                  _one_of("onednn", "keras"), "onednn"),
