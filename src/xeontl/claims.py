@@ -46,6 +46,9 @@ def facts(run: dict) -> dict[str, str | None]:
         protocol.append("resumed")
     if cfg.get("profile") not in (None, "paper"):
         protocol.append(f"profile {cfg.get('profile')}")
+    ran = m.get("precision") or {}
+    if ran.get("precision") == "fp32" and cfg.get("precision") != "fp32":  # "auto" on a CPU without BF16 kernels
+        protocol.append("ran fp32, not the paper's BF16")
     out["paper_protocol"] = ", ".join(protocol) or None
     hw = []
     if plan.get("emulated"):

@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, what in (("probe", "print what this environment is (host, container, software, oneDNN ISA) as JSON"),
                        ("isa-sample", "run a short conv + matmul sample (the probe runs it with ONEDNN_VERBOSE=1)")):
         pr = sub.add_parser(name, help=what)
-        pr.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
+        pr.add_argument("--precision", default="bf16", choices=("bf16", "fp32", "auto"))
         pr.add_argument("--amp", default="onednn", choices=("onednn", "keras"))
 
     m = sub.add_parser("measure", help="the bench's compute probe: matmul GFLOP/s or backbone images/s, as JSON")

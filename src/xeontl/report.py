@@ -105,11 +105,14 @@ def pair(run: Path, others: list[Path]) -> tuple[dict | None, dict | None, dict 
     runs = [this, *[r for r in map(claims.load_run, others) if r["metrics"].get("status") == "success"
                     and r["config"].get("profile") == this["config"].get("profile")]]
 
-    def pick(sockets, precision):
-        return next((r for r in runs if r["config"].get("precision", "bf16") == precision
+    def role(r):  # the runs at the profile's precision (bf16, or auto) vs the FP32 comparison run (--fp32)
+        return "fp32" if r["config"].get("precision") == "fp32" else "main"
+
+    def pick(sockets, which):
+        return next((r for r in runs if role(r) == which
                      and (sockets is None or r["plan"].get("sockets", 1) == sockets)), None)
 
-    return pick(1, "bf16"), pick(2, "bf16"), pick(None, "fp32")
+    return pick(1, "main"), pick(2, "main"), pick(None, "fp32")
 
 
 def write(run: Path, others: list[Path] | None = None) -> Path:
@@ -145,8 +148,9 @@ def write(run: Path, others: list[Path] | None = None) -> Path:
                   f"- precision: {json.dumps(metrics.get('precision'))}, LR {metrics.get('learning_rate')} "
                   f"({metrics.get('lr_rule')})"]
         for r in metrics.get("ranks", []):
+            rss = f", peak RSS {r['peak_rss_mib']:.0f} MiB" if r.get("peak_rss_mib") else ""
             lines.append(f"- rank {r['rank']}: {r['images_per_second']:.1f} images/s on CPUs {r['affinity']}, "
-                         f"{r['train_images']} training images")
+                         f"{r['train_images']} training images{rss}")
         if metrics.get("per_class_accuracy"):
             lines += ["", "| class | accuracy |", "|---|---|"]
             lines += [f"| {k} | {v:.1%} |" for k, v in metrics["per_class_accuracy"].items()]

@@ -14,12 +14,43 @@ def configure_threads(intra: int, inter: int) -> dict:
     return {"intra_op": intra or "tf-default", "inter_op": inter or "tf-default"}
 
 
+# CPU flags with which oneDNN (TF 2.14's v3.x) has BF16 kernels: AMX and AVX512-BF16 natively, any AVX-512 core
+# (avx512bw) by emulation, AVX-NE-CONVERT hosts by conversion. Without them TF's BF16 rewrite still happens and the
+# first BF16 convolution fails ("Value for attr 'T' of bfloat16 is not in the list of allowed values", seen on an
+# AVX2-only AMD EPYC): so a BF16 run is refused there before it starts, and "auto" picks fp32.
+BF16_FLAGS = ("amx_bf16", "avx512_bf16", "avx512bw", "avx_ne_convert")
+
+
+def bf16_kernels(flags) -> bool:
+    return any(f in flags for f in BF16_FLAGS)
+
+
+def choose_precision(precision: str, cpu: dict) -> tuple[str, str | None]:
+    """The precision a process runs at on this CPU, and why when it is not what was asked for: bf16 | fp32 as asked
+    (bf16 on a CPU without BF16 kernels: one line, before anything runs), auto = bf16 where oneDNN can, else fp32."""
+    from xeontl.errors import UserError
+
+    have = bf16_kernels(cpu.get("flags") or ())
+    if precision == "bf16" and not have:
+        raise UserError(f"precision bf16: this CPU ({cpu.get('model_name')}) has no oneDNN BF16 kernels (none of "
+                        f"{', '.join(BF16_FLAGS)}): run on an AVX-512 or AMX host, or --set precision=fp32 (not the "
+                        f"paper's precision) or precision=auto")
+    if precision == "auto":
+        return ("bf16", None) if have else ("fp32", f"auto: fp32, this CPU ({cpu.get('model_name')}) has no oneDNN "
+                                                    f"BF16 kernels")
+    return precision, None
+
+
 def configure_precision(precision: str, amp: str) -> dict:
-    """BF16: TF's oneDNN auto mixed precision (a graph rewrite, the paper's AMP) or the Keras mixed_bfloat16 policy."""
+    """BF16: TF's oneDNN auto mixed precision (a graph rewrite, the paper's AMP) or the Keras mixed_bfloat16 policy.
+    `auto` (the offline profiles) resolves here, where the process runs, and says so."""
     import tensorflow as tf
 
+    from xeontl.provenance import cpuinfo
+
+    precision, why = choose_precision(precision, cpuinfo())
     if precision == "fp32":
-        return {"precision": "fp32", "mechanism": None}
+        return {"precision": "fp32", "mechanism": None, **({"chosen": why} if why else {})}
     if amp == "onednn":
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
         return {"precision": "bf16", "mechanism": "grappler auto_mixed_precision_onednn_bfloat16"}
