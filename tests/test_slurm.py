@@ -44,7 +44,7 @@ def test_dry_run_prints_the_sbatch_script_for_the_papers_nodes():
     assert "0) exec env OMP_NUM_THREADS=54 numactl -C +0-55,112-167 -m +0" in wrapper
     assert "1) exec env OMP_NUM_THREADS=54 numactl -C +56-111,168-223 -m +1" in wrapper
     assert "--intra-threads 54 --inter-threads 56" in wrapper and "--config /results/config.json" in wrapper
-    assert "xeontl probe" in script and "probe.json" in script
+    assert "xeontl probe" not in script  # rank 0 writes probe.json itself: no second step after the training
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0  # valid bash
 
 
@@ -79,8 +79,8 @@ def test_without_slurm_tools_says_so(tmp_path):
 def cluster(tmp_path_factory):
     if not HAVE_SLURM:
         if os.environ.get("XEONTL_REQUIRE_SLURM") == "1":
-            pytest.fail("Slurm/munge/Charliecloud not installed: run scripts/setup-host.sh")
-        pytest.skip("Slurm test cluster needs slurm-wlm, munge and charliecloud (scripts/setup-host.sh)")
+            pytest.fail("Slurm/munge/Charliecloud not installed: run scripts/setup-host.sh --slurm")
+        pytest.skip("Slurm test cluster needs slurm-wlm, munge and charliecloud (scripts/setup-host.sh --slurm)")
     d = tmp_path_factory.mktemp("slurm")
     up = run(["bash", "scripts/slurm-test-cluster.sh", "start", str(d)], timeout=180)
     assert up.returncode == 0, up.stdout + up.stderr

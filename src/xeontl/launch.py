@@ -49,7 +49,6 @@ class Options:
     image: str = DEFAULT_IMAGE
     results_dir: Path = Path("results")
     report: bool = True
-    probe: bool = True  # provenance's in-environment probe (~10 s); the bench skips it and records the host once
     resume: Path | None = None  # a run dir to continue from its last epoch checkpoint
     wait: bool = False  # queue behind a run holding the same CPUs instead of refusing
     extra_env: dict = dataclasses.field(default_factory=dict)  # added to every worker's env (bench variants)
@@ -171,7 +170,7 @@ def prepare(opts: Options) -> Prepared:
                                str(slurmlib.image_dir_for(opts.image)) if in_image else None,
                                str(opts.resume) if opts.resume and in_image else None,
                                tuple(read_only) if in_image else ())
-        script = planlib.slurm_script(plan, job, rank_args, cfg["precision"], cfg["amp"], opts.extra_env)
+        script = planlib.slurm_script(plan, job, rank_args, opts.extra_env)
         return Prepared(opts, cfg, topo, plan, run_id, ["sbatch", "--parsable", str(staging / "job.sbatch")],
                         inner, ranks, script)
     if opts.native:
@@ -227,6 +226,17 @@ def check_results_dir(results: Path, need_bytes: int = 200 << 20) -> None:
                         f"space")
 
 
+def native_env(*extra: dict) -> dict:
+    """The environment of a --native command: this launcher's own Python environment (.venv/bin: python, horovodrun)
+    first on PATH, so the ranks run the same stack the launcher was installed in, activated or not."""
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ}
+    for e in extra:
+        env.update(e)
+    env["PATH"] = os.pathsep.join([bindir, *[p for p in env.get("PATH", "").split(os.pathsep) if p != bindir]])
+    return env
+
+
 def check_native() -> None:
     missing = [t for t in ("numactl",) if shutil.which(t) is None]
     try:
@@ -234,7 +244,8 @@ def check_native() -> None:
     except ImportError:
         missing.append("horovod (python package)")
     if missing:
-        raise UserError(f"--native needs {', '.join(missing)}: run `invoke setup`, or drop --native to use the image")
+        raise UserError(f"--native needs {', '.join(missing)}: run `invoke setup --native`, or drop --native to use "
+                        f"the image")
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -302,20 +313,6 @@ def settle_status(staging: Path, rc: int, status: str | None) -> tuple[str, dict
     return status, failure, metrics
 
 
-def run_probe(p: Prepared, timeout: int = 300) -> dict:
-    """`xeontl probe` where the workers ran: same image, cpuset, caps, and rank 0's threads and numactl."""
-    inner = planlib.probe_command(p.plan, p.cfg["precision"], p.cfg["amp"])
-    if p.opts.native:
-        cmd, env = inner, {**os.environ, **p.plan.env}
-    else:
-        cmd, env = planlib.docker_command(p.plan, p.opts.image, inner, None, container_user()), dict(os.environ)
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (subprocess.TimeoutExpired, json.JSONDecodeError, IndexError) as e:
-        return {"error": f"probe failed: {type(e).__name__}"}
-
-
 def reproduce(opts: Options) -> int:
     p = prepare(opts)
     if opts.dry_run:
@@ -331,7 +328,8 @@ def execute(p: Prepared) -> tuple[int, Path]:
     opts, text = p.opts, render(p)
     check_results_dir(opts.results_dir)
     if assets.needed(p.cfg):  # the paper profile's weights or data are missing: fetch and verify them first
-        print(f"xeontl: fetching {', '.join(assets.needed(p.cfg))} (invoke assets; --from FILE on offline hosts)")
+        print(f"xeontl: making {', '.join(assets.needed(p.cfg))} (invoke assets; --from FILE on offline hosts)",
+              flush=True)
         assets.fetch(p.cfg)
     image_info = container = None
     if opts.engine == "slurm":
@@ -368,14 +366,14 @@ def _execute_locked(p: Prepared, text: str, image_info: dict | None, container: 
         _chown_tree(staging, IMAGE_UID, IMAGE_UID)  # the container's non-root user writes here
     started = datetime.now(timezone.utc).isoformat()
     t0 = time.time()
-    inside = engine = None
-    if p.script:  # Slurm: submit, follow, collect (the probe ran inside the job)
+    engine = None
+    if p.script:  # Slurm: submit, follow, collect
         from xeontl import slurm
 
         (staging / "job.sbatch").write_text(p.script)
-        rc, status, inside, engine = slurm.run(staging / "job.sbatch", staging, p.cfg["epochs"], container)
+        rc, status, engine = slurm.run(staging / "job.sbatch", staging, p.cfg["epochs"], container)
     else:
-        env = {**os.environ, **p.plan.env, **opts.extra_env} if opts.native else dict(os.environ)
+        env = native_env(p.plan.env, opts.extra_env) if opts.native else dict(os.environ)
         rc, status = _run(p.command, staging / "logs-launcher.txt", env, None if opts.native else f"xeontl-{p.run_id}")
     if opts.docker and os.getuid() == 0:
         _chown_tree(staging, 0, 0)  # hand the results back to the invoking user
@@ -383,8 +381,7 @@ def _execute_locked(p: Prepared, text: str, image_info: dict | None, container: 
     from xeontl import provenance, report  # after the run: they read its outputs
 
     status, failure, metrics = settle_status(staging, rc, status)
-    if inside is None:
-        inside = run_probe(p) if opts.probe else {"error": "probe skipped (a bench run: bench.json has the host)"}
+    inside = provenance.read_probe(staging)  # rank 0 wrote it where it ran, on every engine
     provenance.write(staging, p, status, failure, metrics, inside, started, seconds, image_info, engine)
     if opts.report:
         report.write(staging)  # alone: the ratio claims need a set of runs (invoke paper, invoke report --runs)

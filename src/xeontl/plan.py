@@ -252,11 +252,6 @@ def train_args(worker: Worker, config: str, output: str, resume_from: str | None
             *(["--fault-after-epoch", str(fault_after_epoch)] if fault_after_epoch else [])]
 
 
-def probe_command(plan: Plan, precision: str, amp: str) -> list[str]:
-    """`xeontl probe` as rank 0 ran: what provenance records about the environment the workers saw."""
-    return worker_command(plan.workers[0], ["probe", "--precision", precision, "--amp", amp])
-
-
 def measure_command(worker: Worker, what: str, precision: str, size: int, batch: int, repeats: int) -> list[str]:
     """`xeontl measure` (the bench's compute probes) on one worker's cores with its thread count."""
     return worker_command(worker, ["measure", what, "--precision", precision, "--size", str(size),
@@ -337,10 +332,10 @@ def slurm_enter(job: SlurmJob) -> list[str]:
     return ["sh", "-c", script, "xeontl-ch"]
 
 
-def slurm_script(plan: Plan, job: SlurmJob, rank_args, precision: str, amp: str, extra_env: dict | None = None) -> str:
+def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = None) -> str:
     """The sbatch script of a plan: one task per socket on every node, each task exec'ing its own socket's command
-    (picked by SLURM_LOCALID) with the plan's CPUs as positions in its node's cpuset; after the training, the
-    provenance probe as rank 0 ran. Every CPU, thread and env decision is the plan's; Slurm only places the tasks."""
+    (picked by SLURM_LOCALID) with the plan's CPUs as positions in its node's cpuset (rank 0 writes the provenance
+    probe itself). Every CPU, thread and env decision is the plan's; Slurm only places the tasks."""
     cpus_per_task = max(len(w.cpus) for w in plan.workers)
     enter = slurm_enter(job)
     srun = ["srun", *(["--mpi=pmix"] if plan.horovod else []), "--cpu-bind=none", "--kill-on-bad-exit=1",
@@ -372,10 +367,5 @@ def slurm_script(plan: Plan, job: SlurmJob, rank_args, precision: str, amp: str,
         "fi",
         'echo "xeontl: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST"',
         shlex.join([*srun, *enter, *rank_wrapper(plan, rank_args)]),
-        "rc=$?",
-        "# What rank 0's environment was: host, container, software, the oneDNN kernels dispatched.",
-        shlex.join(["srun", "--nodes=1", "--ntasks=1", "--cpu-bind=none", *enter, *probe_command(plan, precision, amp)])
-        + f" > {run}/probe.json 2> {run}/logs/probe.txt",
-        "exit $rc",
         "",
     ])

@@ -1,8 +1,9 @@
 """provenance.json: what ran, where, on what, with what. Validated against schemas/provenance.schema.json.
 
-Two halves: `probe()` runs inside the execution environment (the container, with the plan's cpuset and numactl) and
-sees what the workers saw; `write()`, called by the launcher after the run, adds what only the host knows (image,
-git, command). This module records: it starts no run or container and settles no status (launch.py does both).
+Two halves: `probe()` runs inside the execution environment, in rank 0 itself (probe.json in the run dir, on every
+engine: its cpuset, numactl and threads are rank 0's); `write()`, called by the launcher after the run, adds what
+only the host knows (image, git, command). This module records: it starts no run or container and settles no status
+(launch.py does both); its one child process is the math-path sample rank 0 starts.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ ENV_ALLOW_PREFIXES = ("KMP_", "OMP_", "TF_", "ONEDNN_", "DNNL_", "HOROVOD_", "OM
                       "CUDA_VISIBLE", "OPAL_", "PMIX_")
 SECRET_PATTERN = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|PRIVATE|SESSION|COOKIE", re.I)
 REDACTED = "<redacted>"
-FLAGS_OF_NOTE = ("amx_bf16", "amx_tile", "amx_int8", "avx512_bf16", "avx512f", "avx512_vnni", "avx512_fp16")
+FLAGS_OF_NOTE = ("amx_bf16", "amx_tile", "amx_int8", "avx512_bf16", "avx512f", "avx512_vnni", "avx512_fp16", "avx2",
+                 "fma", "avx_vnni")
 ISA_SAMPLE_TIMEOUT = 180
 
 
@@ -56,6 +58,7 @@ def cpuinfo() -> dict:
     flags = kv.get("flags", "").split()
     return {"model_name": kv.get("model name"), "vendor": kv.get("vendor_id"), "family": kv.get("cpu family"),
             "model": kv.get("model"), "stepping": kv.get("stepping"), "microcode": kv.get("microcode"),
+            "mhz": kv.get("cpu MHz"),  # a VM reports its nominal (TSC) clock here, not the boost clock
             "flags": flags, "flags_of_note": {f: f in flags for f in FLAGS_OF_NOTE},
             "hypervisor": _hypervisor() if "hypervisor" in flags else "none"}
 
@@ -155,15 +158,30 @@ def software() -> dict:
             "lock_sha256": hashlib.sha256(lf.read_bytes()).hexdigest() if lf else None}
 
 
-def isa_proof(precision: str, amp: str) -> dict:
+def start_isa_sample(precision: str, amp: str) -> subprocess.Popen:
+    """runtime.isa_sample in a child process (oneDNN reads ONEDNN_VERBOSE once, at start) that inherits the caller's
+    CPUs, memory nodes and threads. Rank 0 starts it beside its own start-up and reads it before training starts."""
     env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, "-m", "xeontl", "isa-sample", "--precision", precision, "--amp", amp],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def isa_proof(precision: str, amp: str, proc: subprocess.Popen | None = None) -> dict:
+    """What oneDNN dispatched for a short sample of the training math: its ISA, kernels, whether BF16/AMX ran."""
+    proc = proc or start_isa_sample(precision, amp)
     try:
-        # runtime.isa_sample in a child process (oneDNN reads ONEDNN_VERBOSE once, at start), with our own pinning
-        out = subprocess.run([sys.executable, "-m", "xeontl", "isa-sample", "--precision", precision, "--amp", amp],
-                             capture_output=True, text=True, env=env, timeout=ISA_SAMPLE_TIMEOUT)
+        stdout, stderr = proc.communicate(timeout=ISA_SAMPLE_TIMEOUT)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
         return {"error": "ISA sample timed out"}
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith(("onednn_verbose", "dnnl_verbose"))]
+    return {**parse_onednn_verbose(stdout), "precision": precision, "amp": amp, "returncode": proc.returncode,
+            **({"stderr_tail": stderr[-500:]} if proc.returncode else {})}
+
+
+def parse_onednn_verbose(stdout: str) -> dict:
+    """oneDNN's ONEDNN_VERBOSE=1 lines: its version, the ISA it detected, the kernels it ran (with their ISA)."""
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(("onednn_verbose", "dnnl_verbose"))]
     isa_line = next((ln.split(",", 3)[-1] for ln in lines if ",info,cpu,isa:" in ln), None)
     version = next((m[1] for ln in lines if (m := re.search(r",info,oneDNN (v[\d.]+)", ln))), None)
     impls, bf16 = {}, False
@@ -176,18 +194,24 @@ def isa_proof(precision: str, amp: str) -> dict:
                  r"gemm:jit|ref)")
     isas = sorted({m for impl in impls for m in re.findall(isa_names, impl)})
     return {"onednn_version": version, "cpu_isa": isa_line, "implementations": impls, "isas_dispatched": isas,
-            "bf16_kernels_seen": bf16,
-            "amx_used": any("amx" in i for i in isas), "precision": precision, "amp": amp,
-            "returncode": out.returncode, **({"stderr_tail": out.stderr[-500:]} if out.returncode else {})}
+            "bf16_kernels_seen": bf16, "amx_used": any("amx" in i for i in isas)}
 
 
-def probe(precision: str = "bf16", amp: str = "onednn") -> dict:
-    """Everything observable from inside the execution environment."""
+def probe(precision: str = "bf16", amp: str = "onednn", sample: subprocess.Popen | None = None) -> dict:
+    """Everything observable from inside the execution environment (rank 0 writes it as probe.json)."""
     return {"host": host(), "execution": execution_inside(), "software": software(),
-            "math_path": isa_proof(precision, amp), "env": redact_env(dict(os.environ))}
+            "math_path": isa_proof(precision, amp, sample), "env": redact_env(dict(os.environ))}
 
 
 # ------------------------------------------------------------------------------------------------ launcher side
+def read_probe(run_dir: Path) -> dict:
+    """Rank 0's probe.json; a run that died before rank 0 wrote it says so instead."""
+    try:
+        return json.loads((run_dir / "probe.json").read_text())
+    except (OSError, ValueError):
+        return {"error": "no probe.json: rank 0 did not start or was killed before writing it (see logs/)"}
+
+
 def git_info(repo: Path) -> dict:
     def git(*args):
         try:
@@ -197,8 +221,6 @@ def git_info(repo: Path) -> dict:
         return r.stdout.strip() if r.returncode == 0 else None
 
     commit = git("rev-parse", "HEAD")
-    if commit is None and os.environ.get("XEONTL_GIT_REVISION"):  # the image's build revision
-        return {"commit": os.environ["XEONTL_GIT_REVISION"], "dirty": None, "source": "image label"}
     return {"commit": commit, "dirty": bool(git("status", "--porcelain")) if commit else None}
 
 

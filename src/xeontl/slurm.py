@@ -5,7 +5,6 @@ script; nothing here decides a CPU, a thread count or an env value."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -178,17 +177,10 @@ def record(job_id: str, info: dict, run_dir: Path, container: dict | None) -> di
             "script": "job.sbatch"}
 
 
-def read_probe(run_dir: Path) -> dict:
-    try:
-        return json.loads((run_dir / "probe.json").read_text().strip().splitlines()[-1])
-    except (OSError, ValueError, IndexError):
-        return {"error": "probe failed: see logs/probe.txt"}
-
-
-def run(script: Path, run_dir: Path, epochs: int, container: dict | None) -> tuple[int, str | None, dict, dict]:
-    """Submit, follow, collect: (exit code, status if known, the probe's view, the engine's record)."""
+def run(script: Path, run_dir: Path, epochs: int, container: dict | None) -> tuple[int, str | None, dict]:
+    """Submit, follow, collect: (exit code, status if known, the engine's record)."""
     job_id = submit(script)
     print(f"xeontl: submitted slurm job {job_id} ({script})", flush=True)
     sys.stdout.flush()
     rc, status, info = follow(job_id, run_dir, epochs)
-    return rc, status, read_probe(run_dir), record(job_id, info, run_dir, container)
+    return rc, status, record(job_id, info, run_dir, container)

@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import shutil
 import signal
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, checkpoint, data, features, model, runtime
+from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, checkpoint, data, features, model, provenance, runtime
 from xeontl.errors import UserError
 from xeontl.events import FILE as EVENTS_FILE
 from xeontl.events import EventLog
@@ -198,10 +199,11 @@ def check_inputs(cfg: dict, output: Path) -> dict:
 
 
 class Results:
-    """What a run leaves: every rank's log; on rank 0 the MLPerf event log and metrics.json (written on failure
-    too). A user mistake found before training leaves nothing behind: what this run created is removed."""
+    """What a run leaves: every rank's log; on rank 0 the MLPerf event log, metrics.json (written on failure too) and
+    probe.json (its environment and the math path oneDNN dispatched, for provenance). A user mistake found before
+    training leaves nothing behind: what this run created is removed."""
 
-    def __init__(self, output: Path, rank: int, size: int):
+    def __init__(self, output: Path, rank: int, size: int, cfg: dict):
         self.output, self.rank0, self.created = output, rank == 0, not output.exists()
         output.mkdir(parents=True, exist_ok=True)
         setup_logging(output, rank)
@@ -209,11 +211,27 @@ class Results:
         self.events = EventLog(output / EVENTS_FILE if self.rank0 else None)
         self.metrics: dict = {"status": "failed", "workers": size, "notices": []}
         self.training_started = False
+        # Horovod: rank 0 proves the math path with a short oneDNN-verbose sample in a child process on its own CPUs,
+        # started now so it overlaps the start-up, read before the first epoch (a second container after the run
+        # cost 22 s).
+        self.precision = (cfg["precision"], cfg["amp"])
+        self.isa_sample = provenance.start_isa_sample(*self.precision) if self.rank0 else None
+
+    def write_probe(self) -> None:
+        if self.isa_sample is not None:
+            doc = provenance.probe(*self.precision, sample=self.isa_sample)
+            self.isa_sample = None
+            (self.output / "probe.json").write_text(json.dumps(doc, default=str))
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, tb):
+        if self.isa_sample is not None and (isinstance(error, (UserError, KeyboardInterrupt))):
+            self.isa_sample.kill()  # nothing to record: the run is removed or was interrupted
+            self.isa_sample.communicate()
+            self.isa_sample = None
+        self.write_probe()  # a run that failed before its first epoch still says where it ran
         if error is not None:
             self.metrics["status"] = "aborted" if isinstance(error, KeyboardInterrupt) else "failed"
             self.metrics["error"] = f"{kind.__name__}: {error}"
@@ -248,7 +266,7 @@ def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from:
 
     # 2. One worker per socket under horovodrun; a plain process otherwise (the paper's 1-socket run).
     workers = Workers(Workers.launched_by_horovodrun() if use_horovod is None else use_horovod)
-    with Results(output, workers.rank, workers.size) as results:
+    with Results(output, workers.rank, workers.size, cfg) as results:
         results.metrics.update(setup)
         results.events.write("init_start")
         log.info("setup %s, workers %d, affinity %s", setup, workers.size, sorted(os.sched_getaffinity(0)))
@@ -300,6 +318,7 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
                                                 fault_after_epoch)
 
     # 7. Fit; the best epoch's weights are what the run reports.
+    results.write_probe()
     events.write("init_stop")
     events.write("run_start")
     results.training_started = True
@@ -318,6 +337,7 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
     result = {"train_seconds": train_seconds, "epochs_run": len(recorder.per_epoch), "stopped_early": stopped_early,
               "best_epoch": early.best_epoch + 1, "per_epoch": recorder.per_epoch, "ranks": ranks,
               "images_per_second": sum(r["images_per_second"] for r in ranks), "learning_rate": lr, "lr_rule": lr_rule,
+              "peak_rss_mib_per_rank": max(r["peak_rss_mib"] for r in ranks),
               "validation": "sharded" if val_sharded else "full on every rank", "dataset": ds.info,
               "feature_cache": cache.info if cache else None, "resumed_from": checkpoint.summary(resumed)}
     if rank0:
@@ -413,7 +433,10 @@ def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:
     return {"rank": workers.rank, "host": platform.node(), "controller": workers.controller(),
             "node": os.environ.get("SLURMD_NODENAME"),  # Slurm's name for the node (several may share a hostname)
             "affinity": sorted(os.sched_getaffinity(0)), "train_images": train_images,
-            "images_per_second": float(np.median([e["images_per_second"] for e in per_epoch]))}
+            "images_per_second": float(np.median([e["images_per_second"] for e in per_epoch])),
+            # the rank's own peak resident memory so far (Linux: ru_maxrss in KiB), for the memory target and a
+            # Kubernetes pod's request
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
 def final_evaluation(net, val, cfg) -> dict:
