@@ -40,7 +40,7 @@ def _overrides(pairs: list[str]) -> dict:
         "dataset": "override the profile's dataset: tfds | synthetic | folder:PATH",
         "weights": "override the profile's weights: random | savedmodel:DIR | keras:FILE.h5",
         "set": "override any other config field, KEY=VALUE (repeatable), e.g. --set epochs=5",
-        "native": "run on this host without Docker (needs `invoke setup`)",
+        "native": "run on this host without Docker (needs `invoke setup --native`)",
         "dry_run": "print the plan, env and exact command lines; run nothing",
         "topology": "plan for a recorded `lscpu --parse=CPU,CORE,SOCKET,NODE` file instead of this machine",
         "emulate_sockets": "split the usable cores into --sockets equal groups when the host has fewer sockets",
@@ -263,10 +263,12 @@ def keys(c, dir="keys"):
     print(f"xeontl: wrote {out}/id_ed25519(.pub): copy {out} to every host (XEONTL_KEYS), then `invoke compose-env`")
 
 
-@task
-def setup(c):
-    """Install the native stack on this host: apt (OpenMPI, numactl, debootstrap, build tools), pip (TF, Horovod)."""
-    c.run("bash scripts/setup-host.sh", pty=False)
+@task(help={"native": "also the training stack in .venv: OpenMPI, numactl, TensorFlow, and the Horovod wheel the "
+                      "image build compiled (for --native runs and the tests that train on this host)",
+            "slurm": "also Slurm, munge and Charliecloud (the Slurm engine and its test cluster)"})
+def setup(c, native=False, slurm=False):
+    """Set up this host in .venv: the launcher (default: enough for the quick start, which trains in the image)."""
+    c.run("bash scripts/setup-host.sh" + " --native" * native + " --slurm" * slurm, pty=False)
 
 
 @task
@@ -280,7 +282,10 @@ def lock(c):
             "fast": "the fast tier (unit, plan, config, report, bad-input tests; no training, no Docker): under a "
                     "minute, for every few minutes of work"})
 def test(c, k=None, fast=False):
-    """Run the test suite: all of it, the image included (what CI runs), or the fast tier with --fast."""
+    """Run the test suite: all of it, the image, native MPI and Slurm ones included (what CI runs), or the fast tier
+    with --fast. First makes sure this host has what they need (`invoke setup --native --slurm`: seconds when it
+    has; the first time, TensorFlow into .venv and the image build's Horovod wheel, ~2 min after the image)."""
+    c.run("bash scripts/setup-host.sh --native --slurm", pty=False)
     c.run(f"{sys.executable} -m pytest -ra" + (' -m "not slow and not docker"' if fast else "")
           + (f" -k {json.dumps(k)}" if k else ""), pty=False)
 

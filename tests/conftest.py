@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# As an activated venv would: the tests' own Python environment (.venv/bin: horovodrun, invoke) first on PATH.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 TOPOLOGIES = Path(__file__).parent / "topologies"
 SPR = TOPOLOGIES / "spr-8480-2s-ht.lscpu"
 
@@ -29,7 +31,7 @@ def have_horovod() -> bool:
     return shutil.which("horovodrun") is not None and shutil.which("numactl") is not None
 
 
-needs_horovod = pytest.mark.skipif(not have_horovod(), reason="native Horovod not installed (invoke setup)")
+needs_horovod = pytest.mark.skipif(not have_horovod(), reason="native Horovod not installed (invoke setup --native)")
 
 
 def docker_ok() -> bool:

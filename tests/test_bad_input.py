@@ -103,3 +103,21 @@ def test_compose_file_needs_nothing_but_compose_env(tmp_path):
     r = subprocess.run(["docker-compose", "-f", str(ROOT / "compose.yaml"), "--env-file", str(empty), "config", "-q"],
                        capture_output=True, text=True, env={"PATH": os.environ["PATH"], **env}, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_build_contexts_hold_only_what_each_image_copies():
+    """The app image's context is a few hundred KB (the legacy builder would send the 358 MB wheelhouse on every
+    build); a source change leaves the deps image's hash, and so the deps image, as it is."""
+    import tarfile
+
+    from xeontl import image
+
+    with image._context(image.APP_INPUTS) as ctx:
+        names = tarfile.open(fileobj=ctx).getnames()
+        ctx.seek(0, 2)
+        size = ctx.tell()
+    assert "docker/Dockerfile" in names and "src/xeontl/plan.py" in names and "src/xeontl/configs/demo.toml" in names
+    assert not any(n.startswith(("docker/wheelhouse", "requirements", "tests", "results")) for n in names)
+    assert size < 5 << 20, size
+    assert set(image.DEPS_INPUTS).isdisjoint(image.APP_INPUTS) and "src" not in image.DEPS_INPUTS
+    assert image.deps_tag() == f"xeontl-deps:{image.inputs_hash(image.DEPS_INPUTS)}"

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(params=["native", pytest.param("docker", marks=pytest.mark.docker)])
 def mode(request):
     if request.param == "native" and not have_horovod():
-        pytest.skip("native Horovod not installed (invoke setup)")
+        pytest.skip("native Horovod not installed (invoke setup --native)")
     if request.param == "docker":
         request.getfixturevalue("image")  # built, or skipped (a failure under XEONTL_REQUIRE_IMAGE=1)
     return request.param

@@ -24,6 +24,14 @@ def test_image_labels_user_and_build_checks(image):
     assert "[X] TensorFlow" in out and "[X] MPI" in out and "[X] Gloo" in out
     tools = run(["docker", "run", "--rm", image, "sh", "-c", "command -v g++ cmake || echo no-compilers"]).stdout
     assert tools.strip() == "no-compilers"  # multi-stage: compilers stay in the builder
+    # on top of the deps image of this lock, which keeps its one Horovod build as the wheel the host's --native uses
+    from xeontl import image as imagelib
+
+    deps = json.loads(run(["docker", "image", "inspect", imagelib.deps_tag()]).stdout)[0]
+    assert deps["Config"]["Labels"]["io.xeontl.deps"] == imagelib.deps_tag().split(":")[1]
+    assert set(deps["RootFS"]["Layers"]) <= set(info["RootFS"]["Layers"])
+    wheels = run(["docker", "run", "--rm", image, "ls", "/opt/xeontl/wheels"]).stdout.split()
+    assert len(wheels) == 1 and wheels[0].startswith("horovod-0.28.1-cp311-cp311-linux_x86_64")
 
 
 def test_invoke_smoke_two_ranks_in_the_image(image, tmp_path):
