@@ -149,7 +149,9 @@ def deps_tag() -> str:
 def _context(inputs: list[str], extra_dirs: tuple[str, ...] = ()) -> IO[bytes]:
     """A build context of exactly these files (and dirs), as a tar for `docker build -`."""
     f = tempfile.TemporaryFile()
-    with tarfile.open(fileobj=f, mode="w") as tar:
+    # GNU format: the docker CLI sniffs stdin's first 512 bytes for a tar header, and a PAX header (Python's default)
+    # made it take the tar for a Dockerfile ("ambiguous Dockerfile source").
+    with tarfile.open(fileobj=f, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for path in _files(inputs):
             tar.add(path, arcname=str(path.relative_to(ROOT)), recursive=False)
         for d in extra_dirs:
