@@ -1,0 +1,42 @@
+"""The precision a process runs at, by what its CPU has: bf16 refused where oneDNN has no BF16 kernels, auto = the
+best the CPU can do. Pure decisions, then the rank's behaviour on a CPU without them (faked flags)."""
+
+import pytest
+
+from xeontl import config, provenance, runtime
+from xeontl.errors import UserError
+
+SPR = {"model_name": "Intel(R) Xeon(R) Platinum 8480+", "flags": ["avx2", "fma", "avx512f", "avx512bw", "amx_bf16"]}
+ZEN4 = {"model_name": "AMD EPYC 9R14", "flags": ["avx2", "fma", "avx512f", "avx512bw", "avx512_bf16"]}
+ZEN3 = {"model_name": "AMD EPYC", "flags": ["avx", "avx2", "fma"]}
+
+
+@pytest.mark.parametrize("cpu", [SPR, ZEN4])
+def test_bf16_and_auto_run_bf16_where_onednn_has_kernels(cpu):
+    assert runtime.choose_precision("bf16", cpu) == ("bf16", None)
+    assert runtime.choose_precision("auto", cpu) == ("bf16", None)
+    assert runtime.choose_precision("fp32", cpu) == ("fp32", None)
+
+
+def test_an_avx2_only_cpu_refuses_bf16_in_one_line_and_auto_says_why_it_ran_fp32():
+    with pytest.raises(UserError) as e:
+        runtime.choose_precision("bf16", ZEN3)
+    msg = str(e.value)
+    assert "\n" not in msg and "AMD EPYC" in msg and "precision=fp32" in msg and "no oneDNN BF16 kernels" in msg
+    precision, why = runtime.choose_precision("auto", ZEN3)
+    assert precision == "fp32" and "no oneDNN BF16 kernels" in why
+
+
+def test_the_paper_profile_is_bf16_and_the_offline_ones_auto():
+    assert config.resolve("paper")["precision"] == "bf16"
+    assert config.resolve("demo")["precision"] == config.resolve("smoke")["precision"] == "auto"
+
+
+def test_a_bf16_rank_on_a_cpu_without_bf16_kernels_stops_before_writing_anything(tmp_path, monkeypatch):
+    from xeontl import train
+
+    monkeypatch.setattr(provenance, "cpuinfo", lambda: ZEN3)
+    cfg = config.resolve("smoke", {"precision": "bf16"})
+    with pytest.raises(UserError, match="precision bf16: this CPU"):
+        train.train(cfg, tmp_path / "run", use_horovod=False)
+    assert not (tmp_path / "run").exists()
