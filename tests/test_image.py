@@ -116,3 +116,12 @@ def test_node_entrypoint_takes_the_mpi_operators_key_secret(image, tmp_path):
         assert "ssh-ok" in r.stdout, r.stderr
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120)
+
+
+def test_a_source_only_rebuild_builds_on_the_deps_image_and_cleans_up(image):
+    """What the bench times: the package's few layers on the existing deps image, from a sub-MB context."""
+    from xeontl import image as imagelib
+
+    r = imagelib.time_source_rebuild()
+    assert r["seconds"] > 0 and r["context_bytes"] < 5 << 20
+    assert run(["docker", "image", "inspect", "xeontl:bench-rebuild"]).returncode != 0  # scratch tag removed

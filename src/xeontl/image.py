@@ -21,6 +21,7 @@ passed, so a failed build never leaves a half-built image under the release tag.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import shutil
@@ -146,8 +147,9 @@ def deps_tag() -> str:
     return f"{DEPS_REPO}:{inputs_hash(DEPS_INPUTS)}"
 
 
-def _context(inputs: list[str], extra_dirs: tuple[str, ...] = ()) -> IO[bytes]:
-    """A build context of exactly these files (and dirs), as a tar for `docker build -`."""
+def _context(inputs: list[str], extra_dirs: tuple[str, ...] = (), extra_files: dict[str, bytes] | None = None
+             ) -> IO[bytes]:
+    """A build context of exactly these files (and dirs, and in-memory files), as a tar for `docker build -`."""
     f = tempfile.TemporaryFile()
     # GNU format: the docker CLI sniffs stdin's first 512 bytes for a tar header, and a PAX header (Python's default)
     # made it take the tar for a Dockerfile ("ambiguous Dockerfile source").
@@ -157,6 +159,10 @@ def _context(inputs: list[str], extra_dirs: tuple[str, ...] = ()) -> IO[bytes]:
         for d in extra_dirs:
             (ROOT / d).mkdir(parents=True, exist_ok=True)
             tar.add(ROOT / d, arcname=d)
+        for name, content in (extra_files or {}).items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(content), int(time.time()), 0o644
+            tar.addfile(info, io.BytesIO(content))
     f.seek(0)
     return f
 
@@ -202,6 +208,24 @@ def build_deps(offline: bool, force: bool = False) -> tuple[str, dict]:
         _docker_build("docker/deps.Dockerfile", tag, args, ctx, "deps")
     timings["deps_build_s"] = round(time.time() - t0)
     return tag, timings
+
+
+def time_source_rebuild() -> dict:
+    """The bench's source-only rebuild: the app image built on this lock's deps image from the checkout's sources
+    plus one changed file (as an edit would), under a scratch tag removed afterwards. Returns seconds, context size."""
+    tag, deps = "xeontl:bench-rebuild", deps_tag()
+    if not dockercli.exists(deps):
+        raise UserError(f"no {deps} image: run `invoke build --offline` first")
+    stamp = datetime.now(timezone.utc).isoformat().encode()
+    t0 = time.time()
+    with _context(APP_INPUTS, extra_files={"src/xeontl/_rebuild_probe.txt": stamp}) as ctx:
+        ctx.seek(0, 2)
+        size = ctx.tell()
+        ctx.seek(0)
+        _docker_build("docker/Dockerfile", tag, {"DEPS_IMAGE": deps}, ctx, "rebuild probe")
+    seconds = time.time() - t0
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+    return {"seconds": seconds, "context_bytes": size}
 
 
 def horovod_wheel(dest: Path) -> Path:
