@@ -57,7 +57,11 @@ def test_two_horovod_ranks_stop_together_on_disjoint_shards(tmp_path, controller
     assert m["learning_rate"] == pytest.approx(2 * 0.001) and "linear" in m["lr_rule"]
     # only rank 0 writes results, its last epoch's checkpoint included (one, not one per rank or per epoch)
     assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "head.weights.h5", "logs", "metrics.json",
-                                                     "mllog.txt"]
+                                                     "mllog.txt", "probe.json"]
+    probe = json.loads((out / "probe.json").read_text())  # rank 0's view, with the math sample oneDNN ran
+    assert probe["math_path"]["returncode"] == 0 and probe["math_path"]["isas_dispatched"], probe["math_path"]
+    assert sum(map(sum, m["confusion_matrix"])) == 80  # every validation tile once, each rank predicting its half
+    assert all(r["peak_rss_mib"] > 100 for r in m["ranks"])
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["epoch-0002"]
     keys = [e["key"] for e in events.read(out / events.FILE)]
     assert keys.count("run_start") == 1 and "early_stop" in keys and keys[-1] == "run_stop"

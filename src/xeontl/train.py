@@ -7,7 +7,7 @@
     5. optimizer: LR 0.01 x workers, gradients averaged every 5 steps
     6. callbacks: Horovod's broadcast, metric averaging and 3-epoch LR warm-up; early stopping on val_loss, patience 10
     7. fit, with the best epoch's weights restored
-    8. final evaluation of the whole validation set on rank 0: metrics.json, the head's weights
+    8. final evaluation of the whole validation set (each worker its 1/N); rank 0 writes metrics.json and the head
 
 Side paths, each behind one seam: `feature_cache` (not the paper's protocol) swaps step 3's images for stored
 backbone features (`inputs_for`); `--resume-from` restores step 5's optimizer and step 6's counters from a
@@ -340,10 +340,11 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
               "peak_rss_mib_per_rank": max(r["peak_rss_mib"] for r in ranks),
               "validation": "sharded" if val_sharded else "full on every rank", "dataset": ds.info,
               "feature_cache": cache.info if cache else None, "resumed_from": checkpoint.summary(resumed)}
+    # 8. The restored best weights on the whole validation set, always through the full model on images (the feature
+    #    cache's own val accuracy is not what we report); Horovod: rank 0 alone writes the result and the weights.
+    final = final_evaluation(net, ds.val, cfg, workers)
     if rank0:
-        # 8. Horovod: rank 0 alone evaluates the restored best weights on the whole validation set (always through
-        #    the full model on images: the feature cache's own val accuracy is not what we report) and writes them.
-        result.update(final_evaluation(net, ds.val, cfg))
+        result.update(final)
         events.write("eval_accuracy", result["final_val_accuracy"], epoch_num=result["best_epoch"], final=True)
         head.save_weights(str(results.output / "head.weights.h5"))
         log.info("final val accuracy %.4f after %d epochs (best %d)", result["final_val_accuracy"],
@@ -439,9 +440,15 @@ def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def final_evaluation(net, val, cfg) -> dict:
-    probs = net.predict(data.pipeline(val, cfg, training=False), verbose=0)
-    predicted = probs.argmax(1)
-    cm = confusion(val.labels, predicted)
-    return {"final_val_accuracy": float((predicted == val.labels).mean()), "confusion_matrix": cm.tolist(),
+def final_evaluation(net, val, cfg, workers: Workers) -> dict:
+    # Horovod: every rank predicts its own 1/N of the validation set with the same restored weights, and every rank
+    # gets all predictions: the whole set is evaluated once, N times faster than rank 0 alone (400 demo tiles on one
+    # core took ~8 s after the last epoch).
+    part = val.shard(workers.size, workers.rank) if workers.size > 1 else val
+    predicted = net.predict(data.pipeline(part, cfg, training=False), verbose=0).argmax(1)
+    pairs = workers.allgather((part.labels.tolist(), predicted.tolist()))
+    labels = np.concatenate([np.asarray(lab, np.int64) for lab, _ in pairs])
+    predicted = np.concatenate([np.asarray(pred, np.int64) for _, pred in pairs])
+    cm = confusion(labels, predicted)
+    return {"final_val_accuracy": float((predicted == labels).mean()), "confusion_matrix": cm.tolist(),
             "per_class_accuracy": {n: float(cm[i, i] / max(cm[i].sum(), 1)) for i, n in enumerate(data.CLASS_NAMES)}}
