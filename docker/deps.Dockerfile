@@ -1,6 +1,8 @@
 # xeontl dependency image: Intel-optimized TensorFlow 2.14 (oneDNN, BF16/AMX) + OpenMPI 4.1 + Horovod 0.28.1, non-root.
 # Built once per lock: its tag is xeontl-deps:<hash of this file and requirements/> (image.deps_hash), so a change to
-# the package's sources rebuilds only docker/Dockerfile's few layers on top of it (seconds, a context of a few MB).
+# the package's sources only rebuilds docker/Dockerfile's few layers on top of it.
+# Few steps on purpose: Docker 20.10's legacy builder starts and commits a container for every step, even an ARG, and
+# on a fuse-overlayfs machine that took 10-20 s a step (a 26-step version spent ~5 min on steps alone).
 #
 # Online  : the defaults (debian:bookworm-slim, apt, PyPI; the same sha256-pinned lock files)
 # Offline : invoke build --offline (debootstrap bases via `docker import`, the local wheelhouse, PIP_OFFLINE=1)
@@ -9,64 +11,52 @@ ARG BUILDER_IMAGE=debian:bookworm-slim
 
 # ---------------------------------------------------------------------------------------------------------- builder
 FROM ${BUILDER_IMAGE} AS builder
-# Compilers and MPI headers: already in the offline builder base, from apt on a connected machine.
-RUN command -v g++ >/dev/null && command -v mpicxx >/dev/null && command -v cmake >/dev/null \
- || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-       python3 python3-venv python3-dev g++ make cmake libopenmpi-dev openmpi-bin \
-     && rm -rf /var/lib/apt/lists/*)
-RUN python3 -m venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1
 ARG PIP_OFFLINE=0
 COPY requirements/ /build/requirements/
 COPY docker/wheelhouse/ /wheelhouse/
-# Every package pinned by sha256; offline, pip may look nowhere but the wheelhouse.
-RUN if [ "$PIP_OFFLINE" = 1 ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi \
- && pip install --no-cache-dir --require-hashes -r /build/requirements/lock.txt
-# Horovod compiles against the TensorFlow just installed (hence no build isolation), with MPI and Gloo, into a wheel:
-# the one Horovod build of this bundle. The image installs it, and `invoke setup --native` copies it out for the host
-# (same Debian OpenMPI, Python 3.11 and TensorFlow), so Horovod is never compiled twice.
-RUN if [ "$PIP_OFFLINE" = 1 ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi \
- && HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_PYTORCH=1 \
+# One step, one layer: compilers and MPI headers (already in the offline builder base, from apt on a connected
+# machine); the venv with every locked package (sha256-pinned; offline, pip looks nowhere but the wheelhouse); then
+# Horovod compiled against that TensorFlow (hence no build isolation), with MPI and Gloo, into a wheel: the one Horovod
+# build of this bundle. The image installs it, and `invoke setup --native` copies it out for the host (same Debian
+# OpenMPI, Python 3.11 and TensorFlow), so Horovod is never compiled twice.
+RUN set -e; \
+    (command -v g++ && command -v mpicxx && command -v cmake) >/dev/null \
+    || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+          python3 python3-venv python3-dev g++ make cmake libopenmpi-dev openmpi-bin && rm -rf /var/lib/apt/lists/*); \
+    python3 -m venv /opt/venv; \
+    export PATH=/opt/venv/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1; \
+    if [ "$PIP_OFFLINE" = 1 ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi; \
+    pip install --no-cache-dir --require-hashes -r /build/requirements/lock.txt; \
+    HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_PYTORCH=1 \
     HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=-j2 \
-    pip wheel --no-cache-dir --no-build-isolation --no-deps --require-hashes -r /build/requirements/horovod.txt \
-      -w /opt/xeontl/wheels \
- && pip install --no-cache-dir --no-deps /opt/xeontl/wheels/horovod-*.whl \
- && find /opt/venv -name __pycache__ -prune -exec rm -rf {} + \
- && rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include
+      pip wheel --no-cache-dir --no-build-isolation --no-deps --require-hashes -r /build/requirements/horovod.txt \
+        -w /opt/xeontl/wheels; \
+    pip install --no-cache-dir --no-deps /opt/xeontl/wheels/horovod-*.whl; \
+    find /opt/venv -name __pycache__ -prune -exec rm -rf {} +; \
+    rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include; \
+    cp /build/requirements/lock.txt /opt/xeontl/lock.txt
 
 # ---------------------------------------------------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE}
-RUN command -v numactl >/dev/null && command -v mpirun >/dev/null && command -v sshd >/dev/null \
- || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-       python3 python3-venv openmpi-bin libopenmpi3 numactl procps openssh-client openssh-server ca-certificates \
-     && rm -rf /var/lib/apt/lists/*)
-# /keys: where the multi-node layout's key dir is mounted. /results, /resume: where the run dir and an interrupted run
-# are mounted (Charliecloud binds onto existing directories only).
-RUN useradd --create-home --uid 1000 --shell /bin/bash xeontl && install -d -o xeontl -g xeontl /keys \
- && install -d /results /resume
-COPY --from=builder /opt/venv /opt/venv
-COPY --from=builder /opt/xeontl/wheels /opt/xeontl/wheels
-ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    XEONTL_LOCK_FILE=/opt/xeontl/lock.txt TF_CPP_MIN_LOG_LEVEL=1
-COPY requirements/lock.txt /opt/xeontl/lock.txt
-# Build-time check, once per lock (not on every source change): Horovod sees TensorFlow, MPI and Gloo.
-RUN horovodrun --check-build > /tmp/hvd-check.txt \
- && grep -q "\[X\] TensorFlow" /tmp/hvd-check.txt && grep -q "\[X\] MPI" /tmp/hvd-check.txt \
- && grep -q "\[X\] Gloo" /tmp/hvd-check.txt && python -c "import horovod.tensorflow" \
- && echo "xeontl-check: horovod TF+MPI+Gloo" && rm /tmp/hvd-check.txt
+COPY --from=builder /opt /opt
+# One step: runtime packages (in the offline base; apt on a connected machine), the non-root user, /keys (the
+# multi-node layout's key dir), /results and /resume (the run dir and an interrupted run: Charliecloud binds onto
+# existing directories only), and the build-time check, once per lock: Horovod sees TensorFlow, MPI and Gloo.
+RUN set -e; \
+    (command -v numactl && command -v mpirun && command -v sshd) >/dev/null \
+    || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+          python3 python3-venv openmpi-bin libopenmpi3 numactl procps openssh-client openssh-server ca-certificates \
+        && rm -rf /var/lib/apt/lists/*); \
+    useradd --create-home --uid 1000 --shell /bin/bash xeontl; \
+    install -d -o xeontl -g xeontl /keys; install -d /results /resume; \
+    /opt/venv/bin/horovodrun --check-build > /tmp/hvd-check.txt; \
+    grep -q "\[X\] TensorFlow" /tmp/hvd-check.txt; grep -q "\[X\] MPI" /tmp/hvd-check.txt; \
+    grep -q "\[X\] Gloo" /tmp/hvd-check.txt; rm /tmp/hvd-check.txt; echo "xeontl-check: horovod TF+MPI+Gloo"
 # The package itself comes in docker/Dockerfile as source on PYTHONPATH (no pip install: nothing to rebuild or check
-# but the import), so everything that does not depend on it is set here, once per lock.
-ENV PYTHONPATH=/opt/xeontl/src
+# but the import), so everything that does not depend on it is set here, once per lock. Labels: `docker build --label`.
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    XEONTL_LOCK_FILE=/opt/xeontl/lock.txt TF_CPP_MIN_LOG_LEVEL=1 PYTHONPATH=/opt/xeontl/src
 USER xeontl
 WORKDIR /home/xeontl
 ENTRYPOINT ["xeontl-entrypoint"]
 CMD ["python", "-m", "xeontl", "--help"]
-ARG DEPS_HASH=unknown
-LABEL io.xeontl.deps="${DEPS_HASH}" \
-      org.opencontainers.image.title="xeontl" \
-      org.opencontainers.image.description="Distributed transfer learning on 4th Gen Xeon: Intel-TF BF16 + Horovod/OpenMPI" \
-      org.opencontainers.image.source="https://example.invalid/xeontl" \
-      io.xeontl.versions.tensorflow="intel-tensorflow 2.14.0" \
-      io.xeontl.versions.horovod="0.28.1" \
-      io.xeontl.versions.mpi="OpenMPI 4.1 (Debian bookworm)" \
-      io.xeontl.versions.python="3.11 (Debian bookworm)"

@@ -55,6 +55,17 @@ DEPS_INPUTS = ["docker/deps.Dockerfile", "requirements/lock.txt", "requirements/
 APP_INPUTS = ["docker/Dockerfile", "docker/entrypoint.sh", "docker/ssh_config", "src/xeontl"]
 INPUTS = DEPS_INPUTS + APP_INPUTS
 DEPS_REPO = "xeontl-deps"
+# The deps image's labels (as `docker build --label`: no build step), inherited by the app image.
+DEPS_LABELS = {
+    "org.opencontainers.image.title": "xeontl",
+    "org.opencontainers.image.description": "Distributed transfer learning on 4th Gen Xeon: Intel-TF BF16 + "
+                                            "Horovod/OpenMPI",
+    "org.opencontainers.image.source": "https://example.invalid/xeontl",
+    "io.xeontl.versions.tensorflow": "intel-tensorflow 2.14.0",
+    "io.xeontl.versions.horovod": "0.28.1",
+    "io.xeontl.versions.mpi": "OpenMPI 4.1 (Debian bookworm)",
+    "io.xeontl.versions.python": "3.11 (Debian bookworm)",
+}
 
 
 def _run(cmd: list[str], step: str, fix: str, **kw) -> subprocess.CompletedProcess:
@@ -189,7 +200,7 @@ def build_deps(offline: bool, force: bool = False) -> tuple[str, dict]:
     if not force and dockercli.exists(tag):
         print(f"[build] dependencies unchanged: reusing {tag}")
         return tag, timings
-    args = {"DEPS_HASH": tag.split(":")[1]}
+    args: dict = {}
     if offline:
         t0 = time.time()
         # The two debootstraps and the wheelhouse are independent downloads + unpacks: run side by side, they take
@@ -205,7 +216,8 @@ def build_deps(offline: bool, force: bool = False) -> tuple[str, dict]:
         args["PIP_OFFLINE"] = "1"
     t0 = time.time()
     with _context(DEPS_INPUTS, ("docker/wheelhouse",)) as ctx:
-        _docker_build("docker/deps.Dockerfile", tag, args, ctx, "deps")
+        _docker_build("docker/deps.Dockerfile", tag, args, ctx, "deps",
+                      {**DEPS_LABELS, "io.xeontl.deps": tag.split(":")[1]})
     timings["deps_build_s"] = round(time.time() - t0)
     return tag, timings
 
