@@ -41,7 +41,9 @@ FROM ${BASE_IMAGE}
 COPY --from=builder /opt /opt
 # One step: runtime packages (in the offline base; apt on a connected machine), the non-root user, /keys (the
 # multi-node layout's key dir), /results and /resume (the run dir and an interrupted run: Charliecloud binds onto
-# existing directories only), and the build-time check, once per lock: Horovod sees TensorFlow, MPI and Gloo.
+# existing directories only), /root passable (the launcher mounts the host paths a run reads, such as the synthetic
+# set in ~/.cache/xeontl or TFDS's ~/tensorflow_datasets, at the same paths: for root, under /root, which Debian makes
+# 0700, and the image's user was refused), and the build-time check, once per lock: Horovod sees TensorFlow, MPI, Gloo.
 RUN set -e; \
     (command -v numactl && command -v mpirun && command -v sshd) >/dev/null \
     || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -49,11 +51,20 @@ RUN set -e; \
         && rm -rf /var/lib/apt/lists/*); \
     useradd --create-home --uid 1000 --shell /bin/bash xeontl; \
     install -d -o xeontl -g xeontl /keys; install -d /results /resume; \
+    chmod 755 /root; \
     /opt/venv/bin/horovodrun --check-build > /tmp/hvd-check.txt; \
     grep -q "\[X\] TensorFlow" /tmp/hvd-check.txt; grep -q "\[X\] MPI" /tmp/hvd-check.txt; \
     grep -q "\[X\] Gloo" /tmp/hvd-check.txt; rm /tmp/hvd-check.txt; echo "xeontl-check: horovod TF+MPI+Gloo"
 # The package itself comes in docker/Dockerfile as source on PYTHONPATH (no pip install: nothing to rebuild or check
-# but the import), so everything that does not depend on it is set here, once per lock. Labels: `docker build --label`.
+# but the import), so everything that does not depend on it is set here, once per lock. All labels in one step (the
+# legacy builder makes one step of every `--label`); the deps hash alone comes from `invoke build`.
+LABEL org.opencontainers.image.title="xeontl" \
+      org.opencontainers.image.description="Distributed transfer learning on 4th Gen Xeon: Intel-TF BF16 + Horovod/OpenMPI" \
+      org.opencontainers.image.source="https://example.invalid/xeontl" \
+      io.xeontl.versions.tensorflow="intel-tensorflow 2.14.0" \
+      io.xeontl.versions.horovod="0.28.1" \
+      io.xeontl.versions.mpi="OpenMPI 4.1 (Debian bookworm)" \
+      io.xeontl.versions.python="3.11 (Debian bookworm)"
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     XEONTL_LOCK_FILE=/opt/xeontl/lock.txt TF_CPP_MIN_LOG_LEVEL=1 PYTHONPATH=/opt/xeontl/src
 USER xeontl

@@ -55,17 +55,6 @@ DEPS_INPUTS = ["docker/deps.Dockerfile", "requirements/lock.txt", "requirements/
 APP_INPUTS = ["docker/Dockerfile", "docker/entrypoint.sh", "docker/ssh_config", "src/xeontl"]
 INPUTS = DEPS_INPUTS + APP_INPUTS
 DEPS_REPO = "xeontl-deps"
-# The deps image's labels (as `docker build --label`: no build step), inherited by the app image.
-DEPS_LABELS = {
-    "org.opencontainers.image.title": "xeontl",
-    "org.opencontainers.image.description": "Distributed transfer learning on 4th Gen Xeon: Intel-TF BF16 + "
-                                            "Horovod/OpenMPI",
-    "org.opencontainers.image.source": "https://example.invalid/xeontl",
-    "io.xeontl.versions.tensorflow": "intel-tensorflow 2.14.0",
-    "io.xeontl.versions.horovod": "0.28.1",
-    "io.xeontl.versions.mpi": "OpenMPI 4.1 (Debian bookworm)",
-    "io.xeontl.versions.python": "3.11 (Debian bookworm)",
-}
 
 
 def _run(cmd: list[str], step: str, fix: str, **kw) -> subprocess.CompletedProcess:
@@ -216,8 +205,7 @@ def build_deps(offline: bool, force: bool = False) -> tuple[str, dict]:
         args["PIP_OFFLINE"] = "1"
     t0 = time.time()
     with _context(DEPS_INPUTS, ("docker/wheelhouse",)) as ctx:
-        _docker_build("docker/deps.Dockerfile", tag, args, ctx, "deps",
-                      {**DEPS_LABELS, "io.xeontl.deps": tag.split(":")[1]})
+        _docker_build("docker/deps.Dockerfile", tag, args, ctx, "deps", {"io.xeontl.deps": tag.split(":")[1]})
     timings["deps_build_s"] = round(time.time() - t0)
     return tag, timings
 
@@ -260,11 +248,6 @@ def checkout_inputs_hash() -> str | None:
     return inputs_hash() if (ROOT / "docker" / "Dockerfile").is_file() and (ROOT / "src" / "xeontl").is_dir() else None
 
 
-def git_revision() -> str:
-    r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return r.stdout.strip() if r.returncode == 0 else "unknown"
-
-
 def build(tag: str = "xeontl:latest", offline: bool = False, force: bool = False) -> dict:
     """Build (or reuse) the image; returns timings. Moves `tag` only after the build-time checks passed."""
     dockercli.check_daemon()
@@ -278,8 +261,10 @@ def build(tag: str = "xeontl:latest", offline: bool = False, force: bool = False
         return {"reused": content_tag}
     deps, deps_timings = build_deps(offline, force)
     timings.update(deps_timings)
-    labels = {dockercli.INPUTS_LABEL: inputs, "org.opencontainers.image.revision": git_revision(),
-              "org.opencontainers.image.created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    # One label, one step (the legacy builder makes a step of every --label): the inputs hash the stale check reads.
+    # The revision is the checkout's (provenance records its commit; the hash ties the image to its sources), the
+    # build time the image's own `Created`.
+    labels = {dockercli.INPUTS_LABEL: inputs}
     t0 = time.time()
     with _context(APP_INPUTS) as ctx:
         _docker_build("docker/Dockerfile", content_tag, {"DEPS_IMAGE": deps}, ctx, "xeontl", labels)
