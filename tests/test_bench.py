@@ -39,6 +39,7 @@ def test_bench_writes_every_figure(tmp_path):
     assert set(KEYS) <= set(res)
     for k in ["peak_gflops_fp32", "backbone_img_s_fp32", "train_img_s_1w", "train_img_s_2w", "scaling_efficiency",
               "scaling_efficiency_mpi_busy_poll", "scaling_efficiency_gloo", "peak_fraction_fp32", "run_overhead_s",
+              "mfu_fp32_counted_flops", "mfu_fp32_theoretical",
               "peak_rss_mib_demo", "peak_rss_mib_paper_shape"]:
         assert isinstance(res[k], float) and res[k] > 0, k
     # BF16 figures where the CPU has oneDNN BF16 kernels; elsewhere (AVX2-only hosts) null with that reason

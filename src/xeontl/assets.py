@@ -185,7 +185,7 @@ def manual_dir(cfg: dict) -> Path:
     return Path(data.tfds_dirs(cfg)[1])
 
 
-def absolute(cfg: dict) -> dict:
+def absolute(cfg: dict, cache_synthetic: bool = True) -> dict:
     """The config with every host path it reads made absolute (weights, a folder dataset, TFDS's dirs for a tfds
     dataset), so the ranks see the same files wherever they run: the docker engine mounts these very paths."""
     out = dict(cfg)
@@ -197,7 +197,10 @@ def absolute(cfg: dict) -> dict:
     if cfg["dataset"] == "tfds":
         data_dir, manual = data.tfds_dirs(cfg)
         out["data_dir"], out["manual_dir"] = str(Path(data_dir).resolve()), str(Path(manual).resolve())
-    if cfg["dataset"] == "synthetic":  # the synthetic set is made once, on the host, and read by every run
+    # The synthetic set is made once, on this host, and read by every run here. Not for Slurm: the nodes may not see
+    # this host's cache, and Charliecloud cannot bind a path the image lacks (ch-run: "can't mkdir ... Read-only file
+    # system" for ~/.cache/xeontl/synthetic): the ranks make it themselves, as before.
+    if cfg["dataset"] == "synthetic" and cache_synthetic:
         root = cfg["data_dir"] or Path(os.environ.get("XEONTL_CACHE_DIR") or Path.home() / ".cache" / "xeontl")
         out["data_dir"] = str((Path(root).expanduser() / ("" if cfg["data_dir"] else "synthetic")).resolve())
     return out

@@ -255,7 +255,8 @@ def run(quick: bool, results_dir: Path, image: str, native_only: bool = False, s
     # The issue's convention (4.1 "GFLOP" at 224 px, which is ResNet50's multiply-add count) and FLOPs counted as
     # the matmul peak counts them (2 per multiply-add, TF's profiler on this very graph): both are reported.
     res["mfu_bf16"] = _ratio(img_bf16 and img_bf16 * RESNET50_GFLOP_224 * (size / 224) ** 2, res["peak_gflops_bf16"])
-    res["backbone_gflop_per_image_counted"] = bb["bf16"].get("gflop_per_image")
+    # the graph's FLOP count is the same at either precision: taken from whichever probe ran (bf16 may not, see above)
+    res["backbone_gflop_per_image_counted"] = bb["fp32"].get("gflop_per_image") or bb["bf16"].get("gflop_per_image")
     res["mfu_bf16_counted_flops"] = _ratio(img_bf16 and res["backbone_gflop_per_image_counted"] and
                                            img_bf16 * res["backbone_gflop_per_image_counted"], res["peak_gflops_bf16"])
     res["plans"]["probes"] = f"{peaks['bf16']['command']}; backbone at {size} px, batch {sz['batch']}"
@@ -268,6 +269,11 @@ def run(quick: bool, results_dir: Path, image: str, native_only: bool = False, s
     res["peak_fraction_bf16"] = _ratio(res["peak_gflops_bf16"], peak_bf16_hw)
     res["mfu_bf16_theoretical"] = _ratio(res["mfu_bf16_counted_flops"] and res["peak_gflops_bf16"]
                                          and res["mfu_bf16_counted_flops"] * res["peak_gflops_bf16"], peak_bf16_hw)
+    # fp32 alike: the compute figure a CPU without BF16 kernels has at all
+    gflop_fp32 = res["backbone_img_s_fp32"] and res["backbone_gflop_per_image_counted"] and \
+        res["backbone_img_s_fp32"] * res["backbone_gflop_per_image_counted"]
+    res["mfu_fp32_counted_flops"] = _ratio(gflop_fp32, res["peak_gflops_fp32"])
+    res["mfu_fp32_theoretical"] = _ratio(gflop_fp32, peak_fp32_hw)
     res["math_path"] = {p: peaks[p].get("onednn") for p in peaks}
 
     if not native_only:  # the image is there: a source-only rebuild of it, timed
@@ -352,6 +358,8 @@ TABLE = [
     ("mfu_bf16", "MFU bf16 vs measured peak, 4.1 GFLOP/image at 224 px (the issue's convention)", "—", None),
     ("mfu_bf16_counted_flops", "MFU bf16 vs measured peak, FLOPs counted by TF's profiler", "—", (">=", 0.7)),
     ("mfu_bf16_theoretical", "MFU bf16 vs the theoretical limit (counted FLOPs)", "—", None),
+    ("mfu_fp32_counted_flops", "MFU fp32 vs measured fp32 peak (counted FLOPs)", "—", None),
+    ("mfu_fp32_theoretical", "MFU fp32 vs the theoretical fp32 limit (counted FLOPs)", "—", None),
     ("train_img_s_1w", "training, 1 worker on one socket (images/s)", "—", None),
     ("train_img_s_1w_fp32", "training, 1 worker, fp32 (images/s)", "—", None),
     ("train_img_s_2w", "training, 2 workers on two sockets, MPI (images/s)", "—", None),

@@ -131,7 +131,7 @@ def prepare(opts: Options) -> Prepared:
     if opts.resume:
         opts, cfg = resume_options(opts)
     else:  # host paths made absolute, so every rank, in a container or on another node, reads the same files
-        cfg = assets.absolute(config.resolve(opts.profile, opts.overrides))
+        cfg = assets.absolute(config.resolve(opts.profile, opts.overrides), cache_synthetic=opts.engine != "slurm")
     read_only = assets.host_paths(cfg)
     if opts.engine not in ("local", "slurm"):
         raise UserError(f"--engine {opts.engine}: must be local or slurm (Kubernetes: invoke render --engine k8s)")

@@ -260,9 +260,11 @@ def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from:
     output = Path(output)
     weights_info = check_inputs(cfg, output)
 
-    # 1. Threads (the plan's, for this rank's socket) and BF16, before TensorFlow creates its thread pools.
+    # 1. BF16 (refused first, on a CPU without BF16 kernels) and threads (the plan's, for this rank's socket), before
+    #    TensorFlow creates its thread pools.
+    precision = runtime.configure_precision(cfg["precision"], cfg["amp"])
     setup = {"threads": {**runtime.configure_threads(*threads), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
-             "precision": runtime.configure_precision(cfg["precision"], cfg["amp"]), "weights": weights_info}
+             "precision": precision, "weights": weights_info}
 
     # 2. One worker per socket under horovodrun; a plain process otherwise (the paper's 1-socket run).
     workers = Workers(Workers.launched_by_horovodrun() if use_horovod is None else use_horovod)
