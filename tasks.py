@@ -195,7 +195,7 @@ def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, exp
 @task(help={"offline": "build without a registry or internet: debootstrap base + local wheelhouse (what CI uses)",
             "tag": "image tag (default xeontl:latest)", "force": "rebuild even if the inputs are unchanged"})
 def build(c, offline=False, tag="xeontl:latest", force=False):
-    """Build the image (Intel-TF 2.14 + OpenMPI + Horovod + xeontl); reuses it when its inputs are unchanged."""
+    """Build the deps image (once per lock: Intel-TF 2.14, OpenMPI, the Horovod wheel) and the package on it."""
     from xeontl import image
 
     _guard(image.build, tag=tag, offline=offline, force=force)

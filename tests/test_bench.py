@@ -64,7 +64,8 @@ def test_bench_writes_every_figure(tmp_path):
     # against the hardware: the cores' theoretical limit, the fraction of it reached, what oneDNN ran the peak with
     hw = res["theoretical_peak"]
     assert hw["fp32_flop_per_cycle"] >= 8 and hw["bf16_flop_per_cycle"] >= hw["fp32_flop_per_cycle"] and hw["basis"]
-    assert res["math_path"]["fp32"]["isas_dispatched"]
+    assert res["math_path"]["fp32"]["cpu_isa"] and res["math_path"]["fp32"]["implementations"]
+    assert "" not in res["math_path"]["fp32"]["implementations"]
     assert "image_size=64" in res["plans"]["paper_shape_memory"]
     assert (out / "bench.png").stat().st_size > 1000
     md = (out / "bench.md").read_text()  # the table the README shows, every figure next to the paper's and target

@@ -40,3 +40,20 @@ def test_a_bf16_rank_on_a_cpu_without_bf16_kernels_stops_before_writing_anything
     with pytest.raises(UserError, match="precision bf16: this CPU"):
         train.train(cfg, tmp_path / "run", use_horovod=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_onednn_verbose_lines_name_the_kernels_and_the_isa():
+    """oneDNN v3.2's own lines (seen in the image): a primitive names its kernel; TF's plain matmul goes through the
+    sgemm API, whose kernel field is empty, so the kind stands in for it."""
+    out = "\n".join([
+        "onednn_verbose,info,oneDNN v3.2.1 (commit 04b180b9a58a78cf1a1cd2329671a5060c2be8de)",
+        "onednn_verbose,info,cpu,isa:Intel AVX2",
+        "onednn_verbose,exec,cpu,convolution,jit:avx2,forward_training,src_f32::blocked:acdb::f0,,alg:convolution_direct"
+        ",mb8_ic64oc64_ih56oh56kh3sh1dh0ph1_iw56ow56kw3sw1dw0pw1,1.2",
+        "onednn_verbose,exec,cpu,gemm_api,,undef,src_f32::blocked:ab::f0,,,m128n128k128,0.5",
+        "some other line",
+    ])
+    got = provenance.parse_onednn_verbose(out)
+    assert got["onednn_version"] == "v3.2.1" and got["cpu_isa"] == "isa:Intel AVX2"
+    assert got["implementations"] == {"jit:avx2": 1, "gemm_api": 1} and got["isas_dispatched"] == ["avx2"]
+    assert not got["bf16_kernels_seen"] and not got["amx_used"]

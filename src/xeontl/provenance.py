@@ -188,7 +188,10 @@ def parse_onednn_verbose(stdout: str) -> dict:
     for ln in lines:
         parts = ln.split(",")
         if len(parts) > 6 and parts[1] == "exec" and parts[2] == "cpu":
-            impls[parts[4]] = impls.get(parts[4], 0) + 1
+            # a primitive names its kernel (brgconv:avx512_core_amx, gemm:jit, ...); TF's plain matmul calls oneDNN's
+            # sgemm API, whose lines leave it empty: then the kind (gemm_api) is what ran, at the ISA line's level
+            name = parts[4] or parts[3]
+            impls[name] = impls.get(name, 0) + 1
             bf16 |= "bf16" in ln
     isa_names = (r"(avx512_core_amx\w*|avx512_core_bf16|avx512_core_vnni|avx512_core|avx2_vnni\w*|avx2|sse41|"
                  r"gemm:jit|ref)")
