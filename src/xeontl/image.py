@@ -66,15 +66,16 @@ def _run(cmd: list[str], step: str, fix: str, **kw) -> subprocess.CompletedProce
     return r
 
 
-def debian_mirror() -> str:
-    """The Debian mirror the host's apt uses (the only one reachable here)."""
+def debian_mirror() -> str | None:
+    """The Debian mirror the host's apt uses (the only one reachable here); None when its sources name none, and
+    debootstrap then uses its own default (no registry host is named in this code)."""
     for f in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
         text = f.read_text() if f.is_file() else ""
         m = re.search(r"^URIs:\s*(\S*debian)\s*$", text, re.M) or re.search(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+debian)\s+",
                                                                               text, re.M)
         if m:
             return m[1]
-    return "http://deb.debian.org/debian"
+    return None
 
 
 def build_base(kind: str, force: bool = False) -> str:
@@ -88,12 +89,15 @@ def build_base(kind: str, force: bool = False) -> str:
             return tag
     if shutil.which("debootstrap") is None:
         raise UserError("debootstrap is not installed: apt-get install debootstrap (needed by --offline)")
-    print(f"[base] debootstrap {SUITE} ({kind}: {len(packages)} packages) from {debian_mirror()} ...", flush=True)
+    mirror = debian_mirror()
+    where = mirror or "debootstrap's default mirror (the host's apt sources name none)"
+    print(f"[base] debootstrap {SUITE} ({kind}: {len(packages)} packages) from {where} ...", flush=True)
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix=f"xeontl-{kind}-") as d:
         root = Path(d) / "root"
         _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(root),
-              debian_mirror()], f"debootstrap of the {kind} base", "check the Debian mirror in /etc/apt/sources.list",
+              *([mirror] if mirror else [])], f"debootstrap of the {kind} base",
+             "check the Debian mirror in /etc/apt/sources.list",
              capture_output=True, text=True)
         for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for p in (root / junk).glob("*"):
@@ -224,8 +228,9 @@ def time_source_rebuild() -> dict:
         ctx.seek(0)
         _docker_build("docker/Dockerfile", tag, {"DEPS_IMAGE": deps}, ctx, "rebuild probe")
     seconds = time.time() - t0
+    info = dockercli.inspect(tag) or {}
     subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
-    return {"seconds": seconds, "context_bytes": size}
+    return {"seconds": seconds, "context_bytes": size, "layers": info.get("RootFS", {}).get("Layers", [])}
 
 
 def horovod_wheel(dest: Path) -> Path:
