@@ -98,13 +98,29 @@ def capabilities(kind: str = "CapEff") -> list[str]:
     return [name for i, name in enumerate(_CAPS) if bits >> i & 1]
 
 
+def container_runtime() -> str | None:
+    """Which container this process runs in, by the mark each runtime leaves: ch-run sets CH_RUNNING (Charliecloud's
+    documented marker), Docker writes /.dockerenv, Podman /run/.containerenv, a Kubernetes pod gets the service
+    env; None on the bare host. A Slurm task under ch-run has neither Docker's file nor a docker cgroup."""
+    if os.environ.get("CH_RUNNING"):
+        return "charliecloud"
+    if Path("/.dockerenv").exists() or "docker" in _read("/proc/1/cgroup"):
+        return "docker"
+    if Path("/run/.containerenv").exists():
+        return "podman"
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return "kubernetes"
+    return None
+
+
 def execution_inside() -> dict:
     uid = os.getuid()
     try:
         user = pwd.getpwuid(uid).pw_name
     except KeyError:
         user = None
-    return {"in_container": Path("/.dockerenv").exists() or "docker" in _read("/proc/1/cgroup"),
+    runtime = container_runtime()
+    return {"in_container": runtime is not None, "container_runtime": runtime,
             "cpuset_cpus": topology.cgroup_cpuset("cpus") or topology.cpulist(os.sched_getaffinity(0)),
             "cpuset_mems": topology.cgroup_cpuset("mems"), "probe_affinity": topology.cpulist(os.sched_getaffinity(0)),
             "capabilities": capabilities(), "capabilities_bounding": capabilities("CapBnd"), "uid": uid,
