@@ -15,6 +15,9 @@ cmd=${1:?usage: slurm-test-cluster.sh start|stop DIR}
 dir=$(realpath -m "${2:?usage: slurm-test-cluster.sh start|stop DIR}")
 conf=$dir/slurm.conf
 port_base=${XEONTL_SLURM_PORT_BASE:-17800}
+# Where Slurm puts it by default (/var/spool/slurmd), one dir per emulated node: PMIx's server directory lives under
+# it, outside /tmp (which ch-run binds anyway) and at a path the image lacks, as on a real cluster.
+spool=/var/spool/slurmd/xeontl-test-$port_base
 
 stop() {
   for pidf in "$dir"/run/*.pid; do
@@ -28,6 +31,7 @@ stop() {
     sleep 1
   done
   rm -f "$dir"/run/*.pid
+  rm -rf "$spool"
 }
 
 if [ "$cmd" = stop ]; then
@@ -40,7 +44,7 @@ for tool in munged slurmctld slurmd sinfo; do
   command -v $tool >/dev/null || { echo "[slurm] $tool missing: run scripts/setup-host.sh (apt-get install slurm-wlm munge)" >&2; exit 1; }
 done
 [ "$(nproc)" -ge 2 ] || { echo "[slurm] needs 2 CPUs (one per emulated node)" >&2; exit 1; }
-mkdir -p "$dir"/{state,run,log,spool/n1,spool/n2,tmp/n1,tmp/n2}
+mkdir -p "$dir"/{state,run,log,tmp/n1,tmp/n2}
 cpus=$(nproc); mem=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 / 4 ))
 
 cat > "$conf" <<CONF
@@ -51,7 +55,7 @@ SlurmUser=root
 AuthType=auth/munge
 AuthInfo=socket=$dir/run/munge.socket
 StateSaveLocation=$dir/state
-SlurmdSpoolDir=$dir/spool/%n
+SlurmdSpoolDir=$spool/%n
 SlurmctldPidFile=$dir/run/slurmctld.pid
 SlurmdPidFile=$dir/run/slurmd-%n.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
@@ -81,6 +85,7 @@ CONF
 export SLURM_CONF=$conf
 
 stop  # a previous cluster in the same dir
+mkdir -p "$spool"/n1 "$spool"/n2
 # The cluster's own munged, on its own socket (slurm.conf's AuthInfo names it), stopped with the cluster by its pid.
 sock=$dir/run/munge.socket
 munged -f --socket="$sock" --pid-file="$dir/run/munged.pid" --log-file="$dir/log/munged.log" \

@@ -6,15 +6,12 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SPR, invoke, one_line_error, run
+from conftest import SPR, ctrl_c, invoke, one_line_error, only_run, processes_naming, run, staged_epoch, start, wait_for
 from xeontl import events
 
 HAVE_SLURM = all(shutil.which(t) for t in ("slurmctld", "slurmd", "sbatch", "munged", "ch-run"))
@@ -58,6 +55,46 @@ def test_without_a_container_the_nodes_stack_runs_the_run_dir_directly():
                      r"/shared/results/\.staging-\S+/config\.json", script)
 
 
+@pytest.mark.parametrize("pmix_dir,image_has,bound", [
+    ("/var/spool/slurmd/n1/pmix.7.0", ["var/spool"], "/var/spool"),  # Slurm's default spool: its nearest parent
+    ("/tmp/slurmd/pmix.7.0", ["tmp"], "/tmp"),
+    ("/var/spool/slurmd/pmix.7.0", ["var/spool/slurmd/pmix.7.0"], "/var/spool/slurmd/pmix.7.0"),  # there already
+])
+def test_the_pmix_directory_appears_in_the_image_at_its_own_path(tmp_path, pmix_dir, image_has, bound):
+    """The rank's PMIx client reads host paths from its environment: what ch-run binds must keep them valid."""
+    from xeontl import plan as planlib
+
+    img = tmp_path / "img"
+    for d in image_has:
+        (img / d).mkdir(parents=True)
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "ch-run").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (stub / "ch-run").chmod(0o755)
+    enter = planlib.slurm_enter(planlib.SlurmJob("/shared/run", "j", image_dir=str(img)))
+    r = subprocess.run([*enter, "python", "-m", "xeontl"], capture_output=True, text=True, timeout=60,
+                       env={"PATH": f"{stub}:/usr/bin:/bin", "PMIX_SERVER_TMPDIR": pmix_dir})
+    assert r.returncode == 0, r.stderr
+    args = r.stdout.splitlines()
+    binds = [args[i + 1] for i, a in enumerate(args) if a == "-b"]
+    assert binds == ["/shared/run:/results", bound], args
+    assert args[args.index("--") - 1] == str(img) and args[args.index("--") + 1:] == ["python", "-m", "xeontl"]
+    without = subprocess.run([*enter, "true"], capture_output=True, text=True, timeout=60,
+                             env={"PATH": f"{stub}:/usr/bin:/bin"})
+    binds = [a for a in without.stdout.splitlines() if a.startswith("/") and a != str(img)]
+    assert without.returncode == 0 and binds == ["/shared/run:/results"]  # no PMIx (one rank): nothing more bound
+
+
+def test_a_pmix_directory_with_no_parent_in_the_image_is_one_line(tmp_path):
+    from xeontl import plan as planlib
+
+    (tmp_path / "img").mkdir()
+    enter = planlib.slurm_enter(planlib.SlurmJob("/shared/run", "j", image_dir=str(tmp_path / "img")))
+    r = subprocess.run([*enter, "true"], capture_output=True, text=True, timeout=60,
+                       env={"PATH": "/usr/bin:/bin", "PMIX_SERVER_TMPDIR": "/scratch/pmix.1.0"})
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("xeontl: error: PMIx directory")
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--engine", "k8s"], "--engine k8s: must be local or slurm"),
     (["--engine", "slurm", "--container", "docker", "--topology", str(SPR)], "--container docker"),
@@ -89,12 +126,6 @@ def cluster(tmp_path_factory):
     run(["bash", "scripts/slurm-test-cluster.sh", "stop", str(d)], timeout=120)
 
 
-def only_run(results: Path) -> Path:
-    runs = [p for p in results.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    assert len(runs) == 1, list(results.iterdir())
-    return runs[0]
-
-
 @pytest.mark.slow
 def test_two_nodes_one_socket_each_in_the_image(cluster, image, tmp_path):
     """The issue's command, through the real sbatch: each rank on its own node and CPU, a complete run dir."""
@@ -112,7 +143,9 @@ def test_two_nodes_one_socket_each_in_the_image(cluster, image, tmp_path):
     assert "share one hostname" in ex["slurm"]["emulated_nodes"]
     placed = sorted((a["node"], a["cpus"]) for a in ex["per_rank_affinity"])
     assert placed == [("n1", "0"), ("n2", "1")]  # each rank on its own node and CPU
-    assert ex["inside"]["in_container"] is not None and prov["math_path"]["isas_dispatched"]  # the probe ran in the job
+    # the probe ran in the job, inside the image under ch-run (not on the login host, not in Docker)
+    assert ex["inside"]["container_runtime"] == "charliecloud" and ex["inside"]["in_container"] is True
+    assert prov["math_path"]["isas_dispatched"]
     for f in ("job.sbatch", "command.txt", "config.json", "plan.json", "report.md", events.FILE, "logs/rank-0.log",
               "logs/rank-1.log"):
         assert (run_dir / f).exists(), f
@@ -135,24 +168,22 @@ def test_a_failing_rank_fails_the_job_and_the_run(cluster, image, tmp_path):
 
 @pytest.mark.slow
 def test_scancel_ends_the_run_as_aborted_with_the_run_dir_kept(cluster, image, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "invoke", "reproduce", "--engine", "slurm", "--nodes", "2",
-                             "--sockets", "1", "--profile", "smoke", "--set", "epochs=200", "--set", "patience=200",
-                             "--results-dir", str(tmp_path)], cwd=ROOT, env={**os.environ, **cluster},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start([sys.executable, "-m", "invoke", "reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "1",
+                  "--profile", "smoke", "--set", "epochs=200", "--set", "patience=200", "--results-dir", str(tmp_path)],
+                 env=cluster)
+
+    def training_job():
+        if staged_epoch(tmp_path, 1, rank=0):
+            return re.search(r"job (\d+) on", next(tmp_path.glob(".staging-*/logs-launcher.txt")).read_text())[1]
+        return None
     try:
-        deadline, job = time.time() + 600, None
-        while time.time() < deadline and job is None:
-            logs = list(tmp_path.glob(".staging-*/logs/rank-0.log"))
-            if logs and " epoch 1: " in logs[0].read_text():
-                job = re.search(r"job (\d+) on", next(tmp_path.glob(".staging-*/logs-launcher.txt")).read_text())[1]
-            time.sleep(1)
-        assert job, "training never started"
+        job = wait_for(training_job, timeout=900, what="the job training", proc=proc)
         subprocess.run(["scancel", job], env={**os.environ, **cluster}, check=True)
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 130, out[-2000:]
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            ctrl_c(proc)
             proc.wait(timeout=120)
     run_dir = only_run(tmp_path)
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "aborted"
@@ -160,5 +191,4 @@ def test_scancel_ends_the_run_as_aborted_with_the_run_dir_kept(cluster, image, t
     squeue = subprocess.run(["squeue", "-h", "-j", job], env={**os.environ, **cluster}, capture_output=True, text=True)
     assert not squeue.stdout.strip()
     # the ranks and their ch-run name the run dir on their command lines
-    leftover = subprocess.run(["pgrep", "-f", run_dir.name], capture_output=True, text=True)
-    assert not leftover.stdout.strip(), "ranks still running after scancel"
+    wait_for(lambda: not processes_naming(run_dir.name), timeout=120, what="the ranks ending after scancel")

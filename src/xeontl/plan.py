@@ -320,16 +320,29 @@ class SlurmJob:
     read_only: tuple[str, ...] = ()  # host paths the config reads (weights, data), bound at the same path
 
 
+# PMIx's server directory (srun --mpi=pmix) lives under the node's SlurmdSpoolDir (/var/spool/slurmd by default).
+# The rank's PMIx client finds its shared-memory store there by host paths passed in its environment, so the
+# directory must appear in the image at the same path; ch-run can only bind onto a directory the read-only image
+# has ("can't mkdir: ... Read-only file system" otherwise, the job failing in 7 s). So the deepest ancestor of it that
+# the image has (e.g. /var/spool) is bound at its own path, which carries the directory with it. Only a directory
+# with no ancestor but / in the image is refused, in one line.
+PMIX_BIND = (
+    'pmix=${PMIX_SERVER_TMPDIR:-}; img=$1; shift; '
+    'if [ -n "$pmix" ]; then while [ "$pmix" != / ] && [ ! -d "$img$pmix" ]; do pmix=$(dirname "$pmix"); done; '
+    'if [ "$pmix" = / ]; then echo "xeontl: error: PMIx directory $PMIX_SERVER_TMPDIR has no parent directory in '
+    'the image to bind it under: set PMIxCliTmpDirBase/SlurmdSpoolDir under /var or /tmp" >&2; exit 1; fi; fi; ')
+
+
 def slurm_enter(job: SlurmJob) -> list[str]:
     """The per-task prefix that enters the image: unprivileged Charliecloud, so the task stays in Slurm's cgroup (and
-    scancel reaches it). The run dir is bound at /results, the node's PMIx rendezvous directory at its own path."""
+    scancel reaches it). The run dir is bound at /results, the node's PMIx directory at its own path (PMIX_BIND)."""
     if job.container == "none":
         return []
     resume = f"-b {shlex.quote(job.resume_dir)}:{CONTAINER_RESUME} " if job.resume_dir else ""
     resume += "".join(f"-b {shlex.quote(path)} " for path in job.read_only)  # the weights and data, same paths
-    script = (f'exec env USER="$(id -un)" ch-run --set-env -b {shlex.quote(job.run_dir)}:{CONTAINER_RESULTS} '
-              f'{resume}${{PMIX_SERVER_TMPDIR:+-b "$PMIX_SERVER_TMPDIR"}} {shlex.quote(job.image_dir or "")} -- "$@"')
-    return ["sh", "-c", script, "xeontl-ch"]
+    script = (PMIX_BIND + f'exec env USER="$(id -un)" ch-run --set-env -b {shlex.quote(job.run_dir)}:'
+              f'{CONTAINER_RESULTS} {resume}${{pmix:+-b "$pmix"}} "$img" -- "$@"')
+    return ["sh", "-c", script, "xeontl-ch", job.image_dir or ""]
 
 
 def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = None) -> str:
