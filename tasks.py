@@ -239,8 +239,10 @@ def compare(c, run_a, run_b):
 @task(help={"results_dir": "host dir the containers write run dirs to (default results/)",
             "profile": "profile the compose services run (default demo; the two-node service defaults to smoke)",
             "image": "image the services run (default xeontl:latest)",
-            "keys": "the key dir of `invoke keys` the node services mount (default keys/)"})
-def compose_env(c, results_dir="results", profile="demo", image="xeontl:latest", keys="keys"):
+            "keys": "the key dir of `invoke keys` the node services mount (default keys/)",
+            "output": "where to write the variables (default .env, which docker compose reads; with another path, "
+                      "pass it as `--env-file`). A file this task did not write is never overwritten"})
+def compose_env(c, results_dir="results", profile="demo", image="xeontl:latest", keys="keys", output=".env"):
     """Write .env for compose.yaml: CPU sets from this host's plans, user ids, results dir."""
     from xeontl import launch
 
@@ -248,8 +250,8 @@ def compose_env(c, results_dir="results", profile="demo", image="xeontl:latest",
         res = Path(results_dir)
         launch.check_results_dir(res)
         env = launch.compose_env(res, image, profile, Path(keys))
-        Path(".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-        print("".join(f"{k}={v}\n" for k, v in env.items()) + "wrote .env (read by docker-compose)")
+        text = launch.write_compose_env(Path(output), env)
+        print(text + f"wrote {output} (read by docker compose" + ("" if output == ".env" else " with --env-file") + ")")
 
     _guard(go)
 

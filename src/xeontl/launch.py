@@ -472,6 +472,21 @@ def make_keys(keys_dir: Path) -> Path:
     return keys_dir
 
 
+COMPOSE_ENV_HEADER = "# written by `invoke compose-env` from this host's plans; rewritten by it, not by hand\n"
+
+
+def write_compose_env(out: Path, env: dict[str, str]) -> str:
+    """Write compose's variables to `out`, replacing only a file this task wrote (a user's own .env is kept)."""
+    if out.exists() and not out.read_text(errors="replace").startswith(COMPOSE_ENV_HEADER):
+        raise UserError(f"{out} exists and was not written by invoke compose-env: move it, or give --output another "
+                        f"path (then docker compose --env-file PATH); nothing was overwritten")
+    text = "".join(f"{k}={v}\n" for k, v in env.items())
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(COMPOSE_ENV_HEADER + text)
+    os.replace(tmp, out)
+    return text
+
+
 def compose_env(results_dir: Path, image: str = DEFAULT_IMAGE, profile: str = "demo",
                 keys_dir: Path = Path("keys")) -> dict[str, str]:
     """The values compose.yaml reads, from the same plans `invoke reproduce` makes for this host."""
