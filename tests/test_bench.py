@@ -1,6 +1,11 @@
-"""The bench code at tiny sizes: it produces a complete bench.json (no timing is asserted)."""
+"""The bench: its figures assembled from a recorded real bench.json (tests/fixtures/bench.json: `invoke bench` at the
+tests' tiny sizes on an AMX Xeon, container variant included), its table, plot, reasons and targets; and the parts
+that touch the machine run for real once (a matmul probe, the reading of a real launcher run). No timing is
+asserted."""
 
+import copy
 import json
+from pathlib import Path
 
 import pytest
 
@@ -8,9 +13,18 @@ from conftest import needs_horovod
 from xeontl import bench, provenance, runtime, topology
 from xeontl import plan as planlib
 
-KEYS = ["peak_gflops_bf16", "peak_gflops_fp32", "backbone_img_s_fp32", "backbone_img_s_bf16", "bf16_speedup",
-        "mfu_bf16", "train_img_s_1w", "train_img_s_2w", "scaling_efficiency", "container_over_native",
-        "feature_cache_speedup", "feature_cache_accuracy_delta", "host", "plans"]
+FIXTURE = Path(__file__).parent / "fixtures" / "bench.json"
+FIGURES = ["peak_gflops_fp32", "peak_gflops_bf16", "backbone_img_s_fp32", "backbone_img_s_bf16", "bf16_speedup",
+           "mfu_bf16", "mfu_bf16_counted_flops", "train_img_s_1w", "train_img_s_2w", "train_img_s_1w_fp32",
+           "scaling_efficiency", "scaling_efficiency_mpi_busy_poll", "scaling_efficiency_gloo",
+           "container_over_native", "bf16_epoch_speedup", "peak_fraction_fp32", "peak_fraction_bf16",
+           "mfu_bf16_theoretical", "mfu_fp32_counted_flops", "mfu_fp32_theoretical", "run_overhead_s",
+           "source_rebuild_s", "peak_rss_mib_demo", "peak_rss_mib_paper_shape", "feature_cache_accuracy_delta"]
+
+
+@pytest.fixture
+def raw():
+    return copy.deepcopy(json.loads(FIXTURE.read_text())["raw"])
 
 
 def test_time_to_accuracy_counts_from_the_start_including_the_cache_build():
@@ -31,43 +45,111 @@ def test_variants_differ_only_in_what_they_compare():
     assert "2w_container" not in bench.variants(one, two, "demo", {}, "img", native_only=True)
 
 
-@pytest.mark.slow
-@needs_horovod
-def test_bench_writes_every_figure(tmp_path):
-    out = bench.run(quick=True, results_dir=tmp_path, image="unused", native_only=True, sizes="tiny")
-    res = json.loads((out / "bench.json").read_text())
-    assert set(KEYS) <= set(res)
-    for k in ["peak_gflops_fp32", "backbone_img_s_fp32", "train_img_s_1w", "train_img_s_2w", "scaling_efficiency",
-              "scaling_efficiency_mpi_busy_poll", "scaling_efficiency_gloo", "peak_fraction_fp32", "run_overhead_s",
-              "mfu_fp32_counted_flops", "mfu_fp32_theoretical",
-              "peak_rss_mib_demo", "peak_rss_mib_paper_shape"]:
-        assert isinstance(res[k], float) and res[k] > 0, k
-    # BF16 figures where the CPU has oneDNN BF16 kernels; elsewhere (AVX2-only hosts) null with that reason
-    bf16 = runtime.bf16_kernels(provenance.cpuinfo()["flags"])
+def test_the_recorded_bench_assembles_to_its_recorded_figures(raw):
+    """assemble() is a pure function of the raw measurements: the recorded figures come out again, every one."""
+    recorded = json.loads(FIXTURE.read_text())
+    res = bench.assemble(raw)
+    for key in FIGURES:
+        assert isinstance(res[key], float) and res[key] > 0 or key == "feature_cache_accuracy_delta", key
+        assert res[key] == pytest.approx(recorded[key]), key
+
+
+def test_the_ratios_are_the_ones_they_name(raw):
+    res = bench.assemble(raw)
+    t = {k: v["img_s"] for k, v in raw["training"].items()}
+    assert res["scaling_efficiency"] == pytest.approx(t["2w"] / (2 * t["1w"]))  # weak scaling: 2 workers vs 2 x 1
+    assert res["scaling_efficiency_gloo"] == pytest.approx(t["2w_gloo"] / (2 * t["1w"]))
+    assert res["bf16_epoch_speedup"] == pytest.approx(t["1w"] / t["1w_fp32"])
+    assert res["container_over_native"] == pytest.approx(t["2w_container"] / t["2w"])
+    assert res["bf16_speedup"] == pytest.approx(raw["backbone"]["bf16"]["median"] / raw["backbone"]["fp32"]["median"])
+    limit = bench.theoretical_peak(raw["cpu"])
+    assert res["peak_fraction_bf16"] == pytest.approx(raw["peaks"]["bf16"]["median"] /
+                                                      (limit["bf16_gflops_per_core"] * raw["cores"]))
+    assert res["run_overhead_s"] == raw["training"]["2w_container"]["overhead_s"]  # the user's path: the container
+
+
+def test_theoretical_peak_by_isa():
+    amx = bench.theoretical_peak({"flags": ["avx512f", "amx_bf16", "avx512_bf16"], "vendor": "GenuineIntel",
+                                  "family": "6", "mhz": "2000"})
+    assert (amx["fp32_flop_per_cycle"], amx["bf16_flop_per_cycle"], amx["bf16_gflops_per_core"]) == (64, 1024, 2048)
+    zen4 = bench.theoretical_peak({"flags": ["avx512f", "avx512_bf16"], "vendor": "AuthenticAMD", "family": "25",
+                                   "mhz": "1000"})
+    assert (zen4["fp32_flop_per_cycle"], zen4["bf16_flop_per_cycle"]) == (32, 64)
+    zen3 = bench.theoretical_peak({"flags": ["avx2", "fma"], "vendor": "AuthenticAMD", "family": "25", "mhz": "1000"})
+    assert zen3["bf16_flop_per_cycle"] == zen3["fp32_flop_per_cycle"] == 32
+
+
+def test_a_cpu_without_bf16_kernels_gets_null_bf16_figures_with_that_reason(raw):
+    raw["cpu"]["flags"] = ["avx2", "fma"]  # Zen 3: the probes' bf16 processes fail, the profile ran fp32
+    for part in ("peaks", "backbone"):
+        raw[part]["bf16"] = {"median": None, "reason": "xeontl: error: bf16 needs oneDNN BF16 kernels"}
+    raw["training"]["1w"]["precision"] = {"precision": "fp32", "chosen": "auto: no BF16 kernels on this CPU"}
+    res = bench.assemble(raw)
     for k in ["peak_gflops_bf16", "backbone_img_s_bf16", "bf16_speedup", "mfu_bf16", "mfu_bf16_counted_flops",
               "bf16_epoch_speedup", "peak_fraction_bf16", "mfu_bf16_theoretical"]:
-        if bf16:
-            assert isinstance(res[k], float) and res[k] > 0, k
-        else:
-            assert res[k] is None and "BF16" in res[k + "_reason"], (k, res.get(k + "_reason"))
-    assert res["container_over_native"] is None and res["container_over_native_reason"]  # null, reason beside it
-    fc = res["raw"]["feature_cache"]
-    assert fc["cache_build_s"] > 0 and fc["normal_epochs"] >= 1 and isinstance(res["feature_cache_accuracy_delta"],
-                                                                                float)
-    assert isinstance(res["feature_cache_speedup"], float) or res["feature_cache_speedup_reason"]
-    # the MPI fix really was undone in the busy-poll variant, and is on in the default one
-    assert "OMPI_MCA_mpi_yield_when_idle=0" in res["plans"]["train_2w_mpi_busy_poll"]
-    assert "OMPI_MCA_mpi_yield_when_idle=1" in res["plans"]["train_2w"]
-    assert "numactl" in res["plans"]["train_2w"] and "horovodrun -np 2" in res["plans"]["train_2w"]
-    assert "--gloo" in res["plans"]["train_2w_gloo"] and "precision=fp32" in res["plans"]["train_1w_fp32"]
-    assert res["backbone_gflop_per_image_counted"] > 0 and "emulated" in res["host"]["note"]
-    # against the hardware: the cores' theoretical limit, the fraction of it reached, what oneDNN ran the peak with
-    hw = res["theoretical_peak"]
-    assert hw["fp32_flop_per_cycle"] >= 8 and hw["bf16_flop_per_cycle"] >= hw["fp32_flop_per_cycle"] and hw["basis"]
-    assert res["math_path"]["fp32"]["cpu_isa"] and res["math_path"]["fp32"]["implementations"]
-    assert "" not in res["math_path"]["fp32"]["implementations"]
-    assert "image_size=64" in res["plans"]["paper_shape_memory"]
-    assert (out / "bench.png").stat().st_size > 1000
-    md = (out / "bench.md").read_text()  # the table the README shows, every figure next to the paper's and target
-    assert "| scaling efficiency, 2 workers, MPI (launcher defaults) |" in md and "0.92 (1.83x)" in md
-    assert "n/a: skipped (--native-only)" in md
+        assert res[k] is None and "BF16" in res[k + "_reason"], (k, res.get(k + "_reason"))
+    assert res["mfu_fp32_counted_flops"] > 0  # the fp32 figures stand
+    assert "n/a: xeontl: error: bf16 needs oneDNN BF16 kernels" in bench.table(res)
+
+
+def test_a_failed_variant_is_named_and_its_ratios_say_why(raw):
+    raw["training"]["2w_gloo"].update(img_s=None, reason="run failed (failed): results/x")
+    raw["native_only"] = True
+    del raw["rebuild"]
+    res = bench.assemble(raw)
+    assert res["train_img_s_2w_gloo"] is None and res["train_img_s_2w_gloo_reason"] == "run failed (failed): results/x"
+    assert res["scaling_efficiency_gloo"] is None and "missing" in res["scaling_efficiency_gloo_reason"]
+    assert res["container_over_native"] is None and res["container_over_native_reason"] == "skipped (--native-only)"
+    assert res["source_rebuild_s"] is None and res["source_rebuild_s_reason"] == "skipped (--native-only)"
+
+
+def test_the_feature_cache_speedup_is_time_to_accuracy_or_its_reason(raw):
+    res = bench.assemble(raw)
+    fc = raw["feature_cache"]
+    if fc["speedup"] is None:
+        assert res["feature_cache_speedup"] is None and res["feature_cache_speedup_reason"] == fc["reason"]
+    else:
+        assert res["feature_cache_speedup"] == pytest.approx(fc["normal_tta_s"] / fc["cache_tta_s"])
+    raw["feature_cache"].update(speedup=12.5, accuracy_delta=-0.001, reason=None)
+    res = bench.assemble(raw)
+    assert res["feature_cache_speedup"] == 12.5 and "feature_cache_speedup_reason" not in res
+    assert "| --feature-cache time-to-accuracy speedup | 12.5 | — (not in the paper) | >= 10.0 | yes |" in \
+        bench.table(res)
+
+
+def test_the_table_puts_each_figure_beside_its_target_and_verdict(raw):
+    raw["training"]["2w"]["img_s"] = 0.96 * 2 * raw["training"]["1w"]["img_s"]
+    raw["training"]["2w_container"]["overhead_s"] = 12.0
+    md = bench.table(bench.assemble(raw))
+    assert "| scaling efficiency, 2 workers, MPI (launcher defaults) | 0.960 | 0.92 (1.83x) | >= 0.95 | yes |" in md
+    assert "| run overhead beyond the epochs, 2 workers (s) | 12.0 | — | <= 10.0 | no |" in md
+    assert md.startswith(f"xeontl bench on {raw['host']['cpu']}") and "emulated" in md.splitlines()[0]
+
+
+def test_bench_files_are_written_from_the_figures(raw, tmp_path):
+    res = bench.assemble(raw)
+    bench.write(tmp_path, res)
+    assert json.loads((tmp_path / "bench.json").read_text())["scaling_efficiency"] == res["scaling_efficiency"]
+    assert (tmp_path / "bench.md").read_text() == bench.table(res)
+    assert (tmp_path / "bench.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+@needs_horovod
+def test_a_real_matmul_probe_records_what_onednn_ran():
+    topo = topology.live()
+    one = planlib.make_plan(topo, 1, cores_per_socket=1)
+    precision = "bf16" if runtime.bf16_kernels(provenance.cpuinfo()["flags"]) else "fp32"
+    got = bench._probe(one.workers[0], one.env, "matmul", precision, 128, 0, 2)
+    assert got["median"] > 0 and got["unit"] == "gflop/s" and "numactl" in got["command"]
+    assert got["onednn"]["cpu_isa"] and got["onednn"]["implementations"]
+    assert "" not in got["onednn"]["implementations"]
+
+
+@pytest.mark.slow
+def test_the_bench_reads_a_real_launcher_run(native_run):
+    got = bench.run_figures(0, native_run, "smoke", {"epochs": "6"})
+    assert got["img_s"] > 0 and got["epochs_used"] == 1  # 2 epochs run, the first (tracing) left out
+    assert got["overhead_s"] > 0 and got["wall_s"] > got["train_s"] > 0 and got["peak_rss_mib"] > 100
+    assert "horovodrun -np 2" in got["plan"] and "numactl" in got["plan"]
+    assert got["plan"].endswith("# config.json: profile smoke, overrides epochs=6\n")
