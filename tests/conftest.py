@@ -1,7 +1,10 @@
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,101 @@ def run(cmd, timeout=600, env=None, **kw):
 
 def invoke(*args, timeout=600, env=None):
     return run([sys.executable, "-m", "invoke", *args], timeout=timeout, env=env)
+
+
+def start(cmd, sigint="default", env=None, **kw) -> subprocess.Popen:
+    """A launcher started as a terminal starts a foreground job: its own process group, SIGINT at its default (a
+    job started with `&` by a non-interactive shell, e.g. `nohup bash .ci/run &`, inherits SIGINT *ignored*, and so
+    would every child that did not reset it). sigint="ignore" starts it the way `nohup`/`&` do."""
+    disposition = signal.SIG_IGN if sigint == "ignore" else signal.SIG_DFL
+
+    def child():
+        os.setpgid(0, 0)
+        signal.signal(signal.SIGINT, disposition)
+
+    return subprocess.Popen(cmd, cwd=kw.pop("cwd", ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})}, preexec_fn=child, **kw)
+
+
+def ctrl_c(proc: subprocess.Popen) -> None:
+    """What a terminal's Ctrl-C does: SIGINT to every process of the foreground process group."""
+    os.killpg(proc.pid, signal.SIGINT)
+
+
+def ignores_sigint(pid: int) -> bool:
+    """The process's SIGINT disposition is 'ignored' (its SigIgn mask in /proc, as `nohup` leaves it)."""
+    mask = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("SigIgn:"))
+    return bool(int(mask.split()[1], 16) >> (signal.SIGINT - 1) & 1)
+
+
+def wait_for(predicate, timeout=600, what="the condition", proc: subprocess.Popen | None = None, every=0.5):
+    """Poll until predicate() is truthy (returned); fail after `timeout` s, or at once if `proc` ended first. A
+    generous ceiling for a loaded machine, never a statement about speed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = predicate()
+        if got:
+            return got
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"the process ended (exit {proc.returncode}) before {what}: {out[-2000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        time.sleep(every)
+
+
+def staged_epoch(results: Path, epoch: int, rank: int = 1):
+    """The staging run dir once `rank` has logged epoch `epoch` (training is under way), else None."""
+    for log in results.glob(f".staging-*/logs/rank-{rank}.log"):
+        if f"epoch {epoch}:" in log.read_text(errors="replace"):
+            return log.parents[1]
+    return None
+
+
+def rank_pid(rank: int, marker: str) -> int:
+    """The training process of MPI rank `rank` whose command line names `marker` (its run dir; a container's
+    processes are in the host's process table too), found by its environment."""
+    import psutil
+
+    want = str(rank)
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = proc.info["cmdline"] or []
+            if "train" in cmd and any(marker in a for a in cmd) and \
+                    proc.environ().get("OMPI_COMM_WORLD_RANK") == want:
+                return proc.pid
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    raise AssertionError(f"no process for rank {rank} of {marker}")
+
+
+def processes_naming(marker: str) -> list[str]:
+    """Command lines of live processes that name `marker` (a run dir or id): what a clean stop leaves none of."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        cmd = proc.info["cmdline"] or []
+        if proc.info["status"] != psutil.STATUS_ZOMBIE and any(marker in a for a in cmd) and proc.pid != os.getpid():
+            found.append(" ".join(cmd))
+    return found
+
+
+def runs_in(results: Path) -> list[Path]:
+    return sorted(p for p in results.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def only_run(results: Path, status: str | None = None) -> Path:
+    """The one finished run dir under results (of that status, if given)."""
+    found = [r for r in runs_in(results)
+             if status is None or json.loads((r / "metrics.json").read_text())["status"] == status]
+    assert len(found) == 1, [(r.name, json.loads((r / "metrics.json").read_text()).get("status")) for r in
+                             runs_in(results)]
+    return found[0]
+
+
+def load(run_dir: Path, name: str) -> dict:
+    return json.loads((run_dir / name).read_text())
 
 
 def have_horovod() -> bool:
@@ -54,6 +152,19 @@ def image():
     return "xeontl:latest"
 
 
+@pytest.fixture(scope="session")
+def compose():
+    """The Compose CLI this host has: v2's `docker compose` plugin or v1's `docker-compose` (both read compose.yaml
+    alike). Missing, the compose tests skip, and fail under XEONTL_REQUIRE_IMAGE=1 (CI)."""
+    if docker_ok() and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if os.environ.get("XEONTL_REQUIRE_IMAGE") == "1":
+        pytest.fail("neither `docker compose` (v2) nor docker-compose (v1) is installed")
+    pytest.skip("no Compose CLI (docker compose v2 or docker-compose v1)")
+
+
 def one_line_error(result, *needles):
     """A user mistake: non-zero exit, one 'xeontl: error:' line naming the problem, no traceback."""
     assert result.returncode != 0, result.stdout + result.stderr
@@ -71,3 +182,60 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "image" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.docker)
+
+
+# ------------------------------------------------------------------------------------------------ shared runs
+# One expensive run, many small tests asserting on it (each angle its own test, so a failure names what broke).
+CANARY = "canary-9f3b2c-do-not-leak"
+# Early stopping that fires deterministically: min_delta 10 means no epoch after the first counts as better, so the
+# ranks stop together after epoch 1 + patience 1 = 2 epochs (the broadcast decision is what is tested).
+EARLY_STOP = ["--set", "epochs=6", "--set", "patience=1", "--set", "min_delta=10"]
+
+
+@pytest.fixture(scope="session")
+def native_run(tmp_path_factory):
+    """`invoke reproduce` natively, 2 Horovod ranks over MPI on 2 emulated sockets, smoke profile, stopping early
+    after 2 epochs, with a secret in the launcher's environment: the run dir every native angle is checked on."""
+    if not have_horovod():
+        pytest.skip("native Horovod not installed (invoke setup --native)")
+    results = tmp_path_factory.mktemp("native-run")
+    r = invoke("reproduce", "--sockets", "2", "--emulate-sockets", "--profile", "smoke", "--native", *EARLY_STOP,
+               "--results-dir", str(results), timeout=900, env={"XEONTL_TEST_API_TOKEN": CANARY})
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    run_dir = only_run(results)
+    return run_dir
+
+
+# The single-process runs (no Horovod): uninterrupted, killed after epoch 2, resumed from it (test_train asserts
+# the training angles, test_resume the resume angles).
+SINGLE = [sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--epochs", "4", "--patience", "20",
+          "--verbose", "0", "--synthetic-train", "320", "--synthetic-val", "160"]
+
+
+@pytest.fixture(scope="session")
+def single(tmp_path_factory):
+    d = tmp_path_factory.mktemp("single")
+    whole = run([*SINGLE, "--output", str(d / "whole")])
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    killed = run([*SINGLE, "--output", str(d / "killed"), "--fault-after-epoch", "2"])
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = run([*SINGLE, "--output", str(d / "resumed"), "--resume-from", str(d / "killed")])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    return {"dir": d, "whole": d / "whole", "killed": d / "killed", "resumed": d / "resumed", "stdout": whole.stdout}
+
+
+@pytest.fixture(scope="session")
+def docker_runs(image, tmp_path_factory):
+    """The image runs: 2 ranks in the container, rank 1 killed after epoch 2 (the fault reaches the ranks inside the
+    container), then `invoke reproduce --resume` of it, again in the container: a failed run and a successful one,
+    asserted by test_image (the container record) and test_resume (the continuation)."""
+    from xeontl import launch
+
+    results = tmp_path_factory.mktemp("docker-runs")
+    opts = launch.Options(sockets=2, emulate_sockets=True, profile="smoke", image=image, results_dir=results,
+                          overrides={"epochs": "4", "patience": "20", "verbose": "0"}, fault_after_epoch=2)
+    rc, dead = launch.execute(launch.prepare(opts))
+    assert rc == 1, (dead / "logs-launcher.txt").read_text()[-2000:]
+    r = invoke("reproduce", "--resume", str(dead), "--results-dir", str(results), timeout=900)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    return {"dead": dead, "cont": only_run(results, "success"), "stdout": r.stdout}

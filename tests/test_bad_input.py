@@ -2,7 +2,6 @@
 
 import collections
 import os
-import shutil
 import subprocess
 
 import pytest
@@ -91,8 +90,7 @@ def test_invoke_keys_makes_a_pair_once(tmp_path):
     one_line_error(invoke("keys", "--dir", str(tmp_path)), "exists")
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
-def test_compose_file_needs_nothing_but_compose_env(tmp_path):
+def test_compose_file_needs_nothing_but_compose_env(tmp_path, compose):
     """compose interpolates every service whatever the profile: `invoke compose-env` alone must satisfy it (a `:?`
     in a service of another profile once broke the two-node layout)."""
     from xeontl import launch
@@ -100,7 +98,7 @@ def test_compose_file_needs_nothing_but_compose_env(tmp_path):
     env = launch.compose_env(tmp_path, keys_dir=tmp_path / "keys")
     empty = tmp_path / "empty.env"
     empty.write_text("")
-    r = subprocess.run(["docker-compose", "-f", str(ROOT / "compose.yaml"), "--env-file", str(empty), "config", "-q"],
+    r = subprocess.run([*compose, "-f", str(ROOT / "compose.yaml"), "--env-file", str(empty), "config", "-q"],
                        capture_output=True, text=True, env={"PATH": os.environ["PATH"], **env}, timeout=120)
     assert r.returncode == 0, r.stderr
 

@@ -39,15 +39,13 @@ def test_invoke_smoke_two_ranks_in_the_image(image, tmp_path):
     assert r.returncode == 0 and "xeontl smoke: OK" in r.stdout, (r.stdout + r.stderr)[-3000:]
 
 
-def test_reproduce_in_docker_records_the_container(image, tmp_path):
-    r = invoke("reproduce", "--sockets", "2", "--emulate-sockets", "--profile", "smoke", "--image", image,
-               "--results-dir", str(tmp_path), timeout=900)
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    run_dir, = [p for p in tmp_path.iterdir() if p.is_dir()]
+def test_a_container_run_records_the_container(docker_runs):
+    """The image run (conftest.docker_runs: 2 ranks, resumed in the container after a killed rank)."""
+    run_dir = docker_runs["cont"]
     check_run(run_dir, 2)
     prov = json.loads((run_dir / "provenance.json").read_text())
     ex = prov["execution"]
-    assert ex["mode"] == "docker" and ex["inside"]["in_container"] and ex["inside"]["uid"] != 0
+    assert ex["mode"] == "docker" and ex["inside"]["container_runtime"] == "docker" and ex["inside"]["uid"] != 0
     assert ex["capabilities_added"] == ["SYS_NICE"] and "sys_nice" in ex["inside"]["capabilities_bounding"]
     assert {"sys_ptrace", "sys_admin"}.isdisjoint(ex["inside"]["capabilities_bounding"])
     assert ex["image"]["labels"]["io.xeontl.versions.horovod"] == "0.28.1"
@@ -55,12 +53,11 @@ def test_reproduce_in_docker_records_the_container(image, tmp_path):
     assert prov["software"]["lock_sha256"]  # the image's lock file is recorded
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
-def test_compose_two_node_layout(image, tmp_path):
+def test_compose_two_node_layout(image, compose, tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     results.chmod(0o777)  # written by the image's user on both "hosts"
-    env_file = tmp_path / ".env"
+    env_file = tmp_path / "compose.env"
     r = invoke("keys", "--dir", str(tmp_path / "keys"))
     assert r.returncode == 0, r.stderr
     # Two "hosts" with their own copy of the key dir, as on two machines: nothing shared but the results dir.
@@ -68,13 +65,12 @@ def test_compose_two_node_layout(image, tmp_path):
         subprocess.run(["cp", "-a", str(tmp_path / "keys"), str(tmp_path / f"keys-{node}")], check=True)
     shutil.rmtree(tmp_path / "keys")
     r = invoke("compose-env", "--results-dir", str(results), "--profile", "smoke", "--image", image,
-               "--keys", str(tmp_path / "keys-node1"))
+               "--keys", str(tmp_path / "keys-node1"), "--output", str(env_file))
     assert r.returncode == 0, r.stderr
-    shutil.move(ROOT / ".env", env_file)
     with env_file.open("a") as f:
         f.write(f"XEONTL_KEYS_NODE2={tmp_path / 'keys-node2'}\n")
     project = f"xeontl-test-{secrets.token_hex(3)}"
-    compose = ["docker-compose", "-f", str(ROOT / "compose.yaml"), "--env-file", str(env_file), "-p", project,
+    compose = [*compose, "-f", str(ROOT / "compose.yaml"), "--env-file", str(env_file), "-p", project,
                "--profile", "two-node"]
     try:
         up = run([*compose, "up", "--abort-on-container-exit", "--exit-code-from", "node1"], timeout=900)
@@ -124,4 +120,7 @@ def test_a_source_only_rebuild_builds_on_the_deps_image_and_cleans_up(image):
 
     r = imagelib.time_source_rebuild()
     assert r["seconds"] > 0 and r["context_bytes"] < 5 << 20
+    deps = json.loads(run(["docker", "image", "inspect", imagelib.deps_tag()]).stdout)[0]["RootFS"]["Layers"]
+    assert r["layers"][:len(deps)] == deps  # every deps layer reused as is, in order: nothing of TF/Horovod rebuilt
+    assert 0 < len(r["layers"]) - len(deps) <= 6  # only the package's own few layers are new
     assert run(["docker", "image", "inspect", "xeontl:bench-rebuild"]).returncode != 0  # scratch tag removed

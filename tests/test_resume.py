@@ -1,86 +1,89 @@
-"""--resume: a run killed after epoch N continues from its checkpoint to the result of an uninterrupted run."""
+"""--resume: a run killed after epoch N continues from its checkpoint to the result of an uninterrupted run. The runs
+are made once: 2 native ranks on the feature cache (bit-for-bit deterministic, so "the same result" is exact), one
+process on the image pipeline (conftest.single), 2 ranks in the container (conftest.docker_runs)."""
 
 import json
-import sys
 
 import pytest
 
-from conftest import invoke, needs_horovod, one_line_error, run
-
-pytestmark = pytest.mark.slow
+from conftest import have_horovod, invoke, load, one_line_error, only_run, run
 
 SMOKE = ["--profile", "smoke", "--set", "epochs=6", "--set", "patience=20", "--set", "verbose=0"]
 
 
-def only_run(results, status):
-    runs = [p for p in results.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    found = [r for r in runs if json.loads((r / "metrics.json").read_text())["status"] == status]
-    assert len(found) == 1, [(r.name, json.loads((r / "metrics.json").read_text())["status"]) for r in runs]
-    return found[0]
-
-
 def val_losses(run_dir):
-    return [e["val_loss"] for e in json.loads((run_dir / "metrics.json").read_text())["per_epoch"]]
+    return [e["val_loss"] for e in load(run_dir, "metrics.json")["per_epoch"]]
 
 
-@needs_horovod
-def test_two_rank_run_killed_after_epoch_3_resumes_to_the_uninterrupted_result(tmp_path):
-    # The feature-cache path is bit-for-bit deterministic (fixed per-epoch order, no augmentation at train time), so
-    # "the same result" can be checked exactly: every epoch's averaged val_loss, before and after the interruption.
+@pytest.fixture(scope="module")
+def native_resume(tmp_path_factory):
+    """The feature-cache path: fixed per-epoch order, no augmentation at train time. Killed after epoch 3 (rank 1
+    SIGKILLs itself), resumed, and the same run uninterrupted for comparison."""
+    if not have_horovod():
+        pytest.skip("native Horovod not installed (invoke setup --native)")
+    d = tmp_path_factory.mktemp("resume")
     args = ["reproduce", "--sockets", "2", "--emulate-sockets", "--native", *SMOKE, "--set", "feature_cache=true",
-            "--set", f"feature_cache_dir={tmp_path / 'cache'}"]
-    killed = invoke(*args, "--results-dir", str(tmp_path / "a"), "--fault-after-epoch", "3", timeout=600)
+            "--set", f"feature_cache_dir={d / 'cache'}"]
+    killed = invoke(*args, "--results-dir", str(d / "a"), "--fault-after-epoch", "3", timeout=900)
     assert killed.returncode == 1, killed.stdout[-2000:]
-    dead = only_run(tmp_path / "a", "failed")
-    assert json.loads((dead / "metrics.json").read_text())["failure"]["rank"] == 1
+    dead = only_run(d / "a", "failed")
+    resumed = invoke("reproduce", "--resume", str(dead), "--native", "--results-dir", str(d / "a"), timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    whole = invoke(*args, "--results-dir", str(d / "b"), timeout=900)
+    assert whole.returncode == 0, whole.stdout[-2000:]
+    return {"dead": dead, "cont": only_run(d / "a", "success"), "ref": only_run(d / "b", "success"),
+            "stdout": resumed.stdout}
+
+
+@pytest.mark.slow
+def test_the_killed_run_is_failed_with_its_rank_and_a_checkpoint(native_resume):
+    dead = native_resume["dead"]
+    m = load(dead, "metrics.json")
+    assert m["status"] == "failed" and m["failure"]["rank"] == 1 and m["failure"]["signal"] == 9, m["failure"]
     assert [p.name for p in (dead / "checkpoints").iterdir()] == ["epoch-0003"]
 
-    resumed = invoke("reproduce", "--resume", str(dead), "--native", "--results-dir", str(tmp_path / "a"), timeout=600)
-    assert resumed.returncode == 0, resumed.stdout[-3000:]
-    assert f"resuming {dead.name} after epoch 3" in resumed.stdout
-    cont = only_run(tmp_path / "a", "success")
-    assert cont.name != dead.name  # a new run id ...
-    m = json.loads((cont / "metrics.json").read_text())
-    # ... recording its source
-    assert m["resumed_from"]["epoch"] == 3 and m["resumed_from"]["optimizer_iterations"] == 15
-    assert json.loads((cont / "provenance.json").read_text())["resumed_from"]["run"] == str(dead)
+
+@pytest.mark.slow
+def test_the_continuation_is_a_new_run_that_records_its_source(native_resume):
+    dead, cont = native_resume["dead"], native_resume["cont"]
+    assert f"resuming {dead.name} after epoch 3" in native_resume["stdout"]
+    assert cont.name != dead.name
+    m = load(cont, "metrics.json")
+    assert m["resumed_from"]["epoch"] == 3 and m["resumed_from"]["optimizer_iterations"] == 15  # 3 x 80/16
+    assert load(cont, "provenance.json")["resumed_from"]["run"] == str(dead)
     assert "EMULATED SOCKETS" in (cont / "command.txt").read_text()  # the same launch: 2 emulated sockets
     assert m["epochs_run"] == 6 and m["workers"] == 2
 
-    whole = invoke(*args, "--results-dir", str(tmp_path / "b"), timeout=600)
-    assert whole.returncode == 0, whole.stdout[-2000:]
-    ref = only_run(tmp_path / "b", "success")
-    assert val_losses(cont) == val_losses(ref)
-    assert m["final_val_accuracy"] == json.loads((ref / "metrics.json").read_text())["final_val_accuracy"]
+
+@pytest.mark.slow
+def test_the_resumed_run_reaches_the_uninterrupted_result_exactly(native_resume):
+    cont, ref = native_resume["cont"], native_resume["ref"]
+    assert len(val_losses(ref)) == 6
+    assert val_losses(cont) == val_losses(ref)  # every epoch's averaged val_loss, before and after the kill
+    assert load(cont, "metrics.json")["final_val_accuracy"] == load(ref, "metrics.json")["final_val_accuracy"]
 
 
-def test_image_pipeline_resume_continues_the_schedule(tmp_path):
+# ---------------------------------------------------------------------------------------------- one process, images
+@pytest.mark.slow
+def test_image_pipeline_resume_continues_the_schedule(single):
     """The paper's own path (augmentation on the fly): resumed history, optimizer and final result within tolerance."""
-    base = [sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--epochs", "4", "--patience", "20",
-            "--verbose", "0", "--synthetic-train", "320", "--synthetic-val", "160"]
-    killed = run([*base, "--output", str(tmp_path / "a"), "--fault-after-epoch", "2"])
-    assert killed.returncode == -9
-    state = json.loads((tmp_path / "a" / "checkpoints" / "epoch-0002" / "state.json").read_text())
+    state = json.loads((single["killed"] / "checkpoints" / "epoch-0002" / "state.json").read_text())
     assert state["epoch"] == 2 and state["optimizer_iterations"] == 2 * 20  # 320 images / 16 per step, one worker
-    r = run([*base, "--output", str(tmp_path / "b"), "--resume-from", str(tmp_path / "a")])
-    assert r.returncode == 0, r.stderr[-2000:]
-    m = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    m = load(single["resumed"], "metrics.json")
     assert m["epochs_run"] == 4 and m["per_epoch"][:2] == state["per_epoch"]  # history carried over
     assert m["per_epoch"][2]["val_loss"] < state["per_epoch"][0]["val_loss"]  # not restarted from scratch
-    u = run([*base, "--output", str(tmp_path / "c")])
-    assert u.returncode == 0, u.stderr[-2000:]
-    whole = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    whole = load(single["whole"], "metrics.json")
     assert abs(m["final_val_accuracy"] - whole["final_val_accuracy"]) <= 0.1  # thread scheduling is not deterministic
     assert m["per_epoch"][-1]["val_loss"] == pytest.approx(whole["per_epoch"][-1]["val_loss"], rel=0.15)
 
 
-def test_resume_refuses_a_different_config(tmp_path):
-    killed = run([sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--epochs", "3", "--verbose", "0",
-                  "--output", str(tmp_path / "a"), "--fault-after-epoch", "1"])
-    assert killed.returncode == -9
-    r = run([sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--epochs", "3", "--seed", "5",
-             "--output", str(tmp_path / "b"), "--resume-from", str(tmp_path / "a")])
+@pytest.mark.slow
+def test_resume_refuses_a_different_config(single, tmp_path):
+    from conftest import SINGLE
+
+    r = run([*SINGLE, "--seed", "5", "--output", str(tmp_path / "b"), "--resume-from", str(single["killed"])])
     one_line_error(r, "different config (seed)")
+    assert not (tmp_path / "b").exists()
 
 
 def test_resume_bad_input_launches_nothing(tmp_path):
@@ -100,22 +103,22 @@ def test_resume_bad_input_launches_nothing(tmp_path):
     assert not results.exists()
 
 
-def test_container_run_killed_after_epoch_2_resumes_in_the_container(image, tmp_path):
-    from xeontl import launch
+# ---------------------------------------------------------------------------------------------- in the container
+@pytest.mark.slow
+def test_a_rank_killed_in_the_container_fails_the_run_and_is_named(docker_runs):
+    m = load(docker_runs["dead"], "metrics.json")
+    assert m["status"] == "failed" and m["failure"]["rank"] == 1 and m["failure"]["signal"] == 9, m["failure"]
+    assert load(docker_runs["dead"], "provenance.json")["status"] == "failed"
 
-    opts = launch.Options(sockets=2, emulate_sockets=True, profile="smoke", image=image, results_dir=tmp_path,
-                          overrides={"epochs": "4", "patience": "20", "verbose": "0"},
-                          fault_after_epoch=2)  # reaches the ranks inside the container
-    rc, dead = launch.execute(launch.prepare(opts))
-    assert rc == 1 and json.loads((dead / "metrics.json").read_text())["failure"]["rank"] == 1
-    r = invoke("reproduce", "--resume", str(dead), "--results-dir", str(tmp_path), timeout=600)
-    assert r.returncode == 0, r.stdout[-3000:]
-    cont = only_run(tmp_path, "success")
-    m = json.loads((cont / "metrics.json").read_text())
+
+@pytest.mark.slow
+def test_container_run_resumes_in_the_container(docker_runs):
+    dead, cont = docker_runs["dead"], docker_runs["cont"]
+    m = load(cont, "metrics.json")
     assert m["resumed_from"] == {"checkpoint": "/resume/checkpoints/epoch-0002", "epoch": 2,
                                  "optimizer_iterations": 10}
     assert m["epochs_run"] == 4 and m["per_epoch"][:2] == json.loads(
         (dead / "checkpoints" / "epoch-0002" / "state.json").read_text())["per_epoch"]
-    prov = json.loads((cont / "provenance.json").read_text())
+    prov = load(cont, "provenance.json")
     assert prov["execution"]["mode"] == "docker" and prov["resumed_from"]["run"] == str(dead)
     assert f"{dead}:/resume:ro" in (cont / "command.txt").read_text()  # mounted read-only: the old run is kept as is

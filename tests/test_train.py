@@ -1,13 +1,29 @@
-"""Training for real (small): one process, two Horovod ranks, and the launcher end to end on this machine."""
+"""Training for real (small): one process, two Horovod ranks over MPI (through the launcher) and over Gloo, end to end
+on this machine. The runs are made once (fixtures) and asserted from every angle."""
 
 import json
+import os
 import re
 import sys
 
 import jsonschema
 import pytest
 
-from conftest import invoke, needs_horovod, run
+from conftest import (
+    CANARY,
+    EARLY_STOP,
+    SINGLE,
+    ctrl_c,
+    have_horovod,
+    ignores_sigint,
+    load,
+    one_line_error,
+    run,
+    runs_in,
+    staged_epoch,
+    start,
+    wait_for,
+)
 from xeontl import events, provenance
 from xeontl.smoke import check_run
 
@@ -17,82 +33,94 @@ METRIC_KEYS = {"status", "final_val_accuracy", "best_epoch", "epochs_run", "trai
                "per_epoch", "confusion_matrix", "per_class_accuracy"}
 
 
-def test_one_epoch_smoke_train_writes_valid_metrics(tmp_path):
-    out = tmp_path / "run"
-    r = run([sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--epochs", "1", "--output", str(out)])
-    assert r.returncode == 0, r.stderr[-2000:]
-    m = json.loads((out / "metrics.json").read_text())
-    assert METRIC_KEYS <= set(m) and m["status"] == "success" and m["epochs_run"] == 1
-    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= set(m["per_epoch"][0])
-    assert sum(map(sum, m["confusion_matrix"])) == 80 and len(m["per_class_accuracy"]) == 8
-    assert "synthetic data — not the paper's dataset" in m["notices"] and "synthetic data" in r.stdout
-    assert (out / "head.weights.h5").exists() and (out / "logs" / "rank-0.log").exists()
-    # never overwrite a finished run
-    again = run([sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--output", str(out)])
-    assert again.returncode == 2 and "nothing was overwritten" in again.stderr
-
-
 def epochs_logged(log_text):
     return [json.loads(m) for m in re.findall(r"epoch \d+: (\{.*\})", log_text)]
 
 
-@needs_horovod
-@pytest.mark.parametrize("controller", ["mpi", "gloo"])
-def test_two_horovod_ranks_stop_together_on_disjoint_shards(tmp_path, controller):
-    out = tmp_path / "run"
-    # min_delta 10: no epoch after the first counts as better, so early stopping fires after epoch 1 + patience 1.
-    r = run(["horovodrun", "-np", "2", "-H", "localhost:2", f"--{controller}", sys.executable, "-m", "xeontl",
-             "train", "--profile", "smoke", "--epochs", "6", "--patience", "1", "--min-delta", "10",
-             "--output", str(out)], timeout=600, env={"OMPI_MCA_mpi_yield_when_idle": "1"})
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    m = json.loads((out / "metrics.json").read_text())
+# ---------------------------------------------------------------------------------------------- one process
+def test_one_process_train_writes_valid_metrics(single):
+    out = single["whole"]
+    m = load(out, "metrics.json")
+    assert METRIC_KEYS <= set(m) and m["status"] == "success" and m["epochs_run"] == 4 and m["workers"] == 1
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"} <= set(m["per_epoch"][0])
+    assert sum(map(sum, m["confusion_matrix"])) == 160 and len(m["per_class_accuracy"]) == 8
+    assert "synthetic data — not the paper's dataset" in m["notices"] and "synthetic data" in single["stdout"]
+    assert (out / "head.weights.h5").exists() and (out / "logs" / "rank-0.log").exists()
+    assert m["learning_rate"] == pytest.approx(0.001)  # one worker: the base LR, unscaled
+
+
+def test_a_finished_run_is_never_overwritten(single):
+    before = (single["whole"] / "metrics.json").read_bytes()
+    again = run([*SINGLE, "--output", str(single["whole"])])
+    assert again.returncode == 2 and "nothing was overwritten" in again.stderr
+    assert (single["whole"] / "metrics.json").read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------- two ranks, MPI
+def test_native_run_is_complete_and_recorded(native_run):
+    check_run(native_run, 2)
+    prov = load(native_run, "provenance.json")
+    jsonschema.validate(prov, provenance.schema())
+    ex = prov["execution"]
+    assert ex["emulated_sockets"] is True and ex["mode"] == "native"
+    # the ranks ran where the launcher runs (this very environment, which may itself be a container), not in the image
+    assert ex["inside"]["container_runtime"] == provenance.container_runtime() and ex["inside"]["uid"] == os.getuid()
+    assert [a["cpus"] for a in ex["per_rank_affinity"]] == ["0", "1"]  # each rank on its own core
+    assert prov["software"]["horovod"]["mpi_built"] and prov["math_path"]["isas_dispatched"]
+    assert ex["horovod_controller_used"] == ["mpi"] and prov["math_path"]["onednn_version"]
+    report = (native_run / "report.md").read_text()
+    assert "Emulated sockets" in report and "Synthetic data" in report and "| paper |" in report
+    assert "EMULATED SOCKETS" in (native_run / "command.txt").read_text()
+    assert (native_run / "curves.png").stat().st_size > 1000
+
+
+def test_a_secret_in_the_environment_reaches_no_file(native_run):
+    assert load(native_run, "provenance.json")["env"]["values"]["XEONTL_TEST_API_TOKEN"] == "<redacted>"
+    for f in native_run.rglob("*"):  # logs included
+        if f.is_file():
+            assert CANARY.encode() not in f.read_bytes(), f
+
+
+def assert_stopped_together(run_dir, controller):
+    """Early stopping decided on the averaged val_loss and acted on by both ranks at the same epoch."""
+    m = load(run_dir, "metrics.json")
     assert m["stopped_early"] and m["epochs_run"] == 2 and m["workers"] == 2
-    per_rank = [epochs_logged((out / "logs" / f"rank-{k}.log").read_text()) for k in (0, 1)]
+    per_rank = [epochs_logged((run_dir / "logs" / f"rank-{k}.log").read_text()) for k in (0, 1)]
     assert len(per_rank[0]) == len(per_rank[1]) == 2  # both ranks stopped at the same epoch
-    # the val_loss both ranks acted on is the averaged one: identical
-    assert [e["val_loss"] for e in per_rank[0]] == [e["val_loss"] for e in per_rank[1]]
+    assert [e["val_loss"] for e in per_rank[0]] == [e["val_loss"] for e in per_rank[1]]  # the averaged one
     assert sorted(x["rank"] for x in m["ranks"]) == [0, 1]
     assert {x["controller"] for x in m["ranks"]} == {controller}  # the controller really used
+
+
+def test_ranks_stop_together_on_the_averaged_val_loss(native_run):
+    assert_stopped_together(native_run, "mpi")
+
+
+def test_ranks_train_on_disjoint_halves_with_the_lr_scaled(native_run):
+    m = load(native_run, "metrics.json")
     assert sum(x["train_images"] for x in m["ranks"]) == 160  # disjoint halves of the 160 training tiles
+    assert [x["train_images"] for x in m["ranks"]] == [80, 80]
     assert m["learning_rate"] == pytest.approx(2 * 0.001) and "linear" in m["lr_rule"]
-    # only rank 0 writes results, its last epoch's checkpoint included (one, not one per rank or per epoch)
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoints", "head.weights.h5", "logs", "metrics.json",
-                                                     "mllog.txt", "probe.json"]
-    probe = json.loads((out / "probe.json").read_text())  # rank 0's view, with the math sample oneDNN ran
-    assert probe["math_path"]["returncode"] == 0 and probe["math_path"]["isas_dispatched"], probe["math_path"]
     assert sum(map(sum, m["confusion_matrix"])) == 80  # every validation tile once, each rank predicting its half
     assert all(r["peak_rss_mib"] > 100 for r in m["ranks"])
-    assert [p.name for p in (out / "checkpoints").iterdir()] == ["epoch-0002"]
-    keys = [e["key"] for e in events.read(out / events.FILE)]
+
+
+def test_only_rank_0_writes_results(native_run):
+    ranks_wrote = {"checkpoints", "head.weights.h5", "logs", "metrics.json", "mllog.txt", "probe.json"}
+    launcher_wrote = {"command.txt", "config.json", "plan.json", "launch.json", "logs-launcher.txt",
+                      "provenance.json", "report.md", "curves.png", "throughput.png"}
+    assert {p.name for p in native_run.iterdir()} == ranks_wrote | launcher_wrote
+    assert [p.name for p in (native_run / "checkpoints").iterdir()] == ["epoch-0002"]  # one, the last epoch's
+    assert sorted(p.name for p in (native_run / "logs").iterdir()) == ["rank-0.log", "rank-1.log"]
+    probe = load(native_run, "probe.json")  # rank 0's view, with the math sample oneDNN ran
+    assert probe["math_path"]["returncode"] == 0 and probe["math_path"]["isas_dispatched"], probe["math_path"]
+
+
+def test_event_log_is_mlperf_and_in_order(native_run):
+    keys = [e["key"] for e in events.read(native_run / events.FILE)]
     assert keys.count("run_start") == 1 and "early_stop" in keys and keys[-1] == "run_stop"
     assert keys.index("init_start") < keys.index("init_stop") < keys.index("run_start")
-
-
-@needs_horovod
-def test_native_reproduce_two_emulated_sockets_end_to_end(tmp_path):
-    canary = "canary-9f3b2c-do-not-leak"
-    r = invoke("reproduce", "--sockets", "2", "--emulate-sockets", "--profile", "smoke", "--native",
-               "--results-dir", str(tmp_path), timeout=900, env={"XEONTL_TEST_API_TOKEN": canary})
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    runs = [p for p in tmp_path.iterdir() if p.is_dir()]
-    assert len(runs) == 1 and not runs[0].name.startswith(".staging")
-    run_dir = runs[0]
-    check_run(run_dir, 2)
-    prov = json.loads((run_dir / "provenance.json").read_text())
-    jsonschema.validate(prov, provenance.schema())
-    assert prov["execution"]["emulated_sockets"] is True and prov["execution"]["mode"] == "native"
-    assert [a["cpus"] for a in prov["execution"]["per_rank_affinity"]] == ["0", "1"]  # each rank on its own core
-    assert prov["env"]["values"]["XEONTL_TEST_API_TOKEN"] == "<redacted>"
-    assert prov["software"]["horovod"]["mpi_built"] and prov["math_path"]["isas_dispatched"]
-    assert prov["execution"]["horovod_controller_used"] == ["mpi"] and prov["math_path"]["onednn_version"]
-    for f in run_dir.rglob("*"):  # the canary secret reaches no file, logs included
-        if f.is_file():
-            assert canary.encode() not in f.read_bytes(), f
-    report = (run_dir / "report.md").read_text()
-    assert "Emulated sockets" in report and "Synthetic data" in report and "| paper |" in report
-    assert "EMULATED SOCKETS" in (run_dir / "command.txt").read_text()
-    assert (run_dir / "curves.png").stat().st_size > 1000
-    assert_mlperf_parses(run_dir / events.FILE)
+    assert_mlperf_parses(native_run / events.FILE)
 
 
 def assert_mlperf_parses(path):
@@ -111,3 +139,68 @@ def assert_mlperf_parses(path):
     assert lines[keys.index("global_batch_size")].value["value"] == 32  # 16 per worker x 2
     assert all(ln.value["metadata"]["epoch_num"] >= 1 for ln in lines if ln.key in ("epoch_start", "epoch_stop"))
     assert lines[-1].key == "run_stop" and lines[-1].value["metadata"]["status"] == "success"
+
+
+# ---------------------------------------------------------------------------------------------- two launches, Gloo
+@pytest.fixture(scope="module")
+def two_launches(tmp_path_factory):
+    """A 2-socket Gloo run started as `nohup ... &` starts it (SIGINT ignored) and sent a Ctrl-C while it trains;
+    meanwhile a 1-socket run on the same cores, refused, then queued behind it with --wait."""
+    if not have_horovod():
+        pytest.skip("native Horovod not installed (invoke setup --native)")
+    results = tmp_path_factory.mktemp("two-launches")
+    base = [sys.executable, "-m", "invoke", "reproduce", "--profile", "smoke", "--native",
+            "--results-dir", str(results)]
+    first = start([*base, "--sockets", "2", "--emulate-sockets", "--controller", "gloo", *EARLY_STOP],
+                  sigint="ignore")
+    try:
+        wait_for(lambda: list(results.glob(".staging-*/command.txt")), what="the first run holding its CPUs",
+                 proc=first)
+        refused = run([*base, "--sockets", "1"], timeout=300)
+        listing_while_refused = sorted(p.name for p in results.iterdir())
+        queued = start([*base, "--sockets", "1", "--wait"])
+        wait_for(lambda: staged_epoch(results, 1), what="the first run training", proc=first)
+        sigint_ignored = ignores_sigint(first.pid)
+        ctrl_c(first)  # honoured as `nohup` users expect: ignored, the run goes on
+        alive_after_sigint = first.poll() is None
+        out_first, _ = first.communicate(timeout=900)
+        out_queued, _ = queued.communicate(timeout=900)
+    finally:
+        for p in (first, locals().get("queued")):
+            if p is not None and p.poll() is None:
+                p.kill()
+    return {"results": results, "refused": refused, "listing_while_refused": listing_while_refused,
+            "first": (first.returncode, out_first), "queued": (queued.returncode, out_queued),
+            "sigint_ignored": sigint_ignored, "alive_after_sigint": alive_after_sigint}
+
+
+def gloo_run(two_launches):
+    return next(r for r in runs_in(two_launches["results"]) if load(r, "plan.json")["sockets"] == 2)
+
+
+def test_a_run_on_held_cores_is_refused_in_one_line_and_writes_nothing(two_launches):
+    line = one_line_error(two_launches["refused"], "in use", "--wait")
+    assert re.search(r"CPUs 0-1 by run \d{8}-\d{6}-smoke-2s-[0-9a-f]{4} \(pid \d+\)", line), line
+    assert len(two_launches["listing_while_refused"]) == 1  # the first run's staging dir only
+
+
+def test_with_wait_it_queues_and_both_runs_complete(two_launches):
+    rc, out = two_launches["queued"]
+    assert rc == 0 and "waiting (--wait)" in out, out[-1500:]
+    assert two_launches["first"][0] == 0, two_launches["first"][1][-1500:]
+    runs = runs_in(two_launches["results"])
+    assert len(runs) == 2 and not any(p.name.startswith(".staging") for p in two_launches["results"].iterdir())
+    for r in runs:
+        assert load(r, "metrics.json")["status"] == "success" and load(r, "provenance.json")["run_id"] == r.name
+
+
+def test_an_inherited_sigint_ignore_is_honoured(two_launches):
+    """`nohup`/`&` set SIGINT to ignored: a SIGINT to the group while training leaves the run to finish."""
+    assert two_launches["sigint_ignored"] and two_launches["alive_after_sigint"]
+    assert two_launches["first"][0] == 0 and load(gloo_run(two_launches), "metrics.json")["status"] == "success"
+
+
+def test_gloo_ranks_stop_together(two_launches):
+    run_dir = gloo_run(two_launches)
+    assert_stopped_together(run_dir, "gloo")
+    assert "--gloo" in (run_dir / "command.txt").read_text()

@@ -1,0 +1,81 @@
+"""The product's pure rules, checked in the fast tier (a change to any of them fails here in seconds, not only in a
+training run): the LR rule, steps per epoch, secret redaction, container detection, compose's env file."""
+
+import pytest
+
+from conftest import invoke, one_line_error
+from xeontl import config, launch, provenance
+from xeontl.errors import UserError
+
+
+def test_the_lr_grows_linearly_with_the_workers():
+    from xeontl.train import scaled_learning_rate
+
+    paper = config.resolve("paper")
+    assert scaled_learning_rate(paper, 1) == (0.01, "linear: 0.01 x 1 workers")
+    lr, rule = scaled_learning_rate(paper, 2)
+    assert lr == pytest.approx(0.02) and rule == "linear: 0.01 x 2 workers"  # the paper: LR 0.01 x workers
+    assert scaled_learning_rate({**paper, "lr_scaling": "none"}, 2)[0] == 0.01
+
+
+def test_steps_per_epoch_is_the_shard_over_the_batch_capped_by_the_config():
+    from xeontl.train import steps_per_epoch
+
+    cfg = config.resolve("paper")
+    assert steps_per_epoch(cfg, 2000) == 62  # a 2-socket run's half of 4000 training images, batch 32
+    assert steps_per_epoch({**cfg, "steps_per_epoch": 3}, 2000) == 3
+    with pytest.raises(UserError, match="larger than this worker's shard"):
+        steps_per_epoch(cfg, 31)
+
+
+def test_secrets_in_the_environment_are_redacted_and_the_rest_named():
+    env = {"AWS_SECRET_ACCESS_KEY": "s1", "GITHUB_TOKEN": "s2", "DB_PASSWORD": "s3", "KMP_AFFINITY": "compact",
+           "OMP_NUM_THREADS": "56", "HOME": "/home/u", "SSH_AUTH_SOCK": "/tmp/agent", "MY_PRIVATE_THING": "s4"}
+    got = provenance.redact_env(env)
+    for k in ("AWS_SECRET_ACCESS_KEY", "GITHUB_TOKEN", "DB_PASSWORD", "SSH_AUTH_SOCK", "MY_PRIVATE_THING"):
+        assert got["values"][k] == provenance.REDACTED, k
+    assert got["values"]["KMP_AFFINITY"] == "compact" and got["values"]["OMP_NUM_THREADS"] == "56"
+    assert "HOME" in got["other_names"] and "HOME" not in got["values"]  # named, value not recorded
+    assert not {"s1", "s2", "s3", "s4", "/home/u"} & set(map(str, got["values"].values()))
+
+
+@pytest.mark.parametrize("marks,expected", [
+    ({"CH_RUNNING": "Weird Al Yankovic"}, "charliecloud"),  # what ch-run sets in every process it starts
+    ({"KUBERNETES_SERVICE_HOST": "10.0.0.1"}, "kubernetes"),
+    ({}, None),
+])
+def test_the_container_runtime_is_named_by_its_own_mark(monkeypatch, marks, expected):
+    for k in ("CH_RUNNING", "KUBERNETES_SERVICE_HOST"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in marks.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(provenance, "_read", lambda path: "")  # no docker cgroup
+    real_exists = provenance.Path.exists
+    monkeypatch.setattr(provenance.Path, "exists",
+                        lambda self: False if str(self) in ("/.dockerenv", "/run/.containerenv") else real_exists(self))
+    assert provenance.container_runtime() == expected
+    assert provenance.execution_inside()["in_container"] is (expected is not None)
+
+
+def test_compose_env_writes_where_told_and_never_over_a_users_own_file(tmp_path):
+    out = tmp_path / "compose.env"
+    env = {"XEONTL_IMAGE": "xeontl:latest", "XEONTL_CPUSET_2S": "0-1"}
+    text = launch.write_compose_env(out, env)
+    assert text == "XEONTL_IMAGE=xeontl:latest\nXEONTL_CPUSET_2S=0-1\n"
+    assert out.read_text() == launch.COMPOSE_ENV_HEADER + text
+    launch.write_compose_env(out, {**env, "XEONTL_CPUSET_2S": "0"})  # its own file: rewritten
+    assert out.read_text().endswith("XEONTL_CPUSET_2S=0\n")
+    mine = tmp_path / ".env"
+    mine.write_text("MY_SETTING=1\n")
+    with pytest.raises(UserError, match="not written by invoke compose-env"):
+        launch.write_compose_env(mine, env)
+    assert mine.read_text() == "MY_SETTING=1\n" and sorted(p.name for p in tmp_path.iterdir()) == [".env",
+                                                                                                   "compose.env"]
+
+
+def test_compose_env_task_refuses_a_users_env_in_one_line(tmp_path):
+    mine = tmp_path / "user.env"
+    mine.write_text("MINE=1\n")
+    one_line_error(invoke("compose-env", "--results-dir", str(tmp_path / "r"), "--output", str(mine)),
+                   "not written by invoke compose-env")
+    assert mine.read_text() == "MINE=1\n"
