@@ -164,3 +164,32 @@ def test_invoke_paper_compares_like_with_like(paper_run):
     two = json.loads((Path(doc["runs"]["2 sockets"]) / "plan.json").read_text())
     assert one["sockets"] == 1 and one["workers"][0]["cores"] == 1  # one emulated socket's cores
     assert two["sockets"] == 2 and [w["cores"] for w in two["workers"]] == [1, 1]
+
+
+@pytest.mark.parametrize("claim,inside,outside", [
+    ("accuracy", 0.936, 0.934),           # 0.945 +-0.01 (absolute)
+    ("minutes_2s", 3.55, 3.65),           # 3 min +-20% (relative)
+    ("minutes_1s", 5.49, 5.51),           # under 5.5 min (upper bound)
+    ("speedup", 1.74, 1.72),              # 1.83x +-0.1x
+    ("efficiency", 0.875, 0.865),         # 0.92 +-0.05
+])
+def test_each_claim_passes_just_inside_its_tolerance_and_fails_just_outside(tmp_path, claim, inside, outside):
+    """The tolerances of claims.toml, at their edges: a looser or tighter rule changes a verdict here."""
+    def rows(value):
+        one_s, two_s, acc = 300.0, 165.0, 0.95  # the paper's hardware and data: every claim comparable
+        if claim == "accuracy":
+            acc = value
+        elif claim == "minutes_2s":
+            two_s = value * 60
+        elif claim == "minutes_1s":
+            one_s = value * 60
+        elif claim == "speedup":
+            two_s = one_s / value
+        elif claim == "efficiency":
+            two_s = one_s / (2 * value)
+        d = tmp_path / f"{claim}-{value}"
+        one, two = fake_run(d / "one", 1, one_s), fake_run(d / "two", 2, two_s, acc=acc)
+        return {r["claim"]: r["verdict"] for r in claims.judge(claims.load_run(one), claims.load_run(two))}
+
+    assert rows(inside)[claim] == "PASS"
+    assert rows(outside)[claim] == "FAIL"
