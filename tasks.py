@@ -20,7 +20,9 @@ def _guard(fn, *args, **kwargs):
     except UserError as e:
         raise Exit(f"xeontl: error: {e}", code=e.exit_code) from None
     except KeyboardInterrupt:
-        raise Exit("xeontl: interrupted", code=130) from None
+        from xeontl import outcome
+
+        raise Exit("xeontl: interrupted", code=outcome.ABORTED_EXIT) from None
 
 
 def _overrides(pairs: list[str]) -> dict:

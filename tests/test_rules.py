@@ -79,3 +79,24 @@ def test_compose_env_task_refuses_a_users_env_in_one_line(tmp_path):
     one_line_error(invoke("compose-env", "--results-dir", str(tmp_path / "r"), "--output", str(mine)),
                    "not written by invoke compose-env")
     assert mine.read_text() == "MINE=1\n"
+
+
+@pytest.mark.parametrize("rc,trainer,status,exit_code", [
+    (0, "success", "success", 0),
+    (0, None, "failed", 1),          # exited 0 but the trainer never wrote its metrics
+    (1, "success", "failed", 1),     # a rank failed after rank 0 wrote success: the launch's exit wins
+    (137, None, "failed", 1),
+    (130, "aborted", "aborted", 130),
+])
+def test_one_mapping_from_an_exit_to_a_status_and_back(rc, trainer, status, exit_code):
+    from xeontl import outcome
+
+    assert outcome.status(rc, trainer) == status and outcome.exit_code(status) == exit_code
+
+
+@pytest.mark.parametrize("state,status", [("COMPLETED", None), ("CANCELLED", "aborted"), ("FAILED", "failed"),
+                                          ("TIMEOUT", "failed"), ("NODE_FAIL", "failed"), ("OUT_OF_MEMORY", "failed")])
+def test_slurm_job_states_as_statuses(state, status):
+    from xeontl import outcome
+
+    assert outcome.from_slurm(state) == status  # COMPLETED: the trainer's own metrics decide

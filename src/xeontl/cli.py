@@ -134,5 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xeontl: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
+        from xeontl import outcome
+
         print("xeontl: interrupted", file=sys.stderr)
-        return 130
+        return outcome.ABORTED_EXIT

@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import checkpoint, config, cpulock, dockercli, events, topology
+from xeontl import checkpoint, config, cpulock, dockercli, events, outcome, topology
 from xeontl import plan as planlib
 from xeontl.errors import UserError
 
@@ -274,7 +274,7 @@ def _run(command: list[str], log_path: Path, env: dict, container: str | None) -
                 except ProcessLookupError:
                     pass
                 proc.wait()
-            return 130, "aborted"
+            return outcome.ABORTED_EXIT, "aborted"
 
 
 def settle_status(staging: Path, rc: int, status: str | None) -> tuple[str, dict | None, dict]:
@@ -284,7 +284,7 @@ def settle_status(staging: Path, rc: int, status: str | None) -> tuple[str, dict
     metrics_path = staging / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
     if status is None:
-        status = metrics.get("status", "failed") if rc == 0 else ("aborted" if rc == 130 else "failed")
+        status = outcome.status(rc, metrics.get("status"))
     failure = None
     if status != "success":
         log_file = staging / "logs-launcher.txt"
@@ -387,7 +387,7 @@ def _execute_locked(p: Prepared, text: str, image_info: dict | None, container: 
         report.write(staging)  # alone: the ratio claims need a set of runs (invoke paper, invoke report --runs)
     os.replace(staging, final)  # atomic: results/<run-id> appears complete, or not at all
     print(f"xeontl: {status}: results in {final}")
-    return (0 if status == "success" else (130 if status == "aborted" else 1)), final
+    return outcome.exit_code(status), final
 
 
 def paper(opts: Options, fp32: bool = False) -> tuple[int, Path]:
@@ -410,7 +410,7 @@ def paper(opts: Options, fp32: bool = False) -> tuple[int, Path]:
         code, run_dir = execute(prepare(dataclasses.replace(o, report=False)))
         dirs[name] = run_dir
         rc = rc or code
-        if code == 130:
+        if code == outcome.ABORTED_EXIT:  # Ctrl-C: no further runs
             break
     loaded = {k: claims.load_run(d) for k, d in dirs.items()}
     rows = claims.judge(loaded.get("1 socket"), loaded.get("2 sockets"), loaded.get("2 sockets, FP32"))

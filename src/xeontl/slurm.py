@@ -13,13 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from xeontl import dockercli, topology
+from xeontl import dockercli, outcome, topology
 from xeontl.errors import UserError
 
 POLL_SECONDS = 2.0
 MOUNT_POINTS = ("results", "resume")  # where the run dir and an interrupted run are bound in the image
 # Slurm job states -> the run's status (anything else that is final is a failure).
-STATUS = {"COMPLETED": "success", "CANCELLED": "aborted"}
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING",
           "STAGE_OUT"}
 
@@ -153,12 +152,13 @@ def follow(job_id: str, run_dir: Path, epochs: int) -> tuple[int, str | None, di
             if info.get("JobState") not in ACTIVE:
                 break
             time.sleep(1)
-        return 130, "aborted", info
+        return outcome.ABORTED_EXIT, "aborted", info
     state = info.get("JobState", "UNKNOWN")
     code, _, sig = info.get("ExitCode", "1:0").partition(":")
-    rc = 0 if state == "COMPLETED" else (130 if state == "CANCELLED" else (int(code) or 1))
+    status = outcome.from_slurm(state)
+    rc = (int(code) or 1) if status == "failed" else outcome.exit_code(status or "success")
     print(f"xeontl: slurm job {job_id}: {state.lower()} (exit {info.get('ExitCode')})", flush=True)
-    return rc, STATUS.get(state, None if state == "COMPLETED" else "failed"), info
+    return rc, status, info
 
 
 def version() -> str | None:
