@@ -60,7 +60,6 @@ RUN set -e; \
 # legacy builder makes one step of every `--label`); the deps hash alone comes from `invoke build`.
 LABEL org.opencontainers.image.title="xeontl" \
       org.opencontainers.image.description="Distributed transfer learning on 4th Gen Xeon: Intel-TF BF16 + Horovod/OpenMPI" \
-      org.opencontainers.image.source="https://example.invalid/xeontl" \
       io.xeontl.versions.tensorflow="intel-tensorflow 2.14.0" \
       io.xeontl.versions.horovod="0.28.1" \
       io.xeontl.versions.mpi="OpenMPI 4.1 (Debian bookworm)" \

@@ -1,10 +1,12 @@
 """The image: built offline (CI builds it before the tests), runs the reviewer's path, and the 2-node compose layout."""
 
 import json
+import re
 import secrets
 import shutil
 import subprocess
 import time
+from datetime import datetime
 
 import pytest
 
@@ -20,6 +22,17 @@ def test_image_labels_user_and_build_checks(image):
     from xeontl import image as imagelib
 
     assert labels["io.xeontl.inputs"] == imagelib.checkout_inputs_hash()  # the sources it was built from
+    # OCI's labels: traceable to its commit once pushed to a registry; never a placeholder
+    head = run(["git", "rev-parse", "HEAD"]).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", labels["org.opencontainers.image.revision"])
+    assert labels["org.opencontainers.image.revision"].removesuffix("-dirty") == head or run(
+        ["git", "merge-base", "--is-ancestor", labels["org.opencontainers.image.revision"].removesuffix("-dirty"),
+         head]).returncode == 0  # built at this commit, or reused from an earlier one with the same inputs
+    assert datetime.fromisoformat(labels["org.opencontainers.image.created"]).tzinfo is not None
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert "example.invalid" not in json.dumps(labels)
+    assert labels.get("org.opencontainers.image.source", "") == "" or "://" in labels[
+        "org.opencontainers.image.source"] or labels["org.opencontainers.image.source"].startswith("git@")
     assert labels["io.xeontl.versions.horovod"] == "0.28.1" and "2.14.0" in labels["io.xeontl.versions.tensorflow"]
     assert info["Config"]["User"] == "xeontl"
     out = run(["docker", "run", "--rm", image, "horovodrun", "--check-build"], timeout=120).stdout

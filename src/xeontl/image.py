@@ -226,7 +226,8 @@ def time_source_rebuild() -> dict:
         ctx.seek(0, 2)
         size = ctx.tell()
         ctx.seek(0)
-        _docker_build("docker/Dockerfile", tag, {"DEPS_IMAGE": deps}, ctx, "rebuild probe")
+        _docker_build("docker/Dockerfile", tag, {"DEPS_IMAGE": deps, **label_args(inputs_hash())}, ctx,
+                      "rebuild probe")
     seconds = time.time() - t0
     info = dockercli.inspect(tag) or {}
     subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
@@ -248,6 +249,25 @@ def horovod_wheel(dest: Path) -> Path:
     return dest / name
 
 
+def label_args(inputs: str) -> dict[str, str]:
+    """The app image's labels, as the build args docker/Dockerfile's one LABEL step reads: the inputs hash (what the
+    stale check compares), and OCI's revision (the checkout's commit, "-dirty" when an image input differs from it),
+    created, version and source (the checkout's remote when it is a URL; left out, never a placeholder)."""
+    def git(*args: str) -> str:
+        r = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    revision = git("rev-parse", "HEAD")
+    if revision and git("status", "--porcelain", "--", *INPUTS):
+        revision += "-dirty"
+    remote = git("remote", "get-url", "origin")
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    return {"XEONTL_INPUTS": inputs, "OCI_REVISION": revision,
+            "OCI_CREATED": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "OCI_VERSION": version[1] if version else "",
+            "OCI_SOURCE": remote if re.match(r"^(https?|ssh|git)://|^git@", remote) else ""}
+
+
 def checkout_inputs_hash() -> str | None:
     """The inputs hash of the checkout this package runs from; None for an installed copy (e.g. inside the image)."""
     return inputs_hash() if (ROOT / "docker" / "Dockerfile").is_file() and (ROOT / "src" / "xeontl").is_dir() else None
@@ -266,13 +286,10 @@ def build(tag: str = "xeontl:latest", offline: bool = False, force: bool = False
         return {"reused": content_tag}
     deps, deps_timings = build_deps(offline, force)
     timings.update(deps_timings)
-    # One label, one step (the legacy builder makes a step of every --label): the inputs hash the stale check reads.
-    # The revision is the checkout's (provenance records its commit; the hash ties the image to its sources), the
-    # build time the image's own `Created`.
-    labels = {dockercli.INPUTS_LABEL: inputs}
+    # The labels in one LABEL step from build args (the legacy builder makes a step of every --label).
     t0 = time.time()
     with _context(APP_INPUTS) as ctx:
-        _docker_build("docker/Dockerfile", content_tag, {"DEPS_IMAGE": deps}, ctx, "xeontl", labels)
+        _docker_build("docker/Dockerfile", content_tag, {"DEPS_IMAGE": deps, **label_args(inputs)}, ctx, "xeontl")
     timings["docker_build_s"] = round(time.time() - t0)
     _run(["docker", "tag", content_tag, tag], "docker tag", "check the Docker daemon", capture_output=True, text=True)
     timings.update(total_s=round(time.time() - t_start), image_bytes=int(dockercli.inspect(tag)["Size"]), tag=tag,
