@@ -23,6 +23,10 @@ SSH_AUTH_MOUNT = "/home/xeontl/.ssh"  # the image's user's ~/.ssh: the operator'
 CONFIG_MOUNT = "/etc/xeontl"  # the ConfigMap: config.json, plan.json
 IMAGE_UID = 1000
 SHM = "2Gi"
+# The image's own ENV (docker/deps.Dockerfile). mpirun starts the remote ranks through ssh, whose sessions begin with
+# sshd's default environment, not the image's: without these forwarded, a worker's rank found no `python` (the venv
+# is /opt/venv/bin) nor the package (PYTHONPATH). Found by running the MPIJob under the operator's contract.
+IMAGE_ENV = ("PATH", "PYTHONPATH", "XEONTL_LOCK_FILE", "TF_CPP_MIN_LOG_LEVEL", "PYTHONDONTWRITEBYTECODE")
 
 
 def _security() -> dict:
@@ -48,7 +52,7 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
         return planlib.train_args(w, f"{CONFIG_MOUNT}/config.json", output)
 
     env = {**plan.env, "HOME": "/tmp"}
-    launch = planlib.mpirun_command(plan, rank_args, sorted(env))
+    launch = planlib.mpirun_command(plan, rank_args, sorted(env) + list(IMAGE_ENV))
     volumes = [{"name": "results", "persistentVolumeClaim": {"claimName": results_claim}},
                {"name": "config", "configMap": {"name": name}}]
     mounts = [{"name": "results", "mountPath": planlib.CONTAINER_RESULTS},
