@@ -152,7 +152,7 @@ class MPIJobHarness:
                 mount = spec[1].format(path=m["mountPath"])
                 args += ["-v", mount + (":ro" if m.get("readOnly") and not mount.endswith(":ro") else "")]
         args += ["-v", f"{self.ssh_dir}:{self.spec['sshAuthMountPath']}:ro", *extra_mounts]
-        env = {e["name"]: e["value"] for e in c.get("env", [])}
+        env = {e["name"]: e["value"] if "value" in e else self._field(e["valueFrom"], pod) for e in c.get("env", [])}
         for k, v in {**env, **extra_env}.items():
             args += ["-e", f"{k}={v}"]
         command = [*c.get("command", []), *c.get("args", [])]
@@ -160,6 +160,17 @@ class MPIJobHarness:
         _docker(*args)
         self.containers.append(pod)
         return pod
+
+    def node_of(self, pod: str) -> str:
+        """The node a pod was scheduled on: one per pod here (the workers' anti-affinity asks for that)."""
+        return f"node-{pod}"
+
+    def _field(self, value_from: dict, pod: str) -> str:
+        """The downward API's fieldRef values the kubelet fills in."""
+        path = value_from["fieldRef"]["fieldPath"]
+        known = {"metadata.name": pod, "metadata.namespace": NAMESPACE, "spec.nodeName": self.node_of(pod)}
+        assert path in known, f"fieldRef {path}: the harness knows {sorted(known)}"
+        return known[path]
 
     # ------------------------------------------------------------------------------------------ the job
     def start_workers(self, delays: dict[int, float] | None = None) -> None:

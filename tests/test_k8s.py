@@ -44,7 +44,15 @@ def test_render_writes_an_mpijob_that_passes_every_check(tmp_path):
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_NICE"]}
     launcher = spec["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
     cmd = launcher["command"]
-    assert cmd[:4] == ["xeontl-entrypoint", "mpirun", "-np", "4"] and "-x" in cmd and "KMP_AFFINITY" in cmd
+    # the launcher pod's own step around its mpirun: it settles, records (provenance, report) and renames the run
+    assert cmd[:5] == ["xeontl-entrypoint", "python", "-m", "xeontl", "k8s-launch"]
+    mpirun = cmd[cmd.index("--") + 1:]
+    assert mpirun[:3] == ["mpirun", "-np", "4"] and "-x" in mpirun and "KMP_AFFINITY" in mpirun
+    for name in ("PATH", "PYTHONPATH"):  # the image's env reaches the ranks that ssh starts
+        assert mpirun[mpirun.index(name) - 1] == "-x", name
+    fields = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in launcher["env"] if "valueFrom" in e}
+    assert fields == {"XEONTL_POD_NAME": "metadata.name", "XEONTL_POD_NAMESPACE": "metadata.namespace",
+                      "XEONTL_NODE_NAME": "spec.nodeName"}
     wrapper = cmd[cmd.index("xeontl-rank") - 1]
     # the paper's pinning per socket, planned from the workers' topology (--topology), not the launcher pod's
     assert "0) exec env OMP_NUM_THREADS=54 numactl -C +0-55,112-167 -m +0 python -m xeontl train" in wrapper

@@ -63,16 +63,36 @@ def late_worker_job(image, tmp_path_factory):
 
 def test_the_mpijob_runs_to_a_complete_result(late_worker_job):
     assert late_worker_job["rc"] == 0, late_worker_job["logs"][-3000:]
-    run, = [p for p in late_worker_job["results"].iterdir() if p.is_dir()]
+    run, = [p for p in late_worker_job["results"].iterdir()]  # renamed whole: no staging dir left
+    assert not run.name.startswith(".staging")
     m = json.loads((run / "metrics.json").read_text())
     assert m["status"] == "success" and m["workers"] == 2
     h = late_worker_job["h"]
     # one rank per worker pod, each on the one exclusive CPU of its pod (the plan's +0, by position in the cpuset)
     assert sorted((r["rank"], r["host"], r["affinity"]) for r in m["ranks"]) == [
         (0, f"{h.name}-worker-0", [0]), (1, f"{h.name}-worker-1", [1])]
-    for f in ("mllog.txt", "probe.json", "head.weights.h5", "logs/rank-0.log", "logs/rank-1.log"):
+    for f in ("mllog.txt", "probe.json", "head.weights.h5", "logs/rank-0.log", "logs/rank-1.log", "report.md",
+              "config.json", "plan.json", "command.txt", "logs-launcher.txt"):
         assert (run / f).exists(), f
     assert json.loads((run / "probe.json").read_text())["math_path"]["returncode"] == 0
+
+
+def test_the_launcher_pod_records_the_run_like_every_engine(late_worker_job):
+    from xeontl import events, provenance
+
+    h = late_worker_job["h"]
+    run, = list(late_worker_job["results"].iterdir())
+    prov = json.loads((run / "provenance.json").read_text())
+    provenance.validate(prov)
+    ex = prov["execution"]
+    assert prov["status"] == "success" and ex["mode"] == "kubernetes"
+    assert ex["kubernetes"] == {"job": h.name, "namespace": "default", "pod": f"{h.name}-launcher",
+                                "node": h.node_of(f"{h.name}-launcher")}
+    assert ex["image"]["ref"] == "xeontl:latest" and ex["capabilities_added"] == ["SYS_NICE"]
+    assert [a["cpus"] for a in sorted(ex["per_rank_affinity"], key=lambda a: a["rank"])] == ["0", "1"]
+    assert ex["inside"]["container_runtime"] == "docker"  # the probe ran in worker-0's container
+    assert events.last_status(run / events.FILE) == "success"
+    assert "**Status: success**" in (run / "report.md").read_text()
 
 
 def test_the_launcher_waited_for_the_late_worker(late_worker_job):
@@ -101,7 +121,7 @@ def killed_worker_job(image, tmp_path_factory):
         h.start_launcher()
 
         def training():
-            logs = list(results.glob("*/logs/rank-1.log"))
+            logs = list(results.glob(".staging-*/logs/rank-1.log"))
             return logs and "epoch 1:" in logs[0].read_text(errors="replace")
         wait_for(training, timeout=600, what="the MPIJob training")
         h.kill(f"{h.name}-worker-1")  # the node of rank 1 is lost
@@ -110,12 +130,18 @@ def killed_worker_job(image, tmp_path_factory):
         ended_after = time.monotonic() - killed_at
     finally:
         h.delete()
-    return {"rc": rc, "logs": logs, "results": results, "ended_after": ended_after}
+    return {"h": h, "rc": rc, "logs": logs, "results": results, "ended_after": ended_after}
 
 
-def test_a_lost_worker_fails_the_launcher(killed_worker_job):
+def test_a_lost_worker_fails_the_launcher_and_the_run_names_it(killed_worker_job):
     assert killed_worker_job["rc"] != 0, killed_worker_job["logs"][-2000:]
     assert killed_worker_job["ended_after"] < 300, "the launcher hung after its worker was lost"
-    run, = [p for p in killed_worker_job["results"].iterdir() if p.is_dir()]
-    m = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
-    assert m.get("status") != "success"
+    run, = list(killed_worker_job["results"].iterdir())
+    assert not run.name.startswith(".staging")  # settled, recorded and renamed even so
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "failed"
+    h = killed_worker_job["h"]
+    assert m["failure"]["rank"] == 1 and m["failure"]["node"].startswith(f"{h.name}-worker-1"), m["failure"]
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["status"] == "failed" and prov["failure"]["rank"] == 1
+    assert "**Status: failed**" in (run / "report.md").read_text()

@@ -100,3 +100,33 @@ def test_slurm_job_states_as_statuses(state, status):
     from xeontl import outcome
 
     assert outcome.from_slurm(state) == status  # COMPLETED: the trainer's own metrics decide
+
+
+# mpirun's own words when a worker pod is lost (from a run of the MPIJob under tests/mpijob_harness.py)
+LOST = """ORTE has lost communication with a remote daemon.
+
+  HNP daemon   : [[47550,0],0] on node xeontl-j-launcher
+  Remote daemon: [[47550,0],2] on node xeontl-j-worker-1.xeontl-j.default.svc
+
+This is usually due to either a failure of the TCP network
+"""
+
+
+def test_a_lost_worker_pod_is_named_with_the_ranks_it_ran():
+    from xeontl.k8s_launcher import lost_node
+
+    hostfile = "".join(f"xeontl-j-worker-{i}.xeontl-j.default.svc slots=2\n" for i in range(3))
+    assert lost_node(LOST, hostfile) == {"node": "xeontl-j-worker-1.xeontl-j.default.svc", "rank": 2,
+                                         "ranks": [2, 3]}
+    assert lost_node("mpirun: a process exited with status 1", hostfile) is None
+
+
+def test_the_launcher_pod_refuses_to_reuse_a_run_dir(tmp_path):
+    from xeontl import k8s_launcher
+
+    (tmp_path / "r1").mkdir()
+    with pytest.raises(UserError, match="never reused"):
+        k8s_launcher.run("r1", tmp_path, tmp_path, ["true"])
+    with pytest.raises(UserError, match="after --"):
+        k8s_launcher.run("r2", tmp_path, tmp_path, [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]

@@ -84,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--repeats", type=int, default=5)
     m.add_argument("--threads", type=int, default=0, help="intra- and inter-op threads (the plan's)")
 
+    k = sub.add_parser("k8s-launch", help="the MPIJob's launcher pod: run its mpirun, then settle and record the run")
+    k.add_argument("--run-id", required=True)
+    k.add_argument("--results-dir", type=Path, default=Path("/results"), help="the results volume")
+    k.add_argument("--config-dir", type=Path, default=Path("/etc/xeontl"), help="the run's ConfigMap")
+    k.add_argument("launch", nargs=argparse.REMAINDER, help="-- mpirun ...")
+
     c = sub.add_parser("config", help="print the resolved config of a profile as JSON (a file `train --config` takes)")
     add_config_args(c)
     return p
@@ -110,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(bench.measure(args.what, args.precision, args.size, args.batch, args.repeats,
                                            args.threads)))
             return 0
+        if args.command == "k8s-launch":
+            from xeontl import k8s_launcher
+
+            return k8s_launcher.run(args.run_id, args.results_dir, args.config_dir,
+                                    args.launch[1:] if args.launch[:1] == ["--"] else args.launch)
         if args.command == "reproduce":
             from xeontl import launch
 

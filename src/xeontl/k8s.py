@@ -46,7 +46,8 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
     if plan.node_count < 1 or not plan.workers:
         raise UserError("a Kubernetes job needs at least one node with at least one socket")
     name = f"xeontl-{run_id}".lower()
-    output = f"{planlib.CONTAINER_RESULTS}/{run_id}"
+    # the ranks write the staged run dir; the launcher pod settles, records and renames it (k8s_launcher)
+    output = f"{planlib.CONTAINER_RESULTS}/.staging-{run_id}"
 
     def rank_args(w: planlib.Worker) -> list[str]:
         return planlib.train_args(w, f"{CONFIG_MOUNT}/config.json", output)
@@ -63,8 +64,14 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
         "restartPolicy": "Never",
         "containers": [{
             "name": "launcher", "image": image,
-            "command": ["xeontl-entrypoint", *launch],
-            "env": [{"name": k, "value": v} for k, v in env.items()],
+            "command": ["xeontl-entrypoint", "python", "-m", "xeontl", "k8s-launch", "--run-id", run_id,
+                        "--results-dir", planlib.CONTAINER_RESULTS, "--config-dir", CONFIG_MOUNT, "--", *launch],
+            "env": [*({"name": k, "value": v} for k, v in env.items()),
+                    # the pod's own record for provenance.json (the downward API) and what it belongs to
+                    {"name": "XEONTL_MPIJOB", "value": name}, {"name": "XEONTL_IMAGE", "value": image},
+                    *({"name": k, "valueFrom": {"fieldRef": {"fieldPath": f}}} for k, f in (
+                        ("XEONTL_POD_NAME", "metadata.name"), ("XEONTL_POD_NAMESPACE", "metadata.namespace"),
+                        ("XEONTL_NODE_NAME", "spec.nodeName")))],
             "resources": _resources(launcher_cpu, 1), "securityContext": _security(), "volumeMounts": mounts}],
         "volumes": volumes}}
     worker = {"metadata": {"labels": {**labels, "xeontl/role": "worker"}}, "spec": {

@@ -382,7 +382,15 @@ def _execute_locked(p: Prepared, text: str, image_info: dict | None, container: 
 
     status, failure, metrics = settle_status(staging, rc, status)
     inside = provenance.read_probe(staging)  # rank 0 wrote it where it ran, on every engine
-    provenance.write(staging, p, status, failure, metrics, inside, started, seconds, image_info, engine)
+    labels = (image_info or {}).get("Config", {}).get("Labels") or {}
+    execution = {"mode": "slurm" if engine else ("native" if opts.native else "docker"),
+                 # Slurm: the job id, node list, Slurm's version and verdict, the container runtime, emulated nodes
+                 "slurm": engine,
+                 "image": {"ref": opts.image, "id": image_info.get("Id"), "digests": image_info.get("RepoDigests"),
+                           "labels": labels} if image_info else None,
+                 "capabilities_added": [] if opts.native or engine else ["SYS_NICE"]}
+    provenance.write(staging, p.run_id, p.cfg, p.plan.to_dict(), status, failure, metrics, inside, started, seconds,
+                     execution, str(opts.resume) if opts.resume else None)
     if opts.report:
         report.write(staging)  # alone: the ratio claims need a set of runs (invoke paper, invoke report --runs)
     os.replace(staging, final)  # atomic: results/<run-id> appears complete, or not at all

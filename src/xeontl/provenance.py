@@ -253,28 +253,23 @@ def validate(doc: dict) -> None:
     jsonschema.validate(doc, schema())
 
 
-def write(staging: Path, prepared, status: str, failure: dict | None, metrics: dict, inside: dict, started: str,
-          seconds: float, image_info: dict | None, engine: dict | None = None) -> None:
-    """provenance.json of a finished (or failed) run: the probe's view from inside, the launcher's from the host."""
-    opts = prepared.opts
-    labels = (image_info or {}).get("Config", {}).get("Labels") or {}
+def write(staging: Path, run_id: str, cfg: dict, plan: dict, status: str, failure: dict | None, metrics: dict,
+          inside: dict, started: str, seconds: float, execution: dict, resumed_from: str | None = None) -> None:
+    """provenance.json of a finished (or failed) run: the probe's view from inside, the launcher's from outside.
+    `execution` is what the engine that ran it records of itself: its mode, its own record (slurm, kubernetes), the
+    image and the capabilities it added; the rest is the same for every engine."""
     doc = {
         "schema_version": 1,
-        "run_id": prepared.run_id,
+        "run_id": run_id,
         "status": status,
         "failure": failure,
         "timestamps": {"start_utc": started, "end_utc": datetime.now(timezone.utc).isoformat(), "seconds": seconds},
         "host": inside.get("host"),
         "execution": {
-            "mode": "slurm" if engine else ("native" if opts.native else "docker"),
-            # Slurm: the job id, node list, Slurm's version and verdict, the container runtime, emulated nodes
-            "slurm": engine,
-            "image": {"ref": opts.image, "id": image_info.get("Id"), "digests": image_info.get("RepoDigests"),
-                      "labels": labels} if image_info else None,
+            "image": None, "capabilities_added": [], **execution,
             "inside": inside.get("execution"),
-            "capabilities_added": [] if opts.native or engine else ["SYS_NICE"],
-            "emulated_sockets": prepared.plan.emulated,
-            "plan": prepared.plan.to_dict(),
+            "emulated_sockets": bool(plan.get("emulated")),
+            "plan": plan,
             "per_rank_affinity": [{"rank": r["rank"], "host": r.get("host"), "node": r.get("node"),
                                    "cpus": topology.cpulist(r["affinity"])} for r in metrics.get("ranks", [])],
             "horovod_controller_used": sorted({r["controller"] for r in metrics.get("ranks", [])
@@ -286,9 +281,9 @@ def write(staging: Path, prepared, status: str, failure: dict | None, metrics: d
         "data": metrics.get("dataset"),
         "weights": metrics.get("weights"),
         "code": {**git_info(Path(__file__).parents[2]), "xeontl_version": __version__},
-        "seeds": {"seed": prepared.cfg["seed"]},
+        "seeds": {"seed": cfg["seed"]},
         # --resume: the run this one continues (its run id stays; this run has a new one) and the checkpoint used
-        "resumed_from": {"run": str(opts.resume), **(metrics.get("resumed_from") or {})} if opts.resume else None,
+        "resumed_from": {"run": resumed_from, **(metrics.get("resumed_from") or {})} if resumed_from else None,
         "feature_cache": metrics.get("feature_cache"),
         "probe_error": inside.get("error"),
     }
