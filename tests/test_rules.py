@@ -112,12 +112,25 @@ This is usually due to either a failure of the TCP network
 """
 
 
-def test_a_lost_worker_pod_is_named_with_the_ranks_it_ran():
+# ... and when mpirun sees the loss while its ssh session to the daemon ends (another run, same kill)
+LOST_SSH = """Connection to xeontl-j-worker-1.xeontl-j.default.svc closed by remote host.
+--------------------------------------------------------------------------
+ORTE was unable to reliably start one or more daemons.
+This usually is caused by:
+...
+  Local host: xeontl-j-worker-0
+  Local PID:  18
+  Peer host:  xeontl-j-worker-1.xeontl-j.default.svc
+"""
+
+
+@pytest.mark.parametrize("log", [LOST, LOST_SSH, LOST_SSH.split("\n", 2)[2]])
+def test_a_lost_worker_pod_is_named_with_the_ranks_it_ran(log):
     from xeontl.k8s_launcher import lost_node
 
     hostfile = "".join(f"xeontl-j-worker-{i}.xeontl-j.default.svc slots=2\n" for i in range(3))
-    assert lost_node(LOST, hostfile) == {"node": "xeontl-j-worker-1.xeontl-j.default.svc", "rank": 2,
-                                         "ranks": [2, 3]}
+    assert lost_node(log, hostfile) == {"node": "xeontl-j-worker-1.xeontl-j.default.svc", "rank": 2,
+                                        "ranks": [2, 3]}
     assert lost_node("mpirun: a process exited with status 1", hostfile) is None
 
 

@@ -25,11 +25,16 @@ DOWNWARD = {"pod": "XEONTL_POD_NAME", "namespace": "XEONTL_POD_NAMESPACE", "node
 def lost_node(log: str, hostfile: str) -> dict | None:
     """mpirun's word when a worker pod (its node) is lost: the node, and the ranks it ran (--map-by slot fills each
     host of the hostfile with its slots, in order)."""
-    m = re.search(r"Remote daemon:\s*\[\[\d+,\d+\],\d+\] on node (\S+)", log) or re.search(
-        r"ORTE has lost communication with a remote daemon[\s\S]*?on node (\S+)", log)
-    if not m:
+    # Which one mpirun prints depends on when the daemon's loss is seen (each form seen in the tests' runs): ORTE's
+    # "lost communication" report, ssh's own line for the orted session it carried, an MPI peer's disconnect notice.
+    for pattern in (r"Remote daemon:\s*\[\[\d+,\d+\],\d+\] on node (\S+)",
+                    r"Connection to (\S+) closed by remote host", r"^\s*Peer host:\s*(\S+)"):
+        m = re.search(pattern, log, re.M)
+        if m:
+            break
+    else:
         return None
-    node = m[1]
+    node = m[1].rstrip(".")
     first = 0
     for line in hostfile.splitlines():
         host, _, slots = line.partition(" slots=")
