@@ -29,8 +29,9 @@ pkgs=(debootstrap)
 # python3-venv: Debian's python3 has no venv module without it.
 python3 -c "import ensurepip, venv" 2>/dev/null || pkgs+=(python3-venv)
 [ $native = 1 ] && pkgs+=(openmpi-bin libopenmpi-dev numactl)
-# charliecloud-builders brings ch-convert (the image as a directory that ch-run starts unprivileged under srun).
-[ $slurm = 1 ] && pkgs+=(slurm-wlm munge charliecloud-runtime charliecloud-builders)
+# charliecloud-runtime brings ch-run, which starts the image unprivileged under srun (the image is unpacked for it
+# with docker export: xeontl.slurm.unpack).
+[ $slurm = 1 ] && pkgs+=(slurm-wlm munge charliecloud-runtime)
 for pkg in "${pkgs[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg"); done
 if [ ${#need[@]} -gt 0 ]; then
   phase "apt-get install ${need[*]}"

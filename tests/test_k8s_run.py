@@ -43,13 +43,13 @@ def started_at(container) -> datetime:
 
 @pytest.fixture(scope="module")
 def late_worker_job(image, tmp_path_factory):
-    """Worker 1 comes up 15 s after worker 0 (a node that schedules or pulls late); the manifest's
+    """Worker 1 comes up 6 s after worker 0 (a node that schedules or pulls late); the manifest's
     launcherCreationPolicy WaitForWorkersReady holds the launcher back until both run."""
     tmp = tmp_path_factory.mktemp("mpijob")
     manifest = render(tmp)
     h, results = harness(tmp, manifest)
     try:
-        h.start_workers(delays={1: 15})
+        h.start_workers(delays={1: 6})
         h.start_launcher()
         rc, logs = h.wait_launcher()
         started = {p: started_at(p) for p in h.containers}

@@ -315,7 +315,7 @@ class SlurmJob:
     partition: str | None = None
     time_limit: str | None = None
     container: str = "charliecloud"  # charliecloud | none
-    image_dir: str | None = None  # the Charliecloud image directory (ch-convert of the xeontl image)
+    image_dir: str | None = None  # the Charliecloud image directory (the xeontl image, unpacked)
     resume_dir: str | None = None  # --resume in the image: the interrupted run, bound read-only at /resume
     read_only: tuple[str, ...] = ()  # host paths the config reads (weights, data), bound at the same path
 
