@@ -434,10 +434,6 @@ def _cpuinfo() -> dict:
     return cpuinfo()
 
 
-def _cpu_model() -> str | None:
-    return _cpuinfo()["model_name"]
-
-
 def _plot(out: Path, res: dict) -> None:
     import matplotlib
 
