@@ -62,8 +62,8 @@ def _overrides(pairs: list[str]) -> dict:
                   "into the same run dir; --dry-run prints the script)",
         "nodes": "slurm: nodes, each running one rank per socket (plan them with --topology of a compute node)",
         "partition": "slurm: the partition (default: the cluster's default)",
-        "container": "slurm: charliecloud (the image, unprivileged, converted once with ch-convert; or --image DIR) | "
-                     "none (the nodes' own Python stack)",
+        "container": "slurm: charliecloud (default: the image, unprivileged, unpacked once per build; or --image DIR) "
+                     "| none (the nodes' own Python stack)",
         "time_limit": "slurm: the job's --time, e.g. 00:30:00",
     },
     iterable=["set"],
@@ -72,7 +72,7 @@ def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None
               topology=None, emulate_sockets=False, cores_per_socket=0, controller="mpi", hosts="",
               image="xeontl:latest",
               results_dir="results", resume=None, wait=False, feature_cache=False, fault_after_epoch=0, engine="local",
-              nodes=1, partition=None, container="charliecloud", time_limit=None):
+              nodes=1, partition=None, container=None, time_limit=None):
     """Run the paper's 1- or 2-socket experiment (pinning, threads, env): in the image, natively, or on Slurm."""
     from xeontl import launch
 

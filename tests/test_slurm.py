@@ -99,6 +99,12 @@ def test_a_pmix_directory_with_no_parent_in_the_image_is_one_line(tmp_path):
     (["--engine", "k8s"], "--engine k8s: must be local or slurm"),
     (["--engine", "slurm", "--container", "docker", "--topology", str(SPR)], "--container docker"),
     (["--engine", "slurm", "--nodes", "0", "--topology", str(SPR)], "--nodes 0"),
+    # options the chosen engine cannot honour: refused, not silently ignored
+    (["--nodes", "2"], "--nodes: only with --engine slurm"),
+    (["--container", "none", "--partition", "spr"], "--partition, --container: only with --engine slurm"),
+    (["--time-limit", "00:10:00"], "--time-limit: only with --engine slurm"),
+    (["--engine", "slurm", "--native", "--topology", str(SPR)], "--native: not with --engine slurm"),
+    (["--engine", "slurm", "--hosts", "a:2,b:2", "--topology", str(SPR)], "--hosts: not with --engine slurm"),
 ])
 def test_bad_engine_input_is_one_line(tmp_path, args, needle):
     one_line_error(invoke("reproduce", "--dry-run", "--results-dir", str(tmp_path / "r"), *args, timeout=120), needle)

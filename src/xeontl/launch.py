@@ -56,8 +56,12 @@ class Options:
     engine: str = "local"  # local (docker or --native on this host) | slurm (sbatch on a cluster)
     nodes: int = 1  # slurm: nodes, each running the plan's one-rank-per-socket layout
     partition: str | None = None  # slurm
-    container: str = "charliecloud"  # slurm: charliecloud (the image, unprivileged) | none (the nodes' own stack)
+    container: str | None = None  # slurm: charliecloud (default: the image, unprivileged) | none (the nodes' stack)
     time_limit: str | None = None  # slurm: --time
+
+    @property
+    def slurm_container(self) -> str:
+        return self.container or "charliecloud"
 
     @property
     def docker(self) -> bool:
@@ -119,8 +123,30 @@ def resume_options(opts: Options) -> tuple[Options, dict]:
     cfg = config.load(run / "config.json")
     launch = json.loads((run / "launch.json").read_text())
     keep = {k: launch[k] for k in RESUME_KEYS if k in launch}
+    if keep.get("engine", "local") == "local":  # launch.json before 2026-11-30 recorded Slurm's container default too
+        keep.pop("container", None)
     print(f"xeontl: resuming {run.name} after epoch {ck.name.split('-')[1].lstrip('0')} with its own config and launch")
     return dataclasses.replace(opts, profile=cfg["profile"], resume=run, **keep), cfg
+
+
+def check_engine_options(opts: Options) -> None:
+    """Options the chosen engine cannot honour are refused in one line, before anything is written (they were
+    silently ignored)."""
+    if opts.engine not in ("local", "slurm"):
+        raise UserError(f"--engine {opts.engine}: must be local or slurm (Kubernetes: invoke render --engine k8s)")
+    if opts.engine == "local":
+        given = [flag for flag, value in (("--nodes", opts.nodes != 1), ("--partition", opts.partition),
+                                          ("--time-limit", opts.time_limit), ("--container", opts.container)) if value]
+        if given:
+            raise UserError(f"{', '.join(given)}: only with --engine slurm (the local engine runs on this host, in the "
+                            f"image or --native; several hosts of your own: --hosts HOST:SLOTS,...)")
+        return
+    if opts.slurm_container not in ("charliecloud", "none"):
+        raise UserError(f"--container {opts.container}: must be charliecloud (the image) or none (the nodes' stack)")
+    given = [flag for flag, value in (("--native", opts.native), ("--hosts", opts.hosts)) if value]
+    if given:
+        raise UserError(f"{', '.join(given)}: not with --engine slurm (the nodes' own stack: --container none; "
+                        f"more nodes: --nodes N)")
 
 
 def prepare(opts: Options) -> Prepared:
@@ -133,10 +159,7 @@ def prepare(opts: Options) -> Prepared:
     else:  # host paths made absolute, so every rank, in a container or on another node, reads the same files
         cfg = assets.absolute(config.resolve(opts.profile, opts.overrides), cache_synthetic=opts.engine != "slurm")
     read_only = assets.host_paths(cfg)
-    if opts.engine not in ("local", "slurm"):
-        raise UserError(f"--engine {opts.engine}: must be local or slurm (Kubernetes: invoke render --engine k8s)")
-    if opts.engine == "slurm" and opts.container not in ("charliecloud", "none"):
-        raise UserError(f"--container {opts.container}: must be charliecloud (the image) or none (the nodes' stack)")
+    check_engine_options(opts)
     slurm = opts.engine == "slurm"
     here = topology.live()
     if opts.topology_file:
@@ -154,7 +177,7 @@ def prepare(opts: Options) -> Prepared:
         planlib.check_fits(plan, here)  # a recorded topology may only be *run* if it fits here
     run_id = new_run_id(cfg, opts.sockets)
     staging = opts.results_dir.resolve() / f".staging-{run_id}"
-    in_image = (not opts.native) if not slurm else opts.container == "charliecloud"
+    in_image = (not opts.native) if not slurm else opts.slurm_container == "charliecloud"
     out = planlib.CONTAINER_RESULTS if in_image else str(staging)
     resume_arg = (planlib.CONTAINER_RESUME if in_image else str(opts.resume)) if opts.resume else None
 
@@ -166,7 +189,7 @@ def prepare(opts: Options) -> Prepared:
     if slurm:
         from xeontl import slurm as slurmlib
 
-        job = planlib.SlurmJob(str(staging), f"xeontl-{run_id}", opts.partition, opts.time_limit, opts.container,
+        job = planlib.SlurmJob(str(staging), f"xeontl-{run_id}", opts.partition, opts.time_limit, opts.slurm_container,
                                str(slurmlib.image_dir_for(opts.image)) if in_image else None,
                                str(opts.resume) if opts.resume and in_image else None,
                                tuple(read_only) if in_image else ())
@@ -336,7 +359,7 @@ def execute(p: Prepared) -> tuple[int, Path]:
         from xeontl import slurm
 
         slurm.require()
-        if opts.container == "charliecloud":
+        if opts.slurm_container == "charliecloud":
             from xeontl import image as imagelib
 
             container = slurm.ensure_image_dir(opts.image, imagelib.checkout_inputs_hash())
