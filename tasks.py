@@ -11,6 +11,7 @@ from invoke import Exit, task
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before `pip install -e .` too
 
 from xeontl.errors import UserError  # noqa: E402
+from xeontl.launch import DEFAULT_IMAGE  # noqa: E402  (the one default image name)
 
 
 def _guard(fn, *args, **kwargs):
@@ -49,7 +50,7 @@ def _overrides(pairs: list[str]) -> dict:
         "cores_per_socket": "use at most K physical cores per socket (benchmarking)",
         "controller": "Horovod controller: mpi (the paper's OpenMPI, default) | gloo",
         "hosts": "multi-node: HOST:SLOTS,... with SLOTS = --sockets (every host pinned like this one)",
-        "image": "image to run (default xeontl:latest, made by `invoke build`)",
+        "image": f"image to run (default {DEFAULT_IMAGE}, made by `invoke build`)",
         "results_dir": "where run dirs are created (default results/)",
         "resume": "continue RUN (a results/<run-id> dir) from its last completed epoch, with its own config and "
                   "launch; the continuation gets a new run id that records what it resumed from",
@@ -70,7 +71,7 @@ def _overrides(pairs: list[str]) -> dict:
 )
 def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None, native=False, dry_run=False,
               topology=None, emulate_sockets=False, cores_per_socket=0, controller="mpi", hosts="",
-              image="xeontl:latest",
+              image=DEFAULT_IMAGE,
               results_dir="results", resume=None, wait=False, feature_cache=False, fault_after_epoch=0, engine="local",
               nodes=1, partition=None, container=None, time_limit=None):
     """Run the paper's 1- or 2-socket experiment (pinning, threads, env): in the image, natively, or on Slurm."""
@@ -103,7 +104,7 @@ def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None
         "set": "override any config field, KEY=VALUE (repeatable)",
         "topology": "the worker nodes' `lscpu --parse=CPU,CORE,SOCKET,NODE` (default: this machine)",
         "cores_per_socket": "use at most K cores per socket (leave the kubelet's reserved CPUs free)",
-        "image": "the image reference the pods run (default xeontl:latest)",
+        "image": f"the image reference the pods run (default {DEFAULT_IMAGE})",
         "results_claim": "PersistentVolumeClaim (ReadWriteMany) mounted at /results on every pod",
         "memory_per_rank": "GiB of memory per rank (requests = limits)",
         "output": "where to write the manifest (default results/<run-id>.mpijob.yaml)",
@@ -113,7 +114,7 @@ def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None
     iterable=["set"],
 )
 def render(c, engine="k8s", nodes=2, sockets=2, profile="paper", set=None, topology=None, cores_per_socket=0,
-           image="xeontl:latest", results_claim="xeontl-results", memory_per_rank=8, output=None, kube_version=None):
+           image=DEFAULT_IMAGE, results_claim="xeontl-results", memory_per_rank=8, output=None, kube_version=None):
     """Write the plan as another engine's job (Kubernetes MPIJob), checked against its published schemas."""
     from xeontl import launch
 
@@ -137,12 +138,12 @@ def render(c, engine="k8s", nodes=2, sockets=2, profile="paper", set=None, topol
         "native": "run on this host without Docker",
         "emulate_sockets": "split the usable cores into 2 groups when the host has one socket (every output says so)",
         "set": "override any config field, KEY=VALUE (repeatable), for every run",
-        "image": "image to run (default xeontl:latest)",
+        "image": f"image to run (default {DEFAULT_IMAGE})",
         "results_dir": "where the run dirs and paper-<id>/claims.md go (default results/)",
     },
     iterable=["set"],
 )
-def paper(c, profile="paper", fp32=False, native=False, emulate_sockets=False, set=None, image="xeontl:latest",
+def paper(c, profile="paper", fp32=False, native=False, emulate_sockets=False, set=None, image=DEFAULT_IMAGE,
           results_dir="results"):
     """The paper's claims on this host: the 1-socket run, the 2-socket run, then one claims table."""
     from xeontl import launch
@@ -195,16 +196,16 @@ def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, exp
 
 
 @task(help={"offline": "build without a registry or internet: debootstrap base + local wheelhouse (what CI uses)",
-            "tag": "image tag (default xeontl:latest)", "force": "rebuild even if the inputs are unchanged"})
-def build(c, offline=False, tag="xeontl:latest", force=False):
+            "tag": f"image tag (default {DEFAULT_IMAGE})", "force": "rebuild even if the inputs are unchanged"})
+def build(c, offline=False, tag=DEFAULT_IMAGE, force=False):
     """Build the deps image (once per lock: Intel-TF 2.14, OpenMPI, the Horovod wheel) and the package on it."""
     from xeontl import image
 
     _guard(image.build, tag=tag, offline=offline, force=force)
 
 
-@task(help={"image": "image to test (default xeontl:latest)"})
-def smoke(c, image="xeontl:latest"):
+@task(help={"image": f"image to test (default {DEFAULT_IMAGE})"})
+def smoke(c, image=DEFAULT_IMAGE):
     """In the image: horovodrun -np 2 trains the smoke profile on two emulated sockets; checks both ranks ran."""
     from xeontl import smoke as smokelib
 
@@ -240,11 +241,11 @@ def compare(c, run_a, run_b):
 
 @task(help={"results_dir": "host dir the containers write run dirs to (default results/)",
             "profile": "profile the compose services run (default demo; the two-node service defaults to smoke)",
-            "image": "image the services run (default xeontl:latest)",
+            "image": f"image the services run (default {DEFAULT_IMAGE})",
             "keys": "the key dir of `invoke keys` the node services mount (default keys/)",
             "output": "where to write the variables (default .env, which docker compose reads; with another path, "
                       "pass it as `--env-file`). A file this task did not write is never overwritten"})
-def compose_env(c, results_dir="results", profile="demo", image="xeontl:latest", keys="keys", output=".env"):
+def compose_env(c, results_dir="results", profile="demo", image=DEFAULT_IMAGE, keys="keys", output=".env"):
     """Write .env for compose.yaml: CPU sets from this host's plans, user ids, results dir."""
     from xeontl import launch
 
@@ -297,9 +298,9 @@ def test(c, k=None, fast=False):
 @task(help={"quick": "one repeat of each variant on less data (about 7 min on a 2-core machine) instead of "
                      "3 interleaved repeats (about 45 min)",
             "native_only": "skip the container run (no image needed)",
-            "image": "image for the container figure (default xeontl:latest)",
+            "image": f"image for the container figure (default {DEFAULT_IMAGE})",
             "results_dir": "where bench-<id>/ is written (default results/)"})
-def bench(c, quick=False, native_only=False, image="xeontl:latest", results_dir="results"):
+def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="results"):
     """Measure this machine: matmul peaks, backbone fp32/bf16 + MFU, training variants, feature cache."""
     from xeontl import bench as benchlib
 
