@@ -143,3 +143,16 @@ def test_the_launcher_pod_refuses_to_reuse_a_run_dir(tmp_path):
     with pytest.raises(UserError, match="after --"):
         k8s_launcher.run("r2", tmp_path, tmp_path, [])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]
+
+
+def test_every_launch_option_says_what_resume_does_with_it():
+    """launch.json and --resume are derived from the options' own declarations (a new option cannot be forgotten)."""
+    import dataclasses
+
+    assert all(f.metadata.get("resume") in ("keep", "anew", "no") for f in dataclasses.fields(launch.Options))
+    # the continuation is the same launch: sockets, pinning, controller, engine and its placement
+    assert set(launch.RESUME_KEYS) == {"sockets", "emulate_sockets", "cores_per_socket", "controller", "hosts",
+                                       "extra_env", "engine", "nodes", "partition", "container", "time_limit"}
+    # recorded but may be given anew; never recorded: the config (config.json) and per-invocation choices
+    assert set(launch.LAUNCH_KEYS) - set(launch.RESUME_KEYS) == {"profile", "native", "image"}
+    assert not {"overrides", "dry_run", "results_dir", "resume", "wait", "fault_after_epoch"} & set(launch.LAUNCH_KEYS)

@@ -27,37 +27,41 @@ from xeontl.errors import UserError
 DEFAULT_IMAGE = "xeontl:latest"
 
 
-# What launch.json records of a launch, so `--resume` rebuilds the same one (its config comes from config.json).
-LAUNCH_KEYS = ("sockets", "profile", "native", "emulate_sockets", "cores_per_socket", "controller", "hosts", "image",
-               "extra_env", "engine", "nodes", "partition", "container", "time_limit")
-# Of those, what a resumed run keeps from the interrupted one: all but what may be given anew (e.g. --native).
-RESUME_KEYS = tuple(k for k in LAUNCH_KEYS if k not in ("profile", "native", "image"))
+def _option(default=dataclasses.MISSING, *, resume: str, factory=dataclasses.MISSING):
+    """A launch option and what `--resume` does with it, declared with the option so none can be forgotten:
+    "keep" (recorded in launch.json, and the continuation keeps it: the same sockets, pinning, engine), "anew"
+    (recorded, and may be given anew: the profile comes from config.json, --native or another image are allowed),
+    "no" (not a property of the launch: the config's overrides live in config.json, the rest are per invocation)."""
+    assert resume in ("keep", "anew", "no"), resume
+    return dataclasses.field(default=default, default_factory=factory, metadata={"resume": resume})
 
 
 @dataclasses.dataclass
 class Options:
-    sockets: int = 2
-    profile: str = "demo"
-    overrides: dict = dataclasses.field(default_factory=dict)
-    native: bool = False
-    dry_run: bool = False
-    topology_file: str | None = None
-    emulate_sockets: bool | str = False  # True, False or "auto" (only when the host has too few sockets)
-    cores_per_socket: int = 0
-    controller: str = "mpi"
-    hosts: str = ""
-    image: str = DEFAULT_IMAGE
-    results_dir: Path = Path("results")
-    report: bool = True
-    resume: Path | None = None  # a run dir to continue from its last epoch checkpoint
-    wait: bool = False  # queue behind a run holding the same CPUs instead of refusing
-    extra_env: dict = dataclasses.field(default_factory=dict)  # added to every worker's env (bench variants)
-    fault_after_epoch: int = 0  # tests: a rank SIGKILLs itself after this epoch (never recorded for --resume)
-    engine: str = "local"  # local (docker or --native on this host) | slurm (sbatch on a cluster)
-    nodes: int = 1  # slurm: nodes, each running the plan's one-rank-per-socket layout
-    partition: str | None = None  # slurm
-    container: str | None = None  # slurm: charliecloud (default: the image, unprivileged) | none (the nodes' stack)
-    time_limit: str | None = None  # slurm: --time
+    sockets: int = _option(2, resume="keep")
+    profile: str = _option("demo", resume="anew")
+    overrides: dict = _option(resume="no", factory=dict)
+    native: bool = _option(False, resume="anew")
+    dry_run: bool = _option(False, resume="no")
+    topology_file: str | None = _option(None, resume="no")
+    # True, False or "auto" (only when the host has too few sockets)
+    emulate_sockets: bool | str = _option(False, resume="keep")
+    cores_per_socket: int = _option(0, resume="keep")
+    controller: str = _option("mpi", resume="keep")
+    hosts: str = _option("", resume="keep")
+    image: str = _option(DEFAULT_IMAGE, resume="anew")
+    results_dir: Path = _option(Path("results"), resume="no")
+    report: bool = _option(True, resume="no")
+    resume: Path | None = _option(None, resume="no")  # a run dir to continue from its last epoch checkpoint
+    wait: bool = _option(False, resume="no")  # queue behind a run holding the same CPUs instead of refusing
+    extra_env: dict = _option(resume="keep", factory=dict)  # added to every worker's env (bench variants)
+    fault_after_epoch: int = _option(0, resume="no")  # tests: a rank SIGKILLs itself after this epoch
+    engine: str = _option("local", resume="keep")  # local (docker or --native on this host) | slurm (sbatch)
+    nodes: int = _option(1, resume="keep")  # slurm: nodes, each running the plan's one-rank-per-socket layout
+    partition: str | None = _option(None, resume="keep")  # slurm
+    # slurm: charliecloud (default: the image, unprivileged) | none (the nodes' own stack)
+    container: str | None = _option(None, resume="keep")
+    time_limit: str | None = _option(None, resume="keep")  # slurm: --time
 
     @property
     def slurm_container(self) -> str:
@@ -71,6 +75,12 @@ class Options:
     def record(self) -> dict:
         """What launch.json keeps, so `--resume` can rebuild the same launch."""
         return {**{k: getattr(self, k) for k in LAUNCH_KEYS}, "resume": str(self.resume) if self.resume else None}
+
+
+# What launch.json records of a launch, so `--resume` rebuilds the same one (its config comes from config.json), and
+# of those what a resumed run keeps from the interrupted one: both from the options' own declarations.
+LAUNCH_KEYS = tuple(f.name for f in dataclasses.fields(Options) if f.metadata["resume"] != "no")
+RESUME_KEYS = tuple(f.name for f in dataclasses.fields(Options) if f.metadata["resume"] == "keep")
 
 
 @dataclasses.dataclass
