@@ -153,6 +153,7 @@ def two_launches(tmp_path_factory):
             "--results-dir", str(results)]
     first = start([*base, "--sockets", "2", "--emulate-sockets", "--controller", "gloo", *EARLY_STOP],
                   sigint="ignore")
+    queued = None
     try:
         wait_for(lambda: list(results.glob(".staging-*/command.txt")), what="the first run holding its CPUs",
                  proc=first)
@@ -166,7 +167,7 @@ def two_launches(tmp_path_factory):
         out_first, _ = first.communicate(timeout=900)
         out_queued, _ = queued.communicate(timeout=900)
     finally:
-        for p in (first, locals().get("queued")):
+        for p in (first, queued):
             if p is not None and p.poll() is None:
                 p.kill()
     return {"results": results, "refused": refused, "listing_while_refused": listing_while_refused,
