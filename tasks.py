@@ -10,8 +10,9 @@ from invoke import Exit, task
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before `pip install -e .` too
 
+from xeontl import options  # noqa: E402  (the launch options, declared once)
 from xeontl.errors import UserError  # noqa: E402
-from xeontl.launch import DEFAULT_IMAGE  # noqa: E402  (the one default image name)
+from xeontl.options import DEFAULT_IMAGE  # noqa: E402  (the one default image name)
 
 
 def _guard(fn, *args, **kwargs):
@@ -36,62 +37,49 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
-@task(
-    help={
-        "sockets": "sockets (= Horovod workers) to use: 1 = the paper's single-socket run, 2 = its Horovod run",
-        "profile": "paper | demo | smoke (default demo: synthetic data + random weights, runs offline)",
-        "dataset": "override the profile's dataset: tfds | synthetic | folder:PATH",
-        "weights": "override the profile's weights: random | savedmodel:DIR | keras:FILE.h5",
-        "set": "override any other config field, KEY=VALUE (repeatable), e.g. --set epochs=5",
-        "native": "run on this host without Docker (needs `invoke setup --native`)",
-        "dry_run": "print the plan, env and exact command lines; run nothing",
-        "topology": "plan for a recorded `lscpu --parse=CPU,CORE,SOCKET,NODE` file instead of this machine",
-        "emulate_sockets": "split the usable cores into --sockets equal groups when the host has fewer sockets",
-        "cores_per_socket": "use at most K physical cores per socket (benchmarking)",
-        "controller": "Horovod controller: mpi (the paper's OpenMPI, default) | gloo",
-        "hosts": "multi-node: HOST:SLOTS,... with SLOTS = --sockets (every host pinned like this one)",
-        "image": f"image to run (default {DEFAULT_IMAGE}, made by `invoke build`)",
-        "results_dir": "where run dirs are created (default results/)",
-        "resume": "continue RUN (a results/<run-id> dir) from its last completed epoch, with its own config and "
-                  "launch; the continuation gets a new run id that records what it resumed from",
-        "wait": "if another run holds the CPUs this plan pins, queue behind it instead of refusing",
-        "feature_cache": "opt-in speed path, not the paper's protocol: backbone features computed once, head trained "
-                         "on them (same as --set feature_cache=true)",
-        "fault_after_epoch": "tests: rank 1 (or the only rank) SIGKILLs itself after epoch N, a stand-in for a crashed "
-                             "worker (shown in the command lines; not carried over by --resume)",
-        "engine": "local (this host: the image, or --native) | slurm (an sbatch job: submitted, followed, collected "
-                  "into the same run dir; --dry-run prints the script)",
-        "nodes": "slurm: nodes, each running one rank per socket (plan them with --topology of a compute node)",
-        "partition": "slurm: the partition (default: the cluster's default)",
-        "container": "slurm: charliecloud (default: the image, unprivileged, unpacked once per build; or --image DIR) "
-                     "| none (the nodes' own Python stack)",
-        "time_limit": "slurm: the job's --time, e.g. 00:30:00",
-    },
-    iterable=["set"],
-)
-def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None, native=False, dry_run=False,
-              topology=None, emulate_sockets=False, cores_per_socket=0, controller="mpi", hosts="",
-              image=DEFAULT_IMAGE,
-              results_dir="results", resume=None, wait=False, feature_cache=False, fault_after_epoch=0, engine="local",
-              nodes=1, partition=None, container=None, time_limit=None):
+CONFIG_HELP = {
+    "dataset": "override the profile's dataset: tfds | synthetic | folder:PATH",
+    "weights": "override the profile's weights: random | savedmodel:DIR | keras:FILE.h5",
+    "set": "override any other config field, KEY=VALUE (repeatable), e.g. --set epochs=5",
+    "feature_cache": "opt-in speed path, not the paper's protocol: backbone features computed once, head trained on "
+                     "them (same as --set feature_cache=true)",
+}
+
+
+def _config_overrides(set=None, dataset=None, weights=None, feature_cache=False) -> dict:
+    overrides = _overrides(set or [])
+    overrides.update({k: v for k, v in (("dataset", dataset), ("weights", weights)) if v is not None})
+    if feature_cache:
+        overrides["feature_cache"] = "true"
+    return overrides
+
+
+def _split(values: dict, names) -> tuple[dict, dict]:
+    """(the launch options' values, the task's own) from a derived task's keyword arguments."""
+    return {k: v for k, v in values.items() if k not in names}, {k: values[k] for k in names if k in values}
+
+
+def _reproduce(c, **values):
     """Run the paper's 1- or 2-socket experiment (pinning, threads, env): in the image, natively, or on Slurm."""
     from xeontl import launch
 
     def go():
-        overrides = _overrides(set or [])
-        overrides.update({k: v for k, v in (("dataset", dataset), ("weights", weights)) if v is not None})
-        if feature_cache:
-            overrides["feature_cache"] = "true"
-        return launch.reproduce(launch.Options(
-            sockets=int(sockets), profile=profile, overrides=overrides, native=native, dry_run=dry_run,
-            topology_file=topology, emulate_sockets=emulate_sockets, cores_per_socket=int(cores_per_socket),
-            controller=controller, hosts=hosts, image=image, results_dir=Path(results_dir),
-            resume=Path(resume) if resume else None, wait=wait, fault_after_epoch=int(fault_after_epoch),
-            engine=engine, nodes=int(nodes), partition=partition, container=container, time_limit=time_limit))
+        given, own = _split(values, CONFIG_HELP)
+        return launch.reproduce(options.from_cli(given, overrides=_config_overrides(**own)))
 
     rc = _guard(go)
     if rc:
         raise Exit(code=rc)
+
+
+# The task's flags are derived from the launch options' declarations (xeontl.options), as `python -m xeontl
+# reproduce`'s are, then the config's own.
+reproduce = task(options.invoke_task_body(_reproduce, extra={"dataset": None, "weights": None, "set": None,
+                                                             "feature_cache": False},
+                                          after={"dataset": "profile", "weights": "profile", "set": "profile",
+                                                 "feature_cache": "wait"}),
+                 name="reproduce", help={**options.invoke_parameters()[1], **CONFIG_HELP}, iterable=["set"],
+                 optional=["emulate_sockets"])
 
 
 @task(
@@ -110,49 +98,54 @@ def reproduce(c, sockets=2, profile="demo", dataset=None, weights=None, set=None
         "output": "where to write the manifest (default results/<run-id>.mpijob.yaml)",
         "kube_version": "Kubernetes version whose schemas check the pod templates (default: kubernetes-validate's "
                         "newest)",
+        "assets_claim": "PersistentVolumeClaim holding the weights and data (weights/, tensorflow_datasets/, manual/), "
+                        "mounted read-only at /assets on every pod; the config's paths are put on it",
     },
     iterable=["set"],
 )
 def render(c, engine="k8s", nodes=2, sockets=2, profile="paper", set=None, topology=None, cores_per_socket=0,
-           image=DEFAULT_IMAGE, results_claim="xeontl-results", memory_per_rank=8, output=None, kube_version=None):
+           image=DEFAULT_IMAGE, results_claim="xeontl-results", memory_per_rank=8, output=None, kube_version=None,
+           assets_claim=None):
     """Write the plan as another engine's job (Kubernetes MPIJob), checked against its published schemas."""
-    from xeontl import launch
+    from xeontl.engines import kubernetes
 
     def go():
         if engine != "k8s":
             raise UserError(f"--engine {engine}: render writes k8s; for Slurm use invoke reproduce --engine slurm "
                             f"--dry-run")
-        opts = launch.Options(sockets=int(sockets), profile=profile, overrides=_overrides(set or []),
-                              topology_file=topology, cores_per_socket=int(cores_per_socket), image=image,
-                              nodes=int(nodes))
-        return launch.render_k8s(opts, results_claim, int(memory_per_rank), Path(output) if output else None,
-                                 kube_version)
+        opts = options.Options(sockets=int(sockets), profile=profile, overrides=_overrides(set or []),
+                               topology_file=topology, cores_per_socket=int(cores_per_socket), image=image,
+                               nodes=int(nodes))
+        return kubernetes.render(opts, results_claim, int(memory_per_rank), Path(output) if output else None,
+                                 kube_version, assets_claim)
 
     _guard(go)
 
 
-@task(
-    help={
-        "profile": "paper (default: needs the real data and weights) | demo (offline) | smoke",
-        "fp32": "also run the 2-socket run in FP32, for the claim BF16 accuracy = FP32 accuracy",
-        "native": "run on this host without Docker",
-        "emulate_sockets": "split the usable cores into 2 groups when the host has one socket (every output says so)",
-        "set": "override any config field, KEY=VALUE (repeatable), for every run",
-        "image": f"image to run (default {DEFAULT_IMAGE})",
-        "results_dir": "where the run dirs and paper-<id>/claims.md go (default results/)",
-    },
-    iterable=["set"],
-)
-def paper(c, profile="paper", fp32=False, native=False, emulate_sockets=False, set=None, image=DEFAULT_IMAGE,
-          results_dir="results"):
-    """The paper's claims on this host: the 1-socket run, the 2-socket run, then one claims table."""
-    from xeontl import launch
+PAPER_OPTIONS = ("native", "emulate_sockets", "image", "results_dir")
 
-    rc, _ = _guard(launch.paper, launch.Options(
-        profile=profile, overrides=_overrides(set or []), native=native, emulate_sockets=emulate_sockets,
-        image=image, results_dir=Path(results_dir)), fp32)
+
+def _paper(c, **values):
+    """The paper's claims on this host: the 1-socket run, the 2-socket run, then one claims table."""
+    from xeontl import paper as paperlib
+
+    def go():
+        given, own = _split(values, ("profile", "set", "fp32"))
+        opts = options.from_cli(given, profile=own.get("profile", "paper"), overrides=_overrides(own.get("set") or []))
+        return paperlib.run(opts, own.get("fp32", False))
+
+    rc, _ = _guard(go)
     if rc:
         raise Exit(code=rc)
+
+
+paper = task(options.invoke_task_body(_paper, PAPER_OPTIONS, extra={"profile": "paper", "fp32": False, "set": None},
+                                      after={"profile": None, "fp32": None, "set": "emulate_sockets"}),
+             name="paper", iterable=["set"], optional=["emulate_sockets"],
+             help={**options.invoke_parameters(PAPER_OPTIONS)[1],
+                   "profile": "paper (default: needs the real data and weights) | demo (offline) | smoke",
+                   "fp32": "also run the 2-socket run in FP32, for the claim BF16 accuracy = FP32 accuracy",
+                   "set": "override any config field, KEY=VALUE (repeatable), for every run"})
 
 
 @task(
@@ -248,12 +241,13 @@ def compare(c, run_a, run_b):
 def compose_env(c, results_dir="results", profile="demo", image=DEFAULT_IMAGE, keys="keys", output=".env"):
     """Write .env for compose.yaml: CPU sets from this host's plans, user ids, results dir."""
     from xeontl import launch
+    from xeontl.engines import compose
 
     def go():
         res = Path(results_dir)
         launch.check_results_dir(res)
-        env = launch.compose_env(res, image, profile, Path(keys))
-        text = launch.write_compose_env(Path(output), env)
+        env = compose.env(res, image, profile, Path(keys))
+        text = compose.write_env(Path(output), env)
         print(text + f"wrote {output} (read by docker compose" + ("" if output == ".env" else " with --env-file") + ")")
 
     _guard(go)
@@ -262,9 +256,9 @@ def compose_env(c, results_dir="results", profile="demo", image=DEFAULT_IMAGE, k
 @task(help={"dir": "where to write the key pair (default keys/); copy this dir to every host of a multi-node run"})
 def keys(c, dir="keys"):
     """Make the ssh key pair of the multi-node layouts (compose two-node / two-host) once."""
-    from xeontl import launch
+    from xeontl import keys as keylib
 
-    out = _guard(launch.make_keys, Path(dir))
+    out = _guard(keylib.make, Path(dir))
     print(f"xeontl: wrote {out}/id_ed25519(.pub): copy {out} to every host (XEONTL_KEYS), then `invoke compose-env`")
 
 

@@ -230,9 +230,10 @@ def docker_runs(image, tmp_path_factory):
     container), then `invoke reproduce --resume` of it, again in the container: a failed run and a successful one,
     asserted by test_image (the container record) and test_resume (the continuation)."""
     from xeontl import launch
+    from xeontl.options import Options
 
     results = tmp_path_factory.mktemp("docker-runs")
-    opts = launch.Options(sockets=2, emulate_sockets=True, profile="smoke", image=image, results_dir=results,
+    opts = Options(sockets=2, emulate_sockets=True, profile="smoke", image=image, results_dir=results,
                           overrides={"epochs": "4", "patience": "20", "verbose": "0"}, fault_after_epoch=2)
     rc, dead = launch.execute(launch.prepare(opts))
     assert rc == 1, (dead / "logs-launcher.txt").read_text()[-2000:]

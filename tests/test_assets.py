@@ -226,8 +226,9 @@ def test_the_ranks_read_the_same_absolute_paths_wherever_they_run(tmp_path):
     container mounts exactly those paths, read-only (before, a docker run could not see them at all)."""
     from conftest import SPR
     from xeontl import launch
+    from xeontl.options import Options
 
-    p = launch.prepare(launch.Options(sockets=2, profile="paper", dry_run=True, topology_file=str(SPR),
+    p = launch.prepare(Options(sockets=2, profile="paper", dry_run=True, topology_file=str(SPR),
                                       overrides={"data_dir": str(tmp_path / "tfds")}, results_dir=tmp_path / "r"))
     weights = p.cfg["weights"].removeprefix("savedmodel:")
     assert Path(weights).is_absolute() and p.cfg["data_dir"] == str(tmp_path / "tfds")

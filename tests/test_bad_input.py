@@ -68,19 +68,22 @@ def test_offline_build_without_debootstrap_says_what_to_install(monkeypatch):
 
 def test_an_image_built_from_other_sources_is_refused(monkeypatch, tmp_path):
     """A stale image would run other code than the checkout's (and config.json could differ from what ran)."""
-    from xeontl import dockercli, image, launch
+    from xeontl import dockercli, image
+
+    def check_image(ref):
+        return dockercli.require_image(ref, image.checkout_inputs_hash())
 
     info = {"Id": "sha256:x", "Config": {"Labels": {dockercli.INPUTS_LABEL: "0123456789ab"}}}
     monkeypatch.setattr(dockercli, "inspect", lambda ref: info)
     here = image.checkout_inputs_hash()
     assert here and here != "0123456789ab"
     with pytest.raises(UserError, match=r"built from inputs 0123456789ab, this checkout is inputs .*invoke build"):
-        launch.check_image("xeontl:latest")
+        check_image("xeontl:latest")
     info["Config"]["Labels"][dockercli.INPUTS_LABEL] = here
-    assert launch.check_image("xeontl:latest") is info
+    assert check_image("xeontl:latest") is info
     del info["Config"]["Labels"][dockercli.INPUTS_LABEL]
     with pytest.raises(UserError, match="sources this checkout cannot identify"):
-        launch.check_image("xeontl:latest")
+        check_image("xeontl:latest")
 
 
 def test_invoke_keys_makes_a_pair_once(tmp_path):
@@ -93,9 +96,9 @@ def test_invoke_keys_makes_a_pair_once(tmp_path):
 def test_compose_file_needs_nothing_but_compose_env(tmp_path, compose):
     """compose interpolates every service whatever the profile: `invoke compose-env` alone must satisfy it (a `:?`
     in a service of another profile once broke the two-node layout)."""
-    from xeontl import launch
+    from xeontl.engines import compose as composelib
 
-    env = launch.compose_env(tmp_path, keys_dir=tmp_path / "keys")
+    env = composelib.env(tmp_path, keys_dir=tmp_path / "keys")
     empty = tmp_path / "empty.env"
     empty.write_text("")
     r = subprocess.run([*compose, "-f", str(ROOT / "compose.yaml"), "--env-file", str(empty), "config", "-q"],

@@ -5,6 +5,7 @@ asserted."""
 
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,17 @@ def test_the_bench_reads_a_real_launcher_run(native_run):
     assert got["overhead_s"] > 0 and got["wall_s"] > got["train_s"] > 0 and got["peak_rss_mib"] > 100
     assert "horovodrun -np 2" in got["plan"] and "numactl" in got["plan"]
     assert got["plan"].endswith("# config.json: profile smoke, overrides epochs=6\n")
+
+
+def test_each_figure_and_target_is_declared_once():
+    """bench.json, bench.md, bench.png and the reasons read the one registry (before, the plot drew 0.5 for one
+    figure while the table put 0.7 on another)."""
+    src = (Path(bench.__file__)).read_text()
+    keys = [f.key for f in bench.FIGURES]
+    assert len(keys) == len(set(keys))
+    for f in bench.FIGURES:
+        if f.target:  # written once in the source: in its figure's declaration
+            written = rf'\(\s*"{re.escape(f.target[0])}",\s*{re.escape(repr(f.target[1]))}\)'
+            assert len(re.findall(written, src)) == sum(g.target == f.target for g in bench.FIGURES), f.key
+    md = bench.table(bench.assemble(json.loads(FIXTURE.read_text())["raw"]))
+    assert all(f"`{f.key}`" in md and f.label in md for f in bench.FIGURES)

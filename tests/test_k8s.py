@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from conftest import SPR, invoke, one_line_error
-from xeontl import config, k8s, topology
+from xeontl import config, topology
 from xeontl import plan as planlib
+from xeontl.engines import kubernetes as k8s
 from xeontl.errors import UserError
 
 

@@ -8,13 +8,15 @@ import subprocess
 import time
 from datetime import datetime
 
+from pathlib import Path
+
 import pytest
 from mpijob_harness import OPERATOR_COMMIT, MPIJobHarness
 
 from conftest import invoke, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
-CLAIM = "xeontl-results"
+CLAIM, ASSETS = "xeontl-results", "xeontl-assets"
 
 
 def render(tmp_path, *extra):
@@ -25,11 +27,26 @@ def render(tmp_path, *extra):
     return out
 
 
-def harness(tmp_path, manifest):
+def harness(tmp_path, manifest, assets=None):
     results = tmp_path / "pvc"
     results.mkdir()
     results.chmod(0o777)  # a ReadWriteMany volume the pods' user (uid 1000) writes
-    return MPIJobHarness(manifest, tmp_path, {CLAIM: results}, cpus=[0, 1]), results
+    claims = {CLAIM: results, **({ASSETS: assets} if assets else {})}
+    return MPIJobHarness(manifest, tmp_path, claims, cpus=[0, 1]), results
+
+
+def assets_claim(tmp) -> Path:
+    """A claim laid out as the rendered config expects (weights/<name>): a small SavedModel with the TF-Hub
+    feature-vector contract, made here (the real ResNet cannot be downloaded on this machine)."""
+    import tensorflow as tf
+
+    root = tmp / "assets-pvc"
+    inp = tf.keras.Input((None, None, 3))
+    feats = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Conv2D(16, 3, strides=2)(inp))
+    tf.saved_model.save(tf.keras.Model(inp, feats), str(root / "weights" / "hub"))
+    for p in [root, *root.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)  # the pods' user reads it; nobody writes it
+    return root
 
 
 def started_at(container) -> datetime:
@@ -44,10 +61,11 @@ def started_at(container) -> datetime:
 @pytest.fixture(scope="module")
 def late_worker_job(image, tmp_path_factory):
     """Worker 1 comes up 6 s after worker 0 (a node that schedules or pulls late); the manifest's
-    launcherCreationPolicy WaitForWorkersReady holds the launcher back until both run."""
+    launcherCreationPolicy WaitForWorkersReady holds the launcher back until both run. The weights come from a
+    read-only assets claim (--assets-claim), as the paper's would."""
     tmp = tmp_path_factory.mktemp("mpijob")
-    manifest = render(tmp)
-    h, results = harness(tmp, manifest)
+    manifest = render(tmp, "--set", "weights=savedmodel:/anywhere/hub", "--assets-claim", ASSETS)
+    h, results = harness(tmp, manifest, assets_claim(tmp))
     try:
         h.start_workers(delays={1: 6})
         h.start_launcher()
@@ -55,10 +73,27 @@ def late_worker_job(image, tmp_path_factory):
         started = {p: started_at(p) for p in h.containers}
         env = json.loads(subprocess.run(["docker", "inspect", "-f", "{{json .Config.Env}}", f"{h.name}-launcher"],
                                         capture_output=True, text=True).stdout)
+        mounts = {p: json.loads(subprocess.run(["docker", "inspect", "-f", "{{json .Mounts}}", p], capture_output=True,
+                                               text=True).stdout) for p in h.containers}
     finally:
         h.delete()
     return {"h": h, "rc": rc, "logs": logs, "results": results, "started": started, "env": env,
-            "manifest": manifest}
+            "manifest": manifest, "mounts": mounts, "assets": tmp / "assets-pvc"}
+
+
+def test_the_pods_read_the_weights_from_the_read_only_assets_claim(late_worker_job):
+    from xeontl import model
+
+    run, = list(late_worker_job["results"].iterdir())
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["weights"]["kind"] == "savedmodel" and m["weights"]["path"] == "/assets/weights/hub"
+    # the very files of the claim: the sha256 the pods computed is this host's of the same directory
+    here = model.describe_weights({"weights": f"savedmodel:{late_worker_job['assets'] / 'weights' / 'hub'}",
+                                   "weights_sha256": ""})
+    assert m["weights"]["sha256"] == here["sha256"]
+    for pod, mounts in late_worker_job["mounts"].items():
+        assets = [mt for mt in mounts if mt["Destination"] == "/assets"]
+        assert len(assets) == 1 and assets[0]["RW"] is False, (pod, mounts)
 
 
 def test_the_mpijob_runs_to_a_complete_result(late_worker_job):

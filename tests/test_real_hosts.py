@@ -12,6 +12,7 @@ import pytest
 from conftest import TOPOLOGIES, invoke, one_line_error
 from xeontl import plan as planlib
 from xeontl import topology
+from xeontl.engines.docker import docker_command
 from xeontl.errors import UserError
 
 SYS_2DIE = TOPOLOGIES / "sys-2pkg-2die"
@@ -49,7 +50,7 @@ def test_socket_without_memory_node_gets_no_memory_binding():
     assert per_rank(p) == rendered(p) == expected
     assert "-m" not in p.workers[1].numactl
     assert any("socket 1 has no memory node of its own" in n for n in p.notes)
-    docker = planlib.docker_command(p, "img", ["true"], None, "1000:1000")
+    docker = docker_command(p, "img", ["true"], None, "1000:1000")
     assert "--cpuset-mems=0" in docker  # never a node that may not exist
 
 

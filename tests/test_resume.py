@@ -128,6 +128,7 @@ def test_a_run_recorded_before_engine_checks_still_resumes(tmp_path):
     """launch.json of local runs made before 2026-11-30 carries Slurm's container default; resuming one must not be
     refused as '--container with the local engine'."""
     from xeontl import config, launch
+    from xeontl.options import Options
 
     run_dir = tmp_path / "old"
     (run_dir / "checkpoints" / "epoch-0002").mkdir(parents=True)
@@ -136,5 +137,5 @@ def test_a_run_recorded_before_engine_checks_still_resumes(tmp_path):
         "sockets": 2, "profile": "smoke", "native": True, "emulate_sockets": True, "cores_per_socket": 0,
         "controller": "mpi", "hosts": "", "image": "xeontl:latest", "extra_env": {}, "engine": "local", "nodes": 1,
         "partition": None, "container": "charliecloud", "time_limit": None}))
-    p = launch.prepare(launch.Options(resume=run_dir, native=True, dry_run=True, results_dir=tmp_path / "r"))
+    p = launch.prepare(Options(resume=run_dir, native=True, dry_run=True, results_dir=tmp_path / "r"))
     assert p.opts.container is None and p.opts.engine == "local" and p.plan.sockets == 2

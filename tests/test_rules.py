@@ -4,7 +4,8 @@ training run): the LR rule, steps per epoch, secret redaction, container detecti
 import pytest
 
 from conftest import invoke, one_line_error
-from xeontl import config, launch, provenance
+from xeontl import config, options, provenance
+from xeontl.engines import compose
 from xeontl.errors import UserError
 
 
@@ -60,15 +61,15 @@ def test_the_container_runtime_is_named_by_its_own_mark(monkeypatch, marks, expe
 def test_compose_env_writes_where_told_and_never_over_a_users_own_file(tmp_path):
     out = tmp_path / "compose.env"
     env = {"XEONTL_IMAGE": "xeontl:latest", "XEONTL_CPUSET_2S": "0-1"}
-    text = launch.write_compose_env(out, env)
+    text = compose.write_env(out, env)
     assert text == "XEONTL_IMAGE=xeontl:latest\nXEONTL_CPUSET_2S=0-1\n"
-    assert out.read_text() == launch.COMPOSE_ENV_HEADER + text
-    launch.write_compose_env(out, {**env, "XEONTL_CPUSET_2S": "0"})  # its own file: rewritten
+    assert out.read_text() == compose.COMPOSE_ENV_HEADER + text
+    compose.write_env(out, {**env, "XEONTL_CPUSET_2S": "0"})  # its own file: rewritten
     assert out.read_text().endswith("XEONTL_CPUSET_2S=0\n")
     mine = tmp_path / ".env"
     mine.write_text("MY_SETTING=1\n")
     with pytest.raises(UserError, match="not written by invoke compose-env"):
-        launch.write_compose_env(mine, env)
+        compose.write_env(mine, env)
     assert mine.read_text() == "MY_SETTING=1\n" and sorted(p.name for p in tmp_path.iterdir()) == [".env",
                                                                                                    "compose.env"]
 
@@ -126,7 +127,7 @@ This usually is caused by:
 
 @pytest.mark.parametrize("log", [LOST, LOST_SSH, LOST_SSH.split("\n", 2)[2]])
 def test_a_lost_worker_pod_is_named_with_the_ranks_it_ran(log):
-    from xeontl.k8s_launcher import lost_node
+    from xeontl.engines.kubernetes import lost_node
 
     hostfile = "".join(f"xeontl-j-worker-{i}.xeontl-j.default.svc slots=2\n" for i in range(3))
     assert lost_node(log, hostfile) == {"node": "xeontl-j-worker-1.xeontl-j.default.svc", "rank": 2,
@@ -135,13 +136,13 @@ def test_a_lost_worker_pod_is_named_with_the_ranks_it_ran(log):
 
 
 def test_the_launcher_pod_refuses_to_reuse_a_run_dir(tmp_path):
-    from xeontl import k8s_launcher
+    from xeontl.engines import kubernetes
 
     (tmp_path / "r1").mkdir()
     with pytest.raises(UserError, match="never reused"):
-        k8s_launcher.run("r1", tmp_path, tmp_path, ["true"])
+        kubernetes.launch_pod("r1", tmp_path, tmp_path, ["true"])
     with pytest.raises(UserError, match="after --"):
-        k8s_launcher.run("r2", tmp_path, tmp_path, [])
+        kubernetes.launch_pod("r2", tmp_path, tmp_path, [])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]
 
 
@@ -149,10 +150,10 @@ def test_every_launch_option_says_what_resume_does_with_it():
     """launch.json and --resume are derived from the options' own declarations (a new option cannot be forgotten)."""
     import dataclasses
 
-    assert all(f.metadata.get("resume") in ("keep", "anew", "no") for f in dataclasses.fields(launch.Options))
+    assert all(f.metadata.get("resume") in ("keep", "anew", "no") for f in dataclasses.fields(options.Options))
     # the continuation is the same launch: sockets, pinning, controller, engine and its placement
-    assert set(launch.RESUME_KEYS) == {"sockets", "emulate_sockets", "cores_per_socket", "controller", "hosts",
+    assert set(options.RESUME_KEYS) == {"sockets", "emulate_sockets", "cores_per_socket", "controller", "hosts",
                                        "extra_env", "engine", "nodes", "partition", "container", "time_limit"}
     # recorded but may be given anew; never recorded: the config (config.json) and per-invocation choices
-    assert set(launch.LAUNCH_KEYS) - set(launch.RESUME_KEYS) == {"profile", "native", "image"}
-    assert not {"overrides", "dry_run", "results_dir", "resume", "wait", "fault_after_epoch"} & set(launch.LAUNCH_KEYS)
+    assert set(options.LAUNCH_KEYS) - set(options.RESUME_KEYS) == {"profile", "native", "image"}
+    assert not {"overrides", "dry_run", "results_dir", "resume", "wait", "fault_after_epoch"} & set(options.LAUNCH_KEYS)

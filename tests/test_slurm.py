@@ -62,7 +62,7 @@ def test_without_a_container_the_nodes_stack_runs_the_run_dir_directly():
 ])
 def test_the_pmix_directory_appears_in_the_image_at_its_own_path(tmp_path, pmix_dir, image_has, bound):
     """The rank's PMIx client reads host paths from its environment: what ch-run binds must keep them valid."""
-    from xeontl import plan as planlib
+    from xeontl.engines import slurm
 
     img = tmp_path / "img"
     for d in image_has:
@@ -71,7 +71,7 @@ def test_the_pmix_directory_appears_in_the_image_at_its_own_path(tmp_path, pmix_
     stub.mkdir()
     (stub / "ch-run").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
     (stub / "ch-run").chmod(0o755)
-    enter = planlib.slurm_enter(planlib.SlurmJob("/shared/run", "j", image_dir=str(img)))
+    enter = slurm.slurm_enter(slurm.SlurmJob("/shared/run", "j", image_dir=str(img)))
     r = subprocess.run([*enter, "python", "-m", "xeontl"], capture_output=True, text=True, timeout=60,
                        env={"PATH": f"{stub}:/usr/bin:/bin", "PMIX_SERVER_TMPDIR": pmix_dir})
     assert r.returncode == 0, r.stderr
@@ -86,10 +86,10 @@ def test_the_pmix_directory_appears_in_the_image_at_its_own_path(tmp_path, pmix_
 
 
 def test_a_pmix_directory_with_no_parent_in_the_image_is_one_line(tmp_path):
-    from xeontl import plan as planlib
+    from xeontl.engines import slurm
 
     (tmp_path / "img").mkdir()
-    enter = planlib.slurm_enter(planlib.SlurmJob("/shared/run", "j", image_dir=str(tmp_path / "img")))
+    enter = slurm.slurm_enter(slurm.SlurmJob("/shared/run", "j", image_dir=str(tmp_path / "img")))
     r = subprocess.run([*enter, "true"], capture_output=True, text=True, timeout=60,
                        env={"PATH": "/usr/bin:/bin", "PMIX_SERVER_TMPDIR": "/scratch/pmix.1.0"})
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("xeontl: error: PMIx directory")

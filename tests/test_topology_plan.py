@@ -7,6 +7,8 @@ import pytest
 from conftest import SPR, TOPOLOGIES, invoke, one_line_error
 from xeontl import plan as planlib
 from xeontl import topology
+from xeontl.engines.docker import docker_command
+from xeontl.engines.host import launch_command
 from xeontl.errors import UserError
 
 
@@ -29,7 +31,7 @@ def test_spr_one_socket_is_the_papers_command():
     assert (w.intra, w.inter, w.env["OMP_NUM_THREADS"]) == (56, 56, "56")
     assert {k: p.env[k] for k in planlib.PAPER_KMP_ENV} == {
         "KMP_SETTINGS": "1", "KMP_BLOCKTIME": "1", "KMP_AFFINITY": "granularity=fine,compact,1,0"}
-    cmd = planlib.launch_command(p, lambda w: planlib.train_args(w, "/r/config.json", "/r"))
+    cmd = launch_command(p, lambda w: planlib.train_args(w, "/r/config.json", "/r"))
     assert cmd[:7] == ["env", "OMP_NUM_THREADS=56", "numactl", "-C", "0-55,112-167", "-m", "0"]
     assert "horovodrun" not in cmd and cmd[cmd.index("--intra-threads") + 1] == "56"
     assert cmd[cmd.index("--inter-threads") + 1] == "56" and cmd[cmd.index("--config") + 1] == "/r/config.json"
@@ -40,7 +42,7 @@ def test_spr_two_sockets_is_the_papers_command():
     assert [shlex.join(w.numactl) for w in p.workers] == ["numactl -C 0-55,112-167 -m 0",
                                                           "numactl -C 56-111,168-223 -m 1"]
     assert [w.intra for w in p.workers] == [54, 54] and [w.env["OMP_NUM_THREADS"] for w in p.workers] == ["54", "54"]
-    line = shlex.join(planlib.launch_command(p, lambda w: planlib.train_args(w, "/r/config.json", "/r")))
+    line = shlex.join(launch_command(p, lambda w: planlib.train_args(w, "/r/config.json", "/r")))
     assert line.startswith("horovodrun -np 2 -H localhost:2 --mpi")
     assert "numactl -C 0-55,112-167 -m 0" in line and "numactl -C 56-111,168-223 -m 1" in line
     assert "-bind-to none" in line  # MPI's own binding must not fight numactl
@@ -135,7 +137,7 @@ def test_cpulist_roundtrip():
 # ---------------------------------------------------------------------------------------------- rendering
 def test_docker_command_is_confined_and_unprivileged():
     p = planlib.make_plan(topology.load_file(SPR), 2)
-    cmd = planlib.docker_command(p, "xeontl:latest", ["true"], "/r", "1000:1000")
+    cmd = docker_command(p, "xeontl:latest", ["true"], "/r", "1000:1000")
     assert "--privileged" not in cmd and cmd[cmd.index("--cap-add") + 1] == "SYS_NICE"
     assert "--cpuset-cpus=0-223" in cmd and "--cpuset-mems=0,1" in cmd
     assert cmd[cmd.index("--user") + 1] == "1000:1000"
@@ -177,7 +179,7 @@ def test_multi_node_plan_is_cpuset_relative():
     p = planlib.make_plan(t, 2, hosts="node1:2,node2:2")
     assert [shlex.join(w.numactl) for w in p.workers] == ["numactl -C +0-55,112-167 -m +0",
                                                           "numactl -C +56-111,168-223 -m +1"]
-    line = shlex.join(planlib.launch_command(p, lambda w: []))
+    line = shlex.join(launch_command(p, lambda w: []))
     assert "horovodrun -np 4 -H node1:2,node2:2" in line
     # a container whose cpuset is only CPU 5: position 0 of its cpuset
     one = topology.Topology(t.cpus, frozenset({5}), "cpuset")
@@ -188,4 +190,4 @@ def test_multi_node_plan_is_cpuset_relative():
 
 def test_docker_command_without_results_mounts_nothing():
     p = planlib.make_plan(topology.load_file(SPR), 1)
-    assert "-v" not in planlib.docker_command(p, "xeontl:latest", ["true"], None, "1000:1000")
+    assert "-v" not in docker_command(p, "xeontl:latest", ["true"], None, "1000:1000")

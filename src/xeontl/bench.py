@@ -6,6 +6,7 @@ training figures go through the real launcher plans, whose command lines are rec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import statistics
@@ -14,8 +15,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import launch, topology
+from xeontl import dockercli, launch, topology
+from xeontl import image as imagelib
 from xeontl import plan as planlib
+from xeontl.engines.native import native_env
+from xeontl.options import Options
 
 RESNET50_GFLOP_224 = 4.1  # forward pass at 224x224 (the issue's convention); scaled by pixel count
 
@@ -94,7 +98,7 @@ def _probe(worker: planlib.Worker, env: dict, what: str, precision: str, size: i
     # the matmul peak says what oneDNN dispatched for it (ONEDNN_VERBOSE lines, parsed as provenance's probe does)
     verbose = {"ONEDNN_VERBOSE": "1"} if what == "matmul" else {}
     out = subprocess.run(cmd, capture_output=True, text=True,
-                         env=launch.native_env(env, {"TF_CPP_MIN_LOG_LEVEL": "2", **verbose}), timeout=900)
+                         env=native_env(env, {"TF_CPP_MIN_LOG_LEVEL": "2", **verbose}), timeout=900)
     if out.returncode != 0:
         return {"median": None, "reason": out.stderr.strip().splitlines()[-1] if out.stderr else "failed",
                 "command": shlex.join(cmd)}
@@ -105,7 +109,7 @@ def _probe(worker: planlib.Worker, env: dict, what: str, precision: str, size: i
 
 
 # ------------------------------------------------------------------------------------------------ training runs
-def _train_run(opts: launch.Options) -> dict:
+def _train_run(opts: Options) -> dict:
     """One launcher run, measured."""
     rc, run = launch.execute(launch.prepare(opts))
     return run_figures(rc, run, opts.profile, opts.overrides)
@@ -140,7 +144,7 @@ def time_to_accuracy(per_epoch: list[dict], target: float) -> float | None:
 
 def variants(one: planlib.Plan, two: planlib.Plan, profile: str, overrides: dict, image: str,
              native_only: bool) -> dict[str, dict]:
-    """The training configurations measured side by side (launch.Options fields), each a real launcher run."""
+    """The training configurations measured side by side (Options fields), each a real launcher run."""
     w1 = dict(sockets=1, cores_per_socket=one.workers[0].cores, profile=profile)
     w2 = dict(sockets=2, emulate_sockets=two.emulated, profile=profile)
     out = {
@@ -164,7 +168,7 @@ def measure_training(variant_opts: dict[str, dict], repeats: int, runs: Path) ->
         for name, kw in variant_opts.items():
             print(f"[bench] training {name} (repeat {r + 1}/{repeats})", flush=True)
             kw = {"native": True, **kw}
-            results[name].append(_train_run(launch.Options(**kw, results_dir=runs, report=False)))
+            results[name].append(_train_run(Options(**kw, results_dir=runs, report=False)))
     out = {}
     for name, rs in results.items():
         rates = [x["img_s"] for x in rs if x["img_s"] is not None]
@@ -188,9 +192,9 @@ def measure_feature_cache(two: planlib.Plan, profile: str, overrides: dict, runs
     Target: the protocol's final accuracy minus 0.5 points; the cache is built from nothing (its own empty dir)."""
     common = dict(sockets=2, emulate_sockets=two.emulated, profile=profile, native=True, results_dir=runs, report=False)
     print("[bench] time to accuracy: paper protocol (images every epoch)", flush=True)
-    normal = _train_run(launch.Options(**common, overrides=overrides))
+    normal = _train_run(Options(**common, overrides=overrides))
     print("[bench] time to accuracy: --feature-cache", flush=True)
-    cached = _train_run(launch.Options(**common, overrides={**overrides, "feature_cache": "true",
+    cached = _train_run(Options(**common, overrides={**overrides, "feature_cache": "true",
                                                             "epochs": CACHE_EPOCHS,
                                                             "feature_cache_dir": str(cache_dir)}))
     res = {"normal_run": normal.get("run"), "cache_run": cached.get("run"), "plan": cached.get("plan")}
@@ -236,7 +240,7 @@ def run(quick: bool, results_dir: Path, image: str, native_only: bool = False, s
     out = results_dir / f"bench-{stamp}"
     out.mkdir(parents=True)
     if not native_only:  # before anything runs: a missing or stale image is one line, not a half-written bench
-        launch.check_image(image)
+        dockercli.require_image(image, imagelib.checkout_inputs_hash())
     raw = measure_all(sz, out, image, native_only)
     res = assemble(raw)
     write(out, res)
@@ -271,7 +275,7 @@ def measure_all(sz: dict, out: Path, image: str, native_only: bool) -> dict:
     raw["training"] = measure_training(variants(one, two, sz["profile"], sz["train"], image, native_only),
                                        sz["train_repeats"], runs)
     print("[bench] memory at the paper's shape (224 px, batch 32, a few steps on synthetic tiles)", flush=True)
-    raw["memory"] = _train_run(launch.Options(sockets=2, emulate_sockets=two.emulated, profile=sz["profile"],
+    raw["memory"] = _train_run(Options(sockets=2, emulate_sockets=two.emulated, profile=sz["profile"],
                                               native=True, results_dir=runs, report=False,
                                               overrides=sz.get("paper_shape", PAPER_SHAPE)))
     raw["feature_cache"] = measure_feature_cache(two, sz["profile"], {k: str(v) for k, v in sz["tta"].items()}, runs,
@@ -364,10 +368,10 @@ def assemble(raw: dict) -> dict:
     res["plans"]["feature_cache"] = fc.pop("plan", None)
     res["raw"] = raw
     no_bf16 = not runtime.bf16_kernels(raw["cpu"]["flags"] or [])
-    for key, *_ in TABLE:  # every missing figure says why
-        if res.get(key) is None and not res.get(key + "_reason"):
-            res[key + "_reason"] = ("this CPU has no oneDNN BF16 kernels (AVX2 only)" if no_bf16 and "bf16" in key
-                                    else "a figure it is computed from is missing (see raw)")
+    for f in FIGURES:  # every missing figure says why
+        if res.get(f.key) is None and not res.get(f.key + "_reason"):
+            res[f.key + "_reason"] = ("this CPU has no oneDNN BF16 kernels (AVX2 only)" if no_bf16 and "bf16" in f.key
+                                      else "a figure it is computed from is missing (see raw)")
     return res
 
 
@@ -377,51 +381,108 @@ def write(out: Path, res: dict) -> None:
     _plot(out, res)
 
 
-# (key, label, paper's figure, target as (comparison, value) or None)
-TABLE = [
-    ("peak_gflops_fp32", "matmul peak fp32, one worker's cores (GFLOP/s)", "—", None),
-    ("peak_gflops_bf16", "matmul peak bf16 (GFLOP/s)", "—", None),
-    ("bf16_peak_ratio", "bf16 / fp32 matmul peak", "—", None),
-    ("backbone_img_s_fp32", "backbone forward fp32 (images/s)", "—", None),
-    ("backbone_img_s_bf16", "backbone forward bf16 (images/s)", "—", None),
-    ("bf16_speedup", "bf16 speedup, backbone forward", "—", None),
-    ("bf16_epoch_speedup", "bf16 speedup, training epoch end to end (1 worker)", "—", (">=", 1.8)),
-    ("peak_fraction_fp32", "matmul peak fp32 / the cores' theoretical fp32 limit", "—", None),
-    ("peak_fraction_bf16", "matmul peak bf16 / the cores' theoretical bf16 limit", "—", None),
-    ("mfu_bf16", "MFU bf16 vs measured peak, 4.1 GFLOP/image at 224 px (the issue's convention)", "—", None),
-    ("mfu_bf16_counted_flops", "MFU bf16 vs measured peak, FLOPs counted by TF's profiler", "—", (">=", 0.7)),
-    ("mfu_bf16_theoretical", "MFU bf16 vs the theoretical limit (counted FLOPs)", "—", None),
-    ("mfu_fp32_counted_flops", "MFU fp32 vs measured fp32 peak (counted FLOPs)", "—", None),
-    ("mfu_fp32_theoretical", "MFU fp32 vs the theoretical fp32 limit (counted FLOPs)", "—", None),
-    ("train_img_s_1w", "training, 1 worker on one socket (images/s)", "—", None),
-    ("train_img_s_1w_fp32", "training, 1 worker, fp32 (images/s)", "—", None),
-    ("train_img_s_2w", "training, 2 workers on two sockets, MPI (images/s)", "—", None),
-    ("scaling_efficiency", "scaling efficiency, 2 workers, MPI (launcher defaults)", "0.92 (1.83x)", (">=", 0.95)),
-    ("scaling_efficiency_mpi_busy_poll", "scaling efficiency, MPI busy-polling (fix undone)", "—", None),
-    ("scaling_efficiency_gloo", "scaling efficiency, Gloo controller", "—", None),
-    ("container_over_native", "container / native, 2 workers", "— (bare metal)", (">=", 0.99)),
-    ("run_overhead_s", "run overhead beyond the epochs, 2 workers (s)", "—", ("<=", 10.0)),
-    ("source_rebuild_s", "image rebuild after a source-only change (s)", "—", ("<=", 20.0)),
-    ("peak_rss_mib_demo", "peak RSS per rank, demo (MiB)", "—", None),
-    ("peak_rss_mib_paper_shape", "peak RSS per rank, paper shape 224 px batch 32 (MiB)", "—", ("<=", 4096.0)),
-    ("feature_cache_speedup", "--feature-cache time-to-accuracy speedup", "— (not in the paper)", (">=", 10.0)),
-    ("feature_cache_accuracy_delta", "--feature-cache final accuracy − protocol's", "—", (">=", -0.005)),
+@dataclasses.dataclass(frozen=True)
+class Figure:
+    """One figure of the bench, declared once: bench.json's key, the label and unit bench.md and bench.png show,
+    how `assemble` computes it (from the raw measurements), the paper's value, the target as (comparison, value),
+    and where bench.png draws it (rates: the images/s panel; ratios: the ratio panel, with the target)."""
+
+    key: str
+    label: str
+    unit: str
+    basis: str
+    paper: str = "—"
+    target: tuple[str, float] | None = None
+    plot: str | None = None  # "rate" | "ratio" | None
+    short: str = ""  # bench.png's bar label
+
+    def met(self, value) -> bool | None:
+        if self.target is None or value is None:
+            return None
+        op, bound = self.target
+        return value >= bound if op == ">=" else value <= bound
+
+
+FIGURES = [
+    Figure("peak_gflops_fp32", "matmul peak fp32, one worker's cores", "GFLOP/s",
+           "median of `xeontl measure matmul`, square fp32, on the worker's cores"),
+    Figure("peak_gflops_bf16", "matmul peak bf16", "GFLOP/s", "as fp32, in bf16 (oneDNN's bf16 kernels)"),
+    Figure("bf16_peak_ratio", "bf16 / fp32 matmul peak", "x", "the two peaks' ratio: the ceiling of bf16 gains"),
+    Figure("backbone_img_s_fp32", "backbone forward fp32", "images/s", "ResNet50 forward, the bench's image size",
+           plot="rate", short="backbone\nfp32"),
+    Figure("backbone_img_s_bf16", "backbone forward bf16", "images/s", "as fp32, bf16 AMP", plot="rate",
+           short="backbone\nbf16"),
+    Figure("bf16_speedup", "bf16 speedup, backbone forward", "x", "bf16 / fp32 images/s"),
+    Figure("bf16_epoch_speedup", "bf16 speedup, training epoch end to end (1 worker)", "x",
+           "fp32 epoch time / bf16 epoch time, same images", target=(">=", 1.8), plot="ratio",
+           short="bf16 epoch\nspeedup"),
+    Figure("peak_fraction_fp32", "matmul peak fp32 / the cores' theoretical fp32 limit", "fraction",
+           "measured peak / (FLOPs per cycle x clock x cores)"),
+    Figure("peak_fraction_bf16", "matmul peak bf16 / the cores' theoretical bf16 limit", "fraction",
+           "measured peak / (AMX or AVX512-BF16 FLOPs per cycle x clock x cores)"),
+    Figure("mfu_bf16", "MFU bf16 vs measured peak, 4.1 GFLOP/image at 224 px (the issue's convention)", "fraction",
+           "images/s x 4.1 GFLOP x (size/224)^2 / measured bf16 peak"),
+    Figure("mfu_bf16_counted_flops", "MFU bf16 vs measured peak, FLOPs counted by TF's profiler", "fraction",
+           "images/s x the graph's counted FLOPs / measured bf16 peak", target=(">=", 0.7), plot="ratio",
+           short="MFU bf16\n(counted)"),
+    Figure("mfu_bf16_theoretical", "MFU bf16 vs the theoretical limit (counted FLOPs)", "fraction",
+           "images/s x counted FLOPs / theoretical bf16 limit"),
+    Figure("mfu_fp32_counted_flops", "MFU fp32 vs measured fp32 peak (counted FLOPs)", "fraction",
+           "fp32 images/s x counted FLOPs / measured fp32 peak"),
+    Figure("mfu_fp32_theoretical", "MFU fp32 vs the theoretical fp32 limit (counted FLOPs)", "fraction",
+           "fp32 images/s x counted FLOPs / theoretical fp32 limit"),
+    Figure("train_img_s_1w", "training, 1 worker on one socket", "images/s",
+           "median over interleaved repeats of a real launcher run: images / epoch seconds", plot="rate",
+           short="train 1w"),
+    Figure("train_img_s_1w_fp32", "training, 1 worker, fp32", "images/s", "as above, precision fp32", plot="rate",
+           short="train 1w\nfp32"),
+    Figure("train_img_s_2w", "training, 2 workers on two sockets, MPI", "images/s",
+           "as above, horovodrun -np 2 with the launcher's defaults", plot="rate", short="train 2w"),
+    Figure("scaling_efficiency", "scaling efficiency, 2 workers, MPI (launcher defaults)", "fraction",
+           "2-worker images/s / (2 x 1-worker images/s)", paper="0.92 (1.83x)", target=(">=", 0.95), plot="ratio",
+           short="scaling\nefficiency"),
+    Figure("scaling_efficiency_mpi_busy_poll", "scaling efficiency, MPI busy-polling (fix undone)", "fraction",
+           "as above with OMPI_MCA_mpi_yield_when_idle=0"),
+    Figure("scaling_efficiency_gloo", "scaling efficiency, Gloo controller", "fraction", "as above, --controller gloo"),
+    Figure("container_over_native", "container / native, 2 workers", "x",
+           "2-worker images/s in the image / natively", paper="— (bare metal)", target=(">=", 0.99), plot="ratio",
+           short="container /\nnative"),
+    Figure("run_overhead_s", "run overhead beyond the epochs, 2 workers", "s",
+           "the run's wall time - its training time (container when measured)", target=("<=", 10.0)),
+    Figure("source_rebuild_s", "image rebuild after a source-only change", "s",
+           "`invoke build` after touching one source file", target=("<=", 20.0)),
+    Figure("peak_rss_mib_demo", "peak RSS per rank, demo", "MiB", "the largest rank's peak RSS in the 2-worker run"),
+    Figure("peak_rss_mib_paper_shape", "peak RSS per rank, paper shape 224 px batch 32", "MiB",
+           "peak RSS of a short run at the paper's shape", target=("<=", 4096.0)),
+    Figure("feature_cache_speedup", "--feature-cache time-to-accuracy speedup", "x",
+           "time to the protocol's final accuracy, protocol / feature cache", paper="— (not in the paper)",
+           target=(">=", 10.0)),
+    Figure("feature_cache_accuracy_delta", "--feature-cache final accuracy − protocol's", "points",
+           "final val accuracy, feature cache - protocol", target=(">=", -0.005)),
 ]
+RATES = [f for f in FIGURES if f.plot == "rate"] + [
+    Figure("train_img_s_2w_mpi_busy_poll", "", "images/s", "", plot="rate", short="2w MPI\nbusy-poll"),
+    Figure("train_img_s_2w_gloo", "", "images/s", "", plot="rate", short="2w Gloo"),
+    Figure("train_img_s_2w_container", "", "images/s", "", plot="rate", short="2w\ncontainer")]
 
 
 def table(res: dict) -> str:
     """bench.md: every figure next to the paper's and the target, with the reason wherever a figure is missing."""
     rows = ["| figure | this machine | paper | target | met |", "|---|---|---|---|---|"]
-    for key, label, paper, target in TABLE:
-        v = res.get(key)
-        shown = "n/a: " + str(res.get(key + "_reason")) \
+    for f in FIGURES:
+        v = res.get(f.key)
+        shown = "n/a: " + str(res.get(f.key + "_reason")) \
             if v is None else (f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}")
-        ok = None if target is None or v is None else (v >= target[1] if target[0] == ">=" else v <= target[1])
+        ok = f.met(v)
         met = "" if ok is None else ("yes" if ok else "no")
-        rows.append(f"| {label} | {shown} | {paper} | {'' if target is None else f'{target[0]} {target[1]}'} | {met} |")
+        unit = f" ({f.unit})" if f.unit in ("GFLOP/s", "images/s", "s", "MiB") else ""
+        target = "" if f.target is None else f"{f.target[0]} {f.target[1]}"
+        rows.append(f"| {f.label}{unit} | {shown} | {f.paper} | {target} | {met} |")
+    how = ["", "How each figure is computed (bench.py's `assemble`, from bench.json's `raw`):", "",
+           *(f"- `{f.key}` ({f.unit}): {f.basis}" for f in FIGURES)]
     host = res["host"]
     return (f"xeontl bench on {host.get('cpu')} ({host['usable_cpus']}; {host['note']}); training figures are "
-            f"medians of {res['sizes']['train_repeats']} interleaved repeat(s)\n\n" + "\n".join(rows) + "\n")
+            f"medians of {res['sizes']['train_repeats']} interleaved repeat(s)\n\n" + "\n".join(rows + how) + "\n")
 
 
 def _ratio(a, b):
@@ -440,14 +501,8 @@ def _plot(out: Path, res: dict) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rates = [("backbone\nfp32", res["backbone_img_s_fp32"]), ("backbone\nbf16", res["backbone_img_s_bf16"]),
-             ("train 1w\nfp32", res["train_img_s_1w_fp32"]), ("train 1w", res["train_img_s_1w"]),
-             ("train 2w", res["train_img_s_2w"]), ("2w MPI\nbusy-poll", res["train_img_s_2w_mpi_busy_poll"]),
-             ("2w Gloo", res["train_img_s_2w_gloo"]), ("2w\ncontainer", res.get("train_img_s_2w_container"))]
-    targets = {key: target[1] for key, _, _, target in TABLE if target}  # the table's targets, drawn as they are
-    ratios = [(label, res[key], targets.get(key)) for label, key in (
-        ("bf16 epoch\nspeedup", "bf16_epoch_speedup"), ("MFU bf16\n(counted)", "mfu_bf16_counted_flops"),
-        ("scaling\nefficiency", "scaling_efficiency"), ("container /\nnative", "container_over_native"))]
+    rates = [(f.short, res.get(f.key)) for f in RATES]
+    ratios = [(f.short, res.get(f.key), f.target and f.target[1]) for f in FIGURES if f.plot == "ratio"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [2, 1]})
     a.bar([r[0] for r in rates], [r[1] or 0 for r in rates], color="tab:blue")
     a.set_ylabel("images/s")

@@ -13,7 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
-from xeontl import config
+from xeontl import config, options
 from xeontl.errors import UserError
 
 
@@ -62,13 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reproduce", help="the launcher, natively on this host or inside a container (compose)")
     add_config_args(r)
-    r.add_argument("--sockets", type=int, default=2, help="sockets (workers) per host")
-    r.add_argument("--emulate-sockets", choices=("no", "yes", "auto"), default="no",
-                   help="split the usable cores into --sockets groups; auto: only when the host has too few sockets")
-    r.add_argument("--hosts", default="", help="multi-node: HOST:SLOTS,... (slots = --sockets on every host)")
-    r.add_argument("--controller", choices=("mpi", "gloo"), default="mpi")
-    r.add_argument("--results-dir", type=Path, default=Path("results"))
-    r.add_argument("--dry-run", action="store_true")
+    options.add_arguments(r)  # the launch options, declared once (xeontl.options), as invoke's are
 
     for name, what in (("probe", "print what this environment is (host, container, software, oneDNN ISA) as JSON"),
                        ("isa-sample", "run a short conv + matmul sample (the probe runs it with ONEDNN_VERBOSE=1)")):
@@ -117,17 +111,16 @@ def main(argv: list[str] | None = None) -> int:
                                            args.threads)))
             return 0
         if args.command == "k8s-launch":
-            from xeontl import k8s_launcher
+            from xeontl.engines import kubernetes
 
-            return k8s_launcher.run(args.run_id, args.results_dir, args.config_dir,
-                                    args.launch[1:] if args.launch[:1] == ["--"] else args.launch)
+            return kubernetes.launch_pod(args.run_id, args.results_dir, args.config_dir,
+                                         args.launch[1:] if args.launch[:1] == ["--"] else args.launch)
         if args.command == "reproduce":
             from xeontl import launch
 
-            return launch.reproduce(launch.Options(
-                sockets=args.sockets, profile=args.profile or "demo", overrides=overrides_from(args), native=True,
-                dry_run=args.dry_run, emulate_sockets={"no": False, "yes": True, "auto": "auto"}[args.emulate_sockets],
-                controller=args.controller, hosts=args.hosts, results_dir=args.results_dir))
+            # in a container (compose) or on this host, the launcher here runs the ranks itself: natively
+            return launch.reproduce(options.from_argparse(args, profile=args.profile or "demo",
+                                                          overrides=overrides_from(args), native=True))
         cfg = resolved_config(args)
         if args.command == "config":
             print(json.dumps(cfg, indent=1))

@@ -4,12 +4,25 @@ image built from this checkout. Every answer a user can act on is one UserError 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from xeontl.errors import UserError
 
 INPUTS_LABEL = "io.xeontl.inputs"  # the inputs hash (image.inputs_hash) the image was built from
+IMAGE_UID = 1000  # the image's non-root user (docker/deps.Dockerfile's useradd)
+
+
+def user_ids() -> tuple[int, int]:
+    """Who the containers run as: the invoking user, so results are theirs; root invokers get the image's user."""
+    return (IMAGE_UID, IMAGE_UID) if os.getuid() == 0 else (os.getuid(), os.getgid())
+
+
+def chown_tree(path: Path, uid: int, gid: int) -> None:
+    for p in [path, *path.rglob("*")]:
+        os.lchown(p, uid, gid)
 
 
 def require_cli(fix: str = "run natively with --native") -> None:

@@ -1,5 +1,6 @@
 """Topology + sockets + options -> the exact plan: which CPUs and memory nodes each worker gets, its threads and env,
-and the command lines that run it. Pure: no I/O, so every decision is unit-tested on recorded topologies.
+and each rank's own command. Pure: no I/O, so every decision is unit-tested on recorded topologies. The engines
+(xeontl.engines) render their launch lines (docker run, horovodrun, sbatch, the MPIJob's mpirun) around these.
 
 The paper's runs, on its 2x56-core SPR host with HT:
   1 socket : numactl -C 0-55,112-167 -m 0 python train.py       inter = intra = OMP_NUM_THREADS = 56
@@ -27,6 +28,10 @@ MPI_ENV = {
     # Shared-memory transport without CMA/ptrace, so containers need no SYS_PTRACE.
     "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
 }
+
+# What a rank needs beyond a container's defaults: numactl -m sets a memory policy (set_mempolicy), which needs
+# SYS_NICE. Nothing else, never privileged: every engine that runs the image adds these and only these.
+CAPABILITIES = ("SYS_NICE",)
 
 CONTAINER_RESULTS = "/results"
 CONTAINER_RESUME = "/resume"  # `--resume RUN`: the interrupted run dir, mounted read-only
@@ -234,7 +239,7 @@ def check_fits(plan: Plan, here: Topology) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------- commands
-# Every command that runs in a worker's environment is assembled here, and only here.
+# Every command that runs in a worker's environment (the rank's own) is assembled here, and only here.
 LOCAL_RANK = "${OMPI_COMM_WORLD_LOCAL_RANK:-${HOROVOD_LOCAL_RANK:-$SLURM_LOCALID}}"  # mpirun, gloo, srun
 
 
@@ -266,119 +271,5 @@ def rank_wrapper(plan: Plan, rank_args) -> list[str]:
     return ["sh", "-c", script, "xeontl-rank"]
 
 
-def launch_command(plan: Plan, rank_args) -> list[str]:
-    """The command that runs the whole job on this host, or across the plan's hosts (multi-node layout)."""
-    if not plan.horovod:
-        return worker_command(plan.workers[0], rank_args(plan.workers[0]))
-    n = plan.total_workers
-    hosts = ",".join(plan.hosts) or f"localhost:{n}"
-    return ["horovodrun", "-np", str(n), "-H", hosts, f"--{plan.controller}",
-            # horovodrun's default MPI binding, stated: no MPI binding, so it cannot fight numactl's.
-            *(["--binding-args=-bind-to none -map-by slot"] if plan.controller == "mpi" else []),
-            *rank_wrapper(plan, rank_args)]
-
-
-def mpirun_command(plan: Plan, rank_args, env_names) -> list[str]:
-    """mpirun across the hosts of a hostfile (the MPI Operator's launcher): one rank per socket of every host, each
-    exec'ing its own socket's command; the env is forwarded by name (ssh sessions do not inherit a pod's env)."""
-    return ["mpirun", "-np", str(plan.total_workers), "--bind-to", "none", "--map-by", "slot",
-            *[a for name in env_names for a in ("-x", name)], *rank_wrapper(plan, rank_args)]
-
-
-def docker_command(plan: Plan, image: str, command: list[str], results_host_dir: str | None, user: str,
-                   name: str | None = None, shm_size: str = "2g", resume_host_dir: str | None = None,
-                   extra_env: dict | None = None, read_only: list[str] | tuple = ()) -> list[str]:
-    """docker run with the plan's cpuset and memory nodes; only SYS_NICE (numactl -m needs it), never --privileged.
-    read_only: host paths the config reads (weights, data), mounted read-only at the same path."""
-    env = {**plan.env, **(extra_env or {})}
-    mems = ["--cpuset-mems=" + ",".join(map(str, plan.nodes))] if plan.nodes else []
-    return ["docker", "run", "--rm", *(["--name", name] if name else []),
-            f"--cpuset-cpus={cpulist(plan.cpus)}", *mems,
-            "--cap-add", "SYS_NICE", f"--shm-size={shm_size}", "--user", user,
-            "-e", "HOME=/tmp", *[a for k, v in env.items() for a in ("-e", f"{k}={v}")],
-            *(["-v", f"{results_host_dir}:{CONTAINER_RESULTS}"] if results_host_dir else []),
-            *(["-v", f"{resume_host_dir}:{CONTAINER_RESUME}:ro"] if resume_host_dir else []),
-            *[a for path in read_only for a in ("-v", f"{path}:{path}:ro")], image, *command]
-
-
 def render_env(env: dict[str, str]) -> str:
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in env.items())
-
-
-# ------------------------------------------------------------------------------------------------------- Slurm
-@dataclasses.dataclass(frozen=True)
-class SlurmJob:
-    """What the Slurm engine adds to a plan: where the job runs and in what."""
-
-    run_dir: str  # the run dir, on a filesystem every node sees
-    job_name: str
-    partition: str | None = None
-    time_limit: str | None = None
-    container: str = "charliecloud"  # charliecloud | none
-    image_dir: str | None = None  # the Charliecloud image directory (the xeontl image, unpacked)
-    resume_dir: str | None = None  # --resume in the image: the interrupted run, bound read-only at /resume
-    read_only: tuple[str, ...] = ()  # host paths the config reads (weights, data), bound at the same path
-
-
-# PMIx's server directory (srun --mpi=pmix) lives under the node's SlurmdSpoolDir (/var/spool/slurmd by default).
-# The rank's PMIx client finds its shared-memory store there by host paths passed in its environment, so the
-# directory must appear in the image at the same path; ch-run can only bind onto a directory the read-only image
-# has ("can't mkdir: ... Read-only file system" otherwise, the job failing in 7 s). So the deepest ancestor of it that
-# the image has (e.g. /var/spool) is bound at its own path, which carries the directory with it. Only a directory
-# with no ancestor but / in the image is refused, in one line.
-PMIX_BIND = (
-    'pmix=${PMIX_SERVER_TMPDIR:-}; img=$1; shift; '
-    'if [ -n "$pmix" ]; then while [ "$pmix" != / ] && [ ! -d "$img$pmix" ]; do pmix=$(dirname "$pmix"); done; '
-    'if [ "$pmix" = / ]; then echo "xeontl: error: PMIx directory $PMIX_SERVER_TMPDIR has no parent directory in '
-    'the image to bind it under: set PMIxCliTmpDirBase/SlurmdSpoolDir under /var or /tmp" >&2; exit 1; fi; fi; ')
-
-
-def slurm_enter(job: SlurmJob) -> list[str]:
-    """The per-task prefix that enters the image: unprivileged Charliecloud, so the task stays in Slurm's cgroup (and
-    scancel reaches it). The run dir is bound at /results, the node's PMIx directory at its own path (PMIX_BIND)."""
-    if job.container == "none":
-        return []
-    resume = f"-b {shlex.quote(job.resume_dir)}:{CONTAINER_RESUME} " if job.resume_dir else ""
-    resume += "".join(f"-b {shlex.quote(path)} " for path in job.read_only)  # the weights and data, same paths
-    script = (PMIX_BIND + f'exec env USER="$(id -un)" ch-run --set-env -b {shlex.quote(job.run_dir)}:'
-              f'{CONTAINER_RESULTS} {resume}${{pmix:+-b "$pmix"}} "$img" -- "$@"')
-    return ["sh", "-c", script, "xeontl-ch", job.image_dir or ""]
-
-
-def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = None) -> str:
-    """The sbatch script of a plan: one task per socket on every node, each task exec'ing its own socket's command
-    (picked by SLURM_LOCALID) with the plan's CPUs as positions in its node's cpuset (rank 0 writes the provenance
-    probe itself). Every CPU, thread and env decision is the plan's; Slurm only places the tasks."""
-    cpus_per_task = max(len(w.cpus) for w in plan.workers)
-    enter = slurm_enter(job)
-    srun = ["srun", *(["--mpi=pmix"] if plan.horovod else []), "--cpu-bind=none", "--kill-on-bad-exit=1",
-            f"--ntasks-per-node={len(plan.workers)}"]
-    run = shlex.quote(job.run_dir)
-    return "\n".join([
-        "#!/bin/bash",
-        f"# xeontl: {plan.describe().splitlines()[0]}; rendered by xeontl.plan (plan.json holds every decision)",
-        f"#SBATCH --job-name={job.job_name}",
-        f"#SBATCH --nodes={plan.node_count}",
-        f"#SBATCH --ntasks-per-node={len(plan.workers)}",
-        f"#SBATCH --cpus-per-task={cpus_per_task}",
-        "#SBATCH --exclusive",
-        f"#SBATCH --output={job.run_dir}/logs-launcher.txt",
-        *([f"#SBATCH --partition={job.partition}"] if job.partition else []),
-        *([f"#SBATCH --time={job.time_limit}"] if job.time_limit else []),
-        "# --exclusive: the plan pins whole sockets by position in each node's cpuset, so the job takes whole nodes.",
-        "set -uo pipefail",
-        f"mkdir -p {run}/logs",
-        render_env({**plan.env, **(extra_env or {})}),
-        "# Slurm 22.05's srun does not inherit --cpus-per-task from sbatch.",
-        f"export SRUN_CPUS_PER_TASK={cpus_per_task}",
-        "# Nodes sharing one hostname (emulated nodes on one machine): OpenMPI's shared-memory transport would try to",
-        "# cross them, so TCP between every pair; the run dir records it for provenance.",
-        'if [ "$(srun --ntasks=$SLURM_JOB_NUM_NODES --ntasks-per-node=1 hostname | sort -u | wc -l)" -lt '
-        '"$SLURM_JOB_NUM_NODES" ]; then',
-        "  export OMPI_MCA_btl=self,tcp",
-        f'  echo "$SLURM_JOB_NUM_NODES nodes share one hostname: OMPI_MCA_btl=self,tcp" > {run}/emulated-nodes.txt',
-        "fi",
-        'echo "xeontl: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST"',
-        shlex.join([*srun, *enter, *rank_wrapper(plan, rank_args)]),
-        "",
-    ])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, claims
+from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, claims, rundir
 
 
 def _load(run: Path, name: str) -> dict:
@@ -125,8 +125,7 @@ def write(run: Path, others: list[Path] | None = None) -> Path:
     this = claims.load_run(run)
     ref = claims.against_reference(this, claims.find_reference(this))
     if ref is not None and metrics:
-        metrics["reference"] = ref
-        (run / "metrics.json").write_text(json.dumps(metrics, indent=1, default=str))
+        metrics = rundir.update_metrics(run, reference=ref)
     images = _plots(run, metrics)
     run_id = prov.get("run_id") or run.name.removeprefix(".staging-")
     lines = [f"# xeontl run {run_id}", "", f"**Status: {metrics.get('status', 'unknown')}**"]

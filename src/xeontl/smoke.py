@@ -10,6 +10,7 @@ from pathlib import Path
 
 from xeontl import events, launch
 from xeontl.errors import UserError
+from xeontl.options import Options
 
 
 def check_run(run: Path, workers: int) -> dict:
@@ -34,7 +35,7 @@ def check_run(run: Path, workers: int) -> dict:
 
 def run(image: str, results_dir: Path | None = None) -> Path:
     results = Path(results_dir or tempfile.mkdtemp(prefix="xeontl-smoke-"))
-    rc = launch.reproduce(launch.Options(sockets=2, emulate_sockets=True, profile="smoke", image=image,
+    rc = launch.reproduce(Options(sockets=2, emulate_sockets=True, profile="smoke", image=image,
                                          results_dir=results))
     runs = sorted(p for p in results.iterdir() if p.is_dir() and not p.name.startswith("."))
     if rc != 0 or not runs:

@@ -30,7 +30,17 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, checkpoint, data, features, model, provenance, runtime
+from xeontl import (
+    RANDOM_WEIGHTS_NOTICE,
+    SYNTHETIC_NOTICE,
+    checkpoint,
+    data,
+    features,
+    model,
+    provenance,
+    rundir,
+    runtime,
+)
 from xeontl.errors import UserError
 from xeontl.events import FILE as EVENTS_FILE
 from xeontl.events import EventLog
@@ -241,7 +251,7 @@ class Results:
                 return False
         self.events.end(self.metrics["status"])
         if self.rank0:
-            (self.output / "metrics.json").write_text(json.dumps(self.metrics, indent=1, default=str))
+            rundir.write_metrics(self.output, self.metrics)
         return False
 
     def _remove(self) -> None:

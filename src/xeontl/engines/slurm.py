@@ -1,20 +1,24 @@
-"""The Slurm engine's shell: convert the image for Charliecloud, submit the plan's sbatch script, follow the job
-(queued, running, epoch k/N from rank 0's log), cancel it on Ctrl-C, and say how it ended. plan.py renders the
-script; nothing here decides a CPU, a thread count or an env value."""
+"""The Slurm engine: the plan as an sbatch script (one task per socket on every node, each exec'ing its own socket's
+command, in the image via unprivileged Charliecloud or on the nodes' own stack), the image unpacked for ch-run, the
+job submitted, followed (queued, running, epoch k/N from rank 0's log), cancelled on Ctrl-C, and its verdict and
+record collected into the same run dir. Nothing here decides a CPU, a thread count or an env value: plan.py does."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
+import shlex
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from xeontl import dockercli, outcome, topology
+from xeontl import plan as planlib
+from xeontl.engines import Engine, Job
 from xeontl.errors import UserError
+from xeontl.plan import CONTAINER_RESULTS, CONTAINER_RESUME, Plan, rank_wrapper, render_env
 
 POLL_SECONDS = 2.0
 MOUNT_POINTS = ("results", "resume")  # where the run dir and an interrupted run are bound in the image
@@ -146,9 +150,9 @@ def _epoch_line(run_dir: Path, epochs: int) -> str:
     return f"epoch {done[-1]}/{epochs}" if done else "starting"
 
 
-def follow(job_id: str, run_dir: Path, epochs: int) -> tuple[int, str | None, dict]:
+def follow(job_id: str, run_dir: Path, epochs: int) -> tuple[outcome.Ended, dict]:
     """Wait for the job, one progress line per change (queued, running on NODES, epoch k/N); Ctrl-C cancels it.
-    Returns (exit code, status if known here, what Slurm said of the job)."""
+    Returns how it ended and what Slurm said of the job."""
     last, info = None, {}
     try:
         while True:
@@ -169,13 +173,13 @@ def follow(job_id: str, run_dir: Path, epochs: int) -> tuple[int, str | None, di
             if info.get("JobState") not in ACTIVE:
                 break
             time.sleep(1)
-        return outcome.ABORTED_EXIT, "aborted", info
+        return outcome.Ended(outcome.ABORTED_EXIT, "aborted"), info
     state = info.get("JobState", "UNKNOWN")
     code, _, sig = info.get("ExitCode", "1:0").partition(":")
     status = outcome.from_slurm(state)
     rc = (int(code) or 1) if status == "failed" else outcome.exit_code(status or "success")
     print(f"xeontl: slurm job {job_id}: {state.lower()} (exit {info.get('ExitCode')})", flush=True)
-    return rc, status, info
+    return outcome.Ended(rc, status), info
 
 
 def version() -> str | None:
@@ -194,10 +198,146 @@ def record(job_id: str, info: dict, run_dir: Path, container: dict | None) -> di
             "script": "job.sbatch"}
 
 
-def run(script: Path, run_dir: Path, epochs: int, container: dict | None) -> tuple[int, str | None, dict]:
-    """Submit, follow, collect: (exit code, status if known, the engine's record)."""
-    job_id = submit(script)
-    print(f"xeontl: submitted slurm job {job_id} ({script})", flush=True)
-    sys.stdout.flush()
-    rc, status, info = follow(job_id, run_dir, epochs)
-    return rc, status, record(job_id, info, run_dir, container)
+@dataclasses.dataclass(frozen=True)
+class SlurmJob:
+    """What the Slurm engine adds to a plan: where the job runs and in what."""
+
+    run_dir: str  # the run dir, on a filesystem every node sees
+    job_name: str
+    partition: str | None = None
+    time_limit: str | None = None
+    container: str = "charliecloud"  # charliecloud | none
+    image_dir: str | None = None  # the Charliecloud image directory (the xeontl image, unpacked)
+    resume_dir: str | None = None  # --resume in the image: the interrupted run, bound read-only at /resume
+    read_only: tuple[str, ...] = ()  # host paths the config reads (weights, data), bound at the same path
+
+
+# PMIx's server directory (srun --mpi=pmix) lives under the node's SlurmdSpoolDir (/var/spool/slurmd by default).
+# The rank's PMIx client finds its shared-memory store there by host paths passed in its environment, so the
+# directory must appear in the image at the same path; ch-run can only bind onto a directory the read-only image
+# has ("can't mkdir: ... Read-only file system" otherwise, the job failing in 7 s). So the deepest ancestor of it that
+# the image has (e.g. /var/spool) is bound at its own path, which carries the directory with it. Only a directory
+# with no ancestor but / in the image is refused, in one line.
+PMIX_BIND = (
+    'pmix=${PMIX_SERVER_TMPDIR:-}; img=$1; shift; '
+    'if [ -n "$pmix" ]; then while [ "$pmix" != / ] && [ ! -d "$img$pmix" ]; do pmix=$(dirname "$pmix"); done; '
+    'if [ "$pmix" = / ]; then echo "xeontl: error: PMIx directory $PMIX_SERVER_TMPDIR has no parent directory in '
+    'the image to bind it under: set PMIxCliTmpDirBase/SlurmdSpoolDir under /var or /tmp" >&2; exit 1; fi; fi; ')
+
+
+def slurm_enter(job: SlurmJob) -> list[str]:
+    """The per-task prefix that enters the image: unprivileged Charliecloud, so the task stays in Slurm's cgroup (and
+    scancel reaches it). The run dir is bound at /results, the node's PMIx directory at its own path (PMIX_BIND)."""
+    if job.container == "none":
+        return []
+    resume = f"-b {shlex.quote(job.resume_dir)}:{CONTAINER_RESUME} " if job.resume_dir else ""
+    resume += "".join(f"-b {shlex.quote(path)} " for path in job.read_only)  # the weights and data, same paths
+    script = (PMIX_BIND + f'exec env USER="$(id -un)" ch-run --set-env -b {shlex.quote(job.run_dir)}:'
+              f'{CONTAINER_RESULTS} {resume}${{pmix:+-b "$pmix"}} "$img" -- "$@"')
+    return ["sh", "-c", script, "xeontl-ch", job.image_dir or ""]
+
+
+def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = None) -> str:
+    """The sbatch script of a plan: one task per socket on every node, each task exec'ing its own socket's command
+    (picked by SLURM_LOCALID) with the plan's CPUs as positions in its node's cpuset (rank 0 writes the provenance
+    probe itself). Every CPU, thread and env decision is the plan's; Slurm only places the tasks."""
+    cpus_per_task = max(len(w.cpus) for w in plan.workers)
+    enter = slurm_enter(job)
+    srun = ["srun", *(["--mpi=pmix"] if plan.horovod else []), "--cpu-bind=none", "--kill-on-bad-exit=1",
+            f"--ntasks-per-node={len(plan.workers)}"]
+    run = shlex.quote(job.run_dir)
+    return "\n".join([
+        "#!/bin/bash",
+        f"# xeontl: {plan.describe().splitlines()[0]}; rendered by xeontl.plan (plan.json holds every decision)",
+        f"#SBATCH --job-name={job.job_name}",
+        f"#SBATCH --nodes={plan.node_count}",
+        f"#SBATCH --ntasks-per-node={len(plan.workers)}",
+        f"#SBATCH --cpus-per-task={cpus_per_task}",
+        "#SBATCH --exclusive",
+        f"#SBATCH --output={job.run_dir}/logs-launcher.txt",
+        *([f"#SBATCH --partition={job.partition}"] if job.partition else []),
+        *([f"#SBATCH --time={job.time_limit}"] if job.time_limit else []),
+        "# --exclusive: the plan pins whole sockets by position in each node's cpuset, so the job takes whole nodes.",
+        "set -uo pipefail",
+        f"mkdir -p {run}/logs",
+        render_env({**plan.env, **(extra_env or {})}),
+        "# Slurm 22.05's srun does not inherit --cpus-per-task from sbatch.",
+        f"export SRUN_CPUS_PER_TASK={cpus_per_task}",
+        "# Nodes sharing one hostname (emulated nodes on one machine): OpenMPI's shared-memory transport would try to",
+        "# cross them, so TCP between every pair; the run dir records it for provenance.",
+        'if [ "$(srun --ntasks=$SLURM_JOB_NUM_NODES --ntasks-per-node=1 hostname | sort -u | wc -l)" -lt '
+        '"$SLURM_JOB_NUM_NODES" ]; then',
+        "  export OMPI_MCA_btl=self,tcp",
+        f'  echo "$SLURM_JOB_NUM_NODES nodes share one hostname: OMPI_MCA_btl=self,tcp" > {run}/emulated-nodes.txt',
+        "fi",
+        'echo "xeontl: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST"',
+        shlex.join([*srun, *enter, *rank_wrapper(plan, rank_args)]),
+        "",
+    ])
+
+
+class SlurmEngine(Engine):
+    """sbatch on the cluster this is the login node of: the plan describes a compute node (--topology, or Slurm's
+    own description of it) by positions in its cpuset; the nodes are the scheduler's, so nothing is held here."""
+
+    mode = "slurm"
+    sees_host_cache = False
+
+    def __init__(self, opts):
+        super().__init__(opts)
+        self.container = opts.container or "charliecloud"
+        self.in_image = self.container == "charliecloud"
+        self.image_record: dict | None = None
+        self.record: dict | None = None
+
+    def check(self) -> None:
+        if self.container not in ("charliecloud", "none"):
+            raise UserError(f"--container {self.container}: must be charliecloud (the image) or none (the nodes' "
+                            f"stack)")
+        given = [flag for flag, value in (("--native", self.opts.native), ("--hosts", self.opts.hosts)) if value]
+        if given:
+            raise UserError(f"{', '.join(given)}: not with --engine slurm (the nodes' own stack: --container none; "
+                            f"more nodes: --nodes N)")
+
+    def topology(self) -> topology.Topology:
+        if self.opts.topology_file:
+            return topology.load_file(self.opts.topology_file)
+        return node_topology(self.opts.partition)  # the compute nodes, not this (login) host
+
+    def layout(self) -> dict:
+        return {"node_count": self.opts.nodes, "relative": True}
+
+    def commands(self, job: Job) -> None:
+        rank_args = self.rank_args(job)
+        spec = SlurmJob(str(job.staging), f"xeontl-{job.run_id}", self.opts.partition, self.opts.time_limit,
+                        self.container, str(image_dir_for(self.opts.image)) if self.in_image else None,
+                        str(self.opts.resume) if self.opts.resume and self.in_image else None,
+                        job.read_only if self.in_image else ())
+        job.files["job.sbatch"] = slurm_script(job.plan, spec, rank_args, self.opts.extra_env)
+        job.command = ["sbatch", "--parsable", str(job.staging / "job.sbatch")]
+        job.ranks = [planlib.worker_command(w, rank_args(w)) for w in job.plan.workers]
+        job.inner = job.ranks[0]
+
+    def describe(self, job: Job) -> str:
+        return "\n".join([job.plan.describe(), "", "# the sbatch script (job.sbatch in the run dir), submitted with:",
+                          "# " + shlex.join(job.command), job.files["job.sbatch"]])
+
+    def preflight(self, job: Job) -> None:
+        require()
+        if self.in_image:
+            from xeontl import image as imagelib
+
+            self.image_record = ensure_image_dir(self.opts.image, imagelib.checkout_inputs_hash())
+
+    def run(self, job: Job, staging: Path) -> outcome.Ended:
+        """Submit, follow, collect."""
+        script = staging / "job.sbatch"
+        job_id = submit(script)
+        print(f"xeontl: submitted slurm job {job_id} ({script})", flush=True)
+        ended, info = follow(job_id, staging, job.cfg["epochs"])
+        self.record = record(job_id, info, staging, self.image_record)
+        return ended
+
+    def execution(self) -> dict:
+        # Slurm: the job id, node list, Slurm's version and verdict, the container runtime, emulated nodes
+        return {"mode": self.mode, "slurm": self.record, "image": None, "capabilities_added": []}

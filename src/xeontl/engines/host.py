@@ -1,0 +1,82 @@
+"""What the engines that run on this host share: the checks of a local launch, the CPU lock, horovodrun's launch line
+and the teed run that forwards Ctrl-C to every rank. docker.py and native.py are the two engines built on it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from xeontl import cpulock, outcome, topology
+from xeontl import plan as planlib
+from xeontl.engines import Engine, Job
+from xeontl.errors import UserError
+
+SCHEDULER_ONLY = (("--nodes", "nodes", lambda v: v != 1), ("--partition", "partition", bool),
+                  ("--time-limit", "time_limit", bool), ("--container", "container", bool))
+
+
+class HostEngine(Engine):
+    """An engine that runs the job from this host: the plan pins this machine's CPUs (or those of --hosts)."""
+
+    def check(self) -> None:
+        given = [flag for flag, key, set_ in SCHEDULER_ONLY if set_(getattr(self.opts, key))]
+        if given:
+            raise UserError(f"{', '.join(given)}: only with --engine slurm (the local engine runs on this host, in the "
+                            f"image or --native; several hosts of your own: --hosts HOST:SLOTS,...)")
+
+    def fits(self, plan: planlib.Plan) -> None:
+        if not self.opts.topology_file or not self.opts.dry_run:
+            planlib.check_fits(plan, topology.live())  # a recorded topology may only be *run* if it fits here
+
+    def hold(self, job: Job):
+        # Hold the plan's CPUs for the whole run: a second run on the same cores is refused (or waits with --wait).
+        return cpulock.hold([] if job.plan.hosts else job.plan.cpus, job.run_id, wait=self.opts.wait)
+
+    def launch_line(self, job: Job) -> None:
+        rank_args = self.rank_args(job)
+        job.inner = launch_command(job.plan, rank_args)
+        job.ranks = [planlib.worker_command(w, rank_args(w)) for w in job.plan.workers]
+
+
+def launch_command(plan: planlib.Plan, rank_args) -> list[str]:
+    """The command that runs the whole job on this host, or across the plan's hosts (multi-node layout)."""
+    if not plan.horovod:
+        return planlib.worker_command(plan.workers[0], rank_args(plan.workers[0]))
+    n = plan.total_workers
+    hosts = ",".join(plan.hosts) or f"localhost:{n}"
+    return ["horovodrun", "-np", str(n), "-H", hosts, f"--{plan.controller}",
+            # horovodrun's default MPI binding, stated: no MPI binding, so it cannot fight numactl's.
+            *(["--binding-args=-bind-to none -map-by slot"] if plan.controller == "mpi" else []),
+            *planlib.rank_wrapper(plan, rank_args)]
+
+
+def run_teed(command: list[str], log_path: Path, env: dict, stop=None) -> outcome.Ended:
+    """Run, teeing output to a log; on Ctrl-C stop every rank (STOP(signal) first, e.g. the container) and end
+    'aborted'."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)  # own process group: we stop all ranks together
+        try:
+            for line in proc.stdout:
+                sys.stdout.buffer.write(line)
+                sys.stdout.flush()
+                log.write(line)
+            return outcome.Ended(proc.wait())
+        except KeyboardInterrupt:
+            if stop:
+                stop("INT")
+            try:
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(timeout=20)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                if stop:
+                    stop(None)
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+            return outcome.Ended(outcome.ABORTED_EXIT, "aborted")

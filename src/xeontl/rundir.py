@@ -1,0 +1,29 @@
+"""The files of a run dir that more than one party writes, read and written here only: metrics.json (the trainer
+writes it, the launcher settles its status when a rank died first, the report adds the reference verdict)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+METRICS = "metrics.json"
+
+
+def read_metrics(run: Path) -> dict:
+    path = Path(run) / METRICS
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_metrics(run: Path, metrics: dict) -> None:
+    """metrics.json, whole or not at all (written beside, then renamed: a reader never sees half a file)."""
+    path = Path(run) / METRICS
+    tmp = path.with_name(f".{METRICS}.tmp")
+    tmp.write_text(json.dumps(metrics, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def update_metrics(run: Path, **fields) -> dict:
+    metrics = {**read_metrics(run), **fields}
+    write_metrics(run, metrics)
+    return metrics
