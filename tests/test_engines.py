@@ -102,7 +102,10 @@ def test_both_clis_offer_the_options_their_declarations_say():
     inv = invoke("--help", "reproduce").stdout
     py = python_help()
     for f in options.FIELDS.values():
-        name = re.compile(r"(?<![\w-])--" + options.flag(f).replace("_", "-") + r"(?![\w-])")
+        flag = options.flag(f).replace("_", "-")
+        # a flag that is on by default is offered as its negation (invoke: --[no-]build; argparse: --no-build)
+        name = re.compile(rf"(?<![\w-])--(\[no-\]|no-)?{flag}(?![\w-])" if f.default is True else
+                          rf"(?<![\w-])--{flag}(?![\w-])")
         assert bool(name.search(inv)) == (options.INVOKE in f.metadata["cli"]), f.name
         if f.name != "profile":  # python's --profile is the config's own (cli.add_config_args)
             assert bool(name.search(py)) == (options.PYTHON in f.metadata["cli"]), f.name
@@ -196,3 +199,45 @@ def test_a_launcher_pod_without_its_configmap_is_one_line(tmp_path):
     with pytest.raises(UserError, match="lacks config.json, plan.json: mount the run's ConfigMap"):
         kubernetes.launch_pod("r1", tmp_path, tmp_path / "etc", ["true"])
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------ the image, built
+def test_a_missing_or_stale_image_is_built_first_unless_no_build(monkeypatch):
+    from xeontl import dockercli
+    from xeontl import image as imagelib
+
+    built, state = [], {"label": "0123456789ab"}
+    monkeypatch.setattr(dockercli, "check_daemon", lambda: None)
+    monkeypatch.setattr(dockercli, "inspect", lambda ref: {"Id": "x", "Config": {"Labels": {
+        dockercli.INPUTS_LABEL: state["label"]}}})
+
+    def build(tag, offline):
+        built.append((tag, offline))
+        state["label"] = imagelib.checkout_inputs_hash()
+    monkeypatch.setattr(imagelib, "build", build)
+    with pytest.raises(UserError, match="built from inputs 0123456789ab"):
+        docker.DockerEngine(Options(build=False)).preflight(None)
+    assert built == []
+    engine = docker.DockerEngine(Options(image="xeontl:x"))
+    engine.preflight(None)
+    assert built == [("xeontl:x", True)] and engine.image_info["Config"]["Labels"][dockercli.INPUTS_LABEL]
+    engine.preflight(None)  # current now: not built again
+    assert len(built) == 1
+
+
+@pytest.mark.docker
+def test_reproduce_builds_the_image_it_lacks(image):
+    """For real: an image tag this checkout has not built yet is built (here from the checkout's content tag, as
+    `invoke build` reuses it) and then runs this checkout's code."""
+    import secrets
+
+    from xeontl import dockercli
+    from xeontl import image as imagelib
+
+    tag = f"xeontl:autobuild-{secrets.token_hex(3)}"
+    try:
+        engine = docker.DockerEngine(Options(image=tag))
+        engine.preflight(None)
+        assert dockercli.label(engine.image_info, dockercli.INPUTS_LABEL) == imagelib.checkout_inputs_hash()
+    finally:
+        subprocess.run(["docker", "rmi", tag], capture_output=True)

@@ -7,7 +7,6 @@ import re
 import subprocess
 import time
 from datetime import datetime
-
 from pathlib import Path
 
 import pytest

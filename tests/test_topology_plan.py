@@ -159,7 +159,7 @@ def test_dry_run_prints_the_papers_two_socket_run():
     (["--topology", "/nonexistent/file"], "cannot read topology file"),
     (["--profile", "nope"], "unknown profile"),
     (["--set", "epochs"], "KEY=VALUE"),
-    (["--image", "xeontl:does-not-exist", "--sockets", "1"], "is not built"),
+    (["--image", "xeontl:does-not-exist", "--sockets", "1", "--no-build"], "is not built"),
 ])
 def test_reproduce_bad_input_is_one_line_and_launches_nothing(tmp_path, args, needle):
     r = invoke("reproduce", "--results-dir", str(tmp_path / "res"), *args, timeout=120)

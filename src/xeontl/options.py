@@ -53,6 +53,9 @@ class Options:
                                                  "pinned like this one)")
     image: str = _option(DEFAULT_IMAGE, resume="anew", cli=(INVOKE,),
                          help=f"image to run (default {DEFAULT_IMAGE}, built by `invoke build`)")
+    build: bool = _option(True, resume="no", cli=(INVOKE,),
+                          help="build the image first (invoke build --offline) when it is missing or was built from "
+                               "other sources than this checkout; --no-build refuses instead")
     results_dir: Path = _option(Path("results"), resume="no", help="where run dirs are created (default results/)")
     report: bool = _option(True, resume="no", cli=())
     resume: Path | None = _option(None, resume="no",
@@ -171,7 +174,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(name, dest=flag(f), nargs="?", const="yes", default="no", choices=tuple(EMULATE),
                                 help=f.metadata["help"])
         elif isinstance(default, bool):
-            parser.add_argument(name, dest=flag(f), action="store_true", help=f.metadata["help"])
+            parser.add_argument(name if not default else "--no-" + name[2:], dest=flag(f),
+                                action="store_false" if default else "store_true", help=f.metadata["help"])
         else:
             parser.add_argument(name, dest=flag(f), default=default, choices=f.metadata["choices"],
                                 help=f.metadata["help"])

@@ -35,10 +35,23 @@ class DockerEngine(HostEngine):
         return describe_local(job, "inside the container", host_command=True)
 
     def preflight(self, job: Job) -> None:
-        """Docker up, the image built, and built from this checkout when run from one."""
+        """Docker up, the image built, and built from this checkout when run from one: built here first when it is
+        not (`invoke build --offline`, its progress shown), unless --no-build."""
         from xeontl import image as imagelib
+        from xeontl.errors import UserError
 
-        self.image_info = dockercli.require_image(self.opts.image, imagelib.checkout_inputs_hash())
+        inputs = imagelib.checkout_inputs_hash()
+        try:
+            self.image_info = dockercli.require_image(self.opts.image, inputs)
+            return
+        except UserError as e:
+            dockercli.check_daemon()  # Docker itself missing or down: building would not help
+            if not self.opts.build or inputs is None:
+                raise
+            print(f"xeontl: {str(e).split(': run')[0]}: building it now (invoke build --offline; --no-build refuses "
+                  f"instead)", flush=True)
+        imagelib.build(tag=self.opts.image, offline=True)
+        self.image_info = dockercli.require_image(self.opts.image, inputs)
 
     def staged(self, staging) -> None:
         if os.getuid() == 0:
