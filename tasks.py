@@ -122,7 +122,7 @@ def render(c, engine="k8s", nodes=2, sockets=2, profile="paper", set=None, topol
     _guard(go)
 
 
-PAPER_OPTIONS = ("native", "emulate_sockets", "image", "results_dir")
+PAPER_OPTIONS = ("native", "emulate_sockets", "image", "results_dir", "repeats", "build")
 
 
 def _paper(c, **values):
@@ -144,7 +144,7 @@ paper = task(options.invoke_task_body(_paper, PAPER_OPTIONS, extra={"profile": "
              name="paper", iterable=["set"], optional=["emulate_sockets"],
              help={**options.invoke_parameters(PAPER_OPTIONS)[1],
                    "profile": "paper (default: needs the real data and weights) | demo (offline) | smoke",
-                   "fp32": "also run the 2-socket run in FP32, for the claim BF16 accuracy = FP32 accuracy",
+                   "fp32": "also run both runs in FP32 (BF16 accuracy = FP32 accuracy; Intel's kit's FP32 rows)",
                    "set": "override any config field, KEY=VALUE (repeatable), for every run"})
 
 

@@ -15,12 +15,12 @@ def fake_run(path, sockets, seconds, acc=0.95, epochs=44, notices=(), emulated=F
              dataset="colorectal_histology", weights="savedmodel", precision="bf16", cpu="Xeon 8480+", **prov):
     path.mkdir(parents=True)
     (path / "metrics.json").write_text(json.dumps({
-        "dataset": {"name": dataset}, "weights": {"kind": weights, "topology": "ResNet50 v1.5"}, **(metrics or {}),
+        "dataset": {"name": dataset}, "weights": {"kind": weights, "topology": "ResNet50 v1.5"},
         "status": "success", "final_val_accuracy": acc, "epochs_run": epochs, "best_epoch": epochs - 10,
         "train_seconds": seconds, "notices": list(notices), "images_per_second": 100.0,
         "per_epoch": [{"epoch": 1, "loss": 1.0, "accuracy": 0.5, "val_loss": 1.1, "val_accuracy": 0.5, "seconds": 3.0}],
         "ranks": [{"rank": r, "images_per_second": 50.0, "affinity": [r], "train_images": 2000}
-                  for r in range(sockets)]}))
+                  for r in range(sockets)], **(metrics or {})}))
     (path / "plan.json").write_text(json.dumps({"sockets": sockets, "emulated": emulated,
                                                 "workers": [{"cores": 56}] * sockets}))
     (path / "config.json").write_text(json.dumps({"profile": profile, "seed": 42, "precision": precision}))
@@ -91,25 +91,50 @@ def test_ratio_claims_on_a_host_that_is_not_the_papers(tmp_path):
     assert rows["accuracy"]["verdict"] == "PASS" and prov
 
 
+def measured_tolerances(ref_dir, accuracy_points=3.0, time_relative=0.3, kind=("demo", 2, True), runs=5):
+    d = ref_dir / f"repeats-{kind[0]}-{kind[1]}s-20261130-000000"
+    d.mkdir(parents=True)
+    (d / "summary.json").write_text(json.dumps({"kind": list(kind), "runs": [{}] * runs, "tolerances_from_this_spread":
+                                                {"accuracy_points": accuracy_points, "time_relative": time_relative}}))
+
+
 def test_a_run_is_judged_against_the_committed_reference_of_its_kind(tmp_path):
     ref_dir = tmp_path / "reference"
     fake_run(ref_dir / "r1", 2, 150.0, acc=0.935, emulated=True, profile="demo", cpu="AMD EPYC")
+    measured_tolerances(ref_dir)
     close = claims.load_run(fake_run(tmp_path / "a", 2, 170.0, acc=0.92, emulated=True, profile="demo",
                                      cpu="AMD EPYC"))
-    verdict = claims.against_reference(close, claims.find_reference(close, ref_dir))
+    verdict = claims.against_reference(close, claims.find_reference(close, ref_dir), ref_dir)
     assert verdict["reproduced"] and verdict["reference"] == "r1" and verdict["time_judged"]
+    assert "measured on 5 runs: repeats-demo-2s-20261130-000000/summary.json" in verdict["why"][0]
     slow = claims.load_run(fake_run(tmp_path / "b", 2, 250.0, acc=0.93, emulated=True, profile="demo",
                                     cpu="AMD EPYC"))
-    verdict = claims.against_reference(slow, claims.find_reference(slow, ref_dir))
+    verdict = claims.against_reference(slow, claims.find_reference(slow, ref_dir), ref_dir)
     assert not verdict["reproduced"] and "+67%" in verdict["why"][1]
     other_cpu = claims.load_run(fake_run(tmp_path / "c", 2, 400.0, acc=0.95, emulated=True, profile="demo",
                                          cpu="Intel Xeon"))
-    verdict = claims.against_reference(other_cpu, claims.find_reference(other_cpu, ref_dir))
+    verdict = claims.against_reference(other_cpu, claims.find_reference(other_cpu, ref_dir), ref_dir)
     assert verdict["reproduced"] and "not judged" in verdict["why"][1]
     wrong = claims.load_run(fake_run(tmp_path / "d", 2, 150.0, acc=0.85, emulated=True, profile="demo",
                                      cpu="AMD EPYC"))
-    assert not claims.against_reference(wrong, claims.find_reference(wrong, ref_dir))["reproduced"]
+    assert not claims.against_reference(wrong, claims.find_reference(wrong, ref_dir), ref_dir)["reproduced"]
     assert claims.find_reference(claims.load_run(fake_run(tmp_path / "e", 1, 1.0, profile="demo")), ref_dir) is None
+    # the tolerances are the measurement's: a tighter one turns the same run into a "no"
+    tight = tmp_path / "tight"
+    fake_run(tight / "r1", 2, 150.0, acc=0.935, emulated=True, profile="demo", cpu="AMD EPYC")
+    measured_tolerances(tight, accuracy_points=1.0)
+    assert not claims.against_reference(close, claims.find_reference(close, tight), tight)["reproduced"]
+
+
+def test_without_a_tolerance_measurement_of_its_kind_a_run_is_not_judged(tmp_path):
+    ref_dir = tmp_path / "reference"
+    fake_run(ref_dir / "r1", 2, 150.0, acc=0.935, emulated=True, profile="demo", cpu="AMD EPYC")
+    measured_tolerances(ref_dir, runs=4)  # fewer than 5 runs: not a measurement
+    measured_tolerances(ref_dir, kind=("smoke", 2, True))  # another kind
+    run = claims.load_run(fake_run(tmp_path / "a", 2, 150.0, acc=0.935, emulated=True, profile="demo",
+                                   cpu="AMD EPYC"))
+    verdict = claims.against_reference(run, claims.find_reference(run, ref_dir), ref_dir)
+    assert verdict["reproduced"] is None and "--repeats 5" in verdict["why"][0]
 
 
 def test_compare_names_what_differs(tmp_path):

@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import checkpoint, config, engines, outcome, rundir
+from xeontl import checkpoint, config, engines, outcome, repeats, rundir
 from xeontl import plan as planlib
 from xeontl.engines import Engine, Job
 from xeontl.errors import UserError
@@ -88,11 +88,30 @@ def check_results_dir(results: Path, need_bytes: int = 200 << 20) -> None:
 
 
 def reproduce(opts: Options) -> int:
-    job = prepare(opts)
+    runs = repeats.seeded(opts, repeats.check(opts.repeats))
     if opts.dry_run:
+        job = prepare(runs[0])
         print(job.engine.describe(job))
         return 0
-    return execute(job)[0]
+    if len(runs) == 1:
+        return execute(prepare(opts))[0]
+    dirs, rc = [], 0
+    for i, o in enumerate(runs, 1):
+        print(f"xeontl: run {i}/{len(runs)} (seed {o.overrides['seed']})", flush=True)
+        code, run_dir = execute(prepare(o))
+        dirs.append(run_dir)
+        rc = rc or code
+        if code == outcome.ABORTED_EXIT:  # Ctrl-C: no further runs
+            break
+    summary = repeats.summarize(dirs)
+    plan = json.loads((dirs[0] / "plan.json").read_text())
+    title = (f"{len(dirs)} runs: {opts.profile}, {opts.sockets} socket(s)"
+             + (" (EMULATED sockets)" if plan.get("emulated") else ""))
+    text = repeats.markdown(title, summary)
+    out = repeats.write(opts.results_dir, f"repeats-{opts.profile}-{opts.sockets}s", summary, text)
+    print(text)
+    print(f"xeontl: {len(dirs)} runs summarized in {out / 'summary.md'}")
+    return rc
 
 
 def execute(job: Job) -> tuple[int, Path]:

@@ -62,6 +62,9 @@ class Options:
                                   help="continue RUN (a results/<run-id> dir) from its last completed epoch, with its "
                                        "own config and launch; the continuation gets a new run id that records what "
                                        "it resumed from")
+    repeats: int = _option(1, resume="no", cli=(INVOKE,),
+                           help="N runs (per configuration), seeds recorded (the config's seed, +1, ...): each figure "
+                                "and claim reported as mean ± sd and range, with how many runs met it on their own")
     wait: bool = _option(False, resume="no", help="if another run holds the CPUs this plan pins, queue behind it "
                                                   "instead of refusing")
     extra_env: dict = _option(resume="keep", factory=dict, cli=())  # added to every worker's env (bench variants)

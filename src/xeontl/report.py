@@ -136,8 +136,8 @@ def write(run: Path, others: list[Path] | None = None) -> Path:
     lines += ["", "## The paper's claims", "", claims.markdown(rows)]
     if ref is not None:
         lines += ["## Reproducing the bundle's reference run", "",
-                  f"**Reproduced: {'yes' if ref['reproduced'] else 'no'}** (reference `results/reference/"
-                  f"{ref['reference']}`)", "", *[f"- {w}" for w in ref["why"]]]
+                  f"**Reproduced: {({True: 'yes', False: 'no'}).get(ref['reproduced'], 'not judged')}** (reference "
+                  f"`results/reference/{ref['reference']}`)", "", *[f"- {w}" for w in ref["why"]]]
     if metrics.get("per_epoch"):
         lines += ["", "## Training", "",
                   f"- epochs run: {metrics.get('epochs_run')}, best epoch: {metrics.get('best_epoch')}, "

@@ -1,0 +1,119 @@
+"""`--repeats N`: one result from N runs, as MLPerf asks for several runs per result. Each run gets a recorded seed
+(the config's seed, +1, +2, ...: run 1 is the single run's); the runs of several configurations are interleaved
+(A B A B ...) so a shared machine's slow phases hit every configuration alike; each figure is reported as mean,
+standard deviation and range, next to how many runs met it on their own.
+
+`invoke reproduce --repeats N` writes results/repeats-<id>/summary.{md,json}; a committed one of N >= 5 demo runs is
+what the reference comparison's tolerances come from (claims.reference_tolerances)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import statistics
+from datetime import datetime, timezone
+from pathlib import Path
+
+from xeontl import claims, config
+from xeontl.errors import UserError
+from xeontl.options import Options
+
+# The tolerance a measured spread gives: K standard deviations of the N runs (a run of the same code on the same
+# machine falls outside +-3 sd by chance about 3 times in 1000, for a normal spread), never below what the
+# measurement can resolve (one validation image of 1000 = 0.1 point; a few percent of time is timer and start-up).
+SD_MULTIPLE = 3.0
+FLOOR = {"accuracy_points": 0.2, "time_relative": 0.05}
+FIGURES = {"accuracy": ("final_val_accuracy", "val accuracy", "{:.4f}"),
+           "epochs": ("epochs_run", "epochs", "{:.1f}"),
+           "train_seconds": ("train_seconds", "training time (s)", "{:.1f}")}
+
+
+def check(n: int) -> int:
+    if n < 1:
+        raise UserError(f"--repeats {n}: must be 1 or more (the runs per configuration)")
+    return n
+
+
+def seeded(opts: Options, n: int) -> list[Options]:
+    """The N runs' options: the same launch, seeds base, base+1, ... (base: the config's own seed)."""
+    if n == 1:
+        return [opts]
+    if opts.resume:
+        raise UserError("--repeats with --resume: resume one run at a time (each continues its own seed)")
+    base = int(config.resolve(opts.profile, opts.overrides)["seed"])
+    return [dataclasses.replace(opts, overrides={**opts.overrides, "seed": str(base + i)}) for i in range(n)]
+
+
+def spread(values: list[float | None]) -> dict:
+    """mean, sample standard deviation, range of the values a run gave (None: a run that gave none)."""
+    got = [v for v in values if v is not None]
+    if not got:
+        return {"n": 0, "mean": None, "sd": None, "min": None, "max": None, "values": values}
+    return {"n": len(got), "mean": statistics.fmean(got), "sd": statistics.stdev(got) if len(got) > 1 else 0.0,
+            "min": min(got), "max": max(got), "values": values}
+
+
+def shown(s: dict, fmt: str) -> str:
+    if s["mean"] is None:
+        return "-"
+    if s["n"] == 1:
+        return fmt.format(s["mean"])
+    return f"{fmt.format(s['mean'])} ± {fmt.format(s['sd'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
+
+
+def tolerances(acc: dict, secs: dict) -> dict:
+    """The reference comparison's tolerances from a measured spread (SD_MULTIPLE sd, at least FLOOR)."""
+    acc_pts = acc["sd"] * 100 * SD_MULTIPLE if acc["sd"] is not None else None
+    rel = secs["sd"] / secs["mean"] * SD_MULTIPLE if secs["sd"] is not None and secs["mean"] else None
+    return {"accuracy_points": None if acc_pts is None else max(FLOOR["accuracy_points"], math.ceil(acc_pts * 10) / 10),
+            "time_relative": None if rel is None else max(FLOOR["time_relative"], math.ceil(rel * 100) / 100),
+            "rule": f"{SD_MULTIPLE:g} x the sample standard deviation of the runs, at least {FLOOR}"}
+
+
+def summarize(runs: list[Path]) -> dict:
+    """The N runs of one configuration: each run's figures and verdict against the reference, and their spread."""
+    loaded = [claims.load_run(r) for r in runs]
+    rows = []
+    for run in loaded:
+        m, cfg = run["metrics"], run["config"]
+        ref = claims.against_reference(run, claims.find_reference(run))
+        rows.append({"run": Path(run["dir"]).name, "seed": cfg.get("seed"), "status": m.get("status"),
+                     **{k: m.get(src) for k, (src, _, _) in FIGURES.items()},
+                     "cpu": ((run["provenance"].get("host") or {}).get("cpu") or {}).get("model_name"),
+                     "reproduced": None if ref is None else ref["reproduced"]})
+    stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
+    judged = [r["reproduced"] for r in rows if r["reproduced"] is not None]
+    return {"kind": list(claims.run_kind(loaded[0])) if loaded else None, "runs": rows, "spread": stats,
+            "reproduced_runs": f"{sum(judged)}/{len(judged)}" if judged else None,
+            "tolerances_from_this_spread": tolerances(stats["accuracy"], stats["train_seconds"]),
+            "cpus": sorted({r["cpu"] for r in rows if r["cpu"]})}
+
+
+def markdown(title: str, s: dict) -> str:
+    lines = [f"# {title}", "", "| figure | mean ± sd (range) over the runs |", "|---|---|"]
+    lines += [f"| {label} | {shown(s['spread'][k], fmt)} |" for k, (_, label, fmt) in FIGURES.items()]
+    lines += ["", "| run | seed | status | val accuracy | epochs | training (s) | reproduced (reference) |",
+              "|---|---|---|---|---|---|---|"]
+    for r in s["runs"]:
+        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
+        secs = "-" if r["train_seconds"] is None else f"{r['train_seconds']:.1f}"
+        ref = {True: "yes", False: "no", None: "no reference"}[r["reproduced"]]
+        lines.append(f"| `{r['run']}` | {r['seed']} | {r['status']} | {acc} | {r['epochs']} | {secs} | {ref} |")
+    tol = s["tolerances_from_this_spread"]
+    lines += ["", f"Runs reproducing the reference on their own: {s['reproduced_runs'] or 'no reference'}. "
+              f"Tolerances this spread gives ({tol['rule']}): accuracy ±{tol['accuracy_points']} points, training "
+              f"time ±{tol['time_relative']} (relative), on {', '.join(s['cpus']) or 'unknown CPU'}.", ""]
+    return "\n".join(lines)
+
+
+def write(results_dir: Path, name: str, doc: dict, text: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = results_dir.resolve() / f"{name}-{stamp}"
+    tmp = out.with_name(f".staging-{out.name}")
+    tmp.mkdir(parents=True)
+    (tmp / "summary.json").write_text(json.dumps(doc, indent=1, default=str))
+    (tmp / "summary.md").write_text(text)
+    os.replace(tmp, out)
+    return out
