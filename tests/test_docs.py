@@ -11,7 +11,8 @@ import yaml
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-REFERENCE = ROOT / "results" / "reference" / "20261125-195145-demo-2s-984f"
+REFERENCE = ROOT / "results" / "reference" / "20261130-144544-demo-2s-8704"
+TOLERANCES = ROOT / "results" / "reference" / "repeats-demo-2s-20261130-145555"
 
 
 def test_the_readme_fits_on_a_page():
@@ -39,6 +40,19 @@ def test_the_readmes_reference_figures_are_the_committed_runs():
     text = " ".join(README.split())
     assert f"val accuracy {m['final_val_accuracy']:.4f} after {m['epochs_run']} epochs" in text
     assert f"{round(m['train_seconds'])} s of training, {round(p['timestamps']['seconds'])} s in all" in text
+    spread = json.loads((TOLERANCES / "summary.json").read_text())["spread"]
+    acc, secs = spread["accuracy"], spread["train_seconds"]
+    assert f"`results/reference/{TOLERANCES.name}/`: accuracy {acc['mean']:.4f} ± {acc['sd']:.4f}, training " \
+           f"{secs['mean']:.1f} ± {secs['sd']:.1f} s" in text
+
+
+def test_the_committed_reference_is_judged_with_the_committed_tolerances():
+    from xeontl import claims
+
+    ref = claims.load_run(REFERENCE)
+    tol = claims.reference_tolerances(ref)
+    assert tol["source"] == f"{TOLERANCES.name}/summary.json" and tol["runs"] == 5
+    assert tol["accuracy_points"] == 1.5 and tol["time_relative"] == 0.05
 
 
 def test_the_quick_start_is_two_commands_and_ci_runs_the_second():

@@ -82,6 +82,7 @@ def summarize(runs: list[Path]) -> dict:
         rows.append({"run": Path(run["dir"]).name, "seed": cfg.get("seed"), "status": m.get("status"),
                      **{k: m.get(src) for k, (src, _, _) in FIGURES.items()},
                      "cpu": ((run["provenance"].get("host") or {}).get("cpu") or {}).get("model_name"),
+                     "reference": None if ref is None else ref["reference"],
                      "reproduced": None if ref is None else ref["reproduced"]})
     stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
     judged = [r["reproduced"] for r in rows if r["reproduced"] is not None]
@@ -99,7 +100,8 @@ def markdown(title: str, s: dict) -> str:
     for r in s["runs"]:
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
         secs = "-" if r["train_seconds"] is None else f"{r['train_seconds']:.1f}"
-        ref = {True: "yes", False: "no", None: "no reference"}[r["reproduced"]]
+        ref = "no reference" if r.get("reference") is None else {True: "yes", False: "no"}.get(r["reproduced"],
+                                                                                                 "not judged")
         lines.append(f"| `{r['run']}` | {r['seed']} | {r['status']} | {acc} | {r['epochs']} | {secs} | {ref} |")
     tol = s["tolerances_from_this_spread"]
     lines += ["", f"Runs reproducing the reference on their own: {s['reproduced_runs'] or 'no reference'}. "
