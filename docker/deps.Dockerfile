@@ -27,6 +27,7 @@ RUN set -e; \
     export PATH=/opt/venv/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1; \
     if [ "$PIP_OFFLINE" = 1 ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi; \
     pip install --no-cache-dir --require-hashes -r /build/requirements/lock.txt; \
+    pip install --no-cache-dir --no-deps --require-hashes -r /build/requirements/mllog.txt; \
     HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_PYTORCH=1 \
     HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=-j2 \
       pip wheel --no-cache-dir --no-build-isolation --no-deps --require-hashes -r /build/requirements/horovod.txt \

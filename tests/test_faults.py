@@ -84,6 +84,7 @@ def test_a_rank_killed_from_outside_stops_the_run_and_is_named(tmp_path):
     assert metrics["failure"]["rank"] == 1 and metrics["failure"]["signal"] == 9, metrics["failure"]
     log = events.read(run / events.FILE)
     assert log[-1]["key"] == "run_stop" and log[-1]["metadata"]["status"] == "failed"
+    assert events.check(run / events.FILE) == []  # a killed run's log still complies: closed by the launcher
     # a ceiling that only a hang crosses (the launcher notices at once; loaded machines take seconds)
     assert log[-1]["time_ms"] / 1000 - killed_at < 120, "the surviving rank hung"
     assert (run / "logs" / "rank-0.log").exists() and (run / "logs" / "rank-1.log").exists()

@@ -125,7 +125,7 @@ def test_the_launcher_pod_records_the_run_like_every_engine(late_worker_job):
     assert ex["image"]["ref"] == "xeontl:latest" and ex["capabilities_added"] == ["SYS_NICE"]
     assert [a["cpus"] for a in sorted(ex["per_rank_affinity"], key=lambda a: a["rank"])] == ["0", "1"]
     assert ex["inside"]["container_runtime"] == "docker"  # the probe ran in worker-0's container
-    assert events.last_status(run / events.FILE) == "success"
+    assert events.last_status(run / events.FILE) == "success" and events.check(run / events.FILE) == []
     assert "**Status: success**" in (run / "report.md").read_text()
 
 

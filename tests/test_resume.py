@@ -7,6 +7,7 @@ import json
 import pytest
 
 from conftest import have_horovod, invoke, load, one_line_error, only_run, run
+from xeontl import events
 
 SMOKE = ["--profile", "smoke", "--set", "epochs=6", "--set", "patience=20", "--set", "verbose=0"]
 
@@ -53,6 +54,10 @@ def test_the_continuation_is_a_new_run_that_records_its_source(native_resume):
     assert load(cont, "provenance.json")["resumed_from"]["run"] == str(dead)
     assert "EMULATED SOCKETS" in (cont / "command.txt").read_text()  # the same launch: 2 emulated sockets
     assert m["epochs_run"] == 6 and m["workers"] == 2
+    # its event log starts at epoch 4 and complies (MLPerf's checker, the bundle's rules)
+    log = events.read(cont / events.FILE)
+    assert [e["metadata"]["epoch_num"] for e in log if e["key"] == "epoch_start"][0] == 4
+    assert events.check(cont / events.FILE) == []
 
 
 @pytest.mark.slow

@@ -156,6 +156,7 @@ def test_two_nodes_one_socket_each_in_the_image(cluster, image, tmp_path):
               "logs/rank-1.log"):
         assert (run_dir / f).exists(), f
     assert events.last_status(run_dir / events.FILE) == "success"
+    assert events.check(run_dir / events.FILE) == []
 
 
 @pytest.mark.slow

@@ -121,6 +121,19 @@ def test_event_log_is_mlperf_and_in_order(native_run):
     assert keys.count("run_start") == 1 and "early_stop" in keys and keys[-1] == "run_stop"
     assert keys.index("init_start") < keys.index("init_stop") < keys.index("run_start")
     assert_mlperf_parses(native_run / events.FILE)
+    assert events.check(native_run / events.FILE) == []  # MLPerf's compliance checker, the bundle's rules
+
+
+def test_the_compliance_rules_catch_a_broken_log(native_run, tmp_path):
+    """The rules can fail: an epoch out of order, a hyper-parameter missing, a second run_stop."""
+    lines = (native_run / events.FILE).read_text().splitlines()
+    for spoil, needle in ((lambda ls: [ls[0], *[x for x in ls[1:] if '"seed"' not in x]], "'seed'"),
+                          (lambda ls: ls + [ls[-1]], "'run_stop'"),
+                          (lambda ls: [x.replace('"epoch_num": 2}', '"epoch_num": 3}') for x in ls], "epoch")):
+        bad = tmp_path / "mllog.txt"
+        bad.write_text("\n".join(spoil(list(lines))) + "\n")
+        problems = events.check(bad)
+        assert problems and any(needle in p for p in problems), problems
 
 
 def assert_mlperf_parses(path):

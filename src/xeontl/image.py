@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WHEELHOUSE = ROOT / "docker" / "wheelhouse"
 LOCK = ROOT / "requirements" / "lock.txt"
 HOROVOD_LOCK = ROOT / "requirements" / "horovod.txt"
+MLLOG_LOCK = ROOT / "requirements" / "mllog.txt"  # MLPerf's log writer, without its checkers' dependencies
 SUITE = "bookworm"
 RUNTIME_PACKAGES = ["python3", "python3-venv", "openmpi-bin", "libopenmpi3", "numactl", "procps", "openssh-client",
                     "openssh-server", "ca-certificates"]
@@ -51,7 +52,7 @@ BASES = {"runtime": ("xeontl-base:bookworm-runtime", RUNTIME_PACKAGES),
          "builder": ("xeontl-base:bookworm-builder", BUILDER_PACKAGES)}
 # Files whose content defines each image: a change to any of them means a rebuild of that image (and of the app image
 # on top of a rebuilt deps image). README.md is not one: the package takes no long description.
-DEPS_INPUTS = ["docker/deps.Dockerfile", "requirements/lock.txt", "requirements/horovod.txt"]
+DEPS_INPUTS = ["docker/deps.Dockerfile", "requirements/lock.txt", "requirements/horovod.txt", "requirements/mllog.txt"]
 APP_INPUTS = ["docker/Dockerfile", "docker/entrypoint.sh", "docker/ssh_config", "src/xeontl"]
 INPUTS = DEPS_INPUTS + APP_INPUTS
 DEPS_REPO = "xeontl-deps"
@@ -116,7 +117,7 @@ def wheelhouse() -> None:
     """Every locked wheel/sdist into docker/wheelhouse, hashes checked by pip against the lock file."""
     WHEELHOUSE.mkdir(exist_ok=True)
     print(f"[wheelhouse] pip download -r {LOCK.name} (hashes required) ...", flush=True)
-    for lock in (LOCK, HOROVOD_LOCK):
+    for lock in (LOCK, HOROVOD_LOCK, MLLOG_LOCK):
         extra = ["--no-deps", "--no-binary", ":all:"] if lock == HOROVOD_LOCK else ["--no-deps"]
         r = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--require-hashes", "-r", str(lock),
                             *extra, "-d", str(WHEELHOUSE)], capture_output=True, text=True)
