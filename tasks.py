@@ -189,12 +189,30 @@ def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, exp
 
 
 @task(help={"offline": "build without a registry or internet: debootstrap base + local wheelhouse (what CI uses)",
-            "tag": f"image tag (default {DEFAULT_IMAGE})", "force": "rebuild even if the inputs are unchanged"})
-def build(c, offline=False, tag=DEFAULT_IMAGE, force=False):
-    """Build the deps image (once per lock: Intel-TF 2.14, OpenMPI, the Horovod wheel) and the package on it."""
+            "tag": f"image tag (default {DEFAULT_IMAGE})", "force": "rebuild even if the inputs are unchanged",
+            "from_": "load the image from an `invoke archive` file instead of building: every sha256 and the "
+                     "archive's commit are checked first"})
+def build(c, offline=False, tag=DEFAULT_IMAGE, force=False, from_=None):
+    """Build the deps image (once per lock: Intel-TF 2.14, OpenMPI, the Horovod wheel) and the package on it, or load
+    it from an archive (--from)."""
     from xeontl import image
 
+    if from_:
+        from xeontl import archive as archivelib
+
+        _guard(archivelib.load, Path(from_), tag)
+        return
     _guard(image.build, tag=tag, offline=offline, force=force)
+
+
+@task(help={"output": "the archive file (default xeontl-<version>-<commit>.tar here)",
+            "with_assets": "also the paper's verified weights and data (invoke assets first)",
+            "image": f"the image to pack (default {DEFAULT_IMAGE}; it must be built from this commit)"})
+def archive(c, output=None, with_assets=False, image=DEFAULT_IMAGE):
+    """One file to carry: the image, the commit's source, (the assets), a manifest and SHA256SUMS."""
+    from xeontl import archive as archivelib
+
+    _guard(archivelib.make, Path(output) if output else None, image, with_assets)
 
 
 @task(help={"image": f"image to test (default {DEFAULT_IMAGE})"})
@@ -293,9 +311,18 @@ def test(c, k=None, fast=False):
                      "3 interleaved repeats (about 45 min)",
             "native_only": "skip the container run (no image needed)",
             "image": f"image for the container figure (default {DEFAULT_IMAGE})",
-            "results_dir": "where bench-<id>/ is written (default results/)"})
-def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="results"):
+            "results_dir": "where bench-<id>/ (or check-host-<id>/) is written (default results/)",
+            "check_host": "only the hardware check (a few minutes): AMX present and dispatched, bf16 matmul against "
+                          "the theoretical limit, memory bandwidth, sockets, cores and NUMA against the paper's, and "
+                          "the paper's 1- and 2-socket times predicted from this host's speed at the paper's shape"})
+def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="results", check_host=False):
     """Measure this machine: matmul peaks, backbone fp32/bf16 + MFU, training variants, feature cache."""
+    if check_host:
+        from xeontl import checkhost
+
+        out = _guard(checkhost.run, Path(results_dir))
+        print(f"xeontl bench --check-host: {out / 'check.md'}")
+        return
     from xeontl import bench as benchlib
 
     out = _guard(benchlib.run, quick, Path(results_dir), image, native_only)

@@ -56,9 +56,22 @@ def measure(what: str, precision: str, size: int, batch: int, repeats: int, thre
 
     from xeontl import runtime
 
+    extra: dict = {}
+    if what == "bandwidth":  # STREAM's copy on this process's CPUs and memory node (numactl): bytes read + written
+        import numpy as np
+
+        n = (size << 20) // 8  # --size in MiB per array
+        a, b = np.ones(n), np.empty(n)
+        np.copyto(b, a)  # first touch: the pages are placed (numactl -m) before timing
+        rates = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            np.copyto(b, a)
+            rates.append(2 * a.nbytes / 1e9 / (time.perf_counter() - t0))
+        return {"median": statistics.median(rates), "unit": "GB/s", "repeats": rates,
+                "basis": f"numpy copy of {size} MiB, one thread (read + write bytes)"}
     runtime.configure_threads(threads, threads)
     runtime.configure_precision(precision, "onednn")
-    extra: dict = {}
     if what == "matmul":
         a, b = tf.random.uniform((size, size)), tf.random.uniform((size, size))
         f = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
@@ -339,6 +352,12 @@ def assemble(raw: dict) -> dict:
     res["scaling_efficiency_mpi_busy_poll"] = _ratio(rate["2w_mpi_busy_poll"], twice_1w)
     res["scaling_efficiency_gloo"] = _ratio(rate["2w_gloo"], twice_1w)
     res["bf16_epoch_speedup"] = _ratio(rate["1w"], rate["1w_fp32"])  # epoch time fp32 / bf16, same images
+    # check-host's model of a training step (a frozen backbone: the forward pass bounds it), tried on the demo: the
+    # 1-worker run's measured training rate against the backbone probe's forward rate at the precision it ran
+    ran_1w = ((tr["1w"].get("precision") or {}).get("precision")) or "bf16"
+    res["predicted_train_img_s_1w"] = bb.get(ran_1w, {}).get("median")
+    res["prediction_error_1w"] = _ratio(rate["1w"], res["predicted_train_img_s_1w"]) and \
+        _ratio(rate["1w"], res["predicted_train_img_s_1w"]) - 1
     ran = tr["1w"].get("precision") or {}
     if ran.get("precision") == "fp32":  # the profile's precision = auto, on a CPU without BF16 kernels
         res["bf16_epoch_speedup"], res["bf16_epoch_speedup_reason"] = None, ran.get("chosen") or "ran fp32"
@@ -438,6 +457,10 @@ FIGURES = [
            short="train 1w\nfp32"),
     Figure("train_img_s_2w", "training, 2 workers on two sockets, MPI", "images/s",
            "as above, horovodrun -np 2 with the launcher's defaults", plot="rate", short="train 2w"),
+    Figure("predicted_train_img_s_1w", "training rate check-host predicts, 1 worker (the backbone's forward rate)",
+           "images/s", "the backbone probe's images/s at the precision the 1-worker run used"),
+    Figure("prediction_error_1w", "check-host's prediction error on the 1-worker demo run", "fraction",
+           "measured / predicted training images/s - 1 (what --check-host's predicted times can be off by)"),
     Figure("scaling_efficiency", "scaling efficiency, 2 workers, MPI (launcher defaults)", "fraction",
            "2-worker images/s / (2 x 1-worker images/s)", paper="0.92 (1.83x)", target=(">=", 0.95), plot="ratio",
            short="scaling\nefficiency"),

@@ -71,9 +71,9 @@ def _parser() -> argparse.ArgumentParser:
         pr.add_argument("--amp", default="onednn", choices=("onednn", "keras"))
 
     m = sub.add_parser("measure", help="the bench's compute probe: matmul GFLOP/s or backbone images/s, as JSON")
-    m.add_argument("what", choices=("matmul", "backbone"))
+    m.add_argument("what", choices=("matmul", "backbone", "bandwidth"))
     m.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
-    m.add_argument("--size", type=int, required=True, help="matmul side, or image size in pixels")
+    m.add_argument("--size", type=int, required=True, help="matmul side, image size in pixels, or MiB per array")
     m.add_argument("--batch", type=int, default=32)
     m.add_argument("--repeats", type=int, default=5)
     m.add_argument("--threads", type=int, default=0, help="intra- and inter-op threads (the plan's)")

@@ -67,10 +67,13 @@ class DockerEngine(HostEngine):
                         stop=lambda sig: dockercli.kill(name, sig))
 
     def execution(self) -> dict:
+        from xeontl import archive
+
         info = self.image_info or {}
         return {"mode": self.mode,
                 "image": {"ref": self.opts.image, "id": info.get("Id"), "digests": info.get("RepoDigests"),
-                          "labels": info.get("Config", {}).get("Labels") or {}},
+                          "labels": info.get("Config", {}).get("Labels") or {},
+                          "archive": archive.archived_from(info.get("Id"))},
                 "capabilities_added": list(planlib.CAPABILITIES)}
 
 

@@ -1,0 +1,149 @@
+"""`invoke bench --check-host`: in a few minutes, can this host reproduce the paper's times, before a reviewer spends
+an hour finding out? It reads the CPU, sockets, cores and NUMA layout, runs three short probes on one socket's cores
+with the paper's threads (bf16 and fp32 matmul with what oneDNN dispatched, a memory copy, the backbone's forward
+pass at the paper's shape: 224 px, batch 32), and predicts the paper's 1- and 2-socket times from them.
+
+The prediction's model: a step of the paper's training is bounded by the frozen backbone's forward pass (the head
+is one Dense layer), so an epoch takes (train + validation images) / the measured forward rate, and the run takes
+the paper's ~44 epochs of them; two sockets split the images and lose what the paper's own scaling efficiency
+(0.92) says. Start-up and the final evaluation are left out. `invoke bench` checks this model against real runs
+(figure prediction_error_1w: measured / predicted training rate - 1, on the demo) and the report names that error.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from xeontl import claims, runtime, topology
+from xeontl import plan as planlib
+
+PAPER_SOCKETS, PAPER_CORES = 2, 56
+PAPER_TRAIN, PAPER_VAL = 4000, 1000  # images per epoch (train[:80%] / train[80%:] of 5000)
+PAPER_EFFICIENCY = 0.92  # the paper's 2-socket scaling efficiency (1.83x)
+SIZES = {"matmul": 2048, "bandwidth_mib": 256, "image": 224, "batch": 32, "repeats": 3}
+
+
+def measure(sizes: dict = SIZES) -> dict:
+    """The probes, on one socket's usable cores with its threads (a fresh process each: bench._probe)."""
+    from xeontl import bench
+    from xeontl.provenance import cpuinfo
+
+    topo = topology.live()
+    one = planlib.make_plan(topo, 1)
+    w, env = one.workers[0], one.env
+    cpu = cpuinfo()
+    bf16 = runtime.bf16_kernels(cpu.get("flags") or [])
+    precision = "bf16" if bf16 else "fp32"
+    raw = {"cpu": {k: cpu.get(k) for k in ("model_name", "vendor", "family", "model", "mhz", "flags")},
+           "flags_of_note": cpu.get("flags_of_note"), "topology": topo.summary(), "cores": w.cores,
+           "cpus": topology.cpulist(w.cpus), "sizes": sizes, "precision": precision}
+    print(f"[check-host] matmul fp32/bf16 on one socket: {w.cores} core(s), CPUs {raw['cpus']}", flush=True)
+    raw["matmul"] = {p: bench._probe(w, env, "matmul", p, sizes["matmul"], 0, sizes["repeats"] + 2)
+                     for p in ("fp32", "bf16")}
+    print("[check-host] memory copy bandwidth", flush=True)
+    raw["bandwidth"] = bench._probe(w, env, "bandwidth", "fp32", sizes["bandwidth_mib"], 0, sizes["repeats"] + 2)
+    print(f"[check-host] backbone forward at the paper's shape ({sizes['image']} px, batch {sizes['batch']}, "
+          f"{precision})", flush=True)
+    raw["backbone"] = bench._probe(w, env, "backbone", precision, sizes["image"], sizes["batch"], sizes["repeats"])
+    return raw
+
+
+def verdict(raw: dict) -> dict:
+    """The checks and the predicted times, from the probes alone (pure: the tests feed it constructed raws)."""
+    from xeontl import bench
+
+    flags = set(raw["cpu"].get("flags") or ())
+    topo = raw["topology"]
+    limit = bench.theoretical_peak(raw["cpu"])
+    cores = raw["cores"]
+    mm = raw["matmul"]
+    isa = ((mm["bf16"].get("onednn") or {}).get("cpu_isa") or "")
+    impls = " ".join((mm["bf16"].get("onednn") or {}).get("implementations") or [])
+    amx_dispatched = "amx" in isa.lower() or "amx" in impls.lower()
+    peak_bf16 = mm["bf16"].get("median")
+    hw_bf16 = limit["bf16_gflops_per_core"] and limit["bf16_gflops_per_core"] * cores
+    rate = raw["backbone"].get("median")
+    epochs = claims.table()["epochs"]["value"]
+    t1 = epochs * (PAPER_TRAIN + PAPER_VAL) / rate if rate else None
+    # two sockets like this one: each worker half the images, at the paper's own efficiency
+    t2 = t1 / 2 / PAPER_EFFICIENCY if t1 else None
+    sockets = topo["sockets"]
+    per_socket = topo["cores_per_socket"]
+    checks = [
+        ("AMX present (amx_bf16)", "amx_bf16" in flags, "the paper's BF16 speed comes from AMX"),
+        ("AMX dispatched by oneDNN for bf16 matmul", amx_dispatched, f"oneDNN ISA: {isa or 'unknown'}"),
+        (f"{PAPER_SOCKETS} sockets", sockets >= PAPER_SOCKETS, f"this host: {sockets}"),
+        (f"{PAPER_CORES} cores per socket", bool(per_socket) and min(per_socket) >= PAPER_CORES,
+         f"this host: {per_socket}"),
+        ("one NUMA node per socket or more", len(topo.get("numa_nodes") or {}) >= sockets,
+         f"NUMA nodes: {topo.get('numa_nodes')}"),
+    ]
+    minutes = {"1s": t1 and t1 / 60, "2s": t2 and t2 / 60}
+    paper = {"1s": claims.table()["minutes_1s"]["value"], "2s": claims.table()["minutes_2s"]["value"]}
+    tol_2s = claims.table()["minutes_2s"]["tolerance_relative"]
+    times_ok = (minutes["1s"] is not None and minutes["1s"] <= paper["1s"]
+                and abs(minutes["2s"] / paper["2s"] - 1) <= tol_2s)
+    can = all(ok for _, ok, _ in checks) and times_ok
+    return {
+        "cpu": raw["cpu"].get("model_name"), "cores_probed": cores, "cpus_probed": raw["cpus"],
+        "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in checks],
+        "matmul_gflops": {p: mm[p].get("median") for p in mm},
+        "bf16_fraction_of_theoretical": bench._ratio(peak_bf16, hw_bf16),
+        "theoretical_peak": limit,
+        "bandwidth_gb_s": raw["bandwidth"].get("median"),
+        "backbone_img_s_paper_shape": rate, "precision": raw["precision"],
+        "predicted_minutes": minutes, "paper_minutes": paper,
+        "prediction_basis": (f"{epochs:g} epochs x ({PAPER_TRAIN} + {PAPER_VAL}) images / {rate and round(rate, 1)} "
+                             f"images/s on {cores} core(s); 2 sockets like this one: half the images each, "
+                             f"efficiency {PAPER_EFFICIENCY}; start-up and final evaluation not included; the "
+                             f"model's error on real runs: `invoke bench`, prediction_error_1w"),
+        "can_reproduce_times": can,
+        "reasons": [f"{c}: no ({d})" for c, ok, d in checks if not ok]
+                   + ([] if times_ok else [f"predicted {minutes['1s'] and round(minutes['1s'], 1)} min (1 socket) / "
+                                           f"{minutes['2s'] and round(minutes['2s'], 1)} min (2 sockets) vs the "
+                                           f"paper's < {paper['1s']} / ~{paper['2s']} min"]),
+        "probe_errors": {k: v.get("reason") for k, v in
+                         (("matmul_fp32", mm["fp32"]), ("matmul_bf16", mm["bf16"]), ("bandwidth", raw["bandwidth"]),
+                          ("backbone", raw["backbone"])) if v.get("median") is None},
+    }
+
+
+def markdown(v: dict) -> str:
+    def fmt(x, f="{:.2f}"):
+        return "n/a" if x is None else f.format(x)
+
+    lines = [f"# Can this host reproduce the paper's times? **{'yes' if v['can_reproduce_times'] else 'no'}**", "",
+             f"CPU: {v['cpu']}; probes on {v['cores_probed']} core(s) (CPUs {v['cpus_probed']}), one socket.", "",
+             "| check | | detail |", "|---|---|---|",
+             *[f"| {c['check']} | {'yes' if c['ok'] else 'no'} | {c['detail']} |" for c in v["checks"]], "",
+             "| figure | this host |", "|---|---|",
+             f"| matmul fp32 / bf16 (GFLOP/s) | {fmt(v['matmul_gflops']['fp32'], '{:.1f}')} / "
+             f"{fmt(v['matmul_gflops']['bf16'], '{:.1f}')} |",
+             f"| bf16 matmul / the cores' theoretical bf16 limit | {fmt(v['bf16_fraction_of_theoretical'])} |",
+             f"| memory copy, one thread (GB/s) | {fmt(v['bandwidth_gb_s'], '{:.1f}')} |",
+             f"| backbone forward, 224 px batch 32, {v['precision']} (images/s) | "
+             f"{fmt(v['backbone_img_s_paper_shape'], '{:.1f}')} |",
+             f"| predicted paper run, 1 socket (min) | {fmt(v['predicted_minutes']['1s'], '{:.1f}')} "
+             f"(paper: under {v['paper_minutes']['1s']}) |",
+             f"| predicted paper run, 2 sockets like this one (min) | {fmt(v['predicted_minutes']['2s'], '{:.1f}')} "
+             f"(paper: about {v['paper_minutes']['2s']}) |", "",
+             f"Prediction: {v['prediction_basis']}.", ""]
+    if v["reasons"]:
+        lines += ["Why not:", "", *[f"- {r}" for r in v["reasons"]], ""]
+    if v["probe_errors"]:
+        lines += ["Probes that failed:", "", *[f"- {k}: {r}" for k, r in v["probe_errors"].items()], ""]
+    return "\n".join(lines)
+
+
+def run(results_dir: Path, sizes: dict = SIZES) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    raw = measure(sizes)
+    v = verdict(raw)
+    out = results_dir / f"check-host-{stamp}"
+    out.mkdir(parents=True)
+    (out / "check.json").write_text(json.dumps({**v, "raw": raw}, indent=1, default=str))
+    (out / "check.md").write_text(markdown(v))
+    print(markdown(v))
+    return out

@@ -1,0 +1,77 @@
+"""`invoke bench --check-host`: the verdict and predicted times from constructed probes (the paper's host, this
+machine's kinds), and the real probes on this host at small sizes."""
+
+import copy
+
+import pytest
+
+from conftest import needs_horovod
+from xeontl import checkhost
+
+SPR_FLAGS = ["avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2", "fma"]
+
+
+def raw(flags=SPR_FLAGS, sockets=2, cores=56, isa="avx512_core_amx", backbone=180.0, vendor="GenuineIntel",
+        family=6):
+    return {
+        "cpu": {"model_name": "Intel Xeon Platinum 8480+", "vendor": vendor, "family": family, "mhz": "2000.0",
+                "flags": flags},
+        "topology": {"sockets": sockets, "cores_per_socket": [cores] * sockets,
+                     "numa_nodes": {n: "" for n in range(sockets)}},
+        "cores": cores, "cpus": "0-55,112-167", "precision": "bf16", "sizes": checkhost.SIZES,
+        "matmul": {"fp32": {"median": 5000.0}, "bf16": {"median": 60000.0, "onednn": {
+            "cpu_isa": isa, "implementations": [f"brg:{isa}"]}}},
+        "bandwidth": {"median": 12.0}, "backbone": {"median": backbone}}
+
+
+def test_the_papers_host_at_the_papers_speed_can_reproduce_its_times():
+    v = checkhost.verdict(raw())
+    # 44 epochs x 5000 images / 180 images/s = 1222 s = 20.4 min... too slow: the paper's speed is ~700 images/s
+    assert not v["can_reproduce_times"] and "predicted 20.4 min" in v["reasons"][-1]
+    v = checkhost.verdict(raw(backbone=700.0))
+    assert v["predicted_minutes"]["1s"] == pytest.approx(44 * 5000 / 700 / 60)
+    assert v["predicted_minutes"]["2s"] == pytest.approx(44 * 5000 / 700 / 60 / 2 / 0.92)
+    assert v["can_reproduce_times"] and v["reasons"] == [] and all(c["ok"] for c in v["checks"])
+    # AMX peak: 1024 FLOP/cycle x 2.0 GHz x 56 cores = 114.7 TFLOP/s; 60 TFLOP/s measured
+    assert v["bf16_fraction_of_theoretical"] == pytest.approx(60000 / (1024 * 2.0 * 56))
+    assert "**yes**" in checkhost.markdown(v)
+
+
+@pytest.mark.parametrize("kind,needles", [
+    (dict(flags=["avx512f", "avx512_bf16", "avx2", "fma"], sockets=1, cores=2, isa="avx512_core_bf16",
+          vendor="AuthenticAMD", family=25, backbone=20.0),
+     ["AMX present (amx_bf16): no", "AMX dispatched by oneDNN for bf16 matmul: no (oneDNN ISA: avx512_core_bf16)",
+      "2 sockets: no (this host: 1)", "56 cores per socket: no (this host: [2])"]),
+    (dict(isa="avx512_core_bf16", backbone=700.0), ["AMX dispatched by oneDNN for bf16 matmul: no"]),
+])
+def test_each_reason_a_host_cannot_reproduce_the_times_is_named(kind, needles):
+    v = checkhost.verdict(raw(**kind))
+    assert not v["can_reproduce_times"]
+    for n in needles:
+        assert any(r.startswith(n) for r in v["reasons"]), (n, v["reasons"])
+    md = checkhost.markdown(v)
+    assert "**no**" in md and "Why not:" in md
+
+
+def test_a_failed_probe_is_named_not_hidden():
+    r = copy.deepcopy(raw())
+    r["backbone"] = {"median": None, "reason": "oneDNN: bf16 not supported"}
+    v = checkhost.verdict(r)
+    assert v["predicted_minutes"] == {"1s": None, "2s": None} and not v["can_reproduce_times"]
+    assert v["probe_errors"] == {"backbone": "oneDNN: bf16 not supported"}
+    assert "backbone: oneDNN: bf16 not supported" in checkhost.markdown(v)
+
+
+@pytest.mark.slow
+@needs_horovod
+def test_the_probes_run_on_this_host(tmp_path):
+    """The real probes, small: every figure measured, the verdict written; on this bundle's 2-core machines the
+    answer is no, with the sockets and cores named."""
+    out = checkhost.run(tmp_path, {"matmul": 256, "bandwidth_mib": 16, "image": 32, "batch": 2, "repeats": 1})
+    import json
+
+    v = json.loads((out / "check.json").read_text())
+    assert v["probe_errors"] == {}, v["probe_errors"]
+    assert v["matmul_gflops"]["fp32"] > 0 and v["bandwidth_gb_s"] > 0 and v["backbone_img_s_paper_shape"] > 0
+    assert (out / "check.md").read_text().startswith("# Can this host reproduce the paper's times?")
+    assert not v["can_reproduce_times"] and any("2 sockets: no" in r for r in v["reasons"])
