@@ -83,6 +83,7 @@ def test_archive_refuses_an_uncommitted_checkout_and_an_existing_file(tmp_path, 
 def test_a_full_disk_while_archiving_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(archive, "_git", lambda *a: "abc" if a[0] == "rev-parse" else "")
     monkeypatch.setattr(dockercli, "require_image", lambda ref, inputs: {"Id": "sha256:1", "Size": 1})
+    monkeypatch.setattr(dockercli, "inspect", lambda ref: {"Id": "sha256:2"})
     monkeypatch.setattr(archive, "_pipe", lambda first, second, out, what: out.write_bytes(b"x" * 100))
     real_open = tarfile.open
 
@@ -118,6 +119,7 @@ def test_the_image_goes_through_an_archive_and_back(image, tmp_path, monkeypatch
     manifest = archive.verify(out)
     assert manifest["image"]["id"] == dockercli.inspect("xeontl:latest")["Id"]
     assert set(manifest["members"]) == {"image.tar.gz", "source.tar.gz"}
+    assert manifest["deps_image"] == {"ref": imagelib.deps_tag(), "id": dockercli.inspect(imagelib.deps_tag())["Id"]}
     with tarfile.open(out) as tar:
         src = tarfile.open(fileobj=tar.extractfile(f"{archive.ROOT}/source.tar.gz"))
         names = src.getnames()
@@ -127,6 +129,7 @@ def test_the_image_goes_through_an_archive_and_back(image, tmp_path, monkeypatch
         r = invoke("build", "--from", str(out), "--tag", tag, timeout=1800, env=env)
         assert r.returncode == 0, r.stderr
         assert dockercli.inspect(tag)["Id"] == manifest["image"]["id"]
+        assert dockercli.inspect(imagelib.deps_tag())["Id"] == manifest["deps_image"]["id"]  # rebuilds stay cheap
         monkeypatch.setenv("XEONTL_CACHE_DIR", str(tmp_path / "cache"))
         engine = docker.DockerEngine(Options(image=tag, build=False))
         engine.preflight(None)
