@@ -185,18 +185,24 @@ def manual_dir(cfg: dict) -> Path:
     return Path(data.tfds_dirs(cfg)[1])
 
 
-def absolute(cfg: dict, cache_synthetic: bool = True) -> dict:
-    """The config with every host path it reads made absolute (weights, a folder dataset, TFDS's dirs for a tfds
-    dataset), so the ranks see the same files wherever they run: the docker engine mounts these very paths."""
+def placed(cfg: dict, weights, folder, tfds) -> dict:
+    """The config with each file it reads put where the caller says: weights(PATH) for savedmodel:/keras: weights,
+    folder(PATH) for a folder dataset, tfds(cfg) -> (data_dir, manual_dir) for the TFDS dataset."""
     out = dict(cfg)
     kind, sep, raw = cfg["weights"].partition(":")
     if sep and kind in ("savedmodel", "keras"):
-        out["weights"] = f"{kind}:{Path(raw).expanduser().resolve()}"
+        out["weights"] = f"{kind}:{weights(Path(raw).expanduser())}"
     if cfg["dataset"].startswith("folder:"):
-        out["dataset"] = f"folder:{Path(cfg['dataset'][7:]).expanduser().resolve()}"
+        out["dataset"] = f"folder:{folder(Path(cfg['dataset'][7:]).expanduser())}"
     if cfg["dataset"] == "tfds":
-        data_dir, manual = data.tfds_dirs(cfg)
-        out["data_dir"], out["manual_dir"] = str(Path(data_dir).resolve()), str(Path(manual).resolve())
+        out["data_dir"], out["manual_dir"] = map(str, tfds(cfg))
+    return out
+
+
+def absolute(cfg: dict, cache_synthetic: bool = True) -> dict:
+    """The config with every host path it reads made absolute (weights, a folder dataset, TFDS's dirs for a tfds
+    dataset), so the ranks see the same files wherever they run: the docker engine mounts these very paths."""
+    out = placed(cfg, Path.resolve, Path.resolve, lambda c: [Path(d).resolve() for d in data.tfds_dirs(c)])
     # The synthetic set is made once, on this host, and read by every run here. Not for Slurm: the nodes may not see
     # this host's cache, and Charliecloud cannot bind a path the image lacks (ch-run: "can't mkdir ... Read-only file
     # system" for ~/.cache/xeontl/synthetic): the ranks make it themselves, as before.

@@ -57,14 +57,10 @@ def assets_on_claim(cfg: dict) -> dict:
     ASSETS_MOUNT in every pod: weights/<name>, tensorflow_datasets/ (TFDS's data dir, prepared by `invoke assets`),
     manual/ (the Kather archive), data/<name> (a folder dataset). `invoke assets --set weights=savedmodel:ROOT/weights/
     NAME --set data_dir=ROOT/tensorflow_datasets --set manual_dir=ROOT/manual` lays a directory out so."""
-    out = dict(cfg)
-    kind, sep, raw = cfg["weights"].partition(":")
-    if sep and kind in ("savedmodel", "keras"):
-        out["weights"] = f"{kind}:{ASSETS_MOUNT}/weights/{Path(raw).name}"
-    if cfg["dataset"].startswith("folder:"):
-        out["dataset"] = f"folder:{ASSETS_MOUNT}/data/{Path(cfg['dataset'][7:]).name}"
-    if cfg["dataset"] == "tfds":
-        out["data_dir"], out["manual_dir"] = f"{ASSETS_MOUNT}/tensorflow_datasets", f"{ASSETS_MOUNT}/manual"
+    from xeontl import assets
+
+    out = assets.placed(cfg, lambda p: f"{ASSETS_MOUNT}/weights/{p.name}", lambda p: f"{ASSETS_MOUNT}/data/{p.name}",
+                        lambda c: (f"{ASSETS_MOUNT}/tensorflow_datasets", f"{ASSETS_MOUNT}/manual"))
     if out == cfg:
         raise UserError(f"--assets-claim: profile {cfg['profile']} reads no weights or data files (random weights, "
                         f"synthetic data): drop --assets-claim, or give --set weights=savedmodel:NAME")
