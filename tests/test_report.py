@@ -148,13 +148,14 @@ def test_compare_names_what_differs(tmp_path):
 
 @pytest.fixture(scope="module")
 def paper_run(tmp_path_factory):
-    """`invoke paper` natively on the smoke profile, 2 emulated sockets: both runs and the claims table."""
+    """`invoke paper --repeats 2` natively on the smoke profile, 2 emulated sockets: both runs twice, interleaved,
+    and the claims table over them."""
     if not have_horovod():
         pytest.skip("native Horovod not installed (invoke setup --native)")
     results = tmp_path_factory.mktemp("paper")
     r = subprocess.run([sys.executable, "-m", "invoke", "paper", "--profile", "smoke", "--native",
-                        "--emulate-sockets", "--results-dir", str(results)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=1800)
+                        "--emulate-sockets", "--repeats", "2", "--results-dir", str(results)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     out, = results.glob("paper-*-smoke")
     return out, json.loads((out / "claims.json").read_text())
@@ -165,8 +166,8 @@ def test_invoke_paper_judges_every_claim_and_says_why_not_comparable(paper_run):
     out, doc = paper_run
     assert set(doc["runs"]) == {"1 socket", "2 sockets"} and doc["emulated_sockets"] is True
     rows = {row["claim"]: row for row in doc["claims"]}
-    assert set(rows) == {"accuracy", "epochs", "bf16_equals_fp32", "minutes_1s", "minutes_2s", "speedup",
-                         "efficiency"}
+    assert {"accuracy", "epochs", "bf16_equals_fp32", "minutes_1s", "minutes_2s", "speedup",
+            "efficiency"} < set(rows) and {r for r in rows if r.startswith("kit_")}  # the paper's, then the kit's
     assert rows["speedup"]["value"] > 0 and "real_sockets: emulated sockets" in rows["speedup"]["verdict"]
     assert "paper_data: dataset synthetic" in rows["accuracy"]["verdict"]
     assert "fp32_run: no FP32 run (--fp32)" in rows["bf16_equals_fp32"]["verdict"]  # no --fp32 given
@@ -175,18 +176,32 @@ def test_invoke_paper_judges_every_claim_and_says_why_not_comparable(paper_run):
 
 
 @pytest.mark.slow
+def test_invoke_paper_repeats_give_each_claim_its_spread(paper_run):
+    out, doc = paper_run
+    assert doc["repeats"] == 2 and all(len(v) == 2 for v in doc["runs"].values())
+    seeds = [json.loads((Path(d) / "config.json").read_text())["seed"] for d in doc["runs"]["2 sockets"]]
+    assert seeds == [42, 43]  # recorded, one per repeat
+    rows = {row["claim"]: row for row in doc["claims"]}
+    speed = rows["speedup"]["spread"]
+    assert speed["n"] == 2 and len(speed["values"]) == 2 and speed["min"] <= speed["mean"] <= speed["max"]
+    assert " ± " in rows["speedup"]["this_host"] and rows["minutes_2s"]["runs_met"] == "-"  # not comparable here
+    assert "| runs meeting it |" in (out / "claims.md").read_text()
+
+
+@pytest.mark.slow
 def test_invoke_paper_reports_carry_the_pairs_table(paper_run):
     _, doc = paper_run
-    for run in doc["runs"].values():  # each run's report carries the same table, with the pair's speedup
-        assert "speedup 1 -> 2 sockets" in (Path(run) / "report.md").read_text()
-        assert json.loads((Path(run) / "metrics.json").read_text())["status"] == "success"
+    for runs in doc["runs"].values():  # each run's report carries the same table, with its round's speedup
+        for run in runs:
+            assert "speedup 1 -> 2 sockets" in (Path(run) / "report.md").read_text()
+            assert json.loads((Path(run) / "metrics.json").read_text())["status"] == "success"
 
 
 @pytest.mark.slow
 def test_invoke_paper_compares_like_with_like(paper_run):
     _, doc = paper_run
-    one = json.loads((Path(doc["runs"]["1 socket"]) / "plan.json").read_text())
-    two = json.loads((Path(doc["runs"]["2 sockets"]) / "plan.json").read_text())
+    one = json.loads((Path(doc["runs"]["1 socket"][0]) / "plan.json").read_text())
+    two = json.loads((Path(doc["runs"]["2 sockets"][0]) / "plan.json").read_text())
     assert one["sockets"] == 1 and one["workers"][0]["cores"] == 1  # one emulated socket's cores
     assert two["sockets"] == 2 and [w["cores"] for w in two["workers"]] == [1, 1]
 
