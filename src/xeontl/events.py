@@ -82,7 +82,8 @@ def check(path: Path) -> list[str]:
 
     newest = max((m.name for m in pkgutil.iter_modules(mlp_parser.__path__) if m.name.startswith("ruleset_")),
                  key=lambda n: tuple(int(c) for c in n.removeprefix("ruleset_")))
+    # werror: the checker only warns when a key meant to occur once repeats with the same value (a second run_stop)
     checker = mlp_compliance.make_checker("training", ".".join(newest.removeprefix("ruleset_")), quiet=True,
-                                          werror=False)
+                                          werror=True)
     ok = checker.check_file(str(path), str(rules_file()))
     return [] if ok else [*checker.overwritable.values(), *checker.not_overwritable]
