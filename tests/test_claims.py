@@ -105,3 +105,25 @@ def test_zero_repeats_is_one_line(task, tmp_path):
     r = invoke(task, "--repeats", "0", "--profile", "demo", "--results-dir", str(tmp_path))
     assert r.returncode == 2 and "--repeats 0: must be 1 or more" in r.stderr and r.stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_time_is_judged_only_on_the_same_cpu_generation_not_just_the_same_name(tmp_path):
+    """A VM names Zen 3 and Zen 5 alike ("AMD EPYC"): family and model tell them apart."""
+    from test_report import measured_tolerances
+
+    def with_family(path, family):
+        p = json.loads((path / "provenance.json").read_text())
+        p["host"]["cpu"].update(family=family, model="2")
+        (path / "provenance.json").write_text(json.dumps(p))
+        return path
+
+    ref_dir = tmp_path / "reference"
+    with_family(fake_run(ref_dir / "r1", 2, 100.0, acc=0.935, emulated=True, profile="demo", cpu="AMD EPYC"), "26")
+    measured_tolerances(ref_dir)
+    same = claims.load_run(with_family(fake_run(tmp_path / "a", 2, 100.0, acc=0.935, emulated=True, profile="demo",
+                                                cpu="AMD EPYC"), "26"))
+    other = claims.load_run(with_family(fake_run(tmp_path / "b", 2, 100.0, acc=0.935, emulated=True, profile="demo",
+                                                 cpu="AMD EPYC"), "25"))
+    assert claims.against_reference(same, claims.find_reference(same, ref_dir), ref_dir)["time_judged"]
+    v = claims.against_reference(other, claims.find_reference(other, ref_dir), ref_dir)
+    assert not v["time_judged"] and "AMD EPYC (family 25 model 2)" in v["why"][1]

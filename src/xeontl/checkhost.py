@@ -121,7 +121,10 @@ def markdown(v: dict) -> str:
              "| figure | this host |", "|---|---|",
              f"| matmul fp32 / bf16 (GFLOP/s) | {fmt(v['matmul_gflops']['fp32'], '{:.1f}')} / "
              f"{fmt(v['matmul_gflops']['bf16'], '{:.1f}')} |",
-             f"| bf16 matmul / the cores' theoretical bf16 limit | {fmt(v['bf16_fraction_of_theoretical'])} |",
+             f"| bf16 matmul / the cores' theoretical bf16 limit | {fmt(v['bf16_fraction_of_theoretical'])}"
+             + (" (above 1: the limit uses the nominal clock /proc/cpuinfo reports, "
+                f"{v['theoretical_peak']['clock_mhz']} MHz; the cores boost above it)"
+                if (v["bf16_fraction_of_theoretical"] or 0) > 1 else "") + " |",
              f"| memory copy, one thread (GB/s) | {fmt(v['bandwidth_gb_s'], '{:.1f}')} |",
              f"| backbone forward, 224 px batch 32, {v['precision']} (images/s) | "
              f"{fmt(v['backbone_img_s_paper_shape'], '{:.1f}')} |",

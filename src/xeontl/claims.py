@@ -223,6 +223,15 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
     return None
 
 
+def cpu_kind(run: dict) -> str | None:
+    """The CPU a run's time can be compared on: its model name, and family/model where recorded (a VM's model name
+    can be as bare as "AMD EPYC" for every generation: Zen 3 is family 25, Zen 5 family 26)."""
+    c = (run["provenance"].get("host") or {}).get("cpu") or {}
+    if not c.get("model_name"):
+        return None
+    return c["model_name"] + (f" (family {c['family']} model {c['model']})" if c.get("family") else "")
+
+
 def reference_tolerances(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | None:
     """The tolerances measured for runs of this kind: the newest committed `--repeats` summary of the same profile,
     socket count and emulation (claims.toml [reference]), with where they come from."""
@@ -259,8 +268,7 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
         ok &= good
         why.append(f"accuracy {acc:.4f} vs {ref_acc:.4f} ({diff:+.1f} points, tolerance +-{tol['accuracy_points']:g}, "
                    f"measured on {tol['runs']} runs: {tol['source']}): {'within' if good else 'outside'}")
-    cpu = ((run["provenance"].get("host") or {}).get("cpu") or {}).get("model_name")
-    ref_cpu = ((ref["provenance"].get("host") or {}).get("cpu") or {}).get("model_name")
+    cpu, ref_cpu = cpu_kind(run), cpu_kind(ref)
     t, rt = m.get("train_seconds"), r.get("train_seconds")
     time_judged = bool(cpu and cpu == ref_cpu and t and rt)
     if time_judged:
