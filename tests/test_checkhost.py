@@ -70,11 +70,35 @@ def test_a_failed_probe_is_named_not_hidden():
 def test_the_probes_run_on_this_host(tmp_path):
     """The real probes, small: every figure measured, the verdict written; on this bundle's 2-core machines the
     answer is no, with the sockets and cores named."""
-    out = checkhost.run(tmp_path, {"matmul": 256, "bandwidth_mib": 16, "image": 32, "batch": 2, "repeats": 1})
+    out = checkhost.run(tmp_path, {"matmul": 256, "bandwidth_mib": 16, "image": 32, "batch": 2, "repeats": 2})
     import json
 
     v = json.loads((out / "check.json").read_text())
     assert v["probe_errors"] == {}, v["probe_errors"]
     assert v["matmul_gflops"]["fp32"] > 0 and v["bandwidth_gb_s"] > 0 and v["backbone_img_s_paper_shape"] > 0
     assert (out / "check.md").read_text().startswith("# Can this host reproduce the paper's times?")
+    prof = v["step_profile"]  # the real step, read off oneDNN's own timings
+    assert prof["ms_per_step"]["convolutions"] > 0 and prof["kernels_per_step"]
+    assert sum(prof["ms_per_step"].values()) == pytest.approx(prof["step_ms"], rel=0.01) or \
+        prof["ms_per_step"][checkhost.OUTSIDE] == 0
+    assert "Where a training step's time goes" in (out / "check.md").read_text()
     assert not v["can_reproduce_times"] and any("2 sockets: no" in r for r in v["reasons"])
+
+
+def test_a_steps_time_is_split_by_onednn_primitive():
+    """From oneDNN's verbose lines of the timed steps only (between the markers), per step."""
+    from xeontl.bench import PROFILE_MARKS
+
+    conv = "onednn_verbose,exec,cpu,convolution,brg:avx512_core_amx,forward_inference,src_bf16::blocked:acdb,,,mb32,{}"
+    out = "\n".join([conv.format(99.0),  # a warm-up step's line: not counted
+                     PROFILE_MARKS[0],
+                     *[conv.format(30.0)] * 4, "onednn_verbose,exec,cpu,reorder,jit:uni,undef,src_f32,,,32x3,5.0",
+                     "onednn_verbose,exec,cpu,reorder,jit:uni,undef,src_f32,,,32x3,5.0",
+                     "some TF log line,with,commas,here,and,more", PROFILE_MARKS[1], '{"median": 1}'])
+    prof = checkhost.step_profile(out, steps=2, step_s=0.1)
+    assert prof["ms_per_step"]["convolutions"] == pytest.approx(60.0)
+    assert prof["ms_per_step"]["reorders (layout, fp32<->bf16)"] == pytest.approx(5.0)
+    assert prof["ms_per_step"][checkhost.OUTSIDE] == pytest.approx(35.0)
+    assert prof["share"]["convolutions"] == pytest.approx(0.6)
+    assert prof["kernels_per_step"] == {"convolution:brg:avx512_core_amx": 2, "reorder:jit:uni": 1}
+    assert checkhost.step_profile("no markers", 2, 0.1) == {"error": "no profile markers in the probe's output"}

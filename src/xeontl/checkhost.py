@@ -1,7 +1,8 @@
 """`invoke bench --check-host`: in a few minutes, can this host reproduce the paper's times, before a reviewer spends
-an hour finding out? It reads the CPU, sockets, cores and NUMA layout, runs three short probes on one socket's cores
+an hour finding out? It reads the CPU, sockets, cores and NUMA layout, runs four short probes on one socket's cores
 with the paper's threads (bf16 and fp32 matmul with what oneDNN dispatched, a memory copy, the backbone's forward
-pass at the paper's shape: 224 px, batch 32), and predicts the paper's 1- and 2-socket times from them.
+pass at the paper's shape: 224 px, batch 32, and a training step's time by oneDNN primitive), and predicts the
+paper's 1- and 2-socket times from them.
 
 The prediction's model: a step of the paper's training is bounded by the frozen backbone's forward pass (the head
 is one Dense layer), so an epoch takes (train + validation images) / the measured forward rate, and the run takes
@@ -47,7 +48,52 @@ def measure(sizes: dict = SIZES) -> dict:
     print(f"[check-host] backbone forward at the paper's shape ({sizes['image']} px, batch {sizes['batch']}, "
           f"{precision})", flush=True)
     raw["backbone"] = bench._probe(w, env, "backbone", precision, sizes["image"], sizes["batch"], sizes["repeats"])
+    print("[check-host] where a training step's time goes (oneDNN's per-primitive times)", flush=True)
+    raw["step"] = bench._probe(w, env, "step", precision, sizes["image"], sizes["batch"], sizes["repeats"])
     return raw
+
+
+# oneDNN primitive kinds, grouped as the step's time is read: the convolutions (AMX on SPR), the layout and precision
+# conversions (reorders: fp32 <-> bf16, plain <-> blocked), the rest of oneDNN's work
+GROUPS = {"convolution": "convolutions", "deconvolution": "convolutions", "inner_product": "matmul / dense",
+          "matmul": "matmul / dense", "gemm_api": "matmul / dense", "reorder": "reorders (layout, fp32<->bf16)",
+          "pooling": "pooling, eltwise, binary, sum", "eltwise": "pooling, eltwise, binary, sum",
+          "binary": "pooling, eltwise, binary, sum", "sum": "pooling, eltwise, binary, sum",
+          "batch_normalization": "batch norm", "softmax": "other oneDNN", "layer_normalization": "other oneDNN"}
+OUTSIDE = "outside oneDNN (TF's own ops: casts, the loss, Adam's update; launch and framework time)"
+
+
+def step_profile(stdout: str, steps: int, step_s: float) -> dict:
+    """Where a training step's time goes, from oneDNN's verbose lines of the timed steps (between the probe's two
+    marker lines): milliseconds per step by group and their share of the step, the kernels that ran; what oneDNN
+    did not time is the rest of the step."""
+    from xeontl.bench import PROFILE_MARKS
+
+    lines = stdout.splitlines()
+    try:
+        body = lines[lines.index(PROFILE_MARKS[0]) + 1:lines.index(PROFILE_MARKS[1])]
+    except ValueError:
+        return {"error": "no profile markers in the probe's output"}
+    per_group: dict[str, float] = {}
+    kernels: dict[str, int] = {}
+    for ln in body:
+        parts = ln.split(",")
+        if not ln.startswith(("onednn_verbose", "dnnl_verbose")) or len(parts) < 6 or parts[1] != "exec":
+            continue
+        try:
+            ms = float(parts[-1])
+        except ValueError:
+            continue
+        group = GROUPS.get(parts[3], "other oneDNN")
+        per_group[group] = per_group.get(group, 0.0) + ms / steps
+        kernels[f"{parts[3]}:{parts[4] or parts[3]}"] = kernels.get(f"{parts[3]}:{parts[4] or parts[3]}", 0) + 1
+    step_ms = step_s * 1000
+    per_group[OUTSIDE] = max(step_ms - sum(per_group.values()), 0.0)
+    return {"step_ms": step_ms, "ms_per_step": dict(sorted(per_group.items(), key=lambda kv: -kv[1])),
+            "share": {k: v / step_ms for k, v in per_group.items()},
+            "kernels_per_step": {k: n // steps for k, n in sorted(kernels.items(), key=lambda kv: -kv[1])},
+            "basis": f"{steps} timed steps after 3 warm-up ones, ONEDNN_VERBOSE=1 (its printing is in the step "
+                     f"time); no data pipeline (augmentation, decode) and no allreduce: one process"}
 
 
 def verdict(raw: dict) -> dict:
@@ -94,6 +140,7 @@ def verdict(raw: dict) -> dict:
         "theoretical_peak": limit,
         "bandwidth_gb_s": raw["bandwidth"].get("median"),
         "backbone_img_s_paper_shape": rate, "precision": raw["precision"],
+        "step_profile": (raw.get("step") or {}).get("profile"),
         "predicted_minutes": minutes, "paper_minutes": paper,
         "prediction_basis": (f"{epochs:g} epochs x ({PAPER_TRAIN} + {PAPER_VAL}) images / {rate and round(rate, 1)} "
                              f"images/s on {cores} core(s); 2 sockets like this one: half the images each, "
@@ -106,7 +153,8 @@ def verdict(raw: dict) -> dict:
                                            f"paper's < {paper['1s']} / ~{paper['2s']} min"]),
         "probe_errors": {k: v.get("reason") for k, v in
                          (("matmul_fp32", mm["fp32"]), ("matmul_bf16", mm["bf16"]), ("bandwidth", raw["bandwidth"]),
-                          ("backbone", raw["backbone"])) if v.get("median") is None},
+                          ("backbone", raw["backbone"]), ("step", raw.get("step") or {"median": 0}))
+                         if v.get("median") is None},
     }
 
 
@@ -133,6 +181,12 @@ def markdown(v: dict) -> str:
              f"| predicted paper run, 2 sockets like this one (min) | {fmt(v['predicted_minutes']['2s'], '{:.1f}')} "
              f"(paper: about {v['paper_minutes']['2s']}) |", "",
              f"Prediction: {v['prediction_basis']}.", ""]
+    prof = v.get("step_profile") or {}
+    if prof.get("ms_per_step"):
+        lines += [f"Where a training step's time goes (224 px, batch 32, {v['precision']}: {prof['step_ms']:.0f} ms "
+                  f"per step):", "", "| part | ms per step | share |", "|---|---|---|",
+                  *[f"| {k} | {ms:.1f} | {prof['share'][k]:.0%} |" for k, ms in prof["ms_per_step"].items()], "",
+                  f"({prof['basis']}.)", ""]
     if v["reasons"]:
         lines += ["Why not:", "", *[f"- {r}" for r in v["reasons"]], ""]
     if v["probe_errors"]:
