@@ -56,6 +56,18 @@ def test_each_reason_a_host_cannot_reproduce_the_times_is_named(kind, needles):
     assert "**no**" in md and "Why not:" in md
 
 
+def test_the_curve_rows_are_the_probes_points_against_the_cores_limit():
+    r = raw()
+    r["curve"] = {"one core": {"median": 2000.0, "points": [{"size": 1024, "gflops": 1000.0, "reorder_share": 0.25,
+                                                             "outside_share": 0.1, "kernels": ["matmul:brg:amx"]}]},
+                  "socket": {"median": None, "reason": "killed"}}
+    v = checkhost.verdict(r)
+    assert v["matmul_curve"] == [{"cores": 1, "size": 1024, "gflops": 1000.0, "fraction": 1000.0 / (1024 * 2.0),
+                                  "reorder_share": 0.25, "outside_share": 0.1, "kernels": ["matmul:brg:amx"]}]
+    assert v["probe_errors"] == {"curve, socket": "killed"}
+    assert "| 1 | 1024 | 1000 | 0.49 | 25% | 10% | matmul:brg:amx |" in checkhost.markdown(v)
+
+
 def test_a_failed_probe_is_named_not_hidden():
     r = copy.deepcopy(raw())
     r["backbone"] = {"median": None, "reason": "oneDNN: bf16 not supported"}
@@ -70,7 +82,8 @@ def test_a_failed_probe_is_named_not_hidden():
 def test_the_probes_run_on_this_host(tmp_path):
     """The real probes, small: every figure measured, the verdict written; on this bundle's 2-core machines the
     answer is no, with the sockets and cores named."""
-    out = checkhost.run(tmp_path, {"matmul": 256, "bandwidth_mib": 16, "image": 32, "batch": 2, "repeats": 2})
+    out = checkhost.run(tmp_path, {"matmul": 256, "bandwidth_mib": 16, "image": 32, "batch": 2, "repeats": 2,
+                                   "curve": 2048})
     import json
 
     v = json.loads((out / "check.json").read_text())
@@ -82,6 +95,10 @@ def test_the_probes_run_on_this_host(tmp_path):
     assert sum(prof["ms_per_step"].values()) == pytest.approx(prof["step_ms"], rel=0.01) or \
         prof["ms_per_step"][checkhost.OUTSIDE] == 0
     assert "Where a training step's time goes" in (out / "check.md").read_text()
+    # the bf16 matmul curve, one core and the socket, each size with what oneDNN ran
+    assert [(r["cores"] == 1, r["size"]) for r in v["matmul_curve"]] == [
+        (True, 1024), (True, 2048), (v["cores_probed"] == 1, 1024), (v["cores_probed"] == 1, 2048)]
+    assert all(r["gflops"] > 0 and r["kernels"] and 0 <= r["reorder_share"] <= 1 for r in v["matmul_curve"])
     assert not v["can_reproduce_times"] and any("2 sockets: no" in r for r in v["reasons"])
 
 

@@ -74,6 +74,8 @@ def measure(what: str, precision: str, size: int, batch: int, repeats: int, thre
     runtime.configure_precision(precision, "onednn")
     if what == "step":
         return _training_step(size, batch, repeats)
+    if what == "curve":
+        return _matmul_curve(size, repeats)
     if what == "matmul":
         a, b = tf.random.uniform((size, size)), tf.random.uniform((size, size))
         f = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
@@ -147,11 +149,39 @@ def _training_step(size: int, batch: int, repeats: int) -> dict:
             "steps": repeats, "repeats": [batch / t for t in times]}
 
 
+CURVE_MIN = 1024
+OUTSIDE_ONEDNN = "outside oneDNN (TF's own ops: casts, the loss, Adam's update; launch and framework time)"
+
+
+def _matmul_curve(largest: int, repeats: int) -> dict:
+    """Square matmuls from CURVE_MIN up to LARGEST, doubling, in this process's precision: GFLOP/s per size, each
+    size's timed calls between marker lines (its oneDNN verbose lines: how much of a call is reorders)."""
+    import tensorflow as tf
+
+    points, n = [], CURVE_MIN
+    while n <= largest:
+        a, b = tf.random.uniform((n, n)), tf.random.uniform((n, n))
+        f = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
+        for _ in range(2):
+            f(a, b).numpy()
+        print(f"{PROFILE_MARKS[0]} {n}", flush=True)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            f(a, b).numpy()
+            times.append(time.perf_counter() - t0)
+        print(f"{PROFILE_MARKS[1]} {n}", flush=True)
+        points.append({"size": n, "gflops": 2 * n ** 3 / 1e9 / statistics.median(times),
+                       "call_s": statistics.median(times), "calls": repeats})
+        n *= 2
+    return {"median": max(p["gflops"] for p in points), "unit": "gflop/s", "points": points}
+
+
 def _probe(worker: planlib.Worker, env: dict, what: str, precision: str, size: int, batch: int, repeats: int) -> dict:
     cmd = planlib.measure_command(worker, what, precision, size, batch, repeats)
     # the matmul peak says what oneDNN dispatched for it (ONEDNN_VERBOSE lines, parsed as provenance's probe does)
     # the training step's too, for its per-primitive times (checkhost.step_profile)
-    verbose = {"ONEDNN_VERBOSE": "1"} if what in ("matmul", "step") else {}
+    verbose = {"ONEDNN_VERBOSE": "1"} if what in ("matmul", "step", "curve") else {}
     out = subprocess.run(cmd, capture_output=True, text=True,
                          env=native_env(env, {"TF_CPP_MIN_LOG_LEVEL": "2", **verbose}), timeout=900)
     if out.returncode != 0:
@@ -165,6 +195,15 @@ def _probe(worker: planlib.Worker, env: dict, what: str, precision: str, size: i
         from xeontl.checkhost import step_profile
 
         got["profile"] = step_profile(out.stdout, got["steps"], got["step_s"])
+    if what == "curve":
+        from xeontl.checkhost import step_profile
+
+        for p in got["points"]:  # the share of a call that oneDNN spent reordering (layouts, fp32 -> bf16)
+            prof = step_profile(out.stdout, p["calls"], p["call_s"], marks=tuple(f"{m} {p['size']}"
+                                                                                  for m in PROFILE_MARKS))
+            p["reorder_share"] = (prof.get("share") or {}).get("reorders (layout, fp32<->bf16)", 0.0)
+            p["outside_share"] = (prof.get("share") or {}).get(OUTSIDE_ONEDNN, 0.0)  # TF's casts to bf16, the sum
+            p["kernels"] = sorted(k for k in prof.get("kernels_per_step") or {} if not k.startswith("reorder"))
     return got
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from xeontl import claims, runtime, topology
 from xeontl import plan as planlib
+from xeontl.bench import OUTSIDE_ONEDNN as OUTSIDE  # the rest of a step or call: one name for both
 
 PAPER_SOCKETS, PAPER_CORES = 2, 56
 PAPER_TRAIN, PAPER_VAL = 4000, 1000  # images per epoch (train[:80%] / train[80%:] of 5000)
 PAPER_EFFICIENCY = 0.92  # the paper's 2-socket scaling efficiency (1.83x)
-SIZES = {"matmul": 2048, "bandwidth_mib": 256, "image": 224, "batch": 32, "repeats": 3}
+SIZES = {"matmul": 2048, "bandwidth_mib": 256, "image": 224, "batch": 32, "repeats": 3, "curve": 8192}
 
 
 def measure(sizes: dict = SIZES) -> dict:
@@ -48,6 +49,10 @@ def measure(sizes: dict = SIZES) -> dict:
     print(f"[check-host] backbone forward at the paper's shape ({sizes['image']} px, batch {sizes['batch']}, "
           f"{precision})", flush=True)
     raw["backbone"] = bench._probe(w, env, "backbone", precision, sizes["image"], sizes["batch"], sizes["repeats"])
+    print(f"[check-host] bf16 matmul curve {bench.CURVE_MIN}-{sizes['curve']}: one core, then the socket", flush=True)
+    core = planlib.make_plan(topo, 1, cores_per_socket=1).workers[0]
+    raw["curve"] = {"one core": bench._probe(core, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"]),
+                    "socket": bench._probe(w, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"])}
     print("[check-host] where a training step's time goes (oneDNN's per-primitive times)", flush=True)
     raw["step"] = bench._probe(w, env, "step", precision, sizes["image"], sizes["batch"], sizes["repeats"])
     return raw
@@ -60,18 +65,18 @@ GROUPS = {"convolution": "convolutions", "deconvolution": "convolutions", "inner
           "pooling": "pooling, eltwise, binary, sum", "eltwise": "pooling, eltwise, binary, sum",
           "binary": "pooling, eltwise, binary, sum", "sum": "pooling, eltwise, binary, sum",
           "batch_normalization": "batch norm", "softmax": "other oneDNN", "layer_normalization": "other oneDNN"}
-OUTSIDE = "outside oneDNN (TF's own ops: casts, the loss, Adam's update; launch and framework time)"
 
 
-def step_profile(stdout: str, steps: int, step_s: float) -> dict:
+def step_profile(stdout: str, steps: int, step_s: float, marks: tuple[str, str] | None = None) -> dict:
     """Where a training step's time goes, from oneDNN's verbose lines of the timed steps (between the probe's two
     marker lines): milliseconds per step by group and their share of the step, the kernels that ran; what oneDNN
     did not time is the rest of the step."""
     from xeontl.bench import PROFILE_MARKS
 
+    start, stop = marks or PROFILE_MARKS
     lines = stdout.splitlines()
     try:
-        body = lines[lines.index(PROFILE_MARKS[0]) + 1:lines.index(PROFILE_MARKS[1])]
+        body = lines[lines.index(start) + 1:lines.index(stop)]
     except ValueError:
         return {"error": "no profile markers in the probe's output"}
     per_group: dict[str, float] = {}
@@ -94,6 +99,21 @@ def step_profile(stdout: str, steps: int, step_s: float) -> dict:
             "kernels_per_step": {k: n // steps for k, n in sorted(kernels.items(), key=lambda kv: -kv[1])},
             "basis": f"{steps} timed steps after 3 warm-up ones, ONEDNN_VERBOSE=1 (its printing is in the step "
                      f"time); no data pipeline (augmentation, decode) and no allreduce: one process"}
+
+
+def curve(raw: dict, limit: dict) -> list[dict]:
+    """The bf16 matmul curve: per size and core count, GFLOP/s, its fraction of those cores' theoretical bf16 limit,
+    the share of a call spent in reorders, the kernels that ran."""
+    rows = []
+    for where, probe in (raw.get("curve") or {}).items():
+        cores = 1 if where == "one core" else raw["cores"]
+        hw = limit["bf16_gflops_per_core"] and limit["bf16_gflops_per_core"] * cores
+        for p in probe.get("points") or []:
+            rows.append({"cores": cores, "size": p["size"], "gflops": p["gflops"],
+                         "fraction": hw and p["gflops"] / hw, "reorder_share": p.get("reorder_share"),
+                         "outside_share": p.get("outside_share"),
+                         "kernels": p.get("kernels")})
+    return rows
 
 
 def verdict(raw: dict) -> dict:
@@ -141,6 +161,7 @@ def verdict(raw: dict) -> dict:
         "bandwidth_gb_s": raw["bandwidth"].get("median"),
         "backbone_img_s_paper_shape": rate, "precision": raw["precision"],
         "step_profile": (raw.get("step") or {}).get("profile"),
+        "matmul_curve": curve(raw, limit),
         "predicted_minutes": minutes, "paper_minutes": paper,
         "prediction_basis": (f"{epochs:g} epochs x ({PAPER_TRAIN} + {PAPER_VAL}) images / {rate and round(rate, 1)} "
                              f"images/s on {cores} core(s); 2 sockets like this one: half the images each, "
@@ -153,7 +174,8 @@ def verdict(raw: dict) -> dict:
                                            f"paper's < {paper['1s']} / ~{paper['2s']} min"]),
         "probe_errors": {k: v.get("reason") for k, v in
                          (("matmul_fp32", mm["fp32"]), ("matmul_bf16", mm["bf16"]), ("bandwidth", raw["bandwidth"]),
-                          ("backbone", raw["backbone"]), ("step", raw.get("step") or {"median": 0}))
+                          ("backbone", raw["backbone"]), ("step", raw.get("step") or {"median": 0}),
+                          *((f"curve, {k}", c) for k, c in (raw.get("curve") or {}).items()))
                          if v.get("median") is None},
     }
 
@@ -181,6 +203,14 @@ def markdown(v: dict) -> str:
              f"| predicted paper run, 2 sockets like this one (min) | {fmt(v['predicted_minutes']['2s'], '{:.1f}')} "
              f"(paper: about {v['paper_minutes']['2s']}) |", "",
              f"Prediction: {v['prediction_basis']}.", ""]
+    if v.get("matmul_curve"):
+        lines += ["bf16 matmul against the cores' theoretical limit (where it stops; are reorders why?):", "",
+                  "| cores | size | GFLOP/s | of the limit | reorders | outside oneDNN (casts) | kernels |",
+                  "|---|---|---|---|---|---|---|",
+                  *[f"| {r['cores']} | {r['size']} | {r['gflops']:.0f} | {fmt(r['fraction'])} | "
+                    f"{fmt(r['reorder_share'], '{:.0%}')} | {fmt(r.get('outside_share'), '{:.0%}')} | "
+                    f"{', '.join(r['kernels'] or [])} |"
+                    for r in v["matmul_curve"]], ""]
     prof = v.get("step_profile") or {}
     if prof.get("ms_per_step"):
         lines += [f"Where a training step's time goes (224 px, batch 32, {v['precision']}: {prof['step_ms']:.0f} ms "
