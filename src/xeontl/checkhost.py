@@ -1,8 +1,8 @@
 """`invoke bench --check-host`: in a few minutes, can this host reproduce the paper's times, before a reviewer spends
-an hour finding out? It reads the CPU, sockets, cores and NUMA layout, runs four short probes on one socket's cores
-with the paper's threads (bf16 and fp32 matmul with what oneDNN dispatched, a memory copy, the backbone's forward
-pass at the paper's shape: 224 px, batch 32, and a training step's time by oneDNN primitive), and predicts the
-paper's 1- and 2-socket times from them.
+an hour finding out? It reads the CPU, sockets, cores and NUMA layout, runs short probes on one socket's cores with
+the paper's threads (bf16 and fp32 matmul with what oneDNN dispatched, the bf16 matmul curve on one core and on the
+socket, a memory copy, the backbone's forward pass at the paper's shape: 224 px, batch 32, and a training step's
+time by oneDNN primitive), and predicts the paper's 1- and 2-socket times from them.
 
 The prediction's model: a step of the paper's training is bounded by the frozen backbone's forward pass (the head
 is one Dense layer), so an epoch takes (train + validation images) / the measured forward rate, and the run takes
