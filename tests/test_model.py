@@ -1,5 +1,6 @@
 """The backbone: ResNet50 v1.5 topology, and the real weight loaders on weight files the tests write themselves."""
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -30,17 +31,48 @@ def test_random_backbone_is_frozen_and_labelled():
     assert head.output.dtype == tf.float32
 
 
+def trained_looking_batch_norms(net, seed=0):
+    """Batch norm statistics as a trained network has them (a fresh one's are 1, 0, 0, 1: folding them is trivial)."""
+    rng = np.random.default_rng(seed)
+    for layer in net.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n),
+                               rng.uniform(0.5, 2.0, n)])
+    return net
+
+
 def test_keras_h5_weights_load_into_the_v1_topology(tmp_path):
-    ref = tf.keras.applications.ResNet50(weights=None, include_top=False, input_shape=(64, 64, 3))
+    ref = trained_looking_batch_norms(tf.keras.applications.ResNet50(weights=None, include_top=False,
+                                                                     input_shape=(64, 64, 3)))
     h5 = tmp_path / "resnet50_notop.h5"
     ref.save_weights(str(h5))
-    cfg = config.resolve("smoke", {"weights": f"keras:{h5}"})
+    cfg = config.resolve("smoke", {"weights": f"keras:{h5}", "fold_batch_norm": False})
     info = model.describe_weights(cfg)
     assert info["kind"] == "keras_h5" and "v1" in info["topology"] and len(info["sha256"]) == 64
-    bb = model.backbone(cfg, info)
-    inner = bb.get_layer("resnet50_v1")
+    assert info["batch_norm"] == "separate layers"
+    inner = model.backbone(cfg, info).get_layer("resnet50_v1")
     assert (inner.get_layer("conv1_conv").get_weights()[0] == ref.get_layer("conv1_conv").get_weights()[0]).all()
     assert model.use_feature_norm(cfg) is False  # real weights keep the paper's bare head
+    # folded (the default), the backbone computes what Keras' own ResNet50 computes with these weights
+    cfg = config.resolve("smoke", {"weights": f"keras:{h5}"})
+    bb = model.backbone(cfg, model.describe_weights(cfg))
+    assert not any(isinstance(x, tf.keras.layers.BatchNormalization) for x in bb.get_layer("resnet50_v1").layers)
+    x = tf.random.uniform((2, 64, 64, 3), seed=1)
+    want = tf.reduce_mean(ref(tf.keras.applications.resnet.preprocess_input(x * 255.0), training=False), [1, 2])
+    np.testing.assert_allclose(bb(x).numpy(), want.numpy(), rtol=1e-3, atol=1e-4 * float(tf.reduce_max(want)))
+
+
+def test_folding_the_batch_norms_keeps_the_networks_function():
+    """y = (conv(x) + b - mean) * gamma / sqrt(var + eps) + beta is one convolution: the v1.5 network, folded,
+    gives the same features (fp32), with no batch norm left."""
+    net = trained_looking_batch_norms(model.resnet50(64), seed=3)
+    folded = model.fold_batch_norms(net)
+    assert folded.name == net.name and folded.count_params() < net.count_params()
+    assert not any(isinstance(x, tf.keras.layers.BatchNormalization) for x in folded.layers)
+    x = tf.random.uniform((2, 64, 64, 3), seed=2)
+    want, got = net(x, training=False).numpy(), folded(x, training=False).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * np.abs(want).max())
 
 
 def test_savedmodel_feature_vector_loads(tmp_path):

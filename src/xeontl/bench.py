@@ -49,9 +49,10 @@ def theoretical_peak(cpu: dict) -> dict:
             "basis": f"fp32: {unit}; bf16: {how}; clock from /proc/cpuinfo"}
 
 # ------------------------------------------------------------------------------------------------ compute probes
-def measure(what: str, precision: str, size: int, batch: int, repeats: int, threads: int) -> dict:
+def measure(what: str, precision: str, size: int, batch: int, repeats: int, threads: int, fold: bool = True) -> dict:
     """`xeontl measure` (one fresh process per figure: oneDNN's BF16 rewrite is process-wide): steady-state rate of
-    a square matmul (GFLOP/s) or the backbone's forward pass (images/s), median of `repeats` after warm-up."""
+    a square matmul (GFLOP/s) or the backbone's forward pass (images/s), median of `repeats` after warm-up. The
+    backbone's batch norms are folded into its convolutions as training folds them (fold=False: as Keras has them)."""
     import tensorflow as tf
 
     from xeontl import runtime
@@ -73,7 +74,7 @@ def measure(what: str, precision: str, size: int, batch: int, repeats: int, thre
     runtime.configure_threads(threads, threads)
     runtime.configure_precision(precision, "onednn")
     if what == "step":
-        return _training_step(size, batch, repeats)
+        return _training_step(size, batch, repeats, fold)
     if what == "curve":
         return _matmul_curve(size, repeats)
     if what == "matmul":
@@ -86,9 +87,9 @@ def measure(what: str, precision: str, size: int, batch: int, repeats: int, thre
     else:
         from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-        from xeontl.model import resnet50
+        from xeontl.model import fold_batch_norms, resnet50
 
-        net = resnet50(size)
+        net = fold_batch_norms(resnet50(size)) if fold else resnet50(size)
         # FLOPs of one image as TF's profiler counts them on this graph (2 per multiply-add, like the matmul peak)
         one = tf.function(lambda x: net(x, training=False)).get_concrete_function(tf.TensorSpec((1, size, size, 3)))
         opts = {**tf.compat.v1.profiler.ProfileOptionBuilder.float_operation(), "output": "none"}
@@ -113,15 +114,15 @@ def measure(what: str, precision: str, size: int, batch: int, repeats: int, thre
 PROFILE_MARKS = ("xeontl-profile-start", "xeontl-profile-stop")
 
 
-def _training_step(size: int, batch: int, repeats: int) -> dict:
+def _training_step(size: int, batch: int, repeats: int, fold: bool) -> dict:
     """The paper's training step on synthetic tensors: the frozen backbone's forward pass, the head's forward and
     backward, Adam's update (no data pipeline, no allreduce: one process). The timed steps sit between two marker
     lines, so oneDNN's verbose lines of exactly those steps can be read off stdout (checkhost.step_profile)."""
     import tensorflow as tf
 
-    from xeontl.model import resnet50
+    from xeontl.model import fold_batch_norms, resnet50
 
-    net = resnet50(size)
+    net = fold_batch_norms(resnet50(size)) if fold else resnet50(size)
     net.trainable = False
     head, opt = tf.keras.layers.Dense(8), tf.keras.optimizers.Adam(1e-3)
     loss_fn = tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -177,8 +178,9 @@ def _matmul_curve(largest: int, repeats: int) -> dict:
     return {"median": max(p["gflops"] for p in points), "unit": "gflop/s", "points": points}
 
 
-def _probe(worker: planlib.Worker, env: dict, what: str, precision: str, size: int, batch: int, repeats: int) -> dict:
-    cmd = planlib.measure_command(worker, what, precision, size, batch, repeats)
+def _probe(worker: planlib.Worker, env: dict, what: str, precision: str, size: int, batch: int, repeats: int,
+           fold: bool = True) -> dict:
+    cmd = planlib.measure_command(worker, what, precision, size, batch, repeats, fold)
     # the matmul peak says what oneDNN dispatched for it (ONEDNN_VERBOSE lines, parsed as provenance's probe does)
     # the training step's too, for its per-primitive times (checkhost.step_profile)
     verbose = {"ONEDNN_VERBOSE": "1"} if what in ("matmul", "step", "curve") else {}

@@ -77,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--batch", type=int, default=32)
     m.add_argument("--repeats", type=int, default=5)
     m.add_argument("--threads", type=int, default=0, help="intra- and inter-op threads (the plan's)")
+    m.add_argument("--no-fold", dest="fold", action="store_false",
+                   help="keep the backbone's batch norms as separate layers (training folds them)")
 
     k = sub.add_parser("k8s-launch", help="the MPIJob's launcher pod: run its mpirun, then settle and record the run")
     k.add_argument("--run-id", required=True)
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             from xeontl import bench
 
             print(json.dumps(bench.measure(args.what, args.precision, args.size, args.batch, args.repeats,
-                                           args.threads)))
+                                           args.threads, args.fold)))
             return 0
         if args.command == "k8s-launch":
             from xeontl.engines import kubernetes

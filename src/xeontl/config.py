@@ -76,6 +76,8 @@ FIELDS: dict[str, Field] = {
     "weights": Field(str, "random | savedmodel:DIR (TF-Hub feature vector) | keras:FILE.h5 (ImageNet v1)",
                      default="random"),
     "weights_sha256": Field(str, "expected sha256 of the weight file/dir (checked when set)", default=""),
+    "fold_batch_norm": Field(bool, "fold the frozen backbone's batch norms into its convolutions (exact in inference; "
+                             "Keras-built backbones: random and keras:; a SavedModel runs as saved)", default=True),
     "feature_norm": Field(str, "standardize backbone features before the head: auto (only for random weights) | on "
                           "| off",
                           _one_of("auto", "on", "off"), "auto"),

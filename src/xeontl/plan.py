@@ -257,10 +257,12 @@ def train_args(worker: Worker, config: str, output: str, resume_from: str | None
             *(["--fault-after-epoch", str(fault_after_epoch)] if fault_after_epoch else [])]
 
 
-def measure_command(worker: Worker, what: str, precision: str, size: int, batch: int, repeats: int) -> list[str]:
+def measure_command(worker: Worker, what: str, precision: str, size: int, batch: int, repeats: int,
+                    fold: bool = True) -> list[str]:
     """`xeontl measure` (the bench's compute probes) on one worker's cores with its thread count."""
     return worker_command(worker, ["measure", what, "--precision", precision, "--size", str(size),
-                                   "--batch", str(batch), "--repeats", str(repeats), "--threads", str(worker.intra)])
+                                   "--batch", str(batch), "--repeats", str(repeats), "--threads", str(worker.intra)]
+                          + ["--no-fold"] * (not fold))
 
 
 def rank_wrapper(plan: Plan, rank_args) -> list[str]:
