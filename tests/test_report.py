@@ -126,6 +126,27 @@ def test_a_run_is_judged_against_the_committed_reference_of_its_kind(tmp_path):
     assert not claims.against_reference(close, claims.find_reference(close, tight), tight)["reproduced"]
 
 
+def test_time_is_judged_against_the_reference_of_this_cpu_and_backbone_graph(tmp_path):
+    """References of several CPU kinds coexist: a run is judged against its own CPU's. A reference that ran its
+    backbone's batch norms as separate layers (before folding) is not a time reference for a folded run."""
+    ref_dir = tmp_path / "reference"
+    folded = {"weights": {"kind": "random", "batch_norm": "folded into the convolutions"}}
+    fake_run(ref_dir / "r1-epyc", 2, 150.0, acc=0.935, emulated=True, profile="demo", cpu="AMD EPYC")
+    fake_run(ref_dir / "r2-xeon", 2, 300.0, acc=0.935, emulated=True, profile="demo", cpu="Intel Xeon",
+             metrics=folded)
+    measured_tolerances(ref_dir)
+    xeon = claims.load_run(fake_run(tmp_path / "a", 2, 310.0, acc=0.93, emulated=True, profile="demo",
+                                    cpu="Intel Xeon", metrics=folded))
+    verdict = claims.against_reference(xeon, claims.find_reference(xeon, ref_dir), ref_dir)
+    assert verdict["reference"] == "r2-xeon" and verdict["time_judged"] and verdict["reproduced"]
+    epyc_folded = claims.load_run(fake_run(tmp_path / "b", 2, 135.0, acc=0.93, emulated=True, profile="demo",
+                                           cpu="AMD EPYC", metrics=folded))
+    verdict = claims.against_reference(epyc_folded, claims.find_reference(epyc_folded, ref_dir), ref_dir)
+    assert verdict["reference"] == "r1-epyc" and not verdict["time_judged"] and verdict["reproduced"]
+    assert verdict["why"][1] == ("training time not judged: the reference's backbone ran its batch norms as separate "
+                                 "layers, this run's as folded into the convolutions")
+
+
 def test_without_a_tolerance_measurement_of_its_kind_a_run_is_not_judged(tmp_path):
     ref_dir = tmp_path / "reference"
     fake_run(ref_dir / "r1", 2, 150.0, acc=0.935, emulated=True, profile="demo", cpu="AMD EPYC")
