@@ -154,6 +154,16 @@ def test_the_bench_reads_a_real_launcher_run(native_run):
     assert got["overhead_s"] > 0 and got["wall_s"] > got["train_s"] > 0 and got["peak_rss_mib"] > 100
     assert "horovodrun -np 2" in got["plan"] and "numactl" in got["plan"]
     assert got["plan"].endswith("# config.json: profile smoke, overrides epochs=6\n")
+    # the overhead, phase by phase from the run's own records: every mark found (no merged phase), each phase
+    # positive, and they add up to the wall time
+    phases = got["overhead_phases"]
+    assert list(phases["seconds"]) == ["launcher: checks, container and mpirun start",
+                                       "rank: Python and TensorFlow imports", "rank: Horovod, logs, the run's records",
+                                       "set-up: data, model, compile", "training", "final evaluation",
+                                       "rank exit, mpirun, report, provenance"]
+    assert all(s > 0 for s in phases["seconds"].values()), phases
+    assert sum(phases["seconds"].values()) == pytest.approx(got["wall_s"], abs=0.05)
+    assert phases["beyond_training"] == pytest.approx(got["wall_s"] - phases["seconds"]["training"])
 
 
 def test_each_figure_and_target_is_declared_once():

@@ -231,8 +231,63 @@ def run_figures(rc: int, run: Path, profile: str, overrides: dict) -> dict:
             "final_val_accuracy": metrics.get("final_val_accuracy"), "per_epoch": metrics["per_epoch"],
             "feature_cache": metrics.get("feature_cache"), "wall_s": wall, "train_s": metrics["train_seconds"],
             # what the user waits for beyond the epochs: start-up (container, imports, data, model, tracing) + after
-            "overhead_s": wall - metrics["train_seconds"], "peak_rss_mib": metrics.get("peak_rss_mib_per_rank"),
+            "overhead_s": wall - metrics["train_seconds"], "overhead_phases": overhead_phases(run),
+            "peak_rss_mib": metrics.get("peak_rss_mib_per_rank"),
             "precision": metrics.get("precision") or {}}
+
+
+def overhead_phases(run: Path) -> dict:
+    """Where a run's wall time beyond its training goes, phase by phase, from its own records: the launcher's start
+    and end (provenance), rank 0's process start and end of imports (metrics' startup), the MLPerf events
+    (init_start, run_start, the last epoch_stop, the final eval_accuracy). Seconds each; the first epoch's extra time
+    over the median epoch (tracing, oneDNN's primitive creation) is inside the training time and is shown beside."""
+    from datetime import datetime
+
+    from xeontl.events import FILE, PREFIX
+
+    prov = json.loads((run / "provenance.json").read_text())["timestamps"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    start, end = (datetime.fromisoformat(prov[k]).timestamp() for k in ("start_utc", "end_utc"))
+    events: dict = {}
+    for line in (run / FILE).read_text().splitlines():
+        if line.startswith(PREFIX):
+            e = json.loads(line[len(PREFIX):])
+            if e["key"] == "epoch_stop":  # the last one: training's end (run_stop comes after the final evaluation)
+                events["epoch_stop"] = e["time_ms"] / 1000
+            elif e["key"] in ("init_start", "run_start") or (e["key"] == "eval_accuracy" and
+                                                             e["metadata"].get("final")):
+                events.setdefault(e["key"], e["time_ms"] / 1000)
+    up = metrics.get("startup") or {}
+    # (when it ended, the phase that ends there); a missing mark merges its phase into the next one
+    marks = [(up.get("process_started_unix"), "launcher: checks, container and mpirun start"),
+             (up.get("imports_done_unix"), "rank: Python and TensorFlow imports"),
+             (events.get("init_start"), "rank: Horovod, logs, the run's records"),
+             (events.get("run_start"), "set-up: data, model, compile"),
+             (events.get("epoch_stop"), "training"),
+             (events.get("eval_accuracy"), "final evaluation"),
+             (end, "rank exit, mpirun, report, provenance")]
+    phases, last, pending = {}, start, []
+    for t, name in marks:
+        pending.append(name)
+        if t is not None:
+            phases[" + ".join(pending)] = t - last
+            last, pending = t, []
+    per_epoch = metrics.get("per_epoch") or []
+    later = [e["seconds"] for e in per_epoch[1:]]
+    first_extra = per_epoch[0]["seconds"] - statistics.median(later) if later else None
+    return {"seconds": phases, "beyond_training": (end - start) - phases.get("training", 0.0),
+            "first_epoch_extra": first_extra}
+
+
+def median_phases(runs: list[dict]) -> dict | None:
+    """Each phase's median over repeats (phases a run could not split stay merged under their joined name)."""
+    if not runs:
+        return None
+    names = [n for n in runs[0]["seconds"] if all(n in r["seconds"] for r in runs)]
+    extra = [r["first_epoch_extra"] for r in runs if r.get("first_epoch_extra") is not None]
+    return {"seconds": {n: statistics.median(r["seconds"][n] for r in runs) for n in names},
+            "beyond_training": statistics.median(r["beyond_training"] for r in runs),
+            "first_epoch_extra": statistics.median(extra) if extra else None}
 
 
 def time_to_accuracy(per_epoch: list[dict], target: float) -> float | None:
@@ -276,6 +331,7 @@ def measure_training(variant_opts: dict[str, dict], repeats: int, runs: Path) ->
         ok = [x for x in rs if x["img_s"] is not None]
         out[name] = {"img_s": statistics.median(rates) if rates else None, "repeats": [x["img_s"] for x in rs],
                      "overhead_s": statistics.median(x["overhead_s"] for x in ok) if ok else None,
+                     "overhead_phases": median_phases([x["overhead_phases"] for x in ok]),
                      "peak_rss_mib": max(x["peak_rss_mib"] or 0 for x in ok) if ok else None,
                      "precision": ok[0]["precision"] if ok else None,
                      "plan": next((x["plan"] for x in rs if x.get("plan")), None),
@@ -452,6 +508,7 @@ def assemble(raw: dict) -> dict:
     res["peak_rss_mib_demo"] = tr["2w"]["peak_rss_mib"]
     res["run_overhead_s"] = tr.get("2w_container", tr["2w"])["overhead_s"]
     res["run_overhead_basis"] = ("container" if "2w_container" in tr else "native") + ", 2 workers: wall - train time"
+    res["run_overhead_phases"] = tr.get("2w_container", tr["2w"]).get("overhead_phases")
     mem = raw["memory"]
     res["peak_rss_mib_paper_shape"] = mem.get("peak_rss_mib")
     if mem.get("peak_rss_mib") is None:
@@ -590,6 +647,13 @@ def table(res: dict) -> str:
         unit = f" ({f.unit})" if f.unit in ("GFLOP/s", "images/s", "s", "MiB") else ""
         target = "" if f.target is None else f"{f.target[0]} {f.target[1]}"
         rows.append(f"| {f.label}{unit} | {shown} | {f.paper} | {target} | {met} |")
+    phases = res.get("run_overhead_phases") or {}
+    if phases.get("seconds"):
+        rows += ["", f"Where the run overhead goes ({res.get('run_overhead_basis')}; medians of the repeats; the "
+                     f"training phase is the fit itself, not overhead):", "", "| phase | s |", "|---|---|",
+                 *[f"| {name} | {s:.1f} |" for name, s in phases["seconds"].items()],
+                 f"| (inside training: the first epoch beyond the median epoch, tracing) | "
+                 f"{phases['first_epoch_extra'] or 0:.1f} |"]
     how = ["", "How each figure is computed (bench.py's `assemble`, from bench.json's `raw`):", "",
            *(f"- `{f.key}` ({f.unit}): {f.basis}" for f in FIGURES)]
     host = res["host"]

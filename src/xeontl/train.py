@@ -196,6 +196,16 @@ def setup_logging(output: Path, rank: int) -> None:
     root.setLevel(logging.INFO)
 
 
+def process_started_unix() -> float | None:
+    """This process's start (its exec chain's: sh, numactl, python keep one PID) in Unix time, from its age: the
+    kernel's start time in clock ticks since boot (/proc/self/stat, field 22) against the boot-time clock now."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def check_inputs(cfg: dict, output: Path) -> dict:
     """User mistakes found before anything is written: a finished run as --output, an unwritable one, missing or
     corrupt weights, a missing dataset path. Returns the weights' description."""
@@ -267,6 +277,8 @@ class Results:
 def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from: Path | None = None,
           threads: tuple[int, int] = (0, 0), fault_after_epoch: int = 0) -> dict:
     """The paper's recipe on this worker; rank 0 writes metrics.json (also on failure) and returns the metrics."""
+    # when this process started and when its imports (TensorFlow's) were done: the run's start-up, phase by phase
+    startup = {"process_started_unix": process_started_unix(), "imports_done_unix": time.time()}
     output = Path(output)
     weights_info = check_inputs(cfg, output)
 
@@ -274,7 +286,7 @@ def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from:
     #    TensorFlow creates its thread pools.
     precision = runtime.configure_precision(cfg["precision"], cfg["amp"])
     setup = {"threads": {**runtime.configure_threads(*threads), "omp_num_threads": os.environ.get("OMP_NUM_THREADS")},
-             "precision": precision, "weights": weights_info}
+             "precision": precision, "weights": weights_info, "startup": startup}
 
     # 2. One worker per socket under horovodrun; a plain process otherwise (the paper's 1-socket run).
     workers = Workers(Workers.launched_by_horovodrun() if use_horovod is None else use_horovod)
