@@ -27,6 +27,17 @@ def test_an_avx2_only_cpu_refuses_bf16_in_one_line_and_auto_says_why_it_ran_fp32
     assert precision == "fp32" and "no oneDNN BF16 kernels" in why
 
 
+ICELAKE = {"model_name": "Intel(R) Xeon(R) Processor @ 2.80GHz", "flags": ["avx2", "fma", "avx512f", "avx512bw"]}
+
+
+def test_a_cpu_that_only_emulates_bf16_runs_auto_in_fp32_and_bf16_by_name_with_a_note():
+    """AVX-512 without avx512_bf16 (Ice Lake): oneDNN has BF16 kernels by emulation, slower than fp32."""
+    precision, why = runtime.choose_precision("auto", ICELAKE)
+    assert precision == "fp32" and "no BF16 arithmetic" in why and "amx_bf16 or avx512_bf16" in why
+    precision, why = runtime.choose_precision("bf16", ICELAKE)
+    assert precision == "bf16" and why.startswith("bf16 emulated")
+
+
 def test_the_paper_profile_is_bf16_and_the_offline_ones_auto():
     assert config.resolve("paper")["precision"] == "bf16"
     assert config.resolve("demo")["precision"] == config.resolve("smoke")["precision"] == "auto"

@@ -19,25 +19,42 @@ def configure_threads(intra: int, inter: int) -> dict:
 # first BF16 convolution fails ("Value for attr 'T' of bfloat16 is not in the list of allowed values", seen on an
 # AVX2-only AMD EPYC): so a BF16 run is refused there before it starts, and "auto" picks fp32.
 BF16_FLAGS = ("amx_bf16", "avx512_bf16", "avx512bw", "avx_ne_convert")
+# ... and with which it has BF16 arithmetic. Elsewhere (an AVX-512 core without avx512_bf16: Skylake, Cascade Lake,
+# Ice Lake) oneDNN emulates BF16 and pays for it: on an Ice Lake Xeon (family 6 model 106, 2 cores) a bf16 matmul ran
+# at 56 GFLOP/s against fp32's 224 (check-host), and the quick start's 2-worker epoch took 48 s in emulated BF16.
+# So auto picks fp32 there; bf16 asked for by name (the paper profile) still runs, and says it is emulated.
+BF16_NATIVE = ("amx_bf16", "avx512_bf16")
 
 
 def bf16_kernels(flags) -> bool:
     return any(f in flags for f in BF16_FLAGS)
 
 
+def bf16_native(flags) -> bool:
+    return any(f in flags for f in BF16_NATIVE)
+
+
 def choose_precision(precision: str, cpu: dict) -> tuple[str, str | None]:
-    """The precision a process runs at on this CPU, and why when it is not what was asked for: bf16 | fp32 as asked
-    (bf16 on a CPU without BF16 kernels: one line, before anything runs), auto = bf16 where oneDNN can, else fp32."""
+    """The precision a process runs at on this CPU, and a note when it is not what was asked for or not the CPU's own
+    arithmetic: bf16 | fp32 as asked (bf16 on a CPU without BF16 kernels: one line, before anything runs; on one
+    that only emulates it: run, and noted), auto = bf16 where the CPU has BF16 arithmetic, else fp32."""
     from xeontl.errors import UserError
 
-    have = bf16_kernels(cpu.get("flags") or ())
+    flags = cpu.get("flags") or ()
+    have = bf16_kernels(flags)
     if precision == "bf16" and not have:
         raise UserError(f"precision bf16: this CPU ({cpu.get('model_name')}) has no oneDNN BF16 kernels (none of "
                         f"{', '.join(BF16_FLAGS)}): run on an AVX-512 or AMX host, or --set precision=fp32 (not the "
                         f"paper's precision) or precision=auto")
     if precision == "auto":
-        return ("bf16", None) if have else ("fp32", f"auto: fp32, this CPU ({cpu.get('model_name')}) has no oneDNN "
-                                                    f"BF16 kernels")
+        if bf16_native(flags):
+            return "bf16", None
+        return "fp32", (f"auto: fp32, this CPU ({cpu.get('model_name')}) has no oneDNN BF16 kernels" if not have else
+                        f"auto: fp32, this CPU ({cpu.get('model_name')}) has no BF16 arithmetic (no "
+                        f"{' or '.join(BF16_NATIVE)}): oneDNN would only emulate BF16, slower than fp32")
+    if precision == "bf16" and not bf16_native(flags):
+        return "bf16", (f"bf16 emulated: this CPU ({cpu.get('model_name')}) has no BF16 arithmetic (no "
+                        f"{' or '.join(BF16_NATIVE)}); oneDNN emulates it, slower than fp32")
     return precision, None
 
 
@@ -49,13 +66,14 @@ def configure_precision(precision: str, amp: str) -> dict:
     from xeontl.provenance import cpuinfo
 
     precision, why = choose_precision(precision, cpuinfo())
+    note = {"chosen": why} if why else {}
     if precision == "fp32":
-        return {"precision": "fp32", "mechanism": None, **({"chosen": why} if why else {})}
+        return {"precision": "fp32", "mechanism": None, **note}
     if amp == "onednn":
         tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
-        return {"precision": "bf16", "mechanism": "grappler auto_mixed_precision_onednn_bfloat16"}
+        return {"precision": "bf16", "mechanism": "grappler auto_mixed_precision_onednn_bfloat16", **note}
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    return {"precision": "bf16", "mechanism": "keras mixed_bfloat16 policy"}
+    return {"precision": "bf16", "mechanism": "keras mixed_bfloat16 policy", **note}
 
 
 def isa_sample(precision: str, amp: str) -> None:
