@@ -44,6 +44,27 @@ def test_variants_differ_only_in_what_they_compare():
     assert v["2w_mpi_busy_poll"]["extra_env"] == {"OMPI_MCA_mpi_yield_when_idle": "0"}
     assert v["2w_gloo"]["controller"] == "gloo" and v["2w_container"]["native"] is False
     assert "2w_container" not in bench.variants(one, two, "demo", {}, "img", native_only=True)
+    # where the demo runs fp32 anyway (no BF16 arithmetic), the fp32 comparison run would repeat the 1-worker run
+    assert "1w_fp32" not in bench.variants(one, two, "demo", {}, "img", native_only=True, demo_precision="fp32")
+
+
+def test_the_variants_interleave_and_the_diagnostics_run_once(monkeypatch, tmp_path):
+    order = []
+
+    def fake_run(opts):
+        order.append(opts.controller if opts.controller == "gloo" else
+                     "busy" if opts.extra_env else f"{opts.sockets}w")
+        return {"img_s": 10.0 * len(order), "overhead_s": 1.0, "overhead_phases": None, "peak_rss_mib": 1.0,
+                "precision": {}, "plan": "p"}
+
+    monkeypatch.setattr(bench, "_train_run", fake_run)
+    topo = topology.load_file("tests/topologies/spr-8480-2s-ht.lscpu")
+    v = bench.variants(planlib.make_plan(topo, 1), planlib.make_plan(topo, 2), "demo", {}, "img", native_only=True,
+                       demo_precision="fp32")
+    got = bench.measure_training(v, 3, tmp_path)
+    assert order == ["1w", "2w", "busy", "gloo", "1w", "2w", "1w", "2w"]
+    assert got["1w"]["repeats"] == [10.0, 50.0, 70.0] and got["1w"]["img_s"] == 50.0
+    assert got["2w_gloo"]["repeats"] == [40.0]
 
 
 def test_the_recorded_bench_assembles_to_its_recorded_figures(raw):
@@ -178,3 +199,19 @@ def test_each_figure_and_target_is_declared_once():
             assert len(re.findall(written, src)) == sum(g.target == f.target for g in bench.FIGURES), f.key
     md = bench.table(bench.assemble(json.loads(FIXTURE.read_text())["raw"]))
     assert all(f"`{f.key}`" in md and f.label in md for f in bench.FIGURES)
+
+
+def test_the_step_figures_are_medians_of_the_interleaved_runs_and_the_profile_is_tabled(raw):
+    def probe(step_s, bn_ms):
+        ms = {"convolutions": step_s * 900, **({"batch norm": bn_ms} if bn_ms else {})}
+        return {"median": 32 / step_s, "step_s": step_s, "profile": {"step_ms": step_s * 1000, "ms_per_step": ms}}
+
+    raw["step"] = {"precision": "bf16", "shape": {"image": 224, "batch": 32, "repeats": 3, "pairs": 3},
+                   "runs": {"folded": [probe(0.30, 0), probe(0.34, 0), probe(0.32, 0)],
+                            "separate": [probe(0.40, 40.0), probe(0.36, 36.0), {"median": None, "reason": "killed"}]}}
+    res = bench.assemble(raw)
+    assert res["step_ms_paper_shape"] == pytest.approx(320.0)
+    assert res["batch_norm_fold_saving"] == pytest.approx(1 - 0.32 / 0.38)
+    md = bench.table(res)
+    assert "| batch norm | 0.0 | 40.0 |" in md and "| the step | 300 | 400 |" in md
+    assert "224 px, batch 32, bf16; medians of 3 interleaved runs each" in md

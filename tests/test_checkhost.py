@@ -95,11 +95,8 @@ def test_the_probes_run_on_this_host(tmp_path):
     assert sum(prof["ms_per_step"].values()) == pytest.approx(prof["step_ms"], rel=0.01) or \
         prof["ms_per_step"][checkhost.OUTSIDE] == 0
     assert "Where a training step's time goes" in (out / "check.md").read_text()
-    # training folds the frozen backbone's batch norms into its convolutions: no batch-norm primitive is left in the
-    # step; the same step with them as separate layers runs them
+    # training folds the frozen backbone's batch norms into its convolutions: no batch-norm primitive is left
     assert "batch norm" not in prof["ms_per_step"], prof["ms_per_step"]
-    assert v["step_profile_unfolded"]["ms_per_step"]["batch norm"] > 0
-    assert "folding saves" in (out / "check.md").read_text()
     # the bf16 matmul curve, one core and the socket, each size with what oneDNN ran
     assert [(r["cores"] == 1, r["size"]) for r in v["matmul_curve"]] == [
         (True, 1024), (True, 2048), (v["cores_probed"] == 1, 1024), (v["cores_probed"] == 1, 2048)]

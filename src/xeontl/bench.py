@@ -154,13 +154,22 @@ CURVE_MIN = 1024
 OUTSIDE_ONEDNN = "outside oneDNN (TF's own ops: casts, the loss, Adam's update; launch and framework time)"
 
 
+CURVE_CALL_BUDGET_S = 4.0
+
+
 def _matmul_curve(largest: int, repeats: int) -> dict:
     """Square matmuls from CURVE_MIN up to LARGEST, doubling, in this process's precision: GFLOP/s per size, each
-    size's timed calls between marker lines (its oneDNN verbose lines: how much of a call is reorders)."""
+    size's timed calls between marker lines (its oneDNN verbose lines: how much of a call is reorders). A size whose
+    call would take over CURVE_CALL_BUDGET_S at the last size's rate is left out and named: emulated BF16 (an AVX-512
+    core without avx512_bf16) runs 8192^2 at 29 GFLOP/s, 38 s a call, and alone made check-host take 8 min."""
     import tensorflow as tf
 
-    points, n = [], CURVE_MIN
+    points, n, skipped = [], CURVE_MIN, []
     while n <= largest:
+        if points and 2 * n ** 3 / 1e9 / points[-1]["gflops"] > CURVE_CALL_BUDGET_S:
+            skipped.append(n)
+            n *= 2
+            continue
         a, b = tf.random.uniform((n, n)), tf.random.uniform((n, n))
         f = tf.function(lambda a, b: tf.reduce_sum(tf.matmul(a, b)))
         for _ in range(2):
@@ -175,7 +184,9 @@ def _matmul_curve(largest: int, repeats: int) -> dict:
         points.append({"size": n, "gflops": 2 * n ** 3 / 1e9 / statistics.median(times),
                        "call_s": statistics.median(times), "calls": repeats})
         n *= 2
-    return {"median": max(p["gflops"] for p in points), "unit": "gflop/s", "points": points}
+    why = f"a call would take over {CURVE_CALL_BUDGET_S:g} s"
+    return {"median": max(p["gflops"] for p in points), "unit": "gflop/s", "points": points,
+            "skipped": {"sizes": skipped, "why": why} if skipped else None}
 
 
 def _probe(worker: planlib.Worker, env: dict, what: str, precision: str, size: int, batch: int, repeats: int,
@@ -281,6 +292,7 @@ def overhead_phases(run: Path) -> dict:
 
 def median_phases(runs: list[dict]) -> dict | None:
     """Each phase's median over repeats (phases a run could not split stay merged under their joined name)."""
+    runs = [r for r in runs if r]
     if not runs:
         return None
     names = [n for n in runs[0]["seconds"] if all(n in r["seconds"] for r in runs)]
@@ -298,9 +310,17 @@ def time_to_accuracy(per_epoch: list[dict], target: float) -> float | None:
     return None
 
 
+# Variants without a target of their own (diagnostics: what the launcher's MPI fix and the controller change) run once
+# per bench, not every repeat: their effects (0.67 vs 0.95 efficiency) are far above one run's noise, and each run
+# costs its start-up again (~20-30 s on these machines).
+DIAGNOSTIC = ("2w_mpi_busy_poll", "2w_gloo")
+
+
 def variants(one: planlib.Plan, two: planlib.Plan, profile: str, overrides: dict, image: str,
-             native_only: bool) -> dict[str, dict]:
-    """The training configurations measured side by side (Options fields), each a real launcher run."""
+             native_only: bool, demo_precision: str = "bf16") -> dict[str, dict]:
+    """The training configurations measured side by side (Options fields), each a real launcher run. The fp32 run
+    is the bf16 epoch's comparison: where the profile runs fp32 anyway (auto on a CPU without BF16 arithmetic) it
+    would be the 1-worker run again, and is left out."""
     w1 = dict(sockets=1, cores_per_socket=one.workers[0].cores, profile=profile)
     w2 = dict(sockets=2, emulate_sockets=two.emulated, profile=profile)
     out = {
@@ -311,6 +331,8 @@ def variants(one: planlib.Plan, two: planlib.Plan, profile: str, overrides: dict
         "2w_mpi_busy_poll": {**w2, "overrides": overrides, "extra_env": {"OMPI_MCA_mpi_yield_when_idle": "0"}},
         "2w_gloo": {**w2, "overrides": overrides, "controller": "gloo"},
     }
+    if demo_precision == "fp32":
+        del out["1w_fp32"]
     if not native_only:
         out["2w_container"] = {**w2, "overrides": overrides, "native": False, "image": image}
     return out
@@ -318,11 +340,14 @@ def variants(one: planlib.Plan, two: planlib.Plan, profile: str, overrides: dict
 
 def measure_training(variant_opts: dict[str, dict], repeats: int, runs: Path) -> dict[str, dict]:
     """Every variant `repeats` times, interleaved (A B C A B C ...) so slow phases of a shared machine hit all
-    variants alike; the figure of a variant is the median of its repeats."""
+    variants alike; the figure of a variant is the median of its repeats. DIAGNOSTIC variants run once, in the
+    first round."""
     results: dict[str, list] = {name: [] for name in variant_opts}
     for r in range(repeats):
         for name, kw in variant_opts.items():
-            print(f"[bench] training {name} (repeat {r + 1}/{repeats})", flush=True)
+            if r and name in DIAGNOSTIC:
+                continue
+            print(f"[bench] training {name} (repeat {r + 1}/{1 if name in DIAGNOSTIC else repeats})", flush=True)
             kw = {"native": True, **kw}
             results[name].append(_train_run(Options(**kw, results_dir=runs, report=False)))
     out = {}
@@ -375,18 +400,23 @@ PAPER_SHAPE = {"image_size": "224", "batch_size": "32", "epochs": "1", "steps_pe
                "synthetic_train": "192", "synthetic_val": "32"}
 
 SIZES = {
-    "full": {"matmul": 2048, "image": 96, "batch": 32, "repeats": 15, "train_repeats": 3, "profile": "demo",
-             "train": {"epochs": "4", "patience": "100", "synthetic_train": "1600", "synthetic_val": "160"},
+    # Training variants: 3 epochs of 960 tiles (the steady state is the median of epochs 2-3; 4 epochs of 1600 made
+    # the full bench ~45 min on these 2-core machines, against a 20-min target).
+    "full": {"matmul": 2048, "image": 96, "batch": 32, "repeats": 10, "train_repeats": 3, "profile": "demo",
+             "train": {"epochs": "3", "patience": "100", "synthetic_train": "960", "synthetic_val": "160"},
+             "step": {"image": 224, "batch": 32, "repeats": 3, "pairs": 3},
              # time to accuracy under the paper's own budget: up to 100 epochs, early stopping patience 10
              "tta": {"epochs": "100", "patience": "10"}},
     # --quick: the demo profile on less data (480 training tiles, 3 epochs), one repeat per variant
     "quick": {"matmul": 2048, "image": 96, "batch": 32, "repeats": 5, "train_repeats": 1, "profile": "demo",
               "train": {"epochs": "3", "patience": "100", "synthetic_train": "480", "synthetic_val": "64"},
+              "step": {"image": 224, "batch": 32, "repeats": 3, "pairs": 1},
               "tta": {"synthetic_train": "480", "synthetic_val": "160", "epochs": "6", "patience": "3"}},
     # functional tests: every figure is produced, none means anything
     "tiny": {"matmul": 128, "image": 32, "batch": 2, "repeats": 2, "train_repeats": 1, "profile": "smoke",
              "train": {"epochs": "2"}, "tta": {"epochs": "3"},
-             "paper_shape": {"image_size": "64", "batch_size": "4", "epochs": "1", "steps_per_epoch": "2"}},
+             "paper_shape": {"image_size": "64", "batch_size": "4", "epochs": "1", "steps_per_epoch": "2"},
+             "step": {"image": 32, "batch": 2, "repeats": 2, "pairs": 1}},
 }
 
 
@@ -422,6 +452,7 @@ def measure_all(sz: dict, out: Path, image: str, native_only: bool) -> dict:
     raw["peaks"] = {p: _probe(w, env, "matmul", p, sz["matmul"], 0, repeats) for p in ("fp32", "bf16")}
     print("[bench] backbone forward fp32 vs bf16", flush=True)
     raw["backbone"] = {p: _probe(w, env, "backbone", p, size, sz["batch"], repeats) for p in ("fp32", "bf16")}
+    raw["step"] = measure_step(w, env, sz)
     if not native_only:  # the image is there: a source-only rebuild of it, timed
         from xeontl import image as imagelib
 
@@ -429,8 +460,11 @@ def measure_all(sz: dict, out: Path, image: str, native_only: bool) -> dict:
         raw["rebuild"] = imagelib.time_source_rebuild()
     runs = out.parent / f"{out.name}-runs"
     runs.mkdir()
-    raw["training"] = measure_training(variants(one, two, sz["profile"], sz["train"], image, native_only),
-                                       sz["train_repeats"], runs)
+    from xeontl.runtime import choose_precision
+
+    demo_precision = choose_precision("auto", cpu)[0]  # what the demo profile's `auto` runs at on this CPU
+    raw["training"] = measure_training(variants(one, two, sz["profile"], sz["train"], image, native_only,
+                                                demo_precision), sz["train_repeats"], runs)
     print("[bench] memory at the paper's shape (224 px, batch 32, a few steps on synthetic tiles)", flush=True)
     raw["memory"] = _train_run(Options(sockets=2, emulate_sockets=two.emulated, profile=sz["profile"],
                                               native=True, results_dir=runs, report=False,
@@ -438,6 +472,25 @@ def measure_all(sz: dict, out: Path, image: str, native_only: bool) -> dict:
     raw["feature_cache"] = measure_feature_cache(two, sz["profile"], {k: str(v) for k, v in sz["tta"].items()}, runs,
                                                  (out / "cache").resolve())
     return raw
+
+
+def measure_step(w: planlib.Worker, env: dict, sz: dict) -> dict:
+    """The paper's training step (224 px, batch 32) at the precision the demo runs use here, by oneDNN primitive,
+    and what folding the backbone's batch norms saves: folded and unfolded probes interleaved, medians (one pair of
+    runs on Ice Lake gave -7 %, two more +7 % and +10 %: single pairs are not a measurement here)."""
+    from xeontl.provenance import cpuinfo
+    from xeontl.runtime import choose_precision
+
+    precision = choose_precision("auto", cpuinfo())[0]
+    shape = sz.get("step", {"image": 224, "batch": 32, "repeats": 5, "pairs": 3})
+    print(f"[bench] the paper's training step ({shape['image']} px, batch {shape['batch']}, {precision}): batch "
+          f"norms folded vs separate, {shape['pairs']} interleaved pairs", flush=True)
+    runs: dict = {"folded": [], "separate": []}
+    for _ in range(shape["pairs"]):
+        for name, fold in (("folded", True), ("separate", False)):
+            runs[name].append(_probe(w, env, "step", precision, shape["image"], shape["batch"], shape["repeats"],
+                                     fold=fold))
+    return {"precision": precision, "shape": shape, "runs": runs}
 
 
 def assemble(raw: dict) -> dict:
@@ -481,6 +534,15 @@ def assemble(raw: dict) -> dict:
     res["mfu_fp32_theoretical"] = _ratio(gflop_fp32, peak_fp32_hw)
     res["math_path"] = {p: peaks[p].get("onednn") for p in peaks}
 
+    step = raw.get("step") or {}
+    steps = {k: [r["step_s"] for r in v if r.get("median") is not None] for k, v in (step.get("runs") or {}).items()}
+    if steps.get("folded") and steps.get("separate"):
+        res["step_ms_paper_shape"] = statistics.median(steps["folded"]) * 1000
+        res["batch_norm_fold_saving"] = 1 - statistics.median(steps["folded"]) / statistics.median(steps["separate"])
+        res["step_profile"] = {k: next(r["profile"] for r in step["runs"][k] if r.get("median") is not None)
+                               for k in ("folded", "separate")}
+        res["step_basis"] = (f"{step['shape']['image']} px, batch {step['shape']['batch']}, {step['precision']}; "
+                             f"medians of {len(steps['folded'])} interleaved runs each")
     if "rebuild" in raw:
         res["source_rebuild_s"] = raw["rebuild"]["seconds"]
         res["source_rebuild_context_bytes"] = raw["rebuild"]["context_bytes"]
@@ -488,14 +550,14 @@ def assemble(raw: dict) -> dict:
         res["source_rebuild_s"], res["source_rebuild_s_reason"] = None, "skipped (--native-only)"
 
     rate = {k: v["img_s"] for k, v in tr.items()}
-    res.update(train_img_s_1w=rate["1w"], train_img_s_2w=rate["2w"], train_img_s_1w_fp32=rate["1w_fp32"],
+    res.update(train_img_s_1w=rate["1w"], train_img_s_2w=rate["2w"], train_img_s_1w_fp32=rate.get("1w_fp32"),
                train_img_s_2w_mpi_busy_poll=rate["2w_mpi_busy_poll"], train_img_s_2w_gloo=rate["2w_gloo"],
                train_img_s_2w_container=rate.get("2w_container"))
     twice_1w = None if rate["1w"] is None else 2 * rate["1w"]
     res["scaling_efficiency"] = _ratio(rate["2w"], twice_1w)
     res["scaling_efficiency_mpi_busy_poll"] = _ratio(rate["2w_mpi_busy_poll"], twice_1w)
     res["scaling_efficiency_gloo"] = _ratio(rate["2w_gloo"], twice_1w)
-    res["bf16_epoch_speedup"] = _ratio(rate["1w"], rate["1w_fp32"])  # epoch time fp32 / bf16, same images
+    res["bf16_epoch_speedup"] = _ratio(rate["1w"], rate.get("1w_fp32"))  # epoch time fp32 / bf16, same images
     # check-host's model of a training step (a frozen backbone: the forward pass bounds it), tried on the demo: the
     # 1-worker run's measured training rate against the backbone probe's forward rate at the precision it ran
     ran_1w = ((tr["1w"].get("precision") or {}).get("precision")) or "bf16"
@@ -577,6 +639,10 @@ FIGURES = [
     Figure("backbone_img_s_bf16", "backbone forward bf16", "images/s", "as fp32, bf16 AMP", plot="rate",
            short="backbone\nbf16"),
     Figure("bf16_speedup", "bf16 speedup, backbone forward", "x", "bf16 / fp32 images/s"),
+    Figure("step_ms_paper_shape", "the paper's training step, 224 px batch 32, the demo's precision here", "ms",
+           "median over interleaved runs of `xeontl measure step` (frozen backbone forward, head, Adam)"),
+    Figure("batch_norm_fold_saving", "time a step saves with the backbone's batch norms folded", "fraction",
+           "1 - folded step / step with separate batch norm layers (medians of interleaved runs)"),
     Figure("bf16_epoch_speedup", "bf16 speedup, training epoch end to end (1 worker)", "x",
            "fp32 epoch time / bf16 epoch time, same images (Intel's kit logged 1.49x on one socket)",
            target=(">=", 2.0), plot="ratio",
@@ -644,9 +710,18 @@ def table(res: dict) -> str:
             if v is None else (f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}")
         ok = f.met(v)
         met = "" if ok is None else ("yes" if ok else "no")
-        unit = f" ({f.unit})" if f.unit in ("GFLOP/s", "images/s", "s", "MiB") else ""
+        unit = f" ({f.unit})" if f.unit in ("GFLOP/s", "images/s", "s", "ms", "MiB") else ""
         target = "" if f.target is None else f"{f.target[0]} {f.target[1]}"
         rows.append(f"| {f.label}{unit} | {shown} | {f.paper} | {target} | {met} |")
+    prof = res.get("step_profile") or {}
+    if prof:
+        groups = list(dict.fromkeys([*prof["folded"]["ms_per_step"], *prof["separate"]["ms_per_step"]]))
+        rows += ["", f"Where the paper's training step goes, by oneDNN primitive ({res['step_basis']}; the profile of "
+                     f"the first run of each):", "", "| part | ms per step, batch norms folded (training) | "
+                     "ms per step, batch norms separate |", "|---|---|---|",
+                 *[f"| {g} | {prof['folded']['ms_per_step'].get(g, 0.0):.1f} | "
+                   f"{prof['separate']['ms_per_step'].get(g, 0.0):.1f} |" for g in groups],
+                 f"| the step | {prof['folded']['step_ms']:.0f} | {prof['separate']['step_ms']:.0f} |"]
     phases = res.get("run_overhead_phases") or {}
     if phases.get("seconds"):
         rows += ["", f"Where the run overhead goes ({res.get('run_overhead_basis')}; medians of the repeats; the "

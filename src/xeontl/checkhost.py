@@ -55,10 +55,6 @@ def measure(sizes: dict = SIZES) -> dict:
                     "socket": bench._probe(w, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"])}
     print("[check-host] where a training step's time goes (oneDNN's per-primitive times)", flush=True)
     raw["step"] = bench._probe(w, env, "step", precision, sizes["image"], sizes["batch"], sizes["repeats"])
-    print("[check-host] the same step with the backbone's batch norms as separate layers (what folding saves)",
-          flush=True)
-    raw["step_unfolded"] = bench._probe(w, env, "step", precision, sizes["image"], sizes["batch"], sizes["repeats"],
-                                        fold=False)
     return raw
 
 
@@ -117,6 +113,9 @@ def curve(raw: dict, limit: dict) -> list[dict]:
                          "fraction": hw and p["gflops"] / hw, "reorder_share": p.get("reorder_share"),
                          "outside_share": p.get("outside_share"),
                          "kernels": p.get("kernels")})
+        for size in (probe.get("skipped") or {}).get("sizes") or []:
+            rows.append({"cores": cores, "size": size, "gflops": None, "fraction": None, "reorder_share": None,
+                         "outside_share": None, "kernels": [f"not run: {probe['skipped']['why']}"]})
     return rows
 
 
@@ -165,9 +164,6 @@ def verdict(raw: dict) -> dict:
         "bandwidth_gb_s": raw["bandwidth"].get("median"),
         "backbone_img_s_paper_shape": rate, "precision": raw["precision"],
         "step_profile": (raw.get("step") or {}).get("profile"),
-        "step_profile_unfolded": (raw.get("step_unfolded") or {}).get("profile"),
-        # what folding the frozen backbone's batch norms into its convolutions (training's default) saves per step
-        "batch_norm_fold_saving": _saving(raw.get("step"), raw.get("step_unfolded")),
         "matmul_curve": curve(raw, limit),
         "predicted_minutes": minutes, "paper_minutes": paper,
         "prediction_basis": (f"{epochs:g} epochs x ({PAPER_TRAIN} + {PAPER_VAL}) images / {rate and round(rate, 1)} "
@@ -185,11 +181,6 @@ def verdict(raw: dict) -> dict:
                           *((f"curve, {k}", c) for k, c in (raw.get("curve") or {}).items()))
                          if v.get("median") is None},
     }
-
-
-def _saving(folded: dict | None, unfolded: dict | None) -> float | None:
-    a, b = (folded or {}).get("step_s"), (unfolded or {}).get("step_s")
-    return 1 - a / b if a and b else None
 
 
 def markdown(v: dict) -> str:
@@ -219,7 +210,7 @@ def markdown(v: dict) -> str:
         lines += ["bf16 matmul against the cores' theoretical limit (where it stops; are reorders why?):", "",
                   "| cores | size | GFLOP/s | of the limit | reorders | outside oneDNN (casts) | kernels |",
                   "|---|---|---|---|---|---|---|",
-                  *[f"| {r['cores']} | {r['size']} | {r['gflops']:.0f} | {fmt(r['fraction'])} | "
+                  *[f"| {r['cores']} | {r['size']} | {fmt(r['gflops'], '{:.0f}')} | {fmt(r['fraction'])} | "
                     f"{fmt(r['reorder_share'], '{:.0%}')} | {fmt(r.get('outside_share'), '{:.0%}')} | "
                     f"{', '.join(r['kernels'] or [])} |"
                     for r in v["matmul_curve"]], ""]
@@ -229,12 +220,7 @@ def markdown(v: dict) -> str:
                   f"per step):", "", "| part | ms per step | share |", "|---|---|---|",
                   *[f"| {k} | {ms:.1f} | {prof['share'][k]:.0%} |" for k, ms in prof["ms_per_step"].items()], "",
                   f"({prof['basis']}.)", ""]
-    unfolded = v.get("step_profile_unfolded") or {}
-    if unfolded.get("step_ms") and prof.get("step_ms"):
-        bn = (unfolded.get("ms_per_step") or {}).get("batch norm", 0.0)
-        lines += [f"The backbone's batch norms are folded into its convolutions, as training folds them. As separate "
-                  f"layers the step takes {unfolded['step_ms']:.0f} ms ({bn:.1f} ms of it in batch norm): folding "
-                  f"saves {fmt(v.get('batch_norm_fold_saving'), '{:.0%}')}.", ""]
+
     if v["reasons"]:
         lines += ["Why not:", "", *[f"- {r}" for r in v["reasons"]], ""]
     if v["probe_errors"]:
