@@ -63,6 +63,16 @@ def test_keras_h5_weights_load_into_the_v1_topology(tmp_path):
     np.testing.assert_allclose(bb(x).numpy(), want.numpy(), rtol=1e-3, atol=1e-4 * float(tf.reduce_max(want)))
 
 
+def test_a_fresh_network_is_folded_without_building_it_twice():
+    """The random backbone (the demo's) is built folded directly: the same weights as building it with batch norms
+    and folding them, so the shortcut changes nothing but the set-up time."""
+    want = model.fold_batch_norms(model.resnet50(64, seed=7))
+    got = model.fresh_folded(64, seed=7)
+    assert [w.name for w in got.weights] == [w.name for w in want.weights]
+    for a, b in zip(got.get_weights(), want.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=0)
+
+
 def test_folding_the_batch_norms_keeps_the_networks_function():
     """y = (conv(x) + b - mean) * gamma / sqrt(var + eps) + beta is one convolution: the v1.5 network, folded,
     gives the same features (fp32), with no batch norm left."""
