@@ -91,11 +91,13 @@ def test_ratio_claims_on_a_host_that_is_not_the_papers(tmp_path):
     assert rows["accuracy"]["verdict"] == "PASS" and prov
 
 
-def measured_tolerances(ref_dir, accuracy_points=3.0, time_relative=0.3, kind=("demo", 2, True), runs=5):
-    d = ref_dir / f"repeats-{kind[0]}-{kind[1]}s-20261130-000000"
+def measured_tolerances(ref_dir, accuracy_points=3.0, time_relative=0.3, kind=("demo", 2, True), runs=5,
+                        stamp="20261130-000000", cpus=("AMD EPYC",)):
+    d = ref_dir / f"repeats-{kind[0]}-{kind[1]}s-{stamp}"
     d.mkdir(parents=True)
     (d / "summary.json").write_text(json.dumps({"kind": list(kind), "runs": [{}] * runs, "tolerances_from_this_spread":
-                                                {"accuracy_points": accuracy_points, "time_relative": time_relative}}))
+                                                {"accuracy_points": accuracy_points, "time_relative": time_relative},
+                                                "cpus": list(cpus)}))
 
 
 def test_a_run_is_judged_against_the_committed_reference_of_its_kind(tmp_path):
@@ -135,14 +137,17 @@ def test_time_is_judged_against_the_reference_of_this_cpu_and_backbone_graph(tmp
     fake_run(ref_dir / "r2-xeon", 2, 300.0, acc=0.935, emulated=True, profile="demo", cpu="Intel Xeon",
              metrics=folded)
     measured_tolerances(ref_dir)
+    measured_tolerances(ref_dir, accuracy_points=2.0, stamp="20261130-100000", cpus=["Intel Xeon"])
     xeon = claims.load_run(fake_run(tmp_path / "a", 2, 310.0, acc=0.93, emulated=True, profile="demo",
                                     cpu="Intel Xeon", metrics=folded))
     verdict = claims.against_reference(xeon, claims.find_reference(xeon, ref_dir), ref_dir)
     assert verdict["reference"] == "r2-xeon" and verdict["time_judged"] and verdict["reproduced"]
+    assert verdict["tolerances"]["source"] == "repeats-demo-2s-20261130-100000/summary.json"  # the Xeon's spread
     epyc_folded = claims.load_run(fake_run(tmp_path / "b", 2, 135.0, acc=0.93, emulated=True, profile="demo",
                                            cpu="AMD EPYC", metrics=folded))
     verdict = claims.against_reference(epyc_folded, claims.find_reference(epyc_folded, ref_dir), ref_dir)
     assert verdict["reference"] == "r1-epyc" and not verdict["time_judged"] and verdict["reproduced"]
+    assert verdict["tolerances"]["source"] == "repeats-demo-2s-20261130-000000/summary.json"  # the older, its own
     assert verdict["why"][1] == ("training time not judged: the reference's backbone ran its batch norms as separate "
                                  "layers, this run's as folded into the convolutions")
 

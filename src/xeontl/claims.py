@@ -252,15 +252,21 @@ def cpu_kind(run: dict) -> str | None:
 
 def reference_tolerances(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | None:
     """The tolerances measured for runs of this kind: the newest committed `--repeats` summary of the same profile,
-    socket count and emulation (claims.toml [reference]), with where they come from."""
+    socket count and emulation (claims.toml [reference]) measured on this run's CPU model, else the newest of any
+    CPU, with where they come from."""
     pattern = table()["reference"]["tolerances_from"]
     found = sorted(reference_dir.glob(pattern)) if reference_dir.is_dir() else []
+    model = ((run["provenance"].get("host") or {}).get("cpu") or {}).get("model_name")
+    usable = []
     for path in reversed(found):
         doc = json.loads(path.read_text())
         if tuple(doc.get("kind") or ()) == run_kind(run) and len(doc.get("runs") or []) >= 5:
-            return {**doc["tolerances_from_this_spread"], "source": str(path.relative_to(reference_dir)),
-                    "runs": len(doc["runs"])}
-    return None
+            usable.append((model in (doc.get("cpus") or []), path, doc))
+    if not usable:
+        return None
+    _, path, doc = max(usable, key=lambda u: u[0])  # the first (newest) of this CPU's, else the newest
+    return {**doc["tolerances_from_this_spread"], "source": str(path.relative_to(reference_dir)),
+            "runs": len(doc["runs"])}
 
 
 def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFERENCE_DIR) -> dict | None:
