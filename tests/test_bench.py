@@ -184,7 +184,7 @@ def test_the_bench_reads_a_real_launcher_run(native_run):
                                        "rank exit, mpirun, report, provenance"]
     assert all(s > 0 for s in phases["seconds"].values()), phases
     assert sum(phases["seconds"].values()) == pytest.approx(got["wall_s"], abs=0.05)
-    assert phases["beyond_training"] == pytest.approx(got["wall_s"] - phases["seconds"]["training"])
+    assert phases["beyond_training"] == pytest.approx(got["wall_s"] - phases["seconds"]["training"], abs=0.05)
 
 
 def test_each_figure_and_target_is_declared_once():

@@ -448,29 +448,39 @@ def measure_all(sz: dict, out: Path, image: str, native_only: bool) -> dict:
                           "note": "2 emulated sockets of one core each" if two.emulated else "real sockets"},
                  "sizes": sz, "emulated_sockets": two.emulated, "native_only": native_only, "cores": w.cores,
                  "cpu": {k: cpu.get(k) for k in ("flags", "vendor", "family", "mhz", "model_name")}}
+    took = raw["bench_seconds"] = {}  # where the bench's own time goes, part by part (the 20-min target)
+
+    def timed(name, f, *args, **kw):
+        t0 = time.perf_counter()
+        got = f(*args, **kw)
+        took[name] = time.perf_counter() - t0
+        return got
+
     print(f"[bench] peak matmul on {w.cores} core(s) (CPUs {topology.cpulist(w.cpus)})", flush=True)
-    raw["peaks"] = {p: _probe(w, env, "matmul", p, sz["matmul"], 0, repeats) for p in ("fp32", "bf16")}
+    raw["peaks"] = timed("matmul peaks", lambda: {p: _probe(w, env, "matmul", p, sz["matmul"], 0, repeats)
+                                                  for p in ("fp32", "bf16")})
     print("[bench] backbone forward fp32 vs bf16", flush=True)
-    raw["backbone"] = {p: _probe(w, env, "backbone", p, size, sz["batch"], repeats) for p in ("fp32", "bf16")}
-    raw["step"] = measure_step(w, env, sz)
+    raw["backbone"] = timed("backbone forward", lambda: {p: _probe(w, env, "backbone", p, size, sz["batch"], repeats)
+                                                         for p in ("fp32", "bf16")})
+    raw["step"] = timed("training step profile", measure_step, w, env, sz)
     if not native_only:  # the image is there: a source-only rebuild of it, timed
         from xeontl import image as imagelib
 
         print("[bench] source-only rebuild of the image", flush=True)
-        raw["rebuild"] = imagelib.time_source_rebuild()
+        raw["rebuild"] = timed("source-only rebuild", imagelib.time_source_rebuild)
     runs = out.parent / f"{out.name}-runs"
     runs.mkdir()
     from xeontl.runtime import choose_precision
 
     demo_precision = choose_precision("auto", cpu)[0]  # what the demo profile's `auto` runs at on this CPU
-    raw["training"] = measure_training(variants(one, two, sz["profile"], sz["train"], image, native_only,
-                                                demo_precision), sz["train_repeats"], runs)
+    raw["training"] = timed("training variants", measure_training, variants(
+        one, two, sz["profile"], sz["train"], image, native_only, demo_precision), sz["train_repeats"], runs)
     print("[bench] memory at the paper's shape (224 px, batch 32, a few steps on synthetic tiles)", flush=True)
-    raw["memory"] = _train_run(Options(sockets=2, emulate_sockets=two.emulated, profile=sz["profile"],
-                                              native=True, results_dir=runs, report=False,
-                                              overrides=sz.get("paper_shape", PAPER_SHAPE)))
-    raw["feature_cache"] = measure_feature_cache(two, sz["profile"], {k: str(v) for k, v in sz["tta"].items()}, runs,
-                                                 (out / "cache").resolve())
+    raw["memory"] = timed("memory at the paper's shape", _train_run, Options(
+        sockets=2, emulate_sockets=two.emulated, profile=sz["profile"], native=True, results_dir=runs, report=False,
+        overrides=sz.get("paper_shape", PAPER_SHAPE)))
+    raw["feature_cache"] = timed("feature cache time to accuracy", measure_feature_cache, two, sz["profile"],
+                                 {k: str(v) for k, v in sz["tta"].items()}, runs, (out / "cache").resolve())
     return raw
 
 
@@ -722,6 +732,10 @@ def table(res: dict) -> str:
                  *[f"| {g} | {prof['folded']['ms_per_step'].get(g, 0.0):.1f} | "
                    f"{prof['separate']['ms_per_step'].get(g, 0.0):.1f} |" for g in groups],
                  f"| the step | {prof['folded']['step_ms']:.0f} | {prof['separate']['step_ms']:.0f} |"]
+    took = (res.get("raw") or {}).get("bench_seconds") or {}
+    if took:
+        rows += ["", f"This bench took {sum(took.values()) / 60:.1f} min: "
+                     + ", ".join(f"{name} {s / 60:.1f}" for name, s in took.items()) + " (min)."]
     phases = res.get("run_overhead_phases") or {}
     if phases.get("seconds"):
         rows += ["", f"Where the run overhead goes ({res.get('run_overhead_basis')}; medians of the repeats; the "
