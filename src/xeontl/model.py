@@ -112,10 +112,13 @@ def weights_sha256(path: Path) -> str:
 def describe_weights(cfg) -> dict:
     """What the weights are, checked before any TF work: kind, label, path and sha256 (or a clear error)."""
     spec = cfg["weights"]
-    folded = "folded into the convolutions" if cfg["fold_batch_norm"] else "separate layers"
+
+    def batch_norm():  # only a Keras-built backbone folds them (a SavedModel runs as saved)
+        return "folded into the convolutions" if cfg["fold_batch_norm"] else "separate layers"
+
     if spec == "random":
         return {"kind": "random", "topology": "ResNet50 v1.5", "label": RANDOM_WEIGHTS_NOTICE, "sha256": None,
-                "batch_norm": folded}
+                "batch_norm": batch_norm()}
     kind, sep, raw = spec.partition(":")
     if not sep or kind not in ("savedmodel", "keras"):
         raise UserError(f"weights '{spec}' not understood: use random, savedmodel:DIR or keras:FILE.h5")
@@ -132,7 +135,7 @@ def describe_weights(cfg) -> dict:
         raise UserError(f"weights {path} have sha256 {digest}, expected {cfg['weights_sha256']}: re-stage the file")
     if kind == "keras":
         return {"kind": "keras_h5", "topology": "ResNet50 v1 (Keras ImageNet weights are v1, not v1.5)",
-                "label": "ImageNet ResNet50 v1", "path": str(path), "sha256": digest, "batch_norm": folded}
+                "label": "ImageNet ResNet50 v1", "path": str(path), "sha256": digest, "batch_norm": batch_norm()}
     return {"kind": "savedmodel", "topology": "as saved (TF-Hub feature vector)", "label": "ImageNet (SavedModel)",
             "path": str(path), "sha256": digest, "batch_norm": "as saved"}
 
