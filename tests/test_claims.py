@@ -127,3 +127,22 @@ def test_time_is_judged_only_on_the_same_cpu_generation_not_just_the_same_name(t
     assert claims.against_reference(same, claims.find_reference(same, ref_dir), ref_dir)["time_judged"]
     v = claims.against_reference(other, claims.find_reference(other, ref_dir), ref_dir)
     assert not v["time_judged"] and "AMD EPYC (family 25 model 2)" in v["why"][1]
+
+
+def test_tolerances_come_from_the_spread_measured_on_the_runs_own_cpu_generation(tmp_path):
+    """Zen 4 and Zen 5 VMs both say "AMD EPYC": a run takes the tolerances of its own family and model where they
+    were measured, else the newest of any CPU; a summary from before kinds were recorded (a bare name) matches none."""
+    from test_report import measured_tolerances
+
+    ref_dir = tmp_path / "reference"
+    measured_tolerances(ref_dir, accuracy_points=1.0, stamp="20261201-000000", cpus=("AMD EPYC (family 25 model 17)",))
+    measured_tolerances(ref_dir, accuracy_points=2.0, stamp="20261202-000000", cpus=("AMD EPYC (family 26 model 2)",))
+    measured_tolerances(ref_dir, accuracy_points=3.0, stamp="20261130-000000", cpus=("AMD EPYC",))
+    run = fake_run(tmp_path / "a", 2, 100.0, acc=0.935, emulated=True, profile="demo", cpu="AMD EPYC")
+    for family, model, points in (("25", "17", 1.0), ("26", "2", 2.0), ("25", "1", 2.0)):  # Zen 3: the newest
+        p = json.loads((run / "provenance.json").read_text())
+        p["host"]["cpu"].update(family=family, model=model)
+        (run / "provenance.json").write_text(json.dumps(p))
+        assert claims.reference_tolerances(claims.load_run(run), ref_dir)["accuracy_points"] == points
+    s = repeats.summarize([run])
+    assert s["cpus"] == ["AMD EPYC (family 25 model 1)"] and s["runs"][0]["cpu"] == s["cpus"][0]

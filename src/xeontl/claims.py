@@ -252,16 +252,16 @@ def cpu_kind(run: dict) -> str | None:
 
 def reference_tolerances(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | None:
     """The tolerances measured for runs of this kind: the newest committed `--repeats` summary of the same profile,
-    socket count and emulation (claims.toml [reference]) measured on this run's CPU model, else the newest of any
-    CPU, with where they come from."""
+    socket count and emulation (claims.toml [reference]) measured on this run's CPU (cpu_kind: summaries before
+    2026-12 name the model alone, which matches none), else the newest of any CPU, with where they come from."""
     pattern = table()["reference"]["tolerances_from"]
     found = sorted(reference_dir.glob(pattern)) if reference_dir.is_dir() else []
-    model = ((run["provenance"].get("host") or {}).get("cpu") or {}).get("model_name")
+    kind = cpu_kind(run)
     usable = []
     for path in reversed(found):
         doc = json.loads(path.read_text())
         if tuple(doc.get("kind") or ()) == run_kind(run) and len(doc.get("runs") or []) >= 5:
-            usable.append((model in (doc.get("cpus") or []), path, doc))
+            usable.append((kind is not None and kind in (doc.get("cpus") or []), path, doc))
     if not usable:
         return None
     _, path, doc = max(usable, key=lambda u: u[0])  # the first (newest) of this CPU's, else the newest

@@ -81,7 +81,8 @@ def summarize(runs: list[Path]) -> dict:
         ref = claims.against_reference(run, claims.find_reference(run))
         rows.append({"run": Path(run["dir"]).name, "seed": cfg.get("seed"), "status": m.get("status"),
                      **{k: m.get(src) for k, (src, _, _) in FIGURES.items()},
-                     "cpu": ((run["provenance"].get("host") or {}).get("cpu") or {}).get("model_name"),
+                     # the CPU by model name and family/model: "AMD EPYC" alone names Zen 3, 4 and 5 alike
+                     "cpu": claims.cpu_kind(run),
                      "reference": None if ref is None else ref["reference"],
                      "reproduced": None if ref is None else ref["reproduced"]})
     stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
