@@ -173,14 +173,16 @@ def test_the_bench_reads_a_real_launcher_run(native_run):
     got = bench.run_figures(0, native_run, "smoke", {"epochs": "6"})
     assert got["img_s"] > 0 and got["epochs_used"] == 1  # 2 epochs run, the first (tracing) left out
     assert got["overhead_s"] > 0 and got["wall_s"] > got["train_s"] > 0 and got["peak_rss_mib"] > 100
-    assert "horovodrun -np 2" in got["plan"] and "numactl" in got["plan"]
+    assert "mpirun --allow-run-as-root --tag-output -np 2" in got["plan"] and "numactl" in got["plan"]
     assert got["plan"].endswith("# config.json: profile smoke, overrides epochs=6\n")
     # the overhead, phase by phase from the run's own records: every mark found (no merged phase), each phase
     # positive, and they add up to the wall time
     phases = got["overhead_phases"]
     assert list(phases["seconds"]) == ["launcher: checks, container and mpirun start",
                                        "rank: Python and TensorFlow imports", "rank: Horovod, logs, the run's records",
-                                       "set-up: data, model, compile", "training", "final evaluation",
+                                       "set-up: data (load, shard)",
+                                       "set-up: model (backbone, the demo's feature standardizer, cache)",
+                                       "set-up: optimizer, compile, callbacks", "training", "final evaluation",
                                        "rank exit, mpirun, report, provenance"]
     assert all(s > 0 for s in phases["seconds"].values()), phases
     assert sum(phases["seconds"].values()) == pytest.approx(got["wall_s"], abs=0.05)

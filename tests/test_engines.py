@@ -58,7 +58,7 @@ def test_each_engine_renders_the_plans_own_rank_commands(tmp_path):
     assert plan_cmds["docker"] == plan_cmds["native"] == plan_cmds["slurm"]
     assert plan_cmds["docker"][0] == ["numactl", "-C", "0-55,112-167", "-m", "0"]
     assert got["docker"].command[:2] == ["docker", "run"] and "--cap-add" in got["docker"].command
-    assert got["native"].command[0] == "horovodrun"
+    assert got["native"].command[0] == "mpirun"
     assert got["slurm"].command[0] == "sbatch" and "#SBATCH --nodes=1" in got["slurm"].files["job.sbatch"]
 
 

@@ -68,3 +68,18 @@ def test_onednn_verbose_lines_name_the_kernels_and_the_isa():
     assert got["onednn_version"] == "v3.2.1" and got["cpu_isa"] == "isa:Intel AVX2"
     assert got["implementations"] == {"jit:avx2": 1, "gemm_api": 1} and got["isas_dispatched"] == ["avx2"]
     assert not got["bf16_kernels_seen"] and not got["amx_used"]
+
+
+def test_the_math_sample_runs_at_idle_priority_and_still_proves_the_math_path():
+    """Rank 0's oneDNN sample takes no time from the ranks (SCHED_IDLE: it runs when their cores would idle) and
+    still records what oneDNN dispatched; at the caller's own priority when asked (check-host, `xeontl probe`)."""
+    import os
+
+    proc = provenance.start_isa_sample("fp32", "onednn", idle=True)
+    assert os.sched_getscheduler(proc.pid) == os.SCHED_IDLE
+    got = provenance.isa_proof("fp32", "onednn", proc)
+    assert got["returncode"] == 0 and got["isas_dispatched"] and got["onednn_version"], got
+    plain = provenance.start_isa_sample("fp32", "onednn")
+    assert os.sched_getscheduler(plain.pid) == os.sched_getscheduler(0)
+    plain.kill()
+    plain.communicate()

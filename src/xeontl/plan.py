@@ -1,10 +1,10 @@
 """Topology + sockets + options -> the exact plan: which CPUs and memory nodes each worker gets, its threads and env,
 and each rank's own command. Pure: no I/O, so every decision is unit-tested on recorded topologies. The engines
-(xeontl.engines) render their launch lines (docker run, horovodrun, sbatch, the MPIJob's mpirun) around these.
+(xeontl.engines) render their launch lines (docker run, mpirun or horovodrun, sbatch, the MPIJob's mpirun) around these.
 
 The paper's runs, on its 2x56-core SPR host with HT:
   1 socket : numactl -C 0-55,112-167 -m 0 python train.py       inter = intra = OMP_NUM_THREADS = 56
-  2 sockets: horovodrun -np 2, one worker per socket            intra = cores - 2 = 54
+  2 sockets: Horovod, mpirun -np 2, one worker per socket       intra = cores - 2 = 54
              numactl -C 0-55,112-167 -m 0  /  numactl -C 56-111,168-223 -m 1
 """
 
@@ -32,6 +32,10 @@ MPI_ENV = {
 # What a rank needs beyond a container's defaults: numactl -m sets a memory policy (set_mempolicy), which needs
 # SYS_NICE. Nothing else, never privileged: every engine that runs the image adds these and only these.
 CAPABILITIES = ("SYS_NICE",)
+
+# The OpenMPI arguments of every Horovod launch, as horovodrun 0.28.1 renders them (horovod/runner/mpi_run.py): no MPI
+# binding, so it cannot fight numactl's; the ob1 messaging layer, no InfiniBand verbs.
+MPI_ARGS = ("-bind-to", "none", "-map-by", "slot", "-mca", "pml", "ob1", "-mca", "btl", "^openib")
 
 CONTAINER_RESULTS = "/results"
 CONTAINER_RESUME = "/resume"  # `--resume RUN`: the interrupted run dir, mounted read-only

@@ -174,12 +174,20 @@ def software() -> dict:
             "lock_sha256": hashlib.sha256(lf.read_bytes()).hexdigest() if lf else None}
 
 
-def start_isa_sample(precision: str, amp: str) -> subprocess.Popen:
+def start_isa_sample(precision: str, amp: str, idle: bool = False) -> subprocess.Popen:
     """runtime.isa_sample in a child process (oneDNN reads ONEDNN_VERBOSE once, at start) that inherits the caller's
-    CPUs, memory nodes and threads. Rank 0 starts it beside its own start-up and reads it before training starts."""
+    CPUs, memory nodes and threads. `idle`: under SCHED_IDLE, so it runs only when the caller's cores have nothing
+    else to run: rank 0's start-up no longer shares its core with a second TensorFlow import (on 1-core emulated
+    sockets of a Zen 4, rank 1 waited 3.3 s for rank 0 at the first broadcast when the sample ran at full priority)."""
     env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen([sys.executable, "-m", "xeontl", "isa-sample", "--precision", precision, "--amp", amp],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_lowest_priority if idle else None)
+
+
+def _lowest_priority() -> None:
+    """The child's own scheduling policy: SCHED_IDLE (an unprivileged process may always lower its own)."""
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 def isa_proof(precision: str, amp: str, proc: subprocess.Popen | None = None) -> dict:

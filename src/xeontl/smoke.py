@@ -1,5 +1,5 @@
-"""`invoke smoke`: the image works end to end — horovodrun -np 2 on two emulated sockets, smoke profile, through the
-same launcher a reviewer uses — and the results landed on the host, owned by the invoking user."""
+"""`invoke smoke`: the image works end to end — Horovod over mpirun -np 2 on two emulated sockets, smoke profile,
+through the same launcher a reviewer uses — and the results landed on the host, owned by the invoking user."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The paper's recipe, step by step. Runs alone (the 1-socket run) or as one rank under horovodrun (the 2-socket run).
+"""The paper's recipe, step by step. Runs alone (the 1-socket run) or as one Horovod rank under mpirun (2 sockets).
 
     1. threads and precision, before TensorFlow builds its thread pools (threads: the plan's, per rank)
     2. Horovod: one worker per socket (only when launched by horovodrun)
@@ -151,14 +151,15 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
 class EpochCheckpoint(tf.keras.callbacks.Callback):
     """Rank 0, after each epoch (after early stopping and the recorder have updated): checkpoints/epoch-NNNN/."""
 
-    def __init__(self, run_dir: Path, head, optimizer, early: ResumableEarlyStopping, recorder, cfg: dict,
+    def __init__(self, results: Results, head, optimizer, early: ResumableEarlyStopping, recorder, cfg: dict,
                  workers: int):
         super().__init__()
-        self.dir = Path(run_dir) / checkpoint.DIR
+        self.results, self.dir = results, results.output / checkpoint.DIR
         self.head, self.optimizer, self.early, self.recorder = head, optimizer, early, recorder
         self.cfg, self.workers = cfg, workers
 
     def on_epoch_end(self, epoch, logs=None):
+        self.results.write_probe(wait=False)  # the math sample's probe.json, once the sample has finished
         best = self.early.best_weights
         best_head = checkpoint.head_part(best, self.head) if best is not None else self.head.get_weights()
         checkpoint.write(self.dir, epoch + 1, self.head, self.optimizer, best_head, {
@@ -231,14 +232,16 @@ class Results:
         self.events = EventLog(output / EVENTS_FILE if self.rank0 else None)
         self.metrics: dict = {"status": "failed", "workers": size, "notices": []}
         self.training_started = False
-        # Horovod: rank 0 proves the math path with a short oneDNN-verbose sample in a child process on its own CPUs,
-        # started now so it overlaps the start-up, read before the first epoch (a second container after the run
-        # cost 22 s).
+        # Horovod: rank 0 proves the math path with a short oneDNN-verbose sample in a child process on its own CPUs
+        # (a second container after the run cost 22 s), at idle priority so it takes no time from the ranks: it runs
+        # when rank 0's cores would idle, and probe.json is written at the first epoch's end after it finished, or at
+        # the run's end.
         self.precision = (cfg["precision"], cfg["amp"])
-        self.isa_sample = provenance.start_isa_sample(*self.precision) if self.rank0 else None
+        self.isa_sample = provenance.start_isa_sample(*self.precision, idle=True) if self.rank0 else None
 
-    def write_probe(self) -> None:
-        if self.isa_sample is not None:
+    def write_probe(self, wait: bool = True) -> None:
+        """probe.json, with the sample's result; wait=False: only if the sample has finished."""
+        if self.isa_sample is not None and (wait or self.isa_sample.poll() is not None):
             doc = provenance.probe(*self.precision, sample=self.isa_sample)
             self.isa_sample = None
             (self.output / "probe.json").write_text(json.dumps(doc, default=str))
@@ -316,6 +319,8 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
     val_sharded = len(ds.val) % workers.size == 0
     val_shard = ds.val.shard(workers.size, workers.rank) if val_sharded else ds.val
     steps = steps_per_epoch(cfg, len(train_shard))
+    startup = results.metrics["startup"]
+    startup["data_loaded_unix"] = time.time()  # set-up split into data, model, compile (the run overhead's phases)
 
     # 4. Model: the frozen backbone and the trainable head, and what it trains on (images, or cached features).
     net, backbone, head = model.build(cfg, weights_info, feature_sample(cfg, ds, notices))
@@ -323,6 +328,7 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
     initial_epoch = resumed["epoch"] if resumed else 0
     fitted, train_ds, val_ds, cache = inputs_for(cfg, net, backbone, head, weights_info, train_shard, val_shard,
                                                  initial_epoch, rank0, notices)
+    startup["model_built_unix"] = time.time()
 
     # 5. Optimizer.
     # Horovod: the paper's LR rule, 0.01 x workers (the global batch grows with the workers).
@@ -342,7 +348,6 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
                                                 fault_after_epoch)
 
     # 7. Fit; the best epoch's weights are what the run reports.
-    results.write_probe()
     events.write("init_stop")
     events.write("run_start")
     results.training_started = True
@@ -437,7 +442,7 @@ def make_callbacks(cfg, workers: Workers, results: Results, lr: float, steps: in
     callbacks += [early, recorder]
     if rank0:
         # Horovod: rank 0 alone writes the per-epoch checkpoints (every rank holds the same weights).
-        callbacks.append(EpochCheckpoint(results.output, head, opt, early, recorder, cfg, workers.size))
+        callbacks.append(EpochCheckpoint(results, head, opt, early, recorder, cfg, workers.size))
     if fault_after_epoch:
         callbacks.append(FaultInjection(fault_after_epoch, workers.rank, workers.size))
     return early, recorder, callbacks

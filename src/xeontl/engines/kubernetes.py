@@ -138,7 +138,7 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
 def mpirun_command(plan: planlib.Plan, rank_args, env_names) -> list[str]:
     """mpirun across the hosts of a hostfile (the MPI Operator's launcher): one rank per socket of every host, each
     exec'ing its own socket's command; the env is forwarded by name (ssh sessions do not inherit a pod's env)."""
-    return ["mpirun", "-np", str(plan.total_workers), "--bind-to", "none", "--map-by", "slot",
+    return ["mpirun", "-np", str(plan.total_workers), *planlib.MPI_ARGS,
             *[a for name in env_names for a in ("-x", name)], *planlib.rank_wrapper(plan, rank_args)]
 
 
