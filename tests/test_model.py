@@ -31,6 +31,22 @@ def test_random_backbone_is_frozen_and_labelled():
     assert head.output.dtype == tf.float32
 
 
+def test_ranks_that_each_run_a_share_of_the_standardizer_sample_fit_the_whole_samples_statistics():
+    """Horovod: each rank runs the backbone on every Nth tile of the sample and the features are gathered; every rank
+    then fits what one process fits on the whole sample."""
+    cfg = config.resolve("smoke")
+    bb = model.backbone(cfg, model.describe_weights(cfg))
+    sample = tf.random.uniform((9, 64, 64, 3), seed=1)
+    whole = model.feature_standardizer(bb, sample)
+    shares = [sample[r::2] for r in range(2)]
+    features = [bb.predict(s, verbose=0) for s in shares]
+    for rank in range(2):
+        got = model.feature_standardizer(bb, shares[rank], gather=lambda mine: [
+            mine if r == rank else features[r] for r in range(2)])
+        np.testing.assert_allclose(got.mean.numpy(), whole.mean.numpy(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(got.variance.numpy(), whole.variance.numpy(), rtol=1e-4, atol=1e-6)
+
+
 def trained_looking_batch_norms(net, seed=0):
     """Batch norm statistics as a trained network has them (a fresh one's are 1, 0, 0, 1: folding them is trivial)."""
     rng = np.random.default_rng(seed)

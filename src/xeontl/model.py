@@ -200,26 +200,30 @@ def head(feature_dim: int, feature_norm_layer=None):
     return tf.keras.Model(inp, out, name="head")
 
 
-def feature_standardizer(backbone_model, sample_images):
+def feature_standardizer(backbone_model, sample_images, gather=None):
     """Demo-only: per-feature standardization fitted on a fixed, un-augmented sample of training tiles.
 
-    Labelled in the model ('feature_standardization_random_backbone') and in provenance. The same sample is used on
-    every rank, so every rank computes the same statistics without communication.
+    Labelled in the model ('feature_standardization_random_backbone') and in provenance. `gather`: each rank has its
+    share of the sample and gather(features) returns every rank's, in rank order, so every rank fits the same
+    statistics on the whole sample having run the backbone on 1/N of it.
     """
+    import numpy as np
     import tensorflow as tf
 
     feats = backbone_model.predict(sample_images, batch_size=64, verbose=0).astype("float32")
+    if gather is not None:
+        feats = np.concatenate(gather(feats))
     norm = tf.keras.layers.Normalization(name="feature_standardization_random_backbone")
     norm.adapt(feats)
     return norm
 
 
-def build(cfg, weights_info: dict, norm_sample=None):
+def build(cfg, weights_info: dict, norm_sample=None, gather=None):
     """backbone -> (optional standardization) -> head, as one Keras model; returns (model, backbone, head)."""
     import tensorflow as tf
 
     bb = backbone(cfg, weights_info)
-    norm = feature_standardizer(bb, norm_sample) if use_feature_norm(cfg) and norm_sample is not None else None
+    norm = feature_standardizer(bb, norm_sample, gather) if use_feature_norm(cfg) and norm_sample is not None else None
     hd = head(bb.output_shape[-1], norm)
     model = tf.keras.Model(bb.input, hd(bb.output), name="xeontl_resnet50_transfer")
     return model, bb, hd

@@ -323,7 +323,9 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
     startup["data_loaded_unix"] = time.time()  # set-up split into data, model, compile (the run overhead's phases)
 
     # 4. Model: the frozen backbone and the trainable head, and what it trains on (images, or cached features).
-    net, backbone, head = model.build(cfg, weights_info, feature_sample(cfg, ds, notices))
+    # Horovod: each worker runs the backbone on its 1/N of the standardizer's sample; all of it is gathered
+    net, backbone, head = model.build(cfg, weights_info, feature_sample(cfg, ds, notices, workers),
+                                      gather=workers.allgather if workers.hvd else None)
     notices += [RANDOM_WEIGHTS_NOTICE] * (weights_info["kind"] == "random")
     initial_epoch = resumed["epoch"] if resumed else 0
     fitted, train_ds, val_ds, cache = inputs_for(cfg, net, backbone, head, weights_info, train_shard, val_shard,
@@ -392,13 +394,14 @@ def steps_per_epoch(cfg, shard_size: int) -> int:
     return steps
 
 
-def feature_sample(cfg, ds, notices: list):
-    """Feature standardization (random-backbone demo only): the same fixed sample on every worker (the first 256
-    un-augmented training tiles), so every worker computes identical statistics."""
+def feature_sample(cfg, ds, notices: list, workers: Workers):
+    """Feature standardization (random-backbone demo only): one fixed sample for every worker (the first 256
+    un-augmented training tiles), this worker's 1/N share of it (every Nth tile); the features are gathered, so every
+    worker fits identical statistics (the whole sample on each rank's one core took 3.4 s of a Zen 4's set-up)."""
     if not model.use_feature_norm(cfg):
         return None
     notices.append("feature standardization before the head (random backbone demo only)")
-    first = ds.train.images[:256].astype("float32") / 255.0
+    first = ds.train.images[:256][workers.rank::workers.size].astype("float32") / 255.0
     return tf.image.resize(first, (cfg["image_size"],) * 2) if cfg["image_size"] != data.TILE else first
 
 
