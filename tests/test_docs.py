@@ -11,8 +11,8 @@ import yaml
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
-REFERENCE = ROOT / "results" / "reference" / "20261130-144544-demo-2s-8704"
-TOLERANCES = ROOT / "results" / "reference" / "repeats-demo-2s-20261130-145555"
+REFERENCE = ROOT / "results" / "reference" / "20261130-203518-demo-2s-2ec5"
+TOLERANCES = ROOT / "results" / "reference" / "repeats-demo-2s-20261130-204953"
 
 
 def test_the_readme_fits_on_a_page():
