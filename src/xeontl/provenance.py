@@ -178,7 +178,9 @@ def start_isa_sample(precision: str, amp: str, idle: bool = False) -> subprocess
     """runtime.isa_sample in a child process (oneDNN reads ONEDNN_VERBOSE once, at start) that inherits the caller's
     CPUs, memory nodes and threads. `idle`: under SCHED_IDLE, so it runs only when the caller's cores have nothing
     else to run: rank 0's start-up no longer shares its core with a second TensorFlow import (on 1-core emulated
-    sockets of a Zen 4, rank 1 waited 3.3 s for rank 0 at the first broadcast when the sample ran at full priority)."""
+    sockets of a Zen 4, rank 1 waited 3.3 s for rank 0 at the first broadcast when the sample ran at full priority).
+    A 1-core rank never idles, so there it runs after the final evaluation instead (2.9 s on that Zen 4): no cheaper
+    on such a rank, but outside its set-up and training; a rank of many cores runs it on the cores it leaves idle."""
     env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen([sys.executable, "-m", "xeontl", "isa-sample", "--precision", precision, "--amp", amp],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
