@@ -41,8 +41,8 @@ def test_ranks_that_each_run_a_share_of_the_standardizer_sample_fit_the_whole_sa
     shares = [sample[r::2] for r in range(2)]
     features = [bb.predict(s, verbose=0) for s in shares]
     for rank in range(2):
-        got = model.feature_standardizer(bb, shares[rank], gather=lambda mine: [
-            mine if r == rank else features[r] for r in range(2)])
+        got = model.feature_standardizer(bb, shares[rank], gather=lambda mine, me=rank: [
+            mine if r == me else features[r] for r in range(2)])
         np.testing.assert_allclose(got.mean.numpy(), whole.mean.numpy(), rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(got.variance.numpy(), whole.variance.numpy(), rtol=1e-4, atol=1e-6)
 
