@@ -217,3 +217,14 @@ def test_the_step_figures_are_medians_of_the_interleaved_runs_and_the_profile_is
     md = bench.table(res)
     assert "| batch norm | 0.0 | 40.0 |" in md and "| the step | 300 | 400 |" in md
     assert "224 px, batch 32, bf16; medians of 3 interleaved runs each" in md
+
+
+def test_the_full_bench_states_its_own_duration_against_its_20_minute_target(raw):
+    raw.update(size="full", bench_seconds={"training variants": 660.0, "feature cache time to accuracy": 828.0})
+    res = bench.assemble(raw)
+    assert res["bench_minutes"] == pytest.approx(24.8) and "| this bench's own duration (the full bench) | " \
+        "24.8 | — | <= 20.0 | no |" in bench.table(res)
+    raw["size"] = "quick"
+    res = bench.assemble(raw)
+    assert res["bench_minutes"] is None and res["bench_minutes_reason"] == "the target is the full bench's; this " \
+        "was the quick one"
