@@ -308,12 +308,14 @@ def test(c, k=None, fast=False):
 
 
 @task(help={"quick": "one repeat of each variant on less data (about 7 min on a 2-core machine) instead of "
-                     "3 interleaved repeats (25 min on a 2-core Zen 4, 53 on an Ice Lake Xeon without BF16)",
+                     "3 interleaved repeats (17 min on a 2-core AMX Xeon, 25 on a Zen 4, 53 on an Ice Lake Xeon "
+                     "without BF16)",
             "native_only": "skip the container run (no image needed)",
             "image": f"image for the container figure (default {DEFAULT_IMAGE})",
             "results_dir": "where bench-<id>/ (or check-host-<id>/) is written (default results/)",
             "check_host": "only the hardware check (a few minutes): AMX present and dispatched, bf16 matmul against "
-                          "the theoretical limit, memory bandwidth, sockets, cores and NUMA against the paper's, and "
+                          "the theoretical limit (through TensorFlow, through oneDNN with weights reordered once, "
+                          "the tile unit alone), memory bandwidth, sockets, cores and NUMA against the paper's, and "
                           "the paper's 1- and 2-socket times predicted from this host's speed at the paper's shape"})
 def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="results", check_host=False):
     """Measure this machine: matmul peaks, backbone fp32/bf16 + MFU, training variants, feature cache."""

@@ -2,6 +2,7 @@
 machine's kinds), and the real probes on this host at small sizes."""
 
 import copy
+import shutil
 
 import pytest
 
@@ -56,16 +57,59 @@ def test_each_reason_a_host_cannot_reproduce_the_times_is_named(kind, needles):
     assert "**no**" in md and "Why not:" in md
 
 
+def direct(size, plain, once):
+    return {"size": size, "plain": {"gflops": plain, "implementation": "brg:avx512_core_amx", "reorder_once_s": None},
+            "once": {"gflops": once, "implementation": "brg:avx512_core_amx", "reorder_once_s": 0.01}}
+
+
 def test_the_curve_rows_are_the_probes_points_against_the_cores_limit():
     r = raw()
     r["curve"] = {"one core": {"median": 2000.0, "points": [{"size": 1024, "gflops": 1000.0, "reorder_share": 0.25,
                                                              "outside_share": 0.1, "kernels": ["matmul:brg:amx"]}]},
                   "socket": {"median": None, "reason": "killed"}}
+    r["onednn"] = {"one core": {"median": 1500.0, "points": [direct(1024, 1200.0, 1500.0)]},
+                   "socket": {"median": None, "skipped": "oneDNN v3.2 has no bf16 matmul for this CPU"}}
+    r["tmul"] = {"median": 1900.0}
     v = checkhost.verdict(r)
-    assert v["matmul_curve"] == [{"cores": 1, "size": 1024, "gflops": 1000.0, "fraction": 1000.0 / (1024 * 2.0),
-                                  "reorder_share": 0.25, "outside_share": 0.1, "kernels": ["matmul:brg:amx"]}]
+    # the limit: 1024 FLOP/cycle x 2.0 GHz = 2048 GFLOP/s per core
+    assert v["matmul_curve"] == [{"cores": 1, "size": 1024, "gflops": 1000.0, "fraction": 1000.0 / 2048,
+                                  "reorder_share": 0.25, "outside_share": 0.1, "kernels": ["matmul:brg:amx"],
+                                  "direct_plain_gflops": 1200.0, "direct_once_gflops": 1500.0,
+                                  "direct_once_fraction": 1500.0 / 2048, "direct_implementation": "brg:avx512_core_amx",
+                                  "weights_reorder_s": 0.01}]
+    # a failed probe is an error; a probe this CPU cannot run is not
     assert v["probe_errors"] == {"curve, socket": "killed"}
-    assert "| 1 | 1024 | 1000 | 0.49 | 25% | 10% | matmul:brg:amx |" in checkhost.markdown(v)
+    md = checkhost.markdown(v)
+    assert "| 1 | 1024 | 1000 | 0.49 | 25% | 10% | 1200 | 1500 | 0.73 | matmul:brg:amx |" in md
+    assert v["amx_limit"]["best_fraction"] == pytest.approx(1500 / 2048)
+    assert "the best: 0.73 of it, oneDNN direct, weights reordered once, 1024^2 on 1 core(s)" in md
+    assert "the tile unit alone, on tiles already in registers, reaches 0.93 (1900 GFLOP/s)" in md
+
+
+@pytest.mark.parametrize("tmul,why", [
+    ({"median": 1900.0}, "the tile unit alone, on tiles already in registers, reaches 0.93 (1900 GFLOP/s): the "
+                         "multiply is not the limit, feeding the tiles is"),
+    ({"median": 600.0}, "the tile unit alone, on tiles already in registers, reaches only 0.29 (600 GFLOP/s): the "
+                        "limit is the core's AMX throughput"),
+    ({"median": None, "skipped": "no C compiler (cc) on this host to build the AMX probe"},
+     "the tile unit alone was not measured (no C compiler (cc) on this host to build the AMX probe)"),
+])
+def test_where_the_matmul_stops_is_told_from_the_tile_units_own_rate(tmul, why):
+    """Below 0.5 of the limit, the tile unit's own rate (no memory traffic) says whether the hardware or the
+    feeding of it stops the matmul."""
+    r = raw()
+    r["curve"] = {"one core": {"median": 500.0, "points": [{"size": 2048, "gflops": 500.0, "kernels": []}]},
+                  "socket": {"median": 900.0, "points": [{"size": 2048, "gflops": 900.0, "kernels": []}]}}
+    r["cores"] = 2
+    r["onednn"] = {"one core": {"median": 640.0, "points": [direct(2048, 600.0, 640.0)]}}
+    r["tmul"] = tmul
+    amx = checkhost.verdict(r)["amx_limit"]
+    assert amx["best_fraction"] == pytest.approx(640 / 2048)
+    assert amx["best_configuration"] == "oneDNN direct, weights reordered once, 2048^2 on 1 core(s)"
+    assert amx["why"].startswith("no configuration reaches 0.5 of the limit; the best: 0.31 of it, oneDNN direct")
+    # TF's best (500 GFLOP/s on 1 core = 0.24; 900 on 2 cores is 0.22 of theirs), named beside oneDNN's own
+    assert "through TensorFlow at most 0.24 (2048^2 on 1 core(s))" in amx["why"]
+    assert why in amx["why"]
 
 
 def test_a_failed_probe_is_named_not_hidden():
@@ -98,9 +142,19 @@ def test_the_probes_run_on_this_host(tmp_path):
     # training folds the frozen backbone's batch norms into its convolutions: no batch-norm primitive is left
     assert "batch norm" not in prof["ms_per_step"], prof["ms_per_step"]
     # the bf16 matmul curve, one core and the socket, each size with what oneDNN ran
-    assert [(r["cores"] == 1, r["size"]) for r in v["matmul_curve"]] == [
-        (True, 1024), (True, 2048), (v["cores_probed"] == 1, 1024), (v["cores_probed"] == 1, 2048)]
-    assert all(r["gflops"] > 0 and r["kernels"] and 0 <= r["reorder_share"] <= 1 for r in v["matmul_curve"])
+    # (oneDNN's own from 256^2, where the operands fit L2; TensorFlow's from 1024^2)
+    sizes = [256, 512, 1024, 2048]
+    assert [(r["cores"] == 1, r["size"]) for r in v["matmul_curve"]] == [(True, s) for s in sizes] + [
+        (v["cores_probed"] == 1, s) for s in sizes]
+    through_tf = [r for r in v["matmul_curve"] if r["size"] >= 1024]
+    assert all(r["gflops"] > 0 and r["kernels"] and 0 <= r["reorder_share"] <= 1 for r in through_tf)
+    # oneDNN's own matmul at every size, weights packed per call and reordered once
+    assert all(r["direct_plain_gflops"] > 0 and r["direct_once_gflops"] > 0 for r in v["matmul_curve"]), \
+        v["matmul_curve"]
+    assert v["amx_limit"]["best_fraction"] > 0 and v["amx_limit"]["why"]
+    # the tile unit alone: measured where the CPU has AMX and a C compiler is here, else said why not
+    tmul, amx = v["raw"]["tmul"], "amx_tile" in v["raw"]["cpu"]["flags"]
+    assert tmul["median"] > 0 if amx and shutil.which("cc") else tmul["skipped"], tmul
     assert not v["can_reproduce_times"] and any("2 sockets: no" in r for r in v["reasons"])
 
 

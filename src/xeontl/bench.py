@@ -53,6 +53,10 @@ def measure(what: str, precision: str, size: int, batch: int, repeats: int, thre
     """`xeontl measure` (one fresh process per figure: oneDNN's BF16 rewrite is process-wide): steady-state rate of
     a square matmul (GFLOP/s) or the backbone's forward pass (images/s), median of `repeats` after warm-up. The
     backbone's batch norms are folded into its convolutions as training folds them (fold=False: as Keras has them)."""
+    if what in ("onednn", "tmul"):  # below TensorFlow: no TF import in these processes
+        from xeontl import onednn
+
+        return onednn.curve(size, repeats) if what == "onednn" else onednn.tmul(repeats)
     import tensorflow as tf
 
     from xeontl import runtime
@@ -577,6 +581,10 @@ def assemble(raw: dict) -> dict:
     res["predicted_train_img_s_1w"] = bb.get(ran_1w, {}).get("median")
     res["prediction_error_1w"] = _ratio(rate["1w"], res["predicted_train_img_s_1w"]) and \
         _ratio(rate["1w"], res["predicted_train_img_s_1w"]) - 1
+    # what the model leaves out, per image: the epoch's time beyond the backbone's forward pass (augmentation and
+    # resizing on the rank's own core, the head, Adam, validation; the same in both precisions on Zen 4 and AMX)
+    res["beyond_forward_ms_per_image"] = (1000 / rate["1w"] - 1000 / res["predicted_train_img_s_1w"]
+                                          if rate["1w"] and res["predicted_train_img_s_1w"] else None)
     ran = tr["1w"].get("precision") or {}
     if ran.get("precision") == "fp32":  # the profile's precision = auto, on a CPU without BF16 kernels
         res["bf16_epoch_speedup"], res["bf16_epoch_speedup_reason"] = None, ran.get("chosen") or "ran fp32"
@@ -694,6 +702,8 @@ FIGURES = [
            "images/s", "the backbone probe's images/s at the precision the 1-worker run used"),
     Figure("prediction_error_1w", "check-host's prediction error on the 1-worker demo run", "fraction",
            "measured / predicted training images/s - 1 (what --check-host's predicted times can be off by)"),
+    Figure("beyond_forward_ms_per_image", "a training image's time beyond the backbone's forward pass, 1 worker",
+           "ms", "1000 / the 1-worker training rate - 1000 / the forward rate it ran at (what the prediction omits)"),
     Figure("scaling_efficiency", "scaling efficiency, 2 workers, MPI (launcher defaults)", "fraction",
            "2-worker images/s / (2 x 1-worker images/s)", paper="0.92 (1.83x)", target=(">=", 0.95), plot="ratio",
            short="scaling\nefficiency"),

@@ -1,8 +1,9 @@
 """`invoke bench --check-host`: in a few minutes, can this host reproduce the paper's times, before a reviewer spends
 an hour finding out? It reads the CPU, sockets, cores and NUMA layout, runs short probes on one socket's cores with
 the paper's threads (bf16 and fp32 matmul with what oneDNN dispatched, the bf16 matmul curve on one core and on the
-socket, a memory copy, the backbone's forward pass at the paper's shape: 224 px, batch 32, and a training step's
-time by oneDNN primitive), and predicts the paper's 1- and 2-socket times from them.
+socket through TensorFlow and through oneDNN's own API with the weights reordered once, AMX's tile unit alone, a
+memory copy, the backbone's forward pass at the paper's shape: 224 px, batch 32, and a training step's time by
+oneDNN primitive), and predicts the paper's 1- and 2-socket times from them.
 
 The prediction's model: a step of the paper's training is bounded by the frozen backbone's forward pass (the head
 is one Dense layer), so an epoch takes (train + validation images) / the measured forward rate, and the run takes
@@ -53,6 +54,12 @@ def measure(sizes: dict = SIZES) -> dict:
     core = planlib.make_plan(topo, 1, cores_per_socket=1).workers[0]
     raw["curve"] = {"one core": bench._probe(core, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"]),
                     "socket": bench._probe(w, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"])}
+    print("[check-host] below TensorFlow: oneDNN's bf16 matmul called directly (weights packed per call vs "
+          "reordered once), one core, then the socket; AMX's tile unit alone", flush=True)
+    raw["onednn"] = {"one core": bench._probe(core, env, "onednn", "bf16", sizes["curve"], 0, sizes["repeats"]),
+                     "socket": bench._probe(w, env, "onednn", "bf16", sizes["curve"], 0, sizes["repeats"])}
+    raw["tmul"] = (bench._probe(core, env, "tmul", "bf16", 0, 0, sizes["repeats"]) if "amx_tile" in cpu["flags"]
+                   else {"median": None, "skipped": "no AMX (amx_tile) in this CPU"})
     print("[check-host] where a training step's time goes (oneDNN's per-primitive times)", flush=True)
     raw["step"] = bench._probe(w, env, "step", precision, sizes["image"], sizes["batch"], sizes["repeats"])
     return raw
@@ -101,22 +108,84 @@ def step_profile(stdout: str, steps: int, step_s: float, marks: tuple[str, str] 
                      f"time); no data pipeline (augmentation, decode) and no allreduce: one process"}
 
 
+# the ways the bf16 matmul is measured, as the curve's columns name them
+CONFIGS = {"gflops": "TensorFlow (fp32 tensors, AMP casts, weights packed per call)",
+           "direct_plain_gflops": "oneDNN direct, weights packed per call",
+           "direct_once_gflops": "oneDNN direct, weights reordered once"}
+
+
 def curve(raw: dict, limit: dict) -> list[dict]:
-    """The bf16 matmul curve: per size and core count, GFLOP/s, its fraction of those cores' theoretical bf16 limit,
-    the share of a call spent in reorders, the kernels that ran."""
-    rows = []
-    for where, probe in (raw.get("curve") or {}).items():
+    """The bf16 matmul curve: per size and core count, GFLOP/s through TensorFlow and through oneDNN's own API
+    (weights packed per call / reordered once), each against those cores' theoretical bf16 limit; the share of a TF
+    call spent in reorders and outside oneDNN, the kernels that ran."""
+    rows: dict[tuple[str, int], dict] = {}
+    blank = {"gflops": None, "fraction": None, "reorder_share": None, "outside_share": None, "kernels": None,
+             "direct_plain_gflops": None, "direct_once_gflops": None, "direct_once_fraction": None,
+             "direct_implementation": None, "weights_reorder_s": None}
+    for where in ("one core", "socket"):
         cores = 1 if where == "one core" else raw["cores"]
         hw = limit["bf16_gflops_per_core"] and limit["bf16_gflops_per_core"] * cores
-        for p in probe.get("points") or []:
-            rows.append({"cores": cores, "size": p["size"], "gflops": p["gflops"],
-                         "fraction": hw and p["gflops"] / hw, "reorder_share": p.get("reorder_share"),
-                         "outside_share": p.get("outside_share"),
-                         "kernels": p.get("kernels")})
-        for size in (probe.get("skipped") or {}).get("sizes") or []:
-            rows.append({"cores": cores, "size": size, "gflops": None, "fraction": None, "reorder_share": None,
-                         "outside_share": None, "kernels": [f"not run: {probe['skipped']['why']}"]})
-    return rows
+        tf_probe, direct = (raw.get("curve") or {}).get(where) or {}, (raw.get("onednn") or {}).get(where) or {}
+
+        def row(size, where=where, cores=cores):
+            return rows.setdefault((where, size), {"cores": cores, "size": size, **blank})
+
+        for p in tf_probe.get("points") or []:
+            row(p["size"]).update(gflops=p["gflops"], fraction=hw and p["gflops"] / hw,
+                                  reorder_share=p.get("reorder_share"), outside_share=p.get("outside_share"),
+                                  kernels=p.get("kernels"))
+        for size in (tf_probe.get("skipped") or {}).get("sizes") or []:
+            row(size)["kernels"] = [f"not run: {tf_probe['skipped']['why']}"]
+        for p in direct.get("points") or []:
+            row(p["size"]).update(direct_plain_gflops=p["plain"]["gflops"], direct_once_gflops=p["once"]["gflops"],
+                                  direct_once_fraction=hw and p["once"]["gflops"] / hw,
+                                  direct_implementation=p["once"]["implementation"],
+                                  weights_reorder_s=p["once"]["reorder_once_s"])
+    return [rows[k] for k in sorted(rows, key=lambda k: (k[0] != "one core", k[1]))]
+
+
+def where_amx_stops(rows: list[dict], limit: dict, tmul: dict) -> dict:
+    """The best fraction of the theoretical bf16 limit any measured configuration reached, which one, and why the
+    matmul stops where it does, from the measurements: the tile unit alone (tmul: no memory traffic) against the
+    kernels fed from cache and memory, small sizes against the largest, TensorFlow's path against oneDNN's own."""
+    hw1 = limit["bf16_gflops_per_core"]
+
+    def best_of(keys, where=lambda r: True):
+        return max(((r[k] / (hw1 * r["cores"]), CONFIGS[k], r["cores"], r["size"]) for r in rows for k in keys
+                    if hw1 and r.get(k) and where(r)), default=None)
+
+    def name(b):
+        return f"{b[1]}, {b[3]}^2 on {b[2]} core(s)"
+
+    best = best_of(CONFIGS)
+    unit = tmul.get("median")
+    unit_fraction = unit / hw1 if unit and hw1 else None
+    out = {"best_fraction": best and best[0], "best_configuration": best and name(best), "tile_unit_gflops": unit,
+           "tile_unit_fraction": unit_fraction, "tile_unit_note": tmul.get("reason") or tmul.get("skipped")}
+    if best is None:
+        out["why"] = "no bf16 matmul was measured"
+        return out
+    largest = max(r["size"] for r in rows if any(r.get(k) for k in CONFIGS))
+    at_largest, through_tf = best_of(CONFIGS, lambda r: r["size"] == largest), best_of(["gflops"])
+    why = [f"{'the best' if best[0] >= 0.5 else 'no configuration reaches 0.5 of the limit; the best'}: "
+           f"{best[0]:.2f} of it, {name(best)}"]
+    if at_largest and at_largest[3] != best[3]:
+        why.append(f"at {largest}^2 the best is {at_largest[0]:.2f} ({at_largest[1]})")
+    if through_tf:
+        why.append(f"through TensorFlow at most {through_tf[0]:.2f} ({through_tf[3]}^2 on {through_tf[2]} core(s))")
+    if unit_fraction is None:
+        why.append(f"the tile unit alone was not measured ({out['tile_unit_note']})")
+    elif unit_fraction >= 0.5:
+        why.append(f"the tile unit alone, on tiles already in registers, reaches {unit_fraction:.2f} ({unit:.0f} "
+                   f"GFLOP/s{', above the limit: the core boosts above its nominal clock' if unit_fraction > 1 else ''}"
+                   f"): the multiply is not the limit, feeding the tiles is (operands from cache and memory, "
+                   f"packing the weights)")
+    else:
+        why.append(f"the tile unit alone, on tiles already in registers, reaches only {unit_fraction:.2f} ({unit:.0f} "
+                   f"GFLOP/s): the limit is the core's AMX throughput as this host provides it, not the software "
+                   f"above it")
+    out["why"] = "; ".join(why)
+    return out
 
 
 def verdict(raw: dict) -> dict:
@@ -165,6 +234,7 @@ def verdict(raw: dict) -> dict:
         "backbone_img_s_paper_shape": rate, "precision": raw["precision"],
         "step_profile": (raw.get("step") or {}).get("profile"),
         "matmul_curve": curve(raw, limit),
+        "amx_limit": where_amx_stops(curve(raw, limit), limit, raw.get("tmul") or {}),
         "predicted_minutes": minutes, "paper_minutes": paper,
         "prediction_basis": (f"{epochs:g} epochs x ({PAPER_TRAIN} + {PAPER_VAL}) images / {rate and round(rate, 1)} "
                              f"images/s on {cores} core(s); 2 sockets like this one: half the images each, "
@@ -178,14 +248,20 @@ def verdict(raw: dict) -> dict:
         "probe_errors": {k: v.get("reason") for k, v in
                          (("matmul_fp32", mm["fp32"]), ("matmul_bf16", mm["bf16"]), ("bandwidth", raw["bandwidth"]),
                           ("backbone", raw["backbone"]), ("step", raw.get("step") or {"median": 0}),
-                          *((f"curve, {k}", c) for k, c in (raw.get("curve") or {}).items()))
-                         if v.get("median") is None},
+                          *((f"curve, {k}", c) for k, c in (raw.get("curve") or {}).items()),
+                          *((f"oneDNN direct, {k}", c) for k, c in (raw.get("onednn") or {}).items()),
+                          *((("tile unit", raw["tmul"]),) if raw.get("tmul") else ()))
+                         if v.get("median") is None and not v.get("skipped")},
     }
 
 
 def markdown(v: dict) -> str:
     def fmt(x, f="{:.2f}"):
         return "n/a" if x is None else f.format(x)
+
+    def kernels(row):  # what TF's matmul ran, else what oneDNN's own did
+        return ", ".join(row["kernels"] or ([f"matmul:{row['direct_implementation']}"]
+                                            if row.get("direct_implementation") else []))
 
     lines = [f"# Can this host reproduce the paper's times? **{'yes' if v['can_reproduce_times'] else 'no'}**", "",
              f"CPU: {v['cpu']}; probes on {v['cores_probed']} core(s) (CPUs {v['cpus_probed']}), one socket.", "",
@@ -207,13 +283,20 @@ def markdown(v: dict) -> str:
              f"(paper: about {v['paper_minutes']['2s']}) |", "",
              f"Prediction: {v['prediction_basis']}.", ""]
     if v.get("matmul_curve"):
-        lines += ["bf16 matmul against the cores' theoretical limit (where it stops; are reorders why?):", "",
-                  "| cores | size | GFLOP/s | of the limit | reorders | outside oneDNN (casts) | kernels |",
-                  "|---|---|---|---|---|---|---|",
+        lines += ["bf16 matmul against the cores' theoretical limit, through TensorFlow (fp32 tensors, AMP) and "
+                  "through oneDNN's own API (weights packed by the kernel each call, as TF passes them, or reordered "
+                  "once into its layout):", "",
+                  "| cores | size | TF GFLOP/s | of the limit | TF: reorders | TF: outside oneDNN (casts) | "
+                  "oneDNN, packed per call | oneDNN, reordered once | of the limit | kernels |",
+                  "|---|---|---|---|---|---|---|---|---|---|",
                   *[f"| {r['cores']} | {r['size']} | {fmt(r['gflops'], '{:.0f}')} | {fmt(r['fraction'])} | "
                     f"{fmt(r['reorder_share'], '{:.0%}')} | {fmt(r.get('outside_share'), '{:.0%}')} | "
-                    f"{', '.join(r['kernels'] or [])} |"
+                    f"{fmt(r.get('direct_plain_gflops'), '{:.0f}')} | {fmt(r.get('direct_once_gflops'), '{:.0f}')} | "
+                    f"{fmt(r.get('direct_once_fraction'))} | {kernels(r)} |"
                     for r in v["matmul_curve"]], ""]
+    amx = v.get("amx_limit") or {}
+    if amx.get("why"):
+        lines += [f"Where the bf16 matmul stops: {amx['why']}.", ""]
     prof = v.get("step_profile") or {}
     if prof.get("ms_per_step"):
         lines += [f"Where a training step's time goes (224 px, batch 32, {v['precision']}: {prof['step_ms']:.0f} ms "

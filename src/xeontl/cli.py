@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         pr.add_argument("--amp", default="onednn", choices=("onednn", "keras"))
 
     m = sub.add_parser("measure", help="the bench's compute probe: matmul GFLOP/s or backbone images/s, as JSON")
-    m.add_argument("what", choices=("matmul", "backbone", "bandwidth", "step", "curve"))
+    m.add_argument("what", choices=("matmul", "backbone", "bandwidth", "step", "curve", "onednn", "tmul"))
     m.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
     m.add_argument("--size", type=int, required=True, help="matmul side, image size in pixels, or MiB per array")
     m.add_argument("--batch", type=int, default=32)
