@@ -88,6 +88,10 @@ def test_the_ratios_are_the_ones_they_name(raw):
     assert res["peak_fraction_bf16"] == pytest.approx(raw["peaks"]["bf16"]["median"] /
                                                       (limit["bf16_gflops_per_core"] * raw["cores"]))
     assert res["run_overhead_s"] == raw["training"]["2w_container"]["overhead_s"]  # the user's path: the container
+    # the forward pass's share of a training image, and the rest (what check-host's prediction leaves out)
+    forward = raw["backbone"][raw["training"]["1w"]["precision"]["precision"]]["median"]
+    assert res["beyond_forward_ms_per_image"] == pytest.approx(1000 / t["1w"] - 1000 / forward)
+    assert (res["prediction_error_1w"] < 0) == (res["beyond_forward_ms_per_image"] > 0)
 
 
 def test_theoretical_peak_by_isa():
