@@ -173,12 +173,19 @@ class FaultInjection(tf.keras.callbacks.Callback):
     """Tests only (`--fault-after-epoch N`): rank 1 (or the only rank) SIGKILLs itself after epoch N's checkpoint,
     a reproducible stand-in for a crashed or OOM-killed worker."""
 
-    def __init__(self, after_epoch: int, rank: int, size: int):
+    def __init__(self, after_epoch: int, workers: "Workers"):
         super().__init__()
-        self.after_epoch, self.victim = after_epoch, rank == min(1, size - 1)
+        self.after_epoch, self.workers = after_epoch, workers
+        self.victim = workers.rank == min(1, workers.size - 1)
 
     def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 == self.after_epoch and self.victim:
+        if epoch + 1 != self.after_epoch:
+            return
+        # Horovod: every rank meets here, rank 0 after its checkpoint callback (it runs before this one), so the
+        # victim dies after epoch N's checkpoint is on disk, as a test of resuming needs (without it, rank 0 was
+        # killed mid-write: CI on an AMX machine, 18 ms after rank 1's epoch end)
+        self.workers.allgather(None)
+        if self.victim:
             log.warning("fault injection: SIGKILL after epoch %d", epoch + 1)
             os.kill(os.getpid(), signal.SIGKILL)
 
@@ -447,7 +454,7 @@ def make_callbacks(cfg, workers: Workers, results: Results, lr: float, steps: in
         # Horovod: rank 0 alone writes the per-epoch checkpoints (every rank holds the same weights).
         callbacks.append(EpochCheckpoint(results, head, opt, early, recorder, cfg, workers.size))
     if fault_after_epoch:
-        callbacks.append(FaultInjection(fault_after_epoch, workers.rank, workers.size))
+        callbacks.append(FaultInjection(fault_after_epoch, workers))
     return early, recorder, callbacks
 
 
