@@ -18,7 +18,8 @@ COPY docker/wheelhouse/ /wheelhouse/
 # machine); the venv with every locked package (sha256-pinned; offline, pip looks nowhere but the wheelhouse); then
 # Horovod compiled against that TensorFlow (hence no build isolation), with MPI and Gloo, into a wheel: the one Horovod
 # build of this bundle. The image installs it, and `invoke setup --native` copies it out for the host (same Debian
-# OpenMPI, Python 3.11 and TensorFlow), so Horovod is never compiled twice.
+# OpenMPI, Python 3.11 and TensorFlow), so Horovod is never compiled twice. oneDNN's standalone C library is for
+# check-host's probe on the host (xeontl.onednn), not for the image: it goes (3 x 55 MB: a wheel has no symlinks).
 RUN set -e; \
     (command -v g++ && command -v mpicxx && command -v cmake) >/dev/null \
     || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -35,6 +36,7 @@ RUN set -e; \
     pip install --no-cache-dir --no-deps /opt/xeontl/wheels/horovod-*.whl; \
     find /opt/venv -name __pycache__ -prune -exec rm -rf {} +; \
     rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include; \
+    pip uninstall -y -q onednn-cpu-gomp; \
     cp /build/requirements/lock.txt /opt/xeontl/lock.txt
 
 # ---------------------------------------------------------------------------------------------------------- runtime
