@@ -16,7 +16,8 @@ PAPER = config.resolve("paper")
     ("precision", "bf16"),                    # BF16 auto mixed precision
     ("amp", "onednn"),                        # ... via TF's oneDNN AMP rewrite
     ("patience", 10),                         # early stopping patience 10
-    ("learning_rate", 0.01),                  # initial LR 0.01
+    ("learning_rate", 0.001),                 # the "printed" reading: 0.001 x 2 workers = the printed 0.002
+    ("lr_schedule", "none"),                  # no schedule but the warm-up
     ("lr_scaling", "linear"),                 # scaled by the number of workers
     ("warmup_epochs", 3),                     # LR warm-up over 3 epochs
     ("backward_passes_per_step", 5),          # gradients averaged every 5 steps

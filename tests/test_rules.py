@@ -13,10 +13,16 @@ def test_the_lr_grows_linearly_with_the_workers():
     from xeontl.train import scaled_learning_rate
 
     paper = config.resolve("paper")
-    assert scaled_learning_rate(paper, 1) == (0.01, "linear: 0.01 x 1 workers")
+    printed = " (the paper profile's 'printed' reading)"
+    assert scaled_learning_rate(paper, 1) == (0.001, "linear: 0.001 x 1 workers" + printed)
     lr, rule = scaled_learning_rate(paper, 2)
-    assert lr == pytest.approx(0.02) and rule == "linear: 0.01 x 2 workers"  # the paper: LR 0.01 x workers
-    assert scaled_learning_rate({**paper, "lr_scaling": "none"}, 2)[0] == 0.01
+    # the paper's rule, base x workers, from the reading its printed 0.002 and Intel's kit agree on
+    assert lr == pytest.approx(0.002) and rule == "linear: 0.001 x 2 workers" + printed
+    stated = config.resolve("paper", {"learning_rate": 0.01})  # the other reading, one flag away
+    assert scaled_learning_rate(stated, 2) == (0.02, "linear: 0.01 x 2 workers (the paper profile's 'stated' reading)")
+    assert scaled_learning_rate({**paper, "lr_scaling": "none"}, 2)[0] == 0.001
+    other = config.resolve("paper", {"learning_rate": 0.5})
+    assert scaled_learning_rate(other, 2)[1] == "linear: 0.5 x 2 workers"  # no reading of the paper's
 
 
 def test_steps_per_epoch_is_the_shard_over_the_batch_capped_by_the_config():

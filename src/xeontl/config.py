@@ -22,6 +22,11 @@ class Field:
     help: str
     check: Callable[[Any], str | None] = lambda v: None  # returns what is wrong, or None
     default: Any = None
+    # Part of the training recipe: a run whose value differs from a protocol's (the paper's, the kit's) is not a run of
+    # that protocol, and the verdict names the field. Not recipe: what the run reads (dataset, weights: their own
+    # facts, from their identity), where it writes, the seed (repeats differ by it), how it is logged, and exact
+    # rewrites of the same math (fold_batch_norm). A run recorded before a field existed ran with its default.
+    recipe: bool = False
 
 
 def _positive(v):
@@ -64,13 +69,14 @@ FIELDS: dict[str, Field] = {
     "manual_dir": Field(str, "folder holding a pre-downloaded Kather_texture_2016_image_tiles_5000.zip", default=""),
     "archive_sha256": Field(str, "expected sha256 of a folder:*.zip dataset (default: the upstream archive's)",
                             default="936d0b95ae0f04f1f7b18a2b7e8c55776c3e887d102f645bcee752d1a6626a32"),
-    "train_split": Field(str, "TFDS split for training", default="train[:80%]"),
-    "val_split": Field(str, "TFDS split for validation", default="train[80%:]"),
+    "train_split": Field(str, "TFDS split for training", default="train[:80%]", recipe=True),
+    "val_split": Field(str, "TFDS split for validation", default="train[80%:]", recipe=True),
     "synthetic_train": Field(int, "synthetic training images (all ranks together)", _positive, 1600),
     "synthetic_val": Field(int, "synthetic validation images", _positive, 400),
-    "image_size": Field(int, "backbone input size in pixels (images are resized from 150)", _image_size, 224),
-    "augment": Field(bool, "random flips + rotation on the fly", default=True),
-    "rotation_factor": Field(float, "RandomRotation factor (fraction of 2*pi)", _fraction, 0.5),
+    "image_size": Field(int, "backbone input size in pixels (images are resized from 150)", _image_size, 224,
+                        recipe=True),
+    "augment": Field(bool, "random flips + rotation on the fly", default=True, recipe=True),
+    "rotation_factor": Field(float, "RandomRotation factor (fraction of 2*pi)", _fraction, 0.5, recipe=True),
     "seed": Field(int, "seed for data order, synthetic data and head init", _non_negative, 42),
     # model
     "weights": Field(str, "random | savedmodel:DIR (TF-Hub feature vector) | keras:FILE.h5 (ImageNet v1)",
@@ -80,37 +86,42 @@ FIELDS: dict[str, Field] = {
                              "Keras-built backbones: random and keras:; a SavedModel runs as saved)", default=True),
     "feature_norm": Field(str, "standardize backbone features before the head: auto (only for random weights) | on "
                           "| off",
-                          _one_of("auto", "on", "off"), "auto"),
+                          _one_of("auto", "on", "off"), "auto", recipe=True),
     # training
     "precision": Field(str, "bf16 | fp32 | auto (bf16 where the CPU has oneDNN BF16 kernels, else fp32; decided by "
-                            "each rank and recorded in metrics.json)", _one_of("bf16", "fp32", "auto"), "bf16"),
+                            "each rank and recorded in metrics.json)", _one_of("bf16", "fp32", "auto"), "bf16",
+                       recipe=True),
     "amp": Field(str, "how bf16 is applied: onednn (TF's auto mixed precision graph rewrite) | keras "
                  "(mixed_bfloat16 policy)",
-                 _one_of("onednn", "keras"), "onednn"),
-    "epochs": Field(int, "maximum epochs (early stopping usually ends sooner)", _positive, 100),
-    "patience": Field(int, "early-stopping patience on val_loss", _non_negative, 10),
-    "min_delta": Field(float, "smallest val_loss decrease that counts as an improvement", _non_negative, 0.0),
-    "batch_size": Field(int, "images per step per worker", _positive, 32),
-    "optimizer": Field(str, "adam | sgd", _one_of("adam", "sgd"), "adam"),
-    "learning_rate": Field(float, "base learning rate (one worker)", _positive, 0.01),
+                 _one_of("onednn", "keras"), "onednn", recipe=True),
+    "epochs": Field(int, "maximum epochs (early stopping usually ends sooner)", _positive, 100, recipe=True),
+    "patience": Field(int, "early-stopping patience on val_loss", _non_negative, 10, recipe=True),
+    "min_delta": Field(float, "smallest val_loss decrease that counts as an improvement", _non_negative, 0.0,
+                       recipe=True),
+    "batch_size": Field(int, "images per step per worker", _positive, 32, recipe=True),
+    "optimizer": Field(str, "adam | sgd", _one_of("adam", "sgd"), "adam", recipe=True),
+    "learning_rate": Field(float, "base learning rate (one worker)", _positive, 0.01, recipe=True),
     "lr_scaling": Field(str, "how LR grows with workers: linear (base x N) | none", _one_of("linear", "none"),
-                        "linear"),
-    "warmup_epochs": Field(int, "LR warm-up epochs (Horovod runs)", _non_negative, 3),
+                        "linear", recipe=True),
+    "lr_schedule": Field(str, "none | plateau: Keras' ReduceLROnPlateau as Intel's kit sets it (val_loss, factor 0.2, "
+                         "patience 5, cooldown 1, min_lr 1e-10)", _one_of("none", "plateau"), "none", recipe=True),
+    "warmup_epochs": Field(int, "LR warm-up epochs (Horovod runs)", _non_negative, 3, recipe=True),
     "backward_passes_per_step": Field(int, "local gradient accumulation before each allreduce (Horovod runs)",
-                                      _positive, 5),
-    "steps_per_epoch": Field(int, "cap on steps per epoch (0: the whole shard)", _non_negative, 0),
+                                      _positive, 5, recipe=True),
+    "steps_per_epoch": Field(int, "cap on steps per epoch (0: the whole shard)", _non_negative, 0, recipe=True),
     # opt-in speed path (never the paper profile's default): train the head on cached backbone features
     "feature_cache": Field(bool, "compute the frozen backbone's features once (val + K augmented views of train) "
-                           "and train the head on them; not the paper's protocol", default=False),
+                           "and train the head on them; not the paper's protocol", default=False, recipe=True),
     "feature_cache_views": Field(int, "K: augmented views of each training image in the feature cache "
-                                 "(epoch e trains on view e mod K)", _positive, 2),
+                                 "(epoch e trains on view e mod K)", _positive, 2, recipe=True),
     "feature_cache_dir": Field(str, "where cached features live (default: $XEONTL_CACHE_DIR or ~/.cache/xeontl)",
                                default=""),
     "verbose": Field(int, "Keras progress output on rank 0: 0 none, 1 bar, 2 one line per epoch", _verbosity, 2),
 }
 
-# Keys a profile file may hold beyond FIELDS.
-_META_KEYS = {"inherit"}
+# Keys a profile file may hold beyond FIELDS: its parent, and the values a field may take where the protocol itself is
+# ambiguous (`readings`: field -> {reading name: value}); a run at any of them is a run of the protocol, and says which.
+_META_KEYS = {"inherit", "readings"}
 
 
 def profile_names() -> list[str]:
@@ -126,6 +137,41 @@ def _read_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     parent = raw.pop("inherit", None)
     base = _read_profile(parent, seen + (name,)) if parent else {}
     return {**base, **raw}
+
+
+def readings(profile: str) -> dict[str, dict[str, Any]]:
+    """The profile's readings of ambiguous values: field -> {reading name: value} (configs/paper.toml)."""
+    return {k: {name: coerce(k, v) for name, v in values.items()}
+            for k, values in (_read_profile(profile).get("readings") or {}).items()}
+
+
+def recipe_differences(cfg: dict[str, Any], protocol: str) -> tuple[list[str], dict[str, str]]:
+    """How a run's resolved config departs from a protocol's (a profile: paper, kit), recipe fields only (Field.recipe):
+    (["learning_rate 0.5 != paper 0.001", ...], {field: reading name} for values that are one of the protocol's
+    readings of an ambiguous value). A field the run's config lacks (recorded before the field existed) ran with its
+    default. Precision is not compared here: what a run *ran* at is its own fact (a CPU without BF16 runs auto as
+    fp32)."""
+    want = resolve(protocol)
+    known = readings(protocol)
+    differ, read = [], {}
+    for key, f in FIELDS.items():
+        if not f.recipe or key == "precision":
+            continue
+        try:
+            got = coerce(key, cfg.get(key, f.default))
+        except UserError:
+            got = cfg.get(key)
+        if got == want[key]:
+            name = next((n for n, v in known.get(key, {}).items() if v == got), None)
+            if name:
+                read[key] = name
+            continue
+        name = next((n for n, v in known.get(key, {}).items() if v == got), None)
+        if name:
+            read[key] = name
+        else:
+            differ.append(f"{key} {got!r} != {protocol} {want[key]!r}")
+    return differ, read
 
 
 def coerce(key: str, value: Any) -> Any:
