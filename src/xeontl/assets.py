@@ -121,30 +121,9 @@ def _stream(response, part: Path, have: int, url: str, dest: Path, progress: boo
 
 
 # ------------------------------------------------------------------------------------------------ the weights
-def saved_model_topology(path: Path) -> dict:
-    """Which ResNet50 the SavedModel's graph is: v1.5 strides in the 3x3 convolution of a bottleneck, v1 in its first
-    1x1. Read from the Conv2D ops of its serving function, not assumed from the handle."""
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    obj = tf.saved_model.load(str(path))
-    fn = (getattr(obj, "signatures", {}) or {}).get("serving_default")
-    if fn is None:  # TF-Hub TF2 SavedModels: a __call__ on [batch, height, width, 3] images in [0,1]
-        fn = obj.__call__.get_concrete_function(tf.TensorSpec((1, 224, 224, 3), tf.float32))
-    stride2: dict[str, int] = {}
-    # Frozen, the nested function calls are inlined and every filter is a constant of known shape.
-    for op in convert_variables_to_constants_v2(fn).graph.get_operations():
-        if op.type == "Conv2D" and list(op.get_attr("strides"))[1:3] == [2, 2] and op.inputs[1].shape.rank == 4:
-            kernel = op.inputs[1].shape
-            key = f"{kernel[0]}x{kernel[1]}"
-            stride2[key] = stride2.get(key, 0) + 1
-    topology = "ResNet50 v1.5" if "3x3" in stride2 else ("ResNet50 v1" if "1x1" in stride2 else "unknown")
-    return {"topology_found": topology, "stride2_convolutions": stride2}
-
-
 def fetch_weights(handle: str, target: Path, sha256: str = "", cache_dir: Path | None = None) -> dict:
     """The TF-Hub model through tensorflow_hub's resolver (its cache: $TFHUB_CACHE_DIR), copied whole to TARGET."""
-    from xeontl.model import weights_sha256
+    from xeontl.model import saved_model_architecture, weights_sha256
 
     target = Path(target)
     if (target / "saved_model.pb").is_file():
@@ -177,7 +156,7 @@ def fetch_weights(handle: str, target: Path, sha256: str = "", cache_dir: Path |
     shutil.copytree(resolved, tmp)
     os.replace(tmp, target)
     return {"path": str(target), "sha256": digest, "source": handle, "tfhub_cache": str(resolved),
-            **saved_model_topology(target)}
+            **saved_model_architecture(target)}
 
 
 # ------------------------------------------------------------------------------------------------ what a profile needs

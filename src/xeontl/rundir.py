@@ -5,9 +5,23 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from importlib import resources
 from pathlib import Path
 
 METRICS = "metrics.json"
+
+
+def metrics_schema() -> dict:
+    return json.loads(resources.files("xeontl.schemas").joinpath("metrics.schema.json").read_text())
+
+
+def validate_metrics(metrics: dict) -> None:
+    """metrics.json against what the code can write (schemas/metrics.schema.json); raises jsonschema's
+    ValidationError naming the field."""
+    import jsonschema
+
+    jsonschema.validate(json.loads(json.dumps(metrics, default=str)), metrics_schema())
 
 
 def read_metrics(run: Path) -> dict:
@@ -17,6 +31,11 @@ def read_metrics(run: Path) -> dict:
 
 def write_metrics(run: Path, metrics: dict) -> None:
     """metrics.json, whole or not at all (written beside, then renamed: a reader never sees half a file)."""
+    try:
+        validate_metrics(metrics)
+    except Exception as e:  # a bug of the writer, not the user's: the run's record is still kept whole
+        print(f"xeontl: warning: metrics.json departs from its schema ({type(e).__name__}: "
+              f"{str(e).splitlines()[0]})", file=sys.stderr)
     path = Path(run) / METRICS
     tmp = path.with_name(f".{METRICS}.tmp")
     tmp.write_text(json.dumps(metrics, indent=1, default=str))

@@ -82,9 +82,19 @@ class Workers:
 
 
 def scaled_learning_rate(cfg, workers: int) -> tuple[float, str]:
+    """The LR this run trains at, and its rule in words, naming the profile's reading of an ambiguous base LR (the
+    paper's "printed" 0.001 or "stated" 0.01: configs/paper.toml)."""
+    from xeontl import config
+
+    reading = next((f" (the {cfg['profile']} profile's '{name}' reading)" for name, v in
+                    config.readings(cfg["profile"]).get("learning_rate", {}).items() if v == cfg["learning_rate"]), "")
     if cfg["lr_scaling"] == "linear":
-        return cfg["learning_rate"] * workers, f"linear: {cfg['learning_rate']} x {workers} workers"
-    return cfg["learning_rate"], "none: base LR for any number of workers"
+        return cfg["learning_rate"] * workers, f"linear: {cfg['learning_rate']} x {workers} workers{reading}"
+    return cfg["learning_rate"], f"none: base LR {cfg['learning_rate']} for any number of workers{reading}"
+
+
+# Intel's kit's schedule (common_utils.py, train_model), the kit profile's lr_schedule = "plateau".
+KIT_PLATEAU = {"monitor": "val_loss", "factor": 0.2, "patience": 5, "cooldown": 1, "min_lr": 1e-10}
 
 
 def make_optimizer(cfg, lr: float):
@@ -188,6 +198,16 @@ class FaultInjection(tf.keras.callbacks.Callback):
         if self.victim:
             log.warning("fault injection: SIGKILL after epoch %d", epoch + 1)
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def best_val_accuracy(per_epoch: list[dict]) -> dict:
+    """The highest validation accuracy of any epoch, and which: the figure Intel's kit reports ("Maximum validation
+    accuracy"), beside final_val_accuracy, the bundle's own (the restored best-val_loss weights, evaluated again)."""
+    got = [(r["val_accuracy"], r["epoch"]) for r in per_epoch if r.get("val_accuracy") is not None]
+    if not got:
+        return {"best_val_accuracy": None, "best_val_accuracy_epoch": None}
+    acc, epoch = max(got, key=lambda g: (g[0], -g[1]))
+    return {"best_val_accuracy": acc, "best_val_accuracy_epoch": epoch}
 
 
 def confusion(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
@@ -374,6 +394,7 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
     ranks = workers.allgather(rank_record(workers, len(train_shard), recorder.per_epoch))
     result = {"train_seconds": train_seconds, "epochs_run": len(recorder.per_epoch), "stopped_early": stopped_early,
               "best_epoch": early.best_epoch + 1, "per_epoch": recorder.per_epoch, "ranks": ranks,
+              **best_val_accuracy(recorder.per_epoch),
               "images_per_second": sum(r["images_per_second"] for r in ranks), "learning_rate": lr, "lr_rule": lr_rule,
               "peak_rss_mib_per_rank": max(r["peak_rss_mib"] for r in ranks),
               "validation": "sharded" if val_sharded else "full on every rank", "dataset": ds.info,
@@ -383,6 +404,12 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
     final = final_evaluation(net, ds.val, cfg, workers)
     if rank0:
         result.update(final)
+        # What the verdict reads of the inputs, from the inputs themselves, after training (out of every rank's
+        # set-up): the data's identity, and a SavedModel's architecture from its graph.
+        result["dataset"] = {**ds.info, "identity": data.identity(ds)}
+        if weights_info["kind"] == "savedmodel":
+            loaded = backbone.get_layer("hub_backbone")._func  # the SavedModel hub.KerasLayer loaded
+            weights_info.update(model.saved_model_architecture(Path(weights_info["path"]), loaded))
         events.write("eval_accuracy", result["final_val_accuracy"], epoch_num=result["best_epoch"], final=True)
         head.save_weights(str(results.output / "head.weights.h5"))
         log.info("final val accuracy %.4f after %d epochs (best %d)", result["final_val_accuracy"],
@@ -449,6 +476,10 @@ def make_callbacks(cfg, workers: Workers, results: Results, lr: float, steps: in
             # Horovod: ramp LR from lr/N to lr over the first epochs (large scaled LRs diverge early on).
             callbacks.append(hvd.callbacks.LearningRateWarmupCallback(
                 initial_lr=lr, warmup_epochs=cfg["warmup_epochs"], steps_per_epoch=steps, verbose=0))
+    if cfg["lr_schedule"] == "plateau":
+        # The kit's LR decay on val_loss (after Horovod's metric averaging: every worker decays at the same epoch);
+        # before the recorder, so each epoch's row has the LR it ran at.
+        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(**KIT_PLATEAU, verbose=1 if rank0 else 0))
     callbacks += [early, recorder]
     if rank0:
         # Horovod: rank 0 alone writes the per-epoch checkpoints (every rank holds the same weights).
