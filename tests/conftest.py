@@ -240,3 +240,67 @@ def docker_runs(image, tmp_path_factory):
     r = invoke("reproduce", "--resume", str(dead), "--results-dir", str(results), timeout=900)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     return {"dead": dead, "cont": only_run(results, "success"), "stdout": r.stdout}
+
+
+# ------------------------------------------------------------------------------------------------ real runs' records
+def derive(src: Path, dest: Path, **changes) -> Path:
+    """A copy of a run dir the code wrote, with some fields of its records changed: keys are dotted paths into them
+    ("metrics.train_seconds", "provenance.host.cpu.flags_of_note.amx_bf16", "metrics.ranks.1.affinity"), a value of
+    DELETE removes the field. Every record is then checked as its writer checks it (metrics.json and provenance.json
+    against their schemas, config.json as the ranks load it), so a value the code cannot produce fails the test that
+    wrote it: a verdict test never judges a record the code could not have written."""
+    from xeontl import config, provenance, rundir
+
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("checkpoints", "logs", "*.png", "*.h5"))
+    docs = {}
+    for path, value in changes.items():
+        name, *keys = path.split(".")
+        doc = docs.setdefault(name, json.loads((dest / f"{name}.json").read_text()))
+        at = doc
+        for k in keys[:-1]:
+            at = at[int(k)] if isinstance(at, list) else at.setdefault(k, {})
+        last = int(keys[-1]) if isinstance(at, list) else keys[-1]
+        if value is DELETE:
+            del at[last]
+        else:
+            at[last] = value
+    for name, doc in docs.items():
+        (dest / f"{name}.json").write_text(json.dumps(doc, indent=1))
+    rundir.validate_metrics(json.loads((dest / "metrics.json").read_text()))
+    provenance.validate(json.loads((dest / "provenance.json").read_text()))
+    config.load(dest / "config.json")
+    return dest
+
+
+DELETE = object()
+
+
+@pytest.fixture(scope="session")
+def paper_inputs(tmp_path_factory):
+    """The paper's inputs' stand-ins (tests/paper_inputs.py): TF-Slim's ResNet50 v1.5 as a TF-Hub-shaped SavedModel,
+    Keras' v1 weight file, and a TFDS colorectal_histology build of a Kather-layout archive (10 tiles per class); and a
+    claims table whose [paper_data] pins are that build's (XEONTL_CLAIMS_TABLE)."""
+    import paper_inputs as made
+
+    if not have_horovod():
+        pytest.skip("native TensorFlow/Horovod not installed (invoke setup --native)")
+    d = tmp_path_factory.mktemp("paper-inputs")
+    tfds = made.make("tfds", d / "data", "10")
+    return {"savedmodel": made.make("savedmodel", d / "savedmodel")["path"],
+            "keras_v1": made.make("keras_v1", d / "resnet50_v1.h5")["path"],
+            "data_dir": tfds["data_dir"], "manual_dir": str(d / "data" / "manual"), "origin": tfds["origin"],
+            "table": str(made.claims_table(d / "claims.toml", tfds["origin"])),
+            "sets": ["--set", f"data_dir={tfds['data_dir']}", "--set", f"manual_dir={d / 'data' / 'manual'}"]}
+
+
+@pytest.fixture(scope="session")
+def paper_fixture(paper_inputs, tmp_path_factory):
+    """`invoke paper` as a reviewer runs it, on the stand-ins: the paper profile's 1-socket and 2-socket runs (2
+    emulated sockets, natively), judged with the stand-ins' claims table. Returns (claims dir, claims.json)."""
+    results = tmp_path_factory.mktemp("paper-fixture")
+    r = invoke("paper", "--native", "--emulate-sockets", "--set", f"weights=savedmodel:{paper_inputs['savedmodel']}",
+               *paper_inputs["sets"], "--results-dir", str(results), timeout=1800,
+               env={"XEONTL_CLAIMS_TABLE": paper_inputs["table"]})
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    out, = results.glob("paper-*-paper")
+    return out, json.loads((out / "claims.json").read_text())

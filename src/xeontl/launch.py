@@ -108,7 +108,7 @@ def reproduce(opts: Options) -> int:
     title = (f"{len(dirs)} runs: {opts.profile}, {opts.sockets} socket(s)"
              + (" (EMULATED sockets)" if plan.get("emulated") else ""))
     text = repeats.markdown(title, summary)
-    out = repeats.write(opts.results_dir, f"repeats-{opts.profile}-{opts.sockets}s", summary, text)
+    out = repeats.write(opts.results_dir, f"repeats-{opts.profile}-{opts.sockets}s", summary, text, dirs)
     print(text)
     print(f"xeontl: {len(dirs)} runs summarized in {out / 'summary.md'}")
     return rc

@@ -4,14 +4,16 @@
 standard deviation and range, next to how many runs met it on their own.
 
 `invoke reproduce --repeats N` writes results/repeats-<id>/summary.{md,json}; a committed one of N >= 5 demo runs is
-what the reference comparison's tolerances come from (claims.reference_tolerances)."""
+what the reference comparison's spread comes from (claims.kind_spread)."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import shutil
 import statistics
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,6 +74,14 @@ def tolerances(acc: dict, secs: dict) -> dict:
             "rule": f"{SD_MULTIPLE:g} x the sample standard deviation of the runs, at least {FLOOR}"}
 
 
+def machine_id() -> str | None:
+    """This machine, anonymously: a hash of /etc/machine-id (a VM of the same kind gets a new one)."""
+    try:
+        return hashlib.sha256(Path("/etc/machine-id").read_bytes().strip()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
 def summarize(runs: list[Path]) -> dict:
     """The N runs of one configuration: each run's figures and verdict against the reference, and their spread."""
     loaded = [claims.load_run(r) for r in runs]
@@ -88,6 +98,8 @@ def summarize(runs: list[Path]) -> dict:
     stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
     judged = [r["reproduced"] for r in rows if r["reproduced"] is not None]
     return {"kind": list(claims.run_kind(loaded[0])) if loaded else None, "runs": rows, "spread": stats,
+            # which machine: summaries of one kind from several machines (or days) give the machine-to-machine spread
+            "machine": machine_id(),
             "reproduced_runs": f"{sum(judged)}/{len(judged)}" if judged else None,
             "tolerances_from_this_spread": tolerances(stats["accuracy"], stats["train_seconds"]),
             "cpus": sorted({r["cpu"] for r in rows if r["cpu"]})}
@@ -111,12 +123,19 @@ def markdown(title: str, s: dict) -> str:
     return "\n".join(lines)
 
 
-def write(results_dir: Path, name: str, doc: dict, text: str) -> Path:
+def write(results_dir: Path, name: str, doc: dict, text: str, runs: list[Path] = ()) -> Path:
+    """summary.{json,md}, and each run's config.json and metrics.json under runs/<id>/: a summary committed under
+    results/reference/ carries the recipe its spread was measured on (claims.kind_spread reads it)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = results_dir.resolve() / f"{name}-{stamp}"
     tmp = out.with_name(f".staging-{out.name}")
     tmp.mkdir(parents=True)
     (tmp / "summary.json").write_text(json.dumps(doc, indent=1, default=str))
     (tmp / "summary.md").write_text(text)
+    for run in runs:
+        (tmp / "runs" / run.name).mkdir(parents=True)
+        for f in ("config.json", "metrics.json"):
+            if (run / f).is_file():
+                shutil.copy2(run / f, tmp / "runs" / run.name / f)
     os.replace(tmp, out)
     return out

@@ -99,20 +99,20 @@ def _plots(run: Path, metrics: dict) -> list[str]:
     return names
 
 
-def pair(run: Path, others: list[Path]) -> tuple[dict | None, dict | None, dict | None]:
-    """(1-socket run, 2-socket run, FP32 run) for the claims table, from this run and the others of its profile."""
+def pair(run: Path, others: list[Path]) -> tuple[dict | None, dict | None, dict | None, dict | None]:
+    """(1-socket run, 2-socket run, 2-socket FP32 run, 1-socket FP32 run) for the claims table, from this run and the
+    others of its profile (`invoke paper` or `invoke report --runs`)."""
     this = claims.load_run(run)
     runs = [this, *[r for r in map(claims.load_run, others) if r["metrics"].get("status") == "success"
                     and r["config"].get("profile") == this["config"].get("profile")]]
 
-    def role(r):  # the runs at the profile's precision (bf16, or auto) vs the FP32 comparison run (--fp32)
+    def role(r):  # the runs at the profile's precision (bf16, or auto) vs the FP32 comparison runs (--fp32)
         return "fp32" if r["config"].get("precision") == "fp32" else "main"
 
     def pick(sockets, which):
-        return next((r for r in runs if role(r) == which
-                     and (sockets is None or r["plan"].get("sockets", 1) == sockets)), None)
+        return next((r for r in runs if role(r) == which and r["plan"].get("sockets", 1) == sockets), None)
 
-    return pick(1, "main"), pick(2, "main"), pick(None, "fp32")
+    return pick(1, "main"), pick(2, "main"), pick(2, "fp32"), pick(1, "fp32")
 
 
 def write(run: Path, others: list[Path] | None = None) -> Path:
