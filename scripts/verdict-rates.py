@@ -77,8 +77,9 @@ def main() -> int:
     p.add_argument("--healthy", type=int, default=3, help="healthy runs (default 3)")
     p.add_argument("--breakages", default="neighbour,no-bf16,one-core", help="comma-separated, or none")
     p.add_argument("--results-dir", type=Path, default=ROOT / "results" / "verdict-rates")
+    p.add_argument("--image", default="xeontl:latest", help="the image the runs use (built first when missing)")
     args = p.parse_args()
-    base = Options(sockets=2, emulate_sockets=True, profile="demo", results_dir=args.results_dir)
+    base = Options(sockets=2, emulate_sockets=True, profile="demo", results_dir=args.results_dir, image=args.image)
     plan = [(None, base)] * args.healthy
     env = {"no-bf16": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}}
     for b in [b for b in args.breakages.split(",") if b and b != "none"]:
