@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How often the quick start's "Reproduced" line says yes on a healthy run and no on a broken one, measured: the
 README's run (`invoke reproduce --sockets 2 --emulate-sockets`, in the image) N times as it is, then once under each
-breakage a real machine or user can cause, each judged as report.md judges it (claims.against_reference against the
+breakage a real machine or user can cause, each judged as report.md judges it (reference.against_reference against the
 committed references). Run it alone on the machine (a busy machine is a breakage of its own):
 
     .venv/bin/python scripts/verdict-rates.py --healthy 3 --results-dir results/verdict-rates
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from xeontl import claims, launch  # noqa: E402
+from xeontl import claims, launch, reference  # noqa: E402
 from xeontl.options import Options  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def one(opts: Options, breakage: str | None) -> dict:
         if watcher:
             watcher.join()
     loaded = claims.load_run(run)
-    verdict = claims.against_reference(loaded, claims.find_reference(loaded))
+    verdict = reference.against_reference(loaded, reference.find_reference(loaded))
     m = loaded["metrics"]
     return {"run": run.name, "breakage": breakage, "rc": rc, "train_seconds": m.get("train_seconds"),
             "accuracy": m.get("final_val_accuracy"), "reproduced": verdict and verdict["reproduced"],
