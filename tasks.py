@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -11,7 +11,7 @@ from invoke import Exit, task
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before `pip install -e .` too
 
 from xeontl import options  # noqa: E402  (the launch options, declared once)
-from xeontl.errors import UserError  # noqa: E402
+from xeontl.errors import UserError, one_line  # noqa: E402
 from xeontl.options import DEFAULT_IMAGE  # noqa: E402  (the one default image name)
 
 
@@ -20,7 +20,7 @@ def _guard(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except UserError as e:
-        raise Exit(f"xeontl: error: {e}", code=e.exit_code) from None
+        raise Exit(f"xeontl: error: {one_line(e)}", code=e.exit_code) from None
     except KeyboardInterrupt:
         from xeontl import outcome
 
@@ -86,12 +86,13 @@ reproduce = task(options.invoke_task_body(_reproduce, extra={"dataset": None, "w
     help={
         "engine": "k8s: a Kubeflow MPI Operator MPIJob (kubeflow.org/v2beta1); Slurm scripts come from "
                   "`invoke reproduce --engine slurm --dry-run`",
-        "nodes": "worker pods, one per node, each running one rank per socket",
-        "sockets": "sockets (ranks) per node = the MPIJob's slotsPerWorker",
+        "nodes": "nodes: each runs one worker pod (one rank) per socket",
+        "sockets": "sockets (worker pods, ranks) per node",
         "profile": "paper | demo | smoke",
         "set": "override any config field, KEY=VALUE (repeatable)",
         "topology": "the worker nodes' `lscpu --parse=CPU,CORE,SOCKET,NODE` (default: this machine)",
-        "cores_per_socket": "use at most K cores per socket (leave the kubelet's reserved CPUs free)",
+        "cores_per_socket": "whole cores per worker pod (default: the most every socket has free of the kubelet's "
+                            "reserved CPUs); a count that does not fit is refused",
         "image": f"the image reference the pods run (default {DEFAULT_IMAGE})",
         "results_claim": "PersistentVolumeClaim (ReadWriteMany) mounted at /results on every pod",
         "memory_per_rank": "GiB of memory per rank (requests = limits)",
@@ -100,12 +101,14 @@ reproduce = task(options.invoke_task_body(_reproduce, extra={"dataset": None, "w
                         "newest)",
         "assets_claim": "PersistentVolumeClaim holding the weights and data (weights/, tensorflow_datasets/, manual/), "
                         "mounted read-only at /assets on every pod; the config's paths are put on it",
+        "reserved_cpus": "the nodes' kubelet --reserved-cpus (default: the first core of socket 0 and its siblings): "
+                         "each worker pod is sized to what every socket has left",
     },
     iterable=["set"],
 )
-def render(c, engine="k8s", nodes=2, sockets=2, profile="paper", set=None, topology=None, cores_per_socket=0,
-           image=DEFAULT_IMAGE, results_claim="xeontl-results", memory_per_rank=8, output=None, kube_version=None,
-           assets_claim=None):
+def render(c, engine="k8s", nodes="2", sockets="2", profile="paper", set=None, topology=None, cores_per_socket="0",
+           image=DEFAULT_IMAGE, results_claim="xeontl-results", memory_per_rank="8", output=None, kube_version=None,
+           assets_claim=None, reserved_cpus=None):
     """Write the plan as another engine's job (Kubernetes MPIJob), checked against its published schemas."""
     from xeontl.engines import kubernetes
 
@@ -113,11 +116,13 @@ def render(c, engine="k8s", nodes=2, sockets=2, profile="paper", set=None, topol
         if engine != "k8s":
             raise UserError(f"--engine {engine}: render writes k8s; for Slurm use invoke reproduce --engine slurm "
                             f"--dry-run")
-        opts = options.Options(sockets=int(sockets), profile=profile, overrides=_overrides(set or []),
-                               topology_file=topology, cores_per_socket=int(cores_per_socket), image=image,
-                               nodes=int(nodes))
-        return kubernetes.render(opts, results_claim, int(memory_per_rank), Path(output) if output else None,
-                                 kube_version, assets_claim)
+        opts = options.check(options.Options(
+            sockets=options.parse("sockets", sockets), profile=profile, overrides=_overrides(set or []),
+            topology_file=topology, cores_per_socket=options.parse("cores_per_socket", cores_per_socket),
+            image=image, nodes=options.parse("nodes", nodes)))
+        memory = options.whole("--memory-per-rank", memory_per_rank, 1, 4096)
+        return kubernetes.render(opts, results_claim, memory, Path(output) if output else None, kube_version,
+                                 assets_claim, reserved_cpus)
 
     _guard(go)
 
@@ -190,9 +195,12 @@ def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, exp
 
 @task(help={"offline": "build without a registry or internet: debootstrap base + local wheelhouse (what CI uses)",
             "tag": f"image tag (default {DEFAULT_IMAGE})", "force": "rebuild even if the inputs are unchanged",
-            "from_": "load the image from an `invoke archive` file instead of building: every sha256 and the "
-                     "archive's commit are checked first"})
-def build(c, offline=False, tag=DEFAULT_IMAGE, force=False, from_=None):
+            "from_": "load the image from an `invoke archive` file instead of building: every member's sha256, the "
+                     "images' ids (from their own configs) and the archive's commit are checked first; the saved "
+                     "image's tags are stripped, xeontl tags the checked id",
+            "verify_with": "with --from: an ssh allowed_signers file (`PRINCIPAL KEY` lines); the archive's "
+                           "SHA256SUMS must carry a signature (invoke archive --sign KEY) by one of its keys"})
+def build(c, offline=False, tag=DEFAULT_IMAGE, force=False, from_=None, verify_with=None):
     """Build the deps image (once per lock: Intel-TF 2.14, OpenMPI, the Horovod wheel) and the package on it, or load
     it from an archive (--from)."""
     from xeontl import image
@@ -200,19 +208,24 @@ def build(c, offline=False, tag=DEFAULT_IMAGE, force=False, from_=None):
     if from_:
         from xeontl import archive as archivelib
 
-        _guard(archivelib.load, Path(from_), tag)
+        _guard(archivelib.load, Path(from_), tag, Path(verify_with) if verify_with else None)
         return
+    if verify_with:
+        raise Exit("xeontl: error: --verify-with goes with --from FILE (the archive to check)", code=2)
     _guard(image.build, tag=tag, offline=offline, force=force)
 
 
 @task(help={"output": "the archive file (default xeontl-<version>-<commit>.tar here)",
             "with_assets": "also the paper's verified weights and data (invoke assets first)",
-            "image": f"the image to pack (default {DEFAULT_IMAGE}; it must be built from this commit)"})
-def archive(c, output=None, with_assets=False, image=DEFAULT_IMAGE):
-    """One file to carry: the image, the commit's source, (the assets), a manifest and SHA256SUMS."""
+            "image": f"the image to pack (default {DEFAULT_IMAGE}; it must be built from this commit)",
+            "sign": "an ssh private key: SHA256SUMS is signed with it (ssh-keygen -Y sign), the trust anchor "
+                    "`invoke build --from FILE --verify-with ALLOWED_SIGNERS` checks"})
+def archive(c, output=None, with_assets=False, image=DEFAULT_IMAGE, sign=None):
+    """One file to carry: the image, the commit's source, (the assets), a manifest and SHA256SUMS (signed with
+    --sign)."""
     from xeontl import archive as archivelib
 
-    _guard(archivelib.make, Path(output) if output else None, image, with_assets)
+    _guard(archivelib.make, Path(output) if output else None, image, with_assets, sign=Path(sign) if sign else None)
 
 
 @task(help={"image": f"image to test (default {DEFAULT_IMAGE})"})
@@ -235,6 +248,9 @@ def report(c, runs=None):
         for d in dirs:
             if not (d / "metrics.json").exists():
                 raise UserError(f"{d} is not a run dir (no metrics.json)")
+            if rep.is_committed_reference(d):
+                raise UserError(f"{d} is a committed reference run: its report stays as committed (copy the dir "
+                                f"elsewhere to report on it again); nothing was rewritten")
         for d in dirs:
             print(rep.write(d, [o for o in dirs if o != d]))
 
@@ -246,8 +262,11 @@ def compare(c, run_a, run_b):
     """What differs between two runs' provenance, config and results."""
     from xeontl import report as rep
 
-    for key, a, b in _guard(rep.compare, Path(run_a), Path(run_b)):
+    diffs = _guard(rep.compare, Path(run_a), Path(run_b))
+    for key, a, b in diffs:
         print(f"{key}\n  A: {a}\n  B: {b}")
+    if not diffs:
+        print("xeontl compare: no field differs but ids and timestamps")
 
 
 @task(help={"results_dir": "host dir the containers write run dirs to (default results/)",
@@ -303,8 +322,9 @@ def test(c, k=None, fast=False):
     with --fast. First makes sure this host has what they need (`invoke setup --native --slurm`: seconds when it
     has; the first time, TensorFlow into .venv and the image build's Horovod wheel, ~2 min after the image)."""
     c.run("bash scripts/setup-host.sh --native --slurm", pty=False)
-    c.run(f"{sys.executable} -m pytest -ra" + (' -m "not slow and not docker"' if fast else "")
-          + (f" -k {json.dumps(k)}" if k else ""), pty=False)
+    # shlex.join: the -k expression reaches the shell as one word, whatever it holds ($(...), quotes, ;)
+    c.run(shlex.join([sys.executable, "-m", "pytest", "-ra", *(["-m", "not slow and not docker"] if fast else []),
+                      *(["-k", k] if k else [])]), pty=False)
 
 
 @task(help={"quick": "one repeat of each variant on less data (about 7 min on a 2-core machine) instead of "

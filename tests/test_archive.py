@@ -2,6 +2,7 @@
 commit's, not an archive) are one line with nothing loaded; a full disk while archiving leaves nothing; and for real,
 the image goes through an archive and back with its id, and a run records the archive it came from."""
 
+import gzip
 import hashlib
 import io
 import json
@@ -12,21 +13,30 @@ import tarfile
 
 import pytest
 
-from conftest import ROOT, invoke
+from conftest import ROOT, docker_ok, invoke
 from xeontl import archive, dockercli
 from xeontl import image as imagelib
 from xeontl.errors import UserError
 
 
-def fake_archive(path, inputs=None, commit="c0ffee" * 6 + "beef", members=None, alter=None):
-    """An archive as `invoke archive` lays it out, with small stand-in members."""
+def fake_archive(path, inputs=None, commit="c0ffee" * 6 + "beef", members=None, alter=None, sums_text=None,
+                 manifest=None, extra=None, sign=None, image_id="sha256:" + "1" * 64):
+    """An archive as `invoke archive` lays it out, with small stand-in members (or those given); SUMS_TEXT, MANIFEST,
+    EXTRA members replace or add to what `invoke archive` would write; SIGN: a key to sign SHA256SUMS with, as
+    `invoke archive --sign` does."""
     members = members or {"image.tar.gz": b"image bytes", "source.tar.gz": b"source bytes"}
     sums = {n: hashlib.sha256(b).hexdigest() for n, b in members.items()}
-    manifest = {"commit": commit, "image": {"id": "sha256:" + "1" * 64, "inputs": inputs or
-                                            imagelib.checkout_inputs_hash()},
-                "members": {n: {"bytes": len(b), "sha256": sums[n]} for n, b in members.items()}}
-    files = {"manifest.json": json.dumps(manifest).encode(),
-             "SHA256SUMS": "".join(f"{sums[n]}  {n}\n" for n in members).encode(), **members}
+    manifest = manifest if manifest is not None else json.dumps({
+        "commit": commit, "image": {"id": image_id, "inputs": inputs or imagelib.checkout_inputs_hash()},
+        "members": {n: {"bytes": len(b), "sha256": sums[n]} for n, b in members.items()}}).encode()
+    sums_text = sums_text if sums_text is not None else (
+        "".join(f"{sums[n]}  {n}\n" for n in members) + f"{hashlib.sha256(manifest).hexdigest()}  manifest.json\n")
+    files = {"manifest.json": manifest, "SHA256SUMS": sums_text.encode(), **members, **(extra or {})}
+    if sign:
+        (path.parent / "SHA256SUMS").write_bytes(files["SHA256SUMS"])
+        subprocess.run(["ssh-keygen", "-q", "-Y", "sign", "-f", str(sign), "-n", archive.NAMESPACE,
+                        str(path.parent / "SHA256SUMS")], check=True, capture_output=True)
+        files[archive.SIGNATURE] = (path.parent / "SHA256SUMS.sig").read_bytes()
     if alter:
         files[alter] = files[alter][:-1] + b"X"
     with tarfile.open(path, "w") as tar:
@@ -51,6 +61,13 @@ def truncated(path):
     (lambda p: fake_archive(p, alter="image.tar.gz"), "was altered or damaged"),
     (lambda p: fake_archive(p, inputs="0123456789ab"), "holds the image of commit c0ffeec0ffee"),
     (lambda p: p.write_text("not a tar"), "not an archive"),
+    # the issue's reproducers: an empty SHA256SUMS verified nothing and loaded the image
+    (lambda p: fake_archive(p, sums_text=""), "not in its SHA256SUMS: an archive member nobody vouched for"),
+    (lambda p: fake_archive(p, sums_text="SHA256 (image.tar.gz) = " + "a" * 64 + "\n"), "not in `<sha256>  <name>`"),
+    (lambda p: fake_archive(p, sums_text="a" * 64 + " image.tar.gz\n"), "not in `<sha256>  <name>`"),
+    (lambda p: fake_archive(p, members={"source.tar.gz": b"s"}), "has no image.tar.gz"),
+    (lambda p: fake_archive(p, manifest=b"{not json"), "its manifest.json is not one `invoke archive` writes"),
+    (lambda p: fake_archive(p, extra={"evil.sh": b"rm -rf /"}), "evil.sh not in its SHA256SUMS"),
 ])
 def test_a_bad_archive_is_one_line_and_nothing_is_loaded(tmp_path, monkeypatch, spoil, needle):
     path = tmp_path / "a.tar"
@@ -138,3 +155,96 @@ def test_the_image_goes_through_an_archive_and_back(image, tmp_path, monkeypatch
         assert record["archive_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     finally:
         subprocess.run(["docker", "rmi", tag], capture_output=True)
+
+
+# ------------------------------------------------------------------------------------------------ the trust anchor
+@pytest.fixture
+def signers(tmp_path):
+    """Two ssh keys; an allowed_signers file naming the first."""
+    for name in ("alice", "mallory"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(tmp_path / name)],
+                       check=True)
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f"alice@example {(tmp_path / 'alice.pub').read_text()}")
+    return tmp_path / "alice", tmp_path / "mallory", allowed
+
+
+def test_a_signed_archive_verifies_against_its_signer_only(tmp_path, signers):
+    alice, mallory, allowed = signers
+    good = fake_archive((tmp_path / "a").mkdir() or tmp_path / "a" / "x.tar", sign=alice)
+    assert archive.verify(good, allowed)["trust"] == {"verified": True, "principal": "alice@example",
+                                                      "allowed_signers": str(allowed)}
+    assert archive.verify(good)["trust"]["verified"] is False  # no --verify-with: said, not assumed
+    forged = fake_archive((tmp_path / "b").mkdir() or tmp_path / "b" / "x.tar", sign=mallory)
+    with pytest.raises(UserError, match="its signature is by no key of"):
+        archive.verify(forged, allowed)
+    unsigned = fake_archive((tmp_path / "c").mkdir() or tmp_path / "c" / "x.tar")
+    with pytest.raises(UserError, match="is not signed"):
+        archive.verify(unsigned, allowed)
+
+
+def test_an_archive_altered_after_it_was_signed_does_not_verify(tmp_path, signers):
+    alice, _, allowed = signers
+    (tmp_path / "a").mkdir()
+    path = fake_archive(tmp_path / "a" / "x.tar", sign=alice)
+    with tarfile.open(path) as tar:  # SHA256SUMS and its member rewritten together, the old signature kept
+        files = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    image = b"another image"
+    files[f"{archive.ROOT}/image.tar.gz"] = image
+    sums = files[f"{archive.ROOT}/SHA256SUMS"].decode().splitlines()
+    sums[0] = f"{hashlib.sha256(image).hexdigest()}  image.tar.gz"
+    files[f"{archive.ROOT}/SHA256SUMS"] = ("\n".join(sums) + "\n").encode()
+    with tarfile.open(path, "w") as tar:
+        for name, body in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    with pytest.raises(UserError, match="does not verify for alice@example"):
+        archive.verify(path, allowed)
+
+
+@pytest.mark.docker
+@pytest.mark.skipif(not docker_ok(), reason="needs a Docker daemon")
+def test_loading_moves_no_tag_and_checks_the_id_before_loading(tmp_path, monkeypatch):
+    """A tiny image (docker import: no registry) saved under a tag the user has, `victim:1`, as a forged archive
+    would carry it: `build --from` loads it by id without touching `victim:1`, and an archive whose manifest names
+    another id is refused before `docker load` runs."""
+    tag, victim = f"xeontl-test-tiny:{secrets.token_hex(3)}", f"xeontl-test-victim:{secrets.token_hex(3)}"
+    inputs = secrets.token_hex(6)  # its own content tag, xeontl:inputs-<this>, never the real image's
+    monkeypatch.setattr(imagelib, "checkout_inputs_hash", lambda: inputs)
+    layer = tmp_path / "layer.tar"
+    with tarfile.open(layer, "w") as t:
+        info = tarfile.TarInfo("hello")
+        info.size = 2
+        t.addfile(info, io.BytesIO(b"hi"))
+    subprocess.run(["docker", "import", str(layer), victim], check=True, capture_output=True)  # the user's
+    victim_id = dockercli.inspect(victim)["Id"]
+    subprocess.run(["docker", "import", "--change", "LABEL x=forged", str(layer), tag], check=True, capture_output=True)
+    forged_id = dockercli.inspect(tag)["Id"]
+    try:
+        saved = subprocess.run(["docker", "save", tag], check=True, capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(saved)) as t:  # the save's tags rewritten to the user's tag
+            files = {m.name: (m, t.extractfile(m).read() if m.isfile() else None) for m in t.getmembers()}
+        m, body = files["manifest.json"]
+        body = json.dumps([{**e, "RepoTags": [victim]} for e in json.loads(body)]).encode()
+        files["manifest.json"] = (m, body)
+        out = io.BytesIO()
+        with tarfile.open(fileobj=out, mode="w") as t:
+            for m, b in files.values():
+                m.size = len(b) if b is not None else m.size
+                t.addfile(m, io.BytesIO(b) if b is not None else None)
+        image = gzip.compress(out.getvalue())
+        subprocess.run(["docker", "rmi", tag], capture_output=True)
+        wrong = fake_archive(tmp_path / "wrong.tar", members={"image.tar.gz": image, "source.tar.gz": b"s"})
+        with pytest.raises(UserError, match="does not hold image sha256:111111"):
+            archive.load(wrong, tag)
+        assert dockercli.inspect(forged_id) is None  # refused before docker load ran
+        good = fake_archive(tmp_path / "good.tar", members={"image.tar.gz": image, "source.tar.gz": b"s"},
+                            image_id=forged_id)
+        monkeypatch.setenv("XEONTL_CACHE_DIR", str(tmp_path / "cache"))
+        archive.load(good, tag)
+        assert dockercli.inspect(tag)["Id"] == forged_id
+        assert dockercli.inspect(victim)["Id"] == victim_id  # the archive's stored tag moved nothing
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag, victim, f"xeontl:inputs-{inputs}"], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", forged_id], capture_output=True)

@@ -5,7 +5,9 @@ failure ends in one line with nothing half-written under the final name; an inte
 
 import hashlib
 import http.server
+import io
 import json
+import re
 import socket
 import tarfile
 import threading
@@ -33,7 +35,7 @@ def handler_for(files: dict[str, bytes], log: list):
 
         def do_GET(self):
             mode, _, name = self.path.split("?")[0].strip("/").partition("/")  # TF-Hub adds ?tf-hub-format=
-            log.append((mode, name, self.headers.get("Range")))
+            log.append((mode, name, self.headers.get("Range"), self.headers.get("Authorization")))
             body = files.get(name)
             if mode == "404" or body is None:
                 self.send_error(404, "Not Found")
@@ -236,3 +238,69 @@ def test_the_ranks_read_the_same_absolute_paths_wherever_they_run(tmp_path):
     mounts = [p.command[i + 1] for i, a in enumerate(p.command) if a == "-v"]
     assert f"{weights}:{weights}:ro" in mounts and f"{tmp_path / 'tfds'}:{tmp_path / 'tfds'}:ro" in mounts
     assert len(mounts) == 3  # the run dir, the weights, the data: nothing else of the host
+
+
+# ---------------------------------------------------------------------------------------------- credentials, bundles
+def test_url_credentials_are_sent_as_a_header_and_written_nowhere(server, tmp_path):
+    """The issue's reproducer: a URL with user:pass@ raised InvalidURL with the password in its traceback. Now the
+    credentials go as Basic auth, and the manifest and every error line show the URL without them."""
+    import base64
+
+    base, files, log = server
+    files["a.zip"] = body = b"z" * 1000
+    url = base.replace("http://", "http://reviewer:s3cr%40t@") + "/ok/a.zip"
+    got = assets.fetch_file(url, tmp_path / "a.zip", sha(body), progress=False)
+    assert log[-1][3] == "Basic " + base64.b64encode(b"reviewer:s3cr@t").decode()
+    assets.record({"data": got}, tmp_path / "manifest.json")
+    assert "s3cr" not in (tmp_path / "manifest.json").read_text() and "<redacted>@" in got["source"]
+    with pytest.raises(UserError) as e:
+        assets.fetch_file(url.replace("/ok/", "/404/"), tmp_path / "b.zip", sha(body), progress=False)
+    assert "s3cr" not in str(e.value) and "<redacted>@127.0.0.1" in str(e.value)
+    with pytest.raises(UserError) as e:  # a malformed port with credentials before it: still one redacted line
+        assets.fetch_file("http://user:pass@127.0.0.1:notaport/x.zip", tmp_path / "c.zip", sha(body), progress=False)
+    assert "pass" not in str(e.value).replace("bypass", "")
+
+
+def bundle_with(path: Path, members: dict, mode: str = "w") -> Path:
+    with tarfile.open(path, mode) as tar:
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            if body is None:
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            else:
+                info.size = len(body)
+            tar.addfile(info, None if body is None else io.BytesIO(body))
+    return path
+
+
+@pytest.mark.parametrize("members,mode,needle", [
+    ({"xeontl-assets.json": b"{}"}, "w:gz", "is not an assets bundle (a plain tar"),
+    ({"xeontl-assets.json": b"{}", "/etc/cron.d/x": b"x"}, "w", "member '/etc/cron.d/x' is not one"),
+    ({"xeontl-assets.json": b"{}", "weights/../../x": b"x"}, "w", "member 'weights/../../x' is not one"),
+    ({"xeontl-assets.json": b"{}", "weights/link": None}, "w", "member 'weights/link' is not one"),
+    ({"xeontl-assets.json": json.dumps({"weights": {"name": "/tmp/evil", "sha256": "0" * 64}}).encode()}, "w",
+     "its manifest is not one `invoke assets --export` writes"),
+])
+def test_a_hostile_bundle_is_refused_before_anything_is_unpacked(tmp_path, members, mode, needle):
+    cfg = config.resolve("paper", {"data_dir": str(tmp_path / "tfds"), "weights": f"savedmodel:{tmp_path / 'w'}"})
+    bundle = bundle_with(tmp_path / "b.tar", members, mode)
+    with pytest.raises(UserError, match=re.escape(needle)):
+        assets.import_(cfg, bundle, tmp_path / "manifest.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.tar"]
+
+
+def test_an_existing_destination_with_other_content_is_never_replaced(tmp_path):
+    body = b"the archive"
+    digest = sha(body)
+    manifest = json.dumps({"data": {"name": data.ARCHIVE_NAME, "sha256": digest}}).encode()
+    bundle = bundle_with(tmp_path / "b.tar", {"xeontl-assets.json": manifest, data.ARCHIVE_NAME: body})
+    cfg = config.resolve("paper", {"data_dir": str(tmp_path / "tfds"), "archive_sha256": digest})
+    dest = assets.manual_dir(cfg) / data.ARCHIVE_NAME
+    dest.parent.mkdir(parents=True)
+    dest.write_bytes(b"somebody's own file")
+    with pytest.raises(UserError, match="exists with sha256 .* nothing was replaced"):
+        assets.import_(cfg, bundle, tmp_path / "manifest.json")
+    assert dest.read_bytes() == b"somebody's own file"
+    dest.unlink()
+    assert assets.import_(cfg, bundle, tmp_path / "manifest.json")["data"]["sha256"] == digest
+    assert dest.read_bytes() == body and not list(dest.parent.glob(".xeontl-import-*"))

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, SPR, invoke
 from xeontl import engines, launch, options, outcome, rundir
-from xeontl.engines import docker, kubernetes, native, slurm
+from xeontl.engines import docker, kubernetes, mpijob_launcher, native, slurm
 from xeontl.errors import UserError
 from xeontl.options import Options
 
@@ -68,17 +68,19 @@ def test_the_capabilities_are_the_plans_in_every_engine():
     job = launch.prepare(Options(dry_run=True, topology_file=str(SPR)))
     caps = [job.command[i + 1] for i, a in enumerate(job.command) if a == "--cap-add"]
     assert caps == list(planlib.CAPABILITIES) == ["SYS_NICE"]
+    cmd = " ".join(job.command)  # every other capability dropped first, none to be gained back
+    assert "--cap-drop ALL --cap-add SYS_NICE" in cmd and "--security-opt no-new-privileges" in cmd
     assert engines.choose(Options()).execution()["capabilities_added"] == caps
     docs = kubernetes.manifest(job.plan, job.cfg, "r", "img", "claim")
-    for spec in docs[1]["spec"]["mpiReplicaSpecs"].values():
-        assert spec["template"]["spec"]["containers"][0]["securityContext"]["capabilities"]["add"] == caps
+    for spec in docs[1]["spec"]["mpiReplicaSpecs"].values():  # the MPIJob's pods: none, the kubelet pins them
+        assert spec["template"]["spec"]["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
 
 
 @pytest.mark.parametrize("opts,needle", [
     (Options(container="none"), "--container: only with --engine slurm"),
     (Options(nodes=2), "--nodes: only with --engine slurm"),
     (Options(engine="slurm", native=True), "--native: not with --engine slurm"),
-    (Options(engine="slurm", container="docker"), "--container docker: must be charliecloud"),
+    (Options(engine="slurm", container="docker"), "--container 'docker': must be one of charliecloud, none"),
     (Options(engine="k8s"), "--engine k8s: must be local or slurm"),
 ])
 def test_an_engine_refuses_what_it_cannot_honour_before_anything_is_written(opts, needle, tmp_path):
@@ -197,7 +199,7 @@ def test_an_assets_claim_for_a_profile_that_reads_no_files_is_one_line(tmp_path)
 
 def test_a_launcher_pod_without_its_configmap_is_one_line(tmp_path):
     with pytest.raises(UserError, match="lacks config.json, plan.json: mount the run's ConfigMap"):
-        kubernetes.launch_pod("r1", tmp_path, tmp_path / "etc", ["true"])
+        mpijob_launcher.launch_pod("r1", tmp_path, tmp_path / "etc", ["true"])
     assert list(tmp_path.iterdir()) == []
 
 

@@ -114,7 +114,8 @@ def test_savedmodel_feature_vector_loads(tmp_path):
         model.describe_weights({**cfg, "weights_sha256": "0" * 64})
 
 
-@pytest.mark.parametrize("spec,needle", [("keras:/nonexistent.h5", "not found"), ("imagenet", "not understood"),
+@pytest.mark.parametrize("spec,needle", [("keras:/nonexistent.h5", "not found"),
+                                         ("imagenet", "must be random, savedmodel:DIR"),
                                          ("savedmodel:/tmp", "not a SavedModel")])
 def test_bad_weight_specs(spec, needle):
     with pytest.raises(UserError, match=needle):

@@ -11,22 +11,27 @@ which is checked, not assumed.
 
 from __future__ import annotations
 
+import base64
 import errno
+import hashlib
+import http.client
 import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import data
+from xeontl import data, redact
 from xeontl.errors import UserError
 
 # Intel's pipeline for this experiment: TF-Slim ResNet50 feature vector, 224 px, inputs in [0,1].
@@ -55,31 +60,45 @@ def fetch_file(url: str, dest: Path, sha256: str, size: int | None = None, timeo
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    shown, (plain, auth) = redact.text(url), _credentials(url)
+    headers = {**({"Range": f"bytes={have}-"} if have else {}), **({"Authorization": auth} if auth else {})}
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        response = urllib.request.urlopen(urllib.request.Request(plain, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # the .part is already whole
             response = None
         else:
-            raise UserError(f"download of {url} failed: HTTP {e.code} {e.reason}: check the URL, or bring the file "
-                            f"with `invoke assets --from FILE`") from None
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
-        reason = getattr(e, "reason", e)
-        raise UserError(f"download of {url} failed ({reason}): no route to it from here? fetch on a connected "
+            raise UserError(f"download of {shown} failed: HTTP {e.code} {e.reason}: check the URL, or bring the "
+                            f"file with `invoke assets --from FILE`") from None
+    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, ValueError,
+            http.client.HTTPException) as e:
+        reason = redact.text(str(getattr(e, "reason", e)))
+        raise UserError(f"download of {shown} failed ({reason}): no route to it from here? fetch on a connected "
                         f"machine with `invoke assets --export FILE`, then `invoke assets --from FILE` here") from None
     if response is not None:
-        _stream(response, part, have, url, dest, progress, timeout)
+        _stream(response, part, have, shown, dest, progress, timeout)
     digest = sha256_file(part)
     if digest != sha256:
         part.unlink()
-        raise UserError(f"{url} gave a file with sha256 {digest}, expected {sha256}: it was removed; the source "
+        raise UserError(f"{shown} gave a file with sha256 {digest}, expected {sha256}: it was removed; the source "
                         f"changed or the transfer was corrupted (fetch again, or check the pin)")
     if size is not None and part.stat().st_size != size:
         part.unlink()
-        raise UserError(f"{url} gave {part.stat().st_size} bytes, expected {size}: removed, fetch again")
+        raise UserError(f"{shown} gave {part.stat().st_size} bytes, expected {size}: removed, fetch again")
     os.replace(part, dest)
-    return {"path": str(dest), "sha256": digest, "size": dest.stat().st_size, "source": url}
+    return {"path": str(dest), "sha256": digest, "size": dest.stat().st_size, "source": shown}
+
+
+def _credentials(url: str) -> tuple[str, str | None]:
+    """(the URL without its user info, the Basic Authorization header it carried, if any): urllib sends no
+    credentials from a URL itself, and fails on one with a password (InvalidURL, its message the password)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
 
 
 def _stream(response, part: Path, have: int, url: str, dest: Path, progress: bool, timeout: float) -> None:
@@ -138,12 +157,12 @@ def fetch_weights(handle: str, target: Path, sha256: str = "", cache_dir: Path |
     try:
         resolved = Path(hub.resolve(handle))
     except urllib.error.HTTPError as e:
-        raise UserError(f"TF-Hub could not fetch {handle}: HTTP {e.code} {e.reason}: check the handle, or bring the "
-                        f"weights with `invoke assets --from FILE`") from None
+        raise UserError(f"TF-Hub could not fetch {redact.text(handle)}: HTTP {e.code} {e.reason}: check the handle, or "
+                        f"bring the weights with `invoke assets --from FILE`") from None
     except (urllib.error.URLError, OSError, ValueError, tarfile.TarError) as e:
-        raise UserError(f"TF-Hub could not fetch {handle} ({type(e).__name__}: {str(e)[:120]}): no route to it from "
-                        f"here? use `invoke assets --export FILE` on a connected machine and `--from FILE` here") \
-            from None
+        raise UserError(f"TF-Hub could not fetch {redact.text(handle)} ({type(e).__name__}: "
+                        f"{redact.text(str(e))[:120]}): no route to it from here? use `invoke assets --export FILE` on "
+                        f"a connected machine and `--from FILE` here") from None
     if not (resolved / "saved_model.pb").is_file():
         raise UserError(f"{handle} resolved to {resolved}, which is not a SavedModel (no saved_model.pb)")
     digest = weights_sha256(resolved)
@@ -157,6 +176,54 @@ def fetch_weights(handle: str, target: Path, sha256: str = "", cache_dir: Path |
     os.replace(tmp, target)
     return {"path": str(target), "sha256": digest, "source": handle, "tfhub_cache": str(resolved),
             **saved_model_architecture(target)}
+
+
+# ------------------------------------------------------------------------------------------------ trust on first use
+def seen_store() -> Path:
+    """Where this user's first-seen weight hashes live (never /tmp: another user could plant it)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "xeontl" / "weights-first-seen.json"
+
+
+def pin_weights(cfg: dict) -> dict | None:
+    """The weights a run reads, held to a hash: the config's weights_sha256 where it has one (the paper's TF-Hub
+    model publishes none the bundle could pin); otherwise the hash they had the first time this user ran them,
+    recorded then (seen_store) and checked on every later run: weights replaced behind a reviewer's back stop the run
+    in one line. A SavedModel is executable graph code. Returns what provenance records (weights_pin)."""
+    from xeontl.model import weights_sha256
+
+    kind, sep, raw = cfg["weights"].partition(":")
+    if not sep:
+        return None
+    path = Path(raw).expanduser().resolve()
+    if not path.exists():  # a cluster's storage this host does not see: the ranks check weights_sha256 there
+        return {"status": "not on the launcher's host: not checked here", "path": str(path)}
+    digest = weights_sha256(path)
+    if cfg["weights_sha256"]:
+        if digest != cfg["weights_sha256"]:
+            raise UserError(f"weights {path} have sha256 {digest}, expected {cfg['weights_sha256']}: re-stage them")
+        return {"status": "pinned by the config (weights_sha256)", "path": str(path), "sha256": digest}
+    store = seen_store()
+    try:
+        seen = json.loads(store.read_text())
+    except (OSError, ValueError):
+        seen = {}
+    first = seen.get(str(path)) if isinstance(seen, dict) else None
+    if first is None:
+        seen = {**(seen if isinstance(seen, dict) else {}),
+                str(path): {"sha256": digest, "first_seen": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
+        store.parent.mkdir(parents=True, exist_ok=True)
+        tmp = store.with_name(f".{store.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(seen, indent=1) + "\n")
+        os.replace(tmp, store)
+        return {"status": "first use: its hash recorded, later runs are held to it", "path": str(path),
+                "sha256": digest, "store": str(store)}
+    if first.get("sha256") != digest:
+        raise UserError(f"weights {path} have sha256 {digest}, not the {first.get('sha256')} they had at their first "
+                        f"use ({first.get('first_seen')}, {store}): if they were replaced on purpose, pin them with "
+                        f"--set weights_sha256={digest}; nothing was run")
+    return {"status": "the hash of its first use", "path": str(path), "sha256": digest,
+            "first_seen": first.get("first_seen"), "store": str(store)}
 
 
 # ------------------------------------------------------------------------------------------------ what a profile needs
@@ -258,7 +325,9 @@ MANIFEST = Path("assets") / "manifest.json"
 def record(entries: dict, manifest: Path) -> None:
     doc = json.loads(manifest.read_text()) if manifest.is_file() else {}
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    doc.update({k: {**v, "recorded_utc": stamp} for k, v in entries.items()})
+    # a URL's credentials never reach the manifest, whichever field holds it
+    doc.update({k: {**{f: redact.text(x) if isinstance(x, str) else x for f, x in v.items()}, "recorded_utc": stamp}
+                for k, v in entries.items()})
     manifest.parent.mkdir(parents=True, exist_ok=True)
     manifest.write_text(json.dumps(doc, indent=1) + "\n")
 
@@ -296,49 +365,111 @@ def export(cfg: dict, out: Path) -> dict:
     return manifest
 
 
+# What a bundle may hold: its manifest, the weights dir, the Kather archive; at most this much unpacked.
+BUNDLE_LIMIT = 8 << 30
+BUNDLE_MANIFEST = "xeontl-assets.json"
+
+
+def _bundle_members(tar: tarfile.TarFile, bundle: Path) -> dict[str, tarfile.TarInfo]:
+    """The bundle's members by name, each one confined: a plain file or directory under a name export() writes
+    (never absolute, never '..', never a link or a device), the whole no larger than BUNDLE_LIMIT."""
+    out, total = {}, 0
+    for m in tar.getmembers():
+        name = m.name
+        ok = name == BUNDLE_MANIFEST or name == data.ARCHIVE_NAME or name == "weights" or name.startswith("weights/")
+        if not ok or name.startswith("/") or ".." in Path(name).parts or not (m.isfile() or m.isdir()):
+            raise UserError(f"--from {bundle}: member {name!r} is not one `invoke assets --export` writes (a link, a "
+                            f"device, or a path outside the bundle's names): refused, nothing was unpacked")
+        total += m.size
+        if total > BUNDLE_LIMIT:
+            raise UserError(f"--from {bundle}: more than {BUNDLE_LIMIT >> 30} GiB of content: refused, nothing was "
+                            f"unpacked")
+        out[name] = m
+    return out
+
+
+def _member_sha256(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
+    h, f = hashlib.sha256(), tar.extractfile(member)
+    while block := f.read(CHUNK):
+        h.update(block)
+    return h.hexdigest()
+
+
+def _bundle_digest(tar: tarfile.TarFile, members: dict, kind: str) -> str:
+    """What weights_sha256 / sha256_file would say of the entry once unpacked, read from the tar's streams."""
+    if kind == "data":
+        return _member_sha256(tar, members[data.ARCHIVE_NAME])
+    files = sorted((n.removeprefix("weights/"), m) for n, m in members.items()
+                   if n.startswith("weights/") and m.isfile())
+    h = hashlib.sha256()
+    for rel, m in files:
+        h.update(rel.encode() + b"\0" + bytes.fromhex(_member_sha256(tar, m)))
+    return h.hexdigest()
+
+
 def import_(cfg: dict, bundle: Path, manifest_file: Path | None = None) -> dict:
-    """Unpack a bundle made by export() where the config reads the assets, verifying every sha256 first."""
+    """Unpack a bundle made by export() where the config reads the assets. Nothing lands before everything is checked:
+    the tar must be plain (as export writes it: no decompression to bomb /tmp), every member confined to the names
+    export writes, every sha256 computed from the tar's own streams against its manifest and the config's pins; then
+    each entry is unpacked beside its destination and renamed into place. An existing destination is checked too."""
     from xeontl.model import weights_sha256
 
     bundle = Path(bundle)
     if not bundle.is_file():
         raise UserError(f"--from {bundle}: no such file")
-    with tempfile.TemporaryDirectory(prefix="xeontl-assets-") as d:
+    try:
+        tar = tarfile.open(bundle, "r:")
+    except (tarfile.TarError, OSError) as e:
+        raise UserError(f"--from {bundle} is not an assets bundle (a plain tar; {str(e).splitlines()[0][:80]}): make "
+                        f"one with `invoke assets --export`") from None
+    got = {}
+    with tar:
         try:
-            with tarfile.open(bundle) as tar:
-                tar.extractall(d, filter="data")
-        except tarfile.TarError as e:
-            raise UserError(f"--from {bundle} is not an assets bundle ({e}): make one with `invoke assets --export`")\
-                from None
-        root = Path(d)
-        try:
-            manifest = json.loads((root / "xeontl-assets.json").read_text())
-        except (OSError, ValueError):
-            raise UserError(f"--from {bundle} has no xeontl-assets.json: make it with `invoke assets --export`") \
-                from None
-        verified = {}
-        for kind, entry in manifest.items():  # every sha256 checked before anything is put in place
-            src = root / entry["name"]
-            digest = weights_sha256(src) if kind == "weights" else sha256_file(src)
-            pinned = cfg["weights_sha256"] if kind == "weights" else cfg["archive_sha256"]
-            if digest != entry["sha256"] or (pinned and digest != pinned):
-                raise UserError(f"--from {bundle}: {entry['name']} has sha256 {digest}, expected "
-                                f"{pinned or entry['sha256']}: the bundle is corrupt or from other assets")
-            _, _, weights = cfg["weights"].partition(":")
-            dest = Path(weights).expanduser() if kind == "weights" else manual_dir(cfg) / data.ARCHIVE_NAME
-            verified[kind] = (src, dest, digest)
-        got = {}
-        for kind, (src, dest, digest) in verified.items():
+            members = _bundle_members(tar, bundle)
+            if BUNDLE_MANIFEST not in members or members[BUNDLE_MANIFEST].size > 1 << 16:
+                raise ValueError(f"no {BUNDLE_MANIFEST}")
+            manifest = json.loads(tar.extractfile(members[BUNDLE_MANIFEST]).read())
+            if not isinstance(manifest, dict) or not set(manifest) <= {"weights", "data"} or any(
+                    not isinstance(e, dict) or e.get("name") != ("weights" if k == "weights" else data.ARCHIVE_NAME)
+                    or not re.fullmatch(r"[0-9a-f]{64}", str(e.get("sha256"))) for k, e in manifest.items()):
+                raise ValueError("its manifest is not one `invoke assets --export` writes")
+            verified = {}
+            for kind, entry in manifest.items():  # every sha256, from the tar's streams, before anything is unpacked
+                if kind == "data" and data.ARCHIVE_NAME not in members:
+                    raise ValueError(f"it lists {data.ARCHIVE_NAME} but does not hold it")
+                digest = _bundle_digest(tar, members, kind)
+                pinned = cfg["weights_sha256"] if kind == "weights" else cfg["archive_sha256"]
+                if digest != entry["sha256"] or (pinned and digest != pinned):
+                    raise UserError(f"--from {bundle}: {entry['name']} has sha256 {digest}, expected "
+                                    f"{pinned or entry['sha256']}: the bundle is corrupt or from other assets; nothing "
+                                    f"was unpacked")
+                _, _, weights = cfg["weights"].partition(":")
+                dest = Path(weights).expanduser() if kind == "weights" else manual_dir(cfg) / data.ARCHIVE_NAME
+                if dest.exists():
+                    have = weights_sha256(dest) if kind == "weights" else sha256_file(dest)
+                    if have != digest:
+                        raise UserError(f"--from {bundle}: {dest} exists with sha256 {have}, not the bundle's "
+                                        f"{digest}: nothing was replaced; move it away to import these")
+                verified[kind] = (dest, digest)
+        except (ValueError, KeyError, tarfile.TarError, EOFError) as e:
+            raise UserError(f"--from {bundle} is not an assets bundle ({str(e).splitlines()[0][:100]}): make one "
+                            f"with `invoke assets --export`; nothing was unpacked") from None
+        for kind, (dest, digest) in verified.items():
             if dest.exists():
                 got[kind] = {"path": str(dest), "sha256": digest, "source": "already present"}
                 continue
             dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = dest.with_name(dest.name + ".part")
-            if tmp.is_dir():
-                shutil.rmtree(tmp)
-            tmp.unlink(missing_ok=True)
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, tmp)
-            os.replace(tmp, dest)
+            with tempfile.TemporaryDirectory(prefix=".xeontl-import-", dir=dest.parent) as d:
+                prefix = "weights" if kind == "weights" else data.ARCHIVE_NAME
+                part = [m for n, m in members.items() if n == prefix or n.startswith(prefix + "/")]
+                # the members are checked already (_bundle_members: plain files and dirs under export's names);
+                # tarfile's own "data" filter as well where this Python has it (3.11.4+; Debian 12's 3.11.2 has not)
+                tar.extractall(d, members=part, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+                src = Path(d) / prefix
+                again = weights_sha256(src) if kind == "weights" else sha256_file(src)
+                if again != digest:  # the file changed between the check and the unpacking
+                    raise UserError(f"--from {bundle}: {prefix} changed while it was unpacked: nothing was placed")
+                os.replace(src, dest)
             got[kind] = {"path": str(dest), "sha256": digest, "source": f"bundle {bundle.name}"}
     record(got, manifest_file or MANIFEST)
     return got

@@ -7,6 +7,7 @@ used as is. Standalone, `train --profile NAME [--key value ...]` resolves a prof
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 from xeontl import config, options
-from xeontl.errors import UserError
+from xeontl.errors import UserError, one_line
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -113,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                                            args.threads, args.fold)))
             return 0
         if args.command == "k8s-launch":
-            from xeontl.engines import kubernetes
+            from xeontl.engines import mpijob_launcher
 
-            return kubernetes.launch_pod(args.run_id, args.results_dir, args.config_dir,
+            return mpijob_launcher.launch_pod(args.run_id, args.results_dir, args.config_dir,
                                          args.launch[1:] if args.launch[:1] == ["--"] else args.launch)
         if args.command == "reproduce":
             from xeontl import launch
@@ -137,8 +138,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"{metrics['train_seconds']:.1f} s" + "".join(f" [{n}]" for n in metrics["notices"]))
         return 0
     except UserError as e:
-        print(f"xeontl: error: {e}", file=sys.stderr)
+        print(f"xeontl: error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"xeontl: error: writing failed ({e.strerror}: {e.filename}): free space there and run again",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         from xeontl import outcome
 

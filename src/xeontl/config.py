@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -29,16 +31,49 @@ class Field:
     recipe: bool = False
 
 
+def _finite(v):
+    return None if not isinstance(v, float) or math.isfinite(v) else "must be a finite number"
+
+
 def _positive(v):
-    return None if v > 0 else "must be > 0"
+    return _finite(v) or (None if v > 0 else "must be > 0")
 
 
 def _non_negative(v):
-    return None if v >= 0 else "must be >= 0"
+    return _finite(v) or (None if v >= 0 else "must be >= 0")
+
+
+def _between(low, high, why=""):
+    return lambda v: _finite(v) or (None if low <= v <= high else f"must be between {low} and {high}{why}")
+
+
+def _sha256(v):
+    return None if re.fullmatch(r"[0-9a-f]{64}", v) else "must be 64 lowercase hex digits (a sha256)"
+
+
+def _sha256_or_empty(v):
+    return None if v == "" or not _sha256(v) else _sha256(v) + ", or empty"
+
+
+def _split(v):
+    # colorectal_histology has one split, `train`; TFDS's slicing: train, train[:80%], train[80%:], train[10:20]
+    return None if re.fullmatch(r"train(\[(-?\d+%?)?:(-?\d+%?)?\])?", v) else \
+        "must be a TFDS slice of the train split, e.g. train[:80%] or train[80%:]"
+
+
+def _weights(v):
+    kind, sep, path = v.partition(":")
+    if v == "random" or (sep and kind in ("savedmodel", "keras") and path):
+        return None
+    return "must be random, savedmodel:DIR (a TF-Hub feature-vector SavedModel) or keras:FILE.h5"
 
 
 def _one_of(*choices):
     return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
+
+
+# Seeds: numpy's legacy seeding (tf.keras.utils.set_random_seed) takes < 2**32; --repeats adds up to N-1.
+SEED_MAX = 2**31 - 1
 
 
 def _image_size(v):
@@ -67,21 +102,23 @@ FIELDS: dict[str, Field] = {
     "data_dir": Field(str, "TFDS data dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets); for dataset=synthetic "
                       "the dir of its cached set (default: ~/.cache/xeontl/synthetic)", default=""),
     "manual_dir": Field(str, "folder holding a pre-downloaded Kather_texture_2016_image_tiles_5000.zip", default=""),
-    "archive_sha256": Field(str, "expected sha256 of a folder:*.zip dataset (default: the upstream archive's)",
+    "archive_sha256": Field(str, "expected sha256 of a folder:*.zip dataset (default: the upstream archive's)", _sha256,
                             default="936d0b95ae0f04f1f7b18a2b7e8c55776c3e887d102f645bcee752d1a6626a32"),
-    "train_split": Field(str, "TFDS split for training", default="train[:80%]", recipe=True),
-    "val_split": Field(str, "TFDS split for validation", default="train[80%:]", recipe=True),
-    "synthetic_train": Field(int, "synthetic training images (all ranks together)", _positive, 1600),
-    "synthetic_val": Field(int, "synthetic validation images", _positive, 400),
+    "train_split": Field(str, "TFDS split for training", _split, default="train[:80%]", recipe=True),
+    "val_split": Field(str, "TFDS split for validation", _split, default="train[80%:]", recipe=True),
+    # at most 50,000 tiles (3.4 GB in memory, on every rank)
+    "synthetic_train": Field(int, "synthetic training images (all ranks together)", _between(1, 50_000), 1600),
+    "synthetic_val": Field(int, "synthetic validation images", _between(1, 50_000), 400),
     "image_size": Field(int, "backbone input size in pixels (images are resized from 150)", _image_size, 224,
                         recipe=True),
     "augment": Field(bool, "random flips + rotation on the fly", default=True, recipe=True),
     "rotation_factor": Field(float, "RandomRotation factor (fraction of 2*pi)", _fraction, 0.5, recipe=True),
-    "seed": Field(int, "seed for data order, synthetic data and head init", _non_negative, 42),
+    "seed": Field(int, "seed for data order, synthetic data and head init", _between(0, SEED_MAX), 42),
     # model
-    "weights": Field(str, "random | savedmodel:DIR (TF-Hub feature vector) | keras:FILE.h5 (ImageNet v1)",
+    "weights": Field(str, "random | savedmodel:DIR (TF-Hub feature vector) | keras:FILE.h5 (ImageNet v1)", _weights,
                      default="random"),
-    "weights_sha256": Field(str, "expected sha256 of the weight file/dir (checked when set)", default=""),
+    "weights_sha256": Field(str, "expected sha256 of the weight file/dir (checked when set)", _sha256_or_empty,
+                            default=""),
     "fold_batch_norm": Field(bool, "fold the frozen backbone's batch norms into its convolutions (exact in inference; "
                              "Keras-built backbones: random and keras:; a SavedModel runs as saved)", default=True),
     "feature_norm": Field(str, "standardize backbone features before the head: auto (only for random weights) | on "
@@ -94,26 +131,27 @@ FIELDS: dict[str, Field] = {
     "amp": Field(str, "how bf16 is applied: onednn (TF's auto mixed precision graph rewrite) | keras "
                  "(mixed_bfloat16 policy)",
                  _one_of("onednn", "keras"), "onednn", recipe=True),
-    "epochs": Field(int, "maximum epochs (early stopping usually ends sooner)", _positive, 100, recipe=True),
-    "patience": Field(int, "early-stopping patience on val_loss", _non_negative, 10, recipe=True),
+    "epochs": Field(int, "maximum epochs (early stopping usually ends sooner)", _between(1, 100_000), 100, recipe=True),
+    "patience": Field(int, "early-stopping patience on val_loss", _between(0, 100_000), 10, recipe=True),
     "min_delta": Field(float, "smallest val_loss decrease that counts as an improvement", _non_negative, 0.0,
                        recipe=True),
-    "batch_size": Field(int, "images per step per worker", _positive, 32, recipe=True),
+    "batch_size": Field(int, "images per step per worker", _between(1, 65_536), 32, recipe=True),
     "optimizer": Field(str, "adam | sgd", _one_of("adam", "sgd"), "adam", recipe=True),
-    "learning_rate": Field(float, "base learning rate (one worker)", _positive, 0.01, recipe=True),
+    "learning_rate": Field(float, "base learning rate (one worker)", _between(1e-12, 100.0), 0.001, recipe=True),
     "lr_scaling": Field(str, "how LR grows with workers: linear (base x N) | none", _one_of("linear", "none"),
                         "linear", recipe=True),
     "lr_schedule": Field(str, "none | plateau: Keras' ReduceLROnPlateau as Intel's kit sets it (val_loss, factor 0.2, "
                          "patience 5, cooldown 1, min_lr 1e-10)", _one_of("none", "plateau"), "none", recipe=True),
-    "warmup_epochs": Field(int, "LR warm-up epochs (Horovod runs)", _non_negative, 3, recipe=True),
+    "warmup_epochs": Field(int, "LR warm-up epochs (Horovod runs)", _between(0, 100_000), 3, recipe=True),
     "backward_passes_per_step": Field(int, "local gradient accumulation before each allreduce (Horovod runs)",
-                                      _positive, 5, recipe=True),
-    "steps_per_epoch": Field(int, "cap on steps per epoch (0: the whole shard)", _non_negative, 0, recipe=True),
+                                      _between(1, 100_000), 5, recipe=True),
+    "steps_per_epoch": Field(int, "cap on steps per epoch (0: the whole shard)", _between(0, 10_000_000), 0,
+                             recipe=True),
     # opt-in speed path (never the paper profile's default): train the head on cached backbone features
     "feature_cache": Field(bool, "compute the frozen backbone's features once (val + K augmented views of train) "
                            "and train the head on them; not the paper's protocol", default=False, recipe=True),
     "feature_cache_views": Field(int, "K: augmented views of each training image in the feature cache "
-                                 "(epoch e trains on view e mod K)", _positive, 2, recipe=True),
+                                 "(epoch e trains on view e mod K)", _between(1, 64), 2, recipe=True),
     "feature_cache_dir": Field(str, "where cached features live (default: $XEONTL_CACHE_DIR or ~/.cache/xeontl)",
                                default=""),
     "verbose": Field(int, "Keras progress output on rank 0: 0 none, 1 bar, 2 one line per epoch", _verbosity, 2),
@@ -130,7 +168,7 @@ def profile_names() -> list[str]:
 
 def _read_profile(name: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
     if name not in profile_names():
-        raise UserError(f"unknown profile '{name}': choose one of {', '.join(profile_names())}")
+        raise UserError(f"unknown profile {name!r}: choose one of {', '.join(profile_names())}")
     if name in seen:
         raise UserError(f"profile '{name}' inherits from itself ({' -> '.join(seen + (name,))})")
     raw = tomllib.loads(resources.files("xeontl.configs").joinpath(f"{name}.toml").read_text())
@@ -186,7 +224,7 @@ def coerce(key: str, value: Any) -> Any:
             else:
                 value = f.type(value)
         except ValueError:
-            raise UserError(f"{key}: '{value}' is not a valid {f.type.__name__}") from None
+            raise UserError(f"{key}: {value!r} is not a valid {f.type.__name__}") from None
     if f.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, f.type) or (f.type is int and isinstance(value, bool)):
@@ -212,6 +250,8 @@ def _checked(profile: str, values: dict[str, Any]) -> dict[str, Any]:
     cfg = {"profile": profile}
     for key in FIELDS:
         value = coerce(key, values[key])
+        if isinstance(value, str) and re.search(r"[\x00-\x1f\x7f]", value):
+            raise UserError(f"{key}={value!r} has a control character (a newline?): give it on one line")
         problem = FIELDS[key].check(value)
         if problem:
             raise UserError(f"{key}={value!r} {problem}")

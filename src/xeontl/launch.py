@@ -5,7 +5,9 @@ plan.py's; every command line, tool and record of the engine is its own (xeontl.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import json
 import os
 import secrets
@@ -14,11 +16,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import checkpoint, config, engines, outcome, repeats, rundir
+from xeontl import checkpoint, config, engines, options, outcome, repeats, rundir
 from xeontl import plan as planlib
-from xeontl.engines import Engine, Job
-from xeontl.errors import UserError
+from xeontl.engines.base import Engine, Job
+from xeontl.errors import RunError, UserError
 from xeontl.options import RESUME_KEYS, Options
+
+WEIGHTS_PIN = "weights-pin.json"  # assets.pin_weights' record, read into provenance.json
 
 
 def new_run_id(cfg: dict, sockets: int) -> str:
@@ -42,12 +46,24 @@ def resume_options(opts: Options) -> tuple[Options, dict]:
         raise UserError(f"--resume {opts.resume}: no completed-epoch checkpoint in {run / checkpoint.DIR}: "
                         f"nothing to resume, start a new run")
     cfg = config.load(run / "config.json")
-    launch = json.loads((run / "launch.json").read_text())
+    try:
+        launch = json.loads((run / "launch.json").read_text())
+        if not isinstance(launch, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise UserError(f"--resume {opts.resume}: its launch.json is unreadable ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:80]}): the run's launch cannot be rebuilt; start a new run") \
+            from None
     keep = {k: launch[k] for k in RESUME_KEYS if k in launch}
     if keep.get("engine", "local") == "local":  # launch.json before 2026-11-30 recorded Slurm's container default too
         keep.pop("container", None)
+    try:
+        resumed = options.check(dataclasses.replace(opts, profile=cfg["profile"], resume=run, **keep))
+    except UserError as e:
+        raise UserError(f"--resume {opts.resume}: its launch.json holds a value no launch has ({e}): start a new "
+                        f"run") from None
     print(f"xeontl: resuming {run.name} after epoch {ck.name.split('-')[1].lstrip('0')} with its own config and launch")
-    return dataclasses.replace(opts, profile=cfg["profile"], resume=run, **keep), cfg
+    return resumed, cfg
 
 
 def prepare(opts: Options) -> Job:
@@ -57,6 +73,7 @@ def prepare(opts: Options) -> Job:
     from xeontl import assets
 
     cfg = None
+    options.check(opts)
     if opts.resume:
         opts, cfg = resume_options(opts)
     engine = engines.choose(opts)
@@ -123,14 +140,36 @@ def execute(job: Job) -> tuple[int, Path]:
         print(f"xeontl: making {', '.join(assets.needed(job.cfg))} (invoke assets; --from FILE on offline hosts)",
               flush=True)
         assets.fetch(job.cfg)
+    pin = assets.pin_weights(job.cfg)  # the weights held to their pinned or first-seen hash, before anything runs
+    if pin:
+        job.files[WEIGHTS_PIN] = json.dumps(pin, indent=1)
     job.engine.preflight(job)
     with job.engine.hold(job):
         return _run(job)
 
 
 def _run(job: Job) -> tuple[int, Path]:
-    engine, staging, text = job.engine, job.staging, job.engine.describe(job)
+    staging = job.staging
     staging.mkdir()  # fails if it exists: a run id is never reused
+    try:
+        return _staged(job)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+            raise
+        # the run dir's disk failed under it: whatever ran has stopped (the engines stop their ranks when the
+        # launcher fails), the dir is kept, marked failed as far as the disk still lets us, and renamed whole
+        with contextlib.suppress(OSError):
+            rundir.write_metrics(staging, {**rundir.read_metrics(staging), "status": "failed",
+                                           "error": f"{type(e).__name__}: {e.strerror} ({e.filename})"})
+        with contextlib.suppress(OSError):
+            os.replace(staging, job.final)
+        kept = job.final if job.final.exists() else staging
+        raise RunError(f"writing the run failed ({e.strerror}: {e.filename}): the run dir is kept as {kept}, "
+                       f"marked failed; free space under {job.opts.results_dir} and run again") from None
+
+
+def _staged(job: Job) -> tuple[int, Path]:
+    engine, staging, text = job.engine, job.staging, job.engine.describe(job)
     (staging / "command.txt").write_text(text)
     config.save(job.cfg, staging / "config.json")  # the one resolution of the config: every rank reads this file
     (staging / "plan.json").write_text(json.dumps(job.plan.to_dict(), indent=1))
@@ -153,7 +192,7 @@ def conclude(engine: Engine, staging: Path, final: Path, cfg: dict, plan: dict, 
     from xeontl import provenance
     from xeontl import report as reportlib
 
-    status, failure, metrics = outcome.settle(staging, ended, engine.explain)
+    status, failure, metrics = outcome.settle(staging, ended, engine.explain, engine.stopped())
     provenance.write(staging, final.name, cfg, plan, status, failure, metrics, provenance.read_probe(staging), started,
                      time.time() - t0, engine.execution(), resumed_from)
     if report:

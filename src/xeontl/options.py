@@ -118,12 +118,13 @@ def parse(name: str, value) -> object:
     if name == "emulate_sockets":
         key = {True: "yes", False: "no"}.get(value, value)
         if key not in EMULATE:
-            raise UserError(f"--emulate-sockets {value}: must be yes, no or auto (the bare flag means yes)")
+            raise UserError(f"--emulate-sockets {value!r}: must be yes, no or auto (the bare flag means yes)")
         return EMULATE[key]
     if value is None:
         return None
     if f.metadata["choices"] and value not in f.metadata["choices"]:
-        raise UserError(f"--{flag(f).replace('_', '-')} {value}: must be one of {', '.join(f.metadata['choices'])}")
+        raise UserError(f"--{flag(f).replace('_', '-')} {value!r}: must be one of "
+                        f"{', '.join(f.metadata['choices'])}")
     kind = type(_default(f)) if _default(f) is not None else str
     if f.type in ("Path", "Path | None"):
         return Path(value)
@@ -131,15 +132,81 @@ def parse(name: str, value) -> object:
         try:
             return int(value)
         except ValueError:
-            raise UserError(f"--{flag(f).replace('_', '-')} {value}: must be a whole number") from None
+            raise UserError(f"--{flag(f).replace('_', '-')} {value!r}: must be a whole number") from None
     return value
+
+
+# What a value that reaches a script, a shell line or a scheduler may look like (each is also quoted where it lands):
+# Slurm's partition names, its --time formats, host names, image references, env names.
+SAFE = {
+    "partition": (r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*", "a Slurm partition name (letters, digits, _ . -)"),
+    "time_limit": (r"(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|"
+                   r"UNLIMITED|INFINITE)", "a Slurm time: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"),
+    "image": (r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*", "an image reference (REPO[:TAG]) or, for Slurm, a directory"),
+}
+HOST = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?"
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+LIMITS = {"sockets": (1, 64), "nodes": (1, 4096), "cores_per_socket": (0, 4096), "repeats": (1, 1000),
+          "fault_after_epoch": (0, 100_000)}
+
+
+def whole(flag_: str, value, low: int, high: int) -> int:
+    """A whole number option's value, or one line."""
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise UserError(f"{flag_} {value!r}: must be a whole number from {low} to {high}") from None
+    if not low <= n <= high:
+        raise UserError(f"{flag_} {value!r}: must be a whole number from {low} to {high}")
+    return n
+
+
+def check(opts: Options) -> Options:
+    """Every launch value typed and in range before anything runs or is written: one line naming the option."""
+    import re
+
+    def bad(name, value, what):
+        raise UserError(f"--{flag(FIELDS[name]).replace('_', '-')} {value!r}: must be {what}")
+
+    for name, f in FIELDS.items():  # a value of the wrong type (a hand-edited launch.json) is one line too
+        raw = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        want, value = type(raw), getattr(opts, name)
+        if value is None and raw is not None:
+            bad(name, value, f"given (it has no default of None: {raw!r})")
+        if name == "emulate_sockets":
+            if value not in EMULATE.values():
+                bad(name, value, "yes, no or auto")
+        elif f.metadata["choices"] and value is not None and value not in f.metadata["choices"]:
+            bad(name, value, f"one of {', '.join(f.metadata['choices'])}")
+        elif want in (str, bool, dict) and value is not None and not isinstance(value, want):
+            bad(name, value, f"a {want.__name__}")
+    for name, (low, high) in LIMITS.items():
+        value = getattr(opts, name)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            bad(name, value, f"a whole number from {low} to {high}")
+    for name, (pattern, what) in SAFE.items():
+        value = getattr(opts, name)
+        if value is not None and not re.fullmatch(pattern, str(value)):
+            bad(name, value, what)
+    for name in ("results_dir", "resume", "topology_file"):
+        value = getattr(opts, name)
+        if value is not None and re.search(r"[\x00-\x1f\x7f]", str(value)):
+            bad(name, str(value), "a path without control characters (a newline?)")
+    if opts.hosts:
+        for h in opts.hosts.split(","):
+            if h and not re.fullmatch(HOST + r":\d+", h):
+                bad("hosts", opts.hosts, f"HOST:SLOTS,... with host names of letters, digits, . and - ({h!r} is not)")
+    for k in opts.extra_env:
+        if not re.fullmatch(ENV_NAME, k):
+            raise UserError(f"environment name {k!r}: must be letters, digits and _")
+    return opts
 
 
 def from_cli(values: dict, **fixed) -> Options:
     """Options from a CLI's values (keyed by flag name), and the values the caller fixes."""
     by_flag = {flag(f): f.name for f in FIELDS.values()}
     given = {by_flag[k]: parse(by_flag[k], v) for k, v in values.items() if k in by_flag}
-    return Options(**{**given, **fixed})
+    return check(Options(**{**given, **fixed}))
 
 
 # ------------------------------------------------------------------------------------------------ the two CLIs

@@ -20,25 +20,24 @@ from datetime import datetime, timezone
 from importlib import metadata, resources
 from pathlib import Path
 
-from xeontl import __version__, topology
+from xeontl import __version__, redact, topology
 
 # Env names whose values are recorded; any other name is listed without its value.
 ENV_ALLOW_PREFIXES = ("KMP_", "OMP_", "TF_", "ONEDNN_", "DNNL_", "HOROVOD_", "OMPI_", "MKL_", "XEONTL_", "TFDS_",
                       "CUDA_VISIBLE", "OPAL_", "PMIX_")
-SECRET_PATTERN = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|PRIVATE|SESSION|COOKIE", re.I)
-REDACTED = "<redacted>"
+REDACTED = redact.REDACTED
 FLAGS_OF_NOTE = ("amx_bf16", "amx_tile", "amx_int8", "avx512_bf16", "avx512f", "avx512_vnni", "avx512_fp16", "avx2",
                  "fma", "avx_vnni")
 ISA_SAMPLE_TIMEOUT = 180
 
 
 def redact_env(env: dict[str, str]) -> dict:
+    """The values of the allowed prefixes' variables (URL credentials redacted) and of secret-named ones as REDACTED;
+    every other name without its value."""
     values, names = {}, []
     for k in sorted(env):
-        if SECRET_PATTERN.search(k):
-            values[k] = REDACTED
-        elif k.startswith(ENV_ALLOW_PREFIXES):
-            values[k] = env[k]
+        if redact.secret_name(k) or k.startswith(ENV_ALLOW_PREFIXES):
+            values[k] = redact.value(k, env[k])
         else:
             names.append(k)
     return {"values": values, "other_names": names}
@@ -241,6 +240,13 @@ def read_probe(run_dir: Path) -> dict:
         return {"error": "no probe.json: rank 0 did not start or was killed before writing it (see logs/)"}
 
 
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def git_info(repo: Path) -> dict:
     def git(*args):
         try:
@@ -296,6 +302,8 @@ def write(staging: Path, run_id: str, cfg: dict, plan: dict, status: str, failur
         "resumed_from": {"run": resumed_from, **(metrics.get("resumed_from") or {})} if resumed_from else None,
         "feature_cache": metrics.get("feature_cache"),
         "probe_error": inside.get("error"),
+        # how the weights' hash was held: pinned by the config, or to the hash of their first use (assets.pin_weights)
+        "weights_pin": _read_json(staging / "weights-pin.json"),
     }
     validate(doc)
     (staging / "provenance.json").write_text(json.dumps(doc, indent=1, default=str))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, claims, rundir
+from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, claims, reference, rundir
 
 
 def _load(run: Path, name: str) -> dict:
@@ -123,7 +123,7 @@ def write(run: Path, others: list[Path] | None = None) -> Path:
     diffs = differences(metrics, prov, plan)
     rows = claims.judge(*pair(run, list(others or [])))
     this = claims.load_run(run)
-    ref = claims.against_reference(this, claims.find_reference(this))
+    ref = reference.against_reference(this, reference.find_reference(this))
     if ref is not None and metrics:
         metrics = rundir.update_metrics(run, reference=ref)
     images = _plots(run, metrics)
@@ -184,8 +184,19 @@ _NOISE = ("timestamps.", "run_id", "host.hostname", "execution.image.id", "code.
           "env.other_names")
 
 
+def is_committed_reference(run: Path) -> bool:
+    """A run dir under the bundle's committed results/reference/ (its files are what the verdicts compare with)."""
+    return Path(run).resolve().is_relative_to(claims.REFERENCE_DIR.resolve())
+
+
 def compare(run_a: Path, run_b: Path) -> list[tuple[str, object, object]]:
-    """Every differing field of config, provenance and headline metrics (timestamps and ids left out)."""
+    """Every differing field of config, provenance and headline metrics (timestamps and ids left out); one line for
+    a path that is not a run dir (a typo must not read as 'identical')."""
+    from xeontl.errors import UserError
+
+    for run in (run_a, run_b):
+        if not (Path(run) / "metrics.json").is_file() or not (Path(run) / "config.json").is_file():
+            raise UserError(f"{run} is not a run dir (no metrics.json and config.json): give two results/<run-id>")
     def doc(run):
         m = _load(run, "metrics.json")
         return {"config": _load(run, "config.json"), "provenance": _load(run, "provenance.json"),

@@ -36,7 +36,11 @@ def env(results_dir: Path, image: str = DEFAULT_IMAGE, profile: str = "demo",
     one = planlib.make_plan(topo, 1)
     two = planlib.make_plan(topo, 2, emulate="auto")
     uid, gid = dockercli.user_ids()
+    from xeontl.claims import REFERENCE_DIR
+
     return {"XEONTL_IMAGE": image, "XEONTL_PROFILE": profile, "XEONTL_RESULTS": str(results_dir.resolve()),
+            # the committed references, mounted read-only over the results dir's (compose.yaml)
+            "XEONTL_REFERENCE": str(REFERENCE_DIR),
             "XEONTL_UID": str(uid), "XEONTL_GID": str(gid),
             "XEONTL_CPUSET_1S": cpulist(one.cpus), "XEONTL_CPUSET_2S": cpulist(two.cpus),
             # two "hosts" on one machine: each container gets one socket (or emulated socket) of the 2-socket plan

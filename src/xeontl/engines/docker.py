@@ -7,7 +7,7 @@ import os
 
 from xeontl import dockercli, outcome
 from xeontl import plan as planlib
-from xeontl.engines import Job, describe_local
+from xeontl.engines.base import Job, describe_local
 from xeontl.engines.host import HostEngine, run_teed
 from xeontl.topology import cpulist
 
@@ -64,7 +64,7 @@ class DockerEngine(HostEngine):
     def run(self, job: Job, staging) -> outcome.Ended:
         name = self.container_name(job)
         return run_teed(job.command, staging / "logs-launcher.txt", dict(os.environ),
-                        stop=lambda sig: dockercli.kill(name, sig))
+                        stop=lambda sig: dockercli.kill(name, sig), container=name)
 
     def execution(self) -> dict:
         from xeontl import archive
@@ -86,7 +86,9 @@ def docker_command(plan: planlib.Plan, image: str, command: list[str], results_h
     mems = ["--cpuset-mems=" + ",".join(map(str, plan.nodes))] if plan.nodes else []
     return ["docker", "run", "--rm", *(["--name", name] if name else []),
             f"--cpuset-cpus={cpulist(plan.cpus)}", *mems,
-            *[a for cap in planlib.CAPABILITIES for a in ("--cap-add", cap)], f"--shm-size={shm_size}", "--user", user,
+            # every capability dropped but the plan's, and no way to gain one back (setuid binaries, file caps)
+            "--cap-drop", "ALL", *[a for cap in planlib.CAPABILITIES for a in ("--cap-add", cap)],
+            "--security-opt", "no-new-privileges", f"--shm-size={shm_size}", "--user", user,
             "-e", "HOME=/tmp", *[a for k, v in env.items() for a in ("-e", f"{k}={v}")],
             *(["-v", f"{results_host_dir}:{planlib.CONTAINER_RESULTS}"] if results_host_dir else []),
             *(["-v", f"{resume_host_dir}:{planlib.CONTAINER_RESUME}:ro"] if resume_host_dir else []),

@@ -3,15 +3,17 @@ and the teed run that forwards Ctrl-C to every rank. docker.py and native.py are
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
-from xeontl import cpulock, outcome, topology
+from xeontl import cpulock, guard, outcome, topology
 from xeontl import plan as planlib
-from xeontl.engines import Engine, Job
+from xeontl.engines.base import Engine, Job
 from xeontl.errors import UserError
 
 SCHEDULER_ONLY = (("--nodes", "nodes", lambda v: v != 1), ("--partition", "partition", bool),
@@ -61,12 +63,17 @@ def launch_command(plan: planlib.Plan, rank_args) -> list[str]:
             *planlib.rank_wrapper(plan, rank_args)]
 
 
-def run_teed(command: list[str], log_path: Path, env: dict, stop=None) -> outcome.Ended:
+def run_teed(command: list[str], log_path: Path, env: dict, stop=None, container: str | None = None,
+             monitor=None) -> outcome.Ended:
     """Run, teeing output to a log; on Ctrl-C stop every rank (STOP(signal) first, e.g. the container) and end
-    'aborted'."""
-    with open(log_path, "ab") as log:
+    'aborted'. A guardian (xeontl.guard) stops the ranks' process group and CONTAINER if this launcher dies first;
+    MONITOR(proc), if given, watches the run from a thread of its own (the MPIJob launcher's watchdog)."""
+    with open(log_path, "ab") as log, guard.guarding(container) as watch:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)  # own process group: we stop all ranks together
+        watch(proc.pid)
+        if monitor is not None:
+            threading.Thread(target=monitor, args=(proc,), daemon=True).start()
         try:
             for line in proc.stdout:
                 sys.stdout.buffer.write(line)
@@ -88,3 +95,10 @@ def run_teed(command: list[str], log_path: Path, env: dict, stop=None) -> outcom
                     pass
                 proc.wait()
             return outcome.Ended(outcome.ABORTED_EXIT, "aborted")
+        except BaseException:  # the launcher itself failed (its log on a full disk): the ranks stop with it
+            if stop:
+                stop(None)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from xeontl import dockercli, outcome, topology
 from xeontl import plan as planlib
-from xeontl.engines import Engine, Job
+from xeontl.engines.base import Engine, Job
 from xeontl.errors import UserError
 from xeontl.plan import CONTAINER_RESULTS, CONTAINER_RESUME, Plan, rank_wrapper, render_env
 
@@ -241,6 +241,11 @@ def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = 
     """The sbatch script of a plan: one task per socket on every node, each task exec'ing its own socket's command
     (picked by SLURM_LOCALID) with the plan's CPUs as positions in its node's cpuset (rank 0 writes the provenance
     probe itself). Every CPU, thread and env decision is the plan's; Slurm only places the tasks."""
+    from xeontl.options import SAFE
+
+    for name, value in (("partition", job.partition), ("time_limit", job.time_limit)):
+        assert value is None or re.fullmatch(SAFE[name][0], value), f"{name} {value!r} reached the script unchecked"
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", job.job_name) and "\n" not in job.run_dir, "unchecked script values"
     cpus_per_task = max(len(w.cpus) for w in plan.workers)
     enter = slurm_enter(job)
     srun = ["srun", *(["--mpi=pmix"] if plan.horovod else []), "--cpu-bind=none", "--kill-on-bad-exit=1",
@@ -298,6 +303,11 @@ class SlurmEngine(Engine):
         if given:
             raise UserError(f"{', '.join(given)}: not with --engine slurm (the nodes' own stack: --container none; "
                             f"more nodes: --nodes N)")
+        # The run dir lands in #SBATCH --output, which Slurm reads to the end of the line and expands %-patterns in.
+        where = str(self.opts.results_dir.resolve())
+        if any(c.isspace() or c == "%" for c in where):
+            raise UserError(f"--results-dir {where!r}: Slurm takes the run dir into #SBATCH --output, where white "
+                            f"space and % do not survive: choose a path without them")
 
     def topology(self) -> topology.Topology:
         if self.opts.topology_file:

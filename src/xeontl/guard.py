@@ -1,0 +1,64 @@
+"""The run outlives no launcher. A launcher killed outright (SIGKILL, the OOM killer, a closed terminal) runs none of
+its cleanup, and the kernel releases its CPU locks at once: a container started with `docker run` (or ranks in their
+own process group, natively) would keep the cores while the next run is told they are free.
+
+So every local run has a guardian: a small process of its own session, holding the read end of a pipe whose write
+end only the launcher holds. The launcher says "done" when it has stopped its run itself; if the pipe closes without
+it (the launcher is gone, however it went), the guardian stops what the run started: `docker kill` of the
+container, SIGKILL to the ranks' process group. Measured bound in tests/test_engines.py (the killed-launcher test).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+
+
+@contextlib.contextmanager
+def guarding(container: str | None = None, group: int | None = None):
+    """Hold a guardian while the block runs; `set_group(pgid)` names a process group once it exists. Leaving the
+    block normally (or by an exception the launcher handles) tells the guardian its job is done."""
+    proc = subprocess.Popen([sys.executable, "-m", "xeontl.guard", *(["--container", container] if container else [])],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # Ctrl-C in the terminal is the launcher's to handle, not its
+
+    def set_group(pgid: int) -> None:
+        proc.stdin.write(f"group {pgid}\n".encode())
+        proc.stdin.flush()
+
+    if group is not None:
+        set_group(group)
+    try:
+        yield set_group
+    finally:
+        try:
+            proc.stdin.write(b"done\n")
+            proc.stdin.close()
+        except OSError:
+            pass
+        proc.wait()
+
+
+def main(argv: list[str]) -> int:
+    container = argv[argv.index("--container") + 1] if "--container" in argv else None
+    group = None
+    for line in sys.stdin:  # until the launcher says done, or its end of the pipe closes
+        word, _, arg = line.strip().partition(" ")
+        if word == "done":
+            return 0
+        if word == "group":
+            group = int(arg)
+    # the launcher is gone without stopping its run: stop it
+    if container:
+        subprocess.run(["docker", "kill", container], capture_output=True)
+    if group:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,155 @@
+"""Generated bad input at the bundle's entry points (Hypothesis): launch options, config overrides, topology files,
+hosts lists, a run's launch.json, archive manifests. Each answer is a result or exactly one `xeontl: error:` line
+(exit 0 or 2), never a traceback, and nothing is written outside the run's own dir. In-process, so it fits the fast
+tier: the entry points the CLIs call (`python -m xeontl reproduce --dry-run`'s main, config.resolve,
+topology.load_file, launch.resume_options, archive.verify), with the exceptions they let through."""
+
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import SPR
+from xeontl import archive, cli, config, launch, topology
+from xeontl.errors import UserError
+from xeontl.options import Options
+
+EXAMPLES = int(os.environ.get("XEONTL_HYPOTHESIS_EXAMPLES", "150"))
+SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+# text with what breaks shells, scripts and parsers: newlines, quotes, $(...), ;, NUL-free unicode, long runs
+nasty = st.one_of(st.text(max_size=40), st.sampled_from(
+    ["two", "-1", "0", "1e9", "inf", "nan", "", " ", "p\ntouch /tmp/pwn", "$(id)", "`id`", "a;b", "'", '"', "%j",
+     "../../etc", "/", "9" * 30, "x:y:z", "node1:1,node2:x", "UNLIMITED", "1-00:00:00", "auto", "yes"]))
+
+
+def snapshot(root: Path) -> set:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def one_line(err: str) -> None:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("xeontl: error: "), err
+    assert "Traceback" not in err
+
+
+FLAGS = ["--sockets", "--nodes", "--cores-per-socket", "--emulate-sockets", "--controller", "--hosts",
+         "--results-dir", "--topology", "--profile", "--seed", "--learning-rate", "--train-split", "--weights",
+         "--epochs", "--image-size", "--batch-size", "--dataset", "--precision"]
+
+
+@SETTINGS
+@given(flags=st.lists(st.tuples(st.sampled_from(FLAGS), nasty), max_size=4))
+def test_generated_launch_options_give_a_plan_or_one_line(flags, tmp_path_factory, capsys):
+    """`python -m xeontl reproduce --dry-run` (the launcher inside a container) with generated flag values."""
+    work = tmp_path_factory.mktemp("opts")
+    argv = ["reproduce", "--dry-run", "--topology", str(SPR), "--results-dir", str(work / "results")]
+    for flag, value in flags:
+        if flag == "--results-dir":
+            value = str(work / value.replace("\x00", ""))
+        argv += [flag, value]
+    before = snapshot(work)
+    try:
+        rc = cli.main(argv)
+    except SystemExit as e:  # argparse's own usage errors (a flag without its value): its line, exit 2
+        rc = e.code
+    out, err = capsys.readouterr()
+    assert rc in (0, 2), (argv, rc, err)
+    if rc == 2 and "usage:" not in err:
+        one_line(err)
+    assert snapshot(work) - before <= {"results"}, argv  # a dry run writes nothing (the results dir at most)
+
+
+@SETTINGS
+@given(overrides=st.dictionaries(st.sampled_from(sorted(config.FIELDS)), nasty, max_size=4),
+       profile=st.sampled_from(config.profile_names()))
+def test_generated_config_overrides_resolve_or_are_refused_in_one_line(overrides, profile):
+    try:
+        cfg = config.resolve(profile, overrides)
+    except UserError as e:
+        assert "\n" not in str(e), str(e)
+        return
+    for key, value in cfg.items():  # what resolves is typed and in range: it is what every rank reads
+        if isinstance(value, float):
+            assert value == value and value not in (float("inf"), float("-inf")), key
+    assert 0 <= cfg["seed"] <= config.SEED_MAX
+
+
+lscpu_line = st.lists(st.one_of(st.integers(-3, 300).map(str), st.just(""), nasty), min_size=1, max_size=5).map(
+    ",".join)
+
+
+@SETTINGS
+@given(lines=st.lists(lscpu_line, max_size=12))
+def test_generated_topology_files_load_or_are_refused_in_one_line(lines, tmp_path_factory):
+    path = tmp_path_factory.mktemp("topo") / "node.lscpu"
+    path.write_text("# CPU,Core,Socket,Node\n" + "\n".join(lines) + "\n")
+    try:
+        topo = topology.load_file(str(path))
+    except UserError as e:
+        assert "\n" not in str(e)
+        return
+    assert topo.sockets()
+
+
+json_value = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), nasty),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(nasty, inner, max_size=3),
+                          max_leaves=8)
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A run dir as an interrupted run leaves it: its config and an epoch's checkpoint (launch.json generated)."""
+    run = tmp_path_factory.mktemp("interrupted") / "20261204-000000-smoke-2s-abcd"
+    (run / "checkpoints" / "epoch-0001").mkdir(parents=True)
+    config.save(config.resolve("smoke"), run / "config.json")
+    (run / "metrics.json").write_text(json.dumps({"status": "failed"}))
+    return run
+
+
+@SETTINGS
+@given(doc=st.one_of(json_value, st.dictionaries(st.sampled_from(["sockets", "emulate_sockets", "controller", "hosts",
+                                                                "engine", "nodes", "partition", "container",
+                                                                "time_limit", "cores_per_socket", "extra_env"]),
+                                             json_value, max_size=5)), truncated=st.booleans())
+def test_a_generated_launch_json_resumes_or_is_refused_in_one_line(doc, truncated, interrupted):
+    text = json.dumps(doc)
+    (interrupted / "launch.json").write_text(text[: len(text) // 2] if truncated else text)
+    try:
+        opts, _ = launch.resume_options(Options(resume=interrupted, profile="smoke"))
+    except UserError as e:
+        assert "\n" not in str(e), str(e)
+        return
+    assert isinstance(opts.sockets, int) and opts.controller in ("mpi", "gloo")
+
+
+def archive_with(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, body in members.items():
+            info = tarfile.TarInfo(f"{archive.ROOT}/{name}")
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return buf.getvalue()
+
+
+sums_line = st.builds(lambda h, n: f"{h}  {n}", st.text("0123456789abcdef", min_size=64, max_size=64),
+                      st.sampled_from(["image.tar.gz", "manifest.json", "source.tar.gz", "x"]))
+
+
+@SETTINGS
+@given(manifest=json_value, sums=st.lists(st.one_of(nasty, sums_line), max_size=4),
+       present=st.sets(st.sampled_from(["image.tar.gz", "source.tar.gz", "assets.tar"])))
+def test_a_generated_archive_is_refused_in_one_line_before_anything_loads(manifest, sums, present, tmp_path_factory):
+    path = tmp_path_factory.mktemp("archive") / "a.tar"
+    members = {"manifest.json": json.dumps(manifest).encode(), "SHA256SUMS": "\n".join(sums).encode(),
+               **{name: b"x" for name in present}}
+    path.write_bytes(archive_with(members))
+    with pytest.raises(UserError) as e:
+        archive.verify(path)
+    assert "\n" not in str(e.value)
