@@ -1,8 +1,9 @@
-"""Test equipment, not a product engine: plays the Kubeflow MPI Operator's v2beta1 contract with Docker, so the MPIJob
-that `invoke render --engine k8s` writes runs here as written. Users run the manifest on their own cluster.
+"""Test equipment, not a product engine: plays the Kubeflow MPI Operator's v2beta1 contract AND the kubelet's and the
+API server's rules with Docker, so that the MPIJob `invoke render --engine k8s` writes runs here as written, and fails
+here where a cluster would refuse or strand it. Users run the manifest on their own cluster.
 
-The contract, read in kubeflow/mpi-operator at commit caa3c47fc42eb762635f78045ec0fcd1a89eb038 (v0.8.2, the commit
-the vendored CRD schema comes from), file pkg/controller/mpi_job_controller.go:
+The operator's side, read in kubeflow/mpi-operator at commit caa3c47fc42eb762635f78045ec0fcd1a89eb038 (v0.8.2, the
+commit the vendored CRD schema comes from), pkg/controller/mpi_job_controller.go:
   - an SSH Secret with an ECDSA P-521 key (newSSHAuthSecret), mounted at spec.sshAuthMountPath on every pod as
     id_rsa, id_rsa.pub and authorized_keys (sshVolumeItems), root-owned, default mode 0644 (0600 only at /root/.ssh);
   - a ConfigMap `<job>-config` with `hostfile`, one line per worker `<job>-worker-<i>.<job>.<ns>.svc slots=<slots>`
@@ -11,20 +12,40 @@ the vendored CRD schema comes from), file pkg/controller/mpi_job_controller.go:
     OMPI_MCA_orte_keep_fqdn_hostnames=true, OMPI_MCA_orte_default_hostfile=/etc/mpi/hostfile,
     OMPI_MCA_plm_rsh_args="-o ConnectionAttempts=10", OMPI_MCA_orte_set_default_slots=<slots>, K_MPI_JOB_ROLE;
     the workers' K_MPI_JOB_ROLE=worker;
-  - pod hostname = pod name (`<job>-launcher`, `<job>-worker-<i>`), subdomain = the job's headless Service, so each
-    resolves as `<name>.<job>.<ns>.svc` (here: a Docker network with those aliases);
-  - launcherCreationPolicy WaitForWorkersReady: the launcher is created once every worker pod is ready.
-Kubernetes' side, as a kubelet with the static CPU manager would: each container's integer CPU request as an exclusive
-cpuset, memory limit, securityContext (user, capabilities, no privilege escalation), PVCs as a shared host directory,
-ConfigMaps as read-only files, a Memory emptyDir at /dev/shm as the shm size.
+  - a headless Service named after the job selecting every pod of the job (newJobService / newService: ClusterIP
+    None, *no* publishNotReadyAddresses), so a pod's name `<pod>.<job>.<ns>.svc` exists only once it is Ready;
+  - workers are pods `<job>-worker-<i>` (hostname = pod name, subdomain = job); the launcher is a batch Job
+    `<job>-launcher` (newLauncherJob: runPolicy's activeDeadlineSeconds and backoffLimit go to it alone), whose pod
+    the Job controller names `<job>-launcher-<5 random characters>`, hostname `<job>-launcher` (newLauncherPodTemplate);
+  - launcherCreationPolicy WaitForWorkersReady: the launcher Job is created once every worker pod is Ready.
+
+The kubelet's and the API server's side (kubernetes/kubernetes; each rule where it lives):
+  - the static CPU manager (pkg/kubelet/cm/cpumanager/policy_static.go): a Guaranteed pod's integer CPU request gets
+    exclusive CPUs, never the node's reserved ones (--reserved-cpus); the policy does not start without reserved CPUs;
+  - the Topology Manager, single-numa-node (pkg/kubelet/cm/topologymanager/policy_single_numa_node.go): the CPUs come
+    from one NUMA node, the lowest that can hold them; none can: admission fails, TopologyAffinityError;
+  - the scheduler's resource fit and topology spread (pkg/scheduler/framework/plugins/noderesources, podtopologyspread):
+    a pod whose request no node's allocatable (capacity - reserved - what its pods hold) fits stays Pending;
+  - Pod Security admission (k8s.io/pod-security-admission, policy/check_*.go) at the namespace's enforce level;
+  - volume ownership (pkg/volume/volume_linux.go SetVolumeOwnership): a pod's fsGroup is applied to a PVC whose root
+    does not already belong to it (OnRootMismatch), and added to the container's groups; without one, a root-owned
+    0755 volume stays unwritable to a non-root pod;
+  - probes (pkg/kubelet/prober): a tcpSocket readiness probe makes the pod Ready.
+Each node here is a set of NUMA groups ("sockets") of virtual CPUs, mapped onto this machine's CPUs for Docker.
+A node lost is a worker frozen (docker pause) or cut from the network (docker network disconnect): neither closes a
+connection, as a real node loss does not.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 import shutil
+import socket
+import stat
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -35,6 +56,15 @@ NAMESPACE = "default"
 OMPI_ENV = {"OMPI_MCA_orte_keep_fqdn_hostnames": "true", "OMPI_MCA_orte_default_hostfile": "/etc/mpi/hostfile",
             "OMPI_MCA_plm_rsh_args": "-o ConnectionAttempts=10"}
 NVIDIA_DISABLE = {"NVIDIA_VISIBLE_DEVICES": "", "NVIDIA_DRIVER_CAPABILITIES": ""}
+BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                         "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+class Refused(AssertionError):
+    """What a cluster does with the job instead of running it: an admission error, a pod stuck Pending, a kubelet
+    refusing a pod (the MPIJob would wait, or fail, there)."""
 
 
 def _docker(*args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -50,23 +80,68 @@ def _quantity_gib(q: str) -> str:
     return f"{m[1]}g"
 
 
-class MPIJobHarness:
-    """One MPIJob (the manifest file written by `invoke render --engine k8s`) on this machine's Docker."""
+@dataclasses.dataclass
+class Node:
+    """A node as its kubelet holds it: CPUs by NUMA node, the reserved ones, what each pod holds exclusively, and the
+    machine CPU each of its CPUs runs on here."""
 
-    def __init__(self, manifest: Path, work: Path, claims: dict[str, Path], cpus: list[int]):
+    name: str
+    numa: dict[int, int]  # CPU -> NUMA node (its socket)
+    reserved: set[int]
+    physical: list[int]
+    held: dict[str, set[int]] = dataclasses.field(default_factory=dict)
+    pods: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        assert self.reserved, "the static CPU manager does not start without reserved CPUs (--reserved-cpus)"
+        self.machine = {cpu: self.physical[i % len(self.physical)] for i, cpu in enumerate(sorted(self.numa))}
+
+    def free(self) -> list[int]:
+        taken = set().union(*self.held.values()) if self.held else set()
+        return sorted(set(self.numa) - self.reserved - taken)
+
+    def allocatable(self) -> int:
+        return len(self.numa) - len(self.reserved)
+
+    def admit(self, pod: str, cpus: int) -> tuple[list[int], int]:
+        """The static policy under single-numa-node: the lowest NUMA node whose free CPUs hold the request."""
+        for node in sorted(set(self.numa.values())):
+            free = [c for c in self.free() if self.numa[c] == node]
+            if len(free) >= cpus:
+                mine = free[:cpus]
+                self.held[pod] = set(mine)
+                return mine, node
+        raise Refused(f"pod {pod} on {self.name}: TopologyAffinityError: no single NUMA node has {cpus} free CPUs "
+                      f"(free: {self.free()}, reserved: {sorted(self.reserved)})")
+
+
+class MPIJobHarness:
+    """One MPIJob (the manifest file written by `invoke render --engine k8s`) on this machine's Docker, on NODES
+    (Node), in a namespace enforcing Pod Security at ENFORCE."""
+
+    def __init__(self, manifest: Path, work: Path, claims: dict[str, Path], nodes: list[Node],
+                 enforce: str = "baseline", dns_delay: float = 3.0):
         docs = list(yaml.safe_load_all(manifest.read_text()))
-        self.config_maps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ConfigMap"}
-        self.job = next(d for d in docs if d["kind"] == "MPIJob")
+        self.config_maps = {d["metadata"]["name"]: d for d in docs if d and d["kind"] == "ConfigMap"}
+        self.job = next(d for d in docs if d and d["kind"] == "MPIJob")
         self.name = self.job["metadata"]["name"]
         self.spec = self.job["spec"]
-        self.work, self.claims, self.free_cpus, self.all_cpus = work, claims, list(cpus), list(cpus)
-        self.network = f"{self.name}-{secrets.token_hex(3)}"
+        self.work, self.claims, self.nodes, self.enforce, self.dns_delay = work, claims, nodes, enforce, dns_delay
+        work.mkdir(parents=True, exist_ok=True)
+        self.pods_net = f"{self.name}-pods-{secrets.token_hex(2)}"
+        self.svc_net = f"{self.name}-svc-{secrets.token_hex(2)}"
         self.containers: list[str] = []
+        self.placed: dict[str, dict] = {}  # pod -> node, its CPUs (the node's), NUMA node, machine CPUs
         self.slots = self.spec.get("slotsPerWorker", 1)
         self.workers = self.spec["mpiReplicaSpecs"]["Worker"]["replicas"]
+        self.launcher_pod = f"{self.name}-launcher-{secrets.token_hex(3)[:5]}"
+        self._stop = threading.Event()
         self._ssh_secret()
         self._operator_config()
-        _docker("network", "create", self.network)
+        _docker("network", "create", self.pods_net)
+        _docker("network", "create", self.svc_net)
+        self._service = threading.Thread(target=self._endpoints, daemon=True)
+        self._service.start()
 
     # ------------------------------------------------------------------------------------------ what the operator makes
     def fqdn(self, pod: str) -> str:
@@ -99,12 +174,69 @@ class MPIJobHarness:
         self.hostfile = (d / "hostfile").read_text()
         self.mpi_config = d
 
-    # ------------------------------------------------------------------------------------------ what the kubelet does
-    def _volumes(self, pod_spec: dict) -> dict[str, list[str]]:
+    # ------------------------------------------------------------------------------------------ the API server
+    def admit(self, role: str, pod_spec: dict) -> None:
+        """Pod Security admission at the namespace's enforce level (privileged: none; baseline; restricted on top)."""
+        if self.enforce == "privileged":
+            return
+        c = pod_spec["containers"][0]
+        sec, psec = c.get("securityContext") or {}, pod_spec.get("securityContext") or {}
+        caps = sec.get("capabilities") or {}
+        why = []
+        if sec.get("privileged"):
+            why.append("privileged")
+        if any(pod_spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")):
+            why.append("host namespaces")
+        if any("hostPath" in v for v in pod_spec.get("volumes", [])):
+            why.append("hostPath volumes")
+        if set(caps.get("add", [])) - BASELINE_CAPABILITIES:
+            why.append(f"non-default capabilities (container \"{c['name']}\" must not include "
+                       f"{', '.join(sorted(set(caps.get('add', [])) - BASELINE_CAPABILITIES))} in "
+                       f"securityContext.capabilities.add)")
+        seccomp = (sec.get("seccompProfile") or psec.get("seccompProfile") or {}).get("type")
+        if seccomp == "Unconfined":
+            why.append("seccompProfile Unconfined")
+        if self.enforce == "restricted":
+            if not (sec.get("runAsNonRoot") or psec.get("runAsNonRoot")):
+                why.append("runAsNonRoot != true")
+            if sec.get("allowPrivilegeEscalation") is not False:
+                why.append("allowPrivilegeEscalation != false")
+            if "ALL" not in caps.get("drop", []) or set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+                why.append("unrestricted capabilities")
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                why.append("seccompProfile not RuntimeDefault or Localhost")
+            kinds = {k for v in pod_spec.get("volumes", []) for k in v if k != "name"}
+            if kinds - RESTRICTED_VOLUMES:
+                why.append(f"restricted volume types {sorted(kinds - RESTRICTED_VOLUMES)}")
+        if why:
+            raise Refused(f'admission: pods "{role.lower()}" is forbidden: violates PodSecurity '
+                          f'"{self.enforce}:latest": {"; ".join(why)}')
+
+    def schedule(self, pod: str, cpus: int, worker: bool) -> Node:
+        """The scheduler: a node whose allocatable CPUs hold the request (NodeResourcesFit), spreading the workers
+        evenly over the nodes (PodTopologySpread, maxSkew 1 on kubernetes.io/hostname)."""
+        fits = [n for n in self.nodes if n.allocatable() - sum(len(c) for c in n.held.values()) >= cpus]
+        if not fits:
+            raise Refused(f"pod {pod} stays Pending: 0/{len(self.nodes)} nodes are available: {len(self.nodes)} "
+                          f"Insufficient cpu (it requests {cpus}; each node's allocatable: "
+                          f"{[n.allocatable() for n in self.nodes]})")
+        count = {n.name: sum(1 for p in n.pods if "-worker-" in p) for n in self.nodes}
+        if worker:
+            fits.sort(key=lambda n: count[n.name])
+        node = fits[0]
+        node.pods.append(pod)
+        return node
+
+    # ------------------------------------------------------------------------------------------ the kubelet
+    def _volumes(self, pod_spec: dict, fs_group: int | None) -> dict[str, list[str]]:
         out = {}
         for v in pod_spec.get("volumes", []):
             if "persistentVolumeClaim" in v:
-                out[v["name"]] = ["-v", f"{self.claims[v['persistentVolumeClaim']['claimName']]}:{{path}}"]
+                root = self.claims[v["persistentVolumeClaim"]["claimName"]]
+                if fs_group is not None and not v["persistentVolumeClaim"].get("readOnly"):
+                    set_volume_ownership(root, fs_group, (pod_spec.get("securityContext") or {}).get(
+                        "fsGroupChangePolicy", "Always"))
+                out[v["name"]] = ["-v", f"{root}:{{path}}"]
             elif "configMap" in v:
                 cm = self.config_maps[v["configMap"]["name"]]
                 d = self.work / f"configmap-{cm['metadata']['name']}"
@@ -112,6 +244,7 @@ class MPIJobHarness:
                     d.mkdir()
                     for k, text in cm["data"].items():
                         (d / k).write_text(text)
+                        (d / k).chmod(0o644)
                 out[v["name"]] = ["-v", f"{d}:{{path}}:ro"]
             elif v.get("emptyDir", {}).get("medium") == "Memory":
                 out[v["name"]] = ["--shm-size", v["emptyDir"].get("sizeLimit", "64Mi").replace("Gi", "g")]
@@ -119,27 +252,32 @@ class MPIJobHarness:
                 raise AssertionError(f"volume {v['name']}: the harness knows PVC, ConfigMap and Memory emptyDir")
         return out
 
-    def _cpuset(self, cpu_request: str, exclusive: bool) -> str:
-        """Workers: exclusive whole CPUs, as many as requested (the static CPU manager). The launcher: the shared
-        pool, which on a 2-core machine whose cores the workers hold is every CPU (it only runs mpirun)."""
-        n = int(cpu_request)
-        if not exclusive:
-            return ",".join(map(str, self.all_cpus))
-        assert len(self.free_cpus) >= n, f"not enough CPUs left for a pod requesting {n}: {self.free_cpus}"
-        mine, self.free_cpus = self.free_cpus[:n], self.free_cpus[n:]
-        return ",".join(map(str, mine))
-
-    def _run_pod(self, role: str, pod: str, extra_env: dict, extra_mounts: list[str], exclusive: bool) -> str:
+    def _run_pod(self, role: str, pod: str, hostname: str, extra_env: dict, extra_mounts: list[str],
+                 network: str | None = None) -> str:
         template = self.spec["mpiReplicaSpecs"][role]["template"]["spec"]
+        self.admit(role, template)
         c = template["containers"][0]
-        sec = c.get("securityContext", {})
-        assert sec.get("runAsNonRoot") and sec.get("runAsUser"), "pods run as a non-root user"
+        sec, psec = c.get("securityContext") or {}, template.get("securityContext") or {}
+        user, group = sec.get("runAsUser", psec.get("runAsUser")), sec.get("runAsGroup", psec.get("runAsGroup", 0))
+        assert (sec.get("runAsNonRoot") or psec.get("runAsNonRoot")) and user, "pods run as a non-root user"
+        request, limit = c["resources"]["requests"], c["resources"]["limits"]
+        guaranteed = request == limit and str(request.get("cpu", "")).isdigit()
+        cpus = int(request["cpu"]) if str(request.get("cpu", "")).isdigit() else 1
+        node = self.schedule(pod, cpus, role == "Worker")
+        if guaranteed:
+            mine, numa = node.admit(pod, cpus)
+        else:  # not Guaranteed: the shared pool, the node's CPUs but the exclusive ones
+            mine, numa = node.free(), None
+        machine = sorted({node.machine[c] for c in mine})
+        self.placed[pod] = {"node": node.name, "cpus": mine, "numa": numa, "machine": machine}
+        fs_group = psec.get("fsGroup")
+        volumes = self._volumes(template, fs_group)
+        args = ["run", "-d", "--name", f"{pod}-{secrets.token_hex(2)}", "--hostname", hostname, "--network",
+                network or self.pods_net, "--user", f"{user}:{group}", "--cpuset-cpus", ",".join(map(str, machine)),
+                "--memory", _quantity_gib(limit["memory"]), "--label", f"xeontl-harness-pod={pod}"]
+        if fs_group is not None:
+            args += ["--group-add", str(fs_group)]
         caps = sec.get("capabilities", {})
-        volumes = self._volumes(template)
-        args = ["run", "-d", "--name", pod, "--hostname", pod, "--network", self.network,
-                "--network-alias", self.fqdn(pod), "--user", f"{sec['runAsUser']}:{sec.get('runAsGroup', 0)}",
-                "--cpuset-cpus", self._cpuset(c["resources"]["requests"]["cpu"], exclusive),
-                "--memory", _quantity_gib(c["resources"]["limits"]["memory"])]
         args += [a for cap in caps.get("drop", []) for a in ("--cap-drop", cap)]
         args += [a for cap in caps.get("add", []) for a in ("--cap-add", cap)]
         if sec.get("allowPrivilegeEscalation") is False:
@@ -157,13 +295,13 @@ class MPIJobHarness:
             args += ["-e", f"{k}={v}"]
         command = [*c.get("command", []), *c.get("args", [])]
         args += ["--entrypoint", command[0], c["image"], *command[1:]]
-        _docker(*args)
-        self.containers.append(pod)
-        return pod
+        cid = _docker(*args).stdout.strip()
+        self.containers.append(cid)
+        self.placed[pod]["container"] = cid
+        return cid
 
     def node_of(self, pod: str) -> str:
-        """The node a pod was scheduled on: one per pod here (the workers' anti-affinity asks for that)."""
-        return f"node-{pod}"
+        return self.placed[pod]["node"]
 
     def _field(self, value_from: dict, pod: str) -> str:
         """The downward API's fieldRef values the kubelet fills in."""
@@ -172,50 +310,130 @@ class MPIJobHarness:
         assert path in known, f"fieldRef {path}: the harness knows {sorted(known)}"
         return known[path]
 
+    def _ip(self, pod: str, net: str | None = None) -> str | None:
+        r = _docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", self.placed[pod]["container"], check=False)
+        import json
+
+        nets = json.loads(r.stdout or "{}") or {}
+        return (nets.get(net or self.pods_net) or {}).get("IPAddress") or None
+
+    def ready(self, pod: str) -> bool:
+        """The readiness probe (tcpSocket on its port) passes; no probe: ready once the container runs."""
+        role = "Worker" if "-worker-" in pod else "Launcher"
+        c = self.spec["mpiReplicaSpecs"][role]["template"]["spec"]["containers"][0]
+        running = _docker("inspect", "-f", "{{.State.Running}} {{.State.Paused}}", self.placed[pod]["container"],
+                          check=False).stdout.split()
+        if running != ["true", "false"]:
+            return False
+        probe = (c.get("readinessProbe") or {}).get("tcpSocket")
+        if not probe:
+            return True
+        ip = self._ip(pod)
+        try:
+            with socket.create_connection((ip, int(probe["port"])), timeout=1):
+                return True
+        except (OSError, TypeError):
+            return False
+
+    def _endpoints(self) -> None:
+        """The endpoints controller and cluster DNS: a pod's name is published once it is Ready, some seconds later
+        (dns_delay: the endpoints' propagation and DNS caching), never before."""
+        published, since = set(), {}
+        while not self._stop.is_set():
+            for pod in list(self.placed):
+                if pod in published or "container" not in self.placed[pod]:
+                    continue
+                if self.ready(pod):
+                    since.setdefault(pod, time.monotonic())
+                    if time.monotonic() - since[pod] >= self.dns_delay:
+                        hostname = pod if "-worker-" in pod else f"{self.name}-launcher"
+                        _docker("network", "connect", "--alias", self.fqdn(hostname), self.svc_net,
+                                self.placed[pod]["container"], check=False)
+                        published.add(pod)
+            self.published = published
+            time.sleep(0.5)
+
     # ------------------------------------------------------------------------------------------ the job
     def start_workers(self, delays: dict[int, float] | None = None) -> None:
-        """Worker pods 0..N-1 (worker i created after delays[i] seconds: a node that pulls or schedules late)."""
+        """Worker pods 0..N-1 (worker i created after delays[i] seconds: a node that schedules or pulls late)."""
         started = time.monotonic()
         for i in sorted(range(self.workers), key=lambda i: (delays or {}).get(i, 0)):
             wait = (delays or {}).get(i, 0) - (time.monotonic() - started)
             if wait > 0:
                 time.sleep(wait)
-            self._run_pod("Worker", f"{self.name}-worker-{i}", {"K_MPI_JOB_ROLE": "worker"}, [], exclusive=True)
+            pod = f"{self.name}-worker-{i}"
+            self._run_pod("Worker", pod, pod, {"K_MPI_JOB_ROLE": "worker"}, [])
 
     def workers_ready(self) -> bool:
-        """A pod with no readiness probe is ready once its container runs."""
-        for i in range(self.workers):
-            r = _docker("inspect", "-f", "{{.State.Running}}", f"{self.name}-worker-{i}", check=False)
-            if r.stdout.strip() != "true":
-                return False
-        return True
+        return all(self.ready(f"{self.name}-worker-{i}") for i in range(self.workers))
 
-    def start_launcher(self) -> str:
-        policy = self.spec.get("launcherCreationPolicy", "AtStartup")
-        if policy == "WaitForWorkersReady":
+    def start_launcher(self, extra_env: dict | None = None) -> str:
+        """The launcher Job's pod, once every worker is Ready (WaitForWorkersReady): on the Service's network (it
+        reaches the workers by their published names), named as the Job controller names a Job's pod."""
+        if self.spec.get("launcherCreationPolicy", "AtStartup") == "WaitForWorkersReady":
             deadline = time.monotonic() + 600
             while not self.workers_ready():
                 assert time.monotonic() < deadline, "workers never became ready"
                 time.sleep(0.5)
         env = {**OMPI_ENV, "OMPI_MCA_orte_set_default_slots": str(self.slots), "K_MPI_JOB_ROLE": "launcher",
-               **NVIDIA_DISABLE}
-        return self._run_pod("Launcher", f"{self.name}-launcher", env, ["-v", f"{self.mpi_config}:/etc/mpi:ro"],
-                             exclusive=False)
+               **NVIDIA_DISABLE, **(extra_env or {})}
+        # on the Service's network: it reaches the workers by the names published there
+        return self._run_pod("Launcher", self.launcher_pod, f"{self.name}-launcher", env,
+                             ["-v", f"{self.mpi_config}:/etc/mpi:ro"], network=self.svc_net)
 
     def wait_launcher(self, timeout: int = 900) -> tuple[int, str]:
-        pod = f"{self.name}-launcher"
-        rc = int(_docker("wait", pod, timeout=timeout).stdout.strip())
-        logs = _docker("logs", pod, check=False)
+        cid = self.placed[self.launcher_pod]["container"]
+        rc = int(_docker("wait", cid, timeout=timeout).stdout.strip())
+        logs = _docker("logs", cid, check=False)
         return rc, logs.stdout + logs.stderr
 
     def logs(self, pod: str) -> str:
-        r = _docker("logs", pod, check=False)
+        r = _docker("logs", self.placed[pod]["container"], check=False)
         return r.stdout + r.stderr
 
+    def freeze(self, pod: str) -> None:
+        """A node that stops: its processes stop, its connections stay open (docker pause: the cgroup freezer)."""
+        _docker("pause", self.placed[pod]["container"])
+
+    def cut(self, pod: str) -> None:
+        """A node cut off the network: its packets go nowhere, nothing is closed."""
+        for net in (self.pods_net, self.svc_net):
+            _docker("network", "disconnect", "-f", net, self.placed[pod]["container"], check=False)
+
     def kill(self, pod: str) -> None:
-        _docker("kill", pod)
+        _docker("kill", self.placed[pod]["container"])
 
     def delete(self) -> None:
+        self._stop.set()
         for c in self.containers:
+            _docker("unpause", c, check=False)
             _docker("rm", "-f", c, check=False)
-        _docker("network", "rm", self.network, check=False)
+        for net in (self.pods_net, self.svc_net):
+            _docker("network", "rm", net, check=False)
+
+
+def set_volume_ownership(root: Path, fs_group: int, policy: str = "Always") -> None:
+    """The kubelet's SetVolumeOwnership: with OnRootMismatch, nothing when the volume's root already has the group
+    and its permissions; else every file and dir gets the group, group read/write (+x and setgid for dirs)."""
+    st = root.stat()
+    if policy == "OnRootMismatch" and st.st_gid == fs_group and stat.S_IMODE(st.st_mode) & 0o2070 == 0o2070:
+        return
+    import os
+
+    for p in [root, *root.rglob("*")]:
+        if p.is_symlink():
+            continue
+        os.chown(p, -1, fs_group)
+        mode = stat.S_IMODE(p.stat().st_mode) | 0o060
+        p.chmod(mode | 0o2010 if p.is_dir() else mode)
+
+
+def nodes(count: int, topology_file: Path, reserved: list[int], physical: list[int]) -> list[Node]:
+    """COUNT nodes shaped like TOPOLOGY_FILE (lscpu --parse=CPU,CORE,SOCKET,NODE), each with the kubelet's RESERVED
+    CPUs, run on this machine's PHYSICAL CPUs."""
+    numa = {}
+    for line in topology_file.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            cpu, _, socket_, node = (x.strip() for x in line.split(",")[:4])
+            numa[int(cpu)] = int(node or socket_)
+    return [Node(f"node-{i}", dict(numa), set(reserved), list(physical)) for i in range(count)]

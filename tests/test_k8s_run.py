@@ -1,37 +1,45 @@
-"""The MPIJob that `invoke render --engine k8s` writes, run for real under the MPI Operator's v2beta1 contract
-(tests/mpijob_harness.py: the operator's Secret, hostfile, env and DNS names, the kubelet's cpusets and volumes, with
-Docker): two worker pods of one exclusive CPU each, the launcher's own mpirun across them."""
+"""The MPIJob that `invoke render --engine k8s` writes, run for real under the MPI Operator's v2beta1 contract and the
+kubelet's and admission's rules (tests/mpijob_harness.py, with Docker): the paper's layout, 2 nodes x 2 sockets, a
+worker pod per socket pinned by a static CPU manager with reserved CPUs under single-numa-node, Pod Security
+admission, a root-owned results volume, names published only for Ready pods; the manifest of 2f53f5b refused where a
+cluster refuses it; a frozen and a cut-off worker end the run failed within the watchdog's bound."""
 
 import json
 import re
 import subprocess
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest
-from mpijob_harness import OPERATOR_COMMIT, MPIJobHarness
+from mpijob_harness import OPERATOR_COMMIT, MPIJobHarness, Refused, nodes
 
-from conftest import invoke, wait_for
+from conftest import ROOT, invoke, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 CLAIM, ASSETS = "xeontl-results", "xeontl-assets"
+NODE = ROOT / "tests" / "topologies" / "k8s-node-2s.lscpu"  # 2 NUMA nodes ("sockets") of 2 CPUs
+RESERVED = [0]  # the kubelet's --reserved-cpus: the first core of socket 0
+BEFORE = ROOT / "tests" / "fixtures" / "mpijob-before-2f53f5b.yaml"  # rendered by 2f53f5b's code, same shape
+STALL = 20  # the launcher's watchdog bound in these runs (XEONTL_STALL_SECONDS; the manifest's default is 600)
 
 
 def render(tmp_path, *extra):
     out = tmp_path / "job.yaml"
-    r = invoke("render", "--engine", "k8s", "--nodes", "2", "--sockets", "1", "--cores-per-socket", "1", "--profile",
-               "smoke", "--memory-per-rank", "2", "--results-claim", CLAIM, "--output", str(out), *extra, timeout=300)
+    r = invoke("render", "--engine", "k8s", "--nodes", "2", "--sockets", "2", "--topology", str(NODE),
+               "--reserved-cpus", "0", "--profile", "smoke", "--memory-per-rank", "2", "--results-claim", CLAIM,
+               "--output", str(out), *extra, timeout=300)
     assert r.returncode == 0, r.stderr
     return out
 
 
-def harness(tmp_path, manifest, assets=None):
+def harness(tmp_path, manifest, assets=None, enforce="restricted"):
+    """The results claim as a fresh PVC is: root's, 0755 (the kubelet applies the pods' fsGroup to it)."""
     results = tmp_path / "pvc"
-    results.mkdir()
-    results.chmod(0o777)  # a ReadWriteMany volume the pods' user (uid 1000) writes
+    results.mkdir(mode=0o755, parents=True)
+    results.chmod(0o755)
     claims = {CLAIM: results, **({ASSETS: assets} if assets else {})}
-    return MPIJobHarness(manifest, tmp_path, claims, cpus=[0, 1]), results
+    return MPIJobHarness(manifest, tmp_path, claims, nodes(2, NODE, RESERVED, physical=[0, 1]),
+                         enforce=enforce), results
 
 
 def assets_claim(tmp) -> Path:
@@ -48,134 +56,163 @@ def assets_claim(tmp) -> Path:
     return root
 
 
-def started_at(container) -> datetime:
-    """When the container started (Docker's RFC 3339 time, nanoseconds cut to what datetime holds)."""
-    out = subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", container], capture_output=True,
-                         text=True).stdout.strip()
-    m = re.fullmatch(r"(.*T\d\d:\d\d:\d\d)(\.\d+)?Z", out)
-    assert m, out
-    return datetime.fromisoformat(m[1] + (m[2] or ".0")[:7].ljust(7, "0") + "+00:00")
-
-
 @pytest.fixture(scope="module")
-def late_worker_job(image, tmp_path_factory):
-    """Worker 1 comes up 6 s after worker 0 (a node that schedules or pulls late); the manifest's
-    launcherCreationPolicy WaitForWorkersReady holds the launcher back until both run. The weights come from a
-    read-only assets claim (--assets-claim), as the paper's would."""
+def paper_job(image, tmp_path_factory):
+    """The paper's layout at smoke size: 2 nodes x 2 sockets, 4 worker pods (worker 3 created 6 s late), weights on a
+    read-only assets claim; names published 3 s after a pod is Ready."""
     tmp = tmp_path_factory.mktemp("mpijob")
     manifest = render(tmp, "--set", "weights=savedmodel:/anywhere/hub", "--assets-claim", ASSETS)
     h, results = harness(tmp, manifest, assets_claim(tmp))
     try:
-        h.start_workers(delays={1: 6})
+        h.start_workers(delays={3: 6})
         h.start_launcher()
         rc, logs = h.wait_launcher()
-        started = {p: started_at(p) for p in h.containers}
-        env = json.loads(subprocess.run(["docker", "inspect", "-f", "{{json .Config.Env}}", f"{h.name}-launcher"],
-                                        capture_output=True, text=True).stdout)
-        mounts = {p: json.loads(subprocess.run(["docker", "inspect", "-f", "{{json .Mounts}}", p], capture_output=True,
-                                               text=True).stdout) for p in h.containers}
+        mounts = {p: json.loads(subprocess.run(["docker", "inspect", "-f", "{{json .Mounts}}", v["container"]],
+                                               capture_output=True, text=True).stdout) for p, v in h.placed.items()}
     finally:
         h.delete()
-    return {"h": h, "rc": rc, "logs": logs, "results": results, "started": started, "env": env,
-            "manifest": manifest, "mounts": mounts, "assets": tmp / "assets-pvc"}
+    run, = [p for p in results.iterdir() if not p.name.startswith(".")] or [None]
+    return {"h": h, "rc": rc, "logs": logs, "results": results, "run": run, "manifest": manifest, "mounts": mounts,
+            "assets": tmp / "assets-pvc"}
 
 
-def test_the_pods_read_the_weights_from_the_read_only_assets_claim(late_worker_job):
+def test_the_paper_layout_runs_to_a_complete_result(paper_job):
+    assert paper_job["rc"] == 0, paper_job["logs"][-3000:]
+    run = paper_job["run"]
+    assert run is not None and not any(p.name.startswith(".staging") for p in paper_job["results"].iterdir())
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "success" and m["workers"] == 4
+    for f in ("mllog.txt", "probe.json", "head.weights.h5", "report.md", "config.json", "plan.json",
+              "logs-launcher.txt", *(f"logs/rank-{r}.log" for r in range(4))):
+        assert (run / f).exists(), f
+
+
+def test_each_rank_runs_on_the_cpus_the_kubelet_gave_its_pod(paper_job):
+    """A pod per socket: each rank's own log prints its cpuset (the machine CPUs of its pod's exclusive CPUs) and its
+    memory nodes; the two pods of a node hold different NUMA nodes, none a reserved CPU."""
+    h, run = paper_job["h"], paper_job["run"]
+    by_rank = {}
+    for r in range(4):
+        m = re.search(r"rank (\d+): CPUs (\S+), memory nodes (\S+)", (run / f"logs/rank-{r}.log").read_text())
+        assert m and int(m[1]) == r
+        by_rank[r] = m[2]
+    for i in range(4):  # --map-by slot over the hostfile: rank i is worker-i's
+        pod = h.placed[f"{h.name}-worker-{i}"]
+        assert by_rank[i] == ",".join(map(str, pod["machine"])), (i, pod)
+        assert not set(pod["cpus"]) & set(RESERVED)
+    per_node = {}
+    for i in range(4):
+        pod = h.placed[f"{h.name}-worker-{i}"]
+        per_node.setdefault(pod["node"], []).append(pod["numa"])
+    assert sorted(map(sorted, per_node.values())) == [[0, 1], [0, 1]]  # a pod per socket of each node
+    # the static policy's cpusets are not prefixes: socket 0's share starts past the reserved CPU
+    assert [h.placed[f"{h.name}-worker-{i}"]["cpus"] for i in range(4)] == [[1], [1], [2], [2]]
+
+
+def test_the_pods_pass_pod_security_restricted_with_no_capability(paper_job):
+    docs = list(__import__("yaml").safe_load_all(paper_job["manifest"].read_text()))
+    job = next(d for d in docs if d and d["kind"] == "MPIJob")
+    for spec in job["spec"]["mpiReplicaSpecs"].values():
+        c = spec["template"]["spec"]["containers"][0]
+        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert c["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "numactl" not in paper_job["manifest"].read_text().split("kind: MPIJob")[1]
+
+
+def test_the_results_volume_is_made_writable_by_the_pods_fsgroup(paper_job):
+    st = paper_job["results"].stat()
+    assert st.st_uid == 0 and st.st_gid == 1000 and st.st_mode & 0o2070 == 0o2070
+
+
+def test_the_launcher_waited_for_the_names_and_is_named_as_a_jobs_pod(paper_job):
+    h, logs = paper_job["h"], paper_job["logs"]
+    assert re.fullmatch(rf"{re.escape(h.name)}-launcher-[0-9a-f]{{5}}", h.launcher_pod)
+    assert "xeontl: waiting for " in logs and ".svc" in logs  # the workers were Ready before they resolved
+    prov = json.loads((paper_job["run"] / "provenance.json").read_text())
+    assert prov["execution"]["kubernetes"]["pod"] == h.launcher_pod and prov["execution"]["capabilities_added"] == []
+
+
+def test_the_pods_read_the_weights_from_the_read_only_assets_claim(paper_job):
     from xeontl import model
 
-    run, = list(late_worker_job["results"].iterdir())
-    m = json.loads((run / "metrics.json").read_text())
+    m = json.loads((paper_job["run"] / "metrics.json").read_text())
     assert m["weights"]["kind"] == "savedmodel" and m["weights"]["path"] == "/assets/weights/hub"
-    # the very files of the claim: the sha256 the pods computed is this host's of the same directory
-    here = model.describe_weights({"weights": f"savedmodel:{late_worker_job['assets'] / 'weights' / 'hub'}",
+    here = model.describe_weights({"weights": f"savedmodel:{paper_job['assets'] / 'weights' / 'hub'}",
                                    "weights_sha256": ""})
     assert m["weights"]["sha256"] == here["sha256"]
-    for pod, mounts in late_worker_job["mounts"].items():
+    for pod, mounts in paper_job["mounts"].items():
         assets = [mt for mt in mounts if mt["Destination"] == "/assets"]
         assert len(assets) == 1 and assets[0]["RW"] is False, (pod, mounts)
 
 
-def test_the_mpijob_runs_to_a_complete_result(late_worker_job):
-    assert late_worker_job["rc"] == 0, late_worker_job["logs"][-3000:]
-    run, = [p for p in late_worker_job["results"].iterdir()]  # renamed whole: no staging dir left
-    assert not run.name.startswith(".staging")
-    m = json.loads((run / "metrics.json").read_text())
-    assert m["status"] == "success" and m["workers"] == 2
-    h = late_worker_job["h"]
-    # one rank per worker pod, each on the one exclusive CPU of its pod (the plan's +0, by position in the cpuset)
-    assert sorted((r["rank"], r["host"], r["affinity"]) for r in m["ranks"]) == [
-        (0, f"{h.name}-worker-0", [0]), (1, f"{h.name}-worker-1", [1])]
-    for f in ("mllog.txt", "probe.json", "head.weights.h5", "logs/rank-0.log", "logs/rank-1.log", "report.md",
-              "config.json", "plan.json", "command.txt", "logs-launcher.txt"):
-        assert (run / f).exists(), f
-    assert json.loads((run / "probe.json").read_text())["math_path"]["returncode"] == 0
-
-
-def test_the_launcher_pod_records_the_run_like_every_engine(late_worker_job):
-    from xeontl import events, provenance
-
-    h = late_worker_job["h"]
-    run, = list(late_worker_job["results"].iterdir())
-    prov = json.loads((run / "provenance.json").read_text())
-    provenance.validate(prov)
-    ex = prov["execution"]
-    assert prov["status"] == "success" and ex["mode"] == "kubernetes"
-    assert ex["kubernetes"] == {"job": h.name, "namespace": "default", "pod": f"{h.name}-launcher",
-                                "node": h.node_of(f"{h.name}-launcher")}
-    assert ex["image"]["ref"] == "xeontl:latest" and ex["capabilities_added"] == ["SYS_NICE"]
-    assert [a["cpus"] for a in sorted(ex["per_rank_affinity"], key=lambda a: a["rank"])] == ["0", "1"]
-    assert ex["inside"]["container_runtime"] == "docker"  # the probe ran in worker-0's container
-    assert events.last_status(run / events.FILE) == "success" and events.check(run / events.FILE) == []
-    assert "**Status: success**" in (run / "report.md").read_text()
-
-
-def test_the_launcher_waited_for_the_late_worker(late_worker_job):
-    h, started = late_worker_job["h"], late_worker_job["started"]
-    assert started[f"{h.name}-launcher"] > started[f"{h.name}-worker-1"] > started[f"{h.name}-worker-0"]
-
-
-def test_the_job_ran_under_the_operators_contract(late_worker_job):
-    h, env = late_worker_job["h"], late_worker_job["env"]
-    assert h.hostfile.splitlines() == [f"{h.name}-worker-{i}.{h.name}.default.svc slots=1" for i in (0, 1)]
-    for want in ("OMPI_MCA_orte_keep_fqdn_hostnames=true", "OMPI_MCA_orte_default_hostfile=/etc/mpi/hostfile",
-                 "OMPI_MCA_plm_rsh_args=-o ConnectionAttempts=10", "OMPI_MCA_orte_set_default_slots=1",
-                 "K_MPI_JOB_ROLE=launcher"):
-        assert want in env, want
+def test_the_job_ran_under_the_operators_contract(paper_job):
+    h = paper_job["h"]
+    assert h.hostfile.splitlines() == [f"{h.name}-worker-{i}.{h.name}.default.svc slots=1" for i in range(4)]
     assert (h.ssh_dir / "id_rsa").read_text().startswith("-----BEGIN EC PRIVATE KEY-----")  # P-521, as generated
     assert OPERATOR_COMMIT.startswith("caa3c47")  # the CRD schema's commit: one contract
 
 
-@pytest.fixture(scope="module")
-def killed_worker_job(image, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("mpijob-kill")
+# ------------------------------------------------------------------------------------------------ as 2f53f5b wrote it
+def test_the_manifest_before_is_refused_where_a_cluster_refuses_it(tmp_path):
+    """2f53f5b's manifest of the same shape: SYS_NICE fails Pod Security baseline; without admission, its worker asks
+    for the whole node (4 CPUs, of which the kubelet reserves 1) and stays Pending; without the reservation its
+    worker's CPUs span both NUMA nodes, which single-numa-node admission refuses."""
+    h, _ = harness(tmp_path / "a", BEFORE, enforce="baseline")
+    try:
+        with pytest.raises(Refused, match=r'PodSecurity "baseline:latest": non-default capabilities .*SYS_NICE'):
+            h.start_workers()
+    finally:
+        h.delete()
+    h, _ = harness(tmp_path / "b", BEFORE, enforce="privileged")
+    try:
+        with pytest.raises(Refused, match="stays Pending: 0/2 nodes are available: 2 Insufficient cpu .*requests 4"):
+            h.start_workers()
+    finally:
+        h.delete()
+    h, _ = harness(tmp_path / "c", BEFORE, enforce="privileged")
+    for n in h.nodes:  # a node with a spare reserved CPU somewhere else: room for 4 CPUs, not on one NUMA node
+        n.numa[4] = 1
+        n.machine[4] = 0
+        n.reserved = {4}
+    try:
+        with pytest.raises(Refused, match="TopologyAffinityError"):
+            h.start_workers()
+    finally:
+        h.delete()
+
+
+# ------------------------------------------------------------------------------------------------ a node lost
+def lost_job(image, tmp, how):
     manifest = render(tmp, "--set", "epochs=200", "--set", "patience=200")
     h, results = harness(tmp, manifest)
     try:
         h.start_workers()
-        h.start_launcher()
+        h.start_launcher({"XEONTL_STALL_SECONDS": str(STALL)})
 
         def training():
             logs = list(results.glob(".staging-*/logs/rank-1.log"))
             return logs and "epoch 1:" in logs[0].read_text(errors="replace")
         wait_for(training, timeout=600, what="the MPIJob training")
-        h.kill(f"{h.name}-worker-1")  # the node of rank 1 is lost
-        killed_at = time.monotonic()
-        rc, logs = h.wait_launcher(timeout=600)
-        ended_after = time.monotonic() - killed_at
+        getattr(h, how)(f"{h.name}-worker-1")  # the node of rank 1 stops answering
+        lost_at = time.monotonic()
+        rc, logs = h.wait_launcher(timeout=900)
+        ended_after = time.monotonic() - lost_at
     finally:
         h.delete()
-    return {"h": h, "rc": rc, "logs": logs, "results": results, "ended_after": ended_after}
+    run, = [p for p in results.iterdir() if not p.name.startswith(".")]
+    return {"h": h, "rc": rc, "logs": logs, "run": run, "ended_after": ended_after}
 
 
-def test_a_lost_worker_fails_the_launcher_and_the_run_names_it(killed_worker_job):
-    assert killed_worker_job["rc"] != 0, killed_worker_job["logs"][-2000:]
-    assert killed_worker_job["ended_after"] < 300, "the launcher hung after its worker was lost"
-    run, = list(killed_worker_job["results"].iterdir())
-    assert not run.name.startswith(".staging")  # settled, recorded and renamed even so
-    m = json.loads((run / "metrics.json").read_text())
-    assert m["status"] == "failed"
-    h = killed_worker_job["h"]
-    assert m["failure"]["rank"] == 1 and m["failure"]["node"].startswith(f"{h.name}-worker-1"), m["failure"]
-    prov = json.loads((run / "provenance.json").read_text())
-    assert prov["status"] == "failed" and prov["failure"]["rank"] == 1
-    assert "**Status: failed**" in (run / "report.md").read_text()
+@pytest.mark.parametrize("how", ["freeze", "cut"])
+def test_a_worker_that_stops_answering_fails_the_run_within_the_bound(image, tmp_path, how):
+    """Frozen (docker pause) or cut off (network disconnect): nothing closes a connection, so only the launcher's
+    watchdog ends the run: failed, the node and its rank named, within STALL + the probe and the stop."""
+    job = lost_job(image, tmp_path, how)
+    assert job["rc"] != 0, job["logs"][-2000:]
+    assert job["ended_after"] < STALL + 60, f"ended {job['ended_after']:.0f} s after the loss"
+    m = json.loads((job["run"] / "metrics.json").read_text())
+    h = job["h"]
+    assert m["status"] == "failed" and m["failure"]["rank"] == 1, m["failure"]
+    assert m["failure"]["node"] == h.fqdn(f"{h.name}-worker-1")
+    assert ("does not resolve" if how == "cut" else "does not answer") in m["failure"]["why"]
+    assert "**Status: failed**" in (job["run"] / "report.md").read_text()

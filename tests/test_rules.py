@@ -133,7 +133,7 @@ This usually is caused by:
 
 @pytest.mark.parametrize("log", [LOST, LOST_SSH, LOST_SSH.split("\n", 2)[2]])
 def test_a_lost_worker_pod_is_named_with_the_ranks_it_ran(log):
-    from xeontl.engines.kubernetes import lost_node
+    from xeontl.engines.mpijob_launcher import lost_node
 
     hostfile = "".join(f"xeontl-j-worker-{i}.xeontl-j.default.svc slots=2\n" for i in range(3))
     assert lost_node(log, hostfile) == {"node": "xeontl-j-worker-1.xeontl-j.default.svc", "rank": 2,
@@ -142,13 +142,13 @@ def test_a_lost_worker_pod_is_named_with_the_ranks_it_ran(log):
 
 
 def test_the_launcher_pod_refuses_to_reuse_a_run_dir(tmp_path):
-    from xeontl.engines import kubernetes
+    from xeontl.engines import mpijob_launcher
 
     (tmp_path / "r1").mkdir()
     with pytest.raises(UserError, match="never reused"):
-        kubernetes.launch_pod("r1", tmp_path, tmp_path, ["true"])
+        mpijob_launcher.launch_pod("r1", tmp_path, tmp_path, ["true"])
     with pytest.raises(UserError, match="after --"):
-        kubernetes.launch_pod("r2", tmp_path, tmp_path, [])
+        mpijob_launcher.launch_pod("r2", tmp_path, tmp_path, [])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]
 
 

@@ -61,11 +61,12 @@ def failed_rank(log: str) -> dict:
     return {}
 
 
-def settle(staging: Path, ended: Ended, explain=None) -> tuple[str, dict | None, dict]:
+def settle(staging: Path, ended: Ended, explain=None, stopped: dict | None = None) -> tuple[str, dict | None, dict]:
     """The run's final status from the trainer's metrics and the launch's exit, written back so that metrics.json and
     the event log end with it even when a rank died before it could write. EXPLAIN(log) may add what an engine
-    knows of a failure the launchers' own words do not name (the Kubernetes launcher: the lost node). Returns
-    (status, failure, metrics)."""
+    knows of a failure the launchers' own words do not name (the Kubernetes launcher: the lost node); STOPPED is what
+    an engine that stopped the run itself found (its watchdog), and names the failure. Returns (status, failure,
+    metrics)."""
     metrics = rundir.read_metrics(staging)
     final = ended.status or status(ended.rc, metrics.get("status"))
     failure = None
@@ -73,7 +74,9 @@ def settle(staging: Path, ended: Ended, explain=None) -> tuple[str, dict | None,
         log_file = staging / LAUNCHER_LOG
         log = log_file.read_text(errors="replace") if log_file.exists() else ""
         failure = {"returncode": ended.rc, **failed_rank(log)}
-        if final == "failed" and "rank" not in failure and explain:
+        if stopped:  # the engine stopped the run itself (its watchdog): its finding, not the stopped ranks' words
+            failure = {"returncode": ended.rc, **stopped}
+        elif final == "failed" and "rank" not in failure and explain:
             failure.update(explain(log) or {})
     if not metrics or metrics.get("status") != final or (failure and metrics.get("failure") != failure):
         metrics = {**metrics, "status": final, "failure": failure}

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from xeontl import outcome
-from xeontl.engines import Job, describe_local
+from xeontl.engines.base import Job, describe_local
 from xeontl.engines.host import HostEngine, run_teed
 from xeontl.errors import UserError
 
