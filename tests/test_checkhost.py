@@ -27,7 +27,8 @@ def raw(flags=SPR_FLAGS, sockets=2, cores=56, isa="avx512_core_amx", backbone=18
 
 def test_the_papers_host_at_the_papers_speed_can_reproduce_its_times():
     v = checkhost.verdict(raw())
-    # 43 epochs (the paper's 1-socket run) x 5000 images / 180 images/s = 1194 s = 19.9 min... too slow: the paper's speed is ~700 images/s
+    # 43 epochs (the paper's 1-socket run) x 5000 images / 180 images/s = 1194 s = 19.9 min... too slow: the paper's
+    # speed is ~700 images/s
     assert not v["can_reproduce_times"] and "predicted 19.9 min" in v["reasons"][-1]
     v = checkhost.verdict(raw(backbone=700.0))
     assert v["predicted_minutes"]["1s"] == pytest.approx(43 * 5000 / 700 / 60)
@@ -160,7 +161,7 @@ def test_the_probes_run_on_this_host(tmp_path):
 
 def test_a_steps_time_is_split_by_onednn_primitive():
     """From oneDNN's verbose lines of the timed steps only (between the markers), per step."""
-    from xeontl.bench import PROFILE_MARKS
+    from xeontl.probes import PROFILE_MARKS
 
     conv = "onednn_verbose,exec,cpu,convolution,brg:avx512_core_amx,forward_inference,src_bf16::blocked:acdb,,,mb32,{}"
     out = "\n".join([conv.format(99.0),  # a warm-up step's line: not counted

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DELETE, derive, invoke, load, one_line_error
+from conftest import AS_BF16, DELETE, bf16_native, derive, invoke, load, one_line_error
 from xeontl import claims, config, repeats
+
+# What the accuracy and epochs claims say of the stand-ins' runs: PASS or FAIL where precision auto ran BF16 (the
+# paper's); on a CPU without BF16 arithmetic it ran fp32, and the verdict says so instead
+JUDGED = ("PASS", "FAIL") if bf16_native() else ()
+
+
+def judged_or_fp32(verdict: str) -> bool:
+    return verdict in JUDGED if JUDGED else verdict.startswith("not comparable: protocol: ran fp32, not bf16")
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +48,12 @@ def test_invoke_paper_on_the_stand_ins_judges_accuracy_and_epochs(paper_fixture)
     still named."""
     out, doc = paper_fixture
     rows = rows_of(doc["claims"])
-    assert rows["accuracy"]["verdict"] in ("PASS", "FAIL") and rows["epochs"]["verdict"] in ("PASS", "FAIL")
+    assert judged_or_fp32(rows["accuracy"]["verdict"]) and judged_or_fp32(rows["epochs"]["verdict"])
     # the 1-socket run is one emulated socket's cores, a real 1-socket plan of them; the 2-socket run is emulated
     assert rows["minutes_1s"]["verdict"].startswith("not comparable: hardware: 1 socket(s) x ")
     assert rows["minutes_2s"]["verdict"].startswith("not comparable: hardware: emulated sockets, 1 socket(s) x ")
     assert "data" not in rows["minutes_1s"]["verdict"] and "weights" not in rows["minutes_1s"]["verdict"]
-    assert rows["speedup"]["verdict"] == "not comparable: 2-socket run: real_sockets: emulated sockets"
+    assert rows["speedup"]["verdict"].endswith("2-socket run: real_sockets: emulated sockets")
     text = (out / "claims.md").read_text()
     assert "NOT the bundle's own (XEONTL_CLAIMS_TABLE)" in text  # whoever reads it sees which table judged
 
@@ -114,8 +122,8 @@ def v1_run(paper_inputs, tmp_path_factory):
 
 def test_keras_v1_weights_never_pass_as_v15_and_a_changed_recipe_is_named(v1_run, paper_inputs, monkeypatch):
     verdict = judged(v1_run, table=paper_inputs["table"], monkeypatch=monkeypatch)["accuracy"]["verdict"]
-    assert verdict == ("not comparable: weights: weights ResNet50 v1, the paper's are v1.5; protocol: image_size 64 "
-                       "!= paper 224, epochs 2 != paper 100, learning_rate 0.5 != paper 0.001")
+    assert verdict.startswith("not comparable: weights: weights ResNet50 v1, the paper's are v1.5; protocol: "
+                              "image_size 64 != paper 224, epochs 2 != paper 100, learning_rate 0.5 != paper 0.001")
     assert load(v1_run, "metrics.json")["weights"]["architecture"] == "ResNet50 v1"
 
 
@@ -134,14 +142,13 @@ def kit_run(paper_inputs, tmp_path_factory):
 def test_the_kits_rows_are_judged_on_the_kit_profiles_run_only(kit_run, paper_fixture, paper_inputs, monkeypatch):
     one, two = fixture_runs(paper_fixture)
     kit = judged(kit_run, None, table=paper_inputs["table"], monkeypatch=monkeypatch)
-    assert kit["kit_accuracy_bf16"]["verdict"] in ("PASS", "FAIL")
-    assert kit["kit_epochs_bf16"]["verdict"] in ("PASS", "FAIL")
+    assert judged_or_fp32(kit["kit_accuracy_bf16"]["verdict"]) and judged_or_fp32(kit["kit_epochs_bf16"]["verdict"])
     assert kit["kit_minutes_bf16"]["verdict"].startswith("not comparable: hardware: 1 socket(s) x ")
-    assert kit["accuracy"]["verdict"] == "not comparable: protocol: epochs 200 != paper 100, lr_schedule " \
-                                         "'plateau' != paper 'none'"
+    assert kit["accuracy"]["verdict"].startswith("not comparable: protocol: epochs 200 != paper 100, lr_schedule "
+                                                 "'plateau' != paper 'none'")
     paper = judged(one, two, table=paper_inputs["table"], monkeypatch=monkeypatch)
-    assert paper["kit_accuracy_bf16"]["verdict"] == "not comparable: protocol: epochs 100 != kit 200, lr_schedule " \
-                                                    "'none' != kit 'plateau'"
+    assert paper["kit_accuracy_bf16"]["verdict"].startswith("not comparable: protocol: epochs 100 != kit 200, "
+                                                            "lr_schedule 'none' != kit 'plateau'")
     # the kit's schedule ran: ReduceLROnPlateau puts the LR in every epoch's row, the paper's 1-socket run has none
     assert all("lr" in r for r in load(kit_run, "metrics.json")["per_epoch"])
     assert not any("lr" in r for r in load(one, "metrics.json")["per_epoch"])
@@ -150,7 +157,7 @@ def test_the_kits_rows_are_judged_on_the_kit_profiles_run_only(kit_run, paper_fi
 # ------------------------------------------------------------------------------------------------ derived records
 def on_paper_hardware(src: Path, dest: Path, **changes) -> Path:
     """The run as the paper's host would have recorded it: 2 real sockets of 56 cores with AMX, AMX dispatched."""
-    return derive(src, dest, **{"plan.emulated": False, "provenance.host.topology.sockets": 2,
+    return derive(src, dest, **AS_BF16, **{"plan.emulated": False, "provenance.host.topology.sockets": 2,
                                 "provenance.host.topology.cores_per_socket": [56, 56],
                                 "provenance.host.cpu.flags_of_note.amx_bf16": True,
                                 "provenance.math_path.amx_used": True, **changes})
@@ -228,7 +235,7 @@ def test_the_kit_per_class_row_reads_the_confusion_matrix(paper_fixture, paper_i
     kit_cm = [[108, 1, 1, 0, 1, 0, 0, 1], [1, 114, 8, 1, 2, 1, 0, 0], [2, 10, 117, 3, 4, 1, 0, 0],
               [0, 2, 4, 117, 3, 0, 0, 0], [0, 1, 4, 1, 120, 0, 0, 0], [0, 0, 2, 0, 0, 125, 1, 0],
               [0, 0, 0, 0, 0, 1, 116, 1], [0, 0, 0, 0, 0, 0, 0, 126]]
-    kit_cfg = {f"config.{k}": v for k, v in (("lr_schedule", "plateau"), ("epochs", 200))}
+    kit_cfg = {**AS_BF16, **{f"config.{k}": v for k, v in (("lr_schedule", "plateau"), ("epochs", 200))}}
     good = derive(one, tmp_path / "good", **kit_cfg, **{"metrics.confusion_matrix": kit_cm})
     skewed = [row[:] for row in kit_cm]
     skewed[2][2], skewed[2][1] = 97, 30
@@ -269,9 +276,9 @@ def test_over_repeats_a_claim_is_the_mean_with_its_spread_and_the_runs_that_met_
                                                                                    tmp_path, monkeypatch):
     one, two = fixture_runs(paper_fixture)
     accs = [0.940, 0.950, 0.930]  # mean 0.940: within 0.945 +- 0.01; the 0.930 run alone is not
-    sets = {"1 socket": [claims.load_run(derive(one, tmp_path / f"a{i}", **{"metrics.best_val_accuracy": a}))
-                         for i, a in enumerate(accs)],
-            "2 sockets": [claims.load_run(derive(two, tmp_path / f"b{i}")) for i in range(3)]}
+    sets = {"1 socket": [claims.load_run(derive(one, tmp_path / f"a{i}", **AS_BF16,
+                                                **{"metrics.best_val_accuracy": a})) for i, a in enumerate(accs)],
+            "2 sockets": [claims.load_run(derive(two, tmp_path / f"b{i}", **AS_BF16)) for i in range(3)]}
     monkeypatch.setenv(claims.TABLE_ENV, paper_inputs["table"])
     rows = rows_of(claims.judge_repeats(sets))
     acc = rows["accuracy"]

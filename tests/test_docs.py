@@ -49,13 +49,13 @@ def test_the_readmes_reference_figures_are_the_committed_runs():
 def test_the_committed_reference_is_reproduced_on_the_committed_spread_of_its_kind():
     """The quick start's reference, judged as any run of its kind is: healthy, within the accuracy spread of every
     committed run of its recipe, its time against its CPU kind's machine-days."""
-    from xeontl import claims
+    from xeontl import claims, reference
 
     ref = claims.load_run(REFERENCE)
-    spread = claims.kind_spread(ref)
+    spread = reference.kind_spread(ref)
     assert len(spread["accuracy"]) >= 5 and [d["source"] for d in spread["days"]] == [
         f"{TOLERANCES.name}/summary.json"]
-    v = claims.against_reference(ref, claims.find_reference(ref))
+    v = reference.against_reference(ref, reference.find_reference(ref))
     assert v["reproduced"] is True and v["health"] == [], v["why"]
 
 

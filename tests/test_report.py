@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, derive, have_horovod, load
-from xeontl import claims, repeats, report
+from conftest import AS_BF16, ROOT, derive, have_horovod, load
+from xeontl import claims, reference, repeats, report
 
 
 def verdict_rows(run):
@@ -36,7 +36,7 @@ def test_verdicts_come_from_structured_fields_not_sentences(native_run, paper_fi
     assert verdict_rows(quiet)["minutes_2s"].startswith("not comparable: data: dataset synthetic")
     monkeypatch.setenv(claims.TABLE_ENV, paper_inputs["table"])
     one = Path(paper_fixture[1]["runs"]["1 socket"][0])
-    noisy = derive(one, tmp_path / "n", **{"metrics.notices": ["synthetic data — not the paper's dataset"]})
+    noisy = derive(one, tmp_path / "n", **AS_BF16, **{"metrics.notices": ["synthetic data — not the paper's dataset"]})
     assert verdict_rows(noisy)["accuracy"] in ("PASS", "FAIL")
 
 
@@ -45,9 +45,9 @@ def test_a_feature_cache_and_a_resumed_run_are_not_the_papers_protocol(paper_fix
                                                                        monkeypatch):
     monkeypatch.setenv(claims.TABLE_ENV, paper_inputs["table"])
     one = Path(paper_fixture[1]["runs"]["1 socket"][0])
-    cached = derive(one, tmp_path / "c", **{"config.feature_cache": True})
+    cached = derive(one, tmp_path / "c", **AS_BF16, **{"config.feature_cache": True})
     assert verdict_rows(cached)["accuracy"] == "not comparable: protocol: feature_cache True != paper False"
-    resumed = derive(one, tmp_path / "r", **{"metrics.resumed_from": {"epoch": 3, "checkpoint": "x"}})
+    resumed = derive(one, tmp_path / "r", **AS_BF16, **{"metrics.resumed_from": {"epoch": 3, "checkpoint": "x"}})
     assert verdict_rows(resumed)["accuracy"] == "not comparable: protocol: resumed (its time covers the " \
                                                 "continuation only)"
 
@@ -59,7 +59,7 @@ def test_ratio_claims_on_real_sockets_of_a_host_that_is_not_the_papers(paper_fix
     monkeypatch.setenv(claims.TABLE_ENV, paper_inputs["table"])
     _, doc = paper_fixture
     one, two = (Path(doc["runs"][k][0]) for k in ("1 socket", "2 sockets"))
-    real = {"plan.emulated": False, "provenance.host.topology.sockets": 2,
+    real = {**AS_BF16, "plan.emulated": False, "provenance.host.topology.sockets": 2,
             "provenance.host.topology.cores_per_socket": [1, 1], "provenance.host.cpu.flags_of_note.amx_bf16": False}
     a = derive(one, tmp_path / "a", **real, **{"metrics.train_seconds": 200.0, "metrics.epochs_run": 40})
     b = derive(two, tmp_path / "b", **real, **{"metrics.train_seconds": 110.0, "metrics.epochs_run": 40})
@@ -97,7 +97,7 @@ def reference_dir(native_run, tmp_path):
 
 def judged_against(run: Path, ref_dir: Path) -> dict:
     loaded = claims.load_run(run)
-    return claims.against_reference(loaded, claims.find_reference(loaded, ref_dir), ref_dir)
+    return reference.against_reference(loaded, reference.find_reference(loaded, ref_dir), ref_dir)
 
 
 @pytest.mark.slow
@@ -118,7 +118,7 @@ def test_a_healthy_run_within_the_spread_is_reproduced(native_run, reference_dir
 def test_with_two_machine_days_time_decides_with_the_machine_to_machine_spread(native_run, reference_dir, tmp_path):
     committed(reference_dir, spread_of(native_run, tmp_path / "r2", "b2", [110.0, 111.0, 112.0, 113.0, 114.0],
                                        [0.91, 0.92, 0.93, 0.92, 0.91]), "b2")
-    tol = claims.tolerances(claims.kind_spread(claims.load_run(native_run), reference_dir))
+    tol = reference.tolerances(reference.kind_spread(claims.load_run(native_run), reference_dir))
     assert tol["days"] == 2 and tol["time_decides"] and tol["time_between_machines_sd"] > 5
     assert tol["time_relative"] > 0.1  # wider than one machine's +-5 %: two machines' means 10 s apart
     near = judged_against(derive(native_run, tmp_path / "near", **{"metrics.train_seconds": 118.0,

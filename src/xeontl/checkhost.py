@@ -18,9 +18,10 @@ import json
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import claims, runtime, topology
+from xeontl import claims, probes, runtime, topology
 from xeontl import plan as planlib
-from xeontl.bench import OUTSIDE_ONEDNN as OUTSIDE  # the rest of a step or call: one name for both
+from xeontl.probes import OUTSIDE_ONEDNN as OUTSIDE  # noqa: F401  (checkhost.OUTSIDE: its tables' name for it)
+from xeontl.probes import step_profile  # noqa: F401  (checkhost.step_profile: the verdict's and the tests' name)
 
 PAPER_SOCKETS, PAPER_CORES = 2, 56
 PAPER_TRAIN, PAPER_VAL = 4000, 1000  # images per epoch (train[:80%] / train[80%:] of 5000)
@@ -29,8 +30,7 @@ SIZES = {"matmul": 2048, "bandwidth_mib": 256, "image": 224, "batch": 32, "repea
 
 
 def measure(sizes: dict = SIZES) -> dict:
-    """The probes, on one socket's usable cores with its threads (a fresh process each: bench._probe)."""
-    from xeontl import bench
+    """The probes, on one socket's usable cores with its threads (a fresh process each: probes._probe)."""
     from xeontl.provenance import cpuinfo
 
     topo = topology.live()
@@ -43,72 +43,30 @@ def measure(sizes: dict = SIZES) -> dict:
            "flags_of_note": cpu.get("flags_of_note"), "topology": topo.summary(), "cores": w.cores,
            "cpus": topology.cpulist(w.cpus), "sizes": sizes, "precision": precision}
     print(f"[check-host] matmul fp32/bf16 on one socket: {w.cores} core(s), CPUs {raw['cpus']}", flush=True)
-    raw["matmul"] = {p: bench._probe(w, env, "matmul", p, sizes["matmul"], 0, sizes["repeats"] + 2)
+    raw["matmul"] = {p: probes._probe(w, env, "matmul", p, sizes["matmul"], 0, sizes["repeats"] + 2)
                      for p in ("fp32", "bf16")}
     print("[check-host] memory copy bandwidth", flush=True)
-    raw["bandwidth"] = bench._probe(w, env, "bandwidth", "fp32", sizes["bandwidth_mib"], 0, sizes["repeats"] + 2)
+    raw["bandwidth"] = probes._probe(w, env, "bandwidth", "fp32", sizes["bandwidth_mib"], 0, sizes["repeats"] + 2)
     print(f"[check-host] backbone forward at the paper's shape ({sizes['image']} px, batch {sizes['batch']}, "
           f"{precision})", flush=True)
-    raw["backbone"] = bench._probe(w, env, "backbone", precision, sizes["image"], sizes["batch"], sizes["repeats"])
-    print(f"[check-host] bf16 matmul curve {bench.CURVE_MIN}-{sizes['curve']}: one core, then the socket", flush=True)
+    raw["backbone"] = probes._probe(w, env, "backbone", precision, sizes["image"], sizes["batch"], sizes["repeats"])
+    print(f"[check-host] bf16 matmul curve {probes.CURVE_MIN}-{sizes['curve']}: one core, then the socket", flush=True)
     core = planlib.make_plan(topo, 1, cores_per_socket=1).workers[0]
-    raw["curve"] = {"one core": bench._probe(core, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"]),
-                    "socket": bench._probe(w, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"])}
+    raw["curve"] = {"one core": probes._probe(core, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"]),
+                    "socket": probes._probe(w, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"])}
     print("[check-host] below TensorFlow: oneDNN's bf16 matmul called directly (weights packed per call vs "
           "reordered once), one core, then the socket; AMX's tile unit alone", flush=True)
-    raw["onednn"] = {"one core": bench._probe(core, env, "onednn", "bf16", sizes["curve"], 0, sizes["repeats"]),
-                     "socket": bench._probe(w, env, "onednn", "bf16", sizes["curve"], 0, sizes["repeats"])}
-    raw["tmul"] = (bench._probe(core, env, "tmul", "bf16", 0, 0, sizes["repeats"]) if "amx_tile" in cpu["flags"]
+    raw["onednn"] = {"one core": probes._probe(core, env, "onednn", "bf16", sizes["curve"], 0, sizes["repeats"]),
+                     "socket": probes._probe(w, env, "onednn", "bf16", sizes["curve"], 0, sizes["repeats"])}
+    raw["tmul"] = (probes._probe(core, env, "tmul", "bf16", 0, 0, sizes["repeats"]) if "amx_tile" in cpu["flags"]
                    else {"median": None, "skipped": "no AMX (amx_tile) in this CPU"})
     print("[check-host] where a training step's time goes (oneDNN's per-primitive times)", flush=True)
-    raw["step"] = bench._probe(w, env, "step", precision, sizes["image"], sizes["batch"], sizes["repeats"])
+    raw["step"] = probes._probe(w, env, "step", precision, sizes["image"], sizes["batch"], sizes["repeats"])
     return raw
 
 
 # oneDNN primitive kinds, grouped as the step's time is read: the convolutions (AMX on SPR), the layout and precision
 # conversions (reorders: fp32 <-> bf16, plain <-> blocked), the rest of oneDNN's work
-GROUPS = {"convolution": "convolutions", "deconvolution": "convolutions", "inner_product": "matmul / dense",
-          "matmul": "matmul / dense", "gemm_api": "matmul / dense", "reorder": "reorders (layout, fp32<->bf16)",
-          "pooling": "pooling, eltwise, binary, sum", "eltwise": "pooling, eltwise, binary, sum",
-          "binary": "pooling, eltwise, binary, sum", "sum": "pooling, eltwise, binary, sum",
-          "batch_normalization": "batch norm", "softmax": "other oneDNN", "layer_normalization": "other oneDNN"}
-
-
-def step_profile(stdout: str, steps: int, step_s: float, marks: tuple[str, str] | None = None) -> dict:
-    """Where a training step's time goes, from oneDNN's verbose lines of the timed steps (between the probe's two
-    marker lines): milliseconds per step by group and their share of the step, the kernels that ran; what oneDNN
-    did not time is the rest of the step."""
-    from xeontl.bench import PROFILE_MARKS
-
-    start, stop = marks or PROFILE_MARKS
-    lines = stdout.splitlines()
-    try:
-        body = lines[lines.index(start) + 1:lines.index(stop)]
-    except ValueError:
-        return {"error": "no profile markers in the probe's output"}
-    per_group: dict[str, float] = {}
-    kernels: dict[str, int] = {}
-    for ln in body:
-        parts = ln.split(",")
-        if not ln.startswith(("onednn_verbose", "dnnl_verbose")) or len(parts) < 6 or parts[1] != "exec":
-            continue
-        try:
-            ms = float(parts[-1])
-        except ValueError:
-            continue
-        group = GROUPS.get(parts[3], "other oneDNN")
-        per_group[group] = per_group.get(group, 0.0) + ms / steps
-        kernels[f"{parts[3]}:{parts[4] or parts[3]}"] = kernels.get(f"{parts[3]}:{parts[4] or parts[3]}", 0) + 1
-    step_ms = step_s * 1000
-    per_group[OUTSIDE] = max(step_ms - sum(per_group.values()), 0.0)
-    return {"step_ms": step_ms, "ms_per_step": dict(sorted(per_group.items(), key=lambda kv: -kv[1])),
-            "share": {k: v / step_ms for k, v in per_group.items()},
-            "kernels_per_step": {k: n // steps for k, n in sorted(kernels.items(), key=lambda kv: -kv[1])},
-            "basis": f"{steps} timed steps after 3 warm-up ones, ONEDNN_VERBOSE=1 (its printing is in the step "
-                     f"time); no data pipeline (augmentation, decode) and no allreduce: one process"}
-
-
-# the ways the bf16 matmul is measured, as the curve's columns name them
 CONFIGS = {"gflops": "TensorFlow (fp32 tensors, AMP casts, weights packed per call)",
            "direct_plain_gflops": "oneDNN direct, weights packed per call",
            "direct_once_gflops": "oneDNN direct, weights reordered once"}
@@ -190,11 +148,10 @@ def where_amx_stops(rows: list[dict], limit: dict, tmul: dict) -> dict:
 
 def verdict(raw: dict) -> dict:
     """The checks and the predicted times, from the probes alone (pure: the tests feed it constructed raws)."""
-    from xeontl import bench
 
     flags = set(raw["cpu"].get("flags") or ())
     topo = raw["topology"]
-    limit = bench.theoretical_peak(raw["cpu"])
+    limit = probes.theoretical_peak(raw["cpu"])
     cores = raw["cores"]
     mm = raw["matmul"]
     isa = ((mm["bf16"].get("onednn") or {}).get("cpu_isa") or "")
@@ -228,7 +185,7 @@ def verdict(raw: dict) -> dict:
         "cpu": raw["cpu"].get("model_name"), "cores_probed": cores, "cpus_probed": raw["cpus"],
         "checks": [{"check": c, "ok": ok, "detail": d} for c, ok, d in checks],
         "matmul_gflops": {p: mm[p].get("median") for p in mm},
-        "bf16_fraction_of_theoretical": bench._ratio(peak_bf16, hw_bf16),
+        "bf16_fraction_of_theoretical": probes._ratio(peak_bf16, hw_bf16),
         "theoretical_peak": limit,
         "bandwidth_gb_s": raw["bandwidth"].get("median"),
         "backbone_img_s_paper_shape": rate, "precision": raw["precision"],

@@ -4,7 +4,7 @@
 standard deviation and range, next to how many runs met it on their own.
 
 `invoke reproduce --repeats N` writes results/repeats-<id>/summary.{md,json}; a committed one of N >= 5 demo runs is
-what the reference comparison's spread comes from (claims.kind_spread)."""
+what the reference comparison's spread comes from (reference.kind_spread)."""
 
 from __future__ import annotations
 
@@ -14,19 +14,14 @@ import json
 import math
 import os
 import shutil
-import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import claims, config
+from xeontl import claims, config, reference
 from xeontl.errors import UserError
 from xeontl.options import Options
+from xeontl.stats import FLOOR, SD_MULTIPLE, shown, spread  # noqa: F401  (repeats.spread: its callers')
 
-# The tolerance a measured spread gives: K standard deviations of the N runs (a run of the same code on the same
-# machine falls outside +-3 sd by chance about 3 times in 1000, for a normal spread), never below what the
-# measurement can resolve (one validation image of 1000 = 0.1 point; a few percent of time is timer and start-up).
-SD_MULTIPLE = 3.0
-FLOOR = {"accuracy_points": 0.2, "time_relative": 0.05}
 FIGURES = {"accuracy": ("final_val_accuracy", "val accuracy", "{:.4f}"),
            "epochs": ("epochs_run", "epochs", "{:.1f}"),
            "train_seconds": ("train_seconds", "training time (s)", "{:.1f}")}
@@ -46,23 +41,6 @@ def seeded(opts: Options, n: int) -> list[Options]:
         raise UserError("--repeats with --resume: resume one run at a time (each continues its own seed)")
     base = int(config.resolve(opts.profile, opts.overrides)["seed"])
     return [dataclasses.replace(opts, overrides={**opts.overrides, "seed": str(base + i)}) for i in range(n)]
-
-
-def spread(values: list[float | None]) -> dict:
-    """mean, sample standard deviation, range of the values a run gave (None: a run that gave none)."""
-    got = [v for v in values if v is not None]
-    if not got:
-        return {"n": 0, "mean": None, "sd": None, "min": None, "max": None, "values": values}
-    return {"n": len(got), "mean": statistics.fmean(got), "sd": statistics.stdev(got) if len(got) > 1 else 0.0,
-            "min": min(got), "max": max(got), "values": values}
-
-
-def shown(s: dict, fmt: str) -> str:
-    if s["mean"] is None:
-        return "-"
-    if s["n"] == 1:
-        return fmt.format(s["mean"])
-    return f"{fmt.format(s['mean'])} ± {fmt.format(s['sd'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])})"
 
 
 def tolerances(acc: dict, secs: dict) -> dict:
@@ -88,16 +66,16 @@ def summarize(runs: list[Path]) -> dict:
     rows = []
     for run in loaded:
         m, cfg = run["metrics"], run["config"]
-        ref = claims.against_reference(run, claims.find_reference(run))
+        ref = reference.against_reference(run, reference.find_reference(run))
         rows.append({"run": Path(run["dir"]).name, "seed": cfg.get("seed"), "status": m.get("status"),
                      **{k: m.get(src) for k, (src, _, _) in FIGURES.items()},
                      # the CPU by model name and family/model: "AMD EPYC" alone names Zen 3, 4 and 5 alike
-                     "cpu": claims.cpu_kind(run),
+                     "cpu": reference.cpu_kind(run),
                      "reference": None if ref is None else ref["reference"],
                      "reproduced": None if ref is None else ref["reproduced"]})
     stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
     judged = [r["reproduced"] for r in rows if r["reproduced"] is not None]
-    return {"kind": list(claims.run_kind(loaded[0])) if loaded else None, "runs": rows, "spread": stats,
+    return {"kind": list(reference.run_kind(loaded[0])) if loaded else None, "runs": rows, "spread": stats,
             # which machine: summaries of one kind from several machines (or days) give the machine-to-machine spread
             "machine": machine_id(),
             "reproduced_runs": f"{sum(judged)}/{len(judged)}" if judged else None,
@@ -125,7 +103,7 @@ def markdown(title: str, s: dict) -> str:
 
 def write(results_dir: Path, name: str, doc: dict, text: str, runs: list[Path] = ()) -> Path:
     """summary.{json,md}, and each run's config.json and metrics.json under runs/<id>/: a summary committed under
-    results/reference/ carries the recipe its spread was measured on (claims.kind_spread reads it)."""
+    results/reference/ carries the recipe its spread was measured on (reference.kind_spread reads it)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = results_dir.resolve() / f"{name}-{stamp}"
     tmp = out.with_name(f".staging-{out.name}")

@@ -12,18 +12,19 @@
 Side paths, each behind one seam: `feature_cache` (not the paper's protocol) swaps step 3's images for stored
 backbone features (`inputs_for`); `--resume-from` restores step 5's optimizer and step 6's counters from a
 checkpoint (`checkpoint.read/restore`, `ResumableEarlyStopping`); `--fault-after-epoch` (tests) kills a rank.
+Step 6's callbacks are callbacks.py's.
 Every rank writes its log; rank 0 alone writes results (metrics.json, the MLPerf event log, checkpoints).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import platform
 import resource
 import shutil
-import signal
 import time
 from pathlib import Path
 
@@ -41,9 +42,11 @@ from xeontl import (
     rundir,
     runtime,
 )
+from xeontl import callbacks as callbacks_
 from xeontl.errors import UserError
 from xeontl.events import FILE as EVENTS_FILE
 from xeontl.events import EventLog
+from xeontl.topology import cpulist
 
 log = logging.getLogger("xeontl.train")
 
@@ -93,111 +96,10 @@ def scaled_learning_rate(cfg, workers: int) -> tuple[float, str]:
     return cfg["learning_rate"], f"none: base LR {cfg['learning_rate']} for any number of workers{reading}"
 
 
-# Intel's kit's schedule (common_utils.py, train_model), the kit profile's lr_schedule = "plateau".
-KIT_PLATEAU = {"monitor": "val_loss", "factor": 0.2, "patience": 5, "cooldown": 1, "min_lr": 1e-10}
-
-
 def make_optimizer(cfg, lr: float):
     if cfg["optimizer"] == "adam":
         return tf.keras.optimizers.Adam(learning_rate=lr)
     return tf.keras.optimizers.SGD(learning_rate=lr, momentum=0.9)
-
-
-class EpochRecorder(tf.keras.callbacks.Callback):
-    """Per-epoch wall time, training-phase time (validation excluded) and the events log."""
-
-    def __init__(self, images_per_epoch: int, events: EventLog, history: list | None = None,
-                 seconds_before: float = 0.0):
-        super().__init__()
-        self.images_per_epoch, self.events = images_per_epoch, events
-        self.per_epoch = list(history or [])  # a resumed run continues the interrupted run's history
-        self.seconds_before = seconds_before  # time-to-accuracy clock: cache build (+ the interrupted run's time)
-
-    def on_train_begin(self, logs=None):
-        self._fit_t0 = time.perf_counter()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._t0, self._train_end = time.perf_counter(), None
-        self.events.write("epoch_start", epoch_num=epoch + 1)
-
-    def on_test_begin(self, logs=None):
-        if self._train_end is None:  # fit's validation pass: the training phase has just ended
-            self._train_end = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        end = time.perf_counter()
-        train_s = (self._train_end or end) - self._t0
-        # wall time since fit began, so whatever happens between epochs (callbacks, iterators) is counted too
-        elapsed = self.seconds_before + end - self._fit_t0
-        row = {"epoch": epoch + 1, "seconds": end - self._t0, "train_seconds": train_s, "elapsed_seconds": elapsed,
-               "images_per_second": self.images_per_epoch / train_s, **{k: float(v) for k, v in (logs or {}).items()}}
-        self.per_epoch.append(row)
-        log.info("epoch %d: %s", epoch + 1, json.dumps({k: round(v, 4) for k, v in row.items()}))
-        self.events.write("eval_accuracy", row.get("val_accuracy"), epoch_num=epoch + 1)
-        self.events.write("eval_loss", row.get("val_loss"), epoch_num=epoch + 1)
-        self.events.write("epoch_stop", epoch_num=epoch + 1, seconds=row["seconds"])
-
-
-class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
-    """Keras' EarlyStopping, starting from a checkpoint's counters instead of from scratch when resumed."""
-
-    def __init__(self, head, restored: dict | None = None, **kw):
-        super().__init__(**kw)
-        self.head, self.restored = head, restored
-
-    def on_train_begin(self, logs=None):
-        super().on_train_begin(logs)
-        if not self.restored:
-            return
-        r = self.restored
-        self.wait, self.best, self.best_epoch = r["wait"], r["best"], r["best_epoch"]
-        # best_weights holds the fitted model's whole weight list: current backbone + the best head.
-        current = self.head.get_weights()
-        self.head.set_weights(r["best_head"])
-        self.best_weights = self.model.get_weights()
-        self.head.set_weights(current)
-
-
-class EpochCheckpoint(tf.keras.callbacks.Callback):
-    """Rank 0, after each epoch (after early stopping and the recorder have updated): checkpoints/epoch-NNNN/."""
-
-    def __init__(self, results: Results, head, optimizer, early: ResumableEarlyStopping, recorder, cfg: dict,
-                 workers: int):
-        super().__init__()
-        self.results, self.dir = results, results.output / checkpoint.DIR
-        self.head, self.optimizer, self.early, self.recorder = head, optimizer, early, recorder
-        self.cfg, self.workers = cfg, workers
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.results.write_probe(wait=False)  # the math sample's probe.json, once the sample has finished
-        best = self.early.best_weights
-        best_head = checkpoint.head_part(best, self.head) if best is not None else self.head.get_weights()
-        checkpoint.write(self.dir, epoch + 1, self.head, self.optimizer, best_head, {
-            "workers": self.workers, "config": self.cfg, "optimizer_iterations": int(self.optimizer.iterations.numpy()),
-            "early_stopping": {"wait": self.early.wait, "best": float(self.early.best),
-                               "best_epoch": self.early.best_epoch},
-            "per_epoch": self.recorder.per_epoch})
-
-
-class FaultInjection(tf.keras.callbacks.Callback):
-    """Tests only (`--fault-after-epoch N`): rank 1 (or the only rank) SIGKILLs itself after epoch N's checkpoint,
-    a reproducible stand-in for a crashed or OOM-killed worker."""
-
-    def __init__(self, after_epoch: int, workers: "Workers"):
-        super().__init__()
-        self.after_epoch, self.workers = after_epoch, workers
-        self.victim = workers.rank == min(1, workers.size - 1)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch + 1 != self.after_epoch:
-            return
-        # Horovod: every rank meets here, rank 0 after its checkpoint callback (it runs before this one), so the
-        # victim dies after epoch N's checkpoint is on disk, as a test of resuming needs (without it, rank 0 was
-        # killed mid-write: CI on an AMX machine, 18 ms after rank 1's epoch end)
-        self.workers.allgather(None)
-        if self.victim:
-            log.warning("fault injection: SIGKILL after epoch %d", epoch + 1)
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def best_val_accuracy(per_epoch: list[dict]) -> dict:
@@ -222,6 +124,15 @@ def setup_logging(output: Path, rank: int) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+
+
+def memory_nodes() -> str | None:
+    """The memory nodes this process may allocate from (Mems_allowed_list: numactl -m, or a cpuset's mems)."""
+    try:
+        return next(ln.split(":", 1)[1].strip() for ln in Path("/proc/self/status").read_text().splitlines()
+                    if ln.startswith("Mems_allowed_list:"))
+    except (OSError, StopIteration):
+        return None
 
 
 def process_started_unix() -> float | None:
@@ -253,6 +164,10 @@ class Results:
 
     def __init__(self, output: Path, rank: int, size: int, cfg: dict):
         self.output, self.rank0, self.created = output, rank == 0, not output.exists()
+        # what this run adds to a dir that existed (the launcher's staging dir, or a user's --output): only these are
+        # taken back when it stops on a user mistake, never a file or dir that was there before
+        self.added = [p for p in (output / "logs", output / "logs" / f"rank-{rank}.log",
+                                  *([output / EVENTS_FILE] if rank == 0 else [])) if not p.exists()]
         output.mkdir(parents=True, exist_ok=True)
         setup_logging(output, rank)
         # Horovod: rank 0 alone writes the run's results; the other ranks only their own log.
@@ -299,9 +214,10 @@ class Results:
         root.handlers = [h for h in root.handlers if not isinstance(h, logging.FileHandler)]
         if self.created:
             shutil.rmtree(self.output, ignore_errors=True)
-        else:  # the launcher's run dir: take back only what this run wrote
-            shutil.rmtree(self.output / "logs", ignore_errors=True)
-            (self.output / EVENTS_FILE).unlink(missing_ok=True)
+            return
+        for path in reversed(self.added):  # files before the dir that held them; a dir only if it is now empty
+            with contextlib.suppress(OSError):
+                path.rmdir() if path.is_dir() else path.unlink()
 
 
 def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from: Path | None = None,
@@ -324,6 +240,9 @@ def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from:
         results.metrics.update(setup)
         results.events.write("init_start")
         log.info("setup %s, workers %d, affinity %s", setup, workers.size, sorted(os.sched_getaffinity(0)))
+        # where this rank runs, as its kernel says: the CPUs and memory nodes it may use (a kubelet's cpuset, numactl)
+        log.info("rank %d: CPUs %s, memory nodes %s", workers.rank, cpulist(os.sched_getaffinity(0)),
+                 memory_nodes() or "unknown")
         results.metrics.update(recipe(cfg, results, workers, weights_info, resume_from, fault_after_epoch))
         results.metrics["status"] = "success"
     return results.metrics
@@ -373,7 +292,7 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
     log_hyperparameters(events, cfg, workers.size, lr, steps, len(train_shard), len(val_shard))
 
     # 6. Callbacks: Horovod's broadcast, metric averaging and LR warm-up, then early stopping on val_loss.
-    early, recorder, callbacks = make_callbacks(cfg, workers, results, lr, steps, head, opt, resumed, cache,
+    early, recorder, callbacks = callbacks_.make_callbacks(cfg, workers, results, lr, steps, head, opt, resumed, cache,
                                                 fault_after_epoch)
 
     # 7. Fit; the best epoch's weights are what the run reports.
@@ -452,43 +371,6 @@ def inputs_for(cfg, net, backbone, head, weights_info, train_shard, val_shard, i
     return head, features.train_dataset(cache, cfg, initial_epoch), features.val_dataset(cache, cfg), cache
 
 
-def make_callbacks(cfg, workers: Workers, results: Results, lr: float, steps: int, head, opt, resumed, cache,
-                   fault_after_epoch: int):
-    """(early stopping, epoch recorder, every callback in the order Keras must run them)."""
-    hvd, rank0 = workers.hvd, workers.rank == 0
-    history = resumed["per_epoch"] if resumed else []
-    cache_seconds = cache.info["build_seconds"] if cache else 0.0
-    # time-to-accuracy clock: the cache build and an interrupted run's time count too
-    recorder = EpochRecorder(steps * cfg["batch_size"], results.events, history,
-                             seconds_before=(history[-1]["elapsed_seconds"] if history else 0.0) + cache_seconds)
-    early = ResumableEarlyStopping(head, resumed["early_stopping"] if resumed else None, monitor="val_loss",
-                                   patience=cfg["patience"], min_delta=cfg["min_delta"], restore_best_weights=True,
-                                   verbose=1 if rank0 else 0)
-    callbacks = []
-    if hvd:
-        callbacks += [
-            # Horovod: start every worker from rank 0's weights and optimizer state.
-            hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-            # Horovod: average validation metrics so every worker's early stopping sees the same val_loss.
-            hvd.callbacks.MetricAverageCallback(),
-        ]
-        if cfg["warmup_epochs"]:
-            # Horovod: ramp LR from lr/N to lr over the first epochs (large scaled LRs diverge early on).
-            callbacks.append(hvd.callbacks.LearningRateWarmupCallback(
-                initial_lr=lr, warmup_epochs=cfg["warmup_epochs"], steps_per_epoch=steps, verbose=0))
-    if cfg["lr_schedule"] == "plateau":
-        # The kit's LR decay on val_loss (after Horovod's metric averaging: every worker decays at the same epoch);
-        # before the recorder, so each epoch's row has the LR it ran at.
-        callbacks.append(tf.keras.callbacks.ReduceLROnPlateau(**KIT_PLATEAU, verbose=1 if rank0 else 0))
-    callbacks += [early, recorder]
-    if rank0:
-        # Horovod: rank 0 alone writes the per-epoch checkpoints (every rank holds the same weights).
-        callbacks.append(EpochCheckpoint(results, head, opt, early, recorder, cfg, workers.size))
-    if fault_after_epoch:
-        callbacks.append(FaultInjection(fault_after_epoch, workers))
-    return early, recorder, callbacks
-
-
 def log_hyperparameters(events: EventLog, cfg, workers: int, lr: float, steps: int, train_n: int, val_n: int) -> None:
     """MLPerf's standard hyper-parameter keys, once, before training."""
     for key, value in (("submission_benchmark", "xeontl-resnet50-transfer"), ("global_batch_size",
@@ -503,7 +385,7 @@ def log_hyperparameters(events: EventLog, cfg, workers: int, lr: float, steps: i
 def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:
     return {"rank": workers.rank, "host": platform.node(), "controller": workers.controller(),
             "node": os.environ.get("SLURMD_NODENAME"),  # Slurm's name for the node (several may share a hostname)
-            "affinity": sorted(os.sched_getaffinity(0)), "train_images": train_images,
+            "affinity": sorted(os.sched_getaffinity(0)), "memory_nodes": memory_nodes(), "train_images": train_images,
             "images_per_second": float(np.median([e["images_per_second"] for e in per_epoch])),
             # the rank's own peak resident memory so far (Linux: ru_maxrss in KiB), for the memory target and a
             # Kubernetes pod's request
