@@ -226,17 +226,22 @@ def test_weights_are_held_to_their_first_seen_hash(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------------------------------ what users made
 @pytest.mark.slow
 def test_train_output_takes_back_only_what_it_added(tmp_path):
-    """An existing --output holding the user's own logs/ and mllog.txt: a check that fails once the run has started
-    writing (a batch larger than the data) takes back what the run added, nothing of theirs."""
+    """An existing --output: one holding a file this run would write (mllog.txt) is refused before anything is
+    touched; one holding the user's own logs/ has a check that fails once the run has started writing (a batch
+    larger than the data) take back what the run added, nothing of theirs."""
     out = tmp_path / "mine"
     (out / "logs").mkdir(parents=True)
     (out / "logs" / "notes.txt").write_text("mine")
     (out / "mllog.txt").write_text("mine too")
-    r = subprocess.run([sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--batch-size", "10000",
-                        "--output", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    train = [sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--batch-size", "10000", "--output"]
+    r = subprocess.run([*train, str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    one_line_error(r, "already holds mllog.txt, which this run would write")
+    assert (out / "mllog.txt").read_text() == "mine too"
+    (out / "mllog.txt").unlink()
+    r = subprocess.run([*train, str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     one_line_error(r, "is larger than this worker's shard")
-    assert (out / "logs" / "notes.txt").read_text() == "mine" and (out / "mllog.txt").read_text() == "mine too"
-    assert sorted(p.name for p in out.rglob("*")) == ["logs", "mllog.txt", "notes.txt"]
+    assert (out / "logs" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in out.rglob("*")) == ["logs", "notes.txt"]
 
 
 def test_report_refuses_a_committed_reference():

@@ -15,6 +15,20 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
+
+
+def kill_session(sid: int, sig: int = signal.SIGKILL) -> None:
+    """SIG to every process of session SID (the run's, started with start_new_session): mpirun puts each of its ssh
+    children in a process group of its own, and one to a frozen node lives on, holding the run's output open."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[3]) == sid:
+                os.kill(int(d.name), sig)
+        except (OSError, ValueError, IndexError):
+            continue
 
 
 @contextlib.contextmanager
@@ -55,8 +69,7 @@ def main(argv: list[str]) -> int:
     if container:
         subprocess.run(["docker", "kill", container], capture_output=True)
     if group:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(group, signal.SIGKILL)
+        kill_session(group)  # the run's session: its process group and every group mpirun made in it
     return 0
 
 

@@ -172,6 +172,7 @@ def _staged(job: Job) -> tuple[int, Path]:
     engine, staging, text = job.engine, job.staging, job.engine.describe(job)
     (staging / "command.txt").write_text(text)
     config.save(job.cfg, staging / "config.json")  # the one resolution of the config: every rank reads this file
+    rundir.write_metrics(staging, rundir.PLACEHOLDER)  # failed until the trainer says otherwise (a disk that fills)
     (staging / "plan.json").write_text(json.dumps(job.plan.to_dict(), indent=1))
     (staging / "launch.json").write_text(json.dumps(job.opts.record(), indent=1))
     for name, content in job.files.items():

@@ -12,6 +12,11 @@ from pathlib import Path
 METRICS = "metrics.json"
 
 
+# What a staged run dir's metrics.json says until the trainer writes its own: a run whose disk fills, or whose ranks
+# never start, is still marked failed (the trainer and the launcher's settle replace it).
+PLACEHOLDER = {"status": "failed", "error": "the run has not finished: the launcher's record until the trainer's own"}
+
+
 def metrics_schema() -> dict:
     return json.loads(resources.files("xeontl.schemas").joinpath("metrics.schema.json").read_text())
 

@@ -148,11 +148,18 @@ def process_started_unix() -> float | None:
 def check_inputs(cfg: dict, output: Path) -> dict:
     """User mistakes found before anything is written: a finished run as --output, an unwritable one, missing or
     corrupt weights, a missing dataset path. Returns the weights' description."""
-    if (output / "metrics.json").exists():
+    if (output / "metrics.json").exists() and rundir.read_metrics(output) != rundir.PLACEHOLDER:
         raise UserError(f"{output} already holds a finished run (metrics.json): choose a new --output, nothing was "
                         f"overwritten")
     if output.exists() and not os.access(output, os.W_OK):
         raise UserError(f"{output} is not writable: choose another --output")
+    # the files this rank writes: one that is there already is somebody's, and would be appended to
+    rank = int(next((os.environ[k] for k in ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "HOROVOD_RANK")
+                     if os.environ.get(k, "").isdigit()), 0))
+    for mine in [output / "logs" / f"rank-{rank}.log", *([output / EVENTS_FILE] if rank == 0 else [])]:
+        if mine.exists():
+            raise UserError(f"{output} already holds {mine.relative_to(output)}, which this run would write: choose a "
+                            f"new --output, nothing was overwritten")
     data.check_source(cfg)
     return model.describe_weights(cfg)  # a missing/corrupt weight file fails here, before TF starts
 

@@ -3,7 +3,6 @@ and the teed run that forwards Ctrl-C to every rank. docker.py and native.py are
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -98,7 +97,6 @@ def run_teed(command: list[str], log_path: Path, env: dict, stop=None, container
         except BaseException:  # the launcher itself failed (its log on a full disk): the ranks stop with it
             if stop:
                 stop(None)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            guard.kill_session(proc.pid)
             proc.wait()
             raise

@@ -6,13 +6,13 @@ engines/kubernetes.py's."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shlex
 from pathlib import Path
 
+from xeontl import guard
 from xeontl.engines.base import Engine, Job
 from xeontl.engines.host import run_teed
 from xeontl.engines.kubernetes import SSH_PORT, STALL_ENV, STALL_SECONDS, WAIT_ENV, WAIT_SECONDS
@@ -109,11 +109,9 @@ class Watchdog:
                 first += slots
             self.lost = silent or {"why": f"no rank progressed for {self.stall:.0f} s (every worker's sshd answers)"}
             print(f"xeontl: stopping the run: {self.lost.get('node', 'a worker')}: {self.lost['why']}", flush=True)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+            guard.kill_session(proc.pid, signal.SIGTERM)  # mpirun and its ssh children, each in a group of its own
             time.sleep(5)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            guard.kill_session(proc.pid, signal.SIGKILL)
             return
 
 
