@@ -122,3 +122,32 @@ def test_build_contexts_hold_only_what_each_image_copies():
     assert size < 5 << 20, size
     assert set(image.DEPS_INPUTS).isdisjoint(image.APP_INPUTS) and "src" not in image.DEPS_INPUTS
     assert image.deps_tag() == f"xeontl-deps:{image.inputs_hash(image.DEPS_INPUTS)}"
+
+
+def test_compose_services_drop_every_capability_and_read_the_references_only(tmp_path, compose):
+    """As compose resolves compose.yaml: every service but SYS_NICE dropped, no new privileges, the committed
+    references mounted read-only over the results dir."""
+    import yaml
+
+    from xeontl.engines import compose as composelib
+    from xeontl.reference import REFERENCE_DIR
+
+    env = composelib.env(REFERENCE_DIR.parent, keys_dir=tmp_path / "keys")  # the checkout's results/, as by default
+    assert composelib.env(tmp_path, keys_dir=tmp_path / "keys")["XEONTL_REFERENCE_AT"] == "/opt/xeontl/reference"
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    r = subprocess.run([*compose, "-f", str(ROOT / "compose.yaml"), "--env-file", str(empty), "--profile",
+                        "one-socket", "--profile", "two-socket", "--profile", "two-node", "--profile", "two-host",
+                        "config"], capture_output=True, text=True, env={"PATH": os.environ["PATH"], **env},
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    services = yaml.safe_load(r.stdout)["services"]
+    assert len(services) == 6
+    for name, svc in services.items():
+        assert svc["cap_drop"] == ["ALL"] and svc["cap_add"] == ["SYS_NICE"], name
+        assert any("no-new-privileges" in o for o in svc["security_opt"]), name
+        refs = [v for v in svc["volumes"] if (v["target"] if isinstance(v, dict) else v.split(":")[1]) ==
+                "/results/reference"]
+        assert len(refs) == 1, (name, svc["volumes"])
+        ref = refs[0]
+        assert (ref.get("read_only") if isinstance(ref, dict) else ref.endswith(":ro")), (name, ref)

@@ -299,7 +299,7 @@ def test_seeds_are_recorded_and_distinct_per_repeat():
 @pytest.mark.parametrize("task", ["reproduce", "paper"])
 def test_zero_repeats_is_one_line(task, tmp_path):
     r = invoke(task, "--repeats", "0", "--profile", "demo", "--results-dir", str(tmp_path))
-    one_line_error(r, "--repeats 0: must be 1 or more")
+    one_line_error(r, "--repeats 0: must be a whole number from 1 to 1000")
     assert list(tmp_path.iterdir()) == []
 
 

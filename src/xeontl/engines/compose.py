@@ -39,8 +39,11 @@ def env(results_dir: Path, image: str = DEFAULT_IMAGE, profile: str = "demo",
     from xeontl.claims import REFERENCE_DIR
 
     return {"XEONTL_IMAGE": image, "XEONTL_PROFILE": profile, "XEONTL_RESULTS": str(results_dir.resolve()),
-            # the committed references, mounted read-only over the results dir's (compose.yaml)
+            # the committed references, mounted read-only (compose.yaml): over the results dir's own when the results
+            # dir is the checkout's, else out of its way
             "XEONTL_REFERENCE": str(REFERENCE_DIR),
+            "XEONTL_REFERENCE_AT": "/results/reference" if results_dir.resolve() == REFERENCE_DIR.parent.resolve()
+            else "/opt/xeontl/reference",
             "XEONTL_UID": str(uid), "XEONTL_GID": str(gid),
             "XEONTL_CPUSET_1S": cpulist(one.cpus), "XEONTL_CPUSET_2S": cpulist(two.cpus),
             # two "hosts" on one machine: each container gets one socket (or emulated socket) of the 2-socket plan
