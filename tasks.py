@@ -199,11 +199,18 @@ def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, exp
                      "images' ids (from their own configs) and the archive's commit are checked first; the saved "
                      "image's tags are stripped, xeontl tags the checked id",
             "verify_with": "with --from: an ssh allowed_signers file (`PRINCIPAL KEY` lines); the archive's "
-                           "SHA256SUMS must carry a signature (invoke archive --sign KEY) by one of its keys"})
-def build(c, offline=False, tag=DEFAULT_IMAGE, force=False, from_=None, verify_with=None):
-    """Build the deps image (once per lock: Intel-TF 2.14, OpenMPI, the Horovod wheel) and the package on it, or load
-    it from an archive (--from)."""
+                           "SHA256SUMS must carry a signature (invoke archive --sign KEY) by one of its keys",
+            "stack": "default (intel-tensorflow 2.14 on Debian 12, Python 3.11) | paper (the paper's "
+                     "intel-tensorflow-avx512 2.10.0 on Debian 11, Python 3.9; tagged xeontl:paper unless --tag)"})
+def build(c, offline=False, tag=None, force=False, from_=None, verify_with=None, stack="default"):
+    """Build the deps image (once per lock: Intel-TF, OpenMPI, the Horovod wheel) and the package on it, for the
+    default stack or the paper's, or load it from an archive (--from)."""
     from xeontl import image
+    from xeontl.stacks import STACKS
+
+    if stack not in STACKS:
+        raise Exit(f"xeontl: error: --stack {stack!r}: must be one of {', '.join(STACKS)}", code=2)
+    tag = tag or STACKS[stack].tag
 
     if from_:
         from xeontl import archive as archivelib
@@ -212,7 +219,7 @@ def build(c, offline=False, tag=DEFAULT_IMAGE, force=False, from_=None, verify_w
         return
     if verify_with:
         raise Exit("xeontl: error: --verify-with goes with --from FILE (the archive to check)", code=2)
-    _guard(image.build, tag=tag, offline=offline, force=force)
+    _guard(image.build, tag=tag, offline=offline, force=force, stack=STACKS[stack])
 
 
 @task(help={"output": "the archive file (default xeontl-<version>-<commit>.tar here)",
@@ -307,11 +314,23 @@ def setup(c, native=False, slurm=False):
     c.run("bash scripts/setup-host.sh" + " --native" * native + " --slurm" * slurm, pty=False)
 
 
-@task
-def lock(c):
-    """Regenerate requirements/lock.txt (exact versions + sha256) from requirements/lock.in."""
-    c.run("pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header "
-          "-o requirements/lock.txt requirements/lock.in")
+@task(help={"stack": "default (requirements/lock.txt, for this host's Python) | paper (requirements/paper-lock.txt, "
+                     "for Python 3.9)"})
+def lock(c, stack="default"):
+    """Regenerate requirements/lock.txt (exact versions + sha256) from requirements/lock.in, or with --stack paper
+    requirements/paper-lock.txt for Debian 11's Python 3.9 (uv resolves for a Python this host need not have)."""
+    from xeontl.stacks import STACKS
+
+    if stack == "default":
+        c.run("pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header "
+              "-o requirements/lock.txt requirements/lock.in")
+    elif stack == "paper":
+        s = STACKS[stack]
+        c.run(shlex.join([str(Path(sys.executable).with_name("uv")), "pip", "compile", "-q", "--python-version",
+                          s.python, "--python-platform", "x86_64-manylinux_2_31", "--generate-hashes", "--no-header",
+                          "--strip-extras", "-o", s.lock, s.lock.replace(".txt", ".in")]))
+    else:
+        raise Exit(f"xeontl: error: --stack {stack!r}: must be one of {', '.join(STACKS)}", code=2)
 
 
 @task(help={"k": "only tests matching this pytest -k expression",
@@ -336,9 +355,18 @@ def test(c, k=None, fast=False):
             "check_host": "only the hardware check (a few minutes): AMX present and dispatched, bf16 matmul against "
                           "the theoretical limit (through TensorFlow, through oneDNN with weights reordered once, "
                           "the tile unit alone), memory bandwidth, sockets, cores and NUMA against the paper's, and "
-                          "the paper's 1- and 2-socket times predicted from this host's speed at the paper's shape"})
-def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="results", check_host=False):
+                          "the paper's 1- and 2-socket times predicted from this host's speed at the paper's shape",
+            "stacks": "only the two software stacks side by side (both images: invoke build --offline [--stack "
+                      "paper]): epoch bf16 and fp32, the bf16 speedup, the demo's accuracy, interleaved repeats"})
+def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="results", check_host=False,
+          stacks=False):
     """Measure this machine: matmul peaks, backbone fp32/bf16 + MFU, training variants, feature cache."""
+    if stacks:
+        from xeontl import bench_stacks
+
+        out = _guard(bench_stacks.run, quick, Path(results_dir))
+        print(f"xeontl bench --stacks: {out / 'stacks.md'}")
+        return
     if check_host:
         from xeontl import checkhost
 

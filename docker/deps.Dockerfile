@@ -1,4 +1,6 @@
-# xeontl dependency image: Intel-optimized TensorFlow 2.14 (oneDNN, BF16/AMX) + OpenMPI 4.1 + Horovod 0.28.1, non-root.
+# xeontl dependency image: Intel-optimized TensorFlow (oneDNN, BF16/AMX) + OpenMPI 4.1 + Horovod 0.28.1, non-root, for
+# one stack (image.STACKS): the default (Intel-TF 2.14 on Debian 12's Python 3.11) or the paper's (Intel-TF 2.10.0 on
+# Debian 11's Python 3.9). The stack's lock file is the only one in the build context; LOCK names it.
 # Built once per lock: its tag is xeontl-deps:<hash of this file and requirements/> (image.deps_hash), so a change to
 # the package's sources only rebuilds docker/Dockerfile's few layers on top of it.
 # Few steps on purpose: Docker 20.10's legacy builder starts and commits a container for every step, even an ARG, and
@@ -11,7 +13,7 @@ ARG BUILDER_IMAGE=debian:bookworm-slim
 
 # ---------------------------------------------------------------------------------------------------------- builder
 FROM ${BUILDER_IMAGE} AS builder
-ARG PIP_OFFLINE=0
+ARG PIP_OFFLINE=0 LOCK=lock.txt
 COPY requirements/ /build/requirements/
 COPY docker/wheelhouse/ /wheelhouse/
 # One step, one layer: compilers and MPI headers (already in the offline builder base, from apt on a connected
@@ -27,7 +29,7 @@ RUN set -e; \
     python3 -m venv /opt/venv; \
     export PATH=/opt/venv/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1; \
     if [ "$PIP_OFFLINE" = 1 ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi; \
-    pip install --no-cache-dir --require-hashes -r /build/requirements/lock.txt; \
+    pip install --no-cache-dir --require-hashes -r /build/requirements/$LOCK; \
     pip install --no-cache-dir --no-deps --require-hashes -r /build/requirements/mllog.txt; \
     HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_MPI=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_PYTORCH=1 \
     HOROVOD_WITHOUT_MXNET=1 MAKEFLAGS=-j2 \
@@ -35,12 +37,15 @@ RUN set -e; \
         -w /opt/xeontl/wheels; \
     pip install --no-cache-dir --no-deps /opt/xeontl/wheels/horovod-*.whl; \
     find /opt/venv -name __pycache__ -prune -exec rm -rf {} +; \
-    rm -rf /opt/venv/lib/python3.11/site-packages/tensorflow/include; \
-    pip uninstall -y -q onednn-cpu-gomp; \
-    cp /build/requirements/lock.txt /opt/xeontl/lock.txt
+    rm -rf /opt/venv/lib/python3*/site-packages/tensorflow/include; \
+    if pip show -q onednn-cpu-gomp 2>/dev/null; then pip uninstall -y -q onednn-cpu-gomp; fi; \
+    cp /build/requirements/$LOCK /opt/xeontl/lock.txt
 
 # ---------------------------------------------------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE}
+# The stack's versions, for the labels below (one ARG step: the legacy builder runs a container for each)
+ARG V_TENSORFLOW="intel-tensorflow 2.14.0" V_HOROVOD="0.28.1" V_MPI="OpenMPI 4.1 (Debian 12 bookworm)" \
+    V_PYTHON="3.11 (Debian 12 bookworm)"
 COPY --from=builder /opt /opt
 # One step: runtime packages (in the offline base; apt on a connected machine), the non-root user, /keys (the
 # multi-node layout's key dir), /results and /resume (the run dir and an interrupted run: Charliecloud binds onto
@@ -63,10 +68,10 @@ RUN set -e; \
 # legacy builder makes one step of every `--label`); the deps hash alone comes from `invoke build`.
 LABEL org.opencontainers.image.title="xeontl" \
       org.opencontainers.image.description="Distributed transfer learning on 4th Gen Xeon: Intel-TF BF16 + Horovod/OpenMPI" \
-      io.xeontl.versions.tensorflow="intel-tensorflow 2.14.0" \
-      io.xeontl.versions.horovod="0.28.1" \
-      io.xeontl.versions.mpi="OpenMPI 4.1 (Debian bookworm)" \
-      io.xeontl.versions.python="3.11 (Debian bookworm)"
+      io.xeontl.versions.tensorflow="${V_TENSORFLOW}" \
+      io.xeontl.versions.horovod="${V_HOROVOD}" \
+      io.xeontl.versions.mpi="${V_MPI}" \
+      io.xeontl.versions.python="${V_PYTHON}"
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     XEONTL_LOCK_FILE=/opt/xeontl/lock.txt TF_CPP_MIN_LOG_LEVEL=1 PYTHONPATH=/opt/xeontl/src
 USER xeontl

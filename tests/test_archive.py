@@ -14,7 +14,7 @@ import tarfile
 import pytest
 
 from conftest import ROOT, docker_ok, invoke
-from xeontl import archive, dockercli
+from xeontl import archive, dockerapi
 from xeontl import image as imagelib
 from xeontl.errors import UserError
 
@@ -73,8 +73,9 @@ def test_a_bad_archive_is_one_line_and_nothing_is_loaded(tmp_path, monkeypatch, 
     path = tmp_path / "a.tar"
     spoil(path)
     loaded = []
-    monkeypatch.setattr(dockercli, "check_daemon", lambda: loaded.append("daemon"))
-    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: loaded.append(a) or pytest.fail("docker ran"))
+    monkeypatch.setattr(dockerapi, "check_daemon", lambda: loaded.append("daemon"))
+    monkeypatch.setattr(dockerapi, "load", lambda *a, **k: loaded.append(a) or pytest.fail("docker load ran"))
+    monkeypatch.setattr(dockerapi, "tag", lambda *a, **k: loaded.append(a) or pytest.fail("docker tag ran"))
     with pytest.raises(UserError, match=needle) as e:
         archive.load(path)
     assert "\n" not in str(e.value) and loaded == []
@@ -90,7 +91,7 @@ def test_archive_refuses_an_uncommitted_checkout_and_an_existing_file(tmp_path, 
     with pytest.raises(UserError, match="uncommitted changes: commit them first"):
         archive.make(tmp_path / "x.tar")
     monkeypatch.setattr(archive, "_git", lambda *a: "abc" if a[0] == "rev-parse" else "")
-    monkeypatch.setattr(dockercli, "require_image", lambda ref, inputs: {"Id": "sha256:1"})
+    monkeypatch.setattr(dockerapi, "require_image", lambda ref, inputs: {"Id": "sha256:1"})
     (tmp_path / "x.tar").write_text("mine")
     with pytest.raises(UserError, match="exists: choose another --output"):
         archive.make(tmp_path / "x.tar")
@@ -99,9 +100,10 @@ def test_archive_refuses_an_uncommitted_checkout_and_an_existing_file(tmp_path, 
 
 def test_a_full_disk_while_archiving_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(archive, "_git", lambda *a: "abc" if a[0] == "rev-parse" else "")
-    monkeypatch.setattr(dockercli, "require_image", lambda ref, inputs: {"Id": "sha256:1", "Size": 1})
-    monkeypatch.setattr(dockercli, "inspect", lambda ref: {"Id": "sha256:2"})
+    monkeypatch.setattr(dockerapi, "require_image", lambda ref, inputs: {"Id": "sha256:1", "Size": 1})
+    monkeypatch.setattr(dockerapi, "inspect", lambda ref: {"Id": "sha256:2"})
     monkeypatch.setattr(archive, "_pipe", lambda first, second, out, what: out.write_bytes(b"x" * 100))
+    monkeypatch.setattr(archive, "_gzip_into", lambda out, writer, what: out.write_bytes(b"x" * 100))
     real_open = tarfile.open
 
     def full(name, mode="r", *a, **k):
@@ -134,9 +136,9 @@ def test_the_image_goes_through_an_archive_and_back(image, tmp_path, monkeypatch
     r = invoke("archive", "--output", str(out), timeout=1800, env=env)
     assert r.returncode == 0, r.stderr
     manifest = archive.verify(out)
-    assert manifest["image"]["id"] == dockercli.inspect("xeontl:latest")["Id"]
+    assert manifest["image"]["id"] == dockerapi.inspect("xeontl:latest")["Id"]
     assert set(manifest["members"]) == {"image.tar.gz", "source.tar.gz"}
-    assert manifest["deps_image"] == {"ref": imagelib.deps_tag(), "id": dockercli.inspect(imagelib.deps_tag())["Id"]}
+    assert manifest["deps_image"] == {"ref": imagelib.deps_tag(), "id": dockerapi.inspect(imagelib.deps_tag())["Id"]}
     with tarfile.open(out) as tar:
         src = tarfile.open(fileobj=tar.extractfile(f"{archive.ROOT}/source.tar.gz"))
         names = src.getnames()
@@ -145,8 +147,8 @@ def test_the_image_goes_through_an_archive_and_back(image, tmp_path, monkeypatch
     try:
         r = invoke("build", "--from", str(out), "--tag", tag, timeout=1800, env=env)
         assert r.returncode == 0, r.stderr
-        assert dockercli.inspect(tag)["Id"] == manifest["image"]["id"]
-        assert dockercli.inspect(imagelib.deps_tag())["Id"] == manifest["deps_image"]["id"]  # rebuilds stay cheap
+        assert dockerapi.inspect(tag)["Id"] == manifest["image"]["id"]
+        assert dockerapi.inspect(imagelib.deps_tag())["Id"] == manifest["deps_image"]["id"]  # rebuilds stay cheap
         monkeypatch.setenv("XEONTL_CACHE_DIR", str(tmp_path / "cache"))
         engine = docker.DockerEngine(Options(image=tag, build=False))
         engine.preflight(None)
@@ -218,9 +220,9 @@ def test_loading_moves_no_tag_and_checks_the_id_before_loading(tmp_path, monkeyp
         info.size = 2
         t.addfile(info, io.BytesIO(b"hi"))
     subprocess.run(["docker", "import", str(layer), victim], check=True, capture_output=True)  # the user's
-    victim_id = dockercli.inspect(victim)["Id"]
+    victim_id = dockerapi.inspect(victim)["Id"]
     subprocess.run(["docker", "import", "--change", "LABEL x=forged", str(layer), tag], check=True, capture_output=True)
-    forged_id = dockercli.inspect(tag)["Id"]
+    forged_id = dockerapi.inspect(tag)["Id"]
     try:
         saved = subprocess.run(["docker", "save", tag], check=True, capture_output=True).stdout
         with tarfile.open(fileobj=io.BytesIO(saved)) as t:  # the save's tags rewritten to the user's tag
@@ -238,13 +240,13 @@ def test_loading_moves_no_tag_and_checks_the_id_before_loading(tmp_path, monkeyp
         wrong = fake_archive(tmp_path / "wrong.tar", members={"image.tar.gz": image, "source.tar.gz": b"s"})
         with pytest.raises(UserError, match="does not hold image sha256:111111"):
             archive.load(wrong, tag)
-        assert dockercli.inspect(forged_id) is None  # refused before docker load ran
+        assert dockerapi.inspect(forged_id) is None  # refused before docker load ran
         good = fake_archive(tmp_path / "good.tar", members={"image.tar.gz": image, "source.tar.gz": b"s"},
                             image_id=forged_id)
         monkeypatch.setenv("XEONTL_CACHE_DIR", str(tmp_path / "cache"))
         archive.load(good, tag)
-        assert dockercli.inspect(tag)["Id"] == forged_id
-        assert dockercli.inspect(victim)["Id"] == victim_id  # the archive's stored tag moved nothing
+        assert dockerapi.inspect(tag)["Id"] == forged_id
+        assert dockerapi.inspect(victim)["Id"] == victim_id  # the archive's stored tag moved nothing
     finally:
         subprocess.run(["docker", "rmi", "-f", tag, victim, f"xeontl:inputs-{inputs}"], capture_output=True)
         subprocess.run(["docker", "rmi", "-f", forged_id], capture_output=True)

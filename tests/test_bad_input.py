@@ -1,6 +1,7 @@
 """Launcher bad input beyond the plan's: each one clear line, nothing launched, nothing written."""
 
 import collections
+import dataclasses
 import os
 import subprocess
 
@@ -48,11 +49,10 @@ def test_wheelhouse_hash_mismatch_is_one_clear_error(tmp_path, monkeypatch):
 
     lock = tmp_path / "lock.txt"
     lock.write_text("six==1.16.0 --hash=sha256:" + "0" * 64 + "\n")
-    monkeypatch.setattr(image, "LOCK", lock)
     monkeypatch.setattr(image, "HOROVOD_LOCK", lock)
-    monkeypatch.setattr(image, "WHEELHOUSE", tmp_path / "wheelhouse")
+    stack = dataclasses.replace(image.DEFAULT, lock=str(lock), wheels=str(tmp_path / "wheelhouse"))
     with pytest.raises(UserError, match=r"wheelhouse failed \(hash mismatch for six==1.16.0 .*invoke lock") as e:
-        image.wheelhouse()
+        image.wheelhouse(stack)
     assert "\n" not in str(e.value)
     assert not any((tmp_path / "wheelhouse").glob("six-*"))
 
@@ -60,7 +60,7 @@ def test_wheelhouse_hash_mismatch_is_one_clear_error(tmp_path, monkeypatch):
 def test_offline_build_without_debootstrap_says_what_to_install(monkeypatch):
     from xeontl import image
 
-    monkeypatch.setattr(image.dockercli, "inspect", lambda tag: None)
+    monkeypatch.setattr(image.dockerapi, "inspect", lambda tag: None)
     monkeypatch.setattr(image.shutil, "which", lambda name: None)
     with pytest.raises(UserError, match="debootstrap is not installed: apt-get install debootstrap"):
         image.build_base("runtime")
@@ -68,20 +68,20 @@ def test_offline_build_without_debootstrap_says_what_to_install(monkeypatch):
 
 def test_an_image_built_from_other_sources_is_refused(monkeypatch, tmp_path):
     """A stale image would run other code than the checkout's (and config.json could differ from what ran)."""
-    from xeontl import dockercli, image
+    from xeontl import dockerapi, image
 
     def check_image(ref):
-        return dockercli.require_image(ref, image.checkout_inputs_hash())
+        return dockerapi.require_image(ref, image.checkout_inputs_hash())
 
-    info = {"Id": "sha256:x", "Config": {"Labels": {dockercli.INPUTS_LABEL: "0123456789ab"}}}
-    monkeypatch.setattr(dockercli, "inspect", lambda ref: info)
+    info = {"Id": "sha256:x", "Config": {"Labels": {dockerapi.INPUTS_LABEL: "0123456789ab"}}}
+    monkeypatch.setattr(dockerapi, "inspect", lambda ref: info)
     here = image.checkout_inputs_hash()
     assert here and here != "0123456789ab"
     with pytest.raises(UserError, match=r"built from inputs 0123456789ab, this checkout is inputs .*invoke build"):
         check_image("xeontl:latest")
-    info["Config"]["Labels"][dockercli.INPUTS_LABEL] = here
+    info["Config"]["Labels"][dockerapi.INPUTS_LABEL] = here
     assert check_image("xeontl:latest") is info
-    del info["Config"]["Labels"][dockercli.INPUTS_LABEL]
+    del info["Config"]["Labels"][dockerapi.INPUTS_LABEL]
     with pytest.raises(UserError, match="sources this checkout cannot identify"):
         check_image("xeontl:latest")
 

@@ -205,15 +205,15 @@ def test_a_launcher_pod_without_its_configmap_is_one_line(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ the image, built
 def test_a_missing_or_stale_image_is_built_first_unless_no_build(monkeypatch):
-    from xeontl import dockercli
+    from xeontl import dockerapi
     from xeontl import image as imagelib
 
     built, state = [], {"label": "0123456789ab"}
-    monkeypatch.setattr(dockercli, "check_daemon", lambda: None)
-    monkeypatch.setattr(dockercli, "inspect", lambda ref: {"Id": "x", "Config": {"Labels": {
-        dockercli.INPUTS_LABEL: state["label"]}}})
+    monkeypatch.setattr(dockerapi, "check_daemon", lambda: None)
+    monkeypatch.setattr(dockerapi, "inspect", lambda ref: {"Id": "x", "Config": {"Labels": {
+        dockerapi.INPUTS_LABEL: state["label"]}}})
 
-    def build(tag, offline):
+    def build(tag, offline, stack):
         built.append((tag, offline))
         state["label"] = imagelib.checkout_inputs_hash()
     monkeypatch.setattr(imagelib, "build", build)
@@ -222,7 +222,7 @@ def test_a_missing_or_stale_image_is_built_first_unless_no_build(monkeypatch):
     assert built == []
     engine = docker.DockerEngine(Options(image="xeontl:x"))
     engine.preflight(None)
-    assert built == [("xeontl:x", True)] and engine.image_info["Config"]["Labels"][dockercli.INPUTS_LABEL]
+    assert built == [("xeontl:x", True)] and engine.image_info["Config"]["Labels"][dockerapi.INPUTS_LABEL]
     engine.preflight(None)  # current now: not built again
     assert len(built) == 1
 
@@ -233,13 +233,13 @@ def test_reproduce_builds_the_image_it_lacks(image):
     `invoke build` reuses it) and then runs this checkout's code."""
     import secrets
 
-    from xeontl import dockercli
+    from xeontl import dockerapi
     from xeontl import image as imagelib
 
     tag = f"xeontl:autobuild-{secrets.token_hex(3)}"
     try:
         engine = docker.DockerEngine(Options(image=tag))
         engine.preflight(None)
-        assert dockercli.label(engine.image_info, dockercli.INPUTS_LABEL) == imagelib.checkout_inputs_hash()
+        assert dockerapi.label(engine.image_info, dockerapi.INPUTS_LABEL) == imagelib.checkout_inputs_hash()
     finally:
         subprocess.run(["docker", "rmi", tag], capture_output=True)

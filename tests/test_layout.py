@@ -85,3 +85,33 @@ def test_no_module_is_over_500_lines():
     (bench_report); the claims by the paper's claims (claims) and the bundle's own reference runs (reference)."""
     sizes = {p.relative_to(PACKAGE).as_posix(): len(p.read_text().splitlines()) for p in PACKAGE.rglob("*.py")}
     assert {k: v for k, v in sizes.items() if v > 500} == {}
+
+
+RUNNERS = {"run", "Popen", "check_output", "check_call", "call"}
+
+
+def docker_subprocesses(source: str) -> list[int]:
+    """Lines of SOURCE that start the docker CLI (or docker-compose) as a subprocess: a call of subprocess.run/Popen/...
+    (or of a helper given the argv) whose first argument is a list literal starting with "docker"."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.List) and node.args[0].elts:
+            first = node.args[0].elts[0]
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if (isinstance(first, ast.Constant) and str(first.value).startswith("docker")
+                    and (name in RUNNERS or name.startswith("_"))):
+                out.append(node.lineno)
+    return out
+
+
+def test_no_module_runs_the_docker_cli():
+    """Everything asked of the daemon goes through the Docker SDK (xeontl.dockerapi); the `docker run` line the
+    launch record shows is rendered (dockerapi.Container.cli), never run."""
+    found = {p.relative_to(PACKAGE).as_posix(): lines for p in PACKAGE.rglob("*.py")
+             if (lines := docker_subprocesses(p.read_text()))}
+    assert found == {}
+
+
+def test_the_docker_cli_finder_finds_one():
+    assert docker_subprocesses('import subprocess\nsubprocess.run(["docker", "kill", c])\n_run(["docker", "tag"])\n'
+                               'x = ["docker", "run"]\n') == [2, 3]

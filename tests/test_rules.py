@@ -159,7 +159,7 @@ def test_every_launch_option_says_what_resume_does_with_it():
     assert all(f.metadata.get("resume") in ("keep", "anew", "no") for f in dataclasses.fields(options.Options))
     # the continuation is the same launch: sockets, pinning, controller, engine and its placement
     assert set(options.RESUME_KEYS) == {"sockets", "emulate_sockets", "cores_per_socket", "controller", "hosts",
-                                       "extra_env", "engine", "nodes", "partition", "container", "time_limit"}
+                                       "extra_env", "engine", "nodes", "partition", "container", "time_limit", "stack"}
     # recorded but may be given anew; never recorded: the config (config.json) and per-invocation choices
     assert set(options.LAUNCH_KEYS) - set(options.RESUME_KEYS) == {"profile", "native", "image"}
     assert not {"overrides", "dry_run", "results_dir", "resume", "wait", "fault_after_epoch"} & set(options.LAUNCH_KEYS)

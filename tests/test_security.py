@@ -304,24 +304,64 @@ def test_a_killed_launcher_leaves_no_rank_running(tmp_path):
     assert time.monotonic() - t0 < 60
 
 
+def as_created(docker_run: list[str]) -> dict:
+    """What the daemon should hold for the `docker run` line a launch record shows, in its inspect data's terms."""
+    args, want = docker_run[2:], {"CapDrop": [], "CapAdd": [], "SecurityOpt": [], "Binds": [], "Env": []}
+    keys = {"--cap-drop": "CapDrop", "--cap-add": "CapAdd", "--security-opt": "SecurityOpt", "-v": "Binds",
+            "-e": "Env", "--name": "Name", "--user": "User"}
+    while args[0].startswith("-"):
+        flag, _, value = args.pop(0).partition("=")
+        if flag == "--rm":
+            continue
+        if flag in keys:
+            value = args.pop(0)
+            want[keys[flag]] = [*want[keys[flag]], value] if isinstance(want.get(keys[flag]), list) else value
+        else:
+            want[{"--cpuset-cpus": "CpusetCpus", "--cpuset-mems": "CpusetMems", "--shm-size": "ShmSize"}[flag]] = value
+    want["ShmSize"] = {"2g": 2 << 30}[want["ShmSize"]]
+    want["Image"], want["Cmd"] = args[0], args[1:]
+    return want
+
+
 @pytest.mark.slow
 def test_a_killed_launcher_leaves_no_container_running(image, tmp_path):
-    """The docker engine: the launcher SIGKILLed while its container trains; the guardian's `docker kill` ends the
-    container, so no run keeps cores that the released CPU lock calls free."""
+    """The docker engine: the container the launch record shows is the one the daemon runs (made through the Docker
+    SDK, compared field by field with the record's `docker run` line); the launcher SIGKILLed while it trains, the
+    guardian removes it, so no run keeps cores that the released CPU lock calls free."""
     proc = start([sys.executable, "-m", "invoke", "reproduce", "--sockets", "2", "--emulate-sockets", "--profile",
                   "smoke", "--set", "epochs=50", "--set", "patience=50", "--results-dir", str(tmp_path)])
+    try:
+        killed_while_training(proc, tmp_path)
+    finally:  # a failed check must not leave a 50-epoch run holding the CPUs the next tests plan for
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=120)
+
+
+def killed_while_training(proc, tmp_path):
+    import docker
+
     staged = wait_for(lambda: next(tmp_path.glob(".staging-*/logs/rank-1.log"), None), what="the ranks start",
                       proc=proc)
     wait_for(lambda: "epoch 1:" in staged.read_text(errors="replace"), what="training", proc=proc)
     name = "xeontl-" + staged.parents[1].name.removeprefix(".staging-")
+    record = (staged.parents[1] / "command.txt").read_text().split("# on the host\n")[1].splitlines()[0]
+    want = as_created(shlex.split(record))
+    client = docker.from_env()
+    c = client.api.inspect_container(name)
+    host, config = c["HostConfig"], c["Config"]
+    assert c["Name"] == "/" + want["Name"] and config["Image"] == want["Image"] and config["Cmd"] == want["Cmd"]
+    assert config["User"] == want["User"] and set(want["Env"]) <= set(config["Env"])
+    for key in ("CpusetCpus", "CpusetMems", "CapDrop", "CapAdd", "SecurityOpt", "ShmSize"):
+        assert host[key] == want[key], key
+    assert sorted(host["Binds"]) == sorted(want["Binds"]) and "--privileged" not in record and not host["Privileged"]
 
-    def running():
-        return subprocess.run(["docker", "ps", "-q", "--filter", f"name=^{name}$"], capture_output=True,
-                              text=True).stdout.strip()
+    def present():
+        return [x.name for x in client.containers.list(all=True, filters={"name": f"^{name}$"})]
 
-    assert running()
+    assert present() == [name]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     t0 = time.monotonic()
-    wait_for(lambda: not running(), timeout=60, what="the container gone after its launcher died")
+    wait_for(lambda: not present(), timeout=60, what="the container removed after its launcher died")
     assert time.monotonic() - t0 < 60

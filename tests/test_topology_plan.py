@@ -170,10 +170,11 @@ def test_reproduce_bad_input_is_one_line_and_launches_nothing(tmp_path, args, ne
 
 
 def test_reproduce_without_docker_says_so(tmp_path):
+    # no daemon where DOCKER_HOST points (the launcher talks to the daemon through the SDK; it needs no docker CLI)
     r = invoke("reproduce", "--sockets", "1", "--results-dir", str(tmp_path), timeout=120,
-               env={"PATH": "/nonexistent"} | {"PYTHONPATH": ""})
-    # PATH without docker: the launcher must name the missing CLI (invoke itself runs via sys.executable)
-    one_line_error(r, "docker CLI is not installed")
+               env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "PYTHONPATH": ""})
+    one_line_error(r, "the Docker daemon is not reachable")
+    assert not any(tmp_path.iterdir())
 
 
 def test_multi_node_plan_is_cpuset_relative():

@@ -63,4 +63,4 @@ def test_the_workflows_steps_pass_in_a_fresh_clone_as_a_runner_runs_them(image, 
                            capture_output=True, text=True, timeout=3600)
         assert r.returncode == 0, f"step {step.get('name')!r} failed:\n{(r.stdout + r.stderr)[-3000:]}"
         ran.append(step.get("name"))
-    assert len(ran) == 4 and Path(work / ".venv" / "bin" / "invoke").exists()
+    assert len(ran) == 5 and Path(work / ".venv" / "bin" / "invoke").exists()

@@ -29,7 +29,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import __version__, dockercli
+from xeontl import __version__, dockerapi
 from xeontl import image as imagelib
 from xeontl.errors import UserError
 
@@ -77,6 +77,28 @@ def _pipe(first: list[str], second: list[str], out: Path, what: str) -> None:
         raise UserError(f"{what} failed ({why[0]}): free disk space where the archive is written, then try again")
 
 
+def _gzip_into(out: Path, writer, what: str) -> None:
+    """WRITER(stream) | gzip -1 > OUT (gzip in a process of its own, compressing while the daemon streams), one line
+    if either fails (e.g. a full disk)."""
+    with open(out, "wb") as f, tempfile.TemporaryFile() as err:
+        gz = subprocess.Popen(["gzip", "-1"], stdin=subprocess.PIPE, stdout=f, stderr=err)
+        failed = None
+        try:
+            writer(gz.stdin)
+        except (UserError, BrokenPipeError) as e:
+            failed = str(e)
+        with contextlib.suppress(BrokenPipeError):
+            gz.stdin.close()
+        rc = gz.wait()
+        err.seek(0)
+        said = err.read().decode(errors="replace").strip().splitlines()
+    if rc or failed:
+        if failed and failed.startswith(what):
+            raise UserError(failed)
+        raise UserError(f"{what} failed ({(said or [failed or 'gzip failed'])[-1]}): free disk space where the "
+                        f"archive is written, then try again")
+
+
 def make(output: Path | None, image: str = "xeontl:latest", with_assets: bool = False, profile: str = "paper",
          sign: Path | None = None) -> Path:
     """`invoke archive`: the image of this commit, its source, (the assets), a manifest and SHA256SUMS in one tar;
@@ -91,7 +113,7 @@ def make(output: Path | None, image: str = "xeontl:latest", with_assets: bool = 
         raise UserError("the checkout has uncommitted changes: commit them first (the archive carries one commit, "
                         "and its image must be built from exactly that)")
     inputs = imagelib.checkout_inputs_hash()
-    info = dockercli.require_image(image, inputs)  # built from this commit, or one line
+    info = dockerapi.require_image(image, inputs)  # built from this commit, or one line
     out = Path(output) if output else Path(f"xeontl-{__version__}-{commit[:12]}.tar")
     if out.exists():
         raise UserError(f"{out} exists: choose another --output, nothing was overwritten")
@@ -103,10 +125,10 @@ def make(output: Path | None, image: str = "xeontl:latest", with_assets: bool = 
         # the deps image too (its layers are the image's own, so it costs only its config): with it, the other
         # machine rebuilds after a source change in seconds instead of building TensorFlow's layers and Horovod again
         deps = imagelib.deps_tag()
-        deps_info = dockercli.inspect(deps)
+        deps_info = dockerapi.inspect(deps)
         refs = [image, *([deps] if deps_info else [])]
         print(f"xeontl archive: docker save {' '.join(refs)} | gzip -1 ...", flush=True)
-        _pipe(["docker", "save", *refs], ["gzip", "-1"], work / "image.tar.gz", "docker save")
+        _gzip_into(work / "image.tar.gz", lambda out: dockerapi.save(refs, out), "docker save")
         members["image.tar.gz"] = work / "image.tar.gz"
         print("xeontl archive: git archive HEAD ...", flush=True)
         _pipe(["git", "-C", str(imagelib.ROOT), "archive", "--format=tar", "--prefix=xeontl/", commit], ["gzip", "-9"],
@@ -307,7 +329,7 @@ def load(path: Path, tag: str = "xeontl:latest", verify_with: Path | None = None
     if not manifest["trust"]["verified"]:
         print(f"xeontl build --from: not verified against a signer: {manifest['trust']['why']} (give --verify-with "
               f"ALLOWED_SIGNERS for an archive made with `invoke archive --sign KEY`)", flush=True)
-    dockercli.check_daemon()
+    dockerapi.check_daemon()
     want = manifest["image"]["id"]
     deps = (manifest.get("deps_image") or {}).get("id")
     with tarfile.open(path, "r:") as tar:
@@ -323,24 +345,17 @@ def load(path: Path, tag: str = "xeontl:latest", verify_with: Path | None = None
             raise UserError(f"the archive's image.tar.gz does not hold image {missing[0][:19]} its manifest names "
                             f"(it holds {', '.join(sorted(i[:19] for i in found))}): nothing was loaded")
         print(f"xeontl build --from: docker load of {want[:19]} (its tags stripped) ...", flush=True)
-        proc = subprocess.Popen(["docker", "load"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
         with gzip.open(tar.extractfile(member)) as image:
-            _untagged(image, proc.stdin)
-        proc.stdin.close()
-        said = proc.stdout.read().decode(errors="replace")
-        if proc.wait() != 0:
-            raise UserError(f"docker load failed ({said.strip().splitlines()[-1:]}): check the Docker daemon and its "
-                            f"disk space")
-    info = dockercli.inspect(want)
+            dockerapi.load(dockerapi.chunks_written(lambda out: _untagged(image, out)))
+    info = dockerapi.inspect(want)
     if info is None or info["Id"] != want:
         raise UserError(f"the loaded image is not {want[:19]}: the archive is damaged; copy it again")
     content_tag = f"xeontl:inputs-{manifest['image']['inputs']}"
     tags = [content_tag, tag]
     if deps and manifest.get("deps_image", {}).get("ref"):
-        subprocess.run(["docker", "tag", deps, manifest["deps_image"]["ref"]], check=True, capture_output=True)
+        dockerapi.tag(deps, manifest["deps_image"]["ref"])
     for t in tags:
-        subprocess.run(["docker", "tag", want, t], check=True, capture_output=True)
+        dockerapi.tag(want, t)
     record = {"archive": str(Path(path).resolve()), "archive_sha256": _sha256(Path(path)), "commit": manifest["commit"],
               "image_id": want, "loaded": datetime.now(timezone.utc).isoformat(), "trust": manifest["trust"]}
     records_dir().mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl import dockercli, launch, topology
+from xeontl import dockerapi, launch, topology
 from xeontl import image as imagelib
 from xeontl import plan as planlib
 from xeontl.bench_report import (  # noqa: F401  (bench.write, bench.table: the bench's names)
@@ -243,11 +243,11 @@ def run(quick: bool, results_dir: Path, image: str, native_only: bool = False, s
     out = results_dir / f"bench-{stamp}"
     out.mkdir(parents=True)
     if not native_only:  # before anything runs: a missing or stale image is one line, not a half-written bench
-        dockercli.require_image(image, imagelib.checkout_inputs_hash())
+        dockerapi.require_image(image, imagelib.checkout_inputs_hash())
     raw = {**measure_all(sz, out, image, native_only), "size": name}
     res = assemble(raw)
     write(out, res)
-    print(json.dumps({k: v for k, v in res.items() if not isinstance(v, dict | str) or k.endswith("_reason")},
+    print(json.dumps({k: v for k, v in res.items() if not isinstance(v, (dict, str)) or k.endswith("_reason")},
                      indent=1, default=str))
     return out
 

@@ -14,9 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tomllib
 from importlib import resources
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11: the paper stack's 3.9 has tomllib's own source, tomli
+    import tomli as tomllib
 
 from xeontl import config, stats
 

@@ -10,9 +10,13 @@ import dataclasses
 import json
 import math
 import re
-import tomllib
 from importlib import resources
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python < 3.11: the paper stack's 3.9 has tomllib's own source, tomli
+    import tomli as tomllib
 from typing import Any, Callable
 
 from xeontl.errors import UserError

@@ -4,8 +4,9 @@ own process group, natively) would keep the cores while the next run is told the
 
 So every local run has a guardian: a small process of its own session, holding the read end of a pipe whose write
 end only the launcher holds. The launcher says "done" when it has stopped its run itself; if the pipe closes without
-it (the launcher is gone, however it went), the guardian stops what the run started: `docker kill` of the
-container, SIGKILL to the ranks' process group. Measured bound in tests/test_engines.py (the killed-launcher test).
+it (the launcher is gone, however it went), the guardian stops what the run started: the container killed and
+removed (through the Docker SDK), SIGKILL to the ranks' session. Measured bound in tests/test_security.py (the
+killed-launcher tests).
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def main(argv: list[str]) -> int:
             group = int(arg)
     # the launcher is gone without stopping its run: stop it
     if container:
-        subprocess.run(["docker", "kill", container], capture_output=True)
+        from xeontl import dockerapi
+
+        dockerapi.remove(container)  # killed and removed: nothing of the run keeps its cores
     if group:
         kill_session(group)  # the run's session: its process group and every group mpirun made in it
     return 0

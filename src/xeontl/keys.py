@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from xeontl import dockercli
+from xeontl import dockerapi
 from xeontl.errors import UserError
 
 
@@ -23,5 +23,5 @@ def make(keys_dir: Path) -> Path:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "xeontl-nodes", "-f", str(key)], check=True)
     if os.getuid() == 0:
         # the containers' user must read the private key
-        dockercli.chown_tree(keys_dir, dockercli.IMAGE_UID, dockercli.IMAGE_UID)
+        dockerapi.chown_tree(keys_dir, dockerapi.IMAGE_UID, dockerapi.IMAGE_UID)
     return keys_dir

@@ -10,6 +10,7 @@ import inspect
 from pathlib import Path
 
 from xeontl.errors import UserError
+from xeontl.stacks import STACK_IMAGES
 
 DEFAULT_IMAGE = "xeontl:latest"
 INVOKE, PYTHON = "invoke", "python"  # the two CLIs: `invoke reproduce` on the host, `python -m xeontl reproduce`
@@ -85,6 +86,11 @@ class Options:
                                          "build; or --image DIR) | none (the nodes' own Python stack)")
     time_limit: str | None = _option(None, resume="keep", cli=(INVOKE,),
                                      help="slurm: the job's --time, e.g. 00:30:00")
+
+    stack: str = _option("default", resume="keep", cli=(INVOKE,), choices=tuple(STACK_IMAGES),
+                         help="software stack: default (intel-tensorflow 2.14, Python 3.11) | paper (the paper's "
+                              "intel-tensorflow-avx512 2.10.0, Python 3.9: runs the image `invoke build --stack paper` "
+                              f"builds, {STACK_IMAGES['paper']}, unless --image names another)")
 
     def record(self) -> dict:
         """What launch.json keeps, so `--resume` can rebuild the same launch."""
@@ -199,6 +205,8 @@ def check(opts: Options) -> Options:
     for k in opts.extra_env:
         if not re.fullmatch(ENV_NAME, k):
             raise UserError(f"environment name {k!r}: must be letters, digits and _")
+    if opts.image == DEFAULT_IMAGE:  # the stack's own image, unless another is named
+        opts.image = STACK_IMAGES[opts.stack]
     return opts
 
 

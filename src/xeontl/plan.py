@@ -27,6 +27,12 @@ MPI_ENV = {
     "OMPI_MCA_mpi_yield_when_idle": "1",
     # Shared-memory transport without CMA/ptrace, so containers need no SYS_PTRACE.
     "OMPI_MCA_btl_vader_single_copy_mechanism": "none",
+    # A rank forks (the math-path sample, TFDS): Debian 11's libfabric, which OpenMPI 4.1.0 loads in the paper stack's
+    # image, then aborts a non-root rank ("the libfabric EFA provider is operating in a condition that could result in
+    # memory corruption ... set RDMAV_FORK_SAFE"; measured: signal 6 in every run as uid 1000, with or without
+    # `-mca mtl ^ofi`, `btl ^ofi` or FI_PROVIDER=^efa). What it costs is slower RDMA memory registration, which
+    # these ranks (shared memory, TCP) never do. Debian 12's libfabric does not abort; the variable is harmless there.
+    "RDMAV_FORK_SAFE": "1",
 }
 
 # What a rank needs beyond a container's defaults: numactl -m sets a memory policy (set_mempolicy), which needs

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from importlib import metadata, resources
 from pathlib import Path
 
-from xeontl import __version__, redact, topology
+from xeontl import __version__, redact, stacks, topology
 
 # Env names whose values are recorded; any other name is listed without its value.
 ENV_ALLOW_PREFIXES = ("KMP_", "OMP_", "TF_", "ONEDNN_", "DNNL_", "HOROVOD_", "OMPI_", "MKL_", "XEONTL_", "TFDS_",
@@ -165,8 +165,9 @@ def software() -> dict:
     except (OSError, TypeError, subprocess.TimeoutExpired):
         ompi = None
     lf = lock_file()
+    dist = stacks.tensorflow_distribution()
     return {"python": platform.python_version(), "tensorflow": tf.__version__, "tensorflow_git": tf.version.GIT_VERSION,
-            "intel_tensorflow": _version("intel-tensorflow"), "onednn_enabled": onednn, "horovod": hvd,
+            "tensorflow_distribution": dist, "stack": stacks.stack_of(dist), "onednn_enabled": onednn, "horovod": hvd,
             "openmpi": ompi, "numpy": numpy.__version__, "tensorflow_datasets": _version("tensorflow-datasets"),
             "tensorflow_hub": _version("tensorflow-hub"), "xeontl": __version__,
             "lock_file": str(lf) if lf else None,

@@ -80,7 +80,7 @@ def health(run: dict) -> list[str]:
             w = workers[r["rank"]] if r["rank"] < len(workers) else None
             if w and w.get("relative") is None and sorted(r["affinity"]) != sorted(w["cpus"]):
                 out.append(f"rank {r['rank']} ran on CPUs {r['affinity']}, its plan gave it {w['cpus']}")
-    owner: dict[int, int] = {}
+    owner: dict[int, tuple] = {}  # CPU -> (the rank holding it, its host and node)
     for r in ranks:
         for cpu in r.get("affinity") or []:
             if cpu in owner and (r.get("host"), r.get("node")) == owner[cpu][1]:

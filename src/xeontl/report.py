@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, claims, reference, rundir
+from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE, claims, reference, rundir, stacks
 
 
 def _load(run: Path, name: str) -> dict:
@@ -53,6 +53,9 @@ def differences(metrics: dict, prov: dict, plan: dict) -> list[str]:
     if topo and (topo.get("sockets"), topo.get("cores_per_socket")) != (2, [56, 56]):
         out.append(f"Hardware: {host.get('cpu', {}).get('model_name')}, {topo.get('sockets')} socket(s) x "
                    f"{topo.get('cores_per_socket')} cores — not the paper's 2x Xeon Platinum 8480+ (56 cores each).")
+    software = prov.get("software") or {}
+    if software:
+        out.append(stacks.difference(software))
     if (prov.get("execution") or {}).get("mode") == "docker":
         out.append("Ran in a container (the paper ran on bare metal).")
     return out

@@ -64,14 +64,16 @@ def configure_precision(precision: str, amp: str) -> dict:
     import tensorflow as tf
 
     from xeontl.provenance import cpuinfo
+    from xeontl.stacks import amp_option
 
     precision, why = choose_precision(precision, cpuinfo())
     note = {"chosen": why} if why else {}
     if precision == "fp32":
         return {"precision": "fp32", "mechanism": None, **note}
     if amp == "onednn":
-        tf.config.optimizer.set_experimental_options({"auto_mixed_precision_onednn_bfloat16": True})
-        return {"precision": "bf16", "mechanism": "grappler auto_mixed_precision_onednn_bfloat16", **note}
+        option = amp_option(tf.__version__)  # its name differs between TF releases (xeontl.stacks)
+        tf.config.optimizer.set_experimental_options({option: True})
+        return {"precision": "bf16", "mechanism": f"grappler {option}", **note}
     tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     return {"precision": "bf16", "mechanism": "keras mixed_bfloat16 policy", **note}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xeontl import dockercli, topology
+from xeontl import dockerapi, topology
 from xeontl import plan as planlib
 from xeontl.errors import UserError
 from xeontl.options import DEFAULT_IMAGE
@@ -35,7 +35,7 @@ def env(results_dir: Path, image: str = DEFAULT_IMAGE, profile: str = "demo",
     topo = topology.live()
     one = planlib.make_plan(topo, 1)
     two = planlib.make_plan(topo, 2, emulate="auto")
-    uid, gid = dockercli.user_ids()
+    uid, gid = dockerapi.user_ids()
     from xeontl.claims import REFERENCE_DIR
 
     return {"XEONTL_IMAGE": image, "XEONTL_PROFILE": profile, "XEONTL_RESULTS": str(results_dir.resolve()),

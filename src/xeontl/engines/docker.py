@@ -1,14 +1,18 @@
-"""The docker engine: the job in the image on this host, `docker run` with the plan's cpuset and memory nodes, the
-launch line inside. The default engine of `invoke reproduce`."""
+"""The docker engine: the job in the image on this host, a container with the plan's cpuset and memory nodes (made
+and run through the Docker SDK: xeontl.dockerapi), the launch line inside. The default engine of `invoke reproduce`."""
 
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
-from xeontl import dockercli, outcome
+from xeontl import dockerapi, guard, outcome
 from xeontl import plan as planlib
 from xeontl.engines.base import Job, describe_local
-from xeontl.engines.host import HostEngine, run_teed
+from xeontl.engines.host import HostEngine
+from xeontl.errors import RunError, UserError
+from xeontl.stacks import DEFAULT, STACKS
 from xeontl.topology import cpulist
 
 
@@ -19,17 +23,19 @@ class DockerEngine(HostEngine):
     def __init__(self, opts):
         super().__init__(opts)
         self.image_info: dict | None = None
+        self.container: dockerapi.Container | None = None
 
     def container_name(self, job: Job) -> str:
         return f"xeontl-{job.run_id}"
 
     def commands(self, job: Job) -> None:
         self.launch_line(job)
-        uid, gid = dockercli.user_ids()
-        job.command = docker_command(job.plan, self.opts.image, job.inner, str(job.staging), f"{uid}:{gid}",
-                                     name=self.container_name(job),
-                                     resume_host_dir=str(self.opts.resume) if self.opts.resume else None,
-                                     extra_env=self.opts.extra_env, read_only=job.read_only)
+        uid, gid = dockerapi.user_ids()
+        self.container = container(job.plan, self.opts.image, job.inner, str(job.staging), f"{uid}:{gid}",
+                                   name=self.container_name(job),
+                                   resume_host_dir=str(self.opts.resume) if self.opts.resume else None,
+                                   extra_env=self.opts.extra_env, read_only=job.read_only)
+        job.command = self.container.cli()  # the same container as a `docker run` line: what the launch record shows
 
     def describe(self, job: Job) -> str:
         return describe_local(job, "inside the container", host_command=True)
@@ -38,33 +44,32 @@ class DockerEngine(HostEngine):
         """Docker up, the image built, and built from this checkout when run from one: built here first when it is
         not (`invoke build --offline`, its progress shown), unless --no-build."""
         from xeontl import image as imagelib
-        from xeontl.errors import UserError
 
-        inputs = imagelib.checkout_inputs_hash()
+        stack = STACKS[self.opts.stack]
+        inputs = imagelib.checkout_inputs_hash(stack)
+        how = "invoke build --offline" + (f" --stack {stack.name}" if stack is not DEFAULT else "")
         try:
-            self.image_info = dockercli.require_image(self.opts.image, inputs)
+            self.image_info = dockerapi.require_image(self.opts.image, inputs, how)
             return
         except UserError as e:
-            dockercli.check_daemon()  # Docker itself missing or down: building would not help
+            dockerapi.check_daemon()  # Docker itself missing or down: building would not help
             if not self.opts.build or inputs is None:
                 raise
-            print(f"xeontl: {str(e).split(': run')[0]}: building it now (invoke build --offline; --no-build refuses "
-                  f"instead)", flush=True)
-        imagelib.build(tag=self.opts.image, offline=True)
-        self.image_info = dockercli.require_image(self.opts.image, inputs)
+            print(f"xeontl: {str(e).split(': run')[0]}: building it now ({how}; --no-build refuses instead)",
+                  flush=True)
+        imagelib.build(tag=self.opts.image, offline=True, stack=stack)
+        self.image_info = dockerapi.require_image(self.opts.image, inputs, how)
 
     def staged(self, staging) -> None:
         if os.getuid() == 0:
-            dockercli.chown_tree(staging, *dockercli.user_ids())  # the container's non-root user writes here
+            dockerapi.chown_tree(staging, *dockerapi.user_ids())  # the container's non-root user writes here
 
     def finished(self, staging) -> None:
         if os.getuid() == 0:
-            dockercli.chown_tree(staging, 0, 0)  # hand the results back to the invoking user
+            dockerapi.chown_tree(staging, 0, 0)  # hand the results back to the invoking user
 
     def run(self, job: Job, staging) -> outcome.Ended:
-        name = self.container_name(job)
-        return run_teed(job.command, staging / "logs-launcher.txt", dict(os.environ),
-                        stop=lambda sig: dockercli.kill(name, sig), container=name)
+        return run_container(self.container, staging / outcome.LAUNCHER_LOG)
 
     def execution(self) -> dict:
         from xeontl import archive
@@ -77,19 +82,65 @@ class DockerEngine(HostEngine):
                 "capabilities_added": list(planlib.CAPABILITIES)}
 
 
-def docker_command(plan: planlib.Plan, image: str, command: list[str], results_host_dir: str | None, user: str,
-                   name: str | None = None, shm_size: str = "2g", resume_host_dir: str | None = None,
-                   extra_env: dict | None = None, read_only: list[str] | tuple = ()) -> list[str]:
-    """docker run with the plan's cpuset and memory nodes; only the plan's capabilities (numactl -m needs SYS_NICE),
-    never --privileged. read_only: host paths the config reads (weights, data), mounted read-only at the same path."""
-    env = {**plan.env, **(extra_env or {})}
-    mems = ["--cpuset-mems=" + ",".join(map(str, plan.nodes))] if plan.nodes else []
-    return ["docker", "run", "--rm", *(["--name", name] if name else []),
-            f"--cpuset-cpus={cpulist(plan.cpus)}", *mems,
-            # every capability dropped but the plan's, and no way to gain one back (setuid binaries, file caps)
-            "--cap-drop", "ALL", *[a for cap in planlib.CAPABILITIES for a in ("--cap-add", cap)],
-            "--security-opt", "no-new-privileges", f"--shm-size={shm_size}", "--user", user,
-            "-e", "HOME=/tmp", *[a for k, v in env.items() for a in ("-e", f"{k}={v}")],
-            *(["-v", f"{results_host_dir}:{planlib.CONTAINER_RESULTS}"] if results_host_dir else []),
-            *(["-v", f"{resume_host_dir}:{planlib.CONTAINER_RESUME}:ro"] if resume_host_dir else []),
-            *[a for path in read_only for a in ("-v", f"{path}:{path}:ro")], image, *command]
+def container(plan: planlib.Plan, image: str, command: list[str], results_host_dir: str | None, user: str,
+              name: str | None = None, shm_size: str = "2g", resume_host_dir: str | None = None,
+              extra_env: dict | None = None, read_only: list[str] | tuple = ()) -> dockerapi.Container:
+    """The run's container: the plan's cpuset and memory nodes; every capability dropped but the plan's (numactl -m
+    needs SYS_NICE), no new privileges, never --privileged. read_only: host paths the config reads (weights, data),
+    mounted read-only at the same path."""
+    env = {"HOME": "/tmp", **plan.env, **(extra_env or {})}
+    mounts = [*([(results_host_dir, planlib.CONTAINER_RESULTS, "rw")] if results_host_dir else []),
+              *([(resume_host_dir, planlib.CONTAINER_RESUME, "ro")] if resume_host_dir else []),
+              *[(path, path, "ro") for path in read_only]]
+    return dockerapi.Container(image=image, command=tuple(command), name=name, cpuset_cpus=cpulist(plan.cpus),
+                               cpuset_mems=",".join(map(str, plan.nodes)) or None,
+                               cap_add=tuple(planlib.CAPABILITIES), shm_size=shm_size, user=user,
+                               env=tuple(env.items()), mounts=tuple(mounts))
+
+
+def docker_command(*args, **kw) -> list[str]:
+    """The run's container (`container`) as the `docker run` line a user could type."""
+    return container(*args, **kw).cli()
+
+
+def run_container(spec: dockerapi.Container, log_path: Path, grace: float = 20.0) -> outcome.Ended:
+    """Run SPEC's container to its end, its output (stdout and stderr, as they come) teed to the terminal and
+    LOG_PATH. Ctrl-C: SIGINT to the container's main process (mpirun, which stops every rank), SIGKILL after
+    GRACE s; ends 'aborted'. A guardian (xeontl.guard) removes the container if this launcher dies first; it
+    is removed here however the run ends. A daemon that stops answering mid-run is one line, the run failed."""
+    import docker
+    import requests
+
+    with open(log_path, "ab") as log, guard.guarding(container=spec.name):
+        try:
+            ctr = spec.create()
+        except docker.errors.ImageNotFound:
+            raise UserError(f"image {spec.image} is not built: run `invoke build --offline` first") from None
+        except docker.errors.APIError as e:
+            raise UserError(f"docker could not create the run's container ({dockerapi.why(e)}): check --image and the "
+                            f"plan's CPUs and memory nodes against this host (invoke bench --check-host)") from None
+        try:
+            output = ctr.attach(stdout=True, stderr=True, stream=True, logs=True)  # before start: nothing lost
+            try:
+                ctr.start()
+            except docker.errors.APIError as e:  # the runtime refused it (a cpuset this host lacks, ...)
+                raise UserError(f"docker could not start the run's container ({dockerapi.why(e)}): check the plan's "
+                                f"CPUs and memory nodes against this host (invoke bench --check-host)") from None
+            try:
+                for chunk in output:
+                    sys.stdout.buffer.write(chunk)
+                    sys.stdout.flush()
+                    log.write(chunk)
+                return outcome.Ended(int(ctr.wait()["StatusCode"]))
+            except KeyboardInterrupt:
+                dockerapi.kill(ctr.id, "INT")
+                try:
+                    ctr.wait(timeout=grace)
+                except (requests.exceptions.RequestException, docker.errors.DockerException):
+                    dockerapi.kill(ctr.id)
+                return outcome.Ended(outcome.ABORTED_EXIT, "aborted")
+        except (requests.exceptions.RequestException, docker.errors.DockerException) as e:
+            raise RunError(f"the Docker daemon stopped answering during the run ({dockerapi.why(e)}): the container "
+                           f"was removed; check the daemon (systemctl status docker)") from None
+        finally:
+            dockerapi.remove(ctr.id)

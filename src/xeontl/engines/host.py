@@ -1,5 +1,6 @@
 """What the engines that run on this host share: the checks of a local launch, the CPU lock, horovodrun's launch line
-and the teed run that forwards Ctrl-C to every rank. docker.py and native.py are the two engines built on it."""
+and the teed run that forwards Ctrl-C to every rank. docker.py and native.py are the two engines built on it (the
+docker engine's container is run by xeontl.dockerapi, with the same tee and Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -62,12 +63,11 @@ def launch_command(plan: planlib.Plan, rank_args) -> list[str]:
             *planlib.rank_wrapper(plan, rank_args)]
 
 
-def run_teed(command: list[str], log_path: Path, env: dict, stop=None, container: str | None = None,
-             monitor=None) -> outcome.Ended:
-    """Run, teeing output to a log; on Ctrl-C stop every rank (STOP(signal) first, e.g. the container) and end
-    'aborted'. A guardian (xeontl.guard) stops the ranks' process group and CONTAINER if this launcher dies first;
-    MONITOR(proc), if given, watches the run from a thread of its own (the MPIJob launcher's watchdog)."""
-    with open(log_path, "ab") as log, guard.guarding(container) as watch:
+def run_teed(command: list[str], log_path: Path, env: dict, monitor=None) -> outcome.Ended:
+    """Run, teeing output to a log; on Ctrl-C stop every rank and end 'aborted'. A guardian (xeontl.guard) stops the
+    ranks' session if this launcher dies first; MONITOR(proc), if given, watches the run from a thread of its own (the
+    MPIJob launcher's watchdog)."""
+    with open(log_path, "ab") as log, guard.guarding() as watch:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)  # own process group: we stop all ranks together
         watch(proc.pid)
@@ -80,14 +80,10 @@ def run_teed(command: list[str], log_path: Path, env: dict, stop=None, container
                 log.write(line)
             return outcome.Ended(proc.wait())
         except KeyboardInterrupt:
-            if stop:
-                stop("INT")
             try:
                 os.killpg(proc.pid, signal.SIGINT)
                 proc.wait(timeout=20)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                if stop:
-                    stop(None)
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -95,8 +91,6 @@ def run_teed(command: list[str], log_path: Path, env: dict, stop=None, container
                 proc.wait()
             return outcome.Ended(outcome.ABORTED_EXIT, "aborted")
         except BaseException:  # the launcher itself failed (its log on a full disk): the ranks stop with it
-            if stop:
-                stop(None)
             guard.kill_session(proc.pid)
             proc.wait()
             raise

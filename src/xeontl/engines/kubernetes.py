@@ -21,7 +21,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from xeontl import config, dockercli, topology
+from xeontl import config, dockerapi, topology
 from xeontl import plan as planlib
 from xeontl.engines.base import Engine, Job
 from xeontl.errors import UserError
@@ -45,7 +45,7 @@ IMAGE_ENV = ("PATH", "PYTHONPATH", "XEONTL_LOCK_FILE", "TF_CPP_MIN_LOG_LEVEL", "
 def _security() -> dict:
     """Pod Security "restricted": non-root, no privilege escalation, every capability dropped (the kubelet's cpuset
     and the Memory Manager do what numactl and SYS_NICE did), the runtime's default seccomp profile."""
-    uid = dockercli.IMAGE_UID
+    uid = dockerapi.IMAGE_UID
     return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "allowPrivilegeEscalation": False,
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 
@@ -53,7 +53,7 @@ def _security() -> dict:
 def _pod_security() -> dict:
     """The pod's: its user, and fsGroup so that a volume the kubelet can manage (a PVC) is made writable to that
     group when its root does not already belong to it (OnRootMismatch: no recursive walk of a large volume)."""
-    uid = dockercli.IMAGE_UID
+    uid = dockerapi.IMAGE_UID
     return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid,
             "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
 

@@ -1,0 +1,68 @@
+"""xeontl.dockerapi, the one place that asks the Docker daemon (through the Docker SDK), and the docker engine's run of
+a container with it: the daemon's answers as one line, a container's output teed and its exit code kept, the
+container removed however it ends."""
+
+import pytest
+
+from xeontl import dockerapi
+from xeontl.engines import docker as docker_engine
+from xeontl.errors import UserError
+
+
+@pytest.fixture
+def fresh_clients(monkeypatch):
+    monkeypatch.setattr(dockerapi, "_clients", {})
+
+
+@pytest.mark.parametrize("host, why", [("unix:///nonexistent/docker.sock", "no Docker socket"),
+                                       ("tcp://127.0.0.1:9", "connection refused")])
+def test_an_unreachable_daemon_is_one_line(monkeypatch, fresh_clients, host, why):
+    monkeypatch.setenv("DOCKER_HOST", host)
+    for ask in (dockerapi.check_daemon, lambda: dockerapi.inspect("xeontl:latest"),
+                lambda: dockerapi.require_image("xeontl:latest")):
+        with pytest.raises(UserError) as e:
+            ask()
+        assert f"the Docker daemon is not reachable ({why})" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_container_and_its_docker_run_line_are_one_spec():
+    spec = dockerapi.Container(image="img", command=("sh", "-c", "echo hi"), name="n", cpuset_cpus="0-1",
+                               cpuset_mems="0", cap_add=("SYS_NICE",), user="1000:1000", env=(("A", "1"),),
+                               mounts=(("/r", "/results", "rw"), ("/w", "/w", "ro")))
+    assert spec.cli() == ["docker", "run", "--rm", "--name", "n", "--cpuset-cpus=0-1", "--cpuset-mems=0",
+                          "--cap-drop", "ALL", "--cap-add", "SYS_NICE", "--security-opt", "no-new-privileges",
+                          "--shm-size=2g", "--user", "1000:1000", "-e", "A=1", "-v", "/r:/results", "-v", "/w:/w:ro",
+                          "img", "sh", "-c", "echo hi"]
+
+
+@pytest.mark.docker
+def test_inspect_of_a_missing_or_invalid_reference_is_none(image):
+    assert dockerapi.inspect("xeontl:no-such-tag-ever") is None
+    assert dockerapi.inspect("Not A Reference") is None
+    assert dockerapi.inspect(image)["Id"].startswith("sha256:")
+
+
+@pytest.mark.docker
+def test_a_container_runs_teed_with_its_exit_code_and_is_removed(image, tmp_path, capfdbinary):
+    import docker
+
+    name = f"xeontl-test-{tmp_path.name}"[:60]
+    spec = dockerapi.Container(image=image, command=("sh", "-c", "echo out; echo err >&2; sleep 1; echo late; "
+                                                                 "exit 3"), name=name, cpuset_cpus="0", user="65534")
+    ended = docker_engine.run_container(spec, tmp_path / "log")
+    assert ended.rc == 3 and ended.status is None
+    log = (tmp_path / "log").read_bytes()
+    assert log.splitlines() == [b"out", b"err", b"late"] and log in capfdbinary.readouterr().out
+    with pytest.raises(docker.errors.NotFound):
+        docker.from_env().api.inspect_container(name)
+
+
+@pytest.mark.docker
+def test_a_container_that_cannot_be_made_is_one_line(image, tmp_path):
+    spec = dockerapi.Container(image="xeontl:no-such-tag-ever", command=("true",), name="xeontl-test-missing")
+    with pytest.raises(UserError, match="image xeontl:no-such-tag-ever is not built"):
+        docker_engine.run_container(spec, tmp_path / "log")
+    spec = dockerapi.Container(image=image, command=("true",), name="xeontl-test-bad", cpuset_cpus="4096")
+    with pytest.raises(UserError, match="docker could not (create|start) the run's container") as e:
+        docker_engine.run_container(spec, tmp_path / "log")
+    assert "\n" not in str(e.value)
