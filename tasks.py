@@ -10,9 +10,9 @@ from invoke import Exit, task
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before `pip install -e .` too
 
-from xeontl import options  # noqa: E402  (the launch options, declared once)
-from xeontl.errors import UserError, one_line  # noqa: E402
-from xeontl.options import DEFAULT_IMAGE  # noqa: E402  (the one default image name)
+from xeontl.common.errors import UserError, one_line  # noqa: E402
+from xeontl.launch import options  # noqa: E402  (the launch options, declared once)
+from xeontl.launch.options import DEFAULT_IMAGE  # noqa: E402  (the one default image name)
 
 
 def _guard(fn, *args, **kwargs):
@@ -22,7 +22,7 @@ def _guard(fn, *args, **kwargs):
     except UserError as e:
         raise Exit(f"xeontl: error: {one_line(e)}", code=e.exit_code) from None
     except KeyboardInterrupt:
-        from xeontl import outcome
+        from xeontl.launch import outcome
 
         raise Exit("xeontl: interrupted", code=outcome.ABORTED_EXIT) from None
 
@@ -61,7 +61,7 @@ def _split(values: dict, names) -> tuple[dict, dict]:
 
 def _reproduce(c, **values):
     """Run the paper's 1- or 2-socket experiment (pinning, threads, env): in the image, natively, or on Slurm."""
-    from xeontl import launch
+    from xeontl.launch import launch
 
     def go():
         given, own = _split(values, CONFIG_HELP)
@@ -72,7 +72,7 @@ def _reproduce(c, **values):
         raise Exit(code=rc)
 
 
-# The task's flags are derived from the launch options' declarations (xeontl.options), as `python -m xeontl
+# The task's flags are derived from the launch options' declarations (xeontl.launch.options), as `python -m xeontl
 # reproduce`'s are, then the config's own.
 reproduce = task(options.invoke_task_body(_reproduce, extra={"dataset": None, "weights": None, "set": None,
                                                              "feature_cache": False},
@@ -132,7 +132,7 @@ PAPER_OPTIONS = ("native", "emulate_sockets", "image", "results_dir", "repeats",
 
 def _paper(c, **values):
     """The paper's claims on this host: the 1-socket run, the 2-socket run, then one claims table."""
-    from xeontl import paper as paperlib
+    from xeontl.launch import paper as paperlib
 
     def go():
         given, own = _split(values, ("profile", "set", "fp32"))
@@ -168,8 +168,8 @@ paper = task(options.invoke_task_body(_paper, PAPER_OPTIONS, extra={"profile": "
 )
 def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, export=None, from_=None, manifest=None):
     """Fetch and verify the paper's inputs (TF-Hub weights, the Kather archive), or bring them from a bundle."""
-    from xeontl import assets as assetlib
-    from xeontl import config
+    from xeontl.experiment import config
+    from xeontl.supply import assets as assetlib
 
     bundle = from_
 
@@ -205,15 +205,15 @@ def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, exp
 def build(c, offline=False, tag=None, force=False, from_=None, verify_with=None, stack="default"):
     """Build the deps image (once per lock: Intel-TF, OpenMPI, the Horovod wheel) and the package on it, for the
     default stack or the paper's, or load it from an archive (--from)."""
-    from xeontl import image
-    from xeontl.stacks import STACKS
+    from xeontl.supply import image
+    from xeontl.supply.stacks import STACKS
 
     if stack not in STACKS:
         raise Exit(f"xeontl: error: --stack {stack!r}: must be one of {', '.join(STACKS)}", code=2)
     tag = tag or STACKS[stack].tag
 
     if from_:
-        from xeontl import archive as archivelib
+        from xeontl.supply import archive as archivelib
 
         _guard(archivelib.load, Path(from_), tag, Path(verify_with) if verify_with else None)
         return
@@ -230,7 +230,7 @@ def build(c, offline=False, tag=None, force=False, from_=None, verify_with=None,
 def archive(c, output=None, with_assets=False, image=DEFAULT_IMAGE, sign=None):
     """One file to carry: the image, the commit's source, (the assets), a manifest and SHA256SUMS (signed with
     --sign)."""
-    from xeontl import archive as archivelib
+    from xeontl.supply import archive as archivelib
 
     _guard(archivelib.make, Path(output) if output else None, image, with_assets, sign=Path(sign) if sign else None)
 
@@ -238,7 +238,7 @@ def archive(c, output=None, with_assets=False, image=DEFAULT_IMAGE, sign=None):
 @task(help={"image": f"image to test (default {DEFAULT_IMAGE})"})
 def smoke(c, image=DEFAULT_IMAGE):
     """In the image: horovodrun -np 2 trains the smoke profile on two emulated sockets; checks both ranks ran."""
-    from xeontl import smoke as smokelib
+    from xeontl.measure import smoke as smokelib
 
     _guard(smokelib.run, image)
 
@@ -246,7 +246,7 @@ def smoke(c, image=DEFAULT_IMAGE):
 @task(help={"runs": "run dirs to report on (a 1-socket and a 2-socket run also give the speedup)"}, iterable=["runs"])
 def report(c, runs=None):
     """(Re)write report.md and plots for run dirs."""
-    from xeontl import report as rep
+    from xeontl.records import report as rep
 
     def go():
         dirs = [Path(r) for r in runs or []]
@@ -267,7 +267,7 @@ def report(c, runs=None):
 @task(help={"run_a": "first run dir", "run_b": "second run dir"})
 def compare(c, run_a, run_b):
     """What differs between two runs' provenance, config and results."""
-    from xeontl import report as rep
+    from xeontl.records import report as rep
 
     diffs = _guard(rep.compare, Path(run_a), Path(run_b))
     for key, a, b in diffs:
@@ -284,8 +284,8 @@ def compare(c, run_a, run_b):
                       "pass it as `--env-file`). A file this task did not write is never overwritten"})
 def compose_env(c, results_dir="results", profile="demo", image=DEFAULT_IMAGE, keys="keys", output=".env"):
     """Write .env for compose.yaml: CPU sets from this host's plans, user ids, results dir."""
-    from xeontl import launch
     from xeontl.engines import compose
+    from xeontl.launch import launch
 
     def go():
         res = Path(results_dir)
@@ -300,7 +300,7 @@ def compose_env(c, results_dir="results", profile="demo", image=DEFAULT_IMAGE, k
 @task(help={"dir": "where to write the key pair (default keys/); copy this dir to every host of a multi-node run"})
 def keys(c, dir="keys"):
     """Make the ssh key pair of the multi-node layouts (compose two-node / two-host) once."""
-    from xeontl import keys as keylib
+    from xeontl.supply import keys as keylib
 
     out = _guard(keylib.make, Path(dir))
     print(f"xeontl: wrote {out}/id_ed25519(.pub): copy {out} to every host (XEONTL_KEYS), then `invoke compose-env`")
@@ -319,7 +319,7 @@ def setup(c, native=False, slurm=False):
 def lock(c, stack="default"):
     """Regenerate requirements/lock.txt (exact versions + sha256) from requirements/lock.in, or with --stack paper
     requirements/paper-lock.txt for Debian 11's Python 3.9 (uv resolves for a Python this host need not have)."""
-    from xeontl.stacks import STACKS
+    from xeontl.supply.stacks import STACKS
 
     if stack == "default":
         c.run("pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-header "
@@ -362,18 +362,18 @@ def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="r
           stacks=False):
     """Measure this machine: matmul peaks, backbone fp32/bf16 + MFU, training variants, feature cache."""
     if stacks:
-        from xeontl import bench_stacks
+        from xeontl.measure import bench_stacks
 
         out = _guard(bench_stacks.run, quick, Path(results_dir))
         print(f"xeontl bench --stacks: {out / 'stacks.md'}")
         return
     if check_host:
-        from xeontl import checkhost
+        from xeontl.measure import checkhost
 
         out = _guard(checkhost.run, Path(results_dir))
         print(f"xeontl bench --check-host: {out / 'check.md'}")
         return
-    from xeontl import bench as benchlib
+    from xeontl.measure import bench as benchlib
 
     out = _guard(benchlib.run, quick, Path(results_dir), image, native_only)
     print(f"xeontl bench: {out / 'bench.json'}")

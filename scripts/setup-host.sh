@@ -71,7 +71,7 @@ if [ $native = 1 ] && ! $PY -c "import horovod.tensorflow as h; assert h.mpi_bui
 then
   phase "Horovod: the wheel compiled in the deps image (invoke build --offline makes it if missing)"
   $PY -m invoke build --offline
-  wheel=$($PY -c "from pathlib import Path; from xeontl import image; print(image.horovod_wheel(Path('.venv/wheels')))")
+  wheel=$($PY -c "from pathlib import Path; from xeontl.supply import image; print(image.horovod_wheel(Path('.venv/wheels')))")
   $PY -m pip install -q --disable-pip-version-check --no-deps "$wheel"
   .venv/bin/horovodrun --check-build | grep -E "\[X\] (TensorFlow|MPI|Gloo)"
 fi

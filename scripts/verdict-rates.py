@@ -28,8 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from xeontl import claims, launch, reference  # noqa: E402
-from xeontl.options import Options  # noqa: E402
+from xeontl.launch import launch  # noqa: E402
+from xeontl.launch.options import Options  # noqa: E402
+from xeontl.records import claims, reference  # noqa: E402
 
 
 def busy(cpu: int, stop: threading.Event) -> subprocess.Popen:

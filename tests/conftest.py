@@ -229,8 +229,8 @@ def docker_runs(image, tmp_path_factory):
     """The image runs: 2 ranks in the container, rank 1 killed after epoch 2 (the fault reaches the ranks inside the
     container), then `invoke reproduce --resume` of it, again in the container: a failed run and a successful one,
     asserted by test_image (the container record) and test_resume (the continuation)."""
-    from xeontl import launch
-    from xeontl.options import Options
+    from xeontl.launch import launch
+    from xeontl.launch.options import Options
 
     results = tmp_path_factory.mktemp("docker-runs")
     opts = Options(sockets=2, emulate_sockets=True, profile="smoke", image=image, results_dir=results,
@@ -249,7 +249,9 @@ def derive(src: Path, dest: Path, **changes) -> Path:
     DELETE removes the field. Every record is then checked as its writer checks it (metrics.json and provenance.json
     against their schemas, config.json as the ranks load it), so a value the code cannot produce fails the test that
     wrote it: a verdict test never judges a record the code could not have written."""
-    from xeontl import config, provenance, rundir
+    from xeontl.experiment import config
+    from xeontl.launch import rundir
+    from xeontl.records import provenance
 
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("checkpoints", "logs", "*.png", "*.h5"))
     docs = {}
@@ -301,8 +303,8 @@ def paper_inputs(tmp_path_factory):
 
 def bf16_native() -> bool:
     """This CPU has BF16 arithmetic (AMX or AVX512-BF16): precision auto runs the paper's BF16 here."""
-    from xeontl import runtime
-    from xeontl.provenance import cpuinfo
+    from xeontl.experiment import runtime
+    from xeontl.records.provenance import cpuinfo
 
     return runtime.bf16_native(cpuinfo()["flags"])
 

@@ -6,8 +6,8 @@
 - `keras_v1`: Keras' ResNet50 (v1: stride 2 on a bottleneck's first 1x1) weight file, random weights, as Keras' ImageNet
   file is laid out (layer names, notop).
 - `tfds`: a Kather-layout archive (01_TUMOR ... 08_EMPTY, 150x150 RGB TIFFs) prepared by TFDS's real
-  colorectal_histology builder through `xeontl.data.prepare_tfds` (the builder's registered download swapped for this
-  archive: TFDS checks the file it finds against that record), so a run reads it as `--dataset tfds`.
+  colorectal_histology builder through `xeontl.experiment.data.prepare_tfds` (the builder's registered download
+  swapped for this archive: TFDS checks the file it finds against that record), so a run reads it as `--dataset tfds`.
 
 Each runs in a child process (`python tests/paper_inputs.py KIND OUT ...`): the tests' own process keeps no
 TF-Slim graph or TFDS registration. Also a script: the same command makes them by hand."""
@@ -73,7 +73,7 @@ def _slim_savedmodel(out: Path) -> dict:
 
 def _keras_v1(out: Path) -> dict:
     sys.path.insert(0, str(ROOT / "src"))
-    from xeontl import model
+    from xeontl.experiment import model
 
     net = model.resnet50(64, v15=False, seed=0)
     net.save_weights(str(out))
@@ -110,7 +110,7 @@ def _tfds(out: Path, per_class: str) -> dict:
     from tensorflow_datasets.core.download import checksums
     from tensorflow_datasets.image_classification import colorectal_histology as ch
 
-    from xeontl import config, data
+    from xeontl.experiment import config, data
 
     archive = out / "manual" / data.ARCHIVE_NAME
     digest = kather_zip(archive, int(per_class))

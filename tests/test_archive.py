@@ -14,9 +14,9 @@ import tarfile
 import pytest
 
 from conftest import ROOT, docker_ok, invoke
-from xeontl import archive, dockerapi
-from xeontl import image as imagelib
-from xeontl.errors import UserError
+from xeontl.common.errors import UserError
+from xeontl.supply import archive, dockerapi
+from xeontl.supply import image as imagelib
 
 
 def fake_archive(path, inputs=None, commit="c0ffee" * 6 + "beef", members=None, alter=None, sums_text=None,
@@ -87,7 +87,7 @@ def test_build_from_a_bad_archive_says_so_in_one_line(tmp_path):
 
 
 def test_archive_refuses_an_uncommitted_checkout_and_an_existing_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(archive, "_git", lambda *a: "abc" if a[0] == "rev-parse" else " M src/xeontl/plan.py")
+    monkeypatch.setattr(archive, "_git", lambda *a: "abc" if a[0] == "rev-parse" else " M src/xeontl/placement/plan.py")
     with pytest.raises(UserError, match="uncommitted changes: commit them first"):
         archive.make(tmp_path / "x.tar")
     monkeypatch.setattr(archive, "_git", lambda *a: "abc" if a[0] == "rev-parse" else "")
@@ -129,7 +129,7 @@ def test_the_image_goes_through_an_archive_and_back(image, tmp_path, monkeypatch
     """For real: invoke archive of the built image, then invoke build --from under another tag; the loaded image
     has the same id, and a run on it records the archive it came from."""
     from xeontl.engines import docker
-    from xeontl.options import Options
+    from xeontl.launch.options import Options
 
     env = {**os.environ, "XEONTL_CACHE_DIR": str(tmp_path / "cache")}
     out = tmp_path / "x.tar"
@@ -142,7 +142,8 @@ def test_the_image_goes_through_an_archive_and_back(image, tmp_path, monkeypatch
     with tarfile.open(out) as tar:
         src = tarfile.open(fileobj=tar.extractfile(f"{archive.ROOT}/source.tar.gz"))
         names = src.getnames()
-    assert "xeontl/src/xeontl/plan.py" in names and any(n.startswith("xeontl/results/reference/") for n in names)
+    assert "xeontl/src/xeontl/placement/plan.py" in names
+    assert any(n.startswith("xeontl/results/reference/") for n in names)
     tag = f"xeontl:from-archive-{secrets.token_hex(3)}"
     try:
         r = invoke("build", "--from", str(out), "--tag", tag, timeout=1800, env=env)

@@ -20,8 +20,9 @@ import pytest
 from PIL import Image
 
 from conftest import invoke, one_line_error
-from xeontl import assets, config, data
-from xeontl.errors import UserError
+from xeontl.common.errors import UserError
+from xeontl.experiment import config, data
+from xeontl.supply import assets
 
 
 class Server(http.server.ThreadingHTTPServer):
@@ -227,8 +228,8 @@ def test_the_ranks_read_the_same_absolute_paths_wherever_they_run(tmp_path):
     """The paper profile's weights and TFDS data are host paths: the resolved config holds them absolute, and the
     container mounts exactly those paths, read-only (before, a docker run could not see them at all)."""
     from conftest import SPR
-    from xeontl import launch
-    from xeontl.options import Options
+    from xeontl.launch import launch
+    from xeontl.launch.options import Options
 
     p = launch.prepare(Options(sockets=2, profile="paper", dry_run=True, topology_file=str(SPR),
                                       overrides={"data_dir": str(tmp_path / "tfds")}, results_dir=tmp_path / "r"))

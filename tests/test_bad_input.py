@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from conftest import ROOT, SPR, docker_ok, invoke, one_line_error
-from xeontl import launch
-from xeontl.errors import UserError
+from xeontl.common.errors import UserError
+from xeontl.launch import launch
 
 
 def test_results_dir_that_cannot_be_created(tmp_path):
@@ -45,7 +45,7 @@ def test_recorded_topology_that_does_not_fit_this_host_is_not_run(tmp_path):
 def test_wheelhouse_hash_mismatch_is_one_clear_error(tmp_path, monkeypatch):
     """A lock file whose hash does not match what the index serves (a tampered or re-published file): the build
     stops at the wheelhouse step, says so, and the wheelhouse holds no unverified file."""
-    from xeontl import image
+    from xeontl.supply import image
 
     lock = tmp_path / "lock.txt"
     lock.write_text("six==1.16.0 --hash=sha256:" + "0" * 64 + "\n")
@@ -58,7 +58,7 @@ def test_wheelhouse_hash_mismatch_is_one_clear_error(tmp_path, monkeypatch):
 
 
 def test_offline_build_without_debootstrap_says_what_to_install(monkeypatch):
-    from xeontl import image
+    from xeontl.supply import image
 
     monkeypatch.setattr(image.dockerapi, "inspect", lambda tag: None)
     monkeypatch.setattr(image.shutil, "which", lambda name: None)
@@ -68,7 +68,7 @@ def test_offline_build_without_debootstrap_says_what_to_install(monkeypatch):
 
 def test_an_image_built_from_other_sources_is_refused(monkeypatch, tmp_path):
     """A stale image would run other code than the checkout's (and config.json could differ from what ran)."""
-    from xeontl import dockerapi, image
+    from xeontl.supply import dockerapi, image
 
     def check_image(ref):
         return dockerapi.require_image(ref, image.checkout_inputs_hash())
@@ -111,13 +111,14 @@ def test_build_contexts_hold_only_what_each_image_copies():
     build); a source change leaves the deps image's hash, and so the deps image, as it is."""
     import tarfile
 
-    from xeontl import image
+    from xeontl.supply import image
 
     with image._context(image.APP_INPUTS) as ctx:
         names = tarfile.open(fileobj=ctx).getnames()
         ctx.seek(0, 2)
         size = ctx.tell()
-    assert "docker/Dockerfile" in names and "src/xeontl/plan.py" in names and "src/xeontl/configs/demo.toml" in names
+    assert "docker/Dockerfile" in names and "src/xeontl/placement/plan.py" in names
+    assert "src/xeontl/configs/demo.toml" in names
     assert not any(n.startswith(("docker/wheelhouse", "requirements", "tests", "results")) for n in names)
     assert size < 5 << 20, size
     assert set(image.DEPS_INPUTS).isdisjoint(image.APP_INPUTS) and "src" not in image.DEPS_INPUTS
@@ -130,7 +131,7 @@ def test_compose_services_drop_every_capability_and_read_the_references_only(tmp
     import yaml
 
     from xeontl.engines import compose as composelib
-    from xeontl.reference import REFERENCE_DIR
+    from xeontl.records.reference import REFERENCE_DIR
 
     env = composelib.env(REFERENCE_DIR.parent, keys_dir=tmp_path / "keys")  # the checkout's results/, as by default
     assert composelib.env(tmp_path, keys_dir=tmp_path / "keys")["XEONTL_REFERENCE_AT"] == "/opt/xeontl/reference"

@@ -11,8 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import needs_horovod
-from xeontl import bench, provenance, runtime, topology
-from xeontl import plan as planlib
+from xeontl.experiment import runtime
+from xeontl.measure import bench
+from xeontl.placement import plan as planlib
+from xeontl.placement import topology
+from xeontl.records import provenance
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bench.json"
 FIGURES = ["peak_gflops_fp32", "peak_gflops_bf16", "backbone_img_s_fp32", "backbone_img_s_bf16", "bf16_speedup",
@@ -196,7 +199,7 @@ def test_the_bench_reads_a_real_launcher_run(native_run):
 def test_each_figure_and_target_is_declared_once():
     """bench.json, bench.md, bench.png and the reasons read the one registry (before, the plot drew 0.5 for one
     figure while the table put 0.7 on another)."""
-    from xeontl import bench_report
+    from xeontl.measure import bench_report
 
     src = Path(bench.__file__).read_text() + Path(bench_report.__file__).read_text()  # the registry is bench_report's
     keys = [f.key for f in bench.FIGURES]

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from conftest import needs_horovod
-from xeontl import checkhost
+from xeontl.measure import checkhost
 
 SPR_FLAGS = ["avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2", "fma"]
 
@@ -161,7 +161,7 @@ def test_the_probes_run_on_this_host(tmp_path):
 
 def test_a_steps_time_is_split_by_onednn_primitive():
     """From oneDNN's verbose lines of the timed steps only (between the markers), per step."""
-    from xeontl.probes import PROFILE_MARKS
+    from xeontl.measure.probes import PROFILE_MARKS
 
     conv = "onednn_verbose,exec,cpu,convolution,brg:avx512_core_amx,forward_inference,src_bf16::blocked:acdb,,,mb32,{}"
     out = "\n".join([conv.format(99.0),  # a warm-up step's line: not counted

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import AS_BF16, DELETE, bf16_native, derive, invoke, load, one_line_error
-from xeontl import claims, config, repeats
+from xeontl.experiment import config
+from xeontl.launch import repeats
+from xeontl.records import claims
 
 # What the accuracy and epochs claims say of the stand-ins' runs: PASS or FAIL where precision auto ran BF16 (the
 # paper's); on a CPU without BF16 arithmetic it ran fp32, and the verdict says so instead
@@ -289,7 +291,7 @@ def test_over_repeats_a_claim_is_the_mean_with_its_spread_and_the_runs_that_met_
 
 
 def test_seeds_are_recorded_and_distinct_per_repeat():
-    from xeontl.options import Options
+    from xeontl.launch.options import Options
 
     runs = repeats.seeded(Options(profile="demo"), 3)
     assert [r.overrides["seed"] for r in runs] == ["42", "43", "44"]

@@ -3,8 +3,8 @@
 import pytest
 
 from conftest import one_line_error, run
-from xeontl import config
-from xeontl.errors import UserError
+from xeontl.common.errors import UserError
+from xeontl.experiment import config
 
 PAPER = config.resolve("paper")
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xeontl import config, data
-from xeontl.errors import UserError
+from xeontl.common.errors import UserError
+from xeontl.experiment import config, data
 
 
 def cfg(**over):
@@ -73,7 +73,7 @@ def test_training_pipeline_is_one_endless_reshuffled_iterator():
 
 def test_synthetic_set_is_made_once_by_the_launcher_and_read_back(tmp_path, monkeypatch):
     """The launcher makes the set on the host (assets), every run reads it instead of synthesizing (10-30 s)."""
-    from xeontl import assets
+    from xeontl.supply import assets
 
     monkeypatch.setenv("XEONTL_CACHE_DIR", str(tmp_path))
     c = assets.absolute(cfg(synthetic_train=16, synthetic_val=8))

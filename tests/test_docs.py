@@ -49,7 +49,7 @@ def test_the_readmes_reference_figures_are_the_committed_runs():
 def test_the_committed_reference_is_reproduced_on_the_committed_spread_of_its_kind():
     """The quick start's reference, judged as any run of its kind is: healthy, within the accuracy spread of every
     committed run of its recipe, its time against its CPU kind's machine-days."""
-    from xeontl import claims, reference
+    from xeontl.records import claims, reference
 
     ref = claims.load_run(REFERENCE)
     spread = reference.kind_spread(ref)

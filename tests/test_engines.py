@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SPR, invoke
-from xeontl import engines, launch, options, outcome, rundir
+from xeontl import engines
+from xeontl.common.errors import UserError
 from xeontl.engines import docker, kubernetes, mpijob_launcher, native, slurm
-from xeontl.errors import UserError
-from xeontl.options import Options
+from xeontl.launch import launch, options, outcome, rundir
+from xeontl.launch.options import Options
 
 SRC = ROOT / "src" / "xeontl"
 
@@ -63,7 +64,7 @@ def test_each_engine_renders_the_plans_own_rank_commands(tmp_path):
 
 
 def test_the_capabilities_are_the_plans_in_every_engine():
-    from xeontl import plan as planlib
+    from xeontl.placement import plan as planlib
 
     job = launch.prepare(Options(dry_run=True, topology_file=str(SPR)))
     caps = [job.command[i + 1] for i, a in enumerate(job.command) if a == "--cap-add"]
@@ -174,8 +175,9 @@ def test_settle_names_the_failed_rank_and_writes_the_status_once(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ assets claim
 def test_the_assets_claim_holds_the_papers_files_read_only_in_every_pod():
-    from xeontl import config, topology
-    from xeontl import plan as planlib
+    from xeontl.experiment import config
+    from xeontl.placement import plan as planlib
+    from xeontl.placement import topology
 
     cfg = kubernetes.assets_on_claim(config.resolve("paper"))
     assert cfg["weights"] == "savedmodel:/assets/weights/resnet50_v1_5"
@@ -205,8 +207,8 @@ def test_a_launcher_pod_without_its_configmap_is_one_line(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ the image, built
 def test_a_missing_or_stale_image_is_built_first_unless_no_build(monkeypatch):
-    from xeontl import dockerapi
-    from xeontl import image as imagelib
+    from xeontl.supply import dockerapi
+    from xeontl.supply import image as imagelib
 
     built, state = [], {"label": "0123456789ab"}
     monkeypatch.setattr(dockerapi, "check_daemon", lambda: None)
@@ -233,8 +235,8 @@ def test_reproduce_builds_the_image_it_lacks(image):
     `invoke build` reuses it) and then runs this checkout's code."""
     import secrets
 
-    from xeontl import dockerapi
-    from xeontl import image as imagelib
+    from xeontl.supply import dockerapi
+    from xeontl.supply import image as imagelib
 
     tag = f"xeontl:autobuild-{secrets.token_hex(3)}"
     try:

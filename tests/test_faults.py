@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import ctrl_c, have_horovod, load, only_run, processes_naming, rank_pid, staged_epoch, start, wait_for
-from xeontl import events
+from xeontl.experiment import events
 
 pytestmark = pytest.mark.slow
 

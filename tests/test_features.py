@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import run
-from xeontl import config, data, features, model
+from xeontl.experiment import config, data, features, model
 
 
 def build(cfg):

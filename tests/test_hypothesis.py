@@ -15,9 +15,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import SPR
-from xeontl import archive, cli, config, launch, topology
-from xeontl.errors import UserError
-from xeontl.options import Options
+from xeontl import cli
+from xeontl.common.errors import UserError
+from xeontl.experiment import config
+from xeontl.launch import launch
+from xeontl.launch.options import Options
+from xeontl.placement import topology
+from xeontl.supply import archive
 
 EXAMPLES = int(os.environ.get("XEONTL_HYPOTHESIS_EXAMPLES", "150"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -11,7 +11,7 @@ from datetime import datetime
 import pytest
 
 from conftest import ROOT, invoke, run
-from xeontl.smoke import check_run
+from xeontl.measure.smoke import check_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 def test_image_labels_user_and_build_checks(image):
     info = json.loads(run(["docker", "image", "inspect", image]).stdout)[0]
     labels = info["Config"]["Labels"]
-    from xeontl import image as imagelib
+    from xeontl.supply import image as imagelib
 
     assert labels["io.xeontl.inputs"] == imagelib.checkout_inputs_hash()  # the sources it was built from
     # OCI's labels: traceable to its commit once pushed to a registry; never a placeholder
@@ -135,7 +135,7 @@ def test_node_entrypoint_takes_the_mpi_operators_key_secret(image, tmp_path):
 
 def test_a_source_only_rebuild_builds_on_the_deps_image_and_cleans_up(image):
     """What the bench times: the package's few layers on the existing deps image, from a sub-MB context."""
-    from xeontl import image as imagelib
+    from xeontl.supply import image as imagelib
 
     r = imagelib.time_source_rebuild()
     assert r["seconds"] > 0 and r["context_bytes"] < 5 << 20

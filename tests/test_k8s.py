@@ -9,10 +9,11 @@ import pytest
 import yaml
 
 from conftest import SPR, invoke, one_line_error
-from xeontl import config, topology
-from xeontl import plan as planlib
+from xeontl.common.errors import UserError
 from xeontl.engines import kubernetes as k8s
-from xeontl.errors import UserError
+from xeontl.experiment import config
+from xeontl.placement import plan as planlib
+from xeontl.placement import topology
 
 
 def spr_docs(nodes=2, sockets=2):

@@ -133,7 +133,7 @@ def test_the_launcher_waited_for_the_names_and_is_named_as_a_jobs_pod(paper_job)
 
 
 def test_the_pods_read_the_weights_from_the_read_only_assets_claim(paper_job):
-    from xeontl import model
+    from xeontl.experiment import model
 
     m = json.loads((paper_job["run"] / "metrics.json").read_text())
     assert m["weights"]["kind"] == "savedmodel" and m["weights"]["path"] == "/assets/weights/hub"

@@ -29,7 +29,7 @@ def imports_of(path: Path, name: str) -> set[str]:
                                                                                                     else []))
             if base.startswith("xeontl"):
                 out.add(base)
-                out |= {f"{base}.{a.name}" for a in node.names}  # `from xeontl import claims` imports a module
+                out |= {f"{base}.{a.name}" for a in node.names}  # `from xeontl.records import claims`: a module
     return out
 
 
@@ -72,7 +72,7 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
 
 def test_the_package_import_graph_has_no_circle():
     g = graph()
-    assert len(g) > 30 and "xeontl.claims" in g["xeontl.report"]  # the graph is read, not empty
+    assert len(g) > 30 and "xeontl.records.claims" in g["xeontl.records.report"]  # the graph is read, not empty
     assert cycles(g) == []
 
 
@@ -105,7 +105,7 @@ def docker_subprocesses(source: str) -> list[int]:
 
 
 def test_no_module_runs_the_docker_cli():
-    """Everything asked of the daemon goes through the Docker SDK (xeontl.dockerapi); the `docker run` line the
+    """Everything asked of the daemon goes through the Docker SDK (xeontl.supply.dockerapi); the `docker run` line the
     launch record shows is rendered (dockerapi.Container.cli), never run."""
     found = {p.relative_to(PACKAGE).as_posix(): lines for p in PACKAGE.rglob("*.py")
              if (lines := docker_subprocesses(p.read_text()))}
@@ -115,3 +115,17 @@ def test_no_module_runs_the_docker_cli():
 def test_the_docker_cli_finder_finds_one():
     assert docker_subprocesses('import subprocess\nsubprocess.run(["docker", "kill", c])\n_run(["docker", "tag"])\n'
                                'x = ["docker", "run"]\n') == [2, 3]
+
+
+def test_the_folders_name_the_parts():
+    """A folder per concern (Horovod's runner/ layout): nothing but the entry points at the top, each folder says what
+    it holds, and docs/layout.md's map names every folder."""
+    data = {"configs", "schemas"}  # packages of data files only (importlib.resources reads them)
+    folders = {p.parent.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")} - data
+    assert folders == {".", "common", "launch", "placement", "engines", "experiment", "records", "supply", "measure"}
+    assert all({p.name for p in (PACKAGE / d).glob("*.py")} <= {"__init__.py"} for d in data)
+    assert {p.name for p in PACKAGE.glob("*.py")} == {"__init__.py", "__main__.py", "cli.py"}
+    layout = (ROOT / "docs" / "layout.md").read_text()
+    for folder in folders - {"."}:
+        assert ast.get_docstring(ast.parse((PACKAGE / folder / "__init__.py").read_text())), folder
+        assert f"| `{folder}/` |" in layout, folder

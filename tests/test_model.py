@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from xeontl import config, model
-from xeontl.errors import UserError
+from xeontl.common.errors import UserError
+from xeontl.experiment import config, model
 
 
 def strides(net, name):

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from conftest import image_ok, invoke, load, only_run, run
-from xeontl import stacks
+from xeontl.supply import stacks
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 PAPER = stacks.STACKS["paper"]
@@ -36,7 +36,7 @@ def paper_stack_run(paper_image, tmp_path_factory):
 def test_the_paper_image_is_the_paper_release_with_horovod_built_against_it(paper_image):
     info = json.loads(run(["docker", "image", "inspect", paper_image]).stdout)[0]
     labels = info["Config"]["Labels"]
-    from xeontl import image as imagelib
+    from xeontl.supply import image as imagelib
 
     assert labels["io.xeontl.inputs"] == imagelib.checkout_inputs_hash(PAPER)
     assert labels["io.xeontl.versions.tensorflow"] == "intel-tensorflow-avx512 2.10.0"
@@ -76,7 +76,7 @@ def test_the_report_says_the_software_is_the_papers_and_the_default_stack_that_i
 
 def test_bench_stacks_runs_both_images_side_by_side_and_says_what_each_ran(paper_image, image, tmp_path):
     """`invoke bench --stacks` at the test size: every variant a real container run of its stack's image."""
-    from xeontl import bench_stacks
+    from xeontl.measure import bench_stacks
 
     out = bench_stacks.run(False, tmp_path, sizes="tiny")
     res = json.loads((out / "stacks.json").read_text())["result"]

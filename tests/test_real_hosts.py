@@ -10,10 +10,10 @@ import subprocess
 import pytest
 
 from conftest import TOPOLOGIES, invoke, one_line_error
-from xeontl import plan as planlib
-from xeontl import topology
+from xeontl.common.errors import UserError
 from xeontl.engines.docker import docker_command
-from xeontl.errors import UserError
+from xeontl.placement import plan as planlib
+from xeontl.placement import topology
 
 SYS_2DIE = TOPOLOGIES / "sys-2pkg-2die"
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import AS_BF16, ROOT, derive, have_horovod, load
-from xeontl import claims, reference, repeats, report
+from xeontl.launch import repeats
+from xeontl.records import claims, reference, report
 
 
 def verdict_rows(run):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from conftest import have_horovod, invoke, load, one_line_error, only_run, run
-from xeontl import events
+from xeontl.experiment import events
 
 SMOKE = ["--profile", "smoke", "--set", "epochs=6", "--set", "patience=20", "--set", "verbose=0"]
 
@@ -132,8 +132,9 @@ def test_container_run_resumes_in_the_container(docker_runs):
 def test_a_run_recorded_before_engine_checks_still_resumes(tmp_path):
     """launch.json of local runs made before 2026-11-30 carries Slurm's container default; resuming one must not be
     refused as '--container with the local engine'."""
-    from xeontl import config, launch
-    from xeontl.options import Options
+    from xeontl.experiment import config
+    from xeontl.launch import launch
+    from xeontl.launch.options import Options
 
     run_dir = tmp_path / "old"
     (run_dir / "checkpoints" / "epoch-0002").mkdir(parents=True)

@@ -4,13 +4,15 @@ training run): the LR rule, steps per epoch, secret redaction, container detecti
 import pytest
 
 from conftest import invoke, one_line_error
-from xeontl import config, options, provenance
+from xeontl.common.errors import UserError
 from xeontl.engines import compose
-from xeontl.errors import UserError
+from xeontl.experiment import config
+from xeontl.launch import options
+from xeontl.records import provenance
 
 
 def test_the_lr_grows_linearly_with_the_workers():
-    from xeontl.train import scaled_learning_rate
+    from xeontl.experiment.train import scaled_learning_rate
 
     paper = config.resolve("paper")
     printed = " (the paper profile's 'printed' reading)"
@@ -26,7 +28,7 @@ def test_the_lr_grows_linearly_with_the_workers():
 
 
 def test_steps_per_epoch_is_the_shard_over_the_batch_capped_by_the_config():
-    from xeontl.train import steps_per_epoch
+    from xeontl.experiment.train import steps_per_epoch
 
     cfg = config.resolve("paper")
     assert steps_per_epoch(cfg, 2000) == 62  # a 2-socket run's half of 4000 training images, batch 32
@@ -96,7 +98,7 @@ def test_compose_env_task_refuses_a_users_env_in_one_line(tmp_path):
     (130, "aborted", "aborted", 130),
 ])
 def test_one_mapping_from_an_exit_to_a_status_and_back(rc, trainer, status, exit_code):
-    from xeontl import outcome
+    from xeontl.launch import outcome
 
     assert outcome.status(rc, trainer) == status and outcome.exit_code(status) == exit_code
 
@@ -104,7 +106,7 @@ def test_one_mapping_from_an_exit_to_a_status_and_back(rc, trainer, status, exit
 @pytest.mark.parametrize("state,status", [("COMPLETED", None), ("CANCELLED", "aborted"), ("FAILED", "failed"),
                                           ("TIMEOUT", "failed"), ("NODE_FAIL", "failed"), ("OUT_OF_MEMORY", "failed")])
 def test_slurm_job_states_as_statuses(state, status):
-    from xeontl import outcome
+    from xeontl.launch import outcome
 
     assert outcome.from_slurm(state) == status  # COMPLETED: the trainer's own metrics decide
 

@@ -3,8 +3,9 @@ best the CPU can do. Pure decisions, then the rank's behaviour on a CPU without 
 
 import pytest
 
-from xeontl import config, provenance, runtime
-from xeontl.errors import UserError
+from xeontl.common.errors import UserError
+from xeontl.experiment import config, runtime
+from xeontl.records import provenance
 
 SPR = {"model_name": "Intel(R) Xeon(R) Platinum 8480+", "flags": ["avx2", "fma", "avx512f", "avx512bw", "amx_bf16"]}
 ZEN4 = {"model_name": "AMD EPYC 9R14", "flags": ["avx2", "fma", "avx512f", "avx512bw", "avx512_bf16"]}
@@ -44,7 +45,7 @@ def test_the_paper_profile_is_bf16_and_the_offline_ones_auto():
 
 
 def test_a_bf16_rank_on_a_cpu_without_bf16_kernels_stops_before_writing_anything(tmp_path, monkeypatch):
-    from xeontl import train
+    from xeontl.experiment import train
 
     monkeypatch.setattr(provenance, "cpuinfo", lambda: ZEN3)
     cfg = config.resolve("smoke", {"precision": "bf16"})

@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SPR, invoke, one_line_error, processes_naming, start, wait_for
-from xeontl import assets, cpulock, provenance, redact
-from xeontl.errors import UserError
+from xeontl.common import redact
+from xeontl.common.errors import UserError
+from xeontl.launch import cpulock
+from xeontl.records import provenance
+from xeontl.supply import assets
 
 ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="needs root (the shared-host case: a root run, a 2nd user)")
 NOBODY = 65534
@@ -93,7 +96,7 @@ def test_the_locks_hold_across_users_whatever_the_umask(shared, monkeypatch):
     try:
         with cpulock.hold([0], "root-run"):
             assert oct(locks.stat().st_mode & 0o7777) == "0o1777"
-            code = ("from xeontl import cpulock\nfrom xeontl.errors import UserError\n"
+            code = ("from xeontl.launch import cpulock\nfrom xeontl.common.errors import UserError\n"
                     "with cpulock.hold([1], 'nobody-run'):\n    pass\n"
                     "try:\n    cpulock.hold([0], 'nobody-run').__enter__()\nexcept UserError as e:\n    print(e)\n")
             r = as_user(NOBODY, code, {"XEONTL_LOCK_DIR": str(locks)})
@@ -101,7 +104,7 @@ def test_the_locks_hold_across_users_whatever_the_umask(shared, monkeypatch):
             assert "CPUs 0 by run root-run" in r.stdout  # the other user's run sees root's CPU held
     finally:
         os.umask(old)
-    r = as_user(NOBODY, "from xeontl import cpulock\nimport time\nc = cpulock.hold([2], 'nobody-holds')\n"
+    r = as_user(NOBODY, "from xeontl.launch import cpulock\nimport time\nc = cpulock.hold([2], 'nobody-holds')\n"
                         "c.__enter__(); print('held', flush=True); time.sleep(5)", {"XEONTL_LOCK_DIR": str(locks)})
     assert r.returncode == 0 and "held" in r.stdout, r.stderr
 
@@ -167,7 +170,7 @@ def test_invoke_test_passes_its_k_expression_as_one_word():
     ('[1, 2]', "launch.json is unreadable (ValueError: not a JSON object"),
 ])
 def test_resume_with_a_damaged_launch_json_is_one_line(tmp_path, launch_json, needle):
-    from xeontl import config
+    from xeontl.experiment import config
 
     run = tmp_path / "20261204-000000-smoke-2s-abcd"
     (run / "checkpoints" / "epoch-0001").mkdir(parents=True)
@@ -207,7 +210,7 @@ def test_secret_names_and_url_credentials_never_reach_a_record():
 
 # ------------------------------------------------------------------------------------------------ the weights' hash
 def test_weights_are_held_to_their_first_seen_hash(tmp_path, monkeypatch):
-    from xeontl import config
+    from xeontl.experiment import config
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     weights = tmp_path / "w.h5"

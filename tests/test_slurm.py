@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from conftest import SPR, ctrl_c, invoke, one_line_error, only_run, processes_naming, run, staged_epoch, start, wait_for
-from xeontl import events
+from xeontl.experiment import events
 
 HAVE_SLURM = all(shutil.which(t) for t in ("slurmctld", "slurmd", "sbatch", "munged", "ch-run"))
 

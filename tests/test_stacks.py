@@ -1,13 +1,15 @@
-"""The two software stacks: what differs between them is chosen in xeontl.stacks, the options pick the stack's own
-image, the paper stack's wheelhouse is fetched for its Python, and the report says whose software ran."""
+"""The two software stacks: what differs between them is chosen in xeontl.supply.stacks, the options pick the
+stack's own image, the paper stack's wheelhouse is fetched for its Python, and the report says whose software ran."""
 
 import subprocess
 
 import pytest
 
 from conftest import invoke, one_line_error
-from xeontl import image, options, report, stacks
-from xeontl.errors import UserError
+from xeontl.common.errors import UserError
+from xeontl.launch import options
+from xeontl.records import report
+from xeontl.supply import image, stacks
 
 
 def test_the_amp_option_is_named_as_each_release_takes_it():

@@ -5,11 +5,11 @@ import shlex
 import pytest
 
 from conftest import SPR, TOPOLOGIES, invoke, one_line_error
-from xeontl import plan as planlib
-from xeontl import topology
+from xeontl.common.errors import UserError
 from xeontl.engines.docker import docker_command
 from xeontl.engines.host import launch_command
-from xeontl.errors import UserError
+from xeontl.placement import plan as planlib
+from xeontl.placement import topology
 
 
 def load(name):

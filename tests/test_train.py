@@ -24,8 +24,9 @@ from conftest import (
     start,
     wait_for,
 )
-from xeontl import events, provenance
-from xeontl.smoke import check_run
+from xeontl.experiment import events
+from xeontl.measure.smoke import check_run
+from xeontl.records import provenance
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,9 @@ import signal
 import sys
 from pathlib import Path
 
-from xeontl import config, options
-from xeontl.errors import UserError, one_line
+from xeontl.common.errors import UserError, one_line
+from xeontl.experiment import config
+from xeontl.launch import options
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("reproduce", help="the launcher, natively on this host or inside a container (compose)")
     add_config_args(r)
-    options.add_arguments(r)  # the launch options, declared once (xeontl.options), as invoke's are
+    options.add_arguments(r)  # the launch options, declared once (xeontl.launch.options), as invoke's are
 
     for name, what in (("probe", "print what this environment is (host, container, software, oneDNN ISA) as JSON"),
                        ("isa-sample", "run a short conv + matmul sample (the probe runs it with ONEDNN_VERBOSE=1)")):
@@ -98,17 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "probe":
-            from xeontl import provenance
+            from xeontl.records import provenance
 
             print(json.dumps(provenance.probe(args.precision, args.amp), default=str))
             return 0
         if args.command == "isa-sample":
-            from xeontl import runtime
+            from xeontl.experiment import runtime
 
             runtime.isa_sample(args.precision, args.amp)
             return 0
         if args.command == "measure":
-            from xeontl import bench
+            from xeontl.measure import bench
 
             print(json.dumps(bench.measure(args.what, args.precision, args.size, args.batch, args.repeats,
                                            args.threads, args.fold)))
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             return mpijob_launcher.launch_pod(args.run_id, args.results_dir, args.config_dir,
                                          args.launch[1:] if args.launch[:1] == ["--"] else args.launch)
         if args.command == "reproduce":
-            from xeontl import launch
+            from xeontl.launch import launch
 
             # in a container (compose) or on this host, the launcher here runs the ranks itself: natively
             return launch.reproduce(options.from_argparse(args, profile=args.profile or "demo",
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "config":
             print(json.dumps(cfg, indent=1))
             return 0
-        from xeontl import train  # imports TensorFlow: only for the commands that need it
+        from xeontl.experiment import train  # imports TensorFlow: only for the commands that need it
 
         metrics = train.train(cfg, args.output, {"auto": None, "on": True, "off": False}[args.horovod],
                               resume_from=args.resume_from, threads=(args.intra_threads, args.inter_threads),
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        from xeontl import outcome
+        from xeontl.launch import outcome
 
         print("xeontl: interrupted", file=sys.stderr)
         return outcome.ABORTED_EXIT

@@ -13,7 +13,7 @@ launch.py chooses the engine once (`choose`) and never asks which one it has."""
 from __future__ import annotations
 
 from xeontl.engines.base import Engine, Job, describe_local  # noqa: F401  (the interface, by its package's name)
-from xeontl.options import Options
+from xeontl.launch.options import Options
 
 
 def choose(opts: Options) -> Engine:
@@ -23,7 +23,7 @@ def choose(opts: Options) -> Engine:
     if opts.engine == "slurm":
         return slurm.SlurmEngine(opts)
     if opts.engine != "local":
-        from xeontl.errors import UserError
+        from xeontl.common.errors import UserError
 
         raise UserError(f"--engine {opts.engine}: must be local or slurm (Kubernetes: invoke render --engine k8s)")
     return native.NativeEngine(opts) if opts.native else docker.DockerEngine(opts)

@@ -9,9 +9,10 @@ import dataclasses
 import shlex
 from pathlib import Path
 
-from xeontl import outcome, topology
-from xeontl import plan as planlib
-from xeontl.options import Options
+from xeontl.launch import outcome
+from xeontl.launch.options import Options
+from xeontl.placement import plan as planlib
+from xeontl.placement import topology
 
 
 @dataclasses.dataclass

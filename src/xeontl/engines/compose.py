@@ -8,11 +8,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from xeontl import dockerapi, topology
-from xeontl import plan as planlib
-from xeontl.errors import UserError
-from xeontl.options import DEFAULT_IMAGE
-from xeontl.topology import cpulist
+from xeontl.common.errors import UserError
+from xeontl.launch.options import DEFAULT_IMAGE
+from xeontl.placement import plan as planlib
+from xeontl.placement import topology
+from xeontl.placement.topology import cpulist
+from xeontl.supply import dockerapi
 
 COMPOSE_ENV_HEADER = "# written by `invoke compose-env` from this host's plans; rewritten by it, not by hand\n"
 
@@ -36,7 +37,7 @@ def env(results_dir: Path, image: str = DEFAULT_IMAGE, profile: str = "demo",
     one = planlib.make_plan(topo, 1)
     two = planlib.make_plan(topo, 2, emulate="auto")
     uid, gid = dockerapi.user_ids()
-    from xeontl.claims import REFERENCE_DIR
+    from xeontl.records.claims import REFERENCE_DIR
 
     return {"XEONTL_IMAGE": image, "XEONTL_PROFILE": profile, "XEONTL_RESULTS": str(results_dir.resolve()),
             # the committed references, mounted read-only (compose.yaml): over the results dir's own when the results

@@ -1,5 +1,6 @@
 """The docker engine: the job in the image on this host, a container with the plan's cpuset and memory nodes (made
-and run through the Docker SDK: xeontl.dockerapi), the launch line inside. The default engine of `invoke reproduce`."""
+and run through the Docker SDK: xeontl.supply.dockerapi), the launch line inside. The default engine of `invoke
+reproduce`."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ import os
 import sys
 from pathlib import Path
 
-from xeontl import dockerapi, guard, outcome
-from xeontl import plan as planlib
+from xeontl.common.errors import RunError, UserError
 from xeontl.engines.base import Job, describe_local
 from xeontl.engines.host import HostEngine
-from xeontl.errors import RunError, UserError
-from xeontl.stacks import DEFAULT, STACKS
-from xeontl.topology import cpulist
+from xeontl.launch import guard, outcome
+from xeontl.placement import plan as planlib
+from xeontl.placement.topology import cpulist
+from xeontl.supply import dockerapi
+from xeontl.supply.stacks import DEFAULT, STACKS
 
 
 class DockerEngine(HostEngine):
@@ -43,7 +45,7 @@ class DockerEngine(HostEngine):
     def preflight(self, job: Job) -> None:
         """Docker up, the image built, and built from this checkout when run from one: built here first when it is
         not (`invoke build --offline`, its progress shown), unless --no-build."""
-        from xeontl import image as imagelib
+        from xeontl.supply import image as imagelib
 
         stack = STACKS[self.opts.stack]
         inputs = imagelib.checkout_inputs_hash(stack)
@@ -72,7 +74,7 @@ class DockerEngine(HostEngine):
         return run_container(self.container, staging / outcome.LAUNCHER_LOG)
 
     def execution(self) -> dict:
-        from xeontl import archive
+        from xeontl.supply import archive
 
         info = self.image_info or {}
         return {"mode": self.mode,
@@ -106,7 +108,7 @@ def docker_command(*args, **kw) -> list[str]:
 def run_container(spec: dockerapi.Container, log_path: Path, grace: float = 20.0) -> outcome.Ended:
     """Run SPEC's container to its end, its output (stdout and stderr, as they come) teed to the terminal and
     LOG_PATH. Ctrl-C: SIGINT to the container's main process (mpirun, which stops every rank), SIGKILL after
-    GRACE s; ends 'aborted'. A guardian (xeontl.guard) removes the container if this launcher dies first; it
+    GRACE s; ends 'aborted'. A guardian (xeontl.launch.guard) removes the container if this launcher dies first; it
     is removed here however the run ends. A daemon that stops answering mid-run is one line, the run failed."""
     import docker
     import requests

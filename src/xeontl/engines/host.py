@@ -1,6 +1,6 @@
 """What the engines that run on this host share: the checks of a local launch, the CPU lock, horovodrun's launch line
 and the teed run that forwards Ctrl-C to every rank. docker.py and native.py are the two engines built on it (the
-docker engine's container is run by xeontl.dockerapi, with the same tee and Ctrl-C)."""
+docker engine's container is run by xeontl.supply.dockerapi, with the same tee and Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import sys
 import threading
 from pathlib import Path
 
-from xeontl import cpulock, guard, outcome, topology
-from xeontl import plan as planlib
+from xeontl.common.errors import UserError
 from xeontl.engines.base import Engine, Job
-from xeontl.errors import UserError
+from xeontl.launch import cpulock, guard, outcome
+from xeontl.placement import plan as planlib
+from xeontl.placement import topology
 
 SCHEDULER_ONLY = (("--nodes", "nodes", lambda v: v != 1), ("--partition", "partition", bool),
                   ("--time-limit", "time_limit", bool), ("--container", "container", bool))
@@ -64,9 +65,9 @@ def launch_command(plan: planlib.Plan, rank_args) -> list[str]:
 
 
 def run_teed(command: list[str], log_path: Path, env: dict, monitor=None) -> outcome.Ended:
-    """Run, teeing output to a log; on Ctrl-C stop every rank and end 'aborted'. A guardian (xeontl.guard) stops the
-    ranks' session if this launcher dies first; MONITOR(proc), if given, watches the run from a thread of its own (the
-    MPIJob launcher's watchdog)."""
+    """Run, teeing output to a log; on Ctrl-C stop every rank and end 'aborted'. A guardian (xeontl.launch.guard)
+    stops the ranks' session if this launcher dies first; MONITOR(proc), if given, watches the run from a thread of
+    its own (the MPIJob launcher's watchdog)."""
     with open(log_path, "ab") as log, guard.guarding() as watch:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)  # own process group: we stop all ranks together

@@ -21,12 +21,14 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from xeontl import config, dockerapi, topology
-from xeontl import plan as planlib
+from xeontl.common.errors import UserError
 from xeontl.engines.base import Engine, Job
-from xeontl.errors import UserError
-from xeontl.options import Options
-from xeontl.topology import cpulist
+from xeontl.experiment import config
+from xeontl.launch.options import Options
+from xeontl.placement import plan as planlib
+from xeontl.placement import topology
+from xeontl.placement.topology import cpulist
+from xeontl.supply import dockerapi
 
 API_VERSION = "kubeflow.org/v2beta1"
 SSH_AUTH_MOUNT = "/home/xeontl/.ssh"  # the image's user's ~/.ssh: the operator's Secret lands here
@@ -105,7 +107,7 @@ def assets_on_claim(cfg: dict) -> dict:
     ASSETS_MOUNT in every pod: weights/<name>, tensorflow_datasets/ (TFDS's data dir, prepared by `invoke assets`),
     manual/ (the Kather archive), data/<name> (a folder dataset). `invoke assets --set weights=savedmodel:ROOT/weights/
     NAME --set data_dir=ROOT/tensorflow_datasets --set manual_dir=ROOT/manual` lays a directory out so."""
-    from xeontl import assets
+    from xeontl.supply import assets
 
     out = assets.placed(cfg, lambda p: f"{ASSETS_MOUNT}/weights/{p.name}", lambda p: f"{ASSETS_MOUNT}/data/{p.name}",
                         lambda c: (f"{ASSETS_MOUNT}/tensorflow_datasets", f"{ASSETS_MOUNT}/manual"))
@@ -360,7 +362,7 @@ def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: 
     """`invoke render --engine k8s`: the plan for nodes like --topology as a checked MPIJob manifest (written, not
     applied: no cluster runs here), each worker pod one socket's allocatable share once the kubelet's reserved CPUs
     (RESERVED_CPUS, default: the first core of socket 0) are taken out."""
-    from xeontl import launch
+    from xeontl.launch import launch
 
     engine = KubernetesEngine(opts, results_claim, memory_per_rank_gib, assets_claim)
     engine.kube_version = kube_version

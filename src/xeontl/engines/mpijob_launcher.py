@@ -12,12 +12,12 @@ import re
 import shlex
 from pathlib import Path
 
-from xeontl import guard
+from xeontl.common.errors import RunError, UserError
 from xeontl.engines.base import Engine, Job
 from xeontl.engines.host import run_teed
 from xeontl.engines.kubernetes import SSH_PORT, STALL_ENV, STALL_SECONDS, WAIT_ENV, WAIT_SECONDS
-from xeontl.errors import RunError, UserError
-from xeontl.options import Options
+from xeontl.launch import guard
+from xeontl.launch.options import Options
 
 # The downward API values the rendered launcher gets (manifest), and the MPIJob it belongs to.
 DOWNWARD = {"pod": "XEONTL_POD_NAME", "namespace": "XEONTL_POD_NAMESPACE", "node": "XEONTL_NODE_NAME",
@@ -174,7 +174,7 @@ def launch_pod(run_id: str, results: Path, config_dir: Path, command: list[str])
     import time
     from datetime import datetime, timezone
 
-    from xeontl import launch
+    from xeontl.launch import launch
 
     if not command:
         raise UserError("k8s-launch needs the launch command after --, e.g. -- mpirun ...")

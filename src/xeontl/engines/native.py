@@ -7,10 +7,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from xeontl import outcome
+from xeontl.common.errors import UserError
 from xeontl.engines.base import Job, describe_local
 from xeontl.engines.host import HostEngine, run_teed
-from xeontl.errors import UserError
+from xeontl.launch import outcome
 
 
 class NativeEngine(HostEngine):

@@ -16,12 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from xeontl import dockerapi, outcome, topology
-from xeontl import plan as planlib
+from xeontl.common.errors import UserError
 from xeontl.engines.base import Engine, Job
-from xeontl.errors import UserError
-from xeontl.plan import CONTAINER_RESULTS, CONTAINER_RESUME, Plan, rank_wrapper, render_env
-from xeontl.stacks import STACKS
+from xeontl.launch import outcome
+from xeontl.placement import plan as planlib
+from xeontl.placement import topology
+from xeontl.placement.plan import CONTAINER_RESULTS, CONTAINER_RESUME, Plan, rank_wrapper, render_env
+from xeontl.supply import dockerapi
+from xeontl.supply.stacks import STACKS
 
 POLL_SECONDS = 2.0
 MOUNT_POINTS = ("results", "resume")  # where the run dir and an interrupted run are bound in the image
@@ -245,7 +247,7 @@ def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = 
     """The sbatch script of a plan: one task per socket on every node, each task exec'ing its own socket's command
     (picked by SLURM_LOCALID) with the plan's CPUs as positions in its node's cpuset (rank 0 writes the provenance
     probe itself). Every CPU, thread and env decision is the plan's; Slurm only places the tasks."""
-    from xeontl.options import SAFE
+    from xeontl.launch.options import SAFE
 
     for name, value in (("partition", job.partition), ("time_limit", job.time_limit)):
         assert value is None or re.fullmatch(SAFE[name][0], value), f"{name} {value!r} reached the script unchecked"
@@ -257,7 +259,8 @@ def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = 
     run = shlex.quote(job.run_dir)
     return "\n".join([
         "#!/bin/bash",
-        f"# xeontl: {plan.describe().splitlines()[0]}; rendered by xeontl.plan (plan.json holds every decision)",
+        f"# xeontl: {plan.describe().splitlines()[0]}; rendered by xeontl.placement.plan (plan.json holds every "
+        f"decision)",
         f"#SBATCH --job-name={job.job_name}",
         f"#SBATCH --nodes={plan.node_count}",
         f"#SBATCH --ntasks-per-node={len(plan.workers)}",
@@ -339,7 +342,7 @@ class SlurmEngine(Engine):
     def preflight(self, job: Job) -> None:
         require()
         if self.in_image:
-            from xeontl import image as imagelib
+            from xeontl.supply import image as imagelib
 
             self.image_record = ensure_image_dir(self.opts.image,
                                                  imagelib.checkout_inputs_hash(STACKS[self.opts.stack]))

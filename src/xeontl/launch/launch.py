@@ -1,0 +1,205 @@
+"""`invoke reproduce`: a run's lifecycle, the same whatever runs it. Options -> the engine (chosen once, here) -> the
+config (resolved once) -> the plan -> the engine's commands -> what it holds (the CPUs) -> the staged run dir ->
+the run -> its status settled -> provenance -> report -> renamed whole. Every CPU, thread and env decision is
+plan.py's; every command line, tool and record of the engine is its own (xeontl.engines)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import json
+import os
+import secrets
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from xeontl import engines
+from xeontl.common.errors import RunError, UserError
+from xeontl.engines.base import Engine, Job
+from xeontl.experiment import checkpoint, config
+from xeontl.launch import options, outcome, repeats, rundir
+from xeontl.launch.options import RESUME_KEYS, Options
+from xeontl.placement import plan as planlib
+
+WEIGHTS_PIN = "weights-pin.json"  # assets.pin_weights' record, read into provenance.json
+
+
+def new_run_id(cfg: dict, sockets: int) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{cfg['profile']}-{sockets}s-{secrets.token_hex(2)}"
+
+
+def resume_options(opts: Options) -> tuple[Options, dict]:
+    """`--resume RUN`: the interrupted run's own config.json (used as is) and launch (sockets, pinning, controller),
+    checked first."""
+    run = opts.resume.resolve()
+    if opts.overrides:
+        raise UserError(f"--resume continues a run with its own config: drop --set/--dataset/--weights "
+                        f"({', '.join(sorted(opts.overrides))}), or start a new run with them")
+    if not (run / "config.json").is_file():
+        raise UserError(f"--resume {opts.resume}: not a run dir (no config.json): give results/<run-id>")
+    if rundir.read_metrics(run).get("status") == "success":
+        raise UserError(f"--resume {opts.resume}: that run finished successfully; nothing to resume")
+    ck = checkpoint.latest(run)
+    if ck is None:
+        raise UserError(f"--resume {opts.resume}: no completed-epoch checkpoint in {run / checkpoint.DIR}: "
+                        f"nothing to resume, start a new run")
+    cfg = config.load(run / "config.json")
+    try:
+        launch = json.loads((run / "launch.json").read_text())
+        if not isinstance(launch, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise UserError(f"--resume {opts.resume}: its launch.json is unreadable ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0][:80]}): the run's launch cannot be rebuilt; start a new run") \
+            from None
+    keep = {k: launch[k] for k in RESUME_KEYS if k in launch}
+    if keep.get("engine", "local") == "local":  # launch.json before 2026-11-30 recorded Slurm's container default too
+        keep.pop("container", None)
+    try:
+        resumed = options.check(dataclasses.replace(opts, profile=cfg["profile"], resume=run, **keep))
+    except UserError as e:
+        raise UserError(f"--resume {opts.resume}: its launch.json holds a value no launch has ({e}): start a new "
+                        f"run") from None
+    print(f"xeontl: resuming {run.name} after epoch {ck.name.split('-')[1].lstrip('0')} with its own config and launch")
+    return resumed, cfg
+
+
+def prepare(opts: Options) -> Job:
+    """Everything decided, nothing run: the engine, the config (resolved here, once), the plan and the engine's exact
+    command lines (what --dry-run prints). The ranks read the config this writes to the run dir; they never resolve
+    it again."""
+    from xeontl.supply import assets
+
+    cfg = None
+    options.check(opts)
+    if opts.resume:
+        opts, cfg = resume_options(opts)
+    engine = engines.choose(opts)
+    engine.check()
+    if cfg is None:  # host paths made absolute, so every rank, in a container or on another node, reads the same files
+        cfg = assets.absolute(config.resolve(opts.profile, opts.overrides), cache_synthetic=engine.sees_host_cache)
+    topo = engine.topology()
+    plan = planlib.make_plan(topo, opts.sockets, opts.emulate_sockets, opts.cores_per_socket, opts.controller,
+                             opts.hosts, **engine.layout())
+    engine.fits(plan)
+    run_id = new_run_id(cfg, opts.sockets)
+    job = Job(opts, cfg, topo, plan, run_id, opts.results_dir.resolve() / f".staging-{run_id}",
+              read_only=tuple(assets.host_paths(cfg)), engine=engine)
+    engine.commands(job)
+    return job
+
+
+def check_results_dir(results: Path, need_bytes: int = 200 << 20) -> None:
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create results dir {results} ({e.strerror}): choose another --results-dir") from None
+    if not os.access(results, os.W_OK):
+        raise UserError(f"results dir {results} is not writable: choose another --results-dir")
+    free = shutil.disk_usage(results).free
+    if free < need_bytes:
+        raise UserError(f"only {free >> 20} MiB free under {results}: a run needs ~{need_bytes >> 20} MiB, free some "
+                        f"space")
+
+
+def reproduce(opts: Options) -> int:
+    runs = repeats.seeded(opts, repeats.check(opts.repeats))
+    if opts.dry_run:
+        job = prepare(runs[0])
+        print(job.engine.describe(job))
+        return 0
+    if len(runs) == 1:
+        return execute(prepare(opts))[0]
+    dirs, rc = [], 0
+    for i, o in enumerate(runs, 1):
+        print(f"xeontl: run {i}/{len(runs)} (seed {o.overrides['seed']})", flush=True)
+        code, run_dir = execute(prepare(o))
+        dirs.append(run_dir)
+        rc = rc or code
+        if code == outcome.ABORTED_EXIT:  # Ctrl-C: no further runs
+            break
+    summary = repeats.summarize(dirs)
+    plan = json.loads((dirs[0] / "plan.json").read_text())
+    title = (f"{len(dirs)} runs: {opts.profile}, {opts.sockets} socket(s)"
+             + (" (EMULATED sockets)" if plan.get("emulated") else ""))
+    text = repeats.markdown(title, summary)
+    out = repeats.write(opts.results_dir, f"repeats-{opts.profile}-{opts.sockets}s", summary, text, dirs)
+    print(text)
+    print(f"xeontl: {len(dirs)} runs summarized in {out / 'summary.md'}")
+    return rc
+
+
+def execute(job: Job) -> tuple[int, Path]:
+    """Run a prepared job; returns the exit code and the run dir."""
+    from xeontl.supply import assets
+
+    check_results_dir(job.opts.results_dir)
+    if assets.needed(job.cfg):  # the paper profile's weights or data are missing: fetch and verify them first
+        print(f"xeontl: making {', '.join(assets.needed(job.cfg))} (invoke assets; --from FILE on offline hosts)",
+              flush=True)
+        assets.fetch(job.cfg)
+    pin = assets.pin_weights(job.cfg)  # the weights held to their pinned or first-seen hash, before anything runs
+    if pin:
+        job.files[WEIGHTS_PIN] = json.dumps(pin, indent=1)
+    job.engine.preflight(job)
+    with job.engine.hold(job):
+        return _run(job)
+
+
+def _run(job: Job) -> tuple[int, Path]:
+    staging = job.staging
+    staging.mkdir()  # fails if it exists: a run id is never reused
+    try:
+        return _staged(job)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+            raise
+        # the run dir's disk failed under it: whatever ran has stopped (the engines stop their ranks when the
+        # launcher fails), the dir is kept, marked failed as far as the disk still lets us, and renamed whole
+        with contextlib.suppress(OSError):
+            rundir.write_metrics(staging, {**rundir.read_metrics(staging), "status": "failed",
+                                           "error": f"{type(e).__name__}: {e.strerror} ({e.filename})"})
+        with contextlib.suppress(OSError):
+            os.replace(staging, job.final)
+        kept = job.final if job.final.exists() else staging
+        raise RunError(f"writing the run failed ({e.strerror}: {e.filename}): the run dir is kept as {kept}, "
+                       f"marked failed; free space under {job.opts.results_dir} and run again") from None
+
+
+def _staged(job: Job) -> tuple[int, Path]:
+    engine, staging, text = job.engine, job.staging, job.engine.describe(job)
+    (staging / "command.txt").write_text(text)
+    config.save(job.cfg, staging / "config.json")  # the one resolution of the config: every rank reads this file
+    rundir.write_metrics(staging, rundir.PLACEHOLDER)  # failed until the trainer says otherwise (a disk that fills)
+    (staging / "plan.json").write_text(json.dumps(job.plan.to_dict(), indent=1))
+    (staging / "launch.json").write_text(json.dumps(job.opts.record(), indent=1))
+    for name, content in job.files.items():
+        (staging / name).write_text(content)
+    print(text)
+    engine.staged(staging)
+    started, t0 = datetime.now(timezone.utc).isoformat(), time.time()
+    ended = engine.run(job, staging)
+    engine.finished(staging)
+    return conclude(engine, staging, job.final, job.cfg, job.plan.to_dict(), ended, started, t0,
+                    resumed_from=str(job.opts.resume) if job.opts.resume else None, report=job.opts.report)
+
+
+def conclude(engine: Engine, staging: Path, final: Path, cfg: dict, plan: dict, ended: outcome.Ended, started: str,
+             t0: float, resumed_from: str | None = None, report: bool = True) -> tuple[int, Path]:
+    """The end of every run, whatever ran it: the status settled, provenance.json with the engine's own record,
+    report.md, and the staged run dir renamed whole (results/<run-id> appears complete, or not at all)."""
+    from xeontl.records import provenance
+    from xeontl.records import report as reportlib
+
+    status, failure, metrics = outcome.settle(staging, ended, engine.explain, engine.stopped())
+    provenance.write(staging, final.name, cfg, plan, status, failure, metrics, provenance.read_probe(staging), started,
+                     time.time() - t0, engine.execution(), resumed_from)
+    if report:
+        reportlib.write(staging)  # alone: the ratio claims need a set of runs (invoke paper, invoke report --runs)
+    os.replace(staging, final)
+    print(f"xeontl: {status}: results in {final}")
+    return outcome.exit_code(status), final

@@ -1,0 +1,263 @@
+"""The launch options, declared once (as config.FIELDS declares the config): invoke's `reproduce` and `paper`,
+`python -m xeontl reproduce`, launch.json and what `--resume` keeps are all derived from these declarations, so a new
+option cannot be forgotten by one of them."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+from pathlib import Path
+
+from xeontl.common.errors import UserError
+from xeontl.supply.stacks import STACK_IMAGES
+
+DEFAULT_IMAGE = "xeontl:latest"
+INVOKE, PYTHON = "invoke", "python"  # the two CLIs: `invoke reproduce` on the host, `python -m xeontl reproduce`
+EMULATE = {"no": False, "yes": True, "auto": "auto"}  # --emulate-sockets [yes|no|auto]; the bare flag means yes
+
+
+def _option(default=dataclasses.MISSING, *, resume: str, help: str | None = None, cli: tuple = (INVOKE, PYTHON),
+            flag: str | None = None, choices: tuple | None = None, factory=dataclasses.MISSING):
+    """A launch option: its default, its help, the CLIs that offer it (as --FLAG, default its name), and what
+    `--resume` does with it: "keep" (recorded in launch.json, and the continuation keeps it: the same sockets,
+    pinning, engine), "anew" (recorded, and may be given anew: the profile comes from config.json, --native or
+    another image are allowed), "no" (not a property of the launch: the config's overrides live in config.json, the
+    rest are per invocation)."""
+    assert resume in ("keep", "anew", "no"), resume
+    assert help or not cli, "an option a CLI offers needs its help"
+    return dataclasses.field(default=default, default_factory=factory,
+                             metadata={"resume": resume, "help": help, "cli": cli, "flag": flag, "choices": choices})
+
+
+@dataclasses.dataclass
+class Options:
+    sockets: int = _option(2, resume="keep", help="sockets (= Horovod workers) per node: 1 = the paper's "
+                           "single-socket run, 2 = its Horovod run")
+    profile: str = _option("demo", resume="anew", cli=(INVOKE,),  # python: config's own --profile
+                           help="paper | demo | smoke (default demo: synthetic data + random weights, runs offline)")
+    overrides: dict = _option(resume="no", factory=dict, cli=())  # the config's: --set/--dataset/--weights/...
+    native: bool = _option(False, resume="anew", cli=(INVOKE,),  # python: the launcher in a container is native
+                           help="run on this host without Docker (needs `invoke setup --native`)")
+    dry_run: bool = _option(False, resume="no", help="print the plan, env and exact command lines; run nothing")
+    topology_file: str | None = _option(None, resume="no", flag="topology",
+                                        help="plan for a recorded `lscpu --parse=CPU,CORE,SOCKET,NODE` file instead "
+                                             "of this machine")
+    emulate_sockets: bool | str = _option(False, resume="keep", choices=tuple(EMULATE),
+                                          help="split the usable cores into --sockets equal groups: the bare flag "
+                                               "always, auto only when the host has too few sockets (every output "
+                                               "says so)")
+    cores_per_socket: int = _option(0, resume="keep", help="use at most K physical cores per socket (benchmarking)")
+    controller: str = _option("mpi", resume="keep", choices=("mpi", "gloo"),
+                              help="Horovod controller: mpi (the paper's OpenMPI) | gloo")
+    hosts: str = _option("", resume="keep", help="multi-node: HOST:SLOTS,... with SLOTS = --sockets (every host "
+                                                 "pinned like this one)")
+    image: str = _option(DEFAULT_IMAGE, resume="anew", cli=(INVOKE,),
+                         help=f"image to run (default {DEFAULT_IMAGE}, built by `invoke build`)")
+    build: bool = _option(True, resume="no", cli=(INVOKE,),
+                          help="build the image first (invoke build --offline) when it is missing or was built from "
+                               "other sources than this checkout; --no-build refuses instead")
+    results_dir: Path = _option(Path("results"), resume="no", help="where run dirs are created (default results/)")
+    report: bool = _option(True, resume="no", cli=())
+    resume: Path | None = _option(None, resume="no",
+                                  help="continue RUN (a results/<run-id> dir) from its last completed epoch, with its "
+                                       "own config and launch; the continuation gets a new run id that records what "
+                                       "it resumed from")
+    repeats: int = _option(1, resume="no", cli=(INVOKE,),
+                           help="N runs (per configuration), seeds recorded (the config's seed, +1, ...): each figure "
+                                "and claim reported as mean ± sd and range, with how many runs met it on their own")
+    wait: bool = _option(False, resume="no", help="if another run holds the CPUs this plan pins, queue behind it "
+                                                  "instead of refusing")
+    extra_env: dict = _option(resume="keep", factory=dict, cli=())  # added to every worker's env (bench variants)
+    fault_after_epoch: int = _option(0, resume="no",
+                                     help="tests: rank 1 (or the only rank) SIGKILLs itself after epoch N, a stand-in "
+                                          "for a crashed worker (not carried over by --resume)")
+    engine: str = _option("local", resume="keep", cli=(INVOKE,),  # engines.choose knows the engines
+                          help="local (this host: the image, or --native) | slurm (an sbatch job: submitted, followed, "
+                               "collected into the same run dir; --dry-run prints the script). Kubernetes: invoke "
+                               "render --engine k8s")
+    nodes: int = _option(1, resume="keep", cli=(INVOKE,),
+                         help="slurm: nodes, each running one rank per socket (plan them with --topology of a compute "
+                              "node)")
+    partition: str | None = _option(None, resume="keep", cli=(INVOKE,),
+                                    help="slurm: the partition (default: the cluster's default)")
+    container: str | None = _option(None, resume="keep", cli=(INVOKE,), choices=("charliecloud", "none"),
+                                    help="slurm: charliecloud (default: the image, unprivileged, unpacked once per "
+                                         "build; or --image DIR) | none (the nodes' own Python stack)")
+    time_limit: str | None = _option(None, resume="keep", cli=(INVOKE,),
+                                     help="slurm: the job's --time, e.g. 00:30:00")
+
+    stack: str = _option("default", resume="keep", cli=(INVOKE,), choices=tuple(STACK_IMAGES),
+                         help="software stack: default (intel-tensorflow 2.14, Python 3.11) | paper (the paper's "
+                              "intel-tensorflow-avx512 2.10.0, Python 3.9: runs the image `invoke build --stack paper` "
+                              f"builds, {STACK_IMAGES['paper']}, unless --image names another)")
+
+    def record(self) -> dict:
+        """What launch.json keeps, so `--resume` can rebuild the same launch."""
+        return {**{k: getattr(self, k) for k in LAUNCH_KEYS}, "resume": str(self.resume) if self.resume else None}
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Options)}
+# What launch.json records of a launch, so `--resume` rebuilds the same one (its config comes from config.json), and
+# of those what a resumed run keeps from the interrupted one: both from the options' own declarations.
+LAUNCH_KEYS = tuple(name for name, f in FIELDS.items() if f.metadata["resume"] != "no")
+RESUME_KEYS = tuple(name for name, f in FIELDS.items() if f.metadata["resume"] == "keep")
+
+
+def offered(cli: str, names: tuple[str, ...] | None = None) -> list[dataclasses.Field]:
+    """The options CLI offers (all of them, or those named, in this order)."""
+    return [FIELDS[n] for n in names or FIELDS if cli in FIELDS[n].metadata["cli"]]
+
+
+def flag(f: dataclasses.Field) -> str:
+    return f.metadata["flag"] or f.name
+
+
+def _default(f: dataclasses.Field):
+    value = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return str(value) if isinstance(value, Path) else value
+
+
+def parse(name: str, value) -> object:
+    """A CLI's value for option NAME as Options holds it (invoke passes strings, or True for a bare flag)."""
+    f = FIELDS[name]
+    if name == "emulate_sockets":
+        key = {True: "yes", False: "no"}.get(value, value)
+        if key not in EMULATE:
+            raise UserError(f"--emulate-sockets {value!r}: must be yes, no or auto (the bare flag means yes)")
+        return EMULATE[key]
+    if value is None:
+        return None
+    if f.metadata["choices"] and value not in f.metadata["choices"]:
+        raise UserError(f"--{flag(f).replace('_', '-')} {value!r}: must be one of "
+                        f"{', '.join(f.metadata['choices'])}")
+    kind = type(_default(f)) if _default(f) is not None else str
+    if f.type in ("Path", "Path | None"):
+        return Path(value)
+    if kind is int:
+        try:
+            return int(value)
+        except ValueError:
+            raise UserError(f"--{flag(f).replace('_', '-')} {value!r}: must be a whole number") from None
+    return value
+
+
+# What a value that reaches a script, a shell line or a scheduler may look like (each is also quoted where it lands):
+# Slurm's partition names, its --time formats, host names, image references, env names.
+SAFE = {
+    "partition": (r"[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*", "a Slurm partition name (letters, digits, _ . -)"),
+    "time_limit": (r"(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|"
+                   r"UNLIMITED|INFINITE)", "a Slurm time: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS"),
+    "image": (r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*", "an image reference (REPO[:TAG]) or, for Slurm, a directory"),
+}
+HOST = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?"
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+LIMITS = {"sockets": (1, 64), "nodes": (1, 4096), "cores_per_socket": (0, 4096), "repeats": (1, 1000),
+          "fault_after_epoch": (0, 100_000)}
+
+
+def whole(flag_: str, value, low: int, high: int) -> int:
+    """A whole number option's value, or one line."""
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise UserError(f"{flag_} {value!r}: must be a whole number from {low} to {high}") from None
+    if not low <= n <= high:
+        raise UserError(f"{flag_} {value!r}: must be a whole number from {low} to {high}")
+    return n
+
+
+def check(opts: Options) -> Options:
+    """Every launch value typed and in range before anything runs or is written: one line naming the option."""
+    import re
+
+    def bad(name, value, what):
+        raise UserError(f"--{flag(FIELDS[name]).replace('_', '-')} {value!r}: must be {what}")
+
+    for name, f in FIELDS.items():  # a value of the wrong type (a hand-edited launch.json) is one line too
+        raw = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        want, value = type(raw), getattr(opts, name)
+        if value is None and raw is not None:
+            bad(name, value, f"given (it has no default of None: {raw!r})")
+        if name == "emulate_sockets":
+            if value not in EMULATE.values():
+                bad(name, value, "yes, no or auto")
+        elif f.metadata["choices"] and value is not None and value not in f.metadata["choices"]:
+            bad(name, value, f"one of {', '.join(f.metadata['choices'])}")
+        elif want in (str, bool, dict) and value is not None and not isinstance(value, want):
+            bad(name, value, f"a {want.__name__}")
+    for name, (low, high) in LIMITS.items():
+        value = getattr(opts, name)
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            bad(name, value, f"a whole number from {low} to {high}")
+    for name, (pattern, what) in SAFE.items():
+        value = getattr(opts, name)
+        if value is not None and not re.fullmatch(pattern, str(value)):
+            bad(name, value, what)
+    for name in ("results_dir", "resume", "topology_file"):
+        value = getattr(opts, name)
+        if value is not None and re.search(r"[\x00-\x1f\x7f]", str(value)):
+            bad(name, str(value), "a path without control characters (a newline?)")
+    if opts.hosts:
+        for h in opts.hosts.split(","):
+            if h and not re.fullmatch(HOST + r":\d+", h):
+                bad("hosts", opts.hosts, f"HOST:SLOTS,... with host names of letters, digits, . and - ({h!r} is not)")
+    for k in opts.extra_env:
+        if not re.fullmatch(ENV_NAME, k):
+            raise UserError(f"environment name {k!r}: must be letters, digits and _")
+    if opts.image == DEFAULT_IMAGE:  # the stack's own image, unless another is named
+        opts.image = STACK_IMAGES[opts.stack]
+    return opts
+
+
+def from_cli(values: dict, **fixed) -> Options:
+    """Options from a CLI's values (keyed by flag name), and the values the caller fixes."""
+    by_flag = {flag(f): f.name for f in FIELDS.values()}
+    given = {by_flag[k]: parse(by_flag[k], v) for k, v in values.items() if k in by_flag}
+    return check(Options(**{**given, **fixed}))
+
+
+# ------------------------------------------------------------------------------------------------ the two CLIs
+def invoke_parameters(names: tuple[str, ...] | None = None) -> tuple[list[inspect.Parameter], dict[str, str]]:
+    """invoke's parameters and help for the options it offers: a task body gets them as its signature (invoke reads
+    the signature for its flags and their kinds)."""
+    # Whole numbers reach us as text: invoke's own int cast would answer "--sockets two" with a traceback; parse()
+    # answers it in one line.
+    params = [inspect.Parameter(flag(f), inspect.Parameter.KEYWORD_ONLY,
+                                default=str(_default(f)) if type(_default(f)) is int else _default(f))
+              for f in offered(INVOKE, names)]
+    return params, {flag(f): f.metadata["help"] for f in offered(INVOKE, names)}
+
+
+def invoke_task_body(body, names: tuple[str, ...] | None = None, extra: dict | None = None,
+                     after: dict | None = None):
+    """BODY(c, **values) with the signature invoke reads: the offered options, and EXTRA (name -> default) of the
+    task's own (e.g. --set, --fp32), each placed after the option AFTER names for it (None: first; unnamed: last).
+    The order is what invoke's short flags are picked by: kept, they stay the letters users know."""
+    params, _ = invoke_parameters(names)
+    for name, default in reversed(list((extra or {}).items())):
+        anchor = (after or {}).get(name)
+        at = 0 if anchor is None and name in (after or {}) else next(
+            (i + 1 for i, p in enumerate(params) if p.name == anchor), len(params))
+        params.insert(at, inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default))
+    body.__signature__ = inspect.Signature([inspect.Parameter("c", inspect.Parameter.POSITIONAL_OR_KEYWORD), *params])
+    return body
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`python -m xeontl reproduce`'s flags for the options it offers."""
+    for f in offered(PYTHON):
+        default, name = _default(f), "--" + flag(f).replace("_", "-")
+        if f.name == "emulate_sockets":
+            parser.add_argument(name, dest=flag(f), nargs="?", const="yes", default="no", choices=tuple(EMULATE),
+                                help=f.metadata["help"])
+        elif isinstance(default, bool):
+            parser.add_argument(name if not default else "--no-" + name[2:], dest=flag(f),
+                                action="store_false" if default else "store_true", help=f.metadata["help"])
+        else:
+            parser.add_argument(name, dest=flag(f), default=default, choices=f.metadata["choices"],
+                                help=f.metadata["help"])
+
+
+def from_argparse(args: argparse.Namespace, **fixed) -> Options:
+    return from_cli({flag(f): getattr(args, flag(f)) for f in offered(PYTHON)}, **fixed)

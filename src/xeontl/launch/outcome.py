@@ -1,0 +1,87 @@
+"""How a run ended, in one place: the status a run dir records from the exit its launch ended with (every engine
+returns an `Ended`), the rank that failed and how (from the launcher's log), and the exit code `invoke reproduce`
+returns for a status."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from xeontl.experiment import events
+from xeontl.launch import rundir
+
+STATUSES = ("success", "failed", "aborted")
+ABORTED_EXIT = 130  # 128 + SIGINT: what a shell reports for Ctrl-C, and what `invoke reproduce` exits with
+# Slurm's final job states: COMPLETED means the job script exited 0 (the trainer's own metrics then say how the run
+# ended), CANCELLED is scancel or Ctrl-C on the launcher; every other final state (FAILED, NODE_FAIL, TIMEOUT,
+# OUT_OF_MEMORY, ...) is a failed run.
+SLURM_STATES = {"COMPLETED": None, "CANCELLED": "aborted"}
+LAUNCHER_LOG = "logs-launcher.txt"
+
+
+@dataclasses.dataclass(frozen=True)
+class Ended:
+    """What an engine's run returns: the launch's exit code, and the status when the engine knows it (Ctrl-C,
+    the scheduler's verdict); None lets the trainer's own metrics decide."""
+
+    rc: int
+    status: str | None = None
+
+
+def status(rc: int, trainer_status: str | None = None) -> str:
+    """The run's status from its launch's exit code; when that is 0, the trainer's own word (none: it never wrote)."""
+    if rc == 0:
+        return trainer_status or "failed"
+    return "aborted" if rc == ABORTED_EXIT else "failed"
+
+
+def exit_code(status_: str) -> int:
+    """What `invoke reproduce` exits with for a run's status."""
+    return {"success": 0, "aborted": ABORTED_EXIT}.get(status_, 1)
+
+
+def from_slurm(state: str) -> str | None:
+    """A finished Slurm job's state as a status; None where the trainer's metrics decide (COMPLETED)."""
+    return SLURM_STATES.get(state, "failed")
+
+
+def failed_rank(log: str) -> dict:
+    """The rank that died and how, as the launchers print it."""
+    # horovodrun / mpirun name the rank that died and how, e.g. "Process 1 exit with status code 137".
+    m = re.search(r"[Pp]rocess (\d+) exit with status code (\d+)", log) or re.search(
+        r"rank (\d+) .*?exited on signal (\d+)", log)
+    # srun: "srun: error: n2: task 1: Killed" or "... task 1: Exited with exit code 17"
+    s = re.search(r"srun: error: \S+: task (\d+): (Killed|Exited with exit code (\d+))", log)
+    if m:
+        code = int(m[2])
+        return {"rank": int(m[1]), "exit_code": code,
+                "signal": code - 128 if code > 128 else (code if "signal" in m[0] else None)}
+    if s:
+        return {"rank": int(s[1]), "exit_code": int(s[3]) if s[3] else None, "signal": 9 if s[2] == "Killed" else None}
+    return {}
+
+
+def settle(staging: Path, ended: Ended, explain=None, stopped: dict | None = None) -> tuple[str, dict | None, dict]:
+    """The run's final status from the trainer's metrics and the launch's exit, written back so that metrics.json and
+    the event log end with it even when a rank died before it could write. EXPLAIN(log) may add what an engine
+    knows of a failure the launchers' own words do not name (the Kubernetes launcher: the lost node); STOPPED is what
+    an engine that stopped the run itself found (its watchdog), and names the failure. Returns (status, failure,
+    metrics)."""
+    metrics = rundir.read_metrics(staging)
+    final = ended.status or status(ended.rc, metrics.get("status"))
+    failure = None
+    if final != "success":
+        log_file = staging / LAUNCHER_LOG
+        log = log_file.read_text(errors="replace") if log_file.exists() else ""
+        failure = {"returncode": ended.rc, **failed_rank(log)}
+        if stopped:  # the engine stopped the run itself (its watchdog): its finding, not the stopped ranks' words
+            failure = {"returncode": ended.rc, **stopped}
+        elif final == "failed" and "rank" not in failure and explain:
+            failure.update(explain(log) or {})
+    if not metrics or metrics.get("status") != final or (failure and metrics.get("failure") != failure):
+        metrics = {**metrics, "status": final, "failure": failure}
+        rundir.write_metrics(staging, metrics)
+    if events.last_status(staging / events.FILE) != final:
+        events.EventLog(staging / events.FILE).end(final, source="launcher", failure=failure)
+    return final, failure, metrics

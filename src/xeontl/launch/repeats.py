@@ -1,0 +1,120 @@
+"""`--repeats N`: one result from N runs, as MLPerf asks for several runs per result. Each run gets a recorded seed
+(the config's seed, +1, +2, ...: run 1 is the single run's); the runs of several configurations are interleaved
+(A B A B ...) so a shared machine's slow phases hit every configuration alike; each figure is reported as mean,
+standard deviation and range, next to how many runs met it on their own.
+
+`invoke reproduce --repeats N` writes results/repeats-<id>/summary.{md,json}; a committed one of N >= 5 demo runs is
+what the reference comparison's spread comes from (reference.kind_spread)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from xeontl.common.errors import UserError
+from xeontl.common.stats import FLOOR, SD_MULTIPLE, shown, spread  # noqa: F401  (repeats.spread: its callers')
+from xeontl.experiment import config
+from xeontl.launch.options import Options
+from xeontl.records import claims, reference
+
+FIGURES = {"accuracy": ("final_val_accuracy", "val accuracy", "{:.4f}"),
+           "epochs": ("epochs_run", "epochs", "{:.1f}"),
+           "train_seconds": ("train_seconds", "training time (s)", "{:.1f}")}
+
+
+def check(n: int) -> int:
+    if n < 1:
+        raise UserError(f"--repeats {n}: must be 1 or more (the runs per configuration)")
+    return n
+
+
+def seeded(opts: Options, n: int) -> list[Options]:
+    """The N runs' options: the same launch, seeds base, base+1, ... (base: the config's own seed)."""
+    if n == 1:
+        return [opts]
+    if opts.resume:
+        raise UserError("--repeats with --resume: resume one run at a time (each continues its own seed)")
+    base = int(config.resolve(opts.profile, opts.overrides)["seed"])
+    return [dataclasses.replace(opts, overrides={**opts.overrides, "seed": str(base + i)}) for i in range(n)]
+
+
+def tolerances(acc: dict, secs: dict) -> dict:
+    """The reference comparison's tolerances from a measured spread (SD_MULTIPLE sd, at least FLOOR)."""
+    acc_pts = acc["sd"] * 100 * SD_MULTIPLE if acc["sd"] is not None else None
+    rel = secs["sd"] / secs["mean"] * SD_MULTIPLE if secs["sd"] is not None and secs["mean"] else None
+    return {"accuracy_points": None if acc_pts is None else max(FLOOR["accuracy_points"], math.ceil(acc_pts * 10) / 10),
+            "time_relative": None if rel is None else max(FLOOR["time_relative"], math.ceil(rel * 100) / 100),
+            "rule": f"{SD_MULTIPLE:g} x the sample standard deviation of the runs, at least {FLOOR}"}
+
+
+def machine_id() -> str | None:
+    """This machine, anonymously: a hash of /etc/machine-id (a VM of the same kind gets a new one)."""
+    try:
+        return hashlib.sha256(Path("/etc/machine-id").read_bytes().strip()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+def summarize(runs: list[Path]) -> dict:
+    """The N runs of one configuration: each run's figures and verdict against the reference, and their spread."""
+    loaded = [claims.load_run(r) for r in runs]
+    rows = []
+    for run in loaded:
+        m, cfg = run["metrics"], run["config"]
+        ref = reference.against_reference(run, reference.find_reference(run))
+        rows.append({"run": Path(run["dir"]).name, "seed": cfg.get("seed"), "status": m.get("status"),
+                     **{k: m.get(src) for k, (src, _, _) in FIGURES.items()},
+                     # the CPU by model name and family/model: "AMD EPYC" alone names Zen 3, 4 and 5 alike
+                     "cpu": reference.cpu_kind(run),
+                     "reference": None if ref is None else ref["reference"],
+                     "reproduced": None if ref is None else ref["reproduced"]})
+    stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
+    judged = [r["reproduced"] for r in rows if r["reproduced"] is not None]
+    return {"kind": list(reference.run_kind(loaded[0])) if loaded else None, "runs": rows, "spread": stats,
+            # which machine: summaries of one kind from several machines (or days) give the machine-to-machine spread
+            "machine": machine_id(),
+            "reproduced_runs": f"{sum(judged)}/{len(judged)}" if judged else None,
+            "tolerances_from_this_spread": tolerances(stats["accuracy"], stats["train_seconds"]),
+            "cpus": sorted({r["cpu"] for r in rows if r["cpu"]})}
+
+
+def markdown(title: str, s: dict) -> str:
+    lines = [f"# {title}", "", "| figure | mean ± sd (range) over the runs |", "|---|---|"]
+    lines += [f"| {label} | {shown(s['spread'][k], fmt)} |" for k, (_, label, fmt) in FIGURES.items()]
+    lines += ["", "| run | seed | status | val accuracy | epochs | training (s) | reproduced (reference) |",
+              "|---|---|---|---|---|---|---|"]
+    for r in s["runs"]:
+        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
+        secs = "-" if r["train_seconds"] is None else f"{r['train_seconds']:.1f}"
+        ref = "no reference" if r.get("reference") is None else {True: "yes", False: "no"}.get(r["reproduced"],
+                                                                                                 "not judged")
+        lines.append(f"| `{r['run']}` | {r['seed']} | {r['status']} | {acc} | {r['epochs']} | {secs} | {ref} |")
+    tol = s["tolerances_from_this_spread"]
+    lines += ["", f"Runs reproducing the reference on their own: {s['reproduced_runs'] or 'no reference'}. "
+              f"Tolerances this spread gives ({tol['rule']}): accuracy ±{tol['accuracy_points']} points, training "
+              f"time ±{tol['time_relative']} (relative), on {', '.join(s['cpus']) or 'unknown CPU'}.", ""]
+    return "\n".join(lines)
+
+
+def write(results_dir: Path, name: str, doc: dict, text: str, runs: list[Path] = ()) -> Path:
+    """summary.{json,md}, and each run's config.json and metrics.json under runs/<id>/: a summary committed under
+    results/reference/ carries the recipe its spread was measured on (reference.kind_spread reads it)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    out = results_dir.resolve() / f"{name}-{stamp}"
+    tmp = out.with_name(f".staging-{out.name}")
+    tmp.mkdir(parents=True)
+    (tmp / "summary.json").write_text(json.dumps(doc, indent=1, default=str))
+    (tmp / "summary.md").write_text(text)
+    for run in runs:
+        (tmp / "runs" / run.name).mkdir(parents=True)
+        for f in ("config.json", "metrics.json"):
+            if (run / f).is_file():
+                shutil.copy2(run / f, tmp / "runs" / run.name / f)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,47 @@
+"""`invoke smoke`: the image works end to end — Horovod over mpirun -np 2 on two emulated sockets, smoke profile,
+through the same launcher a reviewer uses — and the results landed on the host, owned by the invoking user."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from xeontl.common.errors import UserError
+from xeontl.experiment import events
+from xeontl.launch import launch
+from xeontl.launch.options import Options
+
+
+def check_run(run: Path, workers: int) -> dict:
+    """The assertions `invoke smoke` and the tests share: success, every rank reported, files owned by us."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    problems = []
+    if metrics.get("status") != "success":
+        problems.append(f"status {metrics.get('status')}")
+    ranks = sorted(r["rank"] for r in metrics.get("ranks", []))
+    if ranks != list(range(workers)):
+        problems.append(f"ranks reported {ranks}, expected {list(range(workers))}")
+    for f in ("provenance.json", events.FILE, "command.txt", "report.md", "logs/rank-0.log"):
+        if not (run / f).exists():
+            problems.append(f"missing {f}")
+    foreign = [str(p) for p in [run, *run.rglob("*")] if p.stat().st_uid != os.getuid()]
+    if foreign:
+        problems.append(f"owned by another user: {foreign[:3]}")
+    if problems:
+        raise UserError(f"smoke run {run} failed: {'; '.join(problems)}")
+    return metrics
+
+
+def run(image: str, results_dir: Path | None = None) -> Path:
+    results = Path(results_dir or tempfile.mkdtemp(prefix="xeontl-smoke-"))
+    rc = launch.reproduce(Options(sockets=2, emulate_sockets=True, profile="smoke", image=image,
+                                         results_dir=results))
+    runs = sorted(p for p in results.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if rc != 0 or not runs:
+        raise UserError(f"smoke run failed (exit {rc}); see {results}")
+    metrics = check_run(runs[-1], 2)
+    print(f"xeontl smoke: OK — 2 ranks on 2 emulated sockets in {image}, val accuracy "
+          f"{metrics['final_val_accuracy']:.3f}, results in {runs[-1]}")
+    return runs[-1]

@@ -1,0 +1,109 @@
+"""The software stacks the image can be built on, and what differs between them at run time, chosen here and nowhere
+else: the default stack (Intel-TF 2.14, the newest with Keras 2, on Debian 12's Python 3.11) and the paper's own
+(Intel-tensorflow-avx512 2.10.0, the release the paper names, on Debian 11's Python 3.9). `invoke build --stack
+paper` builds the second, `invoke reproduce --stack paper` runs on it; provenance records which ran.
+
+Light on purpose (no TensorFlow, no Docker): the launcher's options, the image build and the trainer all read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """A software stack the image can be built on: its Debian release (the bases), that release's Python (what the
+    wheelhouse is fetched for), its lock file, its wheelhouse and the release tag its app image gets."""
+    name: str
+    suite: str
+    python: str                # pip download --python-version: Debian's python3 of that release
+    lock: str                  # requirements/<lock>, sha256-pinned (`invoke lock [--stack NAME]`)
+    tag: str
+    versions: dict             # the deps image's io.xeontl.versions.* labels
+    paper: bool                # the TensorFlow release the paper ran
+    wheels: str = "docker/wheelhouse"
+
+    @property
+    def lock_path(self) -> Path:
+        return ROOT / self.lock
+
+    @property
+    def wheelhouse(self) -> Path:
+        return ROOT / self.wheels
+
+    def base_tag(self, kind: str) -> str:
+        return f"xeontl-base:{self.suite}-{kind}"
+
+
+# The default stack is the newest Intel-TF with Keras 2 (Horovod's Keras callbacks break on Keras 3); the paper's is
+# the release it names ("Intel-tensorflow-avx512 2.10.0" on Ubuntu 22.04.1), here on Debian 11's Python 3.9 (the
+# newest Debian whose Python has that release's wheels: cp37-cp310).
+STACKS = {
+    "default": Stack("default", "bookworm", "3.11", "requirements/lock.txt", "xeontl:latest",
+                     {"tensorflow": "intel-tensorflow 2.14.0", "horovod": "0.28.1",
+                      "mpi": "OpenMPI 4.1 (Debian 12 bookworm)", "python": "3.11 (Debian 12 bookworm)"}, paper=False),
+    "paper": Stack("paper", "bullseye", "3.9.2", "requirements/paper-lock.txt", "xeontl:paper",
+                   {"tensorflow": "intel-tensorflow-avx512 2.10.0", "horovod": "0.28.1",
+                    "mpi": "OpenMPI 4.1 (Debian 11 bullseye)", "python": "3.9 (Debian 11 bullseye)"}, paper=True,
+                   wheels="docker/wheelhouse-paper"),
+}
+DEFAULT = STACKS["default"]
+STACK_IMAGES = {name: s.tag for name, s in STACKS.items()}
+
+# ------------------------------------------------------------------------------------- what differs at run time
+# The paper's software of record (shared/paper.md, "Hardware of record"): "Ubuntu 22.04.1, kernel 5.15.0-48,
+# Intel-tensorflow-avx512 2.10.0".
+PAPER_TENSORFLOW = ("intel-tensorflow-avx512", "2.10.0")
+PAPER_OS = "Ubuntu 22.04.1, kernel 5.15.0-48"
+# The distributions TensorFlow comes as, Intel's first: the first one installed is the one that runs.
+TF_DISTRIBUTIONS = ("intel-tensorflow", "intel-tensorflow-avx512", "tensorflow", "tensorflow-cpu")
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("+")[0].split(".")[:2] if p.isdigit())
+
+
+def amp_option(tf_version: str) -> str:
+    """The grappler option of TF's oneDNN BF16 auto mixed precision (the paper's AMP) under the name this release
+    takes. One pass, two names: Intel's kit, written for TF 2.10, sets `auto_mixed_precision_mkl`; TF 2.14 knows it
+    as `auto_mixed_precision_onednn_bfloat16` (grappler's meta optimizer maps both names to AutoMixedPrecision(BF16)
+    in the releases that have both). The paper's release gets the kit's name, as the paper ran it; TF 2.10 runs it
+    and says (measured in the paper stack's image) "auto_mixed_precision_mkl is deprecated. Please use
+    auto_mixed_precision_onednn_bfloat16 instead", and dispatched brgconv:avx512_core_bf16 on a Zen 4 under it."""
+    return "auto_mixed_precision_mkl" if _release(tf_version) < (2, 11) else "auto_mixed_precision_onednn_bfloat16"
+
+
+def tensorflow_distribution() -> dict:
+    """Which TensorFlow distribution is installed (name, version), from the packages' own metadata."""
+    from importlib import metadata
+
+    for name in TF_DISTRIBUTIONS:
+        try:
+            return {"name": name, "version": metadata.version(name)}
+        except metadata.PackageNotFoundError:
+            continue
+    return {"name": None, "version": None}
+
+
+def stack_of(distribution: dict) -> str | None:
+    """The stack whose TensorFlow this is (None: neither of this bundle's)."""
+    have = f"{distribution.get('name')} {distribution.get('version')}"
+    return next((name for name, s in STACKS.items() if s.versions["tensorflow"] == have), None)
+
+
+def difference(software: dict) -> str | None:
+    """The report's line on the software, when it is not the paper's (None when it is, but for the OS it runs on,
+    which is said too)."""
+    dist = software.get("tensorflow_distribution") or {}
+    python = software.get("python")
+    if (dist.get("name"), dist.get("version")) != PAPER_TENSORFLOW:
+        return (f"Software: {dist.get('name') or 'tensorflow'} {dist.get('version') or software.get('tensorflow')} on "
+                f"Python {python} (this bundle's default stack), not the paper's {' '.join(PAPER_TENSORFLOW)}: "
+                f"oneDNN, its graph rewrites and Keras differ between the releases (`--stack paper` runs the paper's "
+                f"release).")
+    return (f"Software: the paper's {' '.join(PAPER_TENSORFLOW)}, on Debian 11's Python {python} in the image "
+            f"(the paper: {PAPER_OS}).")
