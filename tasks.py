@@ -127,7 +127,7 @@ def render(c, engine="k8s", nodes="2", sockets="2", profile="paper", set=None, t
     _guard(go)
 
 
-PAPER_OPTIONS = ("native", "emulate_sockets", "image", "results_dir", "repeats", "build")
+PAPER_OPTIONS = ("native", "emulate_sockets", "image", "results_dir", "repeats", "build", "stack")
 
 
 def _paper(c, **values):
