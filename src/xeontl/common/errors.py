@@ -1,5 +1,7 @@
 """User mistakes end in one line and a non-zero exit, never a traceback."""
 
+from xeontl.common import sanitize
+
 
 class UserError(Exception):
     """Bad input: the message says what was wrong and how to fix it. Exit code 2."""
@@ -12,8 +14,9 @@ LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 
 
 def one_line(message: str) -> str:
-    """MESSAGE as one line: every line-breaking character in it written as its escape."""
-    return "".join(c.encode("unicode_escape").decode() if c in LINE_BREAKS else c for c in str(message))
+    """MESSAGE as one line, safe on a terminal: every line-breaking, control, escape or bidi character in it (all of
+    LINE_BREAKS among them) written as its escape, by the one sanitizer for foreign text (common/sanitize.py)."""
+    return sanitize.text(message)
 
 
 class RunError(UserError):
