@@ -6,14 +6,24 @@ kernel flocks on files in $XEONTL_LOCK_DIR (default /tmp/xeontl-locks, shared by
 the kernel when the launcher exits, however it exits, so a crash never leaves a stale lock.
 
 The directory is shared with every other user, so nothing in it is trusted (a root run on CI or a cluster node is
-the target: a planted link would have it clobber any file):
-  - the directory must be a real directory (not a link), sticky and writable by all (1777, set explicitly: mkdir's
-    mode is cut by the umask), so no user can remove or replace another's lock file;
-  - a lock file is opened with O_NOFOLLOW (a planted symlink is refused, never followed), must be a regular file with
-    one link (a planted hard link is refused), and is made shareable with fchmod on the open descriptor, only by its
-    owner;
-  - flock needs no write access: a lock file another user owns is locked read-only (its holder note is theirs).
-What it does not protect against is in docs/reliability.md ("Security").
+the target: a planted link, or the directory swapped for another, would have it clobber or chmod any file). Every use
+of it goes through one descriptor, checked once and kept:
+  - the directory is opened once with O_NOFOLLOW|O_DIRECTORY (a link is refused) and checked on that descriptor
+    (fstat): owned by the user or by root, or by anyone when the admin named it in $XEONTL_LOCK_DIR; mode 1777, sticky
+    and writable by all (made so by mkdir under a zero umask, never by a chmod of a path), so no user can remove or
+    replace another's lock file, and a private directory swapped in for it is refused;
+  - every lock file is looked at, opened and created relative to that descriptor (`dir_fd=`), never by path, with
+    O_NOFOLLOW|O_NONBLOCK|O_NOCTTY|O_CLOEXEC: a symlink, FIFO, device, socket or directory is refused in one line
+    before it is opened (and again by fstat after, if swapped in between): nothing blocks, nothing is followed;
+  - an existing file is opened without O_CREAT (as fs.protected_regular wants), a missing one created with O_EXCL;
+    it must be a regular file with one link (a planted hard link is refused), and only its owner fchmods it 0666;
+  - flock needs no write access: a lock file another user owns is locked read-only (its holder note is theirs);
+  - after flock, the name must still name the locked inode (stat by dir_fd == fstat of the lock), else the lock is
+    taken again on what the name names now: a lock file unlinked before it was locked locks nothing;
+  - root takes ownership (fchown) of a lock file it holds, so the user who made it cannot unlink it during the run
+    (the sticky bit) and let a second run hold the same CPU.
+Another run's holder note is foreign text: shown only through common/sanitize.py. What this does not protect against
+is in docs/reliability.md ("Security").
 """
 
 from __future__ import annotations
@@ -27,23 +37,39 @@ import stat
 import time
 from pathlib import Path
 
+from xeontl.common import sanitize
 from xeontl.common.errors import UserError
 from xeontl.placement.topology import cpulist
 
 DEFAULT = "/tmp/xeontl-locks"
+ENV = "XEONTL_LOCK_DIR"  # the admin's name for the lock dir: its owner is then trusted, whoever it is
 SHARED = 0o1777  # sticky, rwx for all: every user can lock, none can delete another's file
+OPEN = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+RETRIES = 20  # a lock file replaced this many times while being taken: someone is swapping it, refused
+KINDS = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"),
+         (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def lock_dir() -> Path:
-    """The lock directory, created shareable if missing, and checked (never followed) if present."""
-    d = Path(os.environ.get("XEONTL_LOCK_DIR", DEFAULT))
+def _kind(mode: int) -> str:
+    return next((what for test, what in KINDS if test(mode)), f"not a regular file ({stat.filemode(mode)})")
+
+
+def lock_dir() -> tuple[int, Path]:
+    """The lock directory's descriptor (the caller closes it) and its name (for messages only): created shareable if
+    missing, opened without following a link, and checked on the descriptor."""
+    named = os.environ.get(ENV)
+    d = Path(named or DEFAULT)
     try:
         d.parent.mkdir(parents=True, exist_ok=True)
-        os.mkdir(d, SHARED)
+        old = os.umask(0)  # mkdir's own mode is 1777 then: no chmod by path afterwards (a path can be swapped)
+        try:
+            os.mkdir(d, SHARED)
+        finally:
+            os.umask(old)
     except FileExistsError:
         pass
     except OSError as e:
-        raise UserError(f"cannot create the CPU lock dir {d} ({e.strerror}): set XEONTL_LOCK_DIR to a dir you can "
+        raise UserError(f"cannot create the CPU lock dir {d} ({e.strerror}): set {ENV} to a dir you can "
                         f"write") from None
     try:
         fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -51,71 +77,128 @@ def lock_dir() -> Path:
         why = "a symbolic link" if d.is_symlink() else ("not a directory" if e.errno == errno.ENOTDIR else
                                                          e.strerror)
         raise UserError(f"the CPU lock dir {d} is {why}: refused (someone else's link or file there could turn the "
-                        f"lock against a file of yours); remove it, or set XEONTL_LOCK_DIR") from None
+                        f"lock against a file of yours); remove it, or set {ENV}") from None
     try:
         st = os.fstat(fd)
-        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != SHARED:
-            os.fchmod(fd, SHARED)  # ours: made shareable whatever the umask cut from mkdir's mode
-        elif st.st_uid != os.getuid() and stat.S_IMODE(st.st_mode) & SHARED != SHARED:
-            raise UserError(f"the CPU lock dir {d} belongs to uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}, "
-                            f"not 1777: other users could replace its lock files; have its owner remove it (it is "
-                            f"made again, shared), or set XEONTL_LOCK_DIR")
-    finally:
+        mode = stat.S_IMODE(st.st_mode)
+        if st.st_uid not in (os.getuid(), 0) and not named:
+            raise UserError(f"the CPU lock dir {d} belongs to uid {st.st_uid}, neither you nor root: refused (its "
+                            f"owner can swap any lock file in it); have its owner remove it (it is made again), or "
+                            f"set {ENV}={d} if that user is trusted")
+        if mode != SHARED:
+            raise UserError(f"the CPU lock dir {d} has mode {mode:o}, not 1777 (sticky, writable by all): refused "
+                            f"(writable by others without the sticky bit, anyone could replace its lock files; not "
+                            f"writable by all, it is not a shared lock dir); have its owner chmod 1777 it, or set "
+                            f"{ENV}")
+    except BaseException:
         os.close(fd)
-    return d
+        raise
+    return fd, d
 
 
-def _open(path: Path) -> int:
-    """The lock file, opened without following a link, checked to be a plain one-link file."""
-    flags = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    try:
+def _refuse(where: str, why: str) -> UserError:
+    return UserError(f"the CPU lock {where} is {why}: refused, nothing was written (someone planted it?); remove "
+                     f"it, or set {ENV}")
+
+
+def _open(dfd: int, name: str, where: str) -> int:
+    """The lock file NAME in the lock dir DFD: looked at and opened relative to DFD without following a link or
+    blocking, an existing one without O_CREAT, a missing one created with O_EXCL; checked to be a one-link regular
+    file on its own descriptor."""
+    for _ in range(RETRIES):
         try:
-            fd = os.open(path, os.O_RDWR | flags, 0o666)
-        except PermissionError:  # another user's lock file: flock needs no write access
-            fd = os.open(path, os.O_RDONLY | flags)
-    except OSError as e:
-        why = "a symbolic link" if e.errno == errno.ELOOP else e.strerror
-        raise UserError(f"the CPU lock {path} is {why}: refused, nothing was written (someone planted it?); remove "
-                        f"it, or set XEONTL_LOCK_DIR") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-        os.close(fd)
-        raise UserError(f"the CPU lock {path} is not a plain file of its own (type {stat.filemode(st.st_mode)}, "
-                        f"{st.st_nlink} links): refused, nothing was written; remove it, or set XEONTL_LOCK_DIR")
-    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o666:
-        os.fchmod(fd, 0o666)  # other users' runs must be able to take the lock too
-    return fd
+            seen = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            seen = None
+        if seen is not None and not stat.S_ISREG(seen.st_mode):
+            raise _refuse(where, _kind(seen.st_mode))  # a FIFO or a device is never even opened
+        try:
+            if seen is None:
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | OPEN, 0o666, dir_fd=dfd)
+            else:
+                try:
+                    fd = os.open(name, os.O_RDWR | OPEN, dir_fd=dfd)
+                except PermissionError:  # another user's lock file: flock needs no write access
+                    fd = os.open(name, os.O_RDONLY | OPEN, dir_fd=dfd)
+        except (FileExistsError, FileNotFoundError):
+            continue  # made or removed between the look and the open: look again
+        except OSError as e:
+            why = {errno.ELOOP: "a symbolic link", errno.EISDIR: "a directory"}.get(e.errno, e.strerror)
+            raise _refuse(where, why) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _refuse(where, _kind(st.st_mode))
+            raise UserError(f"the CPU lock {where} is not a plain file of its own (type {stat.filemode(st.st_mode)}, "
+                            f"{st.st_nlink} links): refused, nothing was written; remove it, or set {ENV}")
+        if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o666:
+            os.fchmod(fd, 0o666)  # other users' runs must be able to take the lock too
+        return fd
+    raise UserError(f"the CPU lock {where} kept appearing and vanishing while it was opened: refused (someone is "
+                    f"swapping it); set {ENV} to a dir only trusted users write")
+
+
+def _names(dfd: int, name: str, fd: int) -> bool:
+    """Whether NAME in the lock dir still names the file FD is open on (not unlinked, not replaced)."""
+    try:
+        now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _holder(fd: int) -> str:
+    """Who holds the lock FD, from its note: another user's text, so sanitized and cut short."""
     try:
         h = json.loads(os.pread(fd, 4096, 0) or b"{}")
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return "another run"
-    return f"run {h.get('run_id', '?')} (pid {h.get('pid', '?')})" if isinstance(h, dict) else "another run"
+    if not isinstance(h, dict):
+        return "another run"
+    return f"run {sanitize.text(h.get('run_id', '?'), 80)} (pid {sanitize.text(h.get('pid', '?'), 20)})"
+
+
+def _take(dfd: int, name: str, where: str, cpu: int, wait: bool, poll_s: float) -> tuple[int, str | None]:
+    """The lock file NAME, opened and flocked: (fd, None) when held, (fd, holder) when another run holds it."""
+    announced = False
+    for _ in range(RETRIES):
+        fd = _open(dfd, name, where)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not wait:
+                    return fd, _holder(fd)
+                if not announced:
+                    print(f"xeontl: CPU {cpu} is in use by {_holder(fd)}: waiting (--wait)", flush=True)
+                    announced = True
+                time.sleep(poll_s)
+        if _names(dfd, name, fd):
+            if os.getuid() == 0 and os.fstat(fd).st_uid != 0:
+                os.fchown(fd, 0, 0)  # its maker can no longer unlink it under us (the dir is sticky)
+                os.fchmod(fd, 0o666)
+            return fd, None
+        os.close(fd)  # unlinked or replaced while we locked it: it locks nothing; take what the name names now
+    raise UserError(f"the CPU lock {where} was replaced {RETRIES} times while it was taken: refused (someone is "
+                    f"swapping it); set {ENV} to a dir only trusted users write")
 
 
 @contextlib.contextmanager
 def hold(cpus: list[int], run_id: str, wait: bool = False, poll_s: float = 2.0):
     """Lock every CPU (in ascending order, so two waiters never deadlock) or raise UserError naming the holder."""
-    fds, busy = [], {}
+    fds, busy, dfd = [], {}, None
     try:
+        if cpus:
+            dfd, d = lock_dir()
         for cpu in sorted(set(cpus)):
-            fd = _open(lock_dir() / f"cpu-{cpu}.lock")
+            name = f"cpu-{cpu}.lock"
+            fd, holder = _take(dfd, name, f"{d}/{name}", cpu, wait, poll_s)
             fds.append(fd)
-            announced = False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not wait:
-                        busy.setdefault(_holder(fd), []).append(cpu)
-                        break
-                    if not announced:
-                        print(f"xeontl: CPU {cpu} is in use by {_holder(fd)}: waiting (--wait)", flush=True)
-                        announced = True
-                    time.sleep(poll_s)
+            if holder is not None:
+                busy.setdefault(holder, []).append(cpu)
         if busy:
             who = "; ".join(f"CPUs {cpulist(c)} by {h}" for h, c in busy.items())
             raise UserError(f"the cores this plan pins are in use ({who}): wait for that run to finish, "
@@ -129,3 +212,5 @@ def hold(cpus: list[int], run_id: str, wait: bool = False, poll_s: float = 2.0):
     finally:
         for fd in fds:
             os.close(fd)  # closing the descriptor releases its flock
+        if dfd is not None:
+            os.close(dfd)
