@@ -9,6 +9,7 @@ import dataclasses
 import inspect
 from pathlib import Path
 
+from xeontl.common import sanitize
 from xeontl.common.errors import UserError
 from xeontl.supply.stacks import STACK_IMAGES
 
@@ -196,7 +197,7 @@ def check(opts: Options) -> Options:
             bad(name, value, what)
     for name in ("results_dir", "resume", "topology_file"):
         value = getattr(opts, name)
-        if value is not None and re.search(r"[\x00-\x1f\x7f]", str(value)):
+        if value is not None and sanitize.has_unsafe(str(value)):  # C0, DEL, C1, bidi, U+2028/9, ...
             bad(name, str(value), "a path without control characters (a newline?)")
     if opts.hosts:
         for h in opts.hosts.split(","):
