@@ -101,6 +101,15 @@ def _refuse(where: str, why: str) -> UserError:
                      f"it, or set {ENV}")
 
 
+def _plain(st: os.stat_result, where: str) -> None:
+    """Refuse anything but a regular file with one link (a planted hard link has two)."""
+    if not stat.S_ISREG(st.st_mode):
+        raise _refuse(where, _kind(st.st_mode))
+    if st.st_nlink != 1:
+        raise UserError(f"the CPU lock {where} is not a plain file of its own (type {stat.filemode(st.st_mode)}, "
+                        f"{st.st_nlink} links): refused, nothing was written; remove it, or set {ENV}")
+
+
 def _open(dfd: int, name: str, where: str) -> int:
     """The lock file NAME in the lock dir DFD: looked at and opened relative to DFD without following a link or
     blocking, an existing one without O_CREAT, a missing one created with O_EXCL; checked to be a one-link regular
@@ -110,8 +119,8 @@ def _open(dfd: int, name: str, where: str) -> int:
             seen = os.stat(name, dir_fd=dfd, follow_symlinks=False)
         except FileNotFoundError:
             seen = None
-        if seen is not None and not stat.S_ISREG(seen.st_mode):
-            raise _refuse(where, _kind(seen.st_mode))  # a FIFO or a device is never even opened
+        if seen is not None:
+            _plain(seen, where)  # a FIFO or a device is never even opened
         try:
             if seen is None:
                 fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL | OPEN, 0o666, dir_fd=dfd)
@@ -126,12 +135,11 @@ def _open(dfd: int, name: str, where: str) -> int:
             why = {errno.ELOOP: "a symbolic link", errno.EISDIR: "a directory"}.get(e.errno, e.strerror)
             raise _refuse(where, why) from None
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        try:
+            _plain(st, where)  # again on what was opened: something may have been swapped in since the look
+        except UserError:
             os.close(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise _refuse(where, _kind(st.st_mode))
-            raise UserError(f"the CPU lock {where} is not a plain file of its own (type {stat.filemode(st.st_mode)}, "
-                            f"{st.st_nlink} links): refused, nothing was written; remove it, or set {ENV}")
+            raise
         if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) != 0o666:
             os.fchmod(fd, 0o666)  # other users' runs must be able to take the lock too
         return fd
