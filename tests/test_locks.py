@@ -253,10 +253,16 @@ def test_an_entry_swapped_in_after_the_look_is_refused_on_its_descriptor(shared,
                     return regular
             return real(name, *a, **kw)
         os.stat = look
-        return held([0])()
+        fds = set(os.listdir("/proc/self/fd"))
+        try:
+            held([0])()
+        except UserError as e:
+            return [str(e), sorted(set(os.listdir("/proc/self/fd")) - fds)]
+        return "held"
 
     got = as_uid(runner, swapped_after_the_look, timeout=20)
-    assert got[:2] == ["err", "UserError"] and refused in got[2], got
+    assert got[0] == "ok" and refused in got[1][0], got
+    assert got[1][1] == [], got  # what was opened and refused is closed
     assert tree(shared) == before
 
 
@@ -305,6 +311,46 @@ def test_a_lock_file_its_maker_unlinks_while_root_holds_it_stays_held(shared, mo
             second = as_uid(who, held([2], "second-run"))
             assert second[:2] == ["err", "UserError"] and "CPUs 2 by run root-run" in second[2], (who, second)
     assert as_uid(NOBODY, held([2], "later-run")) == ["ok", "held"]  # released: still shareable
+
+
+# ------------------------------------------------------------------------------------------------ descriptors
+def _busy(d: Path):
+    fd = os.open(d / "cpu-1.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    cpulock.fcntl.flock(fd, cpulock.fcntl.LOCK_EX)
+    return fd
+
+
+def _fifo_at_2(d: Path):
+    os.mkfifo(d / "cpu-2.lock", 0o644)
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize("what,setup,cpus,refused", [
+    ("held and released", None, [0, 3], None),
+    ("refused: a CPU in use", _busy, [0, 1, 3], "in use"),
+    ("refused: a FIFO after a CPU was taken", _fifo_at_2, [0, 2], "is a FIFO"),
+    ("refused: the dir itself", lambda d: d.chmod(0o755), [0], "not 1777"),
+    ("no CPUs (a multi-host plan): the dir is not even opened", None, [], None),
+])
+def test_every_descriptor_is_closed_however_the_run_ends(shared, monkeypatch, what, setup, cpus, refused):
+    d = make_dir(shared / "L", 0, 0o1777)
+    before = sorted(os.listdir("/proc/self/fd"))
+    blocker = setup(d) if setup else None
+    if not cpus:  # a lock dir that would be refused: not looked at when no CPU is pinned
+        d.chmod(0o755)
+    monkeypatch.setenv(cpulock.ENV, str(d))
+    try:
+        if refused:
+            with pytest.raises(UserError, match=refused):
+                with cpulock.hold(cpus, "run-x"):
+                    pass
+        else:
+            with cpulock.hold(cpus, "run-x"):
+                assert len(os.listdir("/proc/self/fd")) >= len(before) + len(cpus) + (1 if cpus else 0)
+    finally:
+        if blocker is not None:
+            os.close(blocker)
+    assert sorted(os.listdir("/proc/self/fd")) == before
 
 
 # ------------------------------------------------------------------------------------------------ the holder's note
