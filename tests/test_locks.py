@@ -394,19 +394,21 @@ def test_another_runs_note_is_shown_sanitized(shared, monkeypatch, capsys, what,
 # ------------------------------------------------------------------------------------------------ the race
 RENAME_EXCHANGE = 2
 ATTACKS = [
-    # what the attacker (the owner of the lock dir's parent) flips the named lock dir with
+    # what the attacker (owner of the named lock dir and of its parent) flips, with what
     ("its own 1777 lock dir <-> root's private dir holding cpu-0.lock", "dir"),
     ("its own 1777 lock dir <-> a symlink to root's private dir", "link"),
+    ("cpu-0.lock <-> a symlink to root's 0600 file", "entry-link"),
+    ("cpu-0.lock <-> a FIFO 0644", "entry-fifo"),
 ]
 
 
 @ROOT_ONLY
 @pytest.mark.parametrize("what,decoy", ATTACKS, ids=[c[0] for c in ATTACKS])
 def test_a_lock_dir_flipped_while_root_locks_never_gets_a_file_written_outside_it(shared, monkeypatch, what, decoy):
-    """Issue 39 item 1, as two processes: an attacker exchanges the lock dir with a decoy (renameat2
-    RENAME_EXCHANGE, atomically, in a loop) while root takes and releases 4 CPUs until 20 runs held. Every attempt holds
-    its CPUs in the real lock dir or is refused in one line; root's private dir and its 0600 file never change and
-    no file appears anywhere outside the lock dir."""
+    """Issue 39 item 1, as two processes: an attacker exchanges the lock dir, or a lock file in it, with a decoy
+    (renameat2 RENAME_EXCHANGE, atomically, in a loop) while root takes and releases 4 CPUs until 20 runs held.
+    Every attempt holds its CPUs in the real lock dir or is refused in one line; root's private dir and its 0600 file
+    never change and no file appears anywhere outside the lock dir."""
     libc = ctypes.CDLL(None, use_errno=True)
     if not hasattr(libc, "renameat2"):
         pytest.skip("no renameat2 in this libc")
@@ -415,9 +417,17 @@ def test_a_lock_dir_flipped_while_root_locks_never_gets_a_file_written_outside_i
     private = make_dir(parent / "root-private", 0, 0o755)
     (private / "cpu-0.lock").write_text("root's data\n")
     (private / "cpu-0.lock").chmod(0o600)
-    other = private if decoy == "dir" else parent / "link"
+    this, other = locks, private if decoy == "dir" else parent / "link"
     if decoy == "link":
         os.symlink(private, other)
+    if decoy.startswith("entry"):
+        this, other = locks / "cpu-0.lock", locks / "evil"
+
+        def plant():
+            this.write_text("")
+            this.chmod(0o666)
+            other.symlink_to(private / "cpu-0.lock") if decoy == "entry-link" else os.mkfifo(other, 0o644)
+        assert as_uid(NOBODY, plant)[0] == "ok"
     monkeypatch.setenv(cpulock.ENV, str(locks))
     outside = {k: v for k, v in tree(shared).items() if not k.startswith("attacker/locks")}
 
@@ -428,7 +438,7 @@ def test_a_lock_dir_flipped_while_root_locks_never_gets_a_file_written_outside_i
             os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
-            a, b = str(locks).encode(), str(other).encode()
+            a, b = str(this).encode(), str(other).encode()
             flips = 0
             while True:
                 if libc.renameat2(-100, a, -100, b, RENAME_EXCHANGE) == 0:
@@ -456,13 +466,14 @@ def test_a_lock_dir_flipped_while_root_locks_never_gets_a_file_written_outside_i
         os.kill(flipper, signal.SIGKILL)
         os.waitpid(flipper, 0)
         os.close(r)
-    if os.lstat(locks).st_uid != NOBODY:  # the attacker stopped mid-flip: put the dirs back
+    if this == locks and os.lstat(locks).st_uid != NOBODY:  # the attacker stopped mid-flip: put the dirs back
         libc.renameat2(-100, str(locks).encode(), -100, str(other).encode(), RENAME_EXCHANGE)
     now = tree(shared)
     assert {k: v for k, v in now.items() if not k.startswith("attacker/locks")} == outside
     assert (private / "cpu-0.lock").read_text() == "root's data\n"
     assert held_n == 20 and refused_n > 0, (held_n, refused_n)  # the flips hit, and runs held all the same
-    assert {k for k in now if k.startswith("attacker/locks/")} == {f"attacker/locks/cpu-{c}.lock" for c in range(4)}
+    assert {k for k in now if k.startswith("attacker/locks/")} == {f"attacker/locks/{n}" for n in (
+        "cpu-0.lock", "cpu-1.lock", "cpu-2.lock", "cpu-3.lock", *(("evil",) if this != locks else ()))}
 
 
 # ------------------------------------------------------------------------------------------------ launch paths
