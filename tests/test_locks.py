@@ -160,10 +160,6 @@ def _fifo(p: Path, victim: Path):
     os.mkfifo(p, 0o644)
 
 
-def _sock(p: Path, victim: Path):
-    socket.socket(socket.AF_UNIX).bind(str(p))
-
-
 def _hardlink(p: Path, victim: Path):
     mine = p.parent.parent / f"mine-{os.getuid()}"
     mine.write_text("planted")
@@ -177,7 +173,7 @@ PLANTED = [
     ("a FIFO 0644 by root (a user's run: open(O_RDONLY) hung)", 0, _fifo, NOBODY, "is a FIFO: refused"),
     ("a FIFO 0644 by another user", OTHER, _fifo, NOBODY, "is a FIFO: refused"),
     ("a directory", NOBODY, lambda p, v: p.mkdir(), 0, "is a directory: refused"),
-    ("a socket", NOBODY, _sock, 0, "is a socket: refused"),
+    ("a socket", NOBODY, lambda p, v: socket.socket(socket.AF_UNIX).bind(str(p)), 0, "is a socket: refused"),
     ("a character device", 0, lambda p, v: os.mknod(p, 0o666 | stat.S_IFCHR, os.makedev(1, 3)), NOBODY,
      "is a character device: refused"),
     ("a hard link", NOBODY, _hardlink, 0, "2 links"),
