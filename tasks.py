@@ -65,7 +65,12 @@ def _reproduce(c, **values):
 
     def go():
         given, own = _split(values, CONFIG_HELP)
-        return launch.reproduce(options.from_cli(given, overrides=_config_overrides(**own)))
+        opts = options.from_cli(given, overrides=_config_overrides(**own))
+        if opts.engine == "k8s":  # the MPIJob rendered as `invoke render` writes it, applied and watched (kubectl)
+            from xeontl.engines import k8s_watch, kubernetes
+
+            return k8s_watch.reproduce(opts, lambda o: kubernetes.render(o, "xeontl-results", 8, None))
+        return launch.reproduce(opts)
 
     rc = _guard(go)
     if rc:

@@ -209,3 +209,24 @@ def pinning_problems(docs: list[dict], threads: int = 1) -> list[str]:
             if problem:
                 out.append(problem)
     return out
+
+
+# What the manifest and its launcher rely on the operator doing, field by field: tests/test_k8s.py reads the rendered
+# MPIJob against kubeflow/mpi-operator v0.8.2's contract transcribed as data (tests/fixtures/k8s/), so a one-word
+# change of a field's value that loses one of these fails there.
+OPERATOR_NEEDS = {
+    # the launcher's wait covers the names' DNS lag alone; a worker never Ready is k8s_watch's
+    "spec.launcherCreationPolicy": "launcher created only once every worker pod is Ready",
+    "spec.slotsPerWorker": "one slot per worker pod in the hostfile: one rank per pod",
+    "spec.sshAuthMountPath": "ssh keys mounted at that path, mode 0644, for a non-root user",
+    "spec.mpiImplementation": "OpenMPI env: OMPI_MCA_orte_default_hostfile=/etc/mpi/hostfile, "
+                              "OMPI_MCA_orte_keep_fqdn_hostnames",
+    "spec.runPolicy.cleanPodPolicy": "running pods deleted when the job ends",
+    # mpijob_launcher.attempt_dir: a retry concludes into a run dir of its own
+    "spec.mpiReplicaSpecs.Launcher.restartPolicy": "a failed launcher pod is replaced by the launcher Job, "
+                                                   "backoffLimit times",
+    # k8s_watch: a Failed worker stays Failed, the watcher sees it
+    "spec.mpiReplicaSpecs.Worker.restartPolicy": "a failed worker pod stays Failed: the operator recreates only "
+                                                 "missing pods and fails the job only on Evicted",
+    "spec.mpiReplicaSpecs.*.template.spec.restartPolicy": "set from the replica spec",
+}
