@@ -452,3 +452,108 @@ def test_the_manifest_is_read_against_the_operators_contract_as_data():
         j = copy.deepcopy(job)
         mutate(j)
         assert holds(j), mutate
+
+
+# ------------------------------------------------------------------------------------------------ the watched job
+def pod(name, phase, role="worker", age=0.0, **status):
+    from datetime import datetime, timezone
+
+    created = datetime.fromtimestamp(NOW - age, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"metadata": {"name": name, "labels": {"xeontl/role": role}, "creationTimestamp": created},
+            "status": {"phase": phase, **status}}
+
+
+NOW = 2_000_000_000.0
+UNSCHEDULABLE = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                 "message": "0/5 nodes are available: 1 node(s) had untolerated taint "
+                                            "{node-role.kubernetes.io/control-plane: }, 4 Insufficient cpu."}]}
+FAILED_JOB = {"metadata": {"name": "j"}, "status": {"conditions": [
+    {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified "
+                                                                                     "backoff limit"}]}}
+WATCH = [  # (pods, MPIJob, the verdict, words the line must have); PENDING bound 600 s
+    ([pod("j-worker-0", "Running"), pod("j-worker-1", "Pending", age=30)], None, "running", ""),
+    ([pod("j-worker-0", "Running"), pod("j-worker-1", "Failed", reason="TopologyAffinityError",
+                                        message="Resources cannot be allocated with Topology locality")], None,
+     "failed", "worker pod j-worker-1 Failed: TopologyAffinityError: Resources cannot be allocated"),
+    ([pod("j-worker-0", "Failed", reason="SMTAlignmentError")], None, "failed",
+     "worker pod j-worker-0 Failed: SMTAlignmentError"),
+    ([pod("j-worker-0", "Failed", reason="Evicted")], None, "failed", "j-worker-0 Failed: Evicted"),
+    ([pod("j-worker-1", "Pending", age=601, **UNSCHEDULABLE)], None, "failed",
+     "worker pod j-worker-1 Pending for more than 600 s: Unschedulable: 0/5 nodes are available: 1 node(s) had "
+     "untolerated taint"),
+    ([pod("j-worker-0", "Pending", age=900, containerStatuses=[{"state": {"waiting": {
+        "reason": "ContainerCreating"}}}])], None, "failed",
+     "j-worker-0 Pending for more than 600 s: ContainerCreating"),
+    ([pod("j-worker-0", "Pending", age=599, **UNSCHEDULABLE)], None, "running", ""),
+    ([pod("j-launcher-abcde", "Failed", role="launcher")], None, "running", ""),  # the Job retries it
+    ([pod("j-worker-0", "Running")], FAILED_JOB, "failed", "MPIJob j Failed: BackoffLimitExceeded"),
+    ([], {"metadata": {"name": "j"}, "status": {"conditions": [{"type": "Succeeded", "status": "True",
+                                                                 "reason": "MPIJobSucceeded"}]}},
+     "succeeded", "MPIJob j Succeeded"),
+]
+
+
+def test_the_watch_fails_a_rejected_or_pending_worker_in_one_line():
+    from xeontl.engines import k8s_watch
+
+    for i, (pods, job, state, words) in enumerate(WATCH):
+        got, why = k8s_watch.judge(pods, job, NOW, 600)
+        assert (got, words in why) == (state, True) and "\n" not in why, (i, got, why)
+
+
+FAKE_KUBECTL = """#!/usr/bin/env python3
+import json, sys, pathlib
+d = pathlib.Path(__file__).parent
+(d / "calls").open("a").write(" ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "get" and sys.argv[2] == "pods":
+    print((d / "pods.json").read_text())
+elif sys.argv[1] == "get" and sys.argv[2] == "mpijob":
+    print(json.dumps({"metadata": {"name": sys.argv[3]}, "status": {}}))
+"""
+
+
+def test_reproduce_on_k8s_applies_watches_and_ends_on_a_rejected_worker(tmp_path):
+    """`invoke reproduce --engine k8s` through a kubectl that answers as the API server would for a worker the
+    kubelet refused: one line naming the pod and the reason, exit 1, the MPIJob deleted; within a poll."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "kubectl").write_text(FAKE_KUBECTL)
+    (bin_ / "kubectl").chmod(0o755)
+    (bin_ / "pods.json").write_text(json.dumps({"items": [
+        pod("w-worker-0", "Running"),
+        pod("w-worker-1", "Failed", reason="SMTAlignmentError", message="SMT Alignment Error: requested 3 cpus not "
+                                                                        "multiple cpus per core = 2")]}))
+    import os
+
+    env = {"PATH": f"{bin_}:{os.environ['PATH']}"}
+    r = invoke("reproduce", "--engine", "k8s", "--nodes", "2", "--topology", str(SPR), "--results-dir",
+               str(tmp_path / "results"), "--profile", "smoke", env=env, timeout=300)
+    assert r.returncode == 1, r.stderr
+    one_line_error(r, "worker pod w-worker-1 Failed: SMTAlignmentError: SMT Alignment Error")
+    calls = (bin_ / "calls").read_text().splitlines()
+    assert calls[0].startswith("apply -f ") and calls[-1].startswith("delete mpijob xeontl-")
+    assert len(list((tmp_path / "results").glob("*.mpijob.yaml"))) == 1
+    r = invoke("reproduce", "--engine", "k8s", "--topology", str(SPR), "--results-dir", str(tmp_path / "r2"),
+               env={"PATH": str(tmp_path / "nothing")}, timeout=300)
+    one_line_error(r, "kubectl, which is not on PATH")
+
+
+def test_a_launcher_retry_concludes_into_a_run_dir_of_its_own(tmp_path):
+    from xeontl.engines import mpijob_launcher as ml
+
+    cases = [([], ("r1", 1)), (["r1"], ("r1-attempt-2", 2)), (["r1", "r1-attempt-2"], ("r1-attempt-3", 3)),
+             ([".staging-r1"], ("r1", 1))]
+    for i, (present, (name, attempt)) in enumerate(cases):
+        d = tmp_path / str(i)
+        d.mkdir()
+        for p in present:
+            (d / p).mkdir()
+        assert ml.attempt_dir(d, "r1") == (d / name, attempt), present
+    import os
+
+    if os.getuid() != 0:  # root writes anywhere: the check is for the pods' user
+        ro = tmp_path / "claim"
+        ro.mkdir(mode=0o555)
+        with pytest.raises(UserError, match="not writable by uid .*fsGroup was not applied"):
+            ml.writable(ro)
+        ml.writable(tmp_path)

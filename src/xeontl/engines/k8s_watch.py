@@ -73,7 +73,8 @@ def judge(pods: list[dict], job: dict | None, now: float, pending: float) -> tup
 def kubectl(*args: str) -> str:
     r = subprocess.run(["kubectl", *args], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
-        raise RunError(f"kubectl {' '.join(args[:2])} failed: {(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+        last = ((r.stderr or r.stdout).strip().splitlines() or ["no output"])[-1]
+        raise RunError(f"kubectl {' '.join(args[:2])} failed (exit {r.returncode}): {last}")
     return r.stdout
 
 
