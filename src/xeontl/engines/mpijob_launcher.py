@@ -182,17 +182,27 @@ def attempt_dir(results: Path, run_id: str) -> tuple[Path, int]:
     return results / f"{run_id}-attempt-{n}", n
 
 
-def writable(results: Path) -> None:
-    """The results claim's root must be writable by this pod's user: the kubelet applies the pod's fsGroup only where
-    the volume plugin supports it (a CSI driver whose fsGroupPolicy allows it; never in-tree NFS, whose mounter does
-    not), so the run does not rely on it: one line, nothing run, when it is not."""
-    if not os.access(results, os.W_OK | os.X_OK):
-        st = results.stat()
-        raise UserError(f"{results} (the results claim) is not writable by uid {os.getuid()} gid {os.getgid()} "
-                        f"(groups {','.join(map(str, os.getgroups()))}; the claim's root is {st.st_uid}:{st.st_gid} "
-                        f"{st.st_mode & 0o7777:o}): the pod's fsGroup was not applied (the volume plugin's "
-                        f"fsGroupPolicy, or NFS): make the root owned by or group-writable to {os.getuid()}; "
-                        f"nothing was run")
+def writable(results: Path, uid: int | None = None, gids: set[int] | None = None) -> None:
+    """The results claim's root must be writable by this pod's user (UID, GIDS: default this process's): the kubelet
+    applies the pod's fsGroup only where the volume plugin supports it (a CSI driver whose fsGroupPolicy allows it;
+    never in-tree NFS), so the run does not rely on it: one line, nothing run, when it is not. From the root's owner
+    and mode (the permission bits the kernel checks), not os.access, which says yes to root."""
+    uid = os.getuid() if uid is None else uid
+    gids = {os.getgid(), *os.getgroups()} if gids is None else gids
+    st = results.stat()
+    mode = st.st_mode & 0o7777
+    if st.st_uid == uid:
+        ok = mode & 0o300 == 0o300
+    elif st.st_gid in gids:
+        ok = mode & 0o030 == 0o030
+    else:
+        ok = mode & 0o003 == 0o003
+    if ok or uid == 0:
+        return
+    raise UserError(f"{results} (the results claim) is not writable by uid {uid} (groups "
+                    f"{','.join(map(str, sorted(gids)))}; the claim's root is {st.st_uid}:{st.st_gid} {mode:o}): the "
+                    f"pod's fsGroup was not applied (the volume plugin's fsGroupPolicy, or NFS): make the root owned "
+                    f"by or group-writable to {uid}; nothing was run")
 
 
 def launch_pod(run_id: str, results: Path, config_dir: Path, command: list[str]) -> int:
