@@ -65,7 +65,12 @@ def _reproduce(c, **values):
 
     def go():
         given, own = _split(values, CONFIG_HELP)
-        return launch.reproduce(options.from_cli(given, overrides=_config_overrides(**own)))
+        opts = options.from_cli(given, overrides=_config_overrides(**own))
+        if opts.engine == "k8s":  # the MPIJob rendered as `invoke render` writes it, applied and watched (kubectl)
+            from xeontl.engines import k8s_watch, kubernetes
+
+            return k8s_watch.reproduce(opts, lambda o: kubernetes.render(o, "xeontl-results", 8, None))
+        return launch.reproduce(opts)
 
     rc = _guard(go)
     if rc:
@@ -103,12 +108,16 @@ reproduce = task(options.invoke_task_body(_reproduce, extra={"dataset": None, "w
                         "mounted read-only at /assets on every pod; the config's paths are put on it",
         "reserved_cpus": "the nodes' kubelet --reserved-cpus (default: the first core of socket 0 and its siblings): "
                          "each worker pod is sized to what every socket has left",
+        "node_selector": "KEY=VALUE[,KEY=VALUE]: the nodes' labels the pods must have (the nodes whose kubelet runs "
+                         "as render prints; with --nodes N and several sockets, exactly N of them)",
+        "claim_mode": "the results claim's access mode: ReadWriteMany (default; needed on 2+ nodes) | ReadWriteOnce "
+                      "(one node only: the launcher follows the workers)",
     },
     iterable=["set"],
 )
 def render(c, engine="k8s", nodes="2", sockets="2", profile="paper", set=None, topology=None, cores_per_socket="0",
            image=DEFAULT_IMAGE, results_claim="xeontl-results", memory_per_rank="8", output=None, kube_version=None,
-           assets_claim=None, reserved_cpus=None):
+           assets_claim=None, reserved_cpus=None, node_selector=None, claim_mode="ReadWriteMany"):
     """Write the plan as another engine's job (Kubernetes MPIJob), checked against its published schemas."""
     from xeontl.engines import kubernetes
 
@@ -122,7 +131,7 @@ def render(c, engine="k8s", nodes="2", sockets="2", profile="paper", set=None, t
             image=image, nodes=options.parse("nodes", nodes)))
         memory = options.whole("--memory-per-rank", memory_per_rank, 1, 4096)
         return kubernetes.render(opts, results_claim, memory, Path(output) if output else None, kube_version,
-                                 assets_claim, reserved_cpus)
+                                 assets_claim, reserved_cpus, node_selector, claim_mode)
 
     _guard(go)
 

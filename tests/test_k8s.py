@@ -8,8 +8,9 @@ import json
 import pytest
 import yaml
 
-from conftest import SPR, invoke, one_line_error
+from conftest import ROOT, SPR, invoke, one_line_error
 from xeontl.common.errors import UserError
+from xeontl.engines import k8s_policy
 from xeontl.engines import kubernetes as k8s
 from xeontl.experiment import config
 from xeontl.placement import plan as planlib
@@ -159,9 +160,9 @@ def unconfined(docs):
 
 @pytest.mark.parametrize("spoil,needle", [
     (fractional, "not a whole number"), (burstable, "requests != limits"), (slots, "slotsPerWorker 2"),
-    (sys_nice, "SYS_NICE is not even baseline's"), (no_shm, "Memory-backed emptyDir"), (no_spread, "spread"),
+    (sys_nice, r"non-default capabilities \(SYS_NICE\)"), (no_shm, "Memory-backed emptyDir"), (no_spread, "placement"),
     (no_fs_group, "needs a pod fsGroup"), (no_probe, "readiness probe on its sshd"),
-    (unconfined, "seccompProfile RuntimeDefault"),
+    (unconfined, "restricted:latest.: seccompProfile"),
 ])
 def test_bad_variants_fail_the_kubelet_and_admission_check(spoil, needle):
     _, docs = spr_docs()
@@ -177,3 +178,395 @@ def test_render_bad_input_is_one_line(tmp_path):
     out.write_text("keep me")
     one_line_error(invoke("render", "--topology", str(SPR), "--output", str(out), timeout=120), "exists")
     assert out.read_text() == "keep me"
+
+
+# ------------------------------------------------------------------------------------------------ issue 40
+def render_docs(tmp_path, *args, topo=SPR):
+    out = tmp_path / f"job-{len(list(tmp_path.iterdir()))}.yaml"
+    r = invoke("render", "--engine", "k8s", "--topology", str(topo), "--output", str(out), *args, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r, [d for d in yaml.safe_load_all(out.read_text()) if d], out.read_text()
+
+
+def pod_of(docs, role):
+    return job_of(docs)["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]
+
+
+def test_the_launcher_is_burstable_outside_the_exclusive_pool_and_whole_cores_are_checked():
+    """policy_static.go Allocate under full-pcpus-only: a Guaranteed request not a multiple of the threads per core
+    is SMTAlignmentError; a Burstable pod gets no exclusive CPUs at all (guaranteedCPUs 0)."""
+    _, docs = spr_docs()
+    launcher = pod_of(docs, "Launcher")["containers"][0]["resources"]
+    assert "cpu" not in launcher["limits"] and launcher["requests"]["cpu"] == "500m"  # Burstable
+    cases = [  # (launcher resources, threads per core, the problem or None)
+        ({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}, 2, "SMTAlignmentError"),
+        ({"requests": {"cpu": "3", "memory": "1Gi"}, "limits": {"cpu": "3", "memory": "1Gi"}}, 2, "SMTAlignmentError"),
+        ({"requests": {"cpu": "2", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "1Gi"}}, 2, None),
+        ({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}, 1, None),
+        (k8s.LAUNCHER_RESOURCES, 2, None), (k8s.LAUNCHER_RESOURCES, 4, None),
+    ]
+    for resources, threads, problem in cases:
+        d = copy.deepcopy(docs)
+        pod_of(d, "Launcher")["containers"][0]["resources"] = copy.deepcopy(resources)
+        found = [p for p in k8s_policy.pinning_problems(d, threads) if p.startswith("Launcher")]
+        assert (problem is None and not found) or (problem and any(problem in p for p in found)), (resources, found)
+    worker_threads = [(110, 2, False), (111, 2, True), (110, 4, True)]  # the workers' own requests too
+    for cpus, threads, bad in worker_threads:
+        d = copy.deepcopy(docs)
+        pod_of(d, "Worker")["containers"][0]["resources"] = k8s._resources(cpus, 8)
+        assert any("SMTAlignmentError" in p for p in k8s_policy.pinning_problems(d, threads)) == bad, (cpus, threads)
+
+
+PLACEMENT = [  # (nodes, sockets, topology, the worker's placement, pods a node)
+    (1, 2, SPR, "podAffinity", 2), (2, 1, SPR, "podAntiAffinity", 1), (2, 2, SPR, "spread", 2),
+    (1, 2, ROOT / "tests" / "topologies" / "snc2-2s-ht.lscpu", "podAffinity", 4),
+    (2, 1, ROOT / "tests" / "topologies" / "snc2-2s-ht.lscpu", "spread", 2),
+]
+
+
+def test_placement_schedules_on_a_cluster_with_other_nodes(tmp_path):
+    """The user's nodes (--node-selector) on every pod; the one-node layout held on one node by a required
+    podAffinity (the first pod passes on its own terms: interpodaffinity/filtering.go satisfyPodAffinity), one worker
+    a node by a required podAntiAffinity, otherwise a spread counting only eligible nodes (Honor, Honor)."""
+    for nodes, sockets, topo, kind, per_node in PLACEMENT:
+        _, docs, _ = render_docs(tmp_path, "--nodes", str(nodes), "--sockets", str(sockets), "--node-selector",
+                                 "node.xeontl.example/pool=spr-8480,tier=hpc", topo=topo)
+        worker, launcher = pod_of(docs, "Worker"), pod_of(docs, "Launcher")
+        assert worker["nodeSelector"] == launcher["nodeSelector"] == {"node.xeontl.example/pool": "spr-8480",
+                                                                      "tier": "hpc"}
+        assert job_of(docs)["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == nodes * per_node, (nodes, topo)
+        sel = {"matchLabels": {"xeontl/run-id": job_of(docs)["metadata"]["labels"]["xeontl/run-id"],
+                               "xeontl/role": "worker"}}
+        if kind == "spread":
+            assert worker["topologySpreadConstraints"] == [{
+                "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": sel, "nodeAffinityPolicy": "Honor", "nodeTaintsPolicy": "Honor"}]
+            assert "affinity" not in worker
+        else:
+            assert worker["affinity"] == {kind: {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": sel, "topologyKey": "kubernetes.io/hostname"}]}}
+            assert "topologySpreadConstraints" not in worker
+
+
+def test_a_spread_that_counts_every_node_is_refused():
+    _, docs = spr_docs()
+    for field, value in (("nodeTaintsPolicy", "Ignore"), ("nodeAffinityPolicy", "Ignore"),
+                         ("whenUnsatisfiable", "ScheduleAnyway")):
+        d = copy.deepcopy(docs)
+        pod_of(d, "Worker")["topologySpreadConstraints"][0][field] = value
+        with pytest.raises(UserError, match="count only eligible nodes"):
+            k8s.check(d, 2)
+    d = copy.deepcopy(docs)
+    del pod_of(d, "Worker")["topologySpreadConstraints"][0]["nodeTaintsPolicy"]  # its default is Ignore
+    with pytest.raises(UserError, match="count only eligible nodes"):
+        k8s.check(d, 2)
+
+
+@pytest.mark.parametrize("selector,needle", [
+    ("pool", "is not KEY=VALUE"), ("Pool.Example/x=y", "prefix must be a DNS subdomain"), ("a/b/c=d", "one '/'"),
+    ("-x=y", "name must be"), ("x=" + "v" * 64, "label value"), ("x=bad value", "label value"),
+])
+def test_a_node_selector_that_is_not_a_label_is_one_line(tmp_path, selector, needle):
+    one_line_error(invoke("render", "--engine", "k8s", "--topology", str(SPR), "--node-selector", selector,
+                          "--output", str(tmp_path / "x.yaml")), needle)
+    assert not (tmp_path / "x.yaml").exists()
+
+
+def test_snc_nodes_get_a_pod_per_numa_node_that_one_numa_node_holds(tmp_path):
+    """single-numa-node admits a pod only if one NUMA node holds it: on SNC-2 (4 CPUs a NUMA node, core 0 reserved),
+    each pod is sized to the smallest NUMA node's free whole cores, never a socket's."""
+    snc = ROOT / "tests" / "topologies" / "snc2-2s-ht.lscpu"
+    r, docs, text = render_docs(tmp_path, "--nodes", "2", "--sockets", "2", topo=snc)
+    topo = topology.load_file(snc)
+    free = {}
+    for c in topo.cpus:
+        if c.cpu not in (0, 8):
+            free[c.node] = free.get(c.node, 0) + 1
+    cpus = int(pod_of(docs, "Worker")["containers"][0]["resources"]["requests"]["cpu"])
+    assert cpus <= min(free.values()) and cpus % 2 == 0 and cpus == 2
+    assert job_of(docs)["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == 8
+    assert "2 NUMA nodes a socket" in r.stdout and "NUMA nodes 0: CPUs 0-1,8-9" in text
+    one_line_error(invoke("render", "--engine", "k8s", "--topology", str(snc), "--cores-per-socket", "2",
+                          "--output", str(tmp_path / "y.yaml")), "smallest socket's allocatable share is 1 whole")
+
+
+def kubelet_flags(text):
+    header = next(line for line in text.splitlines() if line.startswith("# kubelet on every node: "))
+    return dict(f[2:].split("=", 1) for f in header.split(": ", 1)[1].split())
+
+
+def mib(q):
+    import re
+
+    m = re.fullmatch(r"(\d+)(Mi|Gi)", q)
+    return int(m[1]) * (1024 if m[2] == "Gi" else 1)
+
+
+def test_reserved_memory_sums_to_what_node_allocatable_holds_back(tmp_path):
+    """memorymanager validateReservedMemory: the --reserved-memory total equals kube-reserved + system-reserved + the
+    hard eviction threshold for memory; NewPolicyStatic refuses a zero total. Read from what render prints."""
+    for topo, numa in ((SPR, "0"), (ROOT / "tests" / "topologies" / "snc2-2s-ht.lscpu", "0")):
+        _, _, text = render_docs(tmp_path, topo=topo)
+        flags = kubelet_flags(text)
+        node, _, memory = flags["reserved-memory"].partition(":")
+        total = mib(memory.split("=")[1])
+        evict = dict(x.split("<") for x in flags["eviction-hard"].split(","))
+        want = mib(flags["kube-reserved"].split("=")[1]) + mib(flags["system-reserved"].split("=")[1]) + \
+            mib(evict["memory.available"])
+        assert node == numa and total == want > 0, flags
+        assert set(evict) == {"memory.available", "nodefs.available", "imagefs.available", "nodefs.inodesFree"}
+        assert flags["memory-manager-policy"] == "Static"
+
+
+def test_the_results_claim_must_be_read_write_many_where_pods_share_it(tmp_path):
+    r, docs, _ = render_docs(tmp_path, "--nodes", "2")
+    assert "must be ReadWriteMany" in r.stdout and "never in-tree NFS" in r.stdout
+    for args in (("--nodes", "2", "--claim-mode", "ReadWriteOnce"), ("--nodes", "1", "--claim-mode",
+                                                                     "ReadWriteOncePod")):
+        one_line_error(invoke("render", "--engine", "k8s", "--topology", str(SPR), *args, "--output",
+                              str(tmp_path / "rwo.yaml")), "it must be ReadWriteMany")
+    one_line_error(invoke("render", "--engine", "k8s", "--topology", str(SPR), "--claim-mode", "RWX", "--output",
+                          str(tmp_path / "rwo.yaml")), "--claim-mode 'RWX': one of")
+    assert not (tmp_path / "rwo.yaml").exists()
+    _, docs, _ = render_docs(tmp_path, "--nodes", "1", "--claim-mode", "ReadWriteOnce")
+    assert pod_of(docs, "Launcher")["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][0][
+        "labelSelector"]["matchLabels"]["xeontl/role"] == "worker"  # RWO: the launcher on the workers' node
+
+
+# Pod Security "restricted": each case spoils the rendered worker pod as one of pod-security-admission's checks
+# (staging/src/k8s.io/pod-security-admission/policy/check_*.go) refuses, with PSA's own forbidden reason.
+def c0(pod):
+    return pod["containers"][0]
+
+
+def init(pod):
+    pod["initContainers"] = [{"name": "init", "image": "x", "securityContext": {"runAsNonRoot": True}}]
+
+
+def ephemeral(pod):
+    pod["ephemeralContainers"] = [{"name": "debug", "image": "x", "securityContext": {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "privileged": True}}]
+
+
+PSA = [
+    (lambda p: c0(p)["securityContext"].update(runAsNonRoot=False), "runAsNonRoot != true"),
+    (lambda p: p["securityContext"].update(runAsNonRoot=False), "runAsNonRoot != true"),
+    (lambda p: (p["securityContext"].pop("runAsNonRoot"), c0(p)["securityContext"].pop("runAsNonRoot")),
+     "runAsNonRoot != true"),
+    (lambda p: c0(p)["securityContext"].update(runAsUser=0), "runAsUser=0"),
+    (init, "allowPrivilegeEscalation != false"), (init, "unrestricted capabilities"), (ephemeral, "privileged"),
+    (lambda p: c0(p)["ports"][0].update(hostPort=2222), "hostPort"),
+    (lambda p: c0(p)["securityContext"].update(procMount="Unmasked"), "procMount"),
+    (lambda p: p["securityContext"].update(sysctls=[{"name": "kernel.msgmax", "value": "1"}]), "forbidden sysctls"),
+    (lambda p: c0(p)["securityContext"].update(seLinuxOptions={"type": "spc_t"}), "seLinuxOptions"),
+    (lambda p: c0(p)["securityContext"].update(seLinuxOptions={"user": "system_u"}), "seLinuxOptions"),
+    (lambda p: c0(p)["securityContext"].update(appArmorProfile={"type": "Unconfined"}), "forbidden AppArmor"),
+    (lambda p: c0(p)["securityContext"].update(seccompProfile={"type": "Unconfined"}), "seccompProfile"),
+    (lambda p: (p["securityContext"].pop("seccompProfile"), c0(p)["securityContext"].pop("seccompProfile")),
+     "seccompProfile"),
+    (lambda p: p.update(hostNetwork=True), "host namespaces"),
+    (lambda p: p["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "hostPath volumes"),
+    (lambda p: p["volumes"].append({"name": "n", "nfs": {"server": "s", "path": "/"}}), "restricted volume types"),
+    (lambda p: c0(p)["securityContext"]["capabilities"].update(add=["NET_RAW"]), "non-default capabilities"),
+    (lambda p: c0(p)["securityContext"].update(windowsOptions={"hostProcess": True}), "hostProcess"),
+]
+
+
+def test_pod_security_restricted_as_admission_checks_it():
+    _, docs = spr_docs()
+    for role in ("Worker", "Launcher"):
+        assert k8s_policy.pod_security(pod_of(docs, role)) == [], role
+    for i, (spoil, reason) in enumerate(PSA):
+        d = copy.deepcopy(docs)
+        spoil(pod_of(d, "Worker"))
+        found = k8s_policy.pod_security(pod_of(d, "Worker"))
+        assert any(f.startswith(reason) for f in found), (i, reason, found)
+        if i < 3:  # and render's check refuses it (the kubernetes-validate pass costs a second a case)
+            with pytest.raises(UserError, match="violates PodSecurity"):
+                k8s.check(d, 2)
+    allowed = [  # what restricted allows: NET_BIND_SERVICE added, a safe sysctl, a Localhost profile, container_t
+        lambda p: c0(p)["securityContext"]["capabilities"].update(add=["NET_BIND_SERVICE"]),
+        lambda p: p["securityContext"].update(sysctls=[{"name": "net.ipv4.ip_local_port_range", "value": "1 2"}]),
+        lambda p: c0(p)["securityContext"].update(seccompProfile={"type": "Localhost", "localhostProfile": "a"}),
+        lambda p: c0(p)["securityContext"].update(seLinuxOptions={"type": "container_t", "level": "s0:c1"}),
+        lambda p: c0(p)["securityContext"].pop("runAsNonRoot"),  # the pod's true covers it
+    ]
+    for i, ok in enumerate(allowed):
+        d = copy.deepcopy(docs)
+        ok(pod_of(d, "Worker"))
+        assert k8s_policy.pod_security(pod_of(d, "Worker")) == [], i
+
+
+def test_no_restart_policy_in_a_template_the_operator_would_warn_on():
+    _, docs = spr_docs()
+    for role in ("Launcher", "Worker"):
+        assert "restartPolicy" not in pod_of(docs, role)
+        d = copy.deepcopy(docs)
+        pod_of(d, role)["restartPolicy"] = "Never"
+        with pytest.raises(UserError, match="SetPodTemplateRestartPolicy"):
+            k8s.check(d, 2)
+
+
+CONTRACT = ROOT / "tests" / "fixtures" / "k8s" / "mpi-operator-v0.8.2-contract.json"
+
+
+def field_values(job, path):
+    """The values the manifest gives PATH (a * over the replica types); absent: None (the operator's default)."""
+    out = [job]
+    for part in path.split("."):
+        out = [x for o in out for x in ((o or {}).values() if part == "*" else [(o or {}).get(part)])]
+    return out
+
+
+def test_the_manifest_is_read_against_the_operators_contract_as_data():
+    """kubeflow/mpi-operator v0.8.2's contract (types.go, default.go, mpi_job_controller.go) transcribed as data:
+    every effect the manifest and its launcher rely on (k8s_policy.OPERATOR_NEEDS) must be what the operator does
+    with the value rendered. WaitForWorkersReady -> AtStartup, or a template restartPolicy, fails here."""
+    contract = json.loads(CONTRACT.read_text())
+    assert "caa3c47fc42eb762635f78045ec0fcd1a89eb038" in contract["source"]
+    _, docs = spr_docs()
+    job = job_of(docs)
+    assert set(k8s_policy.OPERATOR_NEEDS) <= set(contract["fields"])
+
+    def holds(j):
+        for path, need in k8s_policy.OPERATOR_NEEDS.items():
+            spec = contract["fields"][path]
+            for value in field_values(j, path):
+                value = spec["default"] if value is None else value
+                effects = spec["values"].get(str(value), spec["values"].get("*"))
+                if effects is None or need not in effects:
+                    return f"{path}={value!r}: the operator does {effects}, the manifest needs {need!r}"
+        return None
+
+    assert holds(job) is None, holds(job)
+    for path, value in (("launcherCreationPolicy", "AtStartup"), ("sshAuthMountPath", "/root/.ssh"),
+                        ("mpiImplementation", "Intel")):
+        j = copy.deepcopy(job)
+        j["spec"][path] = value
+        assert holds(j), path
+    for mutate in (lambda j: j["spec"].pop("launcherCreationPolicy"),
+                   lambda j: j["spec"]["mpiReplicaSpecs"]["Launcher"].update(restartPolicy="OnFailure"),
+                   lambda j: j["spec"]["mpiReplicaSpecs"]["Worker"].update(restartPolicy="OnFailure"),
+                   lambda j: j["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"].update(restartPolicy="Never"),
+                   lambda j: j["spec"]["runPolicy"].update(cleanPodPolicy="None")):
+        j = copy.deepcopy(job)
+        mutate(j)
+        assert holds(j), mutate
+
+
+# ------------------------------------------------------------------------------------------------ the watched job
+def pod(name, phase, role="worker", age=0.0, **status):
+    from datetime import datetime, timezone
+
+    created = datetime.fromtimestamp(NOW - age, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"metadata": {"name": name, "labels": {"xeontl/role": role}, "creationTimestamp": created},
+            "status": {"phase": phase, **status}}
+
+
+NOW = 2_000_000_000.0
+UNSCHEDULABLE = {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                 "message": "0/5 nodes are available: 1 node(s) had untolerated taint "
+                                            "{node-role.kubernetes.io/control-plane: }, 4 Insufficient cpu."}]}
+FAILED_JOB = {"metadata": {"name": "j"}, "status": {"conditions": [
+    {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified "
+                                                                                     "backoff limit"}]}}
+WATCH = [  # (pods, MPIJob, the verdict, words the line must have); PENDING bound 600 s
+    ([pod("j-worker-0", "Running"), pod("j-worker-1", "Pending", age=30)], None, "running", ""),
+    ([pod("j-worker-0", "Running"), pod("j-worker-1", "Failed", reason="TopologyAffinityError",
+                                        message="Resources cannot be allocated with Topology locality")], None,
+     "failed", "worker pod j-worker-1 Failed: TopologyAffinityError: Resources cannot be allocated"),
+    ([pod("j-worker-0", "Failed", reason="SMTAlignmentError")], None, "failed",
+     "worker pod j-worker-0 Failed: SMTAlignmentError"),
+    ([pod("j-worker-0", "Failed", reason="Evicted")], None, "failed", "j-worker-0 Failed: Evicted"),
+    ([pod("j-worker-1", "Pending", age=601, **UNSCHEDULABLE)], None, "failed",
+     "worker pod j-worker-1 Pending for more than 600 s: Unschedulable: 0/5 nodes are available: 1 node(s) had "
+     "untolerated taint"),
+    ([pod("j-worker-0", "Pending", age=900, containerStatuses=[{"state": {"waiting": {
+        "reason": "ContainerCreating"}}}])], None, "failed",
+     "j-worker-0 Pending for more than 600 s: ContainerCreating"),
+    ([pod("j-worker-0", "Pending", age=599, **UNSCHEDULABLE)], None, "running", ""),
+    ([pod("j-launcher-abcde", "Failed", role="launcher")], None, "running", ""),  # the Job retries it
+    ([pod("j-worker-0", "Running")], FAILED_JOB, "failed", "MPIJob j Failed: BackoffLimitExceeded"),
+    ([], {"metadata": {"name": "j"}, "status": {"conditions": [{"type": "Succeeded", "status": "True",
+                                                                 "reason": "MPIJobSucceeded"}]}},
+     "succeeded", "MPIJob j Succeeded"),
+]
+
+
+def test_the_watch_fails_a_rejected_or_pending_worker_in_one_line():
+    from xeontl.engines import k8s_watch
+
+    for i, (pods, job, state, words) in enumerate(WATCH):
+        got, why = k8s_watch.judge(pods, job, NOW, 600)
+        assert (got, words in why) == (state, True) and "\n" not in why, (i, got, why)
+
+
+FAKE_KUBECTL = """#!/usr/bin/env python3
+import json, sys, pathlib
+d = pathlib.Path(__file__).parent
+(d / "calls").open("a").write(" ".join(sys.argv[1:]) + "\\n")
+if sys.argv[1] == "get" and sys.argv[2] == "pods":
+    print((d / "pods.json").read_text())
+elif sys.argv[1] == "get" and sys.argv[2] == "mpijob":
+    print(json.dumps({"metadata": {"name": sys.argv[3]}, "status": {}}))
+"""
+
+
+def test_reproduce_on_k8s_applies_watches_and_ends_on_a_rejected_worker(tmp_path):
+    """`invoke reproduce --engine k8s` through a kubectl that answers as the API server would for a worker the
+    kubelet refused: one line naming the pod and the reason, exit 1, the MPIJob deleted; within a poll."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "kubectl").write_text(FAKE_KUBECTL)
+    (bin_ / "kubectl").chmod(0o755)
+    (bin_ / "pods.json").write_text(json.dumps({"items": [
+        pod("w-worker-0", "Running"),
+        pod("w-worker-1", "Failed", reason="SMTAlignmentError", message="SMT Alignment Error: requested 3 cpus not "
+                                                                        "multiple cpus per core = 2")]}))
+    import os
+
+    env = {"PATH": f"{bin_}:{os.environ['PATH']}"}
+    r = invoke("reproduce", "--engine", "k8s", "--nodes", "2", "--topology", str(SPR), "--results-dir",
+               str(tmp_path / "results"), "--profile", "smoke", env=env, timeout=300)
+    assert r.returncode == 1, r.stderr
+    one_line_error(r, "worker pod w-worker-1 Failed: SMTAlignmentError: SMT Alignment Error")
+    calls = (bin_ / "calls").read_text().splitlines()
+    assert calls[0].startswith("apply -f ") and calls[-1].startswith("delete mpijob xeontl-")
+    assert len(list((tmp_path / "results").glob("*.mpijob.yaml"))) == 1
+    r = invoke("reproduce", "--engine", "k8s", "--topology", str(SPR), "--results-dir", str(tmp_path / "r2"),
+               env={"PATH": str(tmp_path / "nothing")}, timeout=300)
+    one_line_error(r, "kubectl, which is not on PATH")
+
+
+def test_a_launcher_retry_concludes_into_a_run_dir_of_its_own(tmp_path):
+    import os
+
+    from xeontl.engines import mpijob_launcher as ml
+
+    cases = [([], ("r1", 1)), (["r1"], ("r1-attempt-2", 2)), (["r1", "r1-attempt-2"], ("r1-attempt-3", 3)),
+             ([".staging-r1"], ("r1", 1))]
+    for i, (present, (name, attempt)) in enumerate(cases):
+        d = tmp_path / str(i)
+        d.mkdir()
+        for p in present:
+            (d / p).mkdir()
+        assert ml.attempt_dir(d, "r1") == (d / name, attempt), present
+    claim = tmp_path / "claim"
+    claim.mkdir()
+    if os.getuid() == 0:  # the owner check needs an owner that is not root (root writes anywhere)
+        os.chown(claim, 4242, 4243)
+    st = claim.stat()
+    other = st.st_gid + 1
+    roots = [  # (mode, pod uid, pod groups, writable): the claim root owned by the test's user and group
+        (0o755, st.st_uid + 1, {other}, False),  # a fresh root-owned 0755 PVC, no fsGroup applied
+        (0o775, st.st_uid + 1, {st.st_gid}, True),  # fsGroup applied: the group writes
+        (0o755, st.st_uid + 1, {st.st_gid}, False), (0o777, st.st_uid + 1, {other}, True),
+        (0o555, st.st_uid, {st.st_gid}, False), (0o755, st.st_uid, {other}, True),
+    ]
+    for mode, uid, gids, ok in roots:
+        claim.chmod(mode)
+        if ok:
+            ml.writable(claim, uid, gids)
+        else:
+            with pytest.raises(UserError, match="not writable by uid .*fsGroup was not applied"):
+                ml.writable(claim, uid, gids)

@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 
 from xeontl.common.errors import UserError
+from xeontl.engines import k8s_policy
 from xeontl.engines.base import Engine, Job
 from xeontl.experiment import config
 from xeontl.launch.options import Options
@@ -65,14 +66,34 @@ def _resources(cpu: int, memory_gib: int) -> dict:
     return {"requests": dict(amount), "limits": dict(amount)}  # requests = limits: Guaranteed QoS
 
 
+# The launcher runs Burstable, in the node's shared CPU pool (requests below limits: no CPU limit). Not Guaranteed:
+# under full-pcpus-only the static policy's Allocate refuses any Guaranteed integer request that is not a multiple of
+# the threads per core (SMTAlignmentError, pkg/kubelet/cm/cpumanager/policy_static.go), and a Guaranteed launcher of
+# whole cores would take them from a NUMA node a worker pod is sized to fill. A Burstable pod gets no exclusive CPUs
+# (guaranteedCPUs returns 0 unless the QoS class is Guaranteed), no Topology Manager hints (it is admitted on any NUMA
+# node) and no Memory Manager reservation; its CPU request counts for the scheduler alone. It waits on sshd and mpirun.
+LAUNCHER_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+
+
 # What the nodes' kubelets must run with for the pods to be pinned as the plan says (the kubelet's flags; the same
 # fields exist in its KubeletConfiguration file). Sources: kubernetes/kubernetes pkg/kubelet/cm/cpumanager
 # (policy_static.go: exclusive CPUs for integer requests of Guaranteed pods; the policy refuses to start without
 # reserved CPUs), pkg/kubelet/cm/topologymanager (policy_single_numa_node.go: admission fails with
 # TopologyAffinityError when no single NUMA node fits), pkg/kubelet/cm/memorymanager (policy_static.go).
+# The memory the kubelet holds back (node allocatable): kube-reserved + system-reserved + the hard eviction threshold.
+# The Memory Manager's --reserved-memory must sum to exactly that (validateReservedMemory,
+# pkg/kubelet/cm/memorymanager/memory_manager.go: "the total amount ... is not equal to the value ... determined by
+# Node Allocatable feature") and its Static policy refuses a zero total (NewPolicyStatic, policy_static.go: "you should
+# specify the system reserved memory"). --eviction-hard given replaces every default signal, so all four are named
+# with the kubelet's defaults (pkg/kubelet/apis/config/v1beta1/defaults_linux.go).
+KUBE_RESERVED_MIB, SYSTEM_RESERVED_MIB, EVICTION_MIB = 1024, 1024, 100
 KUBELET = ("--cpu-manager-policy=static", "--reserved-cpus={reserved}", "--cpu-manager-policy-options="
            "full-pcpus-only=true", "--topology-manager-policy=single-numa-node", "--topology-manager-scope=pod",
-           "--memory-manager-policy=Static", "--reserved-memory=0:memory=<the kube and system reserve>")
+           "--memory-manager-policy=Static", f"--kube-reserved=memory={KUBE_RESERVED_MIB}Mi",
+           f"--system-reserved=memory={SYSTEM_RESERVED_MIB}Mi",
+           f"--eviction-hard=memory.available<{EVICTION_MIB}Mi,nodefs.available<10%,imagefs.available<15%,"
+           f"nodefs.inodesFree<5%", "--reserved-memory={numa}:memory="
+           f"{KUBE_RESERVED_MIB + SYSTEM_RESERVED_MIB + EVICTION_MIB}Mi")
 
 
 def default_reserved(topo) -> list[int]:
@@ -117,14 +138,54 @@ def assets_on_claim(cfg: dict) -> dict:
     return out
 
 
+HOSTNAME = "kubernetes.io/hostname"
+CLAIM_MODES = ("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
+
+
+def placement(run_id: str, node_count: int, per_node: int, node_selector: dict | None) -> tuple[dict, dict]:
+    """(the worker pod spec's placement fields, the launcher's). The nodes the user names (NODE_SELECTOR, on both);
+    then, among the workers:
+      - one node (node_count 1): a required podAffinity on kubernetes.io/hostname to the job's workers: every worker
+        on the node of the first (the scheduler lets the first pod through when no pod matches yet and it matches its
+        own terms: satisfyPodAffinity, pkg/scheduler/framework/plugins/interpodaffinity/filtering.go);
+      - one worker per node (per_node 1): a required podAntiAffinity on kubernetes.io/hostname: every worker on a node
+        of its own, whatever other nodes exist;
+      - several nodes of several pods: a topology spread of maxSkew 1 over kubernetes.io/hostname that counts only the
+        nodes the pod may go to (nodeAffinityPolicy Honor: the node selector; nodeTaintsPolicy Honor: tainted control
+        planes out; pkg/scheduler/framework/plugins/podtopologyspread/common.go). PER_NODE a node only when exactly
+        NODE_COUNT eligible nodes have room: name them with the node selector (render says so)."""
+    workers = {"matchLabels": {"xeontl/run-id": run_id, "xeontl/role": "worker"}}
+    term = [{"labelSelector": workers, "topologyKey": HOSTNAME}]
+    select = {"nodeSelector": dict(node_selector)} if node_selector else {}
+    if node_count == 1:
+        worker = {"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term}}}
+    elif per_node == 1:
+        worker = {"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term}}}
+    else:
+        worker = {"topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": HOSTNAME, "whenUnsatisfiable": "DoNotSchedule", "labelSelector": workers,
+            "nodeAffinityPolicy": "Honor", "nodeTaintsPolicy": "Honor"}]}
+    return {**select, **worker}, dict(select)
+
+
 def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_claim: str,
-             memory_per_rank_gib: int = 8, launcher_cpu: int = 1, assets_claim: str | None = None,
-             worker_cpus: int | None = None, reserved: list[int] | None = None) -> list[dict]:
-    """[ConfigMap, MPIJob]: a worker pod per socket of the plan's node_count nodes, each WORKER_CPUS (default: the
-    plan's socket) of Guaranteed integer CPUs, one rank each; with ASSETS_CLAIM, that claim read-only at ASSETS_MOUNT
-    (the config's paths on it: assets_on_claim). RESERVED: the kubelet's reserved CPUs, named in the notes."""
+             memory_per_rank_gib: int = 8, assets_claim: str | None = None,
+             worker_cpus: int | None = None, reserved: list[int] | None = None,
+             node_selector: dict | None = None, claim_mode: str = "ReadWriteMany") -> list[dict]:
+    """[ConfigMap, MPIJob]: a worker pod per socket (per NUMA node on SNC nodes) of the plan's node_count nodes, each
+    WORKER_CPUS (default: the plan's socket) of Guaranteed integer CPUs, one rank each, placed by `placement`; with
+    ASSETS_CLAIM, that claim read-only at ASSETS_MOUNT (the config's paths on it: assets_on_claim). RESERVED: the
+    kubelet's reserved CPUs, named in the notes. CLAIM_MODE: the results claim's access mode, ReadWriteOnce only
+    where every pod is on one node (the launcher then follows the workers)."""
     if plan.node_count < 1 or not plan.workers:
         raise UserError("a Kubernetes job needs at least one node with at least one socket")
+    if claim_mode not in CLAIM_MODES:
+        raise UserError(f"--claim-mode {claim_mode!r}: one of {', '.join(CLAIM_MODES)}")
+    if claim_mode != "ReadWriteMany" and (plan.node_count > 1 or claim_mode == "ReadWriteOncePod"):
+        raise UserError(f"--claim-mode {claim_mode}: the results claim {results_claim} is mounted by "
+                        f"{plan.node_count * len(plan.workers) + 1} pods"
+                        + (f" on {plan.node_count} nodes" if plan.node_count > 1 else "")
+                        + ": it must be ReadWriteMany (a second node's pod would wait in ContainerCreating for ever)")
     name = f"xeontl-{run_id}".lower()
     # the ranks write the staged run dir; the launcher pod settles, records and renames it (k8s_launcher)
     output = f"{planlib.CONTAINER_RESULTS}/.staging-{run_id}"
@@ -143,8 +204,16 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
         volumes.append({"name": "assets", "persistentVolumeClaim": {"claimName": assets_claim, "readOnly": True}})
         mounts.append({"name": "assets", "mountPath": ASSETS_MOUNT, "readOnly": True})
     labels = {"app.kubernetes.io/name": "xeontl", "xeontl/run-id": run_id}
+    worker_place, launcher_place = placement(run_id, plan.node_count, len(plan.workers), node_selector)
+    if claim_mode == "ReadWriteOnce":  # one node's pods alone may mount it: the launcher goes to the workers' node
+        launcher_place["affinity"] = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"xeontl/run-id": run_id, "xeontl/role": "worker"}},
+             "topologyKey": HOSTNAME}]}}
+    # no restartPolicy in the pod templates: the operator sets it from the replica spec's, and warns on every job
+    # that sets one in the template (SetPodTemplateRestartPolicy, newLauncherPodTemplate in kubeflow/mpi-operator
+    # v0.8.2 pkg/controller/mpi_job_controller.go)
     launcher = {"metadata": {"labels": {**labels, "xeontl/role": "launcher"}}, "spec": {
-        "restartPolicy": "Never", "securityContext": _pod_security(),
+        "securityContext": _pod_security(), **launcher_place,
         "containers": [{
             "name": "launcher", "image": image,
             "command": ["xeontl-entrypoint", "python", "-m", "xeontl", "k8s-launch", "--run-id", run_id,
@@ -157,7 +226,8 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
                     *({"name": k, "valueFrom": {"fieldRef": {"fieldPath": f}}} for k, f in (
                         ("XEONTL_POD_NAME", "metadata.name"), ("XEONTL_POD_NAMESPACE", "metadata.namespace"),
                         ("XEONTL_NODE_NAME", "spec.nodeName")))],
-            "resources": _resources(launcher_cpu, 1), "securityContext": _security(), "volumeMounts": mounts}],
+            "resources": json.loads(json.dumps(LAUNCHER_RESOURCES)), "securityContext": _security(),
+            "volumeMounts": mounts}],
         "volumes": volumes}}
     worker = {"metadata": {"labels": {**labels, "xeontl/role": "worker"}}, "spec": {
         "securityContext": _pod_security(),
@@ -174,11 +244,9 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
             "securityContext": _security(),
             "volumeMounts": [*mounts, {"name": "shm", "mountPath": "/dev/shm"}]}],
         "volumes": [*volumes, {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM}}],
-        # the pods spread evenly over the nodes; each one's request is a whole socket's share, so a node takes one
-        # per socket and the single-numa-node Topology Manager puts each on a socket of its own
-        "topologySpreadConstraints": [{
-            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
-            "labelSelector": {"matchLabels": {"xeontl/run-id": run_id, "xeontl/role": "worker"}}}]}}
+        # each pod's request is a whole socket's (NUMA node's) share, so a node takes one per socket and the
+        # single-numa-node Topology Manager puts each on a NUMA node of its own
+        **worker_place}}
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels},
                   "data": {"config.json": json.dumps(cfg, indent=1), "plan.json": json.dumps(plan.to_dict())}}
     job = {"apiVersion": API_VERSION, "kind": "MPIJob", "metadata": {"name": name, "labels": labels}, "spec": {
@@ -186,9 +254,10 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
         "sshAuthMountPath": SSH_AUTH_MOUNT,
         "mpiImplementation": "OpenMPI",
         "launcherCreationPolicy": "WaitForWorkersReady",
-        # backoffLimit: the launcher Job's retries (a launcher that died with its node); activeDeadlineSeconds is
-        # the operator's for the launcher Job only, which exists once the workers are Ready: the wait for them is
-        # not covered (docs/engines.md)
+        # backoffLimit: the launcher Job's retries (a launcher that died with its node, or a failed run tried once
+        # more: mpijob_launcher.launch_pod gives the retry a run dir of its own); activeDeadlineSeconds is the
+        # operator's for the launcher Job only, which exists once the workers are Ready: the wait for them is
+        # watched by `invoke reproduce --engine k8s` (k8s_watch), not by the operator (docs/engines.md)
         "runPolicy": {"cleanPodPolicy": "Running", "backoffLimit": 1},
         "mpiReplicaSpecs": {
             "Launcher": {"replicas": 1, "restartPolicy": "Never", "template": launcher},
@@ -200,63 +269,7 @@ def crd_schema() -> dict:
     return json.loads(resources.files("xeontl.schemas").joinpath("mpijob-v2beta1.schema.json").read_text())
 
 
-def _containers(job: dict):
-    for role, spec in job["spec"]["mpiReplicaSpecs"].items():
-        for c in spec["template"]["spec"]["containers"]:
-            yield role, spec, c
-
-
-# Pod Security Standards, "baseline" (k8s.io/pod-security-admission policy/check_capabilities_baseline.go): the only
-# capabilities a container may add. "restricted" allows NET_BIND_SERVICE alone and wants ALL dropped.
-BASELINE_CAPABILITIES = frozenset({"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-                                   "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"})
-
-
-def pinning_problems(docs: list[dict], sockets: int) -> list[str]:
-    """The rules the kubelet and admission hold the pods to, as (role: what is wrong) strings; [] when all hold."""
-    job = next(d for d in docs if d.get("kind") == "MPIJob")
-    out = []
-    if job["spec"].get("slotsPerWorker") != 1:
-        out.append(f"slotsPerWorker {job['spec'].get('slotsPerWorker')}: a pod per socket runs one rank, the kubelet "
-                   f"pins it (slotsPerWorker 1)")
-    for role, spec, c in _containers(job):
-        pod = spec["template"]["spec"]
-        res = c.get("resources") or {}
-        req, lim = res.get("requests") or {}, res.get("limits") or {}
-        for what in ("cpu", "memory"):
-            if what not in req or req.get(what) != lim.get(what):
-                out.append(f"{role}: {what} requests != limits (Guaranteed QoS needs them equal)")
-        if not str(req.get("cpu", "")).isdigit():
-            out.append(f"{role}: cpu {req.get('cpu')!r} is not a whole number (the static CPU manager pins only "
-                       f"integer CPUs)")
-        sec = c.get("securityContext") or {}
-        caps = sec.get("capabilities") or {}
-        if sec.get("privileged") or "ALL" not in caps.get("drop", []) or caps.get("add"):
-            out.append(f"{role}: capabilities must all be dropped, none added (Pod Security restricted; "
-                       f"{', '.join(caps.get('add', []))} is not even baseline's)" if set(caps.get("add", []))
-                       - BASELINE_CAPABILITIES else f"{role}: capabilities must all be dropped, none added")
-        if not (sec.get("runAsNonRoot") or (pod.get("securityContext") or {}).get("runAsNonRoot")):
-            out.append(f"{role}: must run as non-root")
-        seccomp = (sec.get("seccompProfile") or (pod.get("securityContext") or {}).get("seccompProfile") or {})
-        if seccomp.get("type") not in ("RuntimeDefault", "Localhost"):
-            out.append(f"{role}: needs seccompProfile RuntimeDefault (Pod Security restricted)")
-        if "fsGroup" not in (pod.get("securityContext") or {}):
-            out.append(f"{role}: needs a pod fsGroup (a PVC's root is root's: the non-root ranks could not write)")
-        if role == "Worker":
-            vols = {v["name"]: v for v in pod.get("volumes", [])}
-            shm = [m for m in c.get("volumeMounts", []) if m["mountPath"] == "/dev/shm"]
-            if not shm or (vols.get(shm[0]["name"], {}).get("emptyDir") or {}).get("medium") != "Memory":
-                out.append("Worker: /dev/shm must be a Memory-backed emptyDir (OpenMPI's shared memory)")
-            if not (c.get("readinessProbe") or {}).get("tcpSocket"):
-                out.append("Worker: needs a readiness probe on its sshd (only Ready pods get a DNS name)")
-            spread = pod.get("topologySpreadConstraints") or []
-            if not any(t.get("topologyKey") == "kubernetes.io/hostname" and t.get("maxSkew") == 1 for t in spread):
-                out.append("Worker: needs a topology spread of maxSkew 1 over kubernetes.io/hostname (pods even "
-                           "over the nodes)")
-    return out
-
-
-def check(docs: list[dict], sockets: int, kube_version: str | None = None) -> list[str]:
+def check(docs: list[dict], sockets: int, kube_version: str | None = None, threads: int = 1) -> list[str]:
     """Validate: the MPIJob against the vendored CRD schema, every pod template and the ConfigMap against
     Kubernetes' schemas (kubernetes-validate, when installed; returns what was checked), then the pinning rules.
     Raises UserError with the first problem."""
@@ -288,13 +301,14 @@ def check(docs: list[dict], sockets: int, kube_version: str | None = None) -> li
             if d.get("kind") != "MPIJob":
                 kubernetes_validate.validate(d, version, strict=True)
         checked.append(f"pod templates and ConfigMap: Kubernetes {version} schemas (kubernetes-validate)")
-    problems = pinning_problems(docs, sockets)
+    problems = k8s_policy.pinning_problems(docs, threads)
     if problems:
         raise UserError(f"the MPIJob breaks the kubelet's or admission's rules: {problems[0]}"
                         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
-    checked.append("kubelet and admission: a Guaranteed pod per socket with integer CPUs, slotsPerWorker 1, "
-                   "Pod Security restricted (non-root, all capabilities dropped, RuntimeDefault seccomp), fsGroup, "
-                   "Memory-backed /dev/shm, a readiness probe on sshd, spread over the nodes")
+    checked.append("kubelet and admission: a Guaranteed worker pod per socket (NUMA node) with integer CPUs in whole "
+                   "cores, a Burstable launcher, slotsPerWorker 1, Pod Security restricted (every check of "
+                   "pod-security-admission, init and ephemeral containers too), Memory-backed /dev/shm, a readiness "
+                   "probe on sshd, placement over the eligible nodes, no restartPolicy in a template")
     return checked
 
 
@@ -302,6 +316,41 @@ def to_yaml(docs: list[dict]) -> str:
     import yaml
 
     return "---\n" + "---\n".join(yaml.safe_dump(d, sort_keys=False, width=120) for d in docs)
+
+
+def numa_split(topo) -> tuple[object, int, str | None]:
+    """(the topology with each NUMA node as a "socket", NUMA nodes per socket, the layout in words) when a socket
+    has several NUMA nodes (SNC-2, SNC-4: single-numa-node admits a pod only if one NUMA node holds it, so a pod per
+    NUMA node); else (TOPO, 1, None)."""
+    import dataclasses
+
+    socks = topo.sockets(usable_only=False)
+    per = {len({c.node for c in s.cores if c.node is not None}) for s in socks}
+    if per <= {0, 1}:
+        return topo, 1, None
+    if len(per) > 1 or any(c.node is None for c in topo.cpus):
+        raise UserError(f"the node ({topo.source}) has sockets of unequal NUMA layouts ({topology_words(topo)}): a "
+                        f"pod per NUMA node cannot be sized alike; render for nodes of one layout")
+    split = dataclasses.replace(topo, cpus=tuple(dataclasses.replace(c, socket=c.node) for c in topo.cpus))
+    return split, per.pop(), topology_words(topo)
+
+
+def topology_words(topo) -> str:
+    nodes = topo.summary()["numa_nodes"]
+    return (f"{len(topo.sockets(usable_only=False))} sockets, NUMA nodes "
+            + "; ".join(f"{n}: CPUs {cpus}" for n, cpus in nodes.items()))
+
+
+def parse_node_selector(text: str | None) -> dict:
+    """--node-selector KEY=VALUE[,KEY=VALUE]: each a valid label (the API server's rules), or one line."""
+    out = {}
+    for item in filter(None, (text or "").split(",")):
+        key, sep, value = item.strip().partition("=")
+        problem = k8s_policy.label_problem(key, value) if sep else f"{item!r} is not KEY=VALUE"
+        if problem:
+            raise UserError(f"--node-selector {text!r}: {problem}")
+        out[key] = value
+    return out
 
 
 class KubernetesEngine(Engine):
@@ -319,7 +368,12 @@ class KubernetesEngine(Engine):
         self.kube_version: str | None = None
         self.checked: list[str] = []
         self.reserved: list[int] = []
+        self.reserved_numa = 0  # the NUMA node of the reserved CPUs: the reserved memory goes there
+        self.threads = 1
         self.worker_cpus: int | None = None
+        self.node_selector: dict = {}
+        self.claim_mode = "ReadWriteMany"
+        self.notes: list[str] = []
 
     def check(self) -> None:
         given = [flag for flag, value in (("--native", self.opts.native), ("--hosts", self.opts.hosts),
@@ -334,39 +388,46 @@ class KubernetesEngine(Engine):
         return {"node_count": self.opts.nodes, "relative": True}
 
     def kubelet(self) -> list[str]:
-        return [f.format(reserved=cpulist(self.reserved)) for f in KUBELET]
+        return [f.format(reserved=cpulist(self.reserved), numa=self.reserved_numa) for f in KUBELET]
 
     def commands(self, job: Job) -> None:
         docs = manifest(job.plan, job.cfg, job.run_id, self.opts.image, self.results_claim, self.memory_per_rank_gib,
-                        assets_claim=self.assets_claim, worker_cpus=self.worker_cpus, reserved=self.reserved)
-        self.checked = check(docs, self.opts.sockets, self.kube_version)
+                        assets_claim=self.assets_claim, worker_cpus=self.worker_cpus, reserved=self.reserved,
+                        node_selector=self.node_selector, claim_mode=self.claim_mode)
+        self.checked = check(docs, self.opts.sockets, self.kube_version, self.threads)
         job.files[f"{job.run_id}.mpijob.yaml"] = (
             f"# xeontl {job.run_id}: {job.plan.describe().splitlines()[0]}\n"
             f"# kubelet on every node: {' '.join(self.kubelet())}\n"
-            f"# checked: " + "; ".join(self.checked) + "\n" + to_yaml(docs))
+            + "".join(f"# note: {n}\n" for n in self.notes)
+            + "# checked: " + "; ".join(self.checked) + "\n" + to_yaml(docs))
         launcher = docs[1]["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
         job.command = launcher["command"]
 
     def describe(self, job: Job) -> str:
         pods = job.plan.node_count * len(job.plan.workers)
         return "\n".join([job.plan.describe(),
-                          f"pods: {pods} workers of {self.worker_cpus} CPUs each (one per socket: the kubelet pins "
-                          f"them; the plan's CPU positions above are not used)",
+                          f"pods: {pods} workers of {self.worker_cpus} CPUs each, {len(job.plan.workers)} a node (one "
+                          f"per socket, or per NUMA node: the kubelet pins them; the plan's CPU positions above are "
+                          f"not used), and a Burstable launcher",
                           f"kubelet on every node: {' '.join(self.kubelet())}",
+                          *(f"note: {n}" for n in self.notes),
                           *(f"checked: {c}" for c in self.checked)])
 
 
 def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: Path | None,
            kube_version: str | None = None, assets_claim: str | None = None,
-           reserved_cpus: str | None = None) -> Path:
+           reserved_cpus: str | None = None, node_selector: str | None = None,
+           claim_mode: str = "ReadWriteMany") -> Path:
     """`invoke render --engine k8s`: the plan for nodes like --topology as a checked MPIJob manifest (written, not
-    applied: no cluster runs here), each worker pod one socket's allocatable share once the kubelet's reserved CPUs
-    (RESERVED_CPUS, default: the first core of socket 0) are taken out."""
+    applied: no cluster runs here), each worker pod one socket's (on SNC nodes: one NUMA node's) allocatable share
+    once the kubelet's reserved CPUs (RESERVED_CPUS, default: the first core of socket 0) are taken out."""
     from xeontl.launch import launch
 
     engine = KubernetesEngine(opts, results_claim, memory_per_rank_gib, assets_claim)
     engine.kube_version = kube_version
     engine.check()
+    engine.node_selector = parse_node_selector(node_selector)
+    engine.claim_mode = claim_mode
     cfg = config.resolve(opts.profile, opts.overrides)
     if assets_claim:
         cfg = assets_on_claim(cfg)
@@ -379,8 +440,27 @@ def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: 
     if unknown:
         raise UserError(f"--reserved-cpus {reserved_cpus}: CPU(s) {cpulist(unknown)} are not on the node "
                         f"({topo.source})")
-    cores, engine.worker_cpus = pod_cores(topo, engine.reserved, opts.cores_per_socket)
-    plan = planlib.make_plan(topo, opts.sockets, False, cores, "mpi", **engine.layout())
+    engine.reserved_numa = next((c.node for c in topo.cpus if c.cpu == engine.reserved[0] and c.node is not None), 0)
+    engine.threads = topo.summary()["threads_per_core"] or 1
+    real = len(topo.sockets(usable_only=False))
+    if opts.sockets > real:
+        raise UserError(f"--sockets {opts.sockets}: the node ({topo.source}) has {real}")
+    split, per, layout = numa_split(topo)
+    sockets = opts.sockets * per
+    if layout:
+        engine.notes.append(f"{per} NUMA nodes a socket ({layout}): single-numa-node admits a pod only on one NUMA "
+                            f"node, so a worker pod (a rank) per NUMA node, {sockets} a node")
+    if opts.nodes > 1 and sockets > 1:
+        engine.notes.append(f"{sockets} workers a node on {opts.nodes} nodes: the spread fills exactly {opts.nodes} "
+                            f"nodes only when {opts.nodes} eligible nodes have room; name them with --node-selector")
+    if claim_mode == "ReadWriteMany":
+        engine.notes.append(f"the claim {results_claim} must be ReadWriteMany (every pod mounts it"
+                            + (f", on {opts.nodes} nodes" if opts.nodes > 1 else ", the launcher maybe on another "
+                               "node") + "); fsGroup is applied only where its volume plugin allows it (a CSI "
+                            "driver's fsGroupPolicy File, never in-tree NFS): its root must be writable by uid/gid "
+                            f"{dockerapi.IMAGE_UID} otherwise (the launcher checks and says so)")
+    cores, engine.worker_cpus = pod_cores(split, engine.reserved, opts.cores_per_socket)
+    plan = planlib.make_plan(split, sockets, False, cores, "mpi", **engine.layout())
     run_id = launch.new_run_id(cfg, opts.sockets)
     job = Job(opts, cfg, plan=plan, topo=None, run_id=run_id, staging=Path(), engine=engine)
     engine.commands(job)
@@ -391,6 +471,6 @@ def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: 
     out.write_text(job.files[f"{run_id}.mpijob.yaml"])
     print(engine.describe(job))
     print(f"xeontl: wrote {out} (kubectl apply -f {out}; needs the Kubeflow MPI Operator, nodes whose kubelet runs "
-          f"as above, and a PVC {results_claim}"
+          f"as above, and a {claim_mode} PVC {results_claim}"
           + (f", and a PVC {assets_claim} holding the assets (docs/engines.md)" if assets_claim else "") + ")")
     return out

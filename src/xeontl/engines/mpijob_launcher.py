@@ -168,6 +168,43 @@ def lost_node(log: str, hostfile: str) -> dict | None:
     return {"node": node}
 
 
+def attempt_dir(results: Path, run_id: str) -> tuple[Path, int]:
+    """(the run dir this launcher pod concludes into, its attempt). The launcher Job retries a failed pod
+    (runPolicy.backoffLimit): a first attempt that concluded has already renamed its staging dir to RESULTS/RUN_ID,
+    so a retry is attempt N, concluding into RUN_ID-attempt-N (the first one kept whole); a pod that died with its
+    node before concluding leaves RUN_ID absent and its retry continues in the same staging dir."""
+    final = results / run_id
+    if not final.exists():
+        return final, 1
+    n = 2
+    while (results / f"{run_id}-attempt-{n}").exists():
+        n += 1
+    return results / f"{run_id}-attempt-{n}", n
+
+
+def writable(results: Path, uid: int | None = None, gids: set[int] | None = None) -> None:
+    """The results claim's root must be writable by this pod's user (UID, GIDS: default this process's): the kubelet
+    applies the pod's fsGroup only where the volume plugin supports it (a CSI driver whose fsGroupPolicy allows it;
+    never in-tree NFS), so the run does not rely on it: one line, nothing run, when it is not. From the root's owner
+    and mode (the permission bits the kernel checks), not os.access, which says yes to root."""
+    uid = os.getuid() if uid is None else uid
+    gids = {os.getgid(), *os.getgroups()} if gids is None else gids
+    st = results.stat()
+    mode = st.st_mode & 0o7777
+    if st.st_uid == uid:
+        ok = mode & 0o300 == 0o300
+    elif st.st_gid in gids:
+        ok = mode & 0o030 == 0o030
+    else:
+        ok = mode & 0o003 == 0o003
+    if ok or uid == 0:
+        return
+    raise UserError(f"{results} (the results claim) is not writable by uid {uid} (groups "
+                    f"{','.join(map(str, sorted(gids)))}; the claim's root is {st.st_uid}:{st.st_gid} {mode:o}): the "
+                    f"pod's fsGroup was not applied (the volume plugin's fsGroupPolicy, or NFS): make the root owned "
+                    f"by or group-writable to {uid}; nothing was run")
+
+
 def launch_pod(run_id: str, results: Path, config_dir: Path, command: list[str]) -> int:
     """`python -m xeontl k8s-launch`: stage the run dir on the results volume from the ConfigMap, run the mpirun,
     then end the run as every engine does (launch.conclude)."""
@@ -178,18 +215,22 @@ def launch_pod(run_id: str, results: Path, config_dir: Path, command: list[str])
 
     if not command:
         raise UserError("k8s-launch needs the launch command after --, e.g. -- mpirun ...")
-    staging, final = results / f".staging-{run_id}", results / run_id
-    if final.exists():
-        raise UserError(f"{final} exists: a run id is never reused; nothing was overwritten")
+    staging = results / f".staging-{run_id}"
+    final, attempt = attempt_dir(results, run_id)
     missing = [f for f in ("config.json", "plan.json") if not (config_dir / f).is_file()]
     if missing:
         raise UserError(f"{config_dir} lacks {', '.join(missing)}: mount the run's ConfigMap there (the rendered "
                         f"manifest does)")
+    writable(results)
+    if attempt > 1:
+        print(f"xeontl: attempt {attempt} of run {run_id} (the launcher Job's retry; {run_id} is the first "
+              f"attempt's, kept): this one concludes into {final.name}", flush=True)
     staging.mkdir(exist_ok=True)  # a restarted launcher pod continues into the same staging dir
     for f in ("config.json", "plan.json"):
         (staging / f).write_bytes((config_dir / f).read_bytes())
     cfg, plan = (json.loads((staging / f).read_text()) for f in ("config.json", "plan.json"))
-    (staging / "command.txt").write_text(f"# launcher pod {os.environ.get(DOWNWARD['pod'])}\n{shlex.join(command)}\n")
+    (staging / "command.txt").write_text(f"# launcher pod {os.environ.get(DOWNWARD['pod'])}, attempt {attempt}\n"
+                                         f"{shlex.join(command)}\n")
     engine = LauncherPod(Options())
     job = Job(engine.opts, cfg, topo=None, plan=None, run_id=run_id, staging=staging, command=command, engine=engine)
     started, t0 = datetime.now(timezone.utc).isoformat(), time.time()

@@ -75,8 +75,8 @@ class Options:
                                           "for a crashed worker (not carried over by --resume)")
     engine: str = _option("local", resume="keep", cli=(INVOKE,),  # engines.choose knows the engines
                           help="local (this host: the image, or --native) | slurm (an sbatch job: submitted, followed, "
-                               "collected into the same run dir; --dry-run prints the script). Kubernetes: invoke "
-                               "render --engine k8s")
+                               "collected into the same run dir; --dry-run prints the script) | k8s (the MPIJob "
+                               "`invoke render --engine k8s` writes, applied with kubectl and watched)")
     nodes: int = _option(1, resume="keep", cli=(INVOKE,),
                          help="slurm: nodes, each running one rank per socket (plan them with --topology of a compute "
                               "node)")
