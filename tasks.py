@@ -206,11 +206,13 @@ def build(c, offline=False, tag=None, force=False, from_=None, verify_with=None,
     """Build the deps image (once per lock: Intel-TF, OpenMPI, the Horovod wheel) and the package on it, for the
     default stack or the paper's, or load it from an archive (--from)."""
     from xeontl.supply import image
-    from xeontl.supply.stacks import STACKS
+    from xeontl.supply.stacks import STACKS, require_cpu
 
     if stack not in STACKS:
         raise Exit(f"xeontl: error: --stack {stack!r}: must be one of {', '.join(STACKS)}", code=2)
     tag = tag or STACKS[stack].tag
+    if not from_:  # building imports the stack's TensorFlow (Horovod's compile): a CPU it runs on, or one line
+        _guard(require_cpu, STACKS[stack])
 
     if from_:
         from xeontl.supply import archive as archivelib
@@ -363,7 +365,10 @@ def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="r
     """Measure this machine: matmul peaks, backbone fp32/bf16 + MFU, training variants, feature cache."""
     if stacks:
         from xeontl.measure import bench_stacks
+        from xeontl.supply.stacks import STACKS, require_cpu
 
+        for s in STACKS.values():  # both stacks run here: a CPU both run on, or one line before any image is touched
+            _guard(require_cpu, s)
         out = _guard(bench_stacks.run, quick, Path(results_dir))
         print(f"xeontl bench --stacks: {out / 'stacks.md'}")
         return

@@ -21,8 +21,9 @@ def test_the_amp_option_is_named_as_each_release_takes_it():
 
 def test_a_stack_picks_its_own_image_unless_another_is_named():
     assert options.check(options.Options()).image == "xeontl:latest"
-    assert options.check(options.Options(stack="paper")).image == "xeontl:paper"
-    assert options.check(options.Options(stack="paper", image="mine:1")).image == "mine:1"
+    # (dry runs: the plan is the same on any CPU, and a CPU without AVX-512 refuses the paper stack's runs, below)
+    assert options.check(options.Options(stack="paper", dry_run=True)).image == "xeontl:paper"
+    assert options.check(options.Options(stack="paper", dry_run=True, image="mine:1")).image == "mine:1"
     with pytest.raises(UserError, match=r"--stack 'tf3': must be one of default, paper"):
         options.check(options.Options(stack="tf3"))
     assert "stack" in options.RESUME_KEYS  # a continuation runs on the software the run started on
@@ -81,3 +82,63 @@ def test_the_report_says_whose_software_ran():
     assert stacks.stack_of(paper["tensorflow_distribution"]) == "paper"
     assert stacks.stack_of(default["tensorflow_distribution"]) == "default"
     assert stacks.stack_of({"name": "tensorflow", "version": "2.16.1"}) is None
+
+
+# ------------------------------------------------------------------------------------------ a CPU without AVX-512
+# A Zen 1 (AMD EPYC 7551, family 23 model 1: AVX2, no AVX-512, no BF16, no AMX), played on any CPU through the
+# tests-only cpuinfo file (stacks.CPUINFO_ENV); and the paper's Sapphire Rapids.
+ZEN1 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 1\n"
+        "model name\t: AMD EPYC 7551 32-Core Processor\ncpu MHz\t\t: 1996.249\n"
+        "flags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2\n\nprocessor\t: 1\n")
+SPR = ZEN1.replace("AuthenticAMD", "GenuineIntel").replace("AMD EPYC 7551 32-Core Processor", "Intel Xeon 8480+") \
+    .replace("bmi2", "bmi2 avx512f avx512bw avx512_bf16 amx_bf16 amx_tile")
+
+
+def played(tmp_path, monkeypatch, text):
+    f = tmp_path / "cpuinfo"
+    f.write_text(text)
+    monkeypatch.setenv(stacks.CPUINFO_ENV, str(f))
+    return {stacks.CPUINFO_ENV: str(f)}
+
+
+# every way --stack paper enters, on a Zen 1: one line naming the feature, before any image is touched (Docker is
+# pointed at no daemon: a command that got as far as Docker would say so instead) and before any run dir exists
+PAPER_ENTRIES = [
+    ("reproduce", ["reproduce", "--sockets", "2", "--emulate-sockets", "--stack", "paper"]),
+    ("paper", ["paper", "--profile", "demo", "--emulate-sockets", "--stack", "paper"]),
+    ("build", ["build", "--offline", "--stack", "paper"]),
+    ("bench --stacks", ["bench", "--stacks", "--quick"]),
+]
+
+
+@pytest.mark.parametrize("name,args", PAPER_ENTRIES, ids=[n for n, _ in PAPER_ENTRIES])
+def test_the_paper_stack_on_a_cpu_without_avx512_is_one_line_before_anything(name, args, tmp_path, monkeypatch):
+    env = {**played(tmp_path, monkeypatch, ZEN1), "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    results = tmp_path / "results"
+    r = invoke(*args, "--results-dir", str(results), env=env) if name != "build" else invoke(*args, env=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    line, = [ln for ln in r.stderr.splitlines() if ln.startswith("xeontl: error:")]
+    assert "--stack paper: this CPU (AMD EPYC 7551 32-Core Processor) lacks AVX-512 (avx512f)" in line, line
+    assert "intel-tensorflow-avx512 2.10.0 aborts on import" in line and line.endswith("runs on this CPU: --stack "
+                                                                                       "default"), line
+    assert not results.exists()
+
+
+@pytest.mark.parametrize("cpu,opts,refused", [
+    (ZEN1, options.Options(stack="paper"), True),
+    (ZEN1, options.Options(stack="paper", image="mine:1"), True),  # another image of the paper stack: the same CPU
+    (ZEN1, options.Options(stack="paper", dry_run=True), False),  # a plan runs nothing
+    (ZEN1, options.Options(stack="paper", engine="slurm"), False),  # runs on the nodes, whose CPU is not this one
+    (ZEN1, options.Options(), False),  # the default stack runs on AVX2
+    (SPR, options.Options(stack="paper"), False),
+    ("", options.Options(stack="paper"), True),  # flags unread: unknown is not AVX-512
+])
+def test_the_stack_check_refuses_only_a_run_on_this_cpu_that_lacks_the_stacks_features(cpu, opts, refused,
+                                                                                       tmp_path, monkeypatch):
+    played(tmp_path, monkeypatch, cpu)
+    if refused:
+        with pytest.raises(UserError, match=r"--stack paper: this CPU \(.*\) lacks AVX-512 \(avx512f\)"):
+            options.check(opts)
+    else:
+        assert options.check(opts).stack == opts.stack
