@@ -154,7 +154,8 @@ def test_the_probes_run_on_this_host(kind, cpuinfo, tmp_path, monkeypatch):
     assert v["precision"] == ("bf16" if bf16 else "fp32")
     if cpuinfo:  # the played Zen 1 lacks all three, and its bf16 probes are said not run, not failed
         assert [ln.split(":")[0] for ln in v["cpu_lacks"]] == [
-            "lacks AVX-512 (avx512f)", "lacks BF16 arithmetic (amx_bf16 or avx512_bf16)", "lacks AMX (amx_bf16, amx_tile)"]
+            "lacks AVX-512 (avx512f)", "lacks BF16 arithmetic (amx_bf16 or avx512_bf16)",
+            "lacks AMX (amx_bf16, amx_tile)"]
         assert v["raw"]["matmul"]["bf16"]["skipped"].startswith("this CPU lacks BF16 kernels")
     assert v["matmul_gflops"]["fp32"] > 0 and v["bandwidth_gb_s"] > 0 and v["backbone_img_s_paper_shape"] > 0
     assert md.startswith("# Can this host reproduce the paper's times?")

@@ -142,3 +142,54 @@ def test_the_stack_check_refuses_only_a_run_on_this_cpu_that_lacks_the_stacks_fe
             options.check(opts)
     else:
         assert options.check(opts).stack == opts.stack
+
+
+# ------------------------------------------------------------------------------------------ the suite on every CPU kind
+class _Item:  # what pytest_runtest_setup reads of a test item: its needs_cpu marks
+    def __init__(self, *marks):
+        self.marks = marks
+
+    def iter_markers(self, name):
+        return [m for m in self.marks if m.name == name]
+
+
+@pytest.mark.parametrize("cpu,marks,skip", [
+    (ZEN1, [pytest.mark.needs_cpu("avx512f", why="the paper stack").mark],
+     "needs a CPU with avx512f, which this one lacks: the paper stack"),
+    (ZEN1, [pytest.mark.needs_cpu("amx_bf16|avx512_bf16").mark],
+     "needs a CPU with amx_bf16|avx512_bf16, which this one lacks"),
+    (ZEN1, [pytest.mark.needs_cpu("avx2").mark], None),
+    (SPR, [pytest.mark.needs_cpu("avx512f", "amx_bf16|avx512_bf16").mark], None),
+    (SPR.replace(" avx512_bf16", ""), [pytest.mark.needs_cpu("amx_bf16|avx512_bf16").mark], None),  # either one
+    (SPR.replace(" amx_bf16", ""), [pytest.mark.needs_cpu("amx_bf16").mark],
+     "needs a CPU with amx_bf16, which this one lacks"),
+])
+def test_a_test_that_needs_a_cpu_feature_skips_naming_it_where_the_cpu_lacks_it(cpu, marks, skip, tmp_path,
+                                                                              monkeypatch):
+    import conftest
+
+    played(tmp_path, monkeypatch, cpu)
+    if skip is None:
+        conftest.pytest_runtest_setup(_Item(*marks))
+        return
+    with pytest.raises(pytest.skip.Exception) as got:
+        conftest.pytest_runtest_setup(_Item(*marks))
+    assert str(got.value.msg) == skip
+
+
+def test_time_bounds_scale_with_the_machines_measured_speed_never_down(request, tmp_path, monkeypatch):
+    """Measured here, then as a Zen 1 (no BF16 arithmetic: it trains in fp32, the reference in bf16) would be."""
+    import conftest
+
+    here = conftest.machine_speed()
+    assert here["matmul_cpu_s"] > 0 and here["factor"] >= 1 and conftest.scaled(600) >= 600
+    # this test's own time limit is pyproject's, scaled by the collection hook
+    assert request.node.get_closest_marker("timeout").args[0] == conftest.scaled(900)
+    played(tmp_path, monkeypatch, ZEN1)
+    conftest.machine_speed.cache_clear()
+    try:
+        zen1 = conftest.machine_speed()
+        assert zen1["factor"] >= conftest.SPEED_REFERENCE["bf16_epoch_speedup"]
+        assert conftest.scaled(600) >= 600 * conftest.SPEED_REFERENCE["bf16_epoch_speedup"]
+    finally:
+        conftest.machine_speed.cache_clear()
