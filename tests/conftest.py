@@ -156,6 +156,23 @@ def image():
 
 
 @pytest.fixture(scope="session")
+def paper_image():
+    """The paper stack's image (xeontl:paper), which `invoke test` builds first where this CPU runs it; None on a CPU
+    that cannot run it (no AVX-512: the stack and its build are refused there). Missing: the test skips, or fails
+    under XEONTL_REQUIRE_IMAGE=1 (CI)."""
+    from xeontl.supply.stacks import STACKS, cpu_lacks
+
+    paper = STACKS["paper"]
+    if cpu_lacks(paper):
+        return None
+    if not image_ok(paper.tag):
+        if os.environ.get("XEONTL_REQUIRE_IMAGE") == "1":
+            pytest.fail(f"{paper.tag} is not built: run `invoke build --offline --stack paper` before the tests")
+        pytest.skip(f"{paper.tag} not built (invoke build --offline --stack paper)")
+    return paper.tag
+
+
+@pytest.fixture(scope="session")
 def compose():
     """The Compose CLI this host has: v2's `docker compose` plugin or v1's `docker-compose` (both read compose.yaml
     alike). Missing, the compose tests skip, and fail under XEONTL_REQUIRE_IMAGE=1 (CI)."""
@@ -203,6 +220,7 @@ def cpu_has(want: str) -> bool:
     return any(f in cpu_fields()["flags"] for f in want.split("|"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up
 def pytest_runtest_setup(item):
     """@pytest.mark.needs_cpu("avx512f", why="..."): on a CPU that lacks a flag named, the test skips, naming it."""
     for mark in item.iter_markers("needs_cpu"):

@@ -125,6 +125,22 @@ def test_the_paper_stack_on_a_cpu_without_avx512_is_one_line_before_anything(nam
     assert not results.exists()
 
 
+def test_ci_builds_the_paper_stack_only_where_the_cpu_runs_it_and_says_so_elsewhere(tmp_path, monkeypatch):
+    """`invoke build --stack paper --if-runnable` (.ci/run, the workflow, `invoke test`): a line and exit 0 on a Zen 1,
+    before Docker is asked anything."""
+    env = {**played(tmp_path, monkeypatch, ZEN1), "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    r = invoke("build", "--offline", "--stack", "paper", "--if-runnable", env=env)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert r.stdout.splitlines() == [
+        "xeontl build: skipped: --stack paper: this CPU (AMD EPYC 7551 32-Core Processor) lacks AVX-512 (avx512f): "
+        "intel-tensorflow-avx512 2.10.0 aborts on import without it, and so does its image's build (Horovod's compile "
+        "imports it); nothing was built or run. The stack that runs on this CPU: --stack default"], r.stdout
+    # where the CPU runs it, --if-runnable builds as ever: here it gets as far as the (absent) Docker daemon
+    env = {**played(tmp_path, monkeypatch, SPR), "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    r = invoke("build", "--offline", "--stack", "paper", "--if-runnable", env=env)
+    assert r.returncode != 0 and "Docker daemon" in r.stderr + r.stdout, r.stdout + r.stderr
+
+
 @pytest.mark.parametrize("cpu,opts,refused", [
     (ZEN1, options.Options(stack="paper"), True),
     (ZEN1, options.Options(stack="paper", image="mine:1"), True),  # another image of the paper stack: the same CPU
