@@ -212,3 +212,35 @@ def test_time_bounds_scale_with_the_machines_measured_speed_never_down(request, 
         assert conftest.scaled(600) >= 600 * conftest.SPEED_REFERENCE["bf16_epoch_speedup"]
     finally:
         conftest.machine_speed.cache_clear()
+
+
+@pytest.mark.parametrize("cpu,fast,daemon,built", [
+    (SPR, False, True, True),    # the full suite, a CPU that runs it, Docker up: built first (reused when built)
+    (SPR, True, True, False),    # the fast tier has no image test
+    (SPR, False, False, False),  # no Docker: the image tests skip (or fail in CI) on their own
+    (ZEN1, False, True, False),  # no AVX-512: said in a line, its tests skip
+])
+def test_invoke_test_builds_the_paper_stacks_image_first_where_it_can_run(cpu, fast, daemon, built, tmp_path,
+                                                                           monkeypatch, capsys):
+    """What `invoke test` runs before pytest (the commands recorded, not run; the build captured)."""
+    import tasks as tasklib
+    from invoke import Context
+
+    played(tmp_path, monkeypatch, cpu)
+    ran, builds = [], []
+
+    def check_daemon():
+        if not daemon:
+            raise UserError("the Docker daemon is not reachable (no Docker socket)")
+
+    from xeontl.supply import dockerapi
+
+    monkeypatch.setattr(dockerapi, "check_daemon", check_daemon)
+    monkeypatch.setattr(image, "build", lambda **kw: builds.append(kw))
+    monkeypatch.setattr(Context, "run", lambda self, cmd, **kw: ran.append(cmd))
+    tasklib.test(Context(), fast=fast)
+    assert ran[0] == "bash scripts/setup-host.sh --native --slurm" and "pytest" in ran[-1] and len(ran) == 2
+    assert builds == ([{"tag": "xeontl:paper", "offline": True, "force": False, "stack": stacks.STACKS["paper"]}]
+                      if built else [])
+    out = capsys.readouterr().out
+    assert ("lacks AVX-512 (avx512f)" in out) == (cpu == ZEN1 and not fast), out
