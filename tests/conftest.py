@@ -203,12 +203,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "image" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.docker)
-    if config.getoption("timeout", None) is None:
+    if config.pluginmanager.hasplugin("timeout") and config.getoption("timeout") is None:
         for item in items:
             own = item.get_closest_marker("timeout")
             base = float(own.args[0] if own and own.args else config.getini("timeout") or 0)
             if base:
-                item.add_marker(pytest.mark.timeout(scaled(base)), append=False)
+                item.add_marker(pytest.mark.timeout(scaled(base), **(own.kwargs if own else {})), append=False)
 
 
 # ------------------------------------------------------------------------------------------ the CPU and its speed
