@@ -224,8 +224,9 @@ def test_time_bounds_scale_with_the_machines_measured_speed_never_down(request, 
 def test_invoke_test_builds_the_paper_stacks_image_first_where_it_can_run(cpu, fast, daemon, built, tmp_path,
                                                                            monkeypatch, capsys):
     """What `invoke test` runs before pytest (the commands recorded, not run; the build captured)."""
-    import tasks as tasklib
     from invoke import Context
+
+    import tasks as tasklib
 
     played(tmp_path, monkeypatch, cpu)
     ran, builds = [], []
