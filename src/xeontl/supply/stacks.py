@@ -29,7 +29,7 @@ class Stack:
     versions: dict             # the deps image's io.xeontl.versions.* labels
     paper: bool                # the TensorFlow release the paper ran
     wheels: str = "docker/wheelhouse"
-    cpu: tuple = ()            # CPU flags its TensorFlow cannot run (nor its image be built: see CPU_NEEDS) without
+    cpu: tuple = ()            # CPU flags without which its TensorFlow cannot run, nor its image be built (below)
 
     @property
     def lock_path(self) -> Path:
