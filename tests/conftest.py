@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 import shutil
@@ -16,13 +17,14 @@ TOPOLOGIES = Path(__file__).parent / "topologies"
 SPR = TOPOLOGIES / "spr-8480-2s-ht.lscpu"
 
 
-def run(cmd, timeout=600, env=None, **kw):
-    """A subprocess with a hard time limit: a hang fails the test instead of blocking CI."""
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=kw.pop("cwd", ROOT),
+def run(cmd, timeout=None, env=None, **kw):
+    """A subprocess with a hard time limit (default 600 s on the reference machine, scaled): a hang fails the test
+    instead of blocking CI."""
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or scaled(600), cwd=kw.pop("cwd", ROOT),
                           env={**os.environ, **(env or {})}, **kw)
 
 
-def invoke(*args, timeout=600, env=None):
+def invoke(*args, timeout=None, env=None):
     return run([sys.executable, "-m", "invoke", *args], timeout=timeout, env=env)
 
 
@@ -51,9 +53,10 @@ def ignores_sigint(pid: int) -> bool:
     return bool(int(mask.split()[1], 16) >> (signal.SIGINT - 1) & 1)
 
 
-def wait_for(predicate, timeout=600, what="the condition", proc: subprocess.Popen | None = None, every=0.5):
-    """Poll until predicate() is truthy (returned); fail after `timeout` s, or at once if `proc` ended first. A
-    generous ceiling for a loaded machine, never a statement about speed."""
+def wait_for(predicate, timeout=None, what="the condition", proc: subprocess.Popen | None = None, every=0.5):
+    """Poll until predicate() is truthy (returned); fail after `timeout` s (default scaled(600)), or at once if `proc`
+    ended first. A generous ceiling for a loaded machine, never a statement about speed."""
+    timeout = timeout or scaled(600)
     deadline = time.monotonic() + timeout
     while True:
         got = predicate()
@@ -153,6 +156,23 @@ def image():
 
 
 @pytest.fixture(scope="session")
+def paper_image():
+    """The paper stack's image (xeontl:paper), which `invoke test` builds first where this CPU runs it; None on a CPU
+    that cannot run it (no AVX-512: the stack and its build are refused there). Missing: the test skips, or fails
+    under XEONTL_REQUIRE_IMAGE=1 (CI)."""
+    from xeontl.supply.stacks import STACKS, cpu_lacks
+
+    paper = STACKS["paper"]
+    if cpu_lacks(paper):
+        return None
+    if not image_ok(paper.tag):
+        if os.environ.get("XEONTL_REQUIRE_IMAGE") == "1":
+            pytest.fail(f"{paper.tag} is not built: run `invoke build --offline --stack paper` before the tests")
+        pytest.skip(f"{paper.tag} not built (invoke build --offline --stack paper)")
+    return paper.tag
+
+
+@pytest.fixture(scope="session")
 def compose():
     """The Compose CLI this host has: v2's `docker compose` plugin or v1's `docker-compose` (both read compose.yaml
     alike). Missing, the compose tests skip, and fail under XEONTL_REQUIRE_IMAGE=1 (CI)."""
@@ -176,12 +196,89 @@ def one_line_error(result, *needles):
     return errors[0]
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     """Every test that uses the built image is a `docker` test (the fast tier, `-m "not slow and not docker"`,
-    leaves them out), whether it says so itself or not."""
+    leaves them out), whether it says so itself or not. Every test's time limit (pytest-timeout: its own mark, else
+    pyproject's) is scaled to this machine's speed (scaled()), unless --timeout was given."""
     for item in items:
         if "image" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.docker)
+    if config.pluginmanager.hasplugin("timeout") and config.getoption("timeout") is None:
+        for item in items:
+            own = item.get_closest_marker("timeout")
+            base = float(own.args[0] if own and own.args else config.getini("timeout") or 0)
+            if base:
+                item.add_marker(pytest.mark.timeout(scaled(base), **(own.kwargs if own else {})), append=False)
+
+
+# ------------------------------------------------------------------------------------------ the CPU and its speed
+def cpu_has(want: str) -> bool:
+    """WANT is a CPU flag, or alternatives "a|b" (any one), of this CPU as the code reads it (xeontl.supply.stacks:
+    a CPU played with XEONTL_TEST_CPUINFO too)."""
+    from xeontl.supply.stacks import cpu_fields
+
+    return any(f in cpu_fields()["flags"] for f in want.split("|"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up
+def pytest_runtest_setup(item):
+    """@pytest.mark.needs_cpu("avx512f", why="..."): on a CPU that lacks a flag named, the test skips, naming it."""
+    for mark in item.iter_markers("needs_cpu"):
+        missing = [w for w in mark.args if not cpu_has(w)]
+        if missing:
+            pytest.skip(f"needs a CPU with {' and '.join(missing)}, which this one lacks"
+                        + (f": {mark.kwargs['why']}" if mark.kwargs.get("why") else ""))
+
+
+# The suite's time bounds were set on the reference machine below: scaled() makes them this machine's. The measure:
+# a 1024^2 fp32 matmul, one thread, best CPU time of 7 (numpy's OpenBLAS, its kernels picked by the CPU's flags, as
+# its own detection may not know a new CPU: it took this Xeon for a Prescott, 4x slower), times the reference's bf16
+# speedup where this CPU trains in fp32 (no BF16 arithmetic: precision auto), times the reference's CPUs over these.
+# (The reference's figure: 0.0167-0.032 s over 10 measures beside other work, 2026-12-06; the low end is taken, so a
+# loaded machine gets more time, never less.)
+SPEED_REFERENCE = {"matmul_cpu_s": 0.016, "bf16_epoch_speedup": 2.64, "cpus": 2,
+                   "machine": "Intel Xeon (family 6 model 207, AMX), 2 vCPUs under KVM; bf16 speedup from "
+                              "results/reference/bench-20261130-231143"}
+SPEED_PROBE = ("import time, numpy as np\na = np.random.default_rng(0).random((1024, 1024), np.float32)\na @ a\n"
+               "ts = []\nfor _ in range(7):\n    t = time.process_time(); a @ a; ts.append(time.process_time() - t)\n"
+               "print(min(ts))")
+
+
+@functools.cache
+def machine_speed() -> dict:
+    """This machine against SPEED_REFERENCE, measured once per session: {"factor": how much slower, at least 1, ...}."""
+    from xeontl.experiment.runtime import bf16_native
+    from xeontl.supply.stacks import cpu_fields
+
+    flags = cpu_fields()["flags"]
+    core = "SkylakeX" if "avx512f" in flags else "Haswell" if "avx2" in flags else None
+    env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", **({"OPENBLAS_CORETYPE": core} if core else {})}
+    r = run([sys.executable, "-c", SPEED_PROBE], timeout=300, env=env)
+    seconds = float(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else None
+    ref = SPEED_REFERENCE
+    factor = (max(1.0, seconds / ref["matmul_cpu_s"]) if seconds else 1.0) \
+        * (1.0 if bf16_native(flags) else ref["bf16_epoch_speedup"]) \
+        * max(1.0, ref["cpus"] / len(os.sched_getaffinity(0)))
+    return {"matmul_cpu_s": seconds, "factor": factor, "reference": ref,
+            "error": None if seconds else (r.stderr.strip().splitlines() or ["failed"])[-1]}
+
+
+def scaled(seconds: float) -> float:
+    """A bound of SECONDS on the reference machine, on this one: longer by how much slower it is, never shorter."""
+    return round(seconds * machine_speed()["factor"])
+
+
+@pytest.fixture(scope="session")
+def speed():
+    """This machine's speed against the reference machine (machine_speed())."""
+    return machine_speed()
+
+
+def pytest_report_collectionfinish(config, start_path, items):
+    if machine_speed.cache_info().currsize:
+        m = machine_speed()
+        return (f"time bounds x{m['factor']:.2f}: fp32 matmul {m['matmul_cpu_s'] or m['error']} s vs "
+                f"{m['reference']['matmul_cpu_s']} s on the reference ({m['reference']['machine']})")
 
 
 # ------------------------------------------------------------------------------------------------ shared runs
@@ -200,7 +297,7 @@ def native_run(tmp_path_factory):
         pytest.skip("native Horovod not installed (invoke setup --native)")
     results = tmp_path_factory.mktemp("native-run")
     r = invoke("reproduce", "--sockets", "2", "--emulate-sockets", "--profile", "smoke", "--native", *EARLY_STOP,
-               "--results-dir", str(results), timeout=900, env={"XEONTL_TEST_API_TOKEN": CANARY})
+               "--results-dir", str(results), timeout=scaled(900), env={"XEONTL_TEST_API_TOKEN": CANARY})
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     run_dir = only_run(results)
     return run_dir
@@ -237,7 +334,7 @@ def docker_runs(image, tmp_path_factory):
                           overrides={"epochs": "4", "patience": "20", "verbose": "0"}, fault_after_epoch=2)
     rc, dead = launch.execute(launch.prepare(opts))
     assert rc == 1, (dead / "logs-launcher.txt").read_text()[-2000:]
-    r = invoke("reproduce", "--resume", str(dead), "--results-dir", str(results), timeout=900)
+    r = invoke("reproduce", "--resume", str(dead), "--results-dir", str(results), timeout=scaled(900))
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     return {"dead": dead, "cont": only_run(results, "success"), "stdout": r.stdout}
 
@@ -315,7 +412,7 @@ def paper_fixture(paper_inputs, tmp_path_factory):
     emulated sockets, natively), judged with the stand-ins' claims table. Returns (claims dir, claims.json)."""
     results = tmp_path_factory.mktemp("paper-fixture")
     r = invoke("paper", "--native", "--emulate-sockets", "--set", f"weights=savedmodel:{paper_inputs['savedmodel']}",
-               *paper_inputs["sets"], "--results-dir", str(results), timeout=2400,
+               *paper_inputs["sets"], "--results-dir", str(results), timeout=scaled(2400),
                env={"XEONTL_CLAIMS_TABLE": paper_inputs["table"]})
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     out, = results.glob("paper-*-paper")

@@ -7,7 +7,9 @@ import shutil
 import pytest
 
 from conftest import needs_horovod
+from xeontl.experiment import runtime
 from xeontl.measure import checkhost
+from xeontl.supply import stacks
 
 SPR_FLAGS = ["avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx2", "fma"]
 
@@ -122,26 +124,54 @@ def test_a_failed_probe_is_named_not_hidden():
     assert "backbone: oneDNN: bf16 not supported" in checkhost.markdown(v)
 
 
+# A Zen 1 played here (AVX2 only): its features from the tests-only cpuinfo file, oneDNN's kernels held to AVX2
+ZEN1_CPUINFO = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 1\n"
+                "model name\t: AMD EPYC 7551 32-Core Processor\ncpu MHz\t\t: 1996.249\n"
+                "flags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2\n")
+KINDS = [("this host", None), ("a Zen 1 played here", ZEN1_CPUINFO)]
+
+
 @pytest.mark.slow
 @needs_horovod
-def test_the_probes_run_on_this_host(tmp_path):
-    """The real probes, small: every figure measured, the verdict written; on this bundle's 2-core machines the
-    answer is no, with the sockets and cores named."""
+@pytest.mark.parametrize("kind,cpuinfo", KINDS, ids=[k for k, _ in KINDS])
+def test_the_probes_run_on_this_host(kind, cpuinfo, tmp_path, monkeypatch):
+    """The real probes, small: every figure measured that the CPU can measure, what it lacks said in a line each,
+    never a probe error; on this bundle's 2-core machines the answer is no, with the sockets and cores named."""
+    if cpuinfo:
+        (tmp_path / "cpuinfo").write_text(cpuinfo)
+        monkeypatch.setenv(stacks.CPUINFO_ENV, str(tmp_path / "cpuinfo"))
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     out = checkhost.run(tmp_path, {"matmul": 256, "bandwidth_mib": 16, "image": 32, "batch": 2, "repeats": 2,
                                    "curve": 2048})
     import json
 
     v = json.loads((out / "check.json").read_text())
+    md = (out / "check.md").read_text()
     assert v["probe_errors"] == {}, v["probe_errors"]
+    flags = set(v["raw"]["cpu"]["flags"])
+    assert v["cpu_lacks"] == checkhost.lacks(flags)[1] and all(f"- {ln}" in md for ln in v["cpu_lacks"])
+    bf16 = runtime.bf16_kernels(flags)
+    assert v["precision"] == ("bf16" if bf16 else "fp32")
+    if cpuinfo:  # the played Zen 1 lacks all three, and its bf16 probes are said not run, not failed
+        assert [ln.split(":")[0] for ln in v["cpu_lacks"]] == [
+            "lacks AVX-512 (avx512f)", "lacks BF16 arithmetic (amx_bf16 or avx512_bf16)",
+            "lacks AMX (amx_bf16, amx_tile)"]
+        assert v["raw"]["matmul"]["bf16"]["skipped"].startswith("this CPU lacks BF16 kernels")
     assert v["matmul_gflops"]["fp32"] > 0 and v["bandwidth_gb_s"] > 0 and v["backbone_img_s_paper_shape"] > 0
-    assert (out / "check.md").read_text().startswith("# Can this host reproduce the paper's times?")
+    assert md.startswith("# Can this host reproduce the paper's times?")
     prof = v["step_profile"]  # the real step, read off oneDNN's own timings
     assert prof["ms_per_step"]["convolutions"] > 0 and prof["kernels_per_step"]
     assert sum(prof["ms_per_step"].values()) == pytest.approx(prof["step_ms"], rel=0.01) or \
         prof["ms_per_step"][checkhost.OUTSIDE] == 0
-    assert "Where a training step's time goes" in (out / "check.md").read_text()
+    assert "Where a training step's time goes" in md
     # training folds the frozen backbone's batch norms into its convolutions: no batch-norm primitive is left
     assert "batch norm" not in prof["ms_per_step"], prof["ms_per_step"]
+    tmul, amx = v["raw"]["tmul"], "amx_tile" in flags
+    assert not v["can_reproduce_times"] and any("2 sockets: no" in r for r in v["reasons"])
+    if not bf16:
+        assert v["matmul_curve"] == [] and v["matmul_gflops"]["bf16"] is None and tmul["skipped"], v
+        return
+    assert v["matmul_gflops"]["bf16"] > 0
     # the bf16 matmul curve, one core and the socket, each size with what oneDNN ran
     # (oneDNN's own from 256^2, where the operands fit L2; TensorFlow's from 1024^2)
     sizes = [256, 512, 1024, 2048]
@@ -154,9 +184,50 @@ def test_the_probes_run_on_this_host(tmp_path):
         v["matmul_curve"]
     assert v["amx_limit"]["best_fraction"] > 0 and v["amx_limit"]["why"]
     # the tile unit alone: measured where the CPU has AMX and a C compiler is here, else said why not
-    tmul, amx = v["raw"]["tmul"], "amx_tile" in v["raw"]["cpu"]["flags"]
     assert tmul["median"] > 0 if amx and shutil.which("cc") else tmul["skipped"], tmul
-    assert not v["can_reproduce_times"] and any("2 sockets: no" in r for r in v["reasons"])
+
+
+# Each kind of CPU the bundle met: what check-host says it lacks (transcribed from /proc/cpuinfo flags of each)
+LACKS = [
+    ("Sapphire Rapids (the paper's)", ["avx512f", "avx512bw", "avx512_bf16", "amx_bf16", "amx_tile"], []),
+    ("Zen 4", ["avx512f", "avx512bw", "avx512_bf16"], ["AMX"]),
+    ("Ice Lake", ["avx512f", "avx512bw"], ["BF16 arithmetic", "AMX"]),
+    ("Zen 1", ["avx2", "fma"], ["AVX-512", "BF16 arithmetic", "AMX"]),
+]
+
+
+@pytest.mark.parametrize("kind,flags,lacking", LACKS, ids=[k for k, _, _ in LACKS])
+def test_what_a_cpu_lacks_is_a_line_each_with_what_follows(kind, flags, lacking):
+    v = checkhost.verdict(raw(flags=flags))
+    assert [ln.split(" (")[0].removeprefix("lacks ") for ln in v["cpu_lacks"]] == lacking, v["cpu_lacks"]
+    md = checkhost.markdown(v)
+    assert all(f"- {ln}" in md for ln in v["cpu_lacks"]) and "This CPU has " in md
+    emulated = "avx512bw" in flags and "avx512_bf16" not in flags
+    bf16_line = [ln for ln in v["cpu_lacks"] if ln.startswith("lacks BF16")]
+    assert not bf16_line or ("only emulates" in bf16_line[0]) == emulated
+
+
+def test_a_cpu_without_bf16_kernels_is_measured_in_fp32_and_its_bf16_probes_not_run(tmp_path, monkeypatch):
+    """measure() on a played Zen 1: which probes it starts (recorded, not run), and that none of what it skips is
+    a probe error in the verdict."""
+    from xeontl.measure import probes
+
+    (tmp_path / "cpuinfo").write_text(ZEN1_CPUINFO)
+    monkeypatch.setenv(stacks.CPUINFO_ENV, str(tmp_path / "cpuinfo"))
+    started = []
+
+    def probe(worker, env, what, precision, *a, **kw):
+        started.append((what, precision))
+        return {"median": 1.0}
+
+    monkeypatch.setattr(probes, "_probe", probe)
+    r = checkhost.measure({**checkhost.SIZES})
+    assert sorted(set(started)) == [("backbone", "fp32"), ("bandwidth", "fp32"), ("matmul", "fp32"),
+                                    ("step", "fp32")]
+    assert r["precision"] == "fp32" and r["cpu"]["model_name"] == "AMD EPYC 7551 32-Core Processor"
+    assert r["flags_of_note"]["avx2"] and not r["flags_of_note"]["avx512f"]
+    v = checkhost.verdict(r)
+    assert v["probe_errors"] == {} and len(v["cpu_lacks"]) == 3
 
 
 def test_a_steps_time_is_split_by_onednn_primitive():

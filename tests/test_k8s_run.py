@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from mpijob_harness import OPERATOR_COMMIT, MPIJobHarness, Refused, nodes
 
-from conftest import ROOT, invoke, wait_for
+from conftest import ROOT, invoke, scaled, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 CLAIM, ASSETS = "xeontl-results", "xeontl-assets"
@@ -27,7 +27,7 @@ def render(tmp_path, *extra):
     out = tmp_path / "job.yaml"
     r = invoke("render", "--engine", "k8s", "--nodes", "2", "--sockets", "2", "--topology", str(NODE),
                "--reserved-cpus", "0", "--profile", "smoke", "--memory-per-rank", "2", "--results-claim", CLAIM,
-               "--output", str(out), *extra, timeout=300)
+               "--output", str(out), *extra, timeout=scaled(300))
     assert r.returncode == 0, r.stderr
     return out
 
@@ -192,10 +192,10 @@ def lost_job(image, tmp, how):
         def training():
             logs = list(results.glob(".staging-*/logs/rank-1.log"))
             return logs and "epoch 1:" in logs[0].read_text(errors="replace")
-        wait_for(training, timeout=600, what="the MPIJob training")
+        wait_for(training, timeout=scaled(600), what="the MPIJob training")
         getattr(h, how)(f"{h.name}-worker-1")  # the node of rank 1 stops answering
         lost_at = time.monotonic()
-        rc, logs = h.wait_launcher(timeout=900)
+        rc, logs = h.wait_launcher(timeout=scaled(900))
         ended_after = time.monotonic() - lost_at
     finally:
         h.delete()

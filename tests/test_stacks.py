@@ -21,8 +21,9 @@ def test_the_amp_option_is_named_as_each_release_takes_it():
 
 def test_a_stack_picks_its_own_image_unless_another_is_named():
     assert options.check(options.Options()).image == "xeontl:latest"
-    assert options.check(options.Options(stack="paper")).image == "xeontl:paper"
-    assert options.check(options.Options(stack="paper", image="mine:1")).image == "mine:1"
+    # (dry runs: the plan is the same on any CPU, and a CPU without AVX-512 refuses the paper stack's runs, below)
+    assert options.check(options.Options(stack="paper", dry_run=True)).image == "xeontl:paper"
+    assert options.check(options.Options(stack="paper", dry_run=True, image="mine:1")).image == "mine:1"
     with pytest.raises(UserError, match=r"--stack 'tf3': must be one of default, paper"):
         options.check(options.Options(stack="tf3"))
     assert "stack" in options.RESUME_KEYS  # a continuation runs on the software the run started on
@@ -81,3 +82,167 @@ def test_the_report_says_whose_software_ran():
     assert stacks.stack_of(paper["tensorflow_distribution"]) == "paper"
     assert stacks.stack_of(default["tensorflow_distribution"]) == "default"
     assert stacks.stack_of({"name": "tensorflow", "version": "2.16.1"}) is None
+
+
+# ------------------------------------------------------------------------------------------ a CPU without AVX-512
+# A Zen 1 (AMD EPYC 7551, family 23 model 1: AVX2, no AVX-512, no BF16, no AMX), played on any CPU through the
+# tests-only cpuinfo file (stacks.CPUINFO_ENV); and the paper's Sapphire Rapids.
+ZEN1 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 1\n"
+        "model name\t: AMD EPYC 7551 32-Core Processor\ncpu MHz\t\t: 1996.249\n"
+        "flags\t\t: fpu sse sse2 ssse3 sse4_1 sse4_2 avx f16c fma avx2 bmi2\n\nprocessor\t: 1\n")
+SPR = ZEN1.replace("AuthenticAMD", "GenuineIntel").replace("AMD EPYC 7551 32-Core Processor", "Intel Xeon 8480+") \
+    .replace("bmi2", "bmi2 avx512f avx512bw avx512_bf16 amx_bf16 amx_tile")
+
+
+def played(tmp_path, monkeypatch, text):
+    f = tmp_path / "cpuinfo"
+    f.write_text(text)
+    monkeypatch.setenv(stacks.CPUINFO_ENV, str(f))
+    return {stacks.CPUINFO_ENV: str(f)}
+
+
+# every way --stack paper enters, on a Zen 1: one line naming the feature, before any image is touched (Docker is
+# pointed at no daemon: a command that got as far as Docker would say so instead) and before any run dir exists
+PAPER_ENTRIES = [
+    ("reproduce", ["reproduce", "--sockets", "2", "--emulate-sockets", "--stack", "paper"]),
+    ("paper", ["paper", "--profile", "demo", "--emulate-sockets", "--stack", "paper"]),
+    ("build", ["build", "--offline", "--stack", "paper"]),
+    ("bench --stacks", ["bench", "--stacks", "--quick"]),
+]
+
+
+@pytest.mark.parametrize("name,args", PAPER_ENTRIES, ids=[n for n, _ in PAPER_ENTRIES])
+def test_the_paper_stack_on_a_cpu_without_avx512_is_one_line_before_anything(name, args, tmp_path, monkeypatch):
+    env = {**played(tmp_path, monkeypatch, ZEN1), "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    results = tmp_path / "results"
+    r = invoke(*args, "--results-dir", str(results), env=env) if name != "build" else invoke(*args, env=env)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+    line, = [ln for ln in r.stderr.splitlines() if ln.startswith("xeontl: error:")]
+    assert "--stack paper: this CPU (AMD EPYC 7551 32-Core Processor) lacks AVX-512 (avx512f)" in line, line
+    assert "intel-tensorflow-avx512 2.10.0 aborts on import" in line and line.endswith("runs on this CPU: --stack "
+                                                                                       "default"), line
+    assert not results.exists()
+
+
+def test_ci_builds_the_paper_stack_only_where_the_cpu_runs_it_and_says_so_elsewhere(tmp_path, monkeypatch):
+    """`invoke build --stack paper --if-runnable` (.ci/run, the workflow, `invoke test`): a line and exit 0 on a Zen 1,
+    before Docker is asked anything."""
+    env = {**played(tmp_path, monkeypatch, ZEN1), "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    r = invoke("build", "--offline", "--stack", "paper", "--if-runnable", env=env)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert r.stdout.splitlines() == [
+        "xeontl build: skipped: --stack paper: this CPU (AMD EPYC 7551 32-Core Processor) lacks AVX-512 (avx512f): "
+        "intel-tensorflow-avx512 2.10.0 aborts on import without it, and so does its image's build (Horovod's compile "
+        "imports it); nothing was built or run. The stack that runs on this CPU: --stack default"], r.stdout
+    # where the CPU runs it, --if-runnable builds as ever: here it gets as far as the (absent) Docker daemon
+    env = {**played(tmp_path, monkeypatch, SPR), "DOCKER_HOST": f"unix://{tmp_path}/no-daemon.sock"}
+    r = invoke("build", "--offline", "--stack", "paper", "--if-runnable", env=env)
+    assert r.returncode != 0 and "Docker daemon" in r.stderr + r.stdout, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("cpu,opts,refused", [
+    (ZEN1, options.Options(stack="paper"), True),
+    (ZEN1, options.Options(stack="paper", image="mine:1"), True),  # another image of the paper stack: the same CPU
+    (ZEN1, options.Options(stack="paper", dry_run=True), False),  # a plan runs nothing
+    (ZEN1, options.Options(stack="paper", engine="slurm"), False),  # runs on the nodes, whose CPU is not this one
+    (ZEN1, options.Options(), False),  # the default stack runs on AVX2
+    (SPR, options.Options(stack="paper"), False),
+    ("", options.Options(stack="paper"), True),  # flags unread: unknown is not AVX-512
+])
+def test_the_stack_check_refuses_only_a_run_on_this_cpu_that_lacks_the_stacks_features(cpu, opts, refused,
+                                                                                       tmp_path, monkeypatch):
+    played(tmp_path, monkeypatch, cpu)
+    if refused:
+        with pytest.raises(UserError, match=r"--stack paper: this CPU \(.*\) lacks AVX-512 \(avx512f\)"):
+            options.check(opts)
+    else:
+        assert options.check(opts).stack == opts.stack
+
+
+# ------------------------------------------------------------------------------------------ the suite on every CPU kind
+class _Item:  # what pytest_runtest_setup reads of a test item: its needs_cpu marks
+    def __init__(self, *marks):
+        self.marks = marks
+
+    def iter_markers(self, name):
+        return [m for m in self.marks if m.name == name]
+
+
+@pytest.mark.parametrize("cpu,marks,skip", [
+    (ZEN1, [pytest.mark.needs_cpu("avx512f", why="the paper stack").mark],
+     "needs a CPU with avx512f, which this one lacks: the paper stack"),
+    (ZEN1, [pytest.mark.needs_cpu("amx_bf16|avx512_bf16").mark],
+     "needs a CPU with amx_bf16|avx512_bf16, which this one lacks"),
+    (ZEN1, [pytest.mark.needs_cpu("avx2").mark], None),
+    (SPR, [pytest.mark.needs_cpu("avx512f", "amx_bf16|avx512_bf16").mark], None),
+    (SPR.replace(" avx512_bf16", ""), [pytest.mark.needs_cpu("amx_bf16|avx512_bf16").mark], None),  # either one
+    (SPR.replace(" amx_bf16", ""), [pytest.mark.needs_cpu("amx_bf16").mark],
+     "needs a CPU with amx_bf16, which this one lacks"),
+])
+def test_a_test_that_needs_a_cpu_feature_skips_naming_it_where_the_cpu_lacks_it(cpu, marks, skip, tmp_path,
+                                                                              monkeypatch):
+    import conftest
+
+    played(tmp_path, monkeypatch, cpu)
+    if skip is None:
+        try:
+            conftest.pytest_runtest_setup(_Item(*marks))
+        except pytest.skip.Exception as e:  # a skip here is the code's mistake, not this test's
+            pytest.fail(f"skipped where the CPU has it: {e.msg}")
+        return
+    with pytest.raises(pytest.skip.Exception) as got:
+        conftest.pytest_runtest_setup(_Item(*marks))
+    assert str(got.value.msg) == skip
+
+
+def test_time_bounds_scale_with_the_machines_measured_speed_never_down(request, tmp_path, monkeypatch):
+    """Measured here, then as a Zen 1 (no BF16 arithmetic: it trains in fp32, the reference in bf16) would be."""
+    import conftest
+
+    here = conftest.machine_speed()
+    assert here["matmul_cpu_s"] > 0 and here["factor"] >= 1 and conftest.scaled(600) >= 600
+    # this test's own time limit is pyproject's, scaled by the collection hook (unless --timeout said otherwise)
+    if request.config.getoption("timeout") is None:
+        assert request.node.get_closest_marker("timeout").args[0] == conftest.scaled(900)
+    played(tmp_path, monkeypatch, ZEN1)
+    conftest.machine_speed.cache_clear()
+    try:
+        zen1 = conftest.machine_speed()
+        assert zen1["factor"] >= conftest.SPEED_REFERENCE["bf16_epoch_speedup"]
+        assert conftest.scaled(600) >= 600 * conftest.SPEED_REFERENCE["bf16_epoch_speedup"]
+    finally:
+        conftest.machine_speed.cache_clear()
+
+
+@pytest.mark.parametrize("cpu,fast,daemon,built", [
+    (SPR, False, True, True),    # the full suite, a CPU that runs it, Docker up: built first (reused when built)
+    (SPR, True, True, False),    # the fast tier has no image test
+    (SPR, False, False, False),  # no Docker: the image tests skip (or fail in CI) on their own
+    (ZEN1, False, True, False),  # no AVX-512: said in a line, its tests skip
+])
+def test_invoke_test_builds_the_paper_stacks_image_first_where_it_can_run(cpu, fast, daemon, built, tmp_path,
+                                                                           monkeypatch, capsys):
+    """What `invoke test` runs before pytest (the commands recorded, not run; the build captured)."""
+    from invoke import Context
+
+    import tasks as tasklib
+
+    played(tmp_path, monkeypatch, cpu)
+    ran, builds = [], []
+
+    def check_daemon():
+        if not daemon:
+            raise UserError("the Docker daemon is not reachable (no Docker socket)")
+
+    from xeontl.supply import dockerapi
+
+    monkeypatch.setattr(dockerapi, "check_daemon", check_daemon)
+    monkeypatch.setattr(image, "build", lambda **kw: builds.append(kw))
+    monkeypatch.setattr(Context, "run", lambda self, cmd, **kw: ran.append(cmd))
+    tasklib.test(Context(), fast=fast)
+    assert ran[0] == "bash scripts/setup-host.sh --native --slurm" and "pytest" in ran[-1] and len(ran) == 2
+    assert builds == ([{"tag": "xeontl:paper", "offline": True, "force": False, "stack": stacks.STACKS["paper"]}]
+                      if built else [])
+    out = capsys.readouterr().out
+    assert ("lacks AVX-512 (avx512f)" in out) == (cpu == ZEN1 and not fast), out

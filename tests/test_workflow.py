@@ -35,12 +35,19 @@ def test_the_workflow_uses_the_venv_and_the_readmes_commands():
     assert not any("python3 -m" in r for r in runs)  # the runner's own Python has neither invoke nor pytest
     readme = (ROOT / "README.md").read_text()
     assert ".venv/bin/invoke test" in readme and any(r.endswith(".venv/bin/invoke test") for r in runs)
+    # the paper stack's build: on a runner whose CPU cannot run it (no AVX-512: many cloud runners are AVX2-only
+    # AMD EPYCs), a line and on, not a failed job
+    paper, = [r for r in runs if "--stack paper" in r]
+    assert paper == ".venv/bin/invoke build --stack paper --if-runnable", paper
     push = next(s for s in steps() if "push" in s.get("name", ""))
     assert push["if"] == "startsWith(github.ref, 'refs/tags/v')" and "docker push" in push["run"]
 
 
 @pytest.mark.skipif(not clean_checkout(), reason="the workflow runs a commit: the checkout has uncommitted changes")
-def test_the_workflows_steps_pass_in_a_fresh_clone_as_a_runner_runs_them(image, tmp_path):
+def test_the_workflows_steps_pass_in_a_fresh_clone_as_a_runner_runs_them(image, paper_image, tmp_path):
+    """Both stacks' images are this checkout's (`invoke test` builds the paper stack's first), so the clone's build
+    steps reuse them, as a runner's cache would; on a CPU without AVX-512 the paper step says it skips (paper_image:
+    None)."""
     work = tmp_path / "xeontl"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(work)], check=True)  # actions/checkout
     head = subprocess.run(["git", "-C", str(work), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
@@ -63,4 +70,7 @@ def test_the_workflows_steps_pass_in_a_fresh_clone_as_a_runner_runs_them(image, 
                            capture_output=True, text=True, timeout=3600)
         assert r.returncode == 0, f"step {step.get('name')!r} failed:\n{(r.stdout + r.stderr)[-3000:]}"
         ran.append(step.get("name"))
+        if "--stack paper" in step["run"]:
+            skipped = "xeontl build: skipped: --stack paper: this CPU" in r.stdout
+            assert skipped == (paper_image is None), r.stdout[-2000:]
     assert len(ran) == 5 and Path(work / ".venv" / "bin" / "invoke").exists()

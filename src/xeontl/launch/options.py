@@ -11,7 +11,7 @@ from pathlib import Path
 
 from xeontl.common import sanitize
 from xeontl.common.errors import UserError
-from xeontl.supply.stacks import STACK_IMAGES
+from xeontl.supply.stacks import STACK_IMAGES, STACKS, require_cpu
 
 DEFAULT_IMAGE = "xeontl:latest"
 INVOKE, PYTHON = "invoke", "python"  # the two CLIs: `invoke reproduce` on the host, `python -m xeontl reproduce`
@@ -208,6 +208,8 @@ def check(opts: Options) -> Options:
             raise UserError(f"environment name {k!r}: must be letters, digits and _")
     if opts.image == DEFAULT_IMAGE:  # the stack's own image, unless another is named
         opts.image = STACK_IMAGES[opts.stack]
+    if opts.engine == "local" and not opts.dry_run:  # it runs on this CPU: one it can run on (Slurm's are the nodes')
+        require_cpu(STACKS[opts.stack])
     return opts
 
 

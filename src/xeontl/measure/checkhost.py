@@ -15,6 +15,7 @@ the paper's ~44 epochs of them; two sockets split the images and lose what the p
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from xeontl.measure.probes import step_profile  # noqa: F401  (checkhost.step_pr
 from xeontl.placement import plan as planlib
 from xeontl.placement import topology
 from xeontl.records import claims
+from xeontl.supply import stacks
 
 PAPER_SOCKETS, PAPER_CORES = 2, 56
 PAPER_TRAIN, PAPER_VAL = 4000, 1000  # images per epoch (train[:80%] / train[80%:] of 5000)
@@ -40,13 +42,21 @@ def measure(sizes: dict = SIZES) -> dict:
     one = planlib.make_plan(topo, 1)
     w, env = one.workers[0], one.env
     cpu = cpuinfo()
+    if os.environ.get(stacks.CPUINFO_ENV):  # tests only: another CPU kind played on this one (its features)
+        cpu = {**cpu, **stacks.cpu_fields()}
+        cpu["flags_of_note"] = {f: f in cpu["flags"] for f in cpu.get("flags_of_note") or {}}
     bf16 = runtime.bf16_kernels(cpu.get("flags") or [])
     precision = "bf16" if bf16 else "fp32"
     raw = {"cpu": {k: cpu.get(k) for k in ("model_name", "vendor", "family", "model", "mhz", "flags")},
            "flags_of_note": cpu.get("flags_of_note"), "topology": topo.summary(), "cores": w.cores,
            "cpus": topology.cpulist(w.cpus), "sizes": sizes, "precision": precision}
+    # a CPU without BF16 kernels is measured in fp32 and its bf16 probes are not run: what it lacks is said (lacks()),
+    # not found out as a failed probe (TF's BF16 rewrite fails there: runtime.BF16_FLAGS)
+    no_bf16 = None if bf16 else {"median": None, "skipped": f"this CPU lacks BF16 kernels (none of "
+                                                             f"{', '.join(runtime.BF16_FLAGS)})"}
     print(f"[check-host] matmul fp32/bf16 on one socket: {w.cores} core(s), CPUs {raw['cpus']}", flush=True)
-    raw["matmul"] = {p: probes._probe(w, env, "matmul", p, sizes["matmul"], 0, sizes["repeats"] + 2)
+    raw["matmul"] = {p: no_bf16 if p == "bf16" and no_bf16 else
+                     probes._probe(w, env, "matmul", p, sizes["matmul"], 0, sizes["repeats"] + 2)
                      for p in ("fp32", "bf16")}
     print("[check-host] memory copy bandwidth", flush=True)
     raw["bandwidth"] = probes._probe(w, env, "bandwidth", "fp32", sizes["bandwidth_mib"], 0, sizes["repeats"] + 2)
@@ -55,12 +65,12 @@ def measure(sizes: dict = SIZES) -> dict:
     raw["backbone"] = probes._probe(w, env, "backbone", precision, sizes["image"], sizes["batch"], sizes["repeats"])
     print(f"[check-host] bf16 matmul curve {probes.CURVE_MIN}-{sizes['curve']}: one core, then the socket", flush=True)
     core = planlib.make_plan(topo, 1, cores_per_socket=1).workers[0]
-    raw["curve"] = {"one core": probes._probe(core, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"]),
-                    "socket": probes._probe(w, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"])}
+    raw["curve"] = {where: no_bf16 or probes._probe(at, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"])
+                    for where, at in (("one core", core), ("socket", w))}
     print("[check-host] below TensorFlow: oneDNN's bf16 matmul called directly (weights packed per call vs "
           "reordered once), one core, then the socket; AMX's tile unit alone", flush=True)
-    raw["onednn"] = {"one core": probes._probe(core, env, "onednn", "bf16", sizes["curve"], 0, sizes["repeats"]),
-                     "socket": probes._probe(w, env, "onednn", "bf16", sizes["curve"], 0, sizes["repeats"])}
+    raw["onednn"] = {where: no_bf16 or probes._probe(at, env, "onednn", "bf16", sizes["curve"], 0, sizes["repeats"])
+                     for where, at in (("one core", core), ("socket", w))}
     raw["tmul"] = (probes._probe(core, env, "tmul", "bf16", 0, 0, sizes["repeats"]) if "amx_tile" in cpu["flags"]
                    else {"median": None, "skipped": "no AMX (amx_tile) in this CPU"})
     print("[check-host] where a training step's time goes (oneDNN's per-primitive times)", flush=True)
@@ -95,8 +105,9 @@ def curve(raw: dict, limit: dict) -> list[dict]:
             row(p["size"]).update(gflops=p["gflops"], fraction=hw and p["gflops"] / hw,
                                   reorder_share=p.get("reorder_share"), outside_share=p.get("outside_share"),
                                   kernels=p.get("kernels"))
-        for size in (tf_probe.get("skipped") or {}).get("sizes") or []:
-            row(size)["kernels"] = [f"not run: {tf_probe['skipped']['why']}"]
+        left_out = tf_probe.get("skipped")  # sizes left out; a string: the probe was not run (the CPU lacks BF16)
+        for size in (left_out.get("sizes") or []) if isinstance(left_out, dict) else []:
+            row(size)["kernels"] = [f"not run: {left_out['why']}"]
         for p in direct.get("points") or []:
             row(p["size"]).update(direct_plain_gflops=p["plain"]["gflops"], direct_once_gflops=p["once"]["gflops"],
                                   direct_once_fraction=hw and p["once"]["gflops"] / hw,
@@ -147,6 +158,36 @@ def where_amx_stops(rows: list[dict], limit: dict, tmul: dict) -> dict:
                    f"above it")
     out["why"] = "; ".join(why)
     return out
+
+
+# The CPU features the paper's results rest on (any one flag of each; AMX: both), and what lacking one means here:
+# check-host says which this CPU has and which it lacks, a line each, never a failed probe.
+FEATURES = (("AVX-512", ("avx512f",)), ("BF16 arithmetic", runtime.BF16_NATIVE), ("AMX", ("amx_bf16", "amx_tile")))
+
+
+def lacks(flags) -> tuple[list[str], list[str]]:
+    """(what this CPU has, a "lacks X (flags): what follows" line for each feature it lacks) of FEATURES."""
+    flags = set(flags)
+    has, missing = [], []
+    for name, want in FEATURES:
+        label = f"{name} ({' or '.join(want) if name != 'AMX' else ', '.join(want)})"
+        got = all(f in flags for f in want) if name == "AMX" else any(f in flags for f in want)
+        if got:
+            has.append(label)
+            continue
+        if name == "AVX-512":
+            why = (f"the paper's stack ({' '.join(stacks.PAPER_TENSORFLOW)}, --stack paper) cannot run or be built "
+                   f"here; the default stack runs")
+        elif name == "BF16 arithmetic":
+            why = ("oneDNN only emulates BF16 here (AVX-512), slower than fp32: precision auto runs fp32"
+                   if runtime.bf16_kernels(flags) else
+                   "no oneDNN BF16 kernels at all here: bf16 runs are refused, precision auto runs fp32, and the bf16 "
+                   "probes are not run")
+        else:
+            why = "the paper's BF16 speed comes from AMX's tile unit: its times are out of reach, and the tile unit " \
+                  "is not measured"
+        missing.append(f"lacks {label}: {why}")
+    return has, missing
 
 
 def verdict(raw: dict) -> dict:
@@ -200,6 +241,7 @@ def verdict(raw: dict) -> dict:
                              f"images/s on {cores} core(s); 2 sockets like this one: half the images each, "
                              f"efficiency {PAPER_EFFICIENCY}; start-up and final evaluation not included; the "
                              f"model's error on real runs: `invoke bench`, prediction_error_1w"),
+        "cpu_has": lacks(flags)[0], "cpu_lacks": lacks(flags)[1],
         "can_reproduce_times": can,
         "reasons": [f"{c}: no ({d})" for c, ok, d in checks if not ok]
                    + ([] if times_ok else [f"predicted {minutes['1s'] and round(minutes['1s'], 1)} min (1 socket) / "
@@ -225,6 +267,8 @@ def markdown(v: dict) -> str:
 
     lines = [f"# Can this host reproduce the paper's times? **{'yes' if v['can_reproduce_times'] else 'no'}**", "",
              f"CPU: {v['cpu']}; probes on {v['cores_probed']} core(s) (CPUs {v['cpus_probed']}), one socket.", "",
+             f"This CPU has {', '.join(v.get('cpu_has') or ['none of AVX-512, BF16 arithmetic, AMX'])}.", "",
+             *[f"- {ln}" for ln in v.get("cpu_lacks") or []], *([""] if v.get("cpu_lacks") else []),
              "| check | | detail |", "|---|---|---|",
              *[f"| {c['check']} | {'yes' if c['ok'] else 'no'} | {c['detail']} |" for c in v["checks"]], "",
              "| figure | this host |", "|---|---|",

@@ -8,8 +8,11 @@ Light on purpose (no TensorFlow, no Docker): the launcher's options, the image b
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from xeontl.common.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -26,6 +29,7 @@ class Stack:
     versions: dict             # the deps image's io.xeontl.versions.* labels
     paper: bool                # the TensorFlow release the paper ran
     wheels: str = "docker/wheelhouse"
+    cpu: tuple = ()            # CPU flags without which its TensorFlow cannot run, nor its image be built (below)
 
     @property
     def lock_path(self) -> Path:
@@ -49,10 +53,53 @@ STACKS = {
     "paper": Stack("paper", "bullseye", "3.9.2", "requirements/paper-lock.txt", "xeontl:paper",
                    {"tensorflow": "intel-tensorflow-avx512 2.10.0", "horovod": "0.28.1",
                     "mpi": "OpenMPI 4.1 (Debian 11 bullseye)", "python": "3.9 (Debian 11 bullseye)"}, paper=True,
-                   wheels="docker/wheelhouse-paper"),
+                   wheels="docker/wheelhouse-paper", cpu=("avx512f",)),
 }
 DEFAULT = STACKS["default"]
 STACK_IMAGES = {name: s.tag for name, s in STACKS.items()}
+
+# ------------------------------------------------------------------------------------- the CPU a stack needs
+# intel-tensorflow-avx512 is compiled for AVX-512: without AVX512F its import aborts ("The TensorFlow library was
+# compiled to use AVX512F instructions, but these aren't available on your machine", TF's cpu_feature_guard), and
+# so does its image's build, which imports it (Horovod's CMake asks TensorFlow for its flags: horovod/horovod
+# cmake/Modules/FindTensorflow.cmake). The default stack ran on an AVX2-only AMD EPYC (Zen 1). So `--stack paper` on
+# a CPU without it is refused before anything is built or run (docs/image.md, "CPUs without AVX-512").
+CPU_NAMES = {"avx512f": "AVX-512 (avx512f)"}
+# Tests only: a file in /proc/cpuinfo's format read instead of it, to play another CPU kind on this one (a Zen 1:
+# avx2, no avx512*, no bf16, no amx; with ONEDNN_MAX_CPU_ISA=AVX2 oneDNN's kernels too). docs/image.md says how.
+CPUINFO_ENV = "XEONTL_TEST_CPUINFO"
+
+
+def cpu_fields() -> dict:
+    """The first processor's model name, vendor, family, model, clock and flags, from /proc/cpuinfo (or the file
+    $XEONTL_TEST_CPUINFO names); flags empty when none can be read."""
+    try:
+        text = Path(os.environ.get(CPUINFO_ENV) or "/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    kv = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in text.split("\n\n")[0].splitlines())}
+    return {"model_name": kv.get("model name"), "vendor": kv.get("vendor_id"), "family": kv.get("cpu family"),
+            "model": kv.get("model"), "mhz": kv.get("cpu MHz"), "flags": kv.get("flags", "").split()}
+
+
+def cpu_lacks(stack: Stack, flags=None) -> list[str]:
+    """The CPU flags the stack needs that this CPU (or FLAGS) lacks; all of them when its flags cannot be read."""
+    have = set(cpu_fields()["flags"] if flags is None else flags)
+    return [f for f in stack.cpu if f not in have]
+
+
+def require_cpu(stack: Stack) -> None:
+    """One line, before anything is built or run, when this CPU cannot run the stack's TensorFlow."""
+    missing = cpu_lacks(stack)
+    if missing:
+        cpu = cpu_fields()
+        runs = [s.name for s in STACKS.values() if not cpu_lacks(s, cpu["flags"])]
+        raise UserError(f"--stack {stack.name}: this CPU ({cpu['model_name'] or 'model unknown'}) lacks "
+                        f"{', '.join(CPU_NAMES.get(f, f) for f in missing)}: {stack.versions['tensorflow']} aborts "
+                        f"on import without it, and so does its image's build (Horovod's compile imports it); nothing "
+                        f"was built or run. The stack that runs on this CPU: "
+                        f"{' or '.join(f'--stack {n}' for n in runs) or 'none'}")
+
 
 # ------------------------------------------------------------------------------------- what differs at run time
 # The paper's software of record (shared/paper.md, "Hardware of record"): "Ubuntu 22.04.1, kernel 5.15.0-48,
