@@ -1,0 +1,3 @@
+"""Test equipment: the kubelet's, the scheduler's and Pod Security admission's rules as the harness
+(tests/mpijob_harness.py) plays them, each module held to Kubernetes' own test tables (tests/fixtures/k8s/,
+tests/test_k8s_conformance.py)."""

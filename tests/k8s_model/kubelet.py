@@ -1,0 +1,242 @@
+"""The kubelet's CPU manager (static policy), Topology Manager (single-numa-node) and Memory Manager hints, as
+kubernetes/kubernetes writes them (pkg/kubelet/cm/cpumanager/cpu_assignment.go, policy_static.go;
+pkg/kubelet/cm/topologymanager/policy.go, policy_single_numa_node.go; pkg/kubelet/cm/memorymanager/policy_static.go),
+held to their test tables in tests/fixtures/k8s/ (tests/test_k8s_conformance.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from pathlib import Path
+
+
+class NotEnoughCPUs(Exception):
+    """takeByTopology: "not enough cpus available to satisfy request"."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SMTAlignmentError(Exception):
+    """policy_static.go: a full-pcpus-only request that is not a multiple of the threads per core."""
+
+    requested: int
+    cpus_per_core: int
+
+    def __str__(self) -> str:
+        return (f"SMT Alignment Error: requested {self.requested} cpus not multiple cpus per core = "
+                f"{self.cpus_per_core}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    """topology.CPUTopology: CPU -> (core, socket, NUMA node); num_cores/num_sockets as the kubelet counts them."""
+
+    cpus: dict[int, tuple[int, int, int]]
+
+    @property
+    def num_cores(self) -> int:
+        return len({(c[1], c[0]) for c in self.cpus.values()})
+
+    @property
+    def num_sockets(self) -> int:
+        return len({c[1] for c in self.cpus.values()})
+
+    @property
+    def num_numa(self) -> int:
+        return len({c[2] for c in self.cpus.values()})
+
+    def cpus_per_core(self) -> int:
+        return len(self.cpus) // self.num_cores
+
+    def cpus_per_socket(self) -> int:
+        return len(self.cpus) // self.num_sockets
+
+    def of(self, level: int, ids, within=None) -> set[int]:
+        """CPUs (of WITHIN, default all) whose LEVEL (0 core, 1 socket, 2 NUMA) is in IDS."""
+        ids = set(ids)
+        return {c for c, t in self.cpus.items() if t[level] in ids and (within is None or c in within)}
+
+    @classmethod
+    def from_rows(cls, rows) -> Topology:
+        return cls({int(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in rows})
+
+    @classmethod
+    def from_lscpu(cls, path: Path) -> Topology:
+        """lscpu --parse=CPU,CORE,SOCKET,NODE; a core is (socket, core) as the kubelet's cadvisor reads it."""
+        rows = []
+        for line in path.read_text().splitlines():
+            if line.strip() and not line.startswith("#"):
+                cpu, core, sock, node = (x.strip() for x in line.split(",")[:4])
+                rows.append((int(cpu), int(sock) * 100000 + int(core), int(sock), int(node or sock)))
+        return cls.from_rows(rows)
+
+
+class _Accumulator:
+    """cpu_assignment.go's cpuAccumulator."""
+
+    def __init__(self, topo: Topology, available: set[int], need: int):
+        self.topo, self.avail, self.need, self.result = topo, set(available) & set(topo.cpus), need, set()
+        self.numa_first = topo.num_sockets >= topo.num_numa
+
+    def _sorted(self, ids, level: int) -> list[int]:
+        return sorted(ids, key=lambda i: (len(self.topo.of(level, [i], self.avail)), i))
+
+    def numas(self) -> list[int]:
+        if self.numa_first:
+            return self._sorted({self.topo.cpus[c][2] for c in self.avail}, 2)
+        return [n for s in self.sockets() for n in self._sorted({self.topo.cpus[c][2] for c in
+                                                                  self.topo.of(1, [s], self.avail)}, 2)]
+
+    def sockets(self) -> list[int]:
+        if not self.numa_first:
+            return self._sorted({self.topo.cpus[c][1] for c in self.avail}, 1)
+        return [s for n in self.numas() for s in self._sorted({self.topo.cpus[c][1] for c in
+                                                                self.topo.of(2, [n], self.avail)}, 1)]
+
+    def cores(self) -> list[int]:
+        outer, level = (self.sockets(), 1) if self.numa_first else (self.numas(), 2)
+        return [k for o in outer for k in self._sorted({self.topo.cpus[c][0] for c in
+                                                         self.topo.of(level, [o], self.avail)}, 0)]
+
+    def take(self, cpus: set[int]) -> None:
+        self.result |= cpus
+        self.avail -= cpus
+        self.need -= len(cpus)
+
+    def take_full(self, level: int) -> None:
+        ids = {2: self.numas, 1: self.sockets, 0: self.cores}[level]()
+        for i in ids:
+            whole = self.topo.of(level, [i])
+            if len(self.topo.of(level, [i], self.avail)) == len(whole) and self.need >= len(whole):
+                self.take(whole)
+
+    def take_remaining(self) -> None:
+        for core in self.cores():
+            for cpu in sorted(self.topo.of(0, [core], self.avail)):
+                self.take({cpu})
+                if self.need < 1:
+                    return
+
+
+def take_by_topology_numa_packed(topo: Topology, available, count: int) -> set[int]:
+    """takeByTopologyNUMAPacked: whole NUMA nodes / sockets (the larger first), then whole cores, then threads."""
+    acc = _Accumulator(topo, set(available), count)
+    if acc.need < 1:
+        return set()
+    if acc.need > len(acc.avail):
+        raise NotEnoughCPUs("not enough cpus available to satisfy request")
+    for step in ((2, 1) if acc.numa_first else (1, 2)) + (0,):
+        acc.take_full(step)
+        if acc.need < 1:
+            return acc.result
+    acc.take_remaining()
+    if acc.need < 1:
+        return acc.result
+    raise NotEnoughCPUs("failed to allocate cpus")
+
+
+def reserved_cpus(topo: Topology, num_reserved: int, reserved=()) -> set[int]:
+    """NewStaticPolicy: --reserved-cpus as given, else num_reserved taken by topology from every CPU."""
+    if reserved:
+        assert len(set(reserved)) == num_reserved, "unable to reserve the required amount of CPUs"
+        return set(reserved)
+    return take_by_topology_numa_packed(topo, set(topo.cpus), num_reserved) if num_reserved else set()
+
+
+def static_allocate(topo: Topology, default_set, reserved: set[int], cpu_request: str, cpu_limit: str,
+                    full_pcpus_only: bool = False, assigned: set[int] | None = None,
+                    numa_affinity: set[int] | None = None) -> set[int] | None:
+    """staticPolicy.Allocate for one container: None when it gets no exclusive CPUs (not Guaranteed or not an
+    integer count), its CPUs, or SMTAlignmentError / NotEnoughCPUs. ASSIGNED: what the state holds for this very
+    container already (returned unchanged)."""
+    req, lim = _milli(cpu_request), _milli(cpu_limit)
+    if req != lim or req % 1000:
+        return None
+    n = req // 1000
+    if full_pcpus_only and n % topo.cpus_per_core():
+        raise SMTAlignmentError(n, topo.cpus_per_core())
+    if assigned:
+        return set(assigned)
+    allocatable = set(default_set) - set(reserved)
+    result = set()
+    if numa_affinity is not None:
+        aligned = topo.of(2, numa_affinity, allocatable)
+        result = take_by_topology_numa_packed(topo, aligned, min(n, len(aligned)))
+    return result | take_by_topology_numa_packed(topo, allocatable - result, n - len(result))
+
+
+def _milli(q: str) -> int:
+    q = str(q)
+    return int(q[:-1]) if q.endswith("m") else int(float(q) * 1000)
+
+
+# ---------------------------------------------------------------------------------------- the Topology Manager
+Hint = tuple  # (frozenset of NUMA nodes or None, preferred)
+
+
+def filter_providers_hints(providers: list[dict | None]) -> list[list[Hint]]:
+    """policy.go filterProvidersHints: a provider with no hints: don't care; a resource with nil hints: don't care;
+    with an empty list: no possible alignment."""
+    out = []
+    for hints in providers:
+        if not hints:
+            out.append([(None, True)])
+            continue
+        for resource in hints:
+            if hints[resource] is None:
+                out.append([(None, True)])
+            elif len(hints[resource]) == 0:
+                out.append([(None, False)])
+            else:
+                out.append(list(hints[resource]))
+    return out
+
+
+def filter_single_numa_hints(resources: list[list[Hint]]) -> list[list[Hint]]:
+    """policy_single_numa_node.go filterSingleNumaHints: preferred hints of one NUMA node (or none at all)."""
+    return [[h for h in r if h[1] and (h[0] is None or len(h[0]) == 1)] for r in resources]
+
+
+def merge_filtered_hints(numa_nodes: list[int], resources: list[list[Hint]]) -> Hint:
+    """policy.go mergeFilteredHints: every combination of one hint per resource, ANDed; preferred beats not, then
+    the narrower, then the lower."""
+    default = frozenset(numa_nodes)
+    best = (default, False)
+    for perm in itertools.product(*resources):
+        mask = default.intersection(*[h[0] if h[0] is not None else default for h in perm])
+        merged = (frozenset(mask), all(h[1] for h in perm))
+        if not merged[0]:
+            continue
+        if merged[1] and not best[1]:
+            best = merged
+            continue
+        if not merged[1] and best[1]:
+            continue
+        if _narrower(merged[0], best[0]):
+            best = merged
+    return best
+
+
+def _narrower(a: frozenset, b: frozenset) -> bool:
+    if len(a) != len(b):
+        return len(a) < len(b)
+    return sorted(a) < sorted(b)
+
+
+def single_numa_node_merge(numa_nodes: list[int], providers: list[dict | None]) -> tuple[Hint, bool]:
+    """singleNumaNodePolicy.Merge: the best single-NUMA hint (the any-NUMA mask reported as None) and admit."""
+    best = merge_filtered_hints(numa_nodes, filter_single_numa_hints(filter_providers_hints(providers)))
+    if best[0] == frozenset(numa_nodes):
+        best = (None, best[1])
+    return best, bool(best[1])
+
+
+def numa_hints(capacity: dict[int, int], free: dict[int, int], request: int) -> list[Hint]:
+    """A hint provider's hints (cpumanager topology_hints.go, memorymanager policy_static.go): every NUMA mask whose
+    FREE amount holds the request, preferred where the mask is as small as the smallest whose CAPACITY could."""
+    nodes = sorted(capacity)
+    masks = [frozenset(m) for k in range(1, len(nodes) + 1) for m in itertools.combinations(nodes, k)]
+    fits = [m for m in masks if sum(capacity[n] for n in m) >= request]
+    if not fits:
+        return []
+    smallest = min(len(m) for m in fits)
+    return [(m, len(m) == smallest) for m in fits if sum(free[n] for n in m) >= request]
