@@ -71,3 +71,29 @@ def test_static_policy_allocate(case):
     topo = TOPOS[case["topology"]]
     want = {"cpus": None if case["expect"] is None else sorted(cpuset(case["expect"], topo)), "error": case["error"]}
     assert static_policy_answer(case) == want
+
+
+TM = json.loads((FIXTURES / "topologymanager.json").read_text())["cases"]
+
+
+def _hint(h: dict) -> tuple:
+    return (None if h["numa"] is None else frozenset(h["numa"]), h["preferred"])
+
+
+def _unhint(h: tuple) -> dict:
+    return {"numa": None if h[0] is None else sorted(h[0]), "preferred": h[1]}
+
+
+@pytest.mark.parametrize("case", TM, ids=_id)
+def test_single_numa_node(case):
+    _skip_unmodelled(case)
+    if case["test"] == "TestPolicySingleNumaNodeCanAdmitPodResult":
+        assert kubelet.single_numa_node_admit(_hint(case["hint"])) == case["expect_admit"]
+    elif case["test"] == "TestPolicySingleNumaNodeFilterHints":
+        got = kubelet.filter_single_numa_hints([[_hint(h) for h in r] for r in case["resources"]])
+        assert [[_unhint(h) for h in r] for r in got] == case["expect"]
+    else:
+        providers = [None if p is None else {r: None if hs is None else [_hint(h) for h in hs] for r, hs in p.items()}
+                     for p in case["providers"]]
+        best, admit = kubelet.single_numa_node_merge(case["numa_nodes"], providers)
+        assert _unhint(best) == case["expect"] and admit == case["expect"]["preferred"]

@@ -227,7 +227,7 @@ def single_numa_node_merge(numa_nodes: list[int], providers: list[dict | None]) 
     best = merge_filtered_hints(numa_nodes, filter_single_numa_hints(filter_providers_hints(providers)))
     if best[0] == frozenset(numa_nodes):
         best = (None, best[1])
-    return best, bool(best[1])
+    return best, single_numa_node_admit(best)
 
 
 def numa_hints(capacity: dict[int, int], free: dict[int, int], request: int) -> list[Hint]:
@@ -240,3 +240,8 @@ def numa_hints(capacity: dict[int, int], free: dict[int, int], request: int) -> 
         return []
     smallest = min(len(m) for m in fits)
     return [(m, len(m) == smallest) for m in fits if sum(free[n] for n in m) >= request]
+
+
+def single_numa_node_admit(hint: Hint) -> bool:
+    """singleNumaNodePolicy.canAdmitPodResult: admitted only on a preferred hint (else TopologyAffinityError)."""
+    return bool(hint[1])
