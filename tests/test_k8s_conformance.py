@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from k8s_model import kubelet
+from k8s_model import admission, kubelet
 
 FIXTURES = Path(__file__).parent / "fixtures" / "k8s"
 CPU = json.loads((FIXTURES / "cpumanager.json").read_text())
@@ -97,3 +97,17 @@ def test_single_numa_node(case):
                      for p in case["providers"]]
         best, admit = kubelet.single_numa_node_merge(case["numa_nodes"], providers)
         assert _unhint(best) == case["expect"] and admit == case["expect"]["preferred"]
+
+
+PSA = json.loads((FIXTURES / "psa.json").read_text())["cases"]
+
+
+def _psa_id(case: dict) -> str:
+    return case["upstream"].split("testdata/")[1]
+
+
+@pytest.mark.parametrize("case", PSA, ids=_psa_id)
+def test_pod_security_admission(case):
+    _skip_unmodelled(case)
+    why = admission.violations(case["pod"], case["level"], case["version"])
+    assert ("pass" if not why else "fail") == case["expect"], why
