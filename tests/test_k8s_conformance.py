@@ -111,3 +111,102 @@ def test_pod_security_admission(case):
     _skip_unmodelled(case)
     why = admission.violations(case["pod"], case["level"], case["version"])
     assert ("pass" if not why else "fail") == case["expect"], why
+
+
+# ------------------------------------------------------------------------------------------------ the old harness
+# bf5c32b's harness (before issue 40) on the same tables: at least one case of each that it answers wrong, so the
+# tables are known to catch the model being kinder than Kubernetes.
+OLD = "bf5c32b"
+
+
+@pytest.fixture(scope="module")
+def old_harness():
+    import subprocess
+    import sys
+    import types
+
+    r = subprocess.run(["git", "show", f"{OLD}:tests/mpijob_harness.py"], capture_output=True, text=True,
+                       cwd=Path(__file__).parent)
+    if r.returncode:
+        pytest.skip(f"{OLD} is not in this clone's history: {r.stderr.strip()}")
+    mod = types.ModuleType("old_mpijob_harness")
+    sys.modules[mod.__name__] = mod  # its dataclasses look their module up
+    try:
+        exec(compile(r.stdout, f"{OLD}:tests/mpijob_harness.py", "exec"), mod.__dict__)
+        yield mod
+    finally:
+        del sys.modules[mod.__name__]
+
+
+def _case(table: list, test: str, name: str) -> dict:
+    found = [c for c in table if c["test"] == test and c["case"] == name]
+    assert len(found) == 1, (test, name)
+    return found[0]
+
+
+def _old_node(old, topo: kubelet.Topology, reserved: set[int], held: set[int] = frozenset()):
+    node = old.Node("node-0", {c: t[2] for c, t in topo.cpus.items()}, set(reserved), [0])
+    if held:
+        node.held["others"] = set(held)
+    return node
+
+
+def test_old_harness_wrong_on_take_by_topology(old_harness):
+    """Upstream: one CPU from {1,3,5,6,7} on topoSingleSocketHT is 6 (the sibling of a busy core); the old harness
+    took the lowest free CPU, 1, breaking a whole core."""
+    case = _case(CPU["take_by_topology"], "TestTakeByTopologyNUMAPacked",
+                 "take one cpu from single socket with HT, some cpus are taken")
+    topo = TOPOS[case["topology"]]
+    avail = cpuset(case["available"], topo)
+    old, _ = _old_node(old_harness, topo, set(topo.cpus) - avail).admit("p", case["request"])
+    want = sorted(cpuset(case["expect"], topo))
+    assert old != want and sorted(kubelet.take_by_topology_numa_packed(topo, avail, case["request"])) == want
+
+
+def test_old_harness_wrong_on_static_policy(old_harness):
+    """Upstream: full-pcpus-only refuses a 1-CPU Guaranteed pod on hyper-threads (SMTAlignmentError); the old harness
+    admitted it (as it gave the launcher CPU 222 on the SPR node)."""
+    case = _case(CPU["static_policy_allocate"], "TestStaticPolicyAdd",
+                 "GuPodSingleCore, SingleSocketHT, ExpectAllocOneCPU (FullPCPUsOnlyOption)")
+    topo = TOPOS[case["topology"]]
+    old, _ = _old_node(old_harness, topo, kubelet.reserved_cpus(topo, case["num_reserved"])).admit("p", 1)
+    assert old and case["error"]["kind"] == "SMTAlignmentError"
+    assert static_policy_answer(case)["error"] == case["error"]
+
+
+def test_old_harness_wrong_on_single_numa_node(old_harness):
+    """Upstream ("Two providers, 1 hint each, no common mask"): CPUs that fit only NUMA node 0 and memory only NUMA
+    node 1 merge to no preferred hint: TopologyAffinityError. The old harness had no Memory Manager and admitted."""
+    case = _case(TM, "TestPolicySingleNumaNodeMerge", "Two providers, 1 hint each, no common mask")
+    assert case["expect"] == {"numa": None, "preferred": False}
+    topo = kubelet.Topology.from_rows([(c, c, c // 2, c // 2) for c in range(4)])
+    old_cpus, _ = _old_node(old_harness, topo, {0}, held={2, 3}).admit("p", 1)  # CPU 1 free, on NUMA 0 only
+    new = kubelet.Node("node-0", {c: c // 2 for c in range(4)}, {0}, [0], topology=topo, memory_gib={0: 4, 1: 4},
+                       held={"others": {2, 3}}, held_memory={"others": {0: 4}})  # memory free on NUMA 1 only
+    with pytest.raises(AssertionError, match="TopologyAffinityError"):
+        new.admit("p", 1, memory_gib=2)
+    assert old_cpus == [1]
+
+
+PSA_OLD_WRONG = ["restricted/v1.34/fail/runasuser2.yaml", "restricted/v1.35/fail/selinuxoptions1.yaml",
+                 "baseline/v1.35/fail/procmount_baseline0.yaml", "restricted/v1.34/fail/seccompprofile_restricted4.yaml",
+                 "restricted/v1.35/fail/hostprobesandhostlifecycle0.yaml", "restricted/v1.35/fail/procmount0.yaml"]
+
+
+def test_old_harness_wrong_on_pod_security(old_harness):
+    """The old admission read the first container only and skipped hostPorts, SELinux, procMount, runAsUser 0 and
+    init containers: every listed fixture is a pod upstream refuses that it admitted."""
+    import types
+
+    wrong = []
+    for case in PSA:
+        if case.get("not_modelled"):
+            continue
+        try:
+            old_harness.MPIJobHarness.admit(types.SimpleNamespace(enforce=case["level"]), "pod", case["pod"]["spec"])
+            old = "pass"
+        except AssertionError:
+            old = "fail"
+        if old != case["expect"]:
+            wrong.append(_psa_id(case))
+    assert set(PSA_OLD_WRONG) <= set(wrong), wrong

@@ -63,8 +63,11 @@ def violations(pod: dict, level: str, version: str = "latest") -> list[str]:
     if any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")):
         why.append("host namespaces")
     bad("privileged", [n for n, s in sc.items() if s.get("privileged")])
-    bad("non-default capabilities", [n for n, s in sc.items()
-                                     if set((s.get("capabilities") or {}).get("add") or []) - BASELINE_CAPABILITIES])
+    for n, s in sc.items():
+        extra = sorted(set((s.get("capabilities") or {}).get("add") or []) - BASELINE_CAPABILITIES)
+        if extra:
+            why.append(f'non-default capabilities (container "{n}" must not include {", ".join(extra)} in '
+                       "securityContext.capabilities.add)")
     if any("hostPath" in vol for vol in spec.get("volumes") or []):
         why.append("hostPath volumes")
     bad("hostPort", [c["name"] for c in cs for p in c.get("ports") or [] if p.get("hostPort")])

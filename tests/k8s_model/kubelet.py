@@ -245,3 +245,78 @@ def numa_hints(capacity: dict[int, int], free: dict[int, int], request: int) -> 
 def single_numa_node_admit(hint: Hint) -> bool:
     """singleNumaNodePolicy.canAdmitPodResult: admitted only on a preferred hint (else TopologyAffinityError)."""
     return bool(hint[1])
+
+
+# ------------------------------------------------------------------------------ a node as its kubelet holds it
+@dataclasses.dataclass
+class Node:
+    """A node as its kubelet holds it, with the settings `render` prints: the static CPU manager (full-pcpus-only
+    unless told otherwise) with --reserved-cpus, the Topology Manager at single-numa-node (container scope), the
+    Memory Manager Static when MEMORY_GIB (GiB per NUMA node) is given (else None: no memory hints); its labels and
+    taints for the scheduler; the machine CPU each of its CPUs runs on here (PHYSICAL)."""
+
+    name: str
+    numa: dict[int, int]  # CPU -> NUMA node
+    reserved: set[int]
+    physical: list[int]
+    held: dict[str, set[int]] = dataclasses.field(default_factory=dict)
+    pods: list[str] = dataclasses.field(default_factory=list)
+    topology: Topology | None = None  # cores and sockets; default: every CPU its own core, socket = NUMA node
+    full_pcpus_only: bool = True
+    labels: dict = dataclasses.field(default_factory=dict)
+    taints: list = dataclasses.field(default_factory=list)
+    memory_gib: dict[int, int] | None = None
+    reserved_memory_gib: dict[int, int] = dataclasses.field(default_factory=dict)
+    held_memory: dict[str, dict[int, int]] = dataclasses.field(default_factory=dict)
+    pod_labels: dict[str, dict] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        from k8s_model import Refused
+
+        if not self.reserved:
+            raise Refused(f"kubelet on {self.name} does not start: the static CPU manager needs reserved CPUs "
+                          "(--reserved-cpus or kube-reserved/system-reserved cpu)")
+        if self.topology is None:
+            self.topology = Topology.from_rows([(c, c, n, n) for c, n in self.numa.items()])
+        if self.memory_gib is not None and sum(self.memory_gib.values()) - sum(self.reserved_memory_gib.values()) <= 0:
+            raise Refused(f"kubelet on {self.name} does not start: the Memory Manager has no memory to give")
+        self.labels = {"kubernetes.io/hostname": self.name, **self.labels}
+        self.machine = {cpu: self.physical[i % len(self.physical)] for i, cpu in enumerate(sorted(self.numa))}
+
+    def free(self) -> list[int]:
+        taken = set().union(*self.held.values()) if self.held else set()
+        return sorted(set(self.numa) - self.reserved - taken)
+
+    def allocatable(self) -> int:
+        return len(self.numa) - len(self.reserved)
+
+    def cpu_left(self) -> int:
+        return self.allocatable() - sum(len(c) for c in self.held.values())
+
+    def admit(self, pod: str, cpus: int, memory_gib: int = 0) -> tuple[list[int], int]:
+        """A Guaranteed pod's admission: full-pcpus-only (SMTAlignmentError), the CPU and memory hints merged by
+        single-numa-node (TopologyAffinityError), then the static policy's CPUs on the chosen NUMA node."""
+        from k8s_model import Refused
+
+        topo, nodes = self.topology, sorted(set(self.numa.values()))
+        if self.full_pcpus_only and cpus % topo.cpus_per_core():
+            raise Refused(f"pod {pod} on {self.name}: Failed: {SMTAlignmentError(cpus, topo.cpus_per_core())}")
+        free = set(self.free())
+        cap = {n: len(topo.of(2, [n])) for n in nodes}
+        providers = [{"cpu": numa_hints(cap, {n: len(topo.of(2, [n], free)) for n in nodes}, cpus)}]
+        if self.memory_gib is not None:
+            mcap = {n: self.memory_gib.get(n, 0) - self.reserved_memory_gib.get(n, 0) for n in nodes}
+            mfree = {n: mcap[n] - sum(h.get(n, 0) for h in self.held_memory.values()) for n in nodes}
+            providers.append({"memory": numa_hints(mcap, mfree, memory_gib)})
+        best, ok = single_numa_node_merge(nodes, providers)
+        if not ok:
+            raise Refused(f"pod {pod} on {self.name}: TopologyAffinityError: no single NUMA node holds {cpus} CPUs"
+                          f"{f' and {memory_gib} GiB' if self.memory_gib is not None else ''} (free CPUs: "
+                          f"{sorted(free)}, reserved: {sorted(self.reserved)})")
+        affinity = best[0] if best[0] is not None else frozenset(nodes)
+        mine = static_allocate(topo, free | self.reserved, self.reserved,
+                               str(cpus), str(cpus), self.full_pcpus_only, numa_affinity=set(affinity))
+        self.held[pod] = mine
+        if self.memory_gib is not None:
+            self.held_memory[pod] = {min(affinity): memory_gib}
+        return sorted(mine), min(affinity)

@@ -1,0 +1,120 @@
+"""The scheduler's filters as the harness plays them (kubernetes/kubernetes pkg/scheduler/framework/plugins):
+NodeUnschedulable + TaintToleration (a NoSchedule/NoExecute taint the pod does not tolerate), NodeAffinity
+(nodeSelector and required nodeAffinity), NodeResourcesFit (CPU), and PodTopologySpread with the
+NodeInclusionPolicy defaults (nodeAffinityPolicy Honor: only nodes the pod's nodeSelector/affinity admit are counted;
+nodeTaintsPolicy Ignore: tainted nodes ARE counted, a tainted control plane with 0 pods included), a node without the
+topology key counted nowhere. Among the nodes that pass, the one with the fewest matching pods, then the first."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from k8s_model import Refused
+
+
+@dataclasses.dataclass
+class Placement:
+    """What the scheduler knows of a node: its labels, taints, allocatable CPUs left, and its pods' labels."""
+
+    name: str
+    labels: dict
+    taints: list
+    cpu_free: int
+    pod_labels: list
+
+
+def tolerates(tolerations: list, taint: dict) -> bool:
+    for t in tolerations or []:
+        if t.get("effect") and t["effect"] != taint.get("effect"):
+            continue
+        if t.get("operator") == "Exists" and (not t.get("key") or t["key"] == taint["key"]):
+            return True
+        if t.get("key") == taint["key"] and t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def _term_matches(term: dict, labels: dict) -> bool:
+    for e in term.get("matchExpressions") or []:
+        have, op, vals = labels.get(e["key"]), e["operator"], e.get("values") or []
+        ok = {"In": have in vals, "NotIn": have not in vals, "Exists": e["key"] in labels,
+              "DoesNotExist": e["key"] not in labels}.get(op)
+        if op in ("Gt", "Lt"):
+            ok = have is not None and (int(have) > int(vals[0]) if op == "Gt" else int(have) < int(vals[0]))
+        assert ok is not None, f"nodeAffinity operator {op}"
+        if not ok:
+            return False
+    return True
+
+
+def node_affinity_admits(pod_spec: dict, labels: dict) -> bool:
+    """NodeAffinity filter: every nodeSelector pair, and one of the required nodeSelectorTerms."""
+    if any(labels.get(k) != v for k, v in (pod_spec.get("nodeSelector") or {}).items()):
+        return False
+    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution")
+    return not required or any(_term_matches(t, labels) for t in required.get("nodeSelectorTerms") or [])
+
+
+def selector_matches(selector: dict, labels: dict) -> bool:
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    return _term_matches({"matchExpressions": selector.get("matchExpressions")}, labels)
+
+
+def schedule(pod: str, pod_spec: dict, pod_labels: dict, cpus: int, nodes: list[Placement]) -> Placement:
+    """The node POD goes to, or Refused (the pod stays Pending) with the scheduler's reasons."""
+    why: dict[str, int] = {}
+
+    def no(reason: str) -> None:
+        why[reason] = why.get(reason, 0) + 1
+
+    feasible = []
+    constraints = [c for c in pod_spec.get("topologySpreadConstraints") or []
+                   if c.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule"]
+    for n in nodes:
+        blocking = [t for t in n.taints if t.get("effect") in ("NoSchedule", "NoExecute")
+                    and not tolerates(pod_spec.get("tolerations"), t)]
+        if blocking:
+            no(f"node(s) had untolerated taint {{{blocking[0]['key']}: {blocking[0].get('value', '')}}}")
+        elif not node_affinity_admits(pod_spec, n.labels):
+            no("node(s) didn't match Pod's node affinity/selector")
+        elif n.cpu_free < cpus:
+            no("Insufficient cpu")
+        elif not all(_spread_ok(c, n, pod_spec, pod_labels, nodes) for c in constraints):
+            no("node(s) didn't match pod topology spread constraints")
+        else:
+            feasible.append(n)
+    if not feasible:
+        reasons = ", ".join(f"{v} {k}" for k, v in sorted(why.items()))
+        raise Refused(f"pod {pod} stays Pending: 0/{len(nodes)} nodes are available: {reasons} (it requests {cpus} "
+                      f"CPUs; allocatable left: {[n.cpu_free for n in nodes]})")
+    return min(feasible, key=lambda n: sum(selector_matches(c.get("labelSelector") or {}, lbl)
+                                           for c in constraints for lbl in n.pod_labels))
+
+
+def _spread_ok(c: dict, node: Placement, pod_spec: dict, pod_labels: dict, nodes: list[Placement]) -> bool:
+    """PodTopologySpread's filter for one constraint: skew = pods in the node's domain + 1 (the pod itself, when it
+    matches) - the fewest in any eligible domain, at most maxSkew. Eligible: nodes with the key that the pod's
+    nodeSelector/affinity admits (nodeAffinityPolicy Honor); taints ignored (nodeTaintsPolicy Ignore)."""
+    key = c["topologyKey"]
+    if key not in node.labels:
+        return False
+    honor_affinity = c.get("nodeAffinityPolicy", "Honor") == "Honor"
+    honor_taints = c.get("nodeTaintsPolicy", "Ignore") == "Honor"
+    counts: dict[str, int] = {}
+    for n in nodes:
+        if key not in n.labels or (honor_affinity and not node_affinity_admits(pod_spec, n.labels)):
+            continue
+        if honor_taints and any(t.get("effect") in ("NoSchedule", "NoExecute") and
+                                not tolerates(pod_spec.get("tolerations"), t) for t in n.taints):
+            continue
+        matching = sum(selector_matches(c.get("labelSelector") or {}, lbl) for lbl in n.pod_labels)
+        counts[n.labels[key]] = counts.get(n.labels[key], 0) + matching
+    if not counts:
+        return True
+    self_match = selector_matches(c.get("labelSelector") or {}, pod_labels)
+    fewest = min(counts.values())
+    if c.get("minDomains") and len(counts) < c["minDomains"]:
+        fewest = 0
+    return counts.get(node.labels[key], 0) + self_match - fewest <= c.get("maxSkew", 1)
