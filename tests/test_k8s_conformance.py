@@ -189,7 +189,8 @@ def test_old_harness_wrong_on_single_numa_node(old_harness):
 
 
 PSA_OLD_WRONG = ["restricted/v1.34/fail/runasuser2.yaml", "restricted/v1.35/fail/selinuxoptions1.yaml",
-                 "baseline/v1.35/fail/procmount_baseline0.yaml", "restricted/v1.34/fail/seccompprofile_restricted4.yaml",
+                 "baseline/v1.35/fail/procmount_baseline0.yaml",
+                 "restricted/v1.34/fail/seccompprofile_restricted4.yaml",
                  "restricted/v1.35/fail/hostprobesandhostlifecycle0.yaml", "restricted/v1.35/fail/procmount0.yaml"]
 
 
@@ -210,3 +211,131 @@ def test_old_harness_wrong_on_pod_security(old_harness):
         if old != case["expect"]:
             wrong.append(_psa_id(case))
     assert set(PSA_OLD_WRONG) <= set(wrong), wrong
+
+
+# ------------------------------------------------------------------------------------------------ the cluster shapes
+# The harness's nodes and cluster (k8s_model.cluster) on an MPIJob written here as input (the product's own manifest
+# is judged in tests/test_k8s.py / test_k8s_run.py): each row a cluster, a job and what the cluster does with it.
+SPREAD = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+           "labelSelector": {"matchLabels": {"training.kubeflow.org/job-role": "worker"}}}]
+
+
+def mpijob(tmp_path, workers: int, worker_cpus: int, launcher_cpus, *, spread=True, node_selector=None,
+           claim=None) -> Path:
+    import yaml
+
+    def template(cpus, worker):
+        res = {"cpu": str(cpus), "memory": "2Gi"}
+        spec = {"securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "c", "image": "i", "resources": {"requests": res, "limits": dict(res)},
+                                "securityContext": {"allowPrivilegeEscalation": False,
+                                                    "capabilities": {"drop": ["ALL"]}}}]}
+        if worker and spread:
+            spec["topologySpreadConstraints"] = SPREAD
+        if node_selector:
+            spec["nodeSelector"] = node_selector
+        if claim:
+            spec["volumes"] = [{"name": "results", "persistentVolumeClaim": {"claimName": claim}}]
+        return {"metadata": {"labels": {"app": "job"}}, "spec": spec}
+
+    out = tmp_path / "job.yaml"
+    out.write_text(yaml.safe_dump({"apiVersion": "kubeflow.org/v2beta1", "kind": "MPIJob", "metadata": {"name": "j"},
+                                   "spec": {"mpiReplicaSpecs": {
+                                       "Worker": {"replicas": workers, "template": template(worker_cpus, True)},
+                                       "Launcher": {"replicas": 1, "template": template(launcher_cpus, False)}}}}))
+    return out
+
+
+def _cluster(shape: str):
+    import mpijob_harness as h
+
+    return {
+        "spr": lambda: h.spr_8480_nodes(1, [0]),
+        "spr x2": lambda: h.spr_8480_nodes(2, [0]),
+        "spr x4 (more nodes than the job needs)": lambda: h.spr_8480_nodes(4, [0]),
+        "spr + tainted control plane": lambda: h.spr_8480_nodes(1, [0]) + [h.control_plane(
+            Path(__file__).parent / "topologies" / "spr-8480-2s-ht.lscpu", [0, 112], [0])],
+        "spr x2, pool label on node-0": lambda: [*h.spr_8480_nodes(1, [0], labels={"pool": "paper"}),
+                                                  *h.spr_8480_nodes(1, [0], prefix="other")],
+        "snc2": lambda: h.snc2_nodes(1, [0]),
+    }[shape]()
+
+
+SHAPES = [
+    # (cluster, workers, worker CPUs, launcher CPUs, options, expected: placements {pod: node} or the refusal)
+    ("spr", 2, 110, 1, {}, "SMT Alignment Error: requested 1 cpus not multiple cpus per core = 2"),
+    ("spr", 2, 112, 2, {"spread": False}, "j-worker-1 stays Pending: .*Insufficient cpu"),  # 222 allocatable
+    ("spr", 3, 60, 2, {"spread": False}, "j-worker-2 on node-0: TopologyAffinityError"),  # 50 + 52 left per NUMA
+    ("spr", 2, 110, 2, {"spread": False}, {"j-worker-0": "node-0", "j-worker-1": "node-0", "j-launcher": "node-0"}),
+    ("spr", 2, 108, 2, {"spread": False}, {"j-worker-0": "node-0", "j-worker-1": "node-0", "j-launcher": "node-0"}),
+    ("spr", 2, 108, 2, {}, {"j-worker-0": "node-0", "j-worker-1": "node-0", "j-launcher": "node-0"}),
+    ("spr + tainted control plane", 2, 108, 2, {}, "j-worker-1 stays Pending"),  # the control plane counts
+    ("spr + tainted control plane", 2, 108, 2, {"spread": False}, {"j-worker-0": "node-0", "j-worker-1": "node-0",
+                                                                   "j-launcher": "node-0"}),
+    ("spr x2, pool label on node-0", 2, 108, 2, {"node_selector": {"pool": "paper"}},
+     {"j-worker-0": "node-0", "j-worker-1": "node-0", "j-launcher": "node-0"}),  # only eligible nodes counted
+    ("spr x4 (more nodes than the job needs)", 4, 108, 2, {},
+     {"j-worker-0": "node-0", "j-worker-1": "node-1", "j-worker-2": "node-2", "j-worker-3": "node-3",
+      "j-launcher": "node-0"}),
+    ("spr x2", 4, 108, 2, {"claim": "rwo"}, "j-worker-1 stays ContainerCreating: Multi-Attach error"),
+    ("spr x2", 4, 108, 2, {"claim": "rwx"}, {"j-worker-0": "node-0", "j-worker-1": "node-1", "j-worker-2": "node-0",
+                                            "j-worker-3": "node-1", "j-launcher": "node-0"}),
+    ("snc2", 2, 6, 2, {}, "TopologyAffinityError"),  # sized per socket: a NUMA node holds 4 CPUs
+    ("snc2", 2, 4, 2, {"spread": False}, {"j-worker-0": "node-0", "j-worker-1": "node-0", "j-launcher": "node-0"}),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}: {s[1]}x{s[2]} CPUs, launcher {s[3]}, {s[4]}")
+def test_cluster_shapes(shape, tmp_path):
+    import mpijob_harness as h
+
+    cluster, workers, cpus, launcher, opts, want = shape
+    claims = {"rwo": h.ClaimSpec(tmp_path, ("ReadWriteOnce",)), "rwx": h.ClaimSpec(tmp_path, ("ReadWriteMany",))}
+    job = mpijob(tmp_path, workers, cpus, launcher, **opts)
+    if isinstance(want, str):
+        with pytest.raises(h.Refused, match=want):
+            h.plan(job, _cluster(cluster), "restricted", claims)
+        return
+    placed = h.plan(job, _cluster(cluster), "restricted", claims).placed
+    assert {p: v["node"] for p, v in placed.items()} == want
+    nodes = _cluster(cluster)
+    for pod, v in placed.items():  # the kubelet's answer: whole cores, one NUMA node
+        topo = next(n for n in nodes if n.name == v["node"]).topology
+        assert {topo.cpus[c][2] for c in v["cpus"]} == {v["numa"]}
+        cores = {topo.cpus[c][0] for c in v["cpus"]}
+        assert all(topo.of(0, [k]) <= set(v["cpus"]) for k in cores), f"{pod} split a core"
+
+
+def test_spr_worker_cpus_are_the_kubelets(tmp_path):
+    """A 108-CPU worker on the SPR node: 54 whole cores of NUMA node 0 (CPU c and its sibling c+112), the lowest
+    after the reserved core 0, as takeByTopologyNUMAPacked takes them."""
+    import mpijob_harness as h
+
+    placed = h.plan(mpijob(tmp_path, 1, 108, 2), h.spr_8480_nodes(1, [0]), "restricted").placed
+    assert placed["j-worker-0"]["cpus"] == sorted([*range(1, 55), *range(113, 167)])
+    assert placed["j-launcher"]["cpus"] == [55, 167]
+
+
+@pytest.mark.parametrize("claim, applies", [
+    (dict(driver="nfs", fs_group_policy="File"), False),  # in-tree NFS: never
+    (dict(fs_group_policy="None"), False),
+    (dict(fs_group_policy="File"), True),
+    (dict(fs_group_policy="ReadWriteOnceWithFSType", fs_type="ext4", access_modes=("ReadWriteOnce",)), True),
+    (dict(fs_group_policy="ReadWriteOnceWithFSType", fs_type="ext4", access_modes=("ReadWriteMany",)), False),
+    (dict(fs_group_policy="ReadWriteOnceWithFSType", fs_type="", access_modes=("ReadWriteOnce",)), False),
+])
+def test_fs_group_only_where_the_driver_allows(claim, applies, tmp_path):
+    import mpijob_harness as h
+
+    assert h.ClaimSpec(tmp_path, **claim).applies_fs_group() is applies
+
+
+def test_kubelet_refuses_to_start():
+    """No reserved CPUs: the static policy does not start; a Memory Manager with nothing to give neither."""
+    import mpijob_harness as h
+
+    with pytest.raises(h.Refused, match="needs reserved CPUs"):
+        h.Node("n", {0: 0, 1: 0}, set(), [0])
+    with pytest.raises(h.Refused, match="no memory to give"):
+        h.Node("n", {0: 0, 1: 0}, {0}, [0], memory_gib={0: 4}, reserved_memory_gib={0: 4})
