@@ -96,8 +96,9 @@ def violations(pod: dict, level: str, version: str = "latest") -> list[str]:
     kinds = {k for vol in spec.get("volumes") or [] for k in vol if k != "name"}
     if kinds - RESTRICTED_VOLUMES:
         why.append(f"restricted volume types {', '.join(sorted(kinds - RESTRICTED_VOLUMES))}")
-    bad("allowPrivilegeEscalation != false", [n for n, s in sc.items() if s.get("allowPrivilegeEscalation") is not
-                                              False])
+    if v >= (1, 8):
+        bad("allowPrivilegeEscalation != false", [n for n, s in sc.items() if s.get("allowPrivilegeEscalation")
+                                                  is not False])
     bad("runAsNonRoot != true", [n for n, s in sc.items() if s.get("runAsNonRoot") is False or (
         s.get("runAsNonRoot") is None and psc.get("runAsNonRoot") is not True)])
     if v >= (1, 23):
