@@ -221,7 +221,7 @@ SPREAD = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfi
 
 
 def mpijob(tmp_path, workers: int, worker_cpus: int, launcher_cpus, *, spread=True, node_selector=None,
-           claim=None) -> Path:
+           claim=None, pod_affinity=None) -> Path:
     import yaml
 
     def template(cpus, worker):
@@ -235,6 +235,9 @@ def mpijob(tmp_path, workers: int, worker_cpus: int, launcher_cpus, *, spread=Tr
             spec["topologySpreadConstraints"] = SPREAD
         if node_selector:
             spec["nodeSelector"] = node_selector
+        if worker and pod_affinity:
+            spec["affinity"] = {pod_affinity: {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname", "labelSelector": SPREAD[0]["labelSelector"]}]}}
         if claim:
             spec["volumes"] = [{"name": "results", "persistentVolumeClaim": {"claimName": claim}}]
         return {"metadata": {"labels": {"app": "job"}}, "spec": spec}
@@ -281,6 +284,13 @@ SHAPES = [
     ("spr x2", 4, 108, 2, {"claim": "rwo"}, "j-worker-1 stays ContainerCreating: Multi-Attach error"),
     ("spr x2", 4, 108, 2, {"claim": "rwx"}, {"j-worker-0": "node-0", "j-worker-1": "node-1", "j-worker-2": "node-0",
                                             "j-worker-3": "node-1", "j-launcher": "node-0"}),
+    ("spr x4 (more nodes than the job needs)", 2, 108, 2, {"spread": False, "pod_affinity": "podAffinity"},
+     {"j-worker-0": "node-0", "j-worker-1": "node-0", "j-launcher": "node-1"}),  # the first may go anywhere
+    ("spr x4 (more nodes than the job needs)", 4, 108, 2, {"spread": False, "pod_affinity": "podAntiAffinity"},
+     {"j-worker-0": "node-0", "j-worker-1": "node-1", "j-worker-2": "node-2", "j-worker-3": "node-3",
+      "j-launcher": "node-0"}),
+    ("spr x2", 3, 60, 2, {"spread": False, "pod_affinity": "podAntiAffinity"}, "j-worker-2 stays Pending: .*"
+     "2 node\\(s\\) didn't match pod affinity/anti-affinity rules"),
     ("snc2", 2, 6, 2, {}, "TopologyAffinityError"),  # sized per socket: a NUMA node holds 4 CPUs
     ("snc2", 2, 4, 2, {"spread": False}, {"j-worker-0": "node-0", "j-worker-1": "node-0", "j-launcher": "node-0"}),
 ]

@@ -55,6 +55,7 @@ class Cluster:
         self.nodes, self.enforce = nodes, enforce
         self.claims = {k: claim_spec(v) for k, v in (claims or {}).items()}
         self.placed: dict[str, dict] = {}
+        self.specs: dict[str, dict] = {}  # pod -> its spec, for the scheduler's inter-pod terms
         self.attached: dict[str, dict[str, str]] = {}  # claim -> pod -> node
 
     def admit(self, role: str, pod_spec: dict, metadata: dict | None = None) -> None:
@@ -67,11 +68,13 @@ class Cluster:
     def schedule(self, pod: str, cpus: int, worker: bool, pod_spec: dict | None = None,
                  labels: dict | None = None) -> Node:
         view = [scheduler.Placement(n.name, n.labels, n.taints, n.cpu_left(), [n.pod_labels.get(p, {}) for p in
-                                                                              n.pods]) for n in self.nodes]
+                                                                              n.pods],
+                                    [self.specs.get(p) for p in n.pods]) for n in self.nodes]
         chosen = scheduler.schedule(pod, pod_spec or {}, labels or {}, cpus, view)
         node = next(n for n in self.nodes if n.name == chosen.name)
         node.pods.append(pod)
         node.pod_labels[pod] = dict(labels or {})
+        self.specs[pod] = pod_spec or {}
         return node
 
     def attach(self, pod: str, node: Node, pod_spec: dict) -> dict[str, ClaimSpec]:

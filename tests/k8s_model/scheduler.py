@@ -21,6 +21,7 @@ class Placement:
     taints: list
     cpu_free: int
     pod_labels: list
+    pod_specs: list = dataclasses.field(default_factory=list)  # aligned with pod_labels (their affinity terms)
 
 
 def tolerates(tolerations: list, taint: dict) -> bool:
@@ -81,6 +82,8 @@ def schedule(pod: str, pod_spec: dict, pod_labels: dict, cpus: int, nodes: list[
             no("node(s) didn't match Pod's node affinity/selector")
         elif n.cpu_free < cpus:
             no("Insufficient cpu")
+        elif not _inter_pod_ok(pod_spec, pod_labels, n, nodes):
+            no("node(s) didn't match pod affinity/anti-affinity rules")
         elif not all(_spread_ok(c, n, pod_spec, pod_labels, nodes) for c in constraints):
             no("node(s) didn't match pod topology spread constraints")
         else:
@@ -89,8 +92,43 @@ def schedule(pod: str, pod_spec: dict, pod_labels: dict, cpus: int, nodes: list[
         reasons = ", ".join(f"{v} {k}" for k, v in sorted(why.items()))
         raise Refused(f"pod {pod} stays Pending: 0/{len(nodes)} nodes are available: {reasons} (it requests {cpus} "
                       f"CPUs; allocatable left: {[n.cpu_free for n in nodes]})")
-    return min(feasible, key=lambda n: sum(selector_matches(c.get("labelSelector") or {}, lbl)
-                                           for c in constraints for lbl in n.pod_labels))
+    return min(feasible, key=lambda n: (sum(selector_matches(c.get("labelSelector") or {}, lbl)
+                                            for c in constraints for lbl in n.pod_labels), -n.cpu_free))
+
+
+def _required(affinity: dict, kind: str) -> list:
+    return ((affinity or {}).get(kind) or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or []
+
+
+def _inter_pod_ok(pod_spec: dict, pod_labels: dict, node: Placement, nodes: list[Placement]) -> bool:
+    """InterPodAffinity's filter (interpodaffinity/filtering.go), one namespace: every required podAffinity term has
+    a matching pod in the node's domain (or no pod anywhere matches and the pod matches its own term: the first of
+    its kind may go anywhere); no required podAntiAffinity term has one; no existing pod's required anti-affinity
+    term matches this pod in its domain."""
+    def domain(key: str) -> list[Placement]:
+        return [n for n in nodes if key in node.labels and n.labels.get(key) == node.labels[key]]
+
+    affinity = pod_spec.get("affinity") or {}
+    for term in _required(affinity, "podAffinity"):
+        key, sel = term["topologyKey"], term.get("labelSelector") or {}
+        if key not in node.labels:
+            return False
+        if not any(selector_matches(sel, lbl) for n in domain(key) for lbl in n.pod_labels):
+            anywhere = any(selector_matches(sel, lbl) for n in nodes for lbl in n.pod_labels)
+            if anywhere or not selector_matches(sel, pod_labels):
+                return False
+    for term in _required(affinity, "podAntiAffinity"):
+        key, sel = term["topologyKey"], term.get("labelSelector") or {}
+        if key in node.labels and any(selector_matches(sel, lbl) for n in domain(key) for lbl in n.pod_labels):
+            return False
+    for n in nodes:
+        for spec in n.pod_specs:
+            for term in _required((spec or {}).get("affinity"), "podAntiAffinity"):
+                key = term["topologyKey"]
+                if key in node.labels and n.labels.get(key) == node.labels[key] and selector_matches(
+                        term.get("labelSelector") or {}, pod_labels):
+                    return False
+    return True
 
 
 def _spread_ok(c: dict, node: Placement, pod_spec: dict, pod_labels: dict, nodes: list[Placement]) -> bool:
