@@ -349,3 +349,43 @@ def test_kubelet_refuses_to_start():
         h.Node("n", {0: 0, 1: 0}, set(), [0])
     with pytest.raises(h.Refused, match="no memory to give"):
         h.Node("n", {0: 0, 1: 0}, {0}, [0], memory_gib={0: 4}, reserved_memory_gib={0: 4})
+
+
+SPREAD_CASES = json.loads((FIXTURES / "podtopologyspread.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", SPREAD_CASES, ids=_id)
+def test_pod_topology_spread_counts(case):
+    """The harness's scheduler counts, per constraint, the pods Kubernetes counts, on the nodes it counts."""
+    from k8s_model import scheduler
+
+    _skip_unmodelled(case)
+    view = [scheduler.Placement(n["name"], n["labels"], n["taints"], 0,
+                                [p["labels"] for p in case["existing_pods"] if p["node"] == n["name"]])
+            for n in case["nodes"]]
+    got = [scheduler.spread_counts(c, case["pod"]["spec"], view) for c in case["constraints"]]
+    assert got == case["expect_match_num"]
+
+
+def test_old_harness_wrong_on_pod_topology_spread(old_harness):
+    """Upstream ("NodeAffinityPolicy honored with labelSelectors"): node-c is outside the pod's nodeSelector, so it
+    is neither counted nor a place for the pod. The old harness sorted every node by its workers and sent the pod to
+    node-c, the emptiest; the harness now sends it to node-a (1 matching pod against node-b's 2)."""
+    import types
+
+    from k8s_model import scheduler
+
+    case = _case(SPREAD_CASES, "TestPreFilterState", "NodeAffinityPolicy honored with labelSelectors")
+    old_nodes = []
+    for n in case["nodes"]:
+        node = old_harness.Node(n["name"], {0: 0, 1: 0}, {0}, [0])
+        node.pods = [f"j-worker-{i}" for i, p in enumerate(case["existing_pods"]) if p["node"] == n["name"]
+                     and "bar" in p["labels"]]
+        old_nodes.append(node)
+    old = old_harness.MPIJobHarness.schedule(types.SimpleNamespace(nodes=old_nodes), "p", 1, True)
+    view = [scheduler.Placement(n["name"], n["labels"], n["taints"], 1,
+                                [p["labels"] for p in case["existing_pods"] if p["node"] == n["name"]])
+            for n in case["nodes"]]
+    spec = {**case["pod"]["spec"], "topologySpreadConstraints": case["constraints"]}
+    new = scheduler.schedule("p", spec, case["pod"]["labels"], 1, view)
+    assert (old.name, new.name) == ("node-c", "node-a")

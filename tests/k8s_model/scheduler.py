@@ -131,13 +131,12 @@ def _inter_pod_ok(pod_spec: dict, pod_labels: dict, node: Placement, nodes: list
     return True
 
 
-def _spread_ok(c: dict, node: Placement, pod_spec: dict, pod_labels: dict, nodes: list[Placement]) -> bool:
-    """PodTopologySpread's filter for one constraint: skew = pods in the node's domain + 1 (the pod itself, when it
-    matches) - the fewest in any eligible domain, at most maxSkew. Eligible: nodes with the key that the pod's
-    nodeSelector/affinity admits (nodeAffinityPolicy Honor); taints ignored (nodeTaintsPolicy Ignore)."""
+def spread_counts(c: dict, pod_spec: dict, nodes: list[Placement]) -> dict[str, int]:
+    """PodTopologySpread's PreFilter state for one constraint (TpValueToMatchNum): per domain of the eligible nodes,
+    the pods the constraint's selector matches. Eligible: nodes with the key; with nodeAffinityPolicy Honor (default)
+    only those the pod's nodeSelector/required affinity admits; with nodeTaintsPolicy Honor (default Ignore) only
+    those whose taints it tolerates."""
     key = c["topologyKey"]
-    if key not in node.labels:
-        return False
     honor_affinity = c.get("nodeAffinityPolicy", "Honor") == "Honor"
     honor_taints = c.get("nodeTaintsPolicy", "Ignore") == "Honor"
     counts: dict[str, int] = {}
@@ -149,6 +148,16 @@ def _spread_ok(c: dict, node: Placement, pod_spec: dict, pod_labels: dict, nodes
             continue
         matching = sum(selector_matches(c.get("labelSelector") or {}, lbl) for lbl in n.pod_labels)
         counts[n.labels[key]] = counts.get(n.labels[key], 0) + matching
+    return counts
+
+
+def _spread_ok(c: dict, node: Placement, pod_spec: dict, pod_labels: dict, nodes: list[Placement]) -> bool:
+    """PodTopologySpread's filter for one constraint: skew = pods in the node's domain + 1 (the pod itself, when it
+    matches) - the fewest in any eligible domain, at most maxSkew."""
+    key = c["topologyKey"]
+    if key not in node.labels:
+        return False
+    counts = spread_counts(c, pod_spec, nodes)
     if not counts:
         return True
     self_match = selector_matches(c.get("labelSelector") or {}, pod_labels)
