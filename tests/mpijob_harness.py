@@ -19,14 +19,19 @@ commit the vendored CRD schema comes from), pkg/controller/mpi_job_controller.go
     the Job controller names `<job>-launcher-<5 random characters>`, hostname `<job>-launcher` (newLauncherPodTemplate);
   - launcherCreationPolicy WaitForWorkersReady: the launcher Job is created once every worker pod is Ready.
 
-The kubelet's and the API server's side (kubernetes/kubernetes; each rule where it lives):
-  - the static CPU manager (pkg/kubelet/cm/cpumanager/policy_static.go): a Guaranteed pod's integer CPU request gets
-    exclusive CPUs, never the node's reserved ones (--reserved-cpus); the policy does not start without reserved CPUs;
-  - the Topology Manager, single-numa-node (pkg/kubelet/cm/topologymanager/policy_single_numa_node.go): the CPUs come
-    from one NUMA node, the lowest that can hold them; none can: admission fails, TopologyAffinityError;
-  - the scheduler's resource fit and topology spread (pkg/scheduler/framework/plugins/noderesources, podtopologyspread):
-    a pod whose request no node's allocatable (capacity - reserved - what its pods hold) fits stays Pending;
-  - Pod Security admission (k8s.io/pod-security-admission, policy/check_*.go) at the namespace's enforce level;
+The kubelet's, the scheduler's and the API server's side live in tests/k8s_model/ (kubelet.py, scheduler.py,
+admission.py, cluster.py), each held to Kubernetes' own test tables (tests/test_k8s_conformance.py,
+tests/fixtures/k8s/):
+  - the static CPU manager (pkg/kubelet/cm/cpumanager): takeByTopologyNUMAPacked (whole NUMA nodes/sockets, whole
+    cores, then threads), full-pcpus-only (SMTAlignmentError: the pod Failed), never the reserved CPUs; the policy
+    does not start without reserved CPUs;
+  - the Topology Manager, single-numa-node, merging the CPU Manager's and (when the node has it) the Memory Manager's
+    hints: no preferred single-NUMA hint: TopologyAffinityError;
+  - the scheduler: taints, nodeSelector/required nodeAffinity, CPU fit (a request no node fits stays Pending), required
+    pod (anti-)affinity, PodTopologySpread counting only the nodes its NodeInclusionPolicy counts;
+  - Pod Security admission at the namespace's enforce level over every container (policy/check_*.go);
+  - claims (ClaimSpec): ReadWriteOnce on a second node waits in ContainerCreating (Multi-Attach); fsGroup applied
+    only where the driver's fsGroupPolicy allows (never in-tree NFS);
   - volume ownership (pkg/volume/volume_linux.go SetVolumeOwnership): a pod's fsGroup is applied to a PVC whose root
     does not already belong to it (OnRootMismatch), and added to the container's groups; without one, a root-owned
     0755 volume stays unwritable to a non-root pod;

@@ -226,9 +226,10 @@ def mpijob(tmp_path, workers: int, worker_cpus: int, launcher_cpus, *, spread=Tr
 
     def template(cpus, worker):
         res = {"cpu": str(cpus), "memory": "2Gi"}
+        limits = {"memory": "2Gi"} if str(cpus).endswith("m") else dict(res)  # "500m": Burstable, no CPU limit
         spec = {"securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
                                     "seccompProfile": {"type": "RuntimeDefault"}},
-                "containers": [{"name": "c", "image": "i", "resources": {"requests": res, "limits": dict(res)},
+                "containers": [{"name": "c", "image": "i", "resources": {"requests": res, "limits": limits},
                                 "securityContext": {"allowPrivilegeEscalation": False,
                                                     "capabilities": {"drop": ["ALL"]}}}]}
         if worker and spread:
@@ -268,6 +269,7 @@ def _cluster(shape: str):
 SHAPES = [
     # (cluster, workers, worker CPUs, launcher CPUs, options, expected: placements {pod: node} or the refusal)
     ("spr", 2, 110, 1, {}, "SMT Alignment Error: requested 1 cpus not multiple cpus per core = 2"),
+    ("spr", 2, 110, "500m", {}, {"j-worker-0": "node-0", "j-worker-1": "node-0", "j-launcher": "node-0"}),  # shared
     ("spr", 2, 112, 2, {"spread": False}, "j-worker-1 stays Pending: .*Insufficient cpu"),  # 222 allocatable
     ("spr", 3, 60, 2, {"spread": False}, "j-worker-2 on node-0: TopologyAffinityError"),  # 50 + 52 left per NUMA
     ("spr", 2, 110, 2, {"spread": False}, {"j-worker-0": "node-0", "j-worker-1": "node-0", "j-launcher": "node-0"}),
@@ -311,6 +313,8 @@ def test_cluster_shapes(shape, tmp_path):
     assert {p: v["node"] for p, v in placed.items()} == want
     nodes = _cluster(cluster)
     for pod, v in placed.items():  # the kubelet's answer: whole cores, one NUMA node
+        if v["numa"] is None:  # Burstable: the shared pool, no exclusive CPUs
+            continue
         topo = next(n for n in nodes if n.name == v["node"]).topology
         assert {topo.cpus[c][2] for c in v["cpus"]} == {v["numa"]}
         cores = {topo.cpus[c][0] for c in v["cpus"]}

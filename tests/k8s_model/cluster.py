@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from k8s_model import Refused, admission, scheduler
-from k8s_model.kubelet import Node, Topology
+from k8s_model.kubelet import Node, Topology, _milli
 
 TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
@@ -56,6 +56,7 @@ class Cluster:
         self.claims = {k: claim_spec(v) for k, v in (claims or {}).items()}
         self.placed: dict[str, dict] = {}
         self.specs: dict[str, dict] = {}  # pod -> its spec, for the scheduler's inter-pod terms
+        self.requests: dict[str, float] = {}  # pod -> its CPU request (NodeResourcesFit sums requests)
         self.attached: dict[str, dict[str, str]] = {}  # claim -> pod -> node
 
     def admit(self, role: str, pod_spec: dict, metadata: dict | None = None) -> None:
@@ -65,9 +66,12 @@ class Cluster:
             raise Refused(f'admission: pods "{role.lower()}" is forbidden: violates PodSecurity '
                           f'"{self.enforce}:latest": {"; ".join(why)}')
 
-    def schedule(self, pod: str, cpus: int, worker: bool, pod_spec: dict | None = None,
+    def schedule(self, pod: str, cpus: float, worker: bool, pod_spec: dict | None = None,
                  labels: dict | None = None) -> Node:
-        view = [scheduler.Placement(n.name, n.labels, n.taints, n.cpu_left(), [n.pod_labels.get(p, {}) for p in
+        """The scheduler's answer for a pod requesting CPUS (its cpu request, fractional for a Burstable pod)."""
+        view = [scheduler.Placement(n.name, n.labels, n.taints, n.allocatable() - sum(self.requests.get(p, 0) for p
+                                                                                      in n.pods),
+                                    [n.pod_labels.get(p, {}) for p in
                                                                               n.pods],
                                     [self.specs.get(p) for p in n.pods]) for n in self.nodes]
         chosen = scheduler.schedule(pod, pod_spec or {}, labels or {}, cpus, view)
@@ -75,6 +79,7 @@ class Cluster:
         node.pods.append(pod)
         node.pod_labels[pod] = dict(labels or {})
         self.specs[pod] = pod_spec or {}
+        self.requests[pod] = cpus
         return node
 
     def attach(self, pod: str, node: Node, pod_spec: dict) -> dict[str, ClaimSpec]:
@@ -112,8 +117,8 @@ class Cluster:
         c = spec["containers"][0]
         request, limit = c["resources"]["requests"], c["resources"].get("limits") or {}
         guaranteed = request == limit and str(request.get("cpu", "")).isdigit()
-        cpus = int(request["cpu"]) if str(request.get("cpu", "")).isdigit() else 1
-        node = self.schedule(pod, cpus if guaranteed else 0, role == "Worker", spec,
+        cpus = int(request["cpu"]) if guaranteed else 0
+        node = self.schedule(pod, _milli(str(request.get("cpu", "0"))) / 1000, role == "Worker", spec,
                              {**((template.get("metadata") or {}).get("labels") or {}), **(labels or {})})
         if guaranteed:
             mem = str(limit.get("memory", "0Gi"))

@@ -165,8 +165,9 @@ def static_allocate(topo: Topology, default_set, reserved: set[int], cpu_request
 
 
 def _milli(q: str) -> int:
+    """A CPU quantity ("500m", "2", "1.5") in millicores."""
     q = str(q)
-    return int(q[:-1]) if q.endswith("m") else int(float(q) * 1000)
+    return int(q[:-1]) if q.endswith("m") else round(float(q) * 1000)
 
 
 # ---------------------------------------------------------------------------------------- the Topology Manager

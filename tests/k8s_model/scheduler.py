@@ -19,7 +19,7 @@ class Placement:
     name: str
     labels: dict
     taints: list
-    cpu_free: int
+    cpu_free: float  # allocatable CPUs less the requests of its pods
     pod_labels: list
     pod_specs: list = dataclasses.field(default_factory=list)  # aligned with pod_labels (their affinity terms)
 
@@ -63,7 +63,7 @@ def selector_matches(selector: dict, labels: dict) -> bool:
     return _term_matches({"matchExpressions": selector.get("matchExpressions")}, labels)
 
 
-def schedule(pod: str, pod_spec: dict, pod_labels: dict, cpus: int, nodes: list[Placement]) -> Placement:
+def schedule(pod: str, pod_spec: dict, pod_labels: dict, cpus: float, nodes: list[Placement]) -> Placement:
     """The node POD goes to, or Refused (the pod stays Pending) with the scheduler's reasons."""
     why: dict[str, int] = {}
 
@@ -90,8 +90,8 @@ def schedule(pod: str, pod_spec: dict, pod_labels: dict, cpus: int, nodes: list[
             feasible.append(n)
     if not feasible:
         reasons = ", ".join(f"{v} {k}" for k, v in sorted(why.items()))
-        raise Refused(f"pod {pod} stays Pending: 0/{len(nodes)} nodes are available: {reasons} (it requests {cpus} "
-                      f"CPUs; allocatable left: {[n.cpu_free for n in nodes]})")
+        raise Refused(f"pod {pod} stays Pending: 0/{len(nodes)} nodes are available: {reasons} (it requests {cpus:g} "
+                      f"CPUs; allocatable left: {[round(n.cpu_free, 3) for n in nodes]})")
     return min(feasible, key=lambda n: (sum(selector_matches(c.get("labelSelector") or {}, lbl)
                                             for c in constraints for lbl in n.pod_labels), -n.cpu_free))
 
