@@ -393,3 +393,39 @@ def test_old_harness_wrong_on_pod_topology_spread(old_harness):
     spec = {**case["pod"]["spec"], "topologySpreadConstraints": case["constraints"]}
     new = scheduler.schedule("p", spec, case["pod"]["labels"], 1, view)
     assert (old.name, new.name) == ("node-c", "node-a")
+
+
+# ------------------------------------------------------------------------------------------------ render's manifest
+@pytest.mark.parametrize("topology, reserved, nodes", [("spr-8480-2s-ht", "0,112", "spr_8480_nodes"),
+                                                       ("snc2-2s-ht", "0,8", "snc2_nodes")])
+def test_render_runs_on_the_harness_cluster(topology, reserved, nodes, tmp_path):
+    """Issue 40's acceptance: the MPIJob `render` writes for the SPR 8480 node (hyper-threads) and its SNC-2 variant,
+    2 nodes x 2 sockets, is admitted by the harness playing Pod Security restricted and the kubelet with the printed
+    settings (full-pcpus-only, single-numa-node), every pod placed, on the exact nodes and on a cluster with two more
+    nodes and a tainted control plane; every worker on one NUMA node in whole cores. On bf5c32b's render this fails as
+    issue 40 says (SPR: the 1-CPU Guaranteed launcher, SMTAlignmentError; SNC-2: 6-CPU pods for 4-CPU NUMA nodes,
+    TopologyAffinityError); it passes with the render of branch i40-render (000472e)."""
+    import mpijob_harness as h
+    import yaml
+
+    from conftest import invoke
+
+    out = tmp_path / "job.yaml"
+    r = invoke("render", "--engine", "k8s", "--nodes", "2", "--sockets", "2", "--topology",
+               str(Path(__file__).parent / "topologies" / f"{topology}.lscpu"), "--reserved-cpus", reserved,
+               "--profile", "smoke", "--output", str(out), timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    job = next(d for d in yaml.safe_load_all(out.read_text()) if d and d["kind"] == "MPIJob")
+    claims = {v["persistentVolumeClaim"]["claimName"]: h.ClaimSpec(tmp_path, ("ReadWriteMany",))
+              for spec in job["spec"]["mpiReplicaSpecs"].values() for v in spec["template"]["spec"].get("volumes", [])
+              if "persistentVolumeClaim" in v}
+    cp = h.control_plane(Path(__file__).parent / "topologies" / f"{topology}.lscpu",
+                         [int(c) for c in reserved.split(",")], [0])
+    for cluster in (getattr(h, nodes)(2, [0]), [*getattr(h, nodes)(4, [0]), cp]):
+        placed = h.plan(out, cluster, "restricted", claims).placed
+        workers = {p: v for p, v in placed.items() if "-worker-" in p}
+        assert len(workers) == job["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] and len(placed) == len(workers) + 1
+        for pod, v in workers.items():
+            topo = next(n for n in cluster if n.name == v["node"]).topology
+            assert {topo.cpus[c][2] for c in v["cpus"]} == {v["numa"]}, pod
+            assert all(topo.of(0, [topo.cpus[c][0]]) <= set(v["cpus"]) for c in v["cpus"]), f"{pod} split a core"
