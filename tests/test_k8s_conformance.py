@@ -40,8 +40,10 @@ def _skip_unmodelled(case: dict) -> None:
 def test_take_by_topology(case):
     _skip_unmodelled(case)
     topo = TOPOS[case["topology"]]
+    take = (kubelet.take_by_topology_numa_packed if case["test"] == "TestTakeByTopologyNUMAPacked" else
+            lambda t, a, n: kubelet.take_by_topology_numa_distributed(t, a, n, case["cpu_group_size"]))
     try:
-        got = kubelet.take_by_topology_numa_packed(topo, cpuset(case["available"], topo), case["request"])
+        got = take(topo, cpuset(case["available"], topo), case["request"])
         answer = {"cpus": sorted(got), "error": None}
     except kubelet.NotEnoughCPUs as e:
         answer = {"cpus": [], "error": str(e)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from pathlib import Path
 
 
@@ -132,6 +133,63 @@ def take_by_topology_numa_packed(topo: Topology, available, count: int) -> set[i
     if acc.need < 1:
         return acc.result
     raise NotEnoughCPUs("failed to allocate cpus")
+
+
+def _sd(values: dict) -> float:
+    """standardDeviation(mapIntInt.Values()) as cpu_assignment.go computes it: Values() makes a slice of len(m) zeros
+    and appends the values to it, so the zeros count too (the upstream tables' answers depend on it)."""
+    xs = [0] * len(values) + list(values.values())
+    m = sum(float(x) for x in xs) / len(xs)
+    return math.sqrt(sum((float(x) - m) * (float(x) - m) for x in xs) / len(xs))
+
+
+def take_by_topology_numa_distributed(topo: Topology, available, count: int, group: int = 1) -> set[int]:
+    """takeByTopologyNUMADistributed (KEP-2902, distribute-cpus-across-numa): the fewest NUMA nodes over which the
+    request spreads evenly in groups of GROUP CPUs, the remainder where it keeps the nodes' free CPUs most balanced;
+    else packed."""
+    acc = _Accumulator(topo, set(available), count)
+    if acc.need < 1:
+        return set()
+    if acc.need > len(acc.avail):
+        raise NotEnoughCPUs("not enough cpus available to satisfy request")
+    numas = acc.numas()
+    free = {n: len(topo.of(2, [n], acc.avail)) for n in numas}
+    groups_available = (len(acc.avail) - 1) // group + 1
+    groups_needed = (count - 1) // group + 1
+    per_numa = (groups_available - 1) // len(numas) + 1
+    lo, hi = (groups_needed - 1) // per_numa + 1, min(groups_needed, len(numas))
+    for k in range(lo, hi + 1):
+        best, best_combo, best_rest = math.inf, None, None
+        for combo in itertools.combinations(numas, k):
+            if best == 0:
+                break
+            if sum(free[n] for n in combo) < count or sum(free[n] // group for n in combo) * group < count:
+                continue
+            share = (count // len(combo) // group) * group
+            if any(free[n] < share for n in combo):
+                continue
+            after = {n: free[n] - share for n in combo}
+            rest = count - share * len(combo)
+            local, local_rest = (_sd(after), None) if rest == 0 else (math.inf, None)
+            if rest // group >= 1:
+                for subset in itertools.combinations(combo, rest // group):
+                    trial = dict(after)
+                    for n in subset:
+                        trial[n] -= group
+                    if _sd(trial) < local:
+                        local, local_rest = _sd(trial), subset
+            if local < best:
+                best, best_combo, best_rest = local, combo, local_rest
+        if best_combo is None:
+            continue
+        share = (count // len(best_combo) // group) * group
+        for n in best_combo:
+            acc.take(take_by_topology_numa_packed(topo, topo.of(2, [n], acc.avail), share))
+        for n in best_rest or ():
+            acc.take(take_by_topology_numa_packed(topo, topo.of(2, [n], acc.avail), group))
+        assert acc.need == 0, f"accounting error, remaining: {acc.need}"
+        return acc.result
+    return take_by_topology_numa_packed(topo, available, count)
 
 
 def reserved_cpus(topo: Topology, num_reserved: int, reserved=()) -> set[int]:
