@@ -223,12 +223,12 @@ SPREAD = [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfi
 
 
 def mpijob(tmp_path, workers: int, worker_cpus: int, launcher_cpus, *, spread=True, node_selector=None,
-           claim=None, pod_affinity=None) -> Path:
+           claim=None, pod_affinity=None, memory="2Gi") -> Path:
     import yaml
 
     def template(cpus, worker):
-        res = {"cpu": str(cpus), "memory": "2Gi"}
-        limits = {"memory": "2Gi"} if str(cpus).endswith("m") else dict(res)  # "500m": Burstable, no CPU limit
+        res = {"cpu": str(cpus), "memory": memory}
+        limits = {"memory": memory} if str(cpus).endswith("m") else dict(res)  # "500m": Burstable, no CPU limit
         spec = {"securityContext": {"runAsNonRoot": True, "runAsUser": 1000,
                                     "seccompProfile": {"type": "RuntimeDefault"}},
                 "containers": [{"name": "c", "image": "i", "resources": {"requests": res, "limits": limits},
@@ -265,6 +265,7 @@ def _cluster(shape: str):
         "spr x2, pool label on node-0": lambda: [*h.spr_8480_nodes(1, [0], labels={"pool": "paper"}),
                                                   *h.spr_8480_nodes(1, [0], prefix="other")],
         "snc2": lambda: h.snc2_nodes(1, [0]),
+        "spr, 24 GiB a NUMA node": lambda: h.spr_8480_nodes(1, [0], memory_gib={0: 24, 1: 24}),
     }[shape]()
 
 
@@ -295,6 +296,12 @@ SHAPES = [
       "j-launcher": "node-0"}),
     ("spr x2", 3, 60, 2, {"spread": False, "pod_affinity": "podAntiAffinity"}, "j-worker-2 stays Pending: .*"
      "2 node\\(s\\) didn't match pod affinity/anti-affinity rules"),
+    # the Memory Manager's hints merged: worker-1's CPUs fit NUMA node 0, its memory only NUMA node 1: it goes there;
+    # worker-2 fits no NUMA node's memory though CPUs are free: TopologyAffinityError
+    ("spr, 24 GiB a NUMA node", 2, 54, "500m", {"spread": False, "memory": "16Gi"},
+     {"j-worker-0": ("node-0", 0), "j-worker-1": ("node-0", 1), "j-launcher": "node-0"}),
+    ("spr, 24 GiB a NUMA node", 3, 54, "500m", {"spread": False, "memory": "16Gi"},
+     "j-worker-2 on node-0: TopologyAffinityError: no single NUMA node holds 54 CPUs and 16 GiB"),
     ("snc2", 2, 6, 2, {}, "TopologyAffinityError"),  # sized per socket: a NUMA node holds 4 CPUs
     ("snc2", 2, 4, 2, {"spread": False}, {"j-worker-0": "node-0", "j-worker-1": "node-0", "j-launcher": "node-0"}),
 ]
@@ -312,7 +319,7 @@ def test_cluster_shapes(shape, tmp_path):
             h.plan(job, _cluster(cluster), "restricted", claims)
         return
     placed = h.plan(job, _cluster(cluster), "restricted", claims).placed
-    assert {p: v["node"] for p, v in placed.items()} == want
+    assert {p: v["node"] if isinstance(want[p], str) else (v["node"], v["numa"]) for p, v in placed.items()} == want
     nodes = _cluster(cluster)
     for pod, v in placed.items():  # the kubelet's answer: whole cores, one NUMA node
         if v["numa"] is None:  # Burstable: the shared pool, no exclusive CPUs

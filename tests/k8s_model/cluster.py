@@ -113,6 +113,9 @@ class Cluster:
         """One pod from its template: admission, scheduling, the kubelet (Guaranteed integer CPUs: exclusive),
         the claims. Returns its placement; Refused where the cluster refuses or strands it."""
         spec = template["spec"]
+        assert len(spec["containers"]) == 1 and not spec.get("initContainers"), (
+            f"pod {pod}: the harness sizes one-container pods only (a pod's requests are its container's); "
+            f"this one has {len(spec['containers'])} containers and {len(spec.get('initContainers') or [])} init")
         self.admit(role, spec, template.get("metadata"))
         c = spec["containers"][0]
         request, limit = c["resources"]["requests"], c["resources"].get("limits") or {}
@@ -121,14 +124,22 @@ class Cluster:
         node = self.schedule(pod, _milli(str(request.get("cpu", "0"))) / 1000, role == "Worker", spec,
                              {**((template.get("metadata") or {}).get("labels") or {}), **(labels or {})})
         if guaranteed:
-            mem = str(limit.get("memory", "0Gi"))
-            mine, numa = node.admit(pod, cpus, int(mem[:-2]) if mem.endswith("Gi") else 0)
+            mine, numa = node.admit(pod, cpus, gib(limit.get("memory", "0")))
         else:  # not Guaranteed: the shared pool, the node's CPUs but the exclusive ones
             mine, numa = node.free(), None
         volumes = self.attach(pod, node, spec)
         self.placed[pod] = {"node": node.name, "cpus": mine, "numa": numa,
                             "machine": sorted({node.machine[c] for c in mine}), "claims": volumes}
         return self.placed[pod]
+
+
+def gib(q) -> float:
+    """A memory quantity ("8Gi", "2148Mi", "1G", bytes) in GiB."""
+    q = str(q)
+    for suffix, scale in (("Gi", 1), ("Mi", 1 / 1024), ("Ki", 1 / 1024**2), ("G", 1e9 / 1024**3), ("M", 1e6 / 1024**3)):
+        if q.endswith(suffix):
+            return float(q[: -len(suffix)]) * scale
+    return float(q) / 1024**3
 
 
 def operator_labels(job: str, role: str, index: int | None = None) -> dict:
@@ -167,8 +178,8 @@ def set_volume_ownership(root: Path, fs_group: int, policy: str = "Always") -> N
 
 
 def nodes(count: int, topology_file: Path, reserved: list[int], physical: list[int], *, prefix: str = "node",
-          full_pcpus_only: bool = True, memory_gib: dict[int, int] | None = None,
-          reserved_memory_gib: dict[int, int] | None = None, labels: dict | None = None,
+          full_pcpus_only: bool = True, memory_gib: dict[int, float] | None = None,
+          reserved_memory_gib: dict[int, float] | None = None, labels: dict | None = None,
           taints: list | None = None) -> list[Node]:
     """COUNT nodes shaped like TOPOLOGY_FILE (lscpu --parse=CPU,CORE,SOCKET,NODE: cores and hyper-threads as
     listed), each with the kubelet's RESERVED CPUs, run on this machine's PHYSICAL CPUs."""
@@ -180,13 +191,20 @@ def nodes(count: int, topology_file: Path, reserved: list[int], physical: list[i
                  taints=list(taints or [])) for i in range(count)]
 
 
+RESERVED_MEMORY_GIB = 2148 / 1024  # kube-reserved 1024Mi + system-reserved 1024Mi + eviction-hard 100Mi (render's)
+
+
 def spr_8480_nodes(count: int, physical: list[int], **kw) -> list[Node]:
-    """Xeon Platinum 8480+ x2 with hyper-threads (224 CPUs, sibling of CPU c at c+112), reserved: core 0 whole."""
+    """Xeon Platinum 8480+ x2 with hyper-threads (224 CPUs, sibling of CPU c at c+112), reserved: core 0 whole; the
+    Memory Manager Static with 256 GiB a socket, the reserved memory on NUMA node 0 (where the reserved core is)."""
+    kw = {"memory_gib": {0: 256, 1: 256}, "reserved_memory_gib": {0: RESERVED_MEMORY_GIB}, **kw}
     return nodes(count, TOPOLOGIES / "spr-8480-2s-ht.lscpu", [0, 112], physical, **kw)
 
 
 def snc2_nodes(count: int, physical: list[int], **kw) -> list[Node]:
-    """2 sockets x 4 cores with hyper-threads in SNC-2 (4 NUMA nodes of 2 cores), reserved: core 0 whole."""
+    """2 sockets x 4 cores with hyper-threads in SNC-2 (4 NUMA nodes of 2 cores), reserved: core 0 whole; the Memory
+    Manager Static with 32 GiB a NUMA node, the reserved memory on NUMA node 0."""
+    kw = {"memory_gib": {n: 32 for n in range(4)}, "reserved_memory_gib": {0: RESERVED_MEMORY_GIB}, **kw}
     return nodes(count, TOPOLOGIES / "snc2-2s-ht.lscpu", [0, 8], physical, **kw)
 
 

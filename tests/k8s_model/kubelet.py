@@ -324,9 +324,9 @@ class Node:
     full_pcpus_only: bool = True
     labels: dict = dataclasses.field(default_factory=dict)
     taints: list = dataclasses.field(default_factory=list)
-    memory_gib: dict[int, int] | None = None
-    reserved_memory_gib: dict[int, int] = dataclasses.field(default_factory=dict)
-    held_memory: dict[str, dict[int, int]] = dataclasses.field(default_factory=dict)
+    memory_gib: dict[int, float] | None = None
+    reserved_memory_gib: dict[int, float] = dataclasses.field(default_factory=dict)
+    held_memory: dict[str, dict[int, float]] = dataclasses.field(default_factory=dict)
     pod_labels: dict[str, dict] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
@@ -352,7 +352,7 @@ class Node:
     def cpu_left(self) -> int:
         return self.allocatable() - sum(len(c) for c in self.held.values())
 
-    def admit(self, pod: str, cpus: int, memory_gib: int = 0) -> tuple[list[int], int]:
+    def admit(self, pod: str, cpus: int, memory_gib: float = 0) -> tuple[list[int], int]:
         """A Guaranteed pod's admission: full-pcpus-only (SMTAlignmentError), the CPU and memory hints merged by
         single-numa-node (TopologyAffinityError), then the static policy's CPUs on the chosen NUMA node."""
         from k8s_model import Refused
@@ -370,7 +370,7 @@ class Node:
         best, ok = single_numa_node_merge(nodes, providers)
         if not ok:
             raise Refused(f"pod {pod} on {self.name}: TopologyAffinityError: no single NUMA node holds {cpus} CPUs"
-                          f"{f' and {memory_gib} GiB' if self.memory_gib is not None else ''} (free CPUs: "
+                          f"{f' and {memory_gib:g} GiB' if self.memory_gib is not None else ''} (free CPUs: "
                           f"{sorted(free)}, reserved: {sorted(self.reserved)})")
         affinity = best[0] if best[0] is not None else frozenset(nodes)
         mine = static_allocate(topo, free | self.reserved, self.reserved,
