@@ -362,6 +362,9 @@ def test_kubelet_refuses_to_start():
         h.Node("n", {0: 0, 1: 0}, set(), [0])
     with pytest.raises(h.Refused, match="no memory to give"):
         h.Node("n", {0: 0, 1: 0}, {0}, [0], memory_gib={0: 4}, reserved_memory_gib={0: 4})
+    with pytest.raises(h.Refused, match='does not start: the total amount "2" of type "memory" is not equal to the '
+                                        'value "2.09766"'):  # --reserved-memory 2Gi against render's 2148Mi
+        h.spr_8480_nodes(1, [0], reserved_memory_gib={0: 2})
 
 
 SPREAD_CASES = json.loads((FIXTURES / "podtopologyspread.json").read_text())["cases"]
@@ -440,11 +443,23 @@ def test_render_runs_on_the_harness_cluster(topology, reserved, nodes, tmp_path)
             assert all(topo.of(0, [topo.cpus[c][0]]) <= set(v["cpus"]) for c in v["cpus"]), f"{pod} split a core"
 
 
+MEM = json.loads((FIXTURES / "memorymanager.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", MEM, ids=_id)
+def test_reserved_memory(case):
+    """The harness's kubelet starts, or stops with Kubernetes' message, on each --reserved-memory of the table."""
+    _skip_unmodelled(case)
+    got = kubelet.validate_reserved_memory(case["numa_nodes"], case["node_allocatable_reservation"],
+                                           case["reserved_memory"])
+    assert got == case["error"]
+
+
 def test_the_tables_are_whole():
     """The cases per upstream file and test, as transcribed (docs/engines.md counts them): a table cut short fails."""
     import collections
 
-    tables = [*CPU["take_by_topology"], *CPU["static_policy_allocate"], *TM, *SPREAD_CASES]
+    tables = [*CPU["take_by_topology"], *CPU["static_policy_allocate"], *TM, *SPREAD_CASES, *MEM]
     counts = collections.Counter(f"{c['upstream'].rsplit('/', 1)[1]} {c['test']}" for c in tables)
     counts.update(f"pod-security-admission {c['level']}" for c in PSA)
     assert dict(counts) == {
@@ -454,6 +469,6 @@ def test_the_tables_are_whole():
         "policy_single_numa_node_test.go TestPolicySingleNumaNodeCanAdmitPodResult": 1,
         "policy_single_numa_node_test.go TestPolicySingleNumaNodeFilterHints": 5,
         "policy_single_numa_node_test.go TestPolicySingleNumaNodeMerge": 12,
-        "filtering_test.go TestPreFilterState": 12,
+        "filtering_test.go TestPreFilterState": 12, "memory_manager_test.go TestValidateReservedMemory": 8,
         "pod-security-admission restricted": 34, "pod-security-admission baseline": 14}
     assert all(c.get("commit") and c.get("upstream") for c in [*tables, *PSA])

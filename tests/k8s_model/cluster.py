@@ -179,7 +179,8 @@ def set_volume_ownership(root: Path, fs_group: int, policy: str = "Always") -> N
 
 def nodes(count: int, topology_file: Path, reserved: list[int], physical: list[int], *, prefix: str = "node",
           full_pcpus_only: bool = True, memory_gib: dict[int, float] | None = None,
-          reserved_memory_gib: dict[int, float] | None = None, labels: dict | None = None,
+          reserved_memory_gib: dict[int, float] | None = None, memory_reservation_gib: float | None = None,
+          labels: dict | None = None,
           taints: list | None = None) -> list[Node]:
     """COUNT nodes shaped like TOPOLOGY_FILE (lscpu --parse=CPU,CORE,SOCKET,NODE: cores and hyper-threads as
     listed), each with the kubelet's RESERVED CPUs, run on this machine's PHYSICAL CPUs."""
@@ -187,7 +188,8 @@ def nodes(count: int, topology_file: Path, reserved: list[int], physical: list[i
     numa = {cpu: t[2] for cpu, t in topo.cpus.items()}
     return [Node(f"{prefix}-{i}", dict(numa), set(reserved), list(physical), topology=topo,
                  full_pcpus_only=full_pcpus_only, memory_gib=dict(memory_gib) if memory_gib else None,
-                 reserved_memory_gib=dict(reserved_memory_gib or {}), labels=dict(labels or {}),
+                 reserved_memory_gib=dict(reserved_memory_gib or {}), memory_reservation_gib=memory_reservation_gib,
+                 labels=dict(labels or {}),
                  taints=list(taints or [])) for i in range(count)]
 
 
@@ -197,14 +199,16 @@ RESERVED_MEMORY_GIB = 2148 / 1024  # kube-reserved 1024Mi + system-reserved 1024
 def spr_8480_nodes(count: int, physical: list[int], **kw) -> list[Node]:
     """Xeon Platinum 8480+ x2 with hyper-threads (224 CPUs, sibling of CPU c at c+112), reserved: core 0 whole; the
     Memory Manager Static with 256 GiB a socket, the reserved memory on NUMA node 0 (where the reserved core is)."""
-    kw = {"memory_gib": {0: 256, 1: 256}, "reserved_memory_gib": {0: RESERVED_MEMORY_GIB}, **kw}
+    kw = {"memory_gib": {0: 256, 1: 256}, "reserved_memory_gib": {0: RESERVED_MEMORY_GIB},
+          "memory_reservation_gib": RESERVED_MEMORY_GIB, **kw}
     return nodes(count, TOPOLOGIES / "spr-8480-2s-ht.lscpu", [0, 112], physical, **kw)
 
 
 def snc2_nodes(count: int, physical: list[int], **kw) -> list[Node]:
     """2 sockets x 4 cores with hyper-threads in SNC-2 (4 NUMA nodes of 2 cores), reserved: core 0 whole; the Memory
     Manager Static with 32 GiB a NUMA node, the reserved memory on NUMA node 0."""
-    kw = {"memory_gib": {n: 32 for n in range(4)}, "reserved_memory_gib": {0: RESERVED_MEMORY_GIB}, **kw}
+    kw = {"memory_gib": {n: 32 for n in range(4)}, "reserved_memory_gib": {0: RESERVED_MEMORY_GIB},
+          "memory_reservation_gib": RESERVED_MEMORY_GIB, **kw}
     return nodes(count, TOPOLOGIES / "snc2-2s-ht.lscpu", [0, 8], physical, **kw)
 
 

@@ -306,6 +306,26 @@ def single_numa_node_admit(hint: Hint) -> bool:
     return bool(hint[1])
 
 
+def validate_reserved_memory(numa_nodes, allocatable_reservation: dict, reserved: list[dict]) -> str | None:
+    """memorymanager validateReservedMemory: the error the kubelet stops on, or None. RESERVED: [{numa, limits:
+    {type: amount}}] (--reserved-memory); ALLOCATABLE_RESERVATION: {type: amount} (kube-reserved + system-reserved +
+    the hard eviction threshold, per memory type)."""
+    total: dict[str, float] = {}
+    for r in reserved:
+        if r["numa"] not in set(numa_nodes):
+            return (f"the reserved memory configuration references a NUMA node {r['numa']} that does not exist on "
+                    "this machine")
+        for kind, amount in r["limits"].items():
+            total[kind] = total.get(kind, 0) + amount
+    kinds = set(total) | {k for k in allocatable_reservation if k == "memory" or k.startswith("hugepages-")}
+    for kind in sorted(kinds):
+        want, got = allocatable_reservation.get(kind, 0), total.get(kind, 0)
+        if want != got:
+            return (f'the total amount "{got:g}" of type "{kind}" is not equal to the value "{want:g}" determined by '
+                    "Node Allocatable feature")
+    return None
+
+
 # ------------------------------------------------------------------------------ a node as its kubelet holds it
 @dataclasses.dataclass
 class Node:
@@ -326,6 +346,7 @@ class Node:
     taints: list = dataclasses.field(default_factory=list)
     memory_gib: dict[int, float] | None = None
     reserved_memory_gib: dict[int, float] = dataclasses.field(default_factory=dict)
+    memory_reservation_gib: float | None = None  # kube-reserved + system-reserved + eviction-hard memory
     held_memory: dict[str, dict[int, float]] = dataclasses.field(default_factory=dict)
     pod_labels: dict[str, dict] = dataclasses.field(default_factory=dict)
 
@@ -339,6 +360,12 @@ class Node:
             self.topology = Topology.from_rows([(c, c, n, n) for c, n in self.numa.items()])
         if self.memory_gib is not None and sum(self.memory_gib.values()) - sum(self.reserved_memory_gib.values()) <= 0:
             raise Refused(f"kubelet on {self.name} does not start: the Memory Manager has no memory to give")
+        if self.memory_gib is not None and self.memory_reservation_gib is not None:
+            why = validate_reserved_memory(sorted(set(self.numa.values())), {"memory": self.memory_reservation_gib},
+                                           [{"numa": n, "limits": {"memory": v}} for n, v in
+                                            self.reserved_memory_gib.items()])
+            if why:
+                raise Refused(f"kubelet on {self.name} does not start: {why} (GiB)")
         self.labels = {"kubernetes.io/hostname": self.name, **self.labels}
         self.machine = {cpu: self.physical[i % len(self.physical)] for i, cpu in enumerate(sorted(self.numa))}
 
