@@ -19,14 +19,19 @@ commit the vendored CRD schema comes from), pkg/controller/mpi_job_controller.go
     the Job controller names `<job>-launcher-<5 random characters>`, hostname `<job>-launcher` (newLauncherPodTemplate);
   - launcherCreationPolicy WaitForWorkersReady: the launcher Job is created once every worker pod is Ready.
 
-The kubelet's and the API server's side (kubernetes/kubernetes; each rule where it lives):
-  - the static CPU manager (pkg/kubelet/cm/cpumanager/policy_static.go): a Guaranteed pod's integer CPU request gets
-    exclusive CPUs, never the node's reserved ones (--reserved-cpus); the policy does not start without reserved CPUs;
-  - the Topology Manager, single-numa-node (pkg/kubelet/cm/topologymanager/policy_single_numa_node.go): the CPUs come
-    from one NUMA node, the lowest that can hold them; none can: admission fails, TopologyAffinityError;
-  - the scheduler's resource fit and topology spread (pkg/scheduler/framework/plugins/noderesources, podtopologyspread):
-    a pod whose request no node's allocatable (capacity - reserved - what its pods hold) fits stays Pending;
-  - Pod Security admission (k8s.io/pod-security-admission, policy/check_*.go) at the namespace's enforce level;
+The kubelet's, the scheduler's and the API server's side live in tests/k8s_model/ (kubelet.py, scheduler.py,
+admission.py, cluster.py), each held to Kubernetes' own test tables (tests/test_k8s_conformance.py,
+tests/fixtures/k8s/):
+  - the static CPU manager (pkg/kubelet/cm/cpumanager): takeByTopologyNUMAPacked (whole NUMA nodes/sockets, whole
+    cores, then threads), full-pcpus-only (SMTAlignmentError: the pod Failed), never the reserved CPUs; the policy
+    does not start without reserved CPUs;
+  - the Topology Manager, single-numa-node, merging the CPU Manager's and (when the node has it) the Memory Manager's
+    hints: no preferred single-NUMA hint: TopologyAffinityError;
+  - the scheduler: taints, nodeSelector/required nodeAffinity, CPU fit (a request no node fits stays Pending), required
+    pod (anti-)affinity, PodTopologySpread counting only the nodes its NodeInclusionPolicy counts;
+  - Pod Security admission at the namespace's enforce level over every container (policy/check_*.go);
+  - claims (ClaimSpec): ReadWriteOnce on a second node waits in ContainerCreating (Multi-Attach); fsGroup applied
+    only where the driver's fsGroupPolicy allows (never in-tree NFS);
   - volume ownership (pkg/volume/volume_linux.go SetVolumeOwnership): a pod's fsGroup is applied to a PVC whose root
     does not already belong to it (OnRootMismatch), and added to the container's groups; without one, a root-owned
     0755 volume stays unwritable to a non-root pod;
@@ -38,33 +43,39 @@ connection, as a real node loss does not.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import secrets
 import shutil
 import socket
-import stat
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import yaml
+from k8s_model import Refused
+from k8s_model.cluster import (
+    ClaimSpec,
+    Cluster,
+    claim_spec,
+    control_plane,
+    nodes,
+    operator_labels,
+    plan,
+    set_volume_ownership,
+    snc2_nodes,
+    spr_8480_nodes,
+)
+from k8s_model.kubelet import Node
+
+__all__ = ["OPERATOR_COMMIT", "ClaimSpec", "Cluster", "MPIJobHarness", "Node", "Refused", "control_plane", "nodes",
+           "plan", "set_volume_ownership", "snc2_nodes", "spr_8480_nodes"]
 
 OPERATOR_COMMIT = "caa3c47fc42eb762635f78045ec0fcd1a89eb038"
 NAMESPACE = "default"
 OMPI_ENV = {"OMPI_MCA_orte_keep_fqdn_hostnames": "true", "OMPI_MCA_orte_default_hostfile": "/etc/mpi/hostfile",
             "OMPI_MCA_plm_rsh_args": "-o ConnectionAttempts=10"}
 NVIDIA_DISABLE = {"NVIDIA_VISIBLE_DEVICES": "", "NVIDIA_DRIVER_CAPABILITIES": ""}
-BASELINE_CAPABILITIES = {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-                         "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
-RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
-                      "projected", "secret"}
-
-
-class Refused(AssertionError):
-    """What a cluster does with the job instead of running it: an admission error, a pod stuck Pending, a kubelet
-    refusing a pod (the MPIJob would wait, or fail, there)."""
 
 
 def _docker(*args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -80,41 +91,6 @@ def _quantity_gib(q: str) -> str:
     return f"{m[1]}g"
 
 
-@dataclasses.dataclass
-class Node:
-    """A node as its kubelet holds it: CPUs by NUMA node, the reserved ones, what each pod holds exclusively, and the
-    machine CPU each of its CPUs runs on here."""
-
-    name: str
-    numa: dict[int, int]  # CPU -> NUMA node (its socket)
-    reserved: set[int]
-    physical: list[int]
-    held: dict[str, set[int]] = dataclasses.field(default_factory=dict)
-    pods: list[str] = dataclasses.field(default_factory=list)
-
-    def __post_init__(self):
-        assert self.reserved, "the static CPU manager does not start without reserved CPUs (--reserved-cpus)"
-        self.machine = {cpu: self.physical[i % len(self.physical)] for i, cpu in enumerate(sorted(self.numa))}
-
-    def free(self) -> list[int]:
-        taken = set().union(*self.held.values()) if self.held else set()
-        return sorted(set(self.numa) - self.reserved - taken)
-
-    def allocatable(self) -> int:
-        return len(self.numa) - len(self.reserved)
-
-    def admit(self, pod: str, cpus: int) -> tuple[list[int], int]:
-        """The static policy under single-numa-node: the lowest NUMA node whose free CPUs hold the request."""
-        for node in sorted(set(self.numa.values())):
-            free = [c for c in self.free() if self.numa[c] == node]
-            if len(free) >= cpus:
-                mine = free[:cpus]
-                self.held[pod] = set(mine)
-                return mine, node
-        raise Refused(f"pod {pod} on {self.name}: TopologyAffinityError: no single NUMA node has {cpus} free CPUs "
-                      f"(free: {self.free()}, reserved: {sorted(self.reserved)})")
-
-
 class MPIJobHarness:
     """One MPIJob (the manifest file written by `invoke render --engine k8s`) on this machine's Docker, on NODES
     (Node), in a namespace enforcing Pod Security at ENFORCE."""
@@ -127,11 +103,12 @@ class MPIJobHarness:
         self.name = self.job["metadata"]["name"]
         self.spec = self.job["spec"]
         self.work, self.claims, self.nodes, self.enforce, self.dns_delay = work, claims, nodes, enforce, dns_delay
+        self.cluster = Cluster(nodes, enforce, claims)
         work.mkdir(parents=True, exist_ok=True)
         self.pods_net = f"{self.name}-pods-{secrets.token_hex(2)}"
         self.svc_net = f"{self.name}-svc-{secrets.token_hex(2)}"
         self.containers: list[str] = []
-        self.placed: dict[str, dict] = {}  # pod -> node, its CPUs (the node's), NUMA node, machine CPUs
+        self.placed = self.cluster.placed  # pod -> node, its CPUs (the node's), NUMA node, machine CPUs
         self.slots = self.spec.get("slotsPerWorker", 1)
         self.workers = self.spec["mpiReplicaSpecs"]["Worker"]["replicas"]
         self.launcher_pod = f"{self.name}-launcher-{secrets.token_hex(3)[:5]}"
@@ -175,68 +152,27 @@ class MPIJobHarness:
         self.mpi_config = d
 
     # ------------------------------------------------------------------------------------------ the API server
-    def admit(self, role: str, pod_spec: dict) -> None:
-        """Pod Security admission at the namespace's enforce level (privileged: none; baseline; restricted on top)."""
-        if self.enforce == "privileged":
-            return
-        c = pod_spec["containers"][0]
-        sec, psec = c.get("securityContext") or {}, pod_spec.get("securityContext") or {}
-        caps = sec.get("capabilities") or {}
-        why = []
-        if sec.get("privileged"):
-            why.append("privileged")
-        if any(pod_spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")):
-            why.append("host namespaces")
-        if any("hostPath" in v for v in pod_spec.get("volumes", [])):
-            why.append("hostPath volumes")
-        if set(caps.get("add", [])) - BASELINE_CAPABILITIES:
-            why.append(f"non-default capabilities (container \"{c['name']}\" must not include "
-                       f"{', '.join(sorted(set(caps.get('add', [])) - BASELINE_CAPABILITIES))} in "
-                       f"securityContext.capabilities.add)")
-        seccomp = (sec.get("seccompProfile") or psec.get("seccompProfile") or {}).get("type")
-        if seccomp == "Unconfined":
-            why.append("seccompProfile Unconfined")
-        if self.enforce == "restricted":
-            if not (sec.get("runAsNonRoot") or psec.get("runAsNonRoot")):
-                why.append("runAsNonRoot != true")
-            if sec.get("allowPrivilegeEscalation") is not False:
-                why.append("allowPrivilegeEscalation != false")
-            if "ALL" not in caps.get("drop", []) or set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
-                why.append("unrestricted capabilities")
-            if seccomp not in ("RuntimeDefault", "Localhost"):
-                why.append("seccompProfile not RuntimeDefault or Localhost")
-            kinds = {k for v in pod_spec.get("volumes", []) for k in v if k != "name"}
-            if kinds - RESTRICTED_VOLUMES:
-                why.append(f"restricted volume types {sorted(kinds - RESTRICTED_VOLUMES)}")
-        if why:
-            raise Refused(f'admission: pods "{role.lower()}" is forbidden: violates PodSecurity '
-                          f'"{self.enforce}:latest": {"; ".join(why)}')
+    def admit(self, role: str, pod_spec: dict, metadata: dict | None = None) -> None:
+        """Pod Security admission at the namespace's enforce level (k8s_model.admission, every container)."""
+        self.cluster.admit(role, pod_spec, metadata)
 
-    def schedule(self, pod: str, cpus: int, worker: bool) -> Node:
-        """The scheduler: a node whose allocatable CPUs hold the request (NodeResourcesFit), spreading the workers
-        evenly over the nodes (PodTopologySpread, maxSkew 1 on kubernetes.io/hostname)."""
-        fits = [n for n in self.nodes if n.allocatable() - sum(len(c) for c in n.held.values()) >= cpus]
-        if not fits:
-            raise Refused(f"pod {pod} stays Pending: 0/{len(self.nodes)} nodes are available: {len(self.nodes)} "
-                          f"Insufficient cpu (it requests {cpus}; each node's allocatable: "
-                          f"{[n.allocatable() for n in self.nodes]})")
-        count = {n.name: sum(1 for p in n.pods if "-worker-" in p) for n in self.nodes}
-        if worker:
-            fits.sort(key=lambda n: count[n.name])
-        node = fits[0]
-        node.pods.append(pod)
-        return node
+    def schedule(self, pod: str, cpus: int, worker: bool, pod_spec: dict | None = None,
+                 labels: dict | None = None) -> Node:
+        """The scheduler (k8s_model.scheduler): taints, node selection, CPU fit, topology spread over the eligible
+        nodes only."""
+        return self.cluster.schedule(pod, cpus, worker, pod_spec, labels)
 
     # ------------------------------------------------------------------------------------------ the kubelet
-    def _volumes(self, pod_spec: dict, fs_group: int | None) -> dict[str, list[str]]:
+    def _volumes(self, pod_spec: dict, fs_group: int | None, claims: dict | None = None) -> dict[str, list[str]]:
+        """The volumes as mounts; a claim gets the pod's fsGroup only where its driver allows it (ClaimSpec)."""
         out = {}
         for v in pod_spec.get("volumes", []):
             if "persistentVolumeClaim" in v:
-                root = self.claims[v["persistentVolumeClaim"]["claimName"]]
-                if fs_group is not None and not v["persistentVolumeClaim"].get("readOnly"):
-                    set_volume_ownership(root, fs_group, (pod_spec.get("securityContext") or {}).get(
+                c = (claims or {}).get(v["name"]) or claim_spec(self.claims[v["persistentVolumeClaim"]["claimName"]])
+                if fs_group is not None and not v["persistentVolumeClaim"].get("readOnly") and c.applies_fs_group():
+                    set_volume_ownership(c.path, fs_group, (pod_spec.get("securityContext") or {}).get(
                         "fsGroupChangePolicy", "Always"))
-                out[v["name"]] = ["-v", f"{root}:{{path}}"]
+                out[v["name"]] = ["-v", f"{c.path}:{{path}}"]
             elif "configMap" in v:
                 cm = self.config_maps[v["configMap"]["name"]]
                 d = self.work / f"configmap-{cm['metadata']['name']}"
@@ -254,24 +190,18 @@ class MPIJobHarness:
 
     def _run_pod(self, role: str, pod: str, hostname: str, extra_env: dict, extra_mounts: list[str],
                  network: str | None = None) -> str:
-        template = self.spec["mpiReplicaSpecs"][role]["template"]["spec"]
-        self.admit(role, template)
+        full = self.spec["mpiReplicaSpecs"][role]["template"]
+        template = full["spec"]
         c = template["containers"][0]
         sec, psec = c.get("securityContext") or {}, template.get("securityContext") or {}
         user, group = sec.get("runAsUser", psec.get("runAsUser")), sec.get("runAsGroup", psec.get("runAsGroup", 0))
-        assert (sec.get("runAsNonRoot") or psec.get("runAsNonRoot")) and user, "pods run as a non-root user"
-        request, limit = c["resources"]["requests"], c["resources"]["limits"]
-        guaranteed = request == limit and str(request.get("cpu", "")).isdigit()
-        cpus = int(request["cpu"]) if str(request.get("cpu", "")).isdigit() else 1
-        node = self.schedule(pod, cpus, role == "Worker")
-        if guaranteed:
-            mine, numa = node.admit(pod, cpus)
-        else:  # not Guaranteed: the shared pool, the node's CPUs but the exclusive ones
-            mine, numa = node.free(), None
-        machine = sorted({node.machine[c] for c in mine})
-        self.placed[pod] = {"node": node.name, "cpus": mine, "numa": numa, "machine": machine}
+        index = int(pod.rsplit("-", 1)[1]) if role == "Worker" else None
+        placed = self.cluster.place(role, pod, full, operator_labels(self.name, role, index))
+        assert user, "pods run as a non-root user (runAsUser set)"
+        limit, machine = c["resources"]["limits"], placed["machine"]
+        self.placed[pod] = placed
         fs_group = psec.get("fsGroup")
-        volumes = self._volumes(template, fs_group)
+        volumes = self._volumes(template, fs_group, placed["claims"])
         args = ["run", "-d", "--name", f"{pod}-{secrets.token_hex(2)}", "--hostname", hostname, "--network",
                 network or self.pods_net, "--user", f"{user}:{group}", "--cpuset-cpus", ",".join(map(str, machine)),
                 "--memory", _quantity_gib(limit["memory"]), "--label", f"xeontl-harness-pod={pod}"]
@@ -410,30 +340,3 @@ class MPIJobHarness:
             _docker("rm", "-f", c, check=False)
         for net in (self.pods_net, self.svc_net):
             _docker("network", "rm", net, check=False)
-
-
-def set_volume_ownership(root: Path, fs_group: int, policy: str = "Always") -> None:
-    """The kubelet's SetVolumeOwnership: with OnRootMismatch, nothing when the volume's root already has the group
-    and its permissions; else every file and dir gets the group, group read/write (+x and setgid for dirs)."""
-    st = root.stat()
-    if policy == "OnRootMismatch" and st.st_gid == fs_group and stat.S_IMODE(st.st_mode) & 0o2070 == 0o2070:
-        return
-    import os
-
-    for p in [root, *root.rglob("*")]:
-        if p.is_symlink():
-            continue
-        os.chown(p, -1, fs_group)
-        mode = stat.S_IMODE(p.stat().st_mode) | 0o060
-        p.chmod(mode | 0o2010 if p.is_dir() else mode)
-
-
-def nodes(count: int, topology_file: Path, reserved: list[int], physical: list[int]) -> list[Node]:
-    """COUNT nodes shaped like TOPOLOGY_FILE (lscpu --parse=CPU,CORE,SOCKET,NODE), each with the kubelet's RESERVED
-    CPUs, run on this machine's PHYSICAL CPUs."""
-    numa = {}
-    for line in topology_file.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            cpu, _, socket_, node = (x.strip() for x in line.split(",")[:4])
-            numa[int(cpu)] = int(node or socket_)
-    return [Node(f"node-{i}", dict(numa), set(reserved), list(physical)) for i in range(count)]
