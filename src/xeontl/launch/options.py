@@ -202,9 +202,15 @@ def check(opts: Options) -> Options:
         for h in opts.hosts.split(","):
             if h and not re.fullmatch(HOST + r":\d+", h):
                 bad("hosts", opts.hosts, f"HOST:SLOTS,... with host names of letters, digits, . and - ({h!r} is not)")
-    for k in opts.extra_env:
-        if not re.fullmatch(ENV_NAME, k):
+    from xeontl.placement.plan import ENV_NAMES
+
+    for k, v in opts.extra_env.items():  # deny by default: only what the plan itself sets, as text on one line
+        if not isinstance(k, str) or not re.fullmatch(ENV_NAME, k):
             raise UserError(f"environment name {k!r}: must be letters, digits and _")
+        if k not in ENV_NAMES:
+            raise UserError(f"environment name {k!r}: not one the plan sets ({', '.join(sorted(ENV_NAMES))})")
+        if not isinstance(v, str) or re.search(r"[\x00-\x1f\x7f]", v):
+            raise UserError(f"environment {k}={v!r}: must be text without control characters")
     if opts.image == DEFAULT_IMAGE:  # the stack's own image, unless another is named
         opts.image = STACK_IMAGES[opts.stack]
     return opts

@@ -1,0 +1,139 @@
+"""Every JSON record the program reads back, through one door: launch.json, config.json, metrics.json, plan.json,
+provenance.json, the archive's and the assets' manifests, TFDS's xeontl-origin.json, and the text inputs a plan is made
+from (a recorded `lscpu` file). A record is valid only when its schema (src/xeontl/schemas/KIND.schema.json) says so.
+
+Before anything is parsed: a regular file only (opened O_NONBLOCK: a FIFO or /dev/zero is refused, never waited on or
+read forever), at most MAX_BYTES, nesting at most MAX_DEPTH deep (counted by a scan, before json.loads could recurse).
+Every failure is one UserError naming the file and the field (jsonschema's path to it)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import stat
+from importlib import resources
+from pathlib import Path
+
+from xeontl.common.errors import UserError, one_line
+
+MAX_BYTES = 16 << 20  # far above any record the code writes (a provenance.json is ~30 KiB)
+MAX_DEPTH = 64  # the deepest record the code writes nests 6 levels
+
+# kind -> its schema file; the writer of each is ours unless said so (docker-save-manifest: `docker save`'s)
+KINDS = {
+    "launch": "launch.schema.json",  # launch.options.Options.record
+    "config": "config.schema.json",  # experiment.config.save
+    "metrics": "metrics.schema.json",  # launch.rundir.write_metrics (the trainer, the launcher, the report)
+    "plan": "plan.schema.json",  # placement.plan.Plan.to_dict
+    "provenance": "provenance.schema.json",  # records.provenance.write
+    "archive-manifest": "archive-manifest.schema.json",  # supply.archive.make: xeontl-archive/manifest.json
+    "archive-record": "archive-record.schema.json",  # supply.archive.load: ~/.cache/xeontl/archives/ID.json
+    "docker-save-manifest": "docker-save-manifest.schema.json",  # `docker save`'s manifest.json (not ours)
+    "assets-manifest": "assets-manifest.schema.json",  # supply.assets.record: assets/manifest.json
+    "assets-bundle": "assets-bundle.schema.json",  # supply.assets.export: xeontl-assets.json in a bundle
+    "tfds-origin": "tfds-origin.schema.json",  # experiment.data.prepare_tfds: xeontl-origin.json
+    "probe": "probe.schema.json",  # records.provenance.probe (rank 0's probe.json)
+}
+
+
+@functools.lru_cache(maxsize=None)
+def schema(kind: str) -> dict:
+    if kind not in KINDS:
+        raise ValueError(f"no record kind {kind!r} (known: {', '.join(KINDS)})")
+    return json.loads(resources.files("xeontl.schemas").joinpath(KINDS[kind]).read_text())
+
+
+def read_bytes(path: Path | str, what: str = "file", limit: int = MAX_BYTES) -> bytes:
+    """PATH's bytes: a regular file of at most LIMIT bytes, or one line. Opened without blocking (a FIFO planted in
+    its place is refused, not waited on) and read through the descriptor that was checked."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path} ({e.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"cannot read {what} {path}: not a regular file (a device, FIFO or directory)")
+        if st.st_size > limit:
+            raise UserError(f"cannot read {what} {path}: {st.st_size} bytes, more than the {limit >> 10} KiB "
+                            f"such a file can be")
+        chunks, got = [], 0
+        while got <= limit:  # a file growing under us is cut at the limit, not read on
+            chunk = os.read(fd, min(1 << 20, limit + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        if got > limit:
+            raise UserError(f"cannot read {what} {path}: more than the {limit >> 10} KiB such a file can be")
+        return b"".join(chunks)
+    except OSError as e:
+        raise UserError(f"cannot read {what} {path} ({e.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def read_text(path: Path | str, what: str = "file", limit: int = MAX_BYTES) -> str:
+    """PATH as UTF-8 text (read_bytes' bounds), or one line."""
+    data = read_bytes(path, what, limit)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"cannot read {what} {path}: not UTF-8 text (byte {e.start})") from None
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+
+
+def depth(text: str, stop: int = MAX_DEPTH) -> int:
+    """How deep TEXT's JSON arrays and objects nest (strings skipped), counted up to STOP + 1 at most: cheap, and
+    before json.loads, whose recursion a deep document would exhaust."""
+    deepest = level = 0
+    for c in re.sub(r"[^\[\]{}]", "", _STRING.sub("", text)):
+        level += 1 if c in "[{" else -1
+        if level > deepest:
+            deepest = level
+            if deepest > stop:
+                break
+    return deepest
+
+
+def _field(path) -> str:
+    return "/".join(map(str, path)) or "(the whole record)"
+
+
+def parse(data: bytes | str, kind: str, where: str):
+    """DATA as a record of KIND (bytes already read: a tar member, a ConfigMap's file), validated; WHERE names it in
+    the one line a failure is."""
+    import jsonschema
+
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as e:
+        raise UserError(f"{where}: not UTF-8 text (byte {e.start}): not a {kind} record") from None
+    if len(text) > MAX_BYTES:
+        raise UserError(f"{where}: more than the {MAX_BYTES >> 10} KiB a {kind} record can be")
+    if depth(text) > MAX_DEPTH:
+        raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep: not a {kind} record")
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise UserError(f"{where}: not JSON ({one_line(str(e))[:100]}): not a {kind} record") from None
+    validator = jsonschema.Draft202012Validator(schema(kind))
+    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    if error is not None:
+        raise UserError(f"{where}: field {_field(error.absolute_path)}: {one_line(error.message)[:160]} "
+                        f"(not a {kind} record this version writes)")
+    return doc
+
+
+def read_record(path: Path | str, kind: str, missing=None):
+    """PATH's record of KIND, validated against its schema; MISSING (when not None) if there is no such file, else a
+    missing file is one line too. Every failure: a UserError naming the file and the field."""
+    path = Path(path)
+    if missing is not None and not os.path.lexists(path):
+        return missing
+    return parse(read_bytes(path), kind, str(path))
