@@ -38,6 +38,11 @@ KINDS = {
 }
 
 
+# A run dir's records by file name: what a report, a comparison or a resumed run reads back.
+RUN_FILES = {"metrics.json": "metrics", "plan.json": "plan", "provenance.json": "provenance", "config.json": "config",
+             "launch.json": "launch", "probe.json": "probe"}
+
+
 @functools.lru_cache(maxsize=None)
 def schema(kind: str) -> dict:
     if kind not in KINDS:
@@ -130,10 +135,13 @@ def parse(data: bytes | str, kind: str, where: str):
     return doc
 
 
-def read_record(path: Path | str, kind: str, missing=None):
-    """PATH's record of KIND, validated against its schema; MISSING (when not None) if there is no such file, else a
-    missing file is one line too. Every failure: a UserError naming the file and the field."""
+REQUIRED = object()  # read_record's default: a missing file is one line too
+
+
+def read_record(path: Path | str, kind: str, missing=REQUIRED):
+    """PATH's record of KIND, validated against its schema; MISSING if there is no such file (unless left REQUIRED:
+    then a missing file is one line too). Every failure: a UserError naming the file and the field."""
     path = Path(path)
-    if missing is not None and not os.path.lexists(path):
+    if missing is not REQUIRED and not os.path.lexists(path):
         return missing
     return parse(read_bytes(path), kind, str(path))

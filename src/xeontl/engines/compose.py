@@ -23,6 +23,9 @@ def write_env(out: Path, env: dict[str, str]) -> str:
     if out.exists() and not out.read_text(errors="replace").startswith(COMPOSE_ENV_HEADER):
         raise UserError(f"{out} exists and was not written by invoke compose-env: move it, or give --output another "
                         f"path (then docker compose --env-file PATH); nothing was overwritten")
+    for k, v in env.items():  # a line per variable: a value with a line break would write another variable
+        if "\n" in v or "\r" in v or any(ord(c) < 0x20 or c == "\x7f" for c in v):
+            raise UserError(f"{k}={v!r}: a value with a control character cannot go into {out}; nothing was written")
     text = "".join(f"{k}={v}\n" for k, v in env.items())
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(COMPOSE_ENV_HEADER + text)

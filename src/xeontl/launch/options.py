@@ -167,6 +167,29 @@ def whole(flag_: str, value, low: int, high: int) -> int:
     return n
 
 
+def one_line_path(flag_: str, value) -> None:
+    """A path that reaches a script, an env file or a record: no control character (a newline would start a line)."""
+    import re
+
+    if value is not None and re.search(r"[\x00-\x1f\x7f]", str(value)):
+        raise UserError(f"{flag_} {str(value)!r}: must be a path without control characters (a newline?)")
+
+
+# Kubernetes object names (a PersistentVolumeClaim's): a DNS-1123 subdomain, as apimachinery's IsDNS1123Subdomain
+DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS1123_SUBDOMAIN = rf"{DNS1123_LABEL}(\.{DNS1123_LABEL})*"
+
+
+def kube_name(flag_: str, value: str) -> str:
+    """VALUE as a Kubernetes object name (lowercase letters, digits, - and ., at most 253), or one line."""
+    import re
+
+    if not isinstance(value, str) or len(value) > 253 or not re.fullmatch(DNS1123_SUBDOMAIN, value):
+        raise UserError(f"{flag_} {value!r}: must be a Kubernetes name (a DNS-1123 subdomain: lowercase letters, "
+                        f"digits, - and ., starting and ending with a letter or digit, at most 253)")
+    return value
+
+
 def check(opts: Options) -> Options:
     """Every launch value typed and in range before anything runs or is written: one line naming the option."""
     import re
@@ -194,10 +217,10 @@ def check(opts: Options) -> Options:
         value = getattr(opts, name)
         if value is not None and not re.fullmatch(pattern, str(value)):
             bad(name, value, what)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(opts.profile)):
+        bad("profile", opts.profile, "a profile name (letters, digits, _ . -)")
     for name in ("results_dir", "resume", "topology_file"):
-        value = getattr(opts, name)
-        if value is not None and re.search(r"[\x00-\x1f\x7f]", str(value)):
-            bad(name, str(value), "a path without control characters (a newline?)")
+        one_line_path(f"--{flag(FIELDS[name]).replace('_', '-')}", getattr(opts, name))
     if opts.hosts:
         for h in opts.hosts.split(","):
             if h and not re.fullmatch(HOST + r":\d+", h):
