@@ -110,28 +110,29 @@ def _field(path) -> str:
     return "/".join(map(str, path)) or "(the whole record)"
 
 
-def parse(data: bytes | str, kind: str, where: str):
-    """DATA as a record of KIND (bytes already read: a tar member, a ConfigMap's file), validated; WHERE names it in
-    the one line a failure is."""
+def parse(data: bytes | str, kind: str, where: str, refused: str | None = None):
+    """DATA as a record of KIND (bytes already read: a tar member, a ConfigMap's file), validated. A failure is one
+    line: WHERE (what names the record), what is wrong (the field, by its path), and REFUSED (what that means for the
+    caller; default: not a KIND record this version writes)."""
     import jsonschema
 
+    refused = refused or f"not a {kind} record this version writes"
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as e:
-        raise UserError(f"{where}: not UTF-8 text (byte {e.start}): not a {kind} record") from None
+        raise UserError(f"{where}: not UTF-8 text (byte {e.start}): {refused}") from None
     if len(text) > MAX_BYTES:
-        raise UserError(f"{where}: more than the {MAX_BYTES >> 10} KiB a {kind} record can be")
+        raise UserError(f"{where}: more than the {MAX_BYTES >> 10} KiB a record can be: {refused}")
     if depth(text) > MAX_DEPTH:
-        raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep: not a {kind} record")
+        raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep: {refused}")
     try:
         doc = json.loads(text)
     except (ValueError, RecursionError) as e:
-        raise UserError(f"{where}: not JSON ({one_line(str(e))[:100]}): not a {kind} record") from None
+        raise UserError(f"{where}: not JSON ({one_line(str(e))[:100]}): {refused}") from None
     validator = jsonschema.Draft202012Validator(schema(kind))
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:
-        raise UserError(f"{where}: field {_field(error.absolute_path)}: {one_line(error.message)[:160]} "
-                        f"(not a {kind} record this version writes)")
+        raise UserError(f"{where}: field {_field(error.absolute_path)}: {one_line(error.message)[:160]}: {refused}")
     return doc
 
 

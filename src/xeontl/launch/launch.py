@@ -42,18 +42,21 @@ def resume_options(opts: Options) -> tuple[Options, dict]:
                         f"({', '.join(sorted(opts.overrides))}), or start a new run with them")
     if not (run / "config.json").is_file():
         raise UserError(f"--resume {opts.resume}: not a run dir (no config.json): give results/<run-id>")
-    try:  # every record of the run as its schema allows, or one line naming the file and the field
-        metrics = rundir.read_metrics(run)
-        cfg = config.load(run / "config.json")
-        launch = records.read_record(run / "launch.json", "launch")
-    except UserError as e:
-        raise UserError(f"--resume {opts.resume}: {e}: the run's launch cannot be rebuilt; start a new run") from None
-    if metrics.get("status") == "success":
+    def read(what):  # every record of the run as its schema allows, or one line naming the file and the field
+        try:
+            return what()
+        except UserError as e:
+            raise UserError(f"--resume {opts.resume}: {e}: the run's launch cannot be rebuilt; start a new run") \
+                from None
+
+    if read(lambda: rundir.read_metrics(run)).get("status") == "success":
         raise UserError(f"--resume {opts.resume}: that run finished successfully; nothing to resume")
     ck = checkpoint.latest(run)
     if ck is None:
         raise UserError(f"--resume {opts.resume}: no completed-epoch checkpoint in {run / checkpoint.DIR}: "
                         f"nothing to resume, start a new run")
+    cfg = read(lambda: config.load(run / "config.json"))
+    launch = read(lambda: records.read_record(run / "launch.json", "launch"))
     keep = {k: launch[k] for k in RESUME_KEYS if k in launch}
     if keep.get("engine", "local") == "local":  # launch.json before 2026-11-30 recorded Slurm's container default too
         keep.pop("container", None)

@@ -205,7 +205,8 @@ def _sums(text: str, path: Path) -> dict[str, str]:
 
 def _manifest(raw: bytes, path: Path) -> dict:
     try:
-        doc = records.parse(raw, "archive-manifest", f"{path}: manifest.json")
+        doc = records.parse(raw, "archive-manifest", f"{path}: manifest.json",
+                            "its manifest.json is not one `invoke archive` writes: nothing was loaded")
         assert isinstance(doc, dict) and isinstance(doc["members"], dict) and isinstance(doc["image"], dict)
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", doc["image"]["id"]) and isinstance(doc["commit"], str)
         assert all(re.fullmatch(r"[0-9a-f]{64}", m["sha256"]) for m in doc["members"].values())

@@ -430,7 +430,8 @@ def import_(cfg: dict, bundle: Path, manifest_file: Path | None = None) -> dict:
             if BUNDLE_MANIFEST not in members or members[BUNDLE_MANIFEST].size > 1 << 16:
                 raise ValueError(f"no {BUNDLE_MANIFEST}")
             manifest = records.parse(tar.extractfile(members[BUNDLE_MANIFEST]).read(), "assets-bundle",
-                                     f"--from {bundle}: {BUNDLE_MANIFEST}")
+                                     f"--from {bundle}: {BUNDLE_MANIFEST}", "its manifest is not one `invoke assets "
+                                     "--export` writes; nothing was unpacked")
             if not isinstance(manifest, dict) or not set(manifest) <= {"weights", "data"} or any(
                     not isinstance(e, dict) or e.get("name") != ("weights" if k == "weights" else data.ARCHIVE_NAME)
                     or not re.fullmatch(r"[0-9a-f]{64}", str(e.get("sha256"))) for k, e in manifest.items()):
