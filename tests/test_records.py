@@ -352,3 +352,15 @@ def test_an_env_file_value_with_a_line_break_is_refused_before_writing(tmp_path)
         with pytest.raises(UserError, match="control character"):
             compose.write_env(tmp_path / "env", {"XEONTL_IMAGE": value})
         assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_whose_metrics_json_is_damaged_still_concludes_failed(tmp_path):
+    """The launcher's settle reads the trainer's metrics.json through the same reader: a damaged one fails the run
+    (said so in its record), it does not stop the launcher before the run dir is concluded."""
+    from xeontl.launch import outcome
+
+    rundir.write_metrics(tmp_path, rundir.PLACEHOLDER)
+    (tmp_path / "metrics.json").write_text((tmp_path / "metrics.json").read_text()[:10])  # cut short
+    status, failure, metrics = outcome.settle(tmp_path, outcome.Ended(0))
+    assert status == "failed" and "metrics.json" in metrics["error"]
+    assert rundir.read_metrics(tmp_path)["status"] == "failed"

@@ -35,6 +35,7 @@ KINDS = {
     "assets-bundle": "assets-bundle.schema.json",  # supply.assets.export: xeontl-assets.json in a bundle
     "tfds-origin": "tfds-origin.schema.json",  # experiment.data.prepare_tfds: xeontl-origin.json
     "probe": "probe.schema.json",  # records.provenance.probe (rank 0's probe.json)
+    "checkpoint-state": "checkpoint-state.schema.json",  # experiment.checkpoint.write: epoch-NNNN/state.json
 }
 
 
