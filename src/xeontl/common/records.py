@@ -133,7 +133,9 @@ def parse(data: bytes | str, kind: str, where: str, refused: str | None = None):
     validator = jsonschema.Draft202012Validator(schema(kind))
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:
-        raise UserError(f"{where}: field {_field(error.absolute_path)}: {one_line(error.message)[:160]}: {refused}")
+        message = one_line(error.message)  # jsonschema quotes the value with repr: control characters escaped
+        message = message if len(message) <= 160 else message[:157] + "..."
+        raise UserError(f"{where}: field {_field(error.absolute_path)}: {message}: {refused}")
     return doc
 
 
