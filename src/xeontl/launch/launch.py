@@ -42,6 +42,7 @@ def resume_options(opts: Options) -> tuple[Options, dict]:
                         f"({', '.join(sorted(opts.overrides))}), or start a new run with them")
     if not (run / "config.json").is_file():
         raise UserError(f"--resume {opts.resume}: not a run dir (no config.json): give results/<run-id>")
+
     def read(what):  # every record of the run as its schema allows, or one line naming the file and the field
         try:
             return what()
