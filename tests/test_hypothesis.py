@@ -256,3 +256,47 @@ def test_resume_with_a_damaged_record_resumes_or_is_one_line(name, case, deep, i
         records.read_record(interrupted / name, records.RUN_FILES[name])
     finally:
         (interrupted / name).write_bytes(saved)
+
+
+# (issue 39) Every value `invoke compose-env` writes into the env file docker compose reads: generated image, profile
+# and key dir. The file is written with exactly its variables, one line each, or the task is one line, exit 2, and no
+# file is written.
+def _tasks_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tasks_for_hypothesis", Path(__file__).parents[1] / "tasks.py")
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    return tasks
+
+
+TASKS = _tasks_module()
+
+
+@SETTINGS
+@given(image=st.one_of(nasty, st.just("xeontl:latest")), profile=st.one_of(nasty, st.just("demo")),
+       keys=st.one_of(nasty.filter(lambda k: "\x00" not in k), st.just("keys")))
+def test_compose_env_writes_its_variables_or_one_line(image, profile, keys, tmp_path_factory):
+    from invoke import Exit
+
+    from xeontl.engines import compose
+
+    work = tmp_path_factory.mktemp("compose")
+    out = work / "env"
+    try:
+        TASKS.compose_env.body(None, results_dir=str(work / "res"), profile=profile, image=image,
+                               keys=str(work / keys), output=str(out))
+    except Exit as e:
+        assert e.code == 2 and "\n" not in e.message and e.message.startswith("xeontl: error: "), e.message
+        assert not out.exists()
+        return
+    lines = out.read_text().splitlines()
+    assert lines[0] + "\n" == compose.COMPOSE_ENV_HEADER
+    names = [ln.partition("=")[0] for ln in lines[1:]]
+    assert names == list(compose.env(work / "res", image, profile, work / keys)), lines
+    written = dict(ln.partition("=")[::2] for ln in lines[1:])
+    assert written["XEONTL_IMAGE"] == image and written["XEONTL_PROFILE"] == profile
+    import re
+
+    from xeontl.launch import options
+    assert re.fullmatch(options.SAFE["image"][0], image) and re.fullmatch(r"[A-Za-z0-9_.-]+", profile)  # checked
