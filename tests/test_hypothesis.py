@@ -7,6 +7,7 @@ topology.load_file, launch.resume_options, archive.verify), with the exceptions 
 import io
 import json
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from conftest import SPR
 from xeontl import cli
 from xeontl.common.errors import UserError
 from xeontl.experiment import config
-from xeontl.launch import launch
+from xeontl.launch import launch, options
 from xeontl.launch.options import Options
 from xeontl.placement import topology
 from xeontl.supply import archive
@@ -296,7 +297,4 @@ def test_compose_env_writes_its_variables_or_one_line(image, profile, keys, tmp_
     assert names == list(compose.env(work / "res", image, profile, work / keys)), lines
     written = dict(ln.partition("=")[::2] for ln in lines[1:])
     assert written["XEONTL_IMAGE"] == image and written["XEONTL_PROFILE"] == profile
-    import re
-
-    from xeontl.launch import options
     assert re.fullmatch(options.SAFE["image"][0], image) and re.fullmatch(r"[A-Za-z0-9_.-]+", profile)  # checked
