@@ -7,7 +7,6 @@ topology.load_file, launch.resume_options, archive.verify), with the exceptions 
 import io
 import json
 import os
-import re
 import tarfile
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from conftest import SPR
 from xeontl import cli
 from xeontl.common.errors import UserError
 from xeontl.experiment import config
-from xeontl.launch import launch, options
+from xeontl.launch import launch
 from xeontl.launch.options import Options
 from xeontl.placement import topology
 from xeontl.supply import archive
@@ -272,6 +271,7 @@ def _tasks_module():
 
 
 TASKS = _tasks_module()
+SAFE_IMAGE = __import__("xeontl.launch.options", fromlist=["SAFE"]).SAFE["image"][0]
 
 
 @SETTINGS
@@ -297,4 +297,6 @@ def test_compose_env_writes_its_variables_or_one_line(image, profile, keys, tmp_
     assert names == list(compose.env(work / "res", image, profile, work / keys)), lines
     written = dict(ln.partition("=")[::2] for ln in lines[1:])
     assert written["XEONTL_IMAGE"] == image and written["XEONTL_PROFILE"] == profile
-    assert re.fullmatch(options.SAFE["image"][0], image) and re.fullmatch(r"[A-Za-z0-9_.-]+", profile)  # checked
+    import re
+
+    assert re.fullmatch(SAFE_IMAGE, image) and re.fullmatch(r"[A-Za-z0-9_.-]+", profile)  # checked values only
