@@ -168,12 +168,13 @@ def _written_records() -> dict[str, bytes]:
     from xeontl.launch import rundir
     from xeontl.placement import plan as planlib
 
-    work = Path(__import__("tempfile").mkdtemp(prefix="xeontl-written-"))
-    config.save(config.resolve("demo"), work / "config.json")
-    rundir.write_metrics(work, rundir.PLACEHOLDER)
-    out = {"config": (work / "config.json").read_bytes(), "metrics": (work / "metrics.json").read_bytes(),
-           "launch": json.dumps(Options(profile="smoke").record(), indent=1).encode(),
-           "plan": json.dumps(planlib.make_plan(topology.load_file(SPR), 2).to_dict(), indent=1).encode()}
+    with __import__("tempfile").TemporaryDirectory(prefix="xeontl-written-") as d:
+        work = Path(d)
+        config.save(config.resolve("demo"), work / "config.json")
+        rundir.write_metrics(work, rundir.PLACEHOLDER)
+        out = {"config": (work / "config.json").read_bytes(), "metrics": (work / "metrics.json").read_bytes()}
+    out |= {"launch": json.dumps(Options(profile="smoke").record(), indent=1).encode(),
+            "plan": json.dumps(planlib.make_plan(topology.load_file(SPR), 2).to_dict(), indent=1).encode()}
     reference = next((Path(__file__).parents[1] / "results" / "reference").glob("*/provenance.json"), None)
     if reference is not None:
         out["provenance"] = reference.read_bytes()
