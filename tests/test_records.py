@@ -364,3 +364,13 @@ def test_a_run_whose_metrics_json_is_damaged_still_concludes_failed(tmp_path):
     status, failure, metrics = outcome.settle(tmp_path, outcome.Ended(0))
     assert status == "failed" and "metrics.json" in metrics["error"]
     assert rundir.read_metrics(tmp_path)["status"] == "failed"
+
+
+def test_the_depth_scan_is_linear_on_escaped_quotes():
+    """A string pattern that can fail retries from every escaped quote: '"' + '\\\\"' * 20000 took 18 s with one, and
+    a 16 MiB record would take days. Now each quote's match succeeds (to the end if unterminated)."""
+    import time
+
+    t0 = time.monotonic()
+    assert records.depth('"' + '\\"' * 20_000) == 0 and records.depth('["' + '\\"' * 20_000 + '"]') == 1
+    assert time.monotonic() - t0 < 5, "quadratic"  # a generous ceiling: linear is milliseconds

@@ -91,7 +91,9 @@ def read_text(path: Path | str, what: str = "file", limit: int = MAX_BYTES) -> s
         raise UserError(f"cannot read {what} {path}: not UTF-8 text (byte {e.start})") from None
 
 
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+# A JSON string, or an unterminated one to the end of the text: every match attempt from a quote succeeds, so the scan
+# is linear whatever the text (a pattern that could fail there would retry from every escaped quote: quadratic).
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.S)
 
 
 def depth(text: str, stop: int = MAX_DEPTH) -> int:
