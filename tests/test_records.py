@@ -374,3 +374,13 @@ def test_the_depth_scan_is_linear_on_escaped_quotes():
     t0 = time.monotonic()
     assert records.depth('"' + '\\"' * 20_000) == 0 and records.depth('["' + '\\"' * 20_000 + '"]') == 1
     assert time.monotonic() - t0 < 5, "quadratic"  # a generous ceiling: linear is milliseconds
+
+
+@pytest.mark.slow
+def test_every_record_of_a_real_run_reads_back(native_run):
+    """A 2-rank Horovod run's records, as the trainer, the launcher and the report wrote them, each valid by the
+    schema its reader holds it to (a writer that departs from its schema fails here, not in a user's --resume)."""
+    got = {name: records.read_record(native_run / name, kind) for name, kind in records.RUN_FILES.items()}
+    assert got["metrics.json"]["status"] == "success" and got["plan.json"]["sockets"] == 2
+    states = sorted(native_run.glob("checkpoints/epoch-*/state.json"))
+    assert states and all(records.read_record(s, "checkpoint-state")["workers"] == 2 for s in states)
