@@ -65,6 +65,12 @@ def test_what_the_code_writes_reads_back_whole(samples, tmp_path):
     for name, kind in records.RUN_FILES.items():  # every committed reference run reads back (older versions too)
         for f in (ROOT / "results" / "reference").rglob(name):
             records.read_record(f, kind)
+    for f in (ROOT / "results" / "reference").glob("repeats-*/summary.json"):
+        records.read_record(f, "repeats-summary")
+    from xeontl.launch import repeats
+
+    summary = json.dumps(repeats.summarize([REFERENCE]), default=str)  # as repeats.write writes it
+    assert records.parse(summary, "repeats-summary", "summary.json") == json.loads(summary)
 
 
 def test_the_schemas_name_what_their_writers_write():

@@ -36,6 +36,7 @@ KINDS = {
     "tfds-origin": "tfds-origin.schema.json",  # experiment.data.prepare_tfds: xeontl-origin.json
     "probe": "probe.schema.json",  # records.provenance.probe (rank 0's probe.json)
     "checkpoint-state": "checkpoint-state.schema.json",  # experiment.checkpoint.write: epoch-NNNN/state.json
+    "repeats-summary": "repeats-summary.schema.json",  # launch.repeats.write: repeats-*/summary.json
 }
 
 
