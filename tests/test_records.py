@@ -390,3 +390,13 @@ def test_every_record_of_a_real_run_reads_back(native_run):
     assert got["metrics.json"]["status"] == "success" and got["plan.json"]["sockets"] == 2
     states = sorted(native_run.glob("checkpoints/epoch-*/state.json"))
     assert states and all(records.read_record(s, "checkpoint-state")["workers"] == 2 for s in states)
+
+
+def test_a_file_swapped_for_a_device_after_its_check_is_refused_on_its_descriptor(monkeypatch, tmp_path):
+    """The path is checked before it is opened (a device is never opened), and what was opened is checked again on
+    its descriptor: a regular file swapped for /dev/zero between the two is refused, not read to the limit."""
+    (tmp_path / "f").write_text("{}")
+    regular, real_stat = os.stat(tmp_path / "f"), os.stat  # the regular file the path named at the check
+    monkeypatch.setattr(records.os, "stat", lambda p, *a, **k: regular if str(p) == "/dev/zero" else real_stat(p))
+    with pytest.raises(UserError, match="not a regular file"):
+        records.read_bytes("/dev/zero")

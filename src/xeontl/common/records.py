@@ -56,14 +56,17 @@ def read_bytes(path: Path | str, what: str = "file", limit: int = MAX_BYTES) -> 
     """PATH's bytes: a regular file of at most LIMIT bytes, or one line. Opened without blocking (a FIFO planted in
     its place is refused, not waited on) and read through the descriptor that was checked."""
     path = Path(path)
-    try:
+    not_regular = f"cannot read {what} {path}: not a regular file (a device, FIFO or directory)"
+    try:  # a device is never even opened (opening some acts); what is opened is checked again on its descriptor
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UserError(not_regular)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise UserError(f"cannot read {what} {path} ({e.strerror})") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UserError(f"cannot read {what} {path}: not a regular file (a device, FIFO or directory)")
+            raise UserError(not_regular)
         if st.st_size > limit:
             raise UserError(f"cannot read {what} {path}: {st.st_size} bytes, more than the {limit >> 10} KiB "
                             f"such a file can be")
