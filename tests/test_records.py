@@ -400,3 +400,13 @@ def test_a_file_swapped_for_a_device_after_its_check_is_refused_on_its_descripto
     monkeypatch.setattr(records.os, "stat", lambda p, *a, **k: regular if str(p) == "/dev/zero" else real_stat(p))
     with pytest.raises(UserError, match="not a regular file"):
         records.read_bytes("/dev/zero")
+
+
+def test_a_device_is_never_opened(monkeypatch, tmp_path):
+    opened, real_open = [], os.open
+    monkeypatch.setattr(records.os, "open", lambda p, *a, **k: opened.append(str(p)) or real_open(p, *a, **k))
+    os.mkfifo(tmp_path / "fifo")
+    for path in ("/dev/zero", tmp_path / "fifo", tmp_path):
+        with pytest.raises(UserError, match="not a regular file"):
+            records.read_bytes(path)
+    assert opened == []
