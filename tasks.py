@@ -103,7 +103,8 @@ reproduce = task(options.invoke_task_body(_reproduce, extra={"dataset": None, "w
         "cores_per_socket": "whole cores per worker pod (default: the most every socket has free of the kubelet's "
                             "reserved CPUs); a count that does not fit is refused",
         "image": f"the image reference the pods run (default {DEFAULT_IMAGE})",
-        "results_claim": "PersistentVolumeClaim (ReadWriteMany) mounted at /results on every pod",
+        "results_claim": "PersistentVolumeClaim (ReadWriteMany) mounted at /results on every pod (a Kubernetes "
+                         "name: lowercase letters, digits, - and .)",
         "memory_per_rank": "GiB of memory per rank (requests = limits)",
         "output": "where to write the manifest (default results/<run-id>.mpijob.yaml)",
         "kube_version": "Kubernetes version whose schemas check the pod templates (default: kubernetes-validate's "
