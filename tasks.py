@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import shlex
 import sys
 from pathlib import Path
@@ -14,13 +15,21 @@ from xeontl.common.errors import UserError, one_line  # noqa: E402
 from xeontl.launch import options  # noqa: E402  (the launch options, declared once)
 from xeontl.launch.options import DEFAULT_IMAGE  # noqa: E402  (the one default image name)
 
+# A disk that fills (or a quota, a read-only mount) under a task: the surroundings, not a bug: one line, exit 1.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
 
 def _guard(fn, *args, **kwargs):
-    """User mistakes: one line, exit 2. Ctrl-C: exit 130."""
+    """User mistakes: one line, exit 2. A full disk: one line, exit 1. Ctrl-C: exit 130."""
     try:
         return fn(*args, **kwargs)
     except UserError as e:
         raise Exit(f"xeontl: error: {one_line(e)}", code=e.exit_code) from None
+    except OSError as e:
+        if e.errno not in DISK_ERRNOS:
+            raise
+        raise Exit(f"xeontl: error: {one_line(f'writing failed ({e.strerror}: {e.filename})')}: free space there "
+                   f"and run again", code=1) from None
     except KeyboardInterrupt:
         from xeontl.launch import outcome
 
@@ -99,7 +108,8 @@ reproduce = task(options.invoke_task_body(_reproduce, extra={"dataset": None, "w
         "cores_per_socket": "whole cores per worker pod (default: the most every socket has free of the kubelet's "
                             "reserved CPUs); a count that does not fit is refused",
         "image": f"the image reference the pods run (default {DEFAULT_IMAGE})",
-        "results_claim": "PersistentVolumeClaim (ReadWriteMany) mounted at /results on every pod",
+        "results_claim": "PersistentVolumeClaim (ReadWriteMany) mounted at /results on every pod (a Kubernetes "
+                         "name: lowercase letters, digits, - and .)",
         "memory_per_rank": "GiB of memory per rank (requests = limits)",
         "output": "where to write the manifest (default results/<run-id>.mpijob.yaml)",
         "kube_version": "Kubernetes version whose schemas check the pod templates (default: kubernetes-validate's "
@@ -309,8 +319,11 @@ def compose_env(c, results_dir="results", profile="demo", image=DEFAULT_IMAGE, k
 
     def go():
         res = Path(results_dir)
+        # every value the env file gets, checked as a launch's (an image reference, a profile name, paths on one line)
+        opts = options.check(options.Options(image=image, profile=profile, results_dir=res))
+        options.one_line_path("--keys", keys)
         launch.check_results_dir(res)
-        env = compose.env(res, image, profile, Path(keys))
+        env = compose.env(res, opts.image, profile, Path(keys))
         text = compose.write_env(Path(output), env)
         print(text + f"wrote {output} (read by docker compose" + ("" if output == ".env" else " with --env-file") + ")")
 

@@ -157,3 +157,147 @@ def test_a_generated_archive_is_refused_in_one_line_before_anything_loads(manife
     with pytest.raises(UserError) as e:
         archive.verify(path)
     assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------------ every record reader
+# (issue 39) Each kind records.read_record reads, generated bad: random bytes, a record the code wrote cut short, deep
+# nesting, and one of its fields given another value (which may be valid: then the record reads back as its schema
+# allows). Always a record or one UserError line naming the file, and nothing written beside it.
+def _written_records() -> dict[str, bytes]:
+    from xeontl.common import records
+    from xeontl.launch import rundir
+    from xeontl.placement import plan as planlib
+
+    with __import__("tempfile").TemporaryDirectory(prefix="xeontl-written-") as d:
+        work = Path(d)
+        config.save(config.resolve("demo"), work / "config.json")
+        rundir.write_metrics(work, rundir.PLACEHOLDER)
+        out = {"config": (work / "config.json").read_bytes(), "metrics": (work / "metrics.json").read_bytes()}
+    out |= {"launch": json.dumps(Options(profile="smoke").record(), indent=1).encode(),
+            "plan": json.dumps(planlib.make_plan(topology.load_file(SPR), 2).to_dict(), indent=1).encode()}
+    reference = next((Path(__file__).parents[1] / "results" / "reference").glob("*/provenance.json"), None)
+    if reference is not None:
+        out["provenance"] = reference.read_bytes()
+    assert set(out) <= set(records.KINDS)
+    return out
+
+
+WRITTEN = _written_records()
+RECORD_KINDS = sorted(__import__("xeontl.common.records", fromlist=["KINDS"]).KINDS)
+
+
+@st.composite
+def damaged_record(draw, kinds=tuple(RECORD_KINDS), hows=("random", "deep", "field", "truncated")):
+    kind = draw(st.sampled_from(kinds))
+    good = WRITTEN.get(kind)
+    how = draw(st.sampled_from([h for h in hows if good or h != "truncated"]))
+    if how == "random":
+        return kind, draw(st.binary(max_size=200))
+    if how == "deep":
+        n = draw(st.integers(65, 3000))
+        opener, closer = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
+        inner = draw(st.sampled_from(["1", "", "[]"]))
+        return kind, (opener * n + inner + closer * draw(st.integers(0, n))).encode()
+    if how == "truncated":
+        return kind, good[: draw(st.integers(0, len(good.rstrip()) - 1))]  # never whole
+    doc = json.loads(good) if good else {}
+    key = draw(st.sampled_from(sorted(doc)) if doc else nasty)
+    doc = {**doc, key: draw(json_value)} if isinstance(doc, dict) else draw(json_value)
+    return kind, json.dumps(doc).encode()
+
+
+@SETTINGS
+@given(case=damaged_record())
+def test_every_record_reader_gives_a_record_or_one_line(case, tmp_path_factory):
+    from xeontl.common import records
+
+    kind, body = case
+    work = tmp_path_factory.mktemp("record")
+    f = work / "record.json"
+    f.write_bytes(body)
+    try:
+        doc = records.read_record(f, kind)
+    except UserError as e:
+        assert "\n" not in str(e) and str(f) in str(e), str(e)
+    else:  # read back: then its schema allows it, whole
+        import jsonschema
+
+        jsonschema.validate(doc, records.schema(kind))
+    assert snapshot(work) == {"record.json"} and f.read_bytes() == body
+
+
+@SETTINGS
+@given(case=damaged_record(kinds=("config",), hows=("random", "deep", "truncated")))
+def test_train_with_a_damaged_config_is_one_line_and_writes_nothing(case, tmp_path_factory, capsys):
+    """`python -m xeontl train --config FILE` (what every rank runs) with a config.json that is not one."""
+    work = tmp_path_factory.mktemp("train")
+    (work / "config.json").write_bytes(case[1])
+    code = cli.main(["train", "--config", str(work / "config.json"), "--output", str(work / "out")])
+    assert code == 2
+    one_line(capsys.readouterr().err)
+    assert snapshot(work) == {"config.json"}
+
+
+@SETTINGS
+@given(name=st.sampled_from(["metrics.json", "config.json", "launch.json"]), case=damaged_record(),
+       deep=st.booleans())
+def test_resume_with_a_damaged_record_resumes_or_is_one_line(name, case, deep, interrupted):
+    """`--resume RUN` whose metrics.json, config.json or launch.json is damaged (any kind's damage)."""
+    from xeontl.common import records
+
+    saved = (interrupted / name).read_bytes()
+    body = ("[" * 200 + "]" * 200).encode() if deep else case[1]
+    (interrupted / name).write_bytes(body)
+    try:
+        opts, _ = launch.resume_options(Options(resume=interrupted, profile="smoke"))
+    except UserError as e:
+        assert "\n" not in str(e), str(e)
+    else:
+        assert set(opts.extra_env) <= set(__import__("xeontl.placement.plan", fromlist=["x"]).ENV_NAMES)
+        records.read_record(interrupted / name, records.RUN_FILES[name])
+    finally:
+        (interrupted / name).write_bytes(saved)
+
+
+# (issue 39) Every value `invoke compose-env` writes into the env file docker compose reads: generated image, profile
+# and key dir. The file is written with exactly its variables, one line each, or the task is one line, exit 2, and no
+# file is written.
+def _tasks_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tasks_for_hypothesis", Path(__file__).parents[1] / "tasks.py")
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    return tasks
+
+
+TASKS = _tasks_module()
+SAFE_IMAGE = __import__("xeontl.launch.options", fromlist=["SAFE"]).SAFE["image"][0]
+
+
+@SETTINGS
+@given(image=st.one_of(nasty, st.just("xeontl:latest")), profile=st.one_of(nasty, st.just("demo")),
+       keys=st.one_of(nasty.filter(lambda k: "\x00" not in k), st.just("keys")))
+def test_compose_env_writes_its_variables_or_one_line(image, profile, keys, tmp_path_factory):
+    from invoke import Exit
+
+    from xeontl.engines import compose
+
+    work = tmp_path_factory.mktemp("compose")
+    out = work / "env"
+    try:
+        TASKS.compose_env.body(None, results_dir=str(work / "res"), profile=profile, image=image,
+                               keys=str(work / keys), output=str(out))
+    except Exit as e:
+        assert e.code == 2 and "\n" not in e.message and e.message.startswith("xeontl: error: "), e.message
+        assert not out.exists()
+        return
+    lines = out.read_text().splitlines()
+    assert lines[0] + "\n" == compose.COMPOSE_ENV_HEADER
+    names = [ln.partition("=")[0] for ln in lines[1:]]
+    assert names == list(compose.env(work / "res", image, profile, work / keys)), lines
+    written = dict(ln.partition("=")[::2] for ln in lines[1:])
+    assert written["XEONTL_IMAGE"] == image and written["XEONTL_PROFILE"] == profile
+    import re
+
+    assert re.fullmatch(SAFE_IMAGE, image) and re.fullmatch(r"[A-Za-z0-9_.-]+", profile)  # checked values only

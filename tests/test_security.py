@@ -163,11 +163,11 @@ def test_invoke_test_passes_its_k_expression_as_one_word():
 
 # ------------------------------------------------------------------------------------------------ --resume
 @pytest.mark.parametrize("launch_json,needle", [
-    (None, "launch.json is unreadable (FileNotFoundError"),
-    ('{"sockets": 2, "emul', "launch.json is unreadable (JSONDecodeError"),
-    ('{"sockets": "two"}', "--sockets 'two': must be"),
-    ('{"controller": "bogus"}', "--controller 'bogus': must be one of mpi, gloo"),
-    ('[1, 2]', "launch.json is unreadable (ValueError: not a JSON object"),
+    (None, "launch.json (No such file or directory)"),
+    ('{"sockets": 2, "emul', "launch.json: not JSON"),
+    ('{"sockets": "two"}', "launch.json: field sockets: 'two' is not of type 'integer'"),
+    ('{"controller": "bogus"}', "launch.json: field controller: 'bogus' is not one of ['mpi', 'gloo']"),
+    ('[1, 2]', "launch.json: field (the whole record): [1, 2] is not of type 'object'"),
 ])
 def test_resume_with_a_damaged_launch_json_is_one_line(tmp_path, launch_json, needle):
     from xeontl.experiment import config

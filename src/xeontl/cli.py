@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xeontl: error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):  # the disk, not a bug: as invoke's guard
             raise
         print(f"xeontl: error: writing failed ({e.strerror}: {e.filename}): free space there and run again",
               file=sys.stderr)

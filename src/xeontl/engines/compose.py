@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from xeontl.common import records
 from xeontl.common.errors import UserError
 from xeontl.launch.options import DEFAULT_IMAGE
 from xeontl.placement import plan as planlib
@@ -20,9 +21,14 @@ COMPOSE_ENV_HEADER = "# written by `invoke compose-env` from this host's plans; 
 
 def write_env(out: Path, env: dict[str, str]) -> str:
     """Write compose's variables to `out`, replacing only a file this task wrote (a user's own .env is kept)."""
-    if out.exists() and not out.read_text(errors="replace").startswith(COMPOSE_ENV_HEADER):
+    # read as a record is (a regular file, bounded: --output /dev/zero is refused, not read forever)
+    header = COMPOSE_ENV_HEADER.encode()
+    if os.path.lexists(out) and not records.read_bytes(out, "--output", 1 << 20).startswith(header):
         raise UserError(f"{out} exists and was not written by invoke compose-env: move it, or give --output another "
                         f"path (then docker compose --env-file PATH); nothing was overwritten")
+    for k, v in env.items():  # a line per variable: a value with a line break would write another variable
+        if "\n" in v or "\r" in v or any(ord(c) < 0x20 or c == "\x7f" for c in v):
+            raise UserError(f"{k}={v!r}: a value with a control character cannot go into {out}; nothing was written")
     text = "".join(f"{k}={v}\n" for k, v in env.items())
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(COMPOSE_ENV_HEADER + text)

@@ -289,6 +289,11 @@ def check(docs: list[dict], sockets: int, kube_version: str | None = None, threa
         kubernetes_validate = None
     if kubernetes_validate is not None:
         version = kube_version or kubernetes_validate.latest_version()
+        known = sorted({kubernetes_validate.utils.major_minor(v) for v in kubernetes_validate.utils.all_versions()},
+                       key=lambda v: tuple(map(int, v.split("."))))
+        if kubernetes_validate.utils.major_minor(version.removeprefix("v")) not in known:
+            raise UserError(f"--kube-version {version!r}: must be a Kubernetes version whose schemas "
+                            f"kubernetes-validate has, {known[0]} to {known[-1]} (e.g. {known[-1]})")
         for role, spec in job["spec"]["mpiReplicaSpecs"].items():
             template = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": f"check-{role.lower()}"},
                         "template": spec["template"]}
@@ -421,8 +426,11 @@ def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: 
     """`invoke render --engine k8s`: the plan for nodes like --topology as a checked MPIJob manifest (written, not
     applied: no cluster runs here), each worker pod one socket's (on SNC nodes: one NUMA node's) allocatable share
     once the kubelet's reserved CPUs (RESERVED_CPUS, default: the first core of socket 0) are taken out."""
-    from xeontl.launch import launch
+    from xeontl.launch import launch, options
 
+    options.kube_name("--results-claim", results_claim)  # names that land in the manifest: Kubernetes' own rules
+    if assets_claim is not None:
+        options.kube_name("--assets-claim", assets_claim)
     engine = KubernetesEngine(opts, results_claim, memory_per_rank_gib, assets_claim)
     engine.kube_version = kube_version
     engine.check()

@@ -6,16 +6,17 @@ engines/kubernetes.py's."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
 from pathlib import Path
 
+from xeontl.common import records
 from xeontl.common.errors import RunError, UserError
 from xeontl.engines.base import Engine, Job
 from xeontl.engines.host import run_teed
 from xeontl.engines.kubernetes import SSH_PORT, STALL_ENV, STALL_SECONDS, WAIT_ENV, WAIT_SECONDS
+from xeontl.experiment import config
 from xeontl.launch import guard
 from xeontl.launch.options import Options
 
@@ -225,10 +226,11 @@ def launch_pod(run_id: str, results: Path, config_dir: Path, command: list[str])
     if attempt > 1:
         print(f"xeontl: attempt {attempt} of run {run_id} (the launcher Job's retry; {run_id} is the first "
               f"attempt's, kept): this one concludes into {final.name}", flush=True)
+    # the ConfigMap's records as their schemas allow them, before anything is written
+    cfg, plan = config.load(config_dir / "config.json"), records.read_record(config_dir / "plan.json", "plan")
     staging.mkdir(exist_ok=True)  # a restarted launcher pod continues into the same staging dir
     for f in ("config.json", "plan.json"):
         (staging / f).write_bytes((config_dir / f).read_bytes())
-    cfg, plan = (json.loads((staging / f).read_text()) for f in ("config.json", "plan.json"))
     (staging / "command.txt").write_text(f"# launcher pod {os.environ.get(DOWNWARD['pod'])}, attempt {attempt}\n"
                                          f"{shlex.join(command)}\n")
     engine = LauncherPod(Options())

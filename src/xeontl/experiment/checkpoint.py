@@ -44,7 +44,9 @@ def read(run_dir: Path, cfg: dict, workers: int) -> dict:
     if ck is None:
         raise UserError(f"{run_dir} has no completed-epoch checkpoint ({DIR}/epoch-NNNN): nothing to resume; "
                         f"start a new run instead")
-    state = json.loads((ck / "state.json").read_text())
+    from xeontl.common import records
+
+    state = records.read_record(ck / "state.json", "checkpoint-state")  # as its schema allows, or one line
     differs = sorted(k for k in cfg if k not in RESUMABLE_DIFFERENCES and state["config"].get(k) != cfg[k])
     if differs:
         raise UserError(f"cannot resume {run_dir} with a different config ({', '.join(differs)}): resume with the "

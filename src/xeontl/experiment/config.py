@@ -266,12 +266,14 @@ def _checked(profile: str, values: dict[str, Any]) -> dict[str, Any]:
 def load(path: Path | str) -> dict[str, Any]:
     """A run's resolved config.json, used as is: every field present, nothing unknown, every value checked.
     This is how the ranks get their config: the launcher resolves it once, the ranks never resolve it again."""
+    from xeontl.common import records
+
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read config {path} ({e.__class__.__name__}): give a run's config.json "
-                        f"(`python -m xeontl config --profile NAME > FILE` writes one)") from None
+    try:  # a regular file, bounded, its schema's fields and types (schemas/config.schema.json); then each value checked
+        raw = records.read_record(path, "config")
+    except UserError as e:
+        raise UserError(f"{e}: give a run's config.json (`python -m xeontl config --profile NAME > FILE` writes one)") \
+            from None
     if not isinstance(raw, dict) or not isinstance(raw.get("profile"), str):
         raise UserError(f"config {path} has no profile name: give a resolved config (`python -m xeontl config`)")
     unknown = sorted(set(raw) - set(FIELDS) - {"profile"})

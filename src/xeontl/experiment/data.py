@@ -307,9 +307,11 @@ def _tfds_split(builder, split: str) -> Split:
 
 
 def tfds_origin(builder) -> dict | None:
-    try:
-        return json.loads((Path(builder.data_dir) / TFDS_ORIGIN).read_text())
-    except (OSError, ValueError):
+    from xeontl.common import records
+
+    try:  # a record damaged or planted beside TFDS's files is no origin at all
+        return records.read_record(Path(builder.data_dir) / TFDS_ORIGIN, "tfds-origin")
+    except UserError:
         return None
 
 

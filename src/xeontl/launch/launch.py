@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from xeontl import engines
+from xeontl.common import records
 from xeontl.common.errors import RunError, UserError
 from xeontl.engines.base import Engine, Job
 from xeontl.experiment import checkpoint, config
@@ -41,21 +42,22 @@ def resume_options(opts: Options) -> tuple[Options, dict]:
                         f"({', '.join(sorted(opts.overrides))}), or start a new run with them")
     if not (run / "config.json").is_file():
         raise UserError(f"--resume {opts.resume}: not a run dir (no config.json): give results/<run-id>")
-    if rundir.read_metrics(run).get("status") == "success":
+
+    def read(what):  # every record of the run as its schema allows, or one line naming the file and the field
+        try:
+            return what()
+        except UserError as e:
+            raise UserError(f"--resume {opts.resume}: {e}: the run's launch cannot be rebuilt; start a new run") \
+                from None
+
+    if read(lambda: rundir.read_metrics(run)).get("status") == "success":
         raise UserError(f"--resume {opts.resume}: that run finished successfully; nothing to resume")
     ck = checkpoint.latest(run)
     if ck is None:
         raise UserError(f"--resume {opts.resume}: no completed-epoch checkpoint in {run / checkpoint.DIR}: "
                         f"nothing to resume, start a new run")
-    cfg = config.load(run / "config.json")
-    try:
-        launch = json.loads((run / "launch.json").read_text())
-        if not isinstance(launch, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as e:
-        raise UserError(f"--resume {opts.resume}: its launch.json is unreadable ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0][:80]}): the run's launch cannot be rebuilt; start a new run") \
-            from None
+    cfg = read(lambda: config.load(run / "config.json"))
+    launch = read(lambda: records.read_record(run / "launch.json", "launch"))
     keep = {k: launch[k] for k in RESUME_KEYS if k in launch}
     if keep.get("engine", "local") == "local":  # launch.json before 2026-11-30 recorded Slurm's container default too
         keep.pop("container", None)
@@ -123,7 +125,7 @@ def reproduce(opts: Options) -> int:
         if code == outcome.ABORTED_EXIT:  # Ctrl-C: no further runs
             break
     summary = repeats.summarize(dirs)
-    plan = json.loads((dirs[0] / "plan.json").read_text())
+    plan = records.read_record(dirs[0] / "plan.json", "plan")
     title = (f"{len(dirs)} runs: {opts.profile}, {opts.sockets} socket(s)"
              + (" (EMULATED sockets)" if plan.get("emulated") else ""))
     text = repeats.markdown(title, summary)

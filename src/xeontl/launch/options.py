@@ -168,6 +168,27 @@ def whole(flag_: str, value, low: int, high: int) -> int:
     return n
 
 
+def one_line_path(flag_: str, value) -> None:
+    """A path that reaches a script, an env file or a record: no control character (a newline would start a line)."""
+    if value is not None and sanitize.has_unsafe(str(value)):  # C0, DEL, C1, bidi, U+2028/9, ...
+        raise UserError(f"{flag_} {str(value)!r}: must be a path without control characters (a newline?)")
+
+
+# Kubernetes object names (a PersistentVolumeClaim's): a DNS-1123 subdomain, as apimachinery's IsDNS1123Subdomain
+DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+DNS1123_SUBDOMAIN = rf"{DNS1123_LABEL}(\.{DNS1123_LABEL})*"
+
+
+def kube_name(flag_: str, value: str) -> str:
+    """VALUE as a Kubernetes object name (lowercase letters, digits, - and ., at most 253), or one line."""
+    import re
+
+    if not isinstance(value, str) or len(value) > 253 or not re.fullmatch(DNS1123_SUBDOMAIN, value):
+        raise UserError(f"{flag_} {value!r}: must be a Kubernetes name (a DNS-1123 subdomain: lowercase letters, "
+                        f"digits, - and ., starting and ending with a letter or digit, at most 253)")
+    return value
+
+
 def check(opts: Options) -> Options:
     """Every launch value typed and in range before anything runs or is written: one line naming the option."""
     import re
@@ -195,17 +216,23 @@ def check(opts: Options) -> Options:
         value = getattr(opts, name)
         if value is not None and not re.fullmatch(pattern, str(value)):
             bad(name, value, what)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(opts.profile)):
+        bad("profile", opts.profile, "a profile name (letters, digits, _ . -)")
     for name in ("results_dir", "resume", "topology_file"):
-        value = getattr(opts, name)
-        if value is not None and sanitize.has_unsafe(str(value)):  # C0, DEL, C1, bidi, U+2028/9, ...
-            bad(name, str(value), "a path without control characters (a newline?)")
+        one_line_path(f"--{flag(FIELDS[name]).replace('_', '-')}", getattr(opts, name))
     if opts.hosts:
         for h in opts.hosts.split(","):
             if h and not re.fullmatch(HOST + r":\d+", h):
                 bad("hosts", opts.hosts, f"HOST:SLOTS,... with host names of letters, digits, . and - ({h!r} is not)")
-    for k in opts.extra_env:
-        if not re.fullmatch(ENV_NAME, k):
+    from xeontl.placement.plan import ENV_NAMES
+
+    for k, v in opts.extra_env.items():  # deny by default: only what the plan itself sets, as text on one line
+        if not isinstance(k, str) or not re.fullmatch(ENV_NAME, k):
             raise UserError(f"environment name {k!r}: must be letters, digits and _")
+        if k not in ENV_NAMES:
+            raise UserError(f"environment name {k!r}: not one the plan sets ({', '.join(sorted(ENV_NAMES))})")
+        if not isinstance(v, str) or re.search(r"[\x00-\x1f\x7f]", v):
+            raise UserError(f"environment {k}={v!r}: must be text without control characters")
     if opts.image == DEFAULT_IMAGE:  # the stack's own image, unless another is named
         opts.image = STACK_IMAGES[opts.stack]
     if opts.engine == "local" and not opts.dry_run:  # it runs on this CPU: one it can run on (Slurm's are the nodes')

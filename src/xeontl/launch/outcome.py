@@ -8,6 +8,7 @@ import dataclasses
 import re
 from pathlib import Path
 
+from xeontl.common.errors import UserError
 from xeontl.experiment import events
 from xeontl.launch import rundir
 
@@ -68,7 +69,11 @@ def settle(staging: Path, ended: Ended, explain=None, stopped: dict | None = Non
     knows of a failure the launchers' own words do not name (the Kubernetes launcher: the lost node); STOPPED is what
     an engine that stopped the run itself found (its watchdog), and names the failure. Returns (status, failure,
     metrics)."""
-    metrics = rundir.read_metrics(staging)
+    try:
+        metrics = rundir.read_metrics(staging)
+    except UserError as e:  # the trainer's record is not one its schema allows (cut short, a rank's bug): failed,
+        # and said so in the run's own record; the run dir is still concluded and renamed whole
+        metrics = {"status": "failed", "error": f"the trainer's metrics.json was unreadable: {e}"}
     final = ended.status or status(ended.rc, metrics.get("status"))
     failure = None
     if final != "success":

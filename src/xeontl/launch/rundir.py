@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from importlib import resources
 from pathlib import Path
+
+from xeontl.common import records
 
 METRICS = "metrics.json"
 
@@ -18,7 +19,7 @@ PLACEHOLDER = {"status": "failed", "error": "the run has not finished: the launc
 
 
 def metrics_schema() -> dict:
-    return json.loads(resources.files("xeontl.schemas").joinpath("metrics.schema.json").read_text())
+    return records.schema("metrics")
 
 
 def validate_metrics(metrics: dict) -> None:
@@ -30,8 +31,8 @@ def validate_metrics(metrics: dict) -> None:
 
 
 def read_metrics(run: Path) -> dict:
-    path = Path(run) / METRICS
-    return json.loads(path.read_text()) if path.is_file() else {}
+    """The run's metrics.json as its schema allows it ({} before anything wrote one), or one line naming the field."""
+    return records.read_record(Path(run) / METRICS, "metrics", missing={})
 
 
 def write_metrics(run: Path, metrics: dict) -> None:

@@ -12,6 +12,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from xeontl.common import records
 from xeontl.launch import launch
 from xeontl.launch.options import Options
 from xeontl.measure.bench_report import (  # noqa: F401  (bench.write, bench.table: the bench's names)
@@ -44,7 +45,7 @@ def _train_run(opts: Options) -> dict:
 
 def run_figures(rc: int, run: Path, profile: str, overrides: dict) -> dict:
     """A finished run dir's figures; steady-state images/s = median over epochs after the first (tracing, warm-up)."""
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = records.read_record(run / "metrics.json", "metrics")
     if rc != 0 or metrics.get("status") != "success":
         return {"img_s": None, "reason": f"run failed ({metrics.get('status')}): {run}", "run": str(run)}
     epochs = metrics["per_epoch"][1:] or metrics["per_epoch"]
@@ -52,7 +53,7 @@ def run_figures(rc: int, run: Path, profile: str, overrides: dict) -> dict:
     # the command lines, and the config the ranks read (config.json) where it differs from the profile's
     shown = " ".join(f"{k}={v}" for k, v in sorted(overrides.items()))
     plan = (run / "command.txt").read_text() + f"\n# config.json: profile {profile}, overrides {shown}\n"
-    wall = json.loads((run / "provenance.json").read_text())["timestamps"]["seconds"]
+    wall = records.read_record(run / "provenance.json", "provenance")["timestamps"]["seconds"]
     return {"img_s": rate, "run": str(run), "plan": plan, "epochs_used": len(epochs),
             "final_val_accuracy": metrics.get("final_val_accuracy"), "per_epoch": metrics["per_epoch"],
             "feature_cache": metrics.get("feature_cache"), "wall_s": wall, "train_s": metrics["train_seconds"],
@@ -71,8 +72,8 @@ def overhead_phases(run: Path) -> dict:
 
     from xeontl.experiment.events import FILE, PREFIX
 
-    prov = json.loads((run / "provenance.json").read_text())["timestamps"]
-    metrics = json.loads((run / "metrics.json").read_text())
+    prov = records.read_record(run / "provenance.json", "provenance")["timestamps"]
+    metrics = records.read_record(run / "metrics.json", "metrics")
     start, end = (datetime.fromisoformat(prov[k]).timestamp() for k in ("start_utc", "end_utc"))
     events: dict = {}
     for line in (run / FILE).read_text().splitlines():

@@ -12,6 +12,7 @@ import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
+from xeontl.common import records
 from xeontl.launch.options import Options
 from xeontl.measure.bench import SIZES, _train_run
 from xeontl.placement import plan as planlib
@@ -34,7 +35,7 @@ def variants(two: planlib.Plan, train: dict, profile: str = "demo") -> dict[str,
 
 def _software(run: str | None) -> dict:
     try:
-        prov = json.loads((Path(run) / "provenance.json").read_text())
+        prov = records.read_record(Path(run) / "provenance.json", "provenance")
     except (TypeError, OSError, ValueError):
         return {}
     math = prov.get("math_path") or {}

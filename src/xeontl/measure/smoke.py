@@ -3,11 +3,11 @@ through the same launcher a reviewer uses — and the results landed on the host
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
 
+from xeontl.common import records
 from xeontl.common.errors import UserError
 from xeontl.experiment import events
 from xeontl.launch import launch
@@ -16,7 +16,7 @@ from xeontl.launch.options import Options
 
 def check_run(run: Path, workers: int) -> dict:
     """The assertions `invoke smoke` and the tests share: success, every rank reported, files owned by us."""
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = records.read_record(run / "metrics.json", "metrics")
     problems = []
     if metrics.get("status") != "success":
         problems.append(f"status {metrics.get('status')}")

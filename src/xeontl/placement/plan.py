@@ -43,6 +43,10 @@ CAPABILITIES = ("SYS_NICE",)
 # binding, so it cannot fight numactl's; the ob1 messaging layer, no InfiniBand verbs.
 MPI_ARGS = ("-bind-to", "none", "-map-by", "slot", "-mca", "pml", "ob1", "-mca", "btl", "^openib")
 
+# Every environment name the plan itself sets (Plan.env, Worker.env): the only names a launch's extra_env may set
+# (a bench variant's), so a launch.json read back by --resume cannot export LD_PRELOAD, PATH or PYTHON* to the ranks.
+ENV_NAMES = frozenset({*PAPER_KMP_ENV, *MPI_ENV, "XEONTL_EMULATED_SOCKETS", "OMP_NUM_THREADS"})
+
 CONTAINER_RESULTS = "/results"
 CONTAINER_RESUME = "/resume"  # `--resume RUN`: the interrupted run dir, mounted read-only
 

@@ -139,12 +139,13 @@ def parse_lscpu(text: str, source: str = "<text>") -> Topology:
 
 
 def load_file(path: str | Path) -> Topology:
+    from xeontl.common import records
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read topology file {path} ({e.__class__.__name__}): give the output of "
-                        f"`lscpu --parse=CPU,CORE,SOCKET,NODE`") from None
+    try:  # a regular file of at most 4 MiB (a 4096-CPU host's rows are ~100 KiB): /dev/zero or a FIFO is refused
+        text = records.read_text(path, "topology file", limit=4 << 20)
+    except UserError as e:
+        raise UserError(f"{e}: give the output of `lscpu --parse=CPU,CORE,SOCKET,NODE`") from None
     return parse_lscpu(text, str(path))
 
 

@@ -12,7 +12,6 @@ in for the paper's that way), and every table of verdicts says which it used."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -22,7 +21,7 @@ try:
 except ModuleNotFoundError:  # Python < 3.11: the paper stack's 3.9 has tomllib's own source, tomli
     import tomli as tomllib
 
-from xeontl.common import stats
+from xeontl.common import records, stats
 from xeontl.experiment import config
 
 PAPER_CORES = [56, 56]
@@ -35,7 +34,8 @@ RUN_LABELS = {"1s": "1-socket run", "2s": "2-socket run", "1s_fp32": "1-socket F
 def _table_text() -> tuple[str, str]:
     other = os.environ.get(TABLE_ENV)
     if other:
-        return Path(other).read_text(), str(Path(other).resolve())
+        # another table (the tests' fixtures): a regular file, bounded, as every file read back
+        return records.read_text(other, TABLE_ENV, limit=1 << 20), str(Path(other).resolve())
     return resources.files("xeontl").joinpath("claims.toml").read_text(), "xeontl/claims.toml"
 
 
@@ -57,9 +57,8 @@ def claims(tab: dict | None = None) -> dict[str, dict]:
 
 
 def load_run(run: Path) -> dict:
-    def read(name):
-        p = Path(run) / name
-        return json.loads(p.read_text()) if p.exists() else {}
+    def read(name):  # as its schema allows it ({} when the run has none), or one line naming the file and field
+        return records.read_record(Path(run) / name, records.RUN_FILES[name], missing={})
 
     return {"dir": str(run), "metrics": read("metrics.json"), "plan": read("plan.json"),
             "provenance": read("provenance.json"), "config": read("config.json")}

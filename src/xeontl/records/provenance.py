@@ -17,11 +17,12 @@ import re
 import subprocess
 import sys
 from datetime import datetime, timezone
-from importlib import metadata, resources
+from importlib import metadata
 from pathlib import Path
 
 from xeontl import __version__
-from xeontl.common import redact
+from xeontl.common import records, redact
+from xeontl.common.errors import UserError
 from xeontl.placement import topology
 from xeontl.supply import stacks
 
@@ -239,8 +240,8 @@ def probe(precision: str = "bf16", amp: str = "onednn", sample: subprocess.Popen
 def read_probe(run_dir: Path) -> dict:
     """Rank 0's probe.json; a run that died before rank 0 wrote it says so instead."""
     try:
-        return json.loads((run_dir / "probe.json").read_text())
-    except (OSError, ValueError):
+        return records.read_record(run_dir / "probe.json", "probe")
+    except UserError:
         return {"error": "no probe.json: rank 0 did not start or was killed before writing it (see logs/)"}
 
 
@@ -264,7 +265,7 @@ def git_info(repo: Path) -> dict:
 
 
 def schema() -> dict:
-    return json.loads(resources.files("xeontl.schemas").joinpath("provenance.schema.json").read_text())
+    return records.schema("provenance")
 
 
 def validate(doc: dict) -> None:

@@ -5,12 +5,11 @@ run of its recipe, and on the time spread of its CPU kind across machines (claim
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
 
-from xeontl.common import stats
+from xeontl.common import records, stats
 from xeontl.experiment import config
 from xeontl.records.claims import REFERENCE_DIR, load_run, table
 
@@ -114,7 +113,7 @@ def kind_spread(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict:
     found = sorted(reference_dir.glob(pattern)) if reference_dir.is_dir() else []
     kind, acc, days = cpu_kind(run), [], []
     for path in found:
-        doc = json.loads(path.read_text())
+        doc = records.read_record(path, "repeats-summary")
         rows = doc.get("runs") or []
         if tuple(doc.get("kind") or ()) != run_kind(run) or len(rows) < 5:
             continue

@@ -11,14 +11,15 @@ import json
 from pathlib import Path
 
 from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE
+from xeontl.common import records
 from xeontl.launch import rundir
 from xeontl.records import claims, reference
 from xeontl.supply import stacks
 
 
 def _load(run: Path, name: str) -> dict:
-    p = run / name
-    return json.loads(p.read_text()) if p.exists() else {}
+    """A run's record as its schema allows it ({} when the run has none), or one line naming the file and field."""
+    return records.read_record(run / name, records.RUN_FILES[name], missing={})
 
 
 def differences(metrics: dict, prov: dict, plan: dict) -> list[str]:

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from xeontl import __version__
+from xeontl.common import records
 from xeontl.common.errors import UserError
 from xeontl.supply import dockerapi
 from xeontl.supply import image as imagelib
@@ -48,7 +49,7 @@ def archived_from(image_id: str | None) -> dict | None:
     if not image_id:
         return None
     path = records_dir() / f"{image_id.replace(':', '_')}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return records.read_record(path, "archive-record", missing=None)
 
 
 def _sha256(path: Path) -> str:
@@ -204,7 +205,8 @@ def _sums(text: str, path: Path) -> dict[str, str]:
 
 def _manifest(raw: bytes, path: Path) -> dict:
     try:
-        doc = json.loads(raw)
+        doc = records.parse(raw, "archive-manifest", f"{path}: manifest.json",
+                            "its manifest.json is not one `invoke archive` writes: nothing was loaded")
         assert isinstance(doc, dict) and isinstance(doc["members"], dict) and isinstance(doc["image"], dict)
         assert re.fullmatch(r"sha256:[0-9a-f]{64}", doc["image"]["id"]) and isinstance(doc["commit"], str)
         assert all(re.fullmatch(r"[0-9a-f]{64}", m["sha256"]) for m in doc["members"].values())
@@ -296,7 +298,8 @@ def _saved_images(stream) -> list[dict]:
     with tarfile.open(fileobj=stream, mode="r|") as saved:
         for m in saved:
             if m.name == "manifest.json":
-                entries = json.loads(saved.extractfile(m).read(1 << 20))
+                entries = records.parse(saved.extractfile(m).read(1 << 20), "docker-save-manifest",
+                                        "the archive's image.tar.gz: manifest.json")
             elif re.fullmatch(r"(blobs/sha256/)?[0-9a-f]{64}(\.json)?", m.name) and m.isfile() and m.size < 1 << 22:
                 data = saved.extractfile(m).read()
                 with contextlib.suppress(ValueError):
@@ -317,7 +320,8 @@ def _untagged(stream, out) -> None:
                 continue
             f = saved.extractfile(m) if m.isfile() else None
             if m.name == "manifest.json":
-                body = json.dumps([{**e, "RepoTags": None} for e in json.loads(f.read())]).encode()
+                saved_manifest = records.parse(f.read(1 << 20), "docker-save-manifest", "image.tar.gz: manifest.json")
+                body = json.dumps([{**e, "RepoTags": None} for e in saved_manifest]).encode()
                 m.size, f = len(body), io.BytesIO(body)
             loaded.addfile(m, f)
 

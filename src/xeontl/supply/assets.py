@@ -31,7 +31,7 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from xeontl.common import redact
+from xeontl.common import records, redact
 from xeontl.common.errors import UserError
 from xeontl.experiment import data
 
@@ -324,7 +324,7 @@ MANIFEST = Path("assets") / "manifest.json"
 
 
 def record(entries: dict, manifest: Path) -> None:
-    doc = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    doc = records.read_record(manifest, "assets-manifest", missing={})
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     # a URL's credentials never reach the manifest, whichever field holds it
     doc.update({k: {**{f: redact.text(x) if isinstance(x, str) else x for f, x in v.items()}, "recorded_utc": stamp}
@@ -429,7 +429,9 @@ def import_(cfg: dict, bundle: Path, manifest_file: Path | None = None) -> dict:
             members = _bundle_members(tar, bundle)
             if BUNDLE_MANIFEST not in members or members[BUNDLE_MANIFEST].size > 1 << 16:
                 raise ValueError(f"no {BUNDLE_MANIFEST}")
-            manifest = json.loads(tar.extractfile(members[BUNDLE_MANIFEST]).read())
+            manifest = records.parse(tar.extractfile(members[BUNDLE_MANIFEST]).read(), "assets-bundle",
+                                     f"--from {bundle}: {BUNDLE_MANIFEST}", "its manifest is not one `invoke assets "
+                                     "--export` writes; nothing was unpacked")
             if not isinstance(manifest, dict) or not set(manifest) <= {"weights", "data"} or any(
                     not isinstance(e, dict) or e.get("name") != ("weights" if k == "weights" else data.ARCHIVE_NAME)
                     or not re.fullmatch(r"[0-9a-f]{64}", str(e.get("sha256"))) for k, e in manifest.items()):
