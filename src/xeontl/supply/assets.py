@@ -11,7 +11,6 @@ which is checked, not assumed.
 
 from __future__ import annotations
 
-import base64
 import errno
 import hashlib
 import http.client
@@ -26,14 +25,13 @@ import tarfile
 import tempfile
 import time
 import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 from xeontl.common import redact
 from xeontl.common.errors import UserError
 from xeontl.experiment import data
+from xeontl.supply import fetch as one_fetch
 
 # Intel's pipeline for this experiment: TF-Slim ResNet50 feature vector, 224 px, inputs in [0,1].
 WEIGHTS_HANDLE = "https://tfhub.dev/google/imagenet/resnet_v1_50/feature_vector/5"
@@ -61,10 +59,9 @@ def fetch_file(url: str, dest: Path, sha256: str, size: int | None = None, timeo
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    shown, (plain, auth) = redact.text(url), _credentials(url)
-    headers = {**({"Range": f"bytes={have}-"} if have else {}), **({"Authorization": auth} if auth else {})}
-    try:
-        response = urllib.request.urlopen(urllib.request.Request(plain, headers=headers), timeout=timeout)
+    shown = redact.url(url)
+    try:  # one fetch (supply/fetch.py): credentials to the URL's own origin only, no https -> http redirect
+        response = one_fetch.open_url(url, {"Range": f"bytes={have}-"} if have else {}, timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # the .part is already whole
             response = None
@@ -73,7 +70,9 @@ def fetch_file(url: str, dest: Path, sha256: str, size: int | None = None, timeo
                             f"file with `invoke assets --from FILE`") from None
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, ValueError,
             http.client.HTTPException) as e:
-        reason = redact.text(str(getattr(e, "reason", e)))
+        # urllib's message for a URL it cannot read quotes the bad part (a password's tail): only its kind is said
+        reason = (type(e).__name__ if isinstance(e, (ValueError, http.client.InvalidURL))
+                  else redact.text(str(getattr(e, "reason", e))))
         raise UserError(f"download of {shown} failed ({reason}): no route to it from here? fetch on a connected "
                         f"machine with `invoke assets --export FILE`, then `invoke assets --from FILE` here") from None
     if response is not None:
@@ -88,18 +87,6 @@ def fetch_file(url: str, dest: Path, sha256: str, size: int | None = None, timeo
         raise UserError(f"{shown} gave {part.stat().st_size} bytes, expected {size}: removed, fetch again")
     os.replace(part, dest)
     return {"path": str(dest), "sha256": digest, "size": dest.stat().st_size, "source": shown}
-
-
-def _credentials(url: str) -> tuple[str, str | None]:
-    """(the URL without its user info, the Basic Authorization header it carried, if any): urllib sends no
-    credentials from a URL itself, and fails on one with a password (InvalidURL, its message the password)."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
-    return urllib.parse.urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
 
 
 def _stream(response, part: Path, have: int, url: str, dest: Path, progress: bool, timeout: float) -> None:
