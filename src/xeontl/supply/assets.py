@@ -177,41 +177,51 @@ def pin_weights(cfg: dict) -> dict | None:
     """The weights a run reads, held to a hash: the config's weights_sha256 where it has one (the paper's TF-Hub
     model publishes none the bundle could pin); otherwise the hash they had the first time this user ran them,
     recorded then (seen_store) and checked on every later run: weights replaced behind a reviewer's back stop the run
-    in one line. A SavedModel is executable graph code. Returns what provenance records (weights_pin)."""
+    in one line. A SavedModel is executable graph code. Returns what provenance records (weights_pin).
+
+    The pin is on the content, under both names of it: the path as the config gives it (absolute, links not
+    resolved) and the file it resolves to. Retargeting a link the config names (`link.h5` -> other weights) finds
+    the link's own entry and is refused, never a "first use" of a new resolved path; "first use" is only for a name
+    never seen under either."""
     from xeontl.experiment.model import weights_sha256
 
     kind, sep, raw = cfg["weights"].partition(":")
     if not sep:
         return None
-    path = Path(raw).expanduser().resolve()
+    given = Path(os.path.abspath(Path(raw).expanduser()))
+    path = given.resolve()
     if not path.exists():  # a cluster's storage this host does not see: the ranks check weights_sha256 there
         return {"status": "not on the launcher's host: not checked here", "path": str(path)}
-    digest = weights_sha256(path)
+    digest = weights_sha256(given)
     if cfg["weights_sha256"]:
         if digest != cfg["weights_sha256"]:
-            raise UserError(f"weights {path} have sha256 {digest}, expected {cfg['weights_sha256']}: re-stage them")
+            raise UserError(f"weights {given} have sha256 {digest}, expected {cfg['weights_sha256']}: re-stage them")
         return {"status": "pinned by the config (weights_sha256)", "path": str(path), "sha256": digest}
     store = seen_store()
     try:
         seen = json.loads(store.read_text())
     except (OSError, ValueError):
         seen = {}
-    first = seen.get(str(path)) if isinstance(seen, dict) else None
-    if first is None:
-        seen = {**(seen if isinstance(seen, dict) else {}),
-                str(path): {"sha256": digest, "first_seen": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
+    seen = seen if isinstance(seen, dict) else {}
+    names = list(dict.fromkeys([str(given), str(path)]))
+    firsts = [(name, seen[name]) for name in names if isinstance(seen.get(name), dict)]
+    for name, first in firsts:
+        if first.get("sha256") != digest:
+            raise UserError(f"weights {name} have sha256 {digest}, not the {first.get('sha256')} they had at their "
+                            f"first use ({first.get('first_seen')}, {store}): if they were replaced on purpose, pin "
+                            f"them with --set weights_sha256={digest}; nothing was run")
+    if len(firsts) < len(names):  # a name not seen before: recorded now (beside the other, if that one was)
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        seen = {**seen, **{name: {"sha256": digest, "first_seen": stamp} for name in names if name not in dict(firsts)}}
         store.parent.mkdir(parents=True, exist_ok=True)
         tmp = store.with_name(f".{store.name}.{os.getpid()}")
         tmp.write_text(json.dumps(seen, indent=1) + "\n")
         os.replace(tmp, store)
+    if not firsts:
         return {"status": "first use: its hash recorded, later runs are held to it", "path": str(path),
                 "sha256": digest, "store": str(store)}
-    if first.get("sha256") != digest:
-        raise UserError(f"weights {path} have sha256 {digest}, not the {first.get('sha256')} they had at their first "
-                        f"use ({first.get('first_seen')}, {store}): if they were replaced on purpose, pin them with "
-                        f"--set weights_sha256={digest}; nothing was run")
     return {"status": "the hash of its first use", "path": str(path), "sha256": digest,
-            "first_seen": first.get("first_seen"), "store": str(store)}
+            "first_seen": firsts[0][1].get("first_seen"), "store": str(store)}
 
 
 # ------------------------------------------------------------------------------------------------ what a profile needs
@@ -387,12 +397,12 @@ def _bundle_digest(tar: tarfile.TarFile, members: dict, kind: str) -> str:
     """What weights_sha256 / sha256_file would say of the entry once unpacked, read from the tar's streams."""
     if kind == "data":
         return _member_sha256(tar, members[data.ARCHIVE_NAME])
-    files = sorted((n.removeprefix("weights/"), m) for n, m in members.items()
-                   if n.startswith("weights/") and m.isfile())
-    h = hashlib.sha256()
-    for rel, m in files:
-        h.update(rel.encode() + b"\0" + bytes.fromhex(_member_sha256(tar, m)))
-    return h.hexdigest()
+    from xeontl.experiment.model import tree_sha256
+
+    # the same function as weights_sha256 on the unpacked dir (item 10: this one sorted names as strings, that one
+    # paths, and `a.txt` beside `a/b` was refused)
+    return tree_sha256({n.removeprefix("weights/"): _member_sha256(tar, m) for n, m in members.items()
+                        if n.startswith("weights/") and m.isfile()})
 
 
 def import_(cfg: dict, bundle: Path, manifest_file: Path | None = None) -> dict:
