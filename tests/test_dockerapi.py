@@ -68,3 +68,77 @@ def test_a_container_that_cannot_be_made_is_one_line(image, tmp_path):
     with pytest.raises(UserError, match="docker could not (create|start) the run's container") as e:
         docker_engine.run_container(spec, tmp_path / "log")
     assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------------ issue 39: limits
+GiB = 1 << 30
+
+
+def spr_plan(sockets: int, **kw):
+    from conftest import SPR
+    from xeontl.placement import plan as planlib
+    from xeontl.placement import topology
+
+    return planlib.make_plan(topology.load_file(SPR), sockets, **kw)
+
+
+@pytest.mark.parametrize("name, plan, host, want", [
+    # the paper's 2-socket run on its own Sapphire Rapids (224 CPUs, 2 ranks of 112): all of the host's memory
+    ("2 sockets", lambda: spr_plan(2), (512 * GiB, 224), {"pids_limit": 512 + 2 * (256 + 8 * 112),
+                                                          "memory": 512 * GiB, "network": "none"}),
+    # one socket: half the CPUs, half the memory
+    ("1 socket", lambda: spr_plan(1), (512 * GiB, 224), {"pids_limit": 512 + 256 + 8 * 112, "memory": 256 * GiB,
+                                                         "network": "none"}),
+    # a small host's share below the floor (2 GiB a rank + /dev/shm): the floor
+    ("1 socket, small host", lambda: spr_plan(1), (6 * GiB, 224), {"pids_limit": 512 + 256 + 8 * 112,
+                                                                   "memory": 4 * GiB, "network": "none"}),
+    # never more than the host has
+    ("floor above the host", lambda: spr_plan(2), (3 * GiB, 224), {"pids_limit": 512 + 2 * (256 + 8 * 112),
+                                                                   "memory": 3 * GiB, "network": "none"}),
+    # ranks on other hosts (mpirun over ssh): the network stays
+    ("several hosts", lambda: spr_plan(2, hosts="node1:2,node2:2"), (512 * GiB, 224),
+     {"pids_limit": 512 + 2 * (256 + 8 * 112), "memory": 512 * GiB, "network": None}),
+])
+def test_the_containers_limits_are_sized_from_the_plan(name, plan, host, want):
+    assert docker_engine.limits(plan(), *host) == want, name
+
+
+def test_the_runs_container_has_the_limits_in_its_docker_run_line_and_its_spec():
+    """issue 39: the run's container had networking on and no pids or memory limit."""
+    p = spr_plan(1)
+    spec = docker_engine.container(p, "xeontl:latest", ["true"], "/r", "1000:1000")
+    want = docker_engine.limits(p, *docker_engine.host_size())
+    assert (spec.pids_limit, spec.memory, spec.network) == (want["pids_limit"], want["memory"], "none")
+    cmd = spec.cli()
+    for flag in (f"--pids-limit={want['pids_limit']}", f"--memory={want['memory']}",
+                 f"--memory-swap={want['memory']}", "--network=none"):
+        assert flag in cmd, flag
+    assert cmd.index("--network=none") < cmd.index("xeontl:latest")
+
+
+@pytest.mark.docker
+@pytest.mark.skipif(not __import__("conftest").docker_ok(), reason="needs a Docker daemon")
+def test_the_daemon_creates_the_container_with_exactly_those_limits(tmp_path):
+    """What the daemon records of the container create() makes (HostConfig), on a tiny imported image, never
+    started."""
+    import io
+    import secrets
+    import tarfile
+
+    ref = f"xeontl-test-limits:{secrets.token_hex(3)}"
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as t:
+        info = tarfile.TarInfo("hello")
+        info.size = 2
+        t.addfile(info, io.BytesIO(b"hi"))
+    dockerapi.import_rootfs(iter([layer.getvalue()]), ref, ["LABEL io.xeontl.test=limits"])
+    spec = dockerapi.Container(image=ref, command=("true",), name=f"xeontl-test-limits-{secrets.token_hex(3)}",
+                               pids_limit=321, memory=3 * GiB, network="none")
+    try:
+        ctr = spec.create()
+        host = dockerapi.client().api.inspect_container(ctr.id)["HostConfig"]
+        assert (host["PidsLimit"], host["Memory"], host["MemorySwap"], host["NetworkMode"]) == \
+            (321, 3 * GiB, 3 * GiB, "none")
+    finally:
+        dockerapi.remove(spec.name)
+        dockerapi.remove_image(ref)

@@ -84,12 +84,36 @@ class DockerEngine(HostEngine):
                 "capabilities_added": list(planlib.CAPABILITIES)}
 
 
+# What a rank may hold, sized from the plan (limits): every rank's threads (TF's intra- and inter-op pools, oneDNN's
+# OpenMP team, tf.data's pool: a few per CPU) and processes (mpirun, numactl, the shell), with room to spare; memory:
+# the plan's share of this host (its CPUs over the host's), never less than a floor per rank plus /dev/shm.
+PIDS_BASE, PIDS_PER_RANK, PIDS_PER_CPU = 512, 256, 8
+MEMORY_FLOOR_PER_RANK = 2 << 30
+SHM_SIZE = 2 << 30
+
+
+def limits(plan: planlib.Plan, host_bytes: int, host_cpus: int, shm_bytes: int = SHM_SIZE) -> dict:
+    """The container's pids and memory limits for PLAN on a host of HOST_BYTES of memory and HOST_CPUS CPUs, and its
+    network: none for a single-host run (Open MPI's shared memory and its launcher's loopback, Gloo's rendezvous on
+    127.0.0.1: `lo` is all they use), Docker's default when ranks reach other hosts."""
+    pids = PIDS_BASE + sum(PIDS_PER_RANK + PIDS_PER_CPU * len(w.cpus) for w in plan.workers)
+    share = min(1.0, len(plan.cpus) / max(1, host_cpus))
+    memory = max(int(host_bytes * share), len(plan.workers) * MEMORY_FLOOR_PER_RANK + shm_bytes)
+    return {"pids_limit": pids, "memory": min(memory, host_bytes), "network": None if plan.hosts else "none"}
+
+
+def host_size() -> tuple[int, int]:
+    """(bytes of memory, online CPUs) of this host."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), os.cpu_count() or 1
+
+
 def container(plan: planlib.Plan, image: str, command: list[str], results_host_dir: str | None, user: str,
               name: str | None = None, shm_size: str = "2g", resume_host_dir: str | None = None,
               extra_env: dict | None = None, read_only: list[str] | tuple = ()) -> dockerapi.Container:
     """The run's container: the plan's cpuset and memory nodes; every capability dropped but the plan's (numactl -m
-    needs SYS_NICE), no new privileges, never --privileged. read_only: host paths the config reads (weights, data),
-    mounted read-only at the same path."""
+    needs SYS_NICE), no new privileges, never --privileged; a pids and a memory limit sized from the plan, no network
+    but loopback for a single-host run (`limits`). read_only: host paths the config reads (weights, data), mounted
+    read-only at the same path."""
     env = {"HOME": "/tmp", **plan.env, **(extra_env or {})}
     mounts = [*([(results_host_dir, planlib.CONTAINER_RESULTS, "rw")] if results_host_dir else []),
               *([(resume_host_dir, planlib.CONTAINER_RESUME, "ro")] if resume_host_dir else []),
@@ -97,7 +121,7 @@ def container(plan: planlib.Plan, image: str, command: list[str], results_host_d
     return dockerapi.Container(image=image, command=tuple(command), name=name, cpuset_cpus=cpulist(plan.cpus),
                                cpuset_mems=",".join(map(str, plan.nodes)) or None,
                                cap_add=tuple(planlib.CAPABILITIES), shm_size=shm_size, user=user,
-                               env=tuple(env.items()), mounts=tuple(mounts))
+                               env=tuple(env.items()), mounts=tuple(mounts), **limits(plan, *host_size()))
 
 
 def docker_command(*args, **kw) -> list[str]:
