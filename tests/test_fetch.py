@@ -13,6 +13,8 @@ import urllib.parse
 import urllib.request
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from xeontl.common import redact
 from xeontl.common.errors import UserError
@@ -143,7 +145,13 @@ URLS = [
     ("http://alice:s3cr@t@host/x", ["s3cr", "t@host"], "http://<redacted>@host/x"),  # half-redacted before
     ("http://alice:pa/ss@host:8/x", ["pa/ss", "ss@"], "http://<redacted>@host:8/x"),  # shown in full before
     ("http://alice:p%40ss@host/x", ["p%40ss"], "http://<redacted>@host/x"),
-    ("http://alice:p?ss@host/x", ["p?ss", "ss@"], "http://<redacted>@host/x"),
+    ("http://alice:p?ss@host/x", ["p?ss", "ss@"], "http://<redacted>@host/<redacted>"),
+    # an "@host" in the query: the query's tail is never shown as a path or a host
+    ("https://h/p?email=a@b.example&token=tok9", ["tok9"], "https://h/p?email=<redacted>&token=<redacted>"),
+    ("https://h/p?email=a@b.example", [], "https://<redacted>@b.example"),  # too much hidden, never too little
+    ("https://h/p?email=a@&token=tok8", ["tok8"], "https://h/p?email=<redacted>&token=<redacted>"),
+    ("https://u:pw3@h/p?email=a@b.example/d&token=tok7", ["pw3", "tok7"], "https://<redacted>@b.example/<redacted>"),
+    ("http://u:pw4@&bad/x", ["pw4"], "http://<redacted>@&bad/x"),
     ("https://h/x?token=abc1&X-Amz-Signature=def2&sig=ghi3&bare",
      ["abc1", "def2", "ghi3", "bare"], "https://h/x?token=<redacted>&X-Amz-Signature=<redacted>&sig=<redacted>&"
                                        "<redacted>"),
@@ -182,3 +190,31 @@ def test_no_secret_in_an_error_line_or_the_manifest(origins, tmp_path, url, secr
     written = (tmp_path / "manifest.json").read_text()
     assert not [s for s in secrets if s in written] and json.loads(written)["data"]["source"] == redact.url(url)
     assert not (tmp_path / "a.zip").exists()
+
+
+# ------------------------------------------------------------------------------------------------ any password, token
+
+# what a user could type in a URL: printable, no white space or quotes (where a URL inside text ends)
+TYPED = st.text(st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="'\"<>`"), min_size=1,
+                max_size=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(user=TYPED, password=TYPED, tail=st.sampled_from(["/x", "/a/b.zip", "", ":8443/x"]))
+def test_any_password_is_redacted_whole(user, password, tail):
+    shown = redact.url(f"https://{user}:{password}@host.example{tail}")
+    after = tail.replace("/x", "/<redacted>").replace("/a/b.zip", "/<redacted>") if (
+        "?" in user + password or "#" in user + password) else tail  # nothing after the host then (redact's doc)
+    assert shown == f"https://<redacted>@host.example{after}"
+    assert redact.text(f"got https://{user}:{password}@host.example{tail} here") == f"got {shown} here"
+
+
+@settings(max_examples=300, deadline=None)
+@given(names=st.lists(st.text("abcXYZ-_.", min_size=1, max_size=8), min_size=1, max_size=4),
+       values=st.lists(st.text("0123456789!$%()*+,/:;=?@[]^{|}~", min_size=6, max_size=30), min_size=4, max_size=4))
+def test_no_query_value_survives(names, values):
+    query = "&".join(f"{n}={v}" for n, v in zip(names, values))
+    shown = redact.url(f"https://h.example/p?{query}")
+    assert not [v for v in values[:len(names)] if v in shown.replace("<redacted>", "")]
+    if "@" not in query:  # an "@" anywhere after the scheme ends the user info: more is hidden (redact's doc)
+        assert shown == "https://h.example/p?" + "&".join(f"{n}=<redacted>" for n in names)

@@ -5,10 +5,10 @@ URL goes through here (provenance's env, the assets manifest, download errors).
   knows it was set). The usual names: *PASS* (PASSWD, PASSWORD, db_pass), *TOKEN*, *SECRET*, *KEY* (API_KEY,
   AWS_SECRET_ACCESS_KEY), *CREDENTIAL*, *AUTH*, *COOKIE*, *SESSION*, *PRIVATE*.
 - A URL (`url`), parsed with urllib.parse, never matched by a pattern:
-  * its user info, `scheme://USER:PASSWORD@host`, is replaced whole. The user info ends at the *last* `@` of the URL:
-    a password holding `@`, `/`, `?` or `#` (which RFC 3986 wants escaped, and users type anyway) is hidden in full.
-    The price: a URL with an `@` in its path or query shows `scheme://<redacted>@` up to that `@`. Too much hidden,
-    never too little.
+  * its user info, `scheme://USER:PASSWORD@host`, is replaced whole. The user info ends at the *last* `@` followed by
+    a host: a password holding `@`, `/`, `?` or `#` (which RFC 3986 wants escaped, and users type anyway) is hidden
+    in full. The price: a URL with `@host` in its path or query shows `scheme://<redacted>@` up to that `@`, and
+    when a `?` or `#` came before it, nothing after the host. Too much hidden, never too little.
   * every query value is replaced, whatever its name (`?token=`, `X-Amz-Signature=`, `sig=`, a presigned URL's
     `Credential=`, names nobody listed): a record keeps which parameters a URL had, never their values; a parameter
     without `=` is replaced whole. The fragment too (`#access_token=...`).
@@ -27,6 +27,21 @@ REDACTED = "<redacted>"
 SECRET_NAME = re.compile(r"PASS|TOKEN|SECRET|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE", re.I)
 SCHEME_CHARS = frozenset(string.ascii_letters + string.digits + "+.-")
 URL_END = frozenset(string.whitespace + "'\"<>`")  # where a URL inside free text stops
+HOST_CHARS = frozenset(string.ascii_letters + string.digits + "-._~%:[]")  # a host[:port] as a user info's end
+
+
+def _userinfo_end(rest: str) -> int | None:
+    """Where the user info of REST (a URL after its `scheme://`) ends: the last `@` followed by an authority that is a
+    host (letters, digits, `-._~%:[]` up to the next `/`, `?` or `#`); else the last `@` of urllib's own netloc; else
+    None (an `@` of the path or query, e.g. `?email=a@b&token=...`, never makes the rest a host)."""
+    for at in range(len(rest) - 1, -1, -1):
+        if rest[at] == "@":
+            after = rest[at + 1:]
+            authority = after[:min([after.find(c) for c in "/?#" if c in after] or [len(after)])]
+            if authority and set(authority) <= HOST_CHARS:
+                return at
+    netloc = rest[:min([rest.find(c) for c in "/?#" if c in rest] or [len(rest)])]
+    return netloc.rindex("@") if "@" in netloc else None
 
 
 def url(value: str) -> str:
@@ -34,15 +49,21 @@ def url(value: str) -> str:
     scheme, sep, rest = value.partition("://")
     if not sep:
         return value
-    userinfo, at, hostpart = rest.rpartition("@")
+    at = _userinfo_end(rest)
+    hostpart = rest if at is None else rest[at + 1:]
     try:
         parts = urllib.parse.urlsplit(f"{scheme}://{hostpart}")
     except ValueError:  # an authority urllib cannot read (an unclosed IPv6 bracket): nothing of it shown
         return f"{scheme}://{REDACTED}"
+    userinfo = "" if at is None else f"{REDACTED}@"
+    if at is not None and ("?" in rest[:at] or "#" in rest[:at]):
+        # a `?` or `#` before the user info's end: a password holding one, or a query or fragment that held the `@`;
+        # which, nobody can tell, so nothing after the host is shown (a query's tail would read as a path)
+        return f"{scheme}://{userinfo}{parts.netloc}" + (f"/{REDACTED}" if hostpart[len(parts.netloc):] else "")
     query = "&".join(f"{name}={REDACTED}" if eq else REDACTED
                      for name, eq, _ in (p.partition("=") for p in parts.query.split("&") if p))
     # rebuilt by hand: urlunsplit would drop a "?" or "#" with nothing after it, and keeps the path as given
-    out = f"{scheme}://{REDACTED + '@' if at else ''}{parts.netloc}{parts.path}"
+    out = f"{scheme}://{userinfo}{parts.netloc}{parts.path}"
     if "?" in hostpart.partition("#")[0]:
         out += f"?{query}"
     if "#" in hostpart:

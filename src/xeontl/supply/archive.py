@@ -125,6 +125,7 @@ def make(output: Path | None, image: str = "xeontl:latest", with_assets: bool = 
         members = {}
         # the deps image too (its layers are the image's own, so it costs only its config): with it, the other
         # machine rebuilds after a source change in seconds instead of building TensorFlow's layers and Horovod again
+        # (when it loads the archive with --verify-with: an unauthenticated one tags no deps image a build reuses)
         deps = imagelib.deps_tag()
         deps_info = dockerapi.inspect(deps)
         refs = [image, *([deps] if deps_info else [])]
