@@ -178,6 +178,8 @@ def test_a_url_is_redacted_by_parsing(value, secrets, shown):
     ("http://127.0.0.1:{port}/404/a.zip?token=tok1&X-Amz-Signature=sig2&sig=sig3", ["tok1", "sig2", "sig3"]),
     ("http://127.0.0.1:1/a.zip?token=tok4", ["tok4"]),  # connection refused
     ("ftp://user:pw5@127.0.0.1/a.zip", ["pw5"]),
+    # a redirect urllib itself refuses (to ftp:): its HTTPError's reason quotes the new URL
+    ("http://127.0.0.1:{port}/to?url=ftp%3A%2F%2Fu%3Apw6%40h.example%2Fx", ["pw6"]),
 ])
 def test_no_secret_in_an_error_line_or_the_manifest(origins, tmp_path, url, secrets):
     (a, _), _ = origins

@@ -66,8 +66,8 @@ def fetch_file(url: str, dest: Path, sha256: str, size: int | None = None, timeo
         if e.code == 416 and have:  # the .part is already whole
             response = None
         else:
-            raise UserError(f"download of {shown} failed: HTTP {e.code} {e.reason}: check the URL, or bring the "
-                            f"file with `invoke assets --from FILE`") from None
+            raise UserError(f"download of {shown} failed: HTTP {e.code} {redact.text(str(e.reason))}: check the URL, "
+                            f"or bring the file with `invoke assets --from FILE`") from None
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, ValueError,
             http.client.HTTPException) as e:
         # urllib's message for a URL it cannot read quotes the bad part (a password's tail): only its kind is said
@@ -145,7 +145,8 @@ def fetch_weights(handle: str, target: Path, sha256: str = "", cache_dir: Path |
     try:
         resolved = Path(hub.resolve(handle))
     except urllib.error.HTTPError as e:
-        raise UserError(f"TF-Hub could not fetch {redact.text(handle)}: HTTP {e.code} {e.reason}: check the handle, or "
+        raise UserError(f"TF-Hub could not fetch {redact.text(handle)}: HTTP {e.code} {redact.text(str(e.reason))}: "
+                        f"check the handle, or "
                         f"bring the weights with `invoke assets --from FILE`") from None
     except (urllib.error.URLError, OSError, ValueError, tarfile.TarError) as e:
         raise UserError(f"TF-Hub could not fetch {redact.text(handle)} ({type(e).__name__}: "
