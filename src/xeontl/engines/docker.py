@@ -4,6 +4,7 @@ reproduce`."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -33,7 +34,9 @@ class DockerEngine(HostEngine):
     def commands(self, job: Job) -> None:
         self.launch_line(job)
         uid, gid = dockerapi.user_ids()
-        self.container = container(job.plan, self.opts.image, job.inner, str(job.staging), f"{uid}:{gid}",
+        self.container = container(job.plan, self.opts.image,
+                                   watched(job.inner, f"{planlib.CONTAINER_RESULTS}/{outcome.LAUNCHER_LOG}"),
+                                   str(job.staging), f"{uid}:{gid}",
                                    name=self.container_name(job),
                                    resume_host_dir=str(self.opts.resume) if self.opts.resume else None,
                                    extra_env=self.opts.extra_env, read_only=job.read_only)
@@ -124,6 +127,27 @@ def container(plan: planlib.Plan, image: str, command: list[str], results_host_d
                                env=tuple(env.items()), mounts=tuple(mounts), **limits(plan, *host_size()))
 
 
+# The run's command inside its container, under a watch on the launcher (sh: POSIX, in every image). The launcher holds
+# an exclusive flock on its log (run_container) for as long as it runs; the watch waits for a shared one, which it gets
+# only once the launcher is gone, however it went: a cgroup-wide kill (a CI job cancelled, scancel) takes the
+# launcher's guardian with it, but not this watch, which lives in the container's own cgroup. It then stops the job
+# (SIGTERM, SIGKILL 20 s later) and the container ends. SIGINT/SIGTERM to the container (Ctrl-C: run_container) are
+# passed on to the job; the job's exit status is the container's. The job runs with every signal at its default
+# (`env --default-signal`, coreutils 8.31+: a shell starts a background job with SIGINT ignored, and Python then
+# installs no KeyboardInterrupt handler); sh stays PID 1, so the job, not PID 1, is what the watch signals.
+WATCH = """lock=$1; shift
+env --default-signal "$@" & job=$!
+trap 'kill -INT $job 2>/dev/null' INT
+trap 'kill -TERM $job 2>/dev/null' TERM
+(flock -s 9 && { kill -TERM $job 2>/dev/null; sleep 20; kill -KILL $job 2>/dev/null; }) 9<"$lock" &
+while :; do wait $job; rc=$?; kill -0 $job 2>/dev/null || exit $rc; done"""
+
+
+def watched(command: list[str], lock: str) -> list[str]:
+    """COMMAND under the launcher's watch (WATCH), LOCK the launcher's log as the container sees it."""
+    return ["sh", "-c", WATCH, "xeontl-watch", lock, *command]
+
+
 def docker_command(*args, **kw) -> list[str]:
     """The run's container (`container`) as the `docker run` line a user could type."""
     return container(*args, **kw).cli()
@@ -138,6 +162,7 @@ def run_container(spec: dockerapi.Container, log_path: Path, grace: float = 20.0
     import requests
 
     with open(log_path, "ab") as log, guard.guarding(container=spec.name):
+        fcntl.flock(log.fileno(), fcntl.LOCK_EX)  # held while this launcher lives: the container's watch (WATCH)
         try:
             ctr = spec.create()
         except docker.errors.ImageNotFound:
