@@ -162,7 +162,11 @@ def run_container(spec: dockerapi.Container, log_path: Path, grace: float = 20.0
     import requests
 
     with open(log_path, "ab") as log, guard.guarding(container=spec.name):
-        fcntl.flock(log.fileno(), fcntl.LOCK_EX)  # held while this launcher lives: the container's watch (WATCH)
+        try:
+            fcntl.flock(log.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this launcher lives: WATCH waits
+        except OSError as e:
+            raise UserError(f"cannot lock {log_path} ({e.strerror}): the run's container is watched through it; "
+                            f"choose a --results-dir on a filesystem with flock, not shared with another run") from None
         try:
             ctr = spec.create()
         except docker.errors.ImageNotFound:
