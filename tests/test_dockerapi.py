@@ -161,6 +161,7 @@ def test_the_runs_command_is_watched_through_the_launchers_log():
                                               f"{planlib.CONTAINER_RESULTS}/{outcome.LAUNCHER_LOG}", "mpirun", "-np",
                                               "2", "x"]
     assert job.command == engine.container.cli()
+    assert "\n" not in __import__("shlex").join(job.command)  # the launch record's `docker run` line is one line
 
 
 LAUNCHER = """

@@ -135,12 +135,13 @@ def container(plan: planlib.Plan, image: str, command: list[str], results_host_d
 # passed on to the job; the job's exit status is the container's. The job runs with every signal at its default
 # (`env --default-signal`, coreutils 8.31+: a shell starts a background job with SIGINT ignored, and Python then
 # installs no KeyboardInterrupt handler); sh stays PID 1, so the job, not PID 1, is what the watch signals.
-WATCH = """lock=$1; shift
-env --default-signal "$@" & job=$!
-trap 'kill -INT $job 2>/dev/null' INT
-trap 'kill -TERM $job 2>/dev/null' TERM
-(flock -s 9 && { kill -TERM $job 2>/dev/null; sleep 20; kill -KILL $job 2>/dev/null; }) 9<"$lock" &
-while :; do wait $job; rc=$?; kill -0 $job 2>/dev/null || exit $rc; done"""
+WATCH = " ".join([  # one line: the launch record's `docker run` line stays one line
+    'lock=$1; shift;',
+    'env --default-signal "$@" & job=$!;',
+    "trap 'kill -INT $job 2>/dev/null' INT;",
+    "trap 'kill -TERM $job 2>/dev/null' TERM;",
+    '(flock -s 9 && { kill -TERM $job 2>/dev/null; sleep 20; kill -KILL $job 2>/dev/null; }) 9<"$lock" &',
+    'while :; do wait $job; rc=$?; kill -0 $job 2>/dev/null || exit $rc; done'])
 
 
 def watched(command: list[str], lock: str) -> list[str]:
