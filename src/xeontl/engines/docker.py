@@ -1,6 +1,7 @@
-"""The docker engine: the job in the image on this host, a container with the plan's cpuset and memory nodes (made
-and run through the Docker SDK: xeontl.supply.dockerapi), the launch line inside. The default engine of `invoke
-reproduce`."""
+"""The docker engine: the job in the image on this host, a container with the plan's cpuset and memory nodes, pids and
+memory limits sized from the plan, no network but loopback on one host (made and run through the Docker SDK:
+xeontl.supply.dockerapi), the launch line inside under a watch that stops it once its launcher is gone (WATCH). The
+default engine of `invoke reproduce`."""
 
 from __future__ import annotations
 
