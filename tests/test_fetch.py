@@ -220,3 +220,13 @@ def test_no_query_value_survives(names, values):
     assert not [v for v in values[:len(names)] if v in shown.replace("<redacted>", "")]
     if "@" not in query:  # an "@" anywhere after the scheme ends the user info: more is hidden (redact's doc)
         assert shown == "https://h.example/p?" + "&".join(f"{n}=<redacted>" for n in names)
+
+
+@pytest.mark.parametrize("handle", ["https://alice:pw9@tfhub.example/m/5", "https://tfhub.example/m/5?token=tok9",
+                                    "https://alice:p@ss/w@tfhub.example/m/5"])
+def test_a_weights_handle_with_credentials_is_refused_before_tf_hub_sees_it(tmp_path, handle):
+    """TF-Hub's resolver does its own HTTP, outside supply/fetch.py's rules: nothing secret is handed to it."""
+    with pytest.raises(UserError, match="credentials or a query in a TF-Hub handle") as e:
+        assets.fetch_weights(handle, tmp_path / "w")
+    assert "\n" not in str(e.value) and not [s for s in ("pw9", "tok9", "ss/w") if s in str(e.value)]
+    assert not (tmp_path / "w").exists()

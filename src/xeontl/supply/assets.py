@@ -129,9 +129,14 @@ def _stream(response, part: Path, have: int, url: str, dest: Path, progress: boo
 
 # ------------------------------------------------------------------------------------------------ the weights
 def fetch_weights(handle: str, target: Path, sha256: str = "", cache_dir: Path | None = None) -> dict:
-    """The TF-Hub model through tensorflow_hub's resolver (its cache: $TFHUB_CACHE_DIR), copied whole to TARGET."""
+    """The TF-Hub model through tensorflow_hub's resolver (its cache: $TFHUB_CACHE_DIR), copied whole to TARGET.
+    The resolver does its own HTTP (not supply/fetch.py's rules): a handle with credentials or a query is refused."""
     from xeontl.experiment.model import saved_model_architecture, weights_sha256
 
+    if "://" in handle and redact.url(handle) != handle:
+        raise UserError(f"--weights-handle {redact.url(handle)}: credentials or a query in a TF-Hub handle would go "
+                        f"wherever TF-Hub's resolver is redirected; give a plain URL, or bring the weights with "
+                        f"`invoke assets --from FILE`")
     target = Path(target)
     if (target / "saved_model.pb").is_file():
         digest = weights_sha256(target)
