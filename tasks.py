@@ -216,7 +216,8 @@ def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, exp
             "tag": f"image tag (default {DEFAULT_IMAGE})", "force": "rebuild even if the inputs are unchanged",
             "from_": "load the image from an `invoke archive` file instead of building: every member's sha256, the "
                      "images' ids (from their own configs) and the archive's commit are checked first; the saved "
-                     "image's tags are stripped, xeontl tags the checked id",
+                     "image's tags are stripped, xeontl tags the checked id; without --verify-with only --tag, "
+                     "which must be xeontl:NAME (no tag a later build reuses)",
             "verify_with": "with --from: an ssh allowed_signers file (`PRINCIPAL KEY` lines); the archive's "
                            "SHA256SUMS must carry a signature (invoke archive --sign KEY) by one of its keys",
             "stack": "default (intel-tensorflow 2.14 on Debian 12, Python 3.11) | paper (the paper's "

@@ -20,7 +20,7 @@ from xeontl.supply import image as imagelib
 
 
 def fake_archive(path, inputs=None, commit="c0ffee" * 6 + "beef", members=None, alter=None, sums_text=None,
-                 manifest=None, extra=None, sign=None, image_id="sha256:" + "1" * 64):
+                 manifest=None, extra=None, sign=None, image_id="sha256:" + "1" * 64, deps=None):
     """An archive as `invoke archive` lays it out, with small stand-in members (or those given); SUMS_TEXT, MANIFEST,
     EXTRA members replace or add to what `invoke archive` would write; SIGN: a key to sign SHA256SUMS with, as
     `invoke archive --sign` does."""
@@ -28,7 +28,8 @@ def fake_archive(path, inputs=None, commit="c0ffee" * 6 + "beef", members=None, 
     sums = {n: hashlib.sha256(b).hexdigest() for n, b in members.items()}
     manifest = manifest if manifest is not None else json.dumps({
         "commit": commit, "image": {"id": image_id, "inputs": inputs or imagelib.checkout_inputs_hash()},
-        "members": {n: {"bytes": len(b), "sha256": sums[n]} for n, b in members.items()}}).encode()
+        "members": {n: {"bytes": len(b), "sha256": sums[n]} for n, b in members.items()},
+        **({"deps_image": deps} if deps is not None else {})}).encode()
     sums_text = sums_text if sums_text is not None else (
         "".join(f"{sums[n]}  {n}\n" for n in members) + f"{hashlib.sha256(manifest).hexdigest()}  manifest.json\n")
     files = {"manifest.json": manifest, "SHA256SUMS": sums_text.encode(), **members, **(extra or {})}
@@ -72,6 +73,7 @@ def truncated(path):
 def test_a_bad_archive_is_one_line_and_nothing_is_loaded(tmp_path, monkeypatch, spoil, needle):
     path = tmp_path / "a.tar"
     spoil(path)
+    monkeypatch.setenv("XEONTL_CACHE_DIR", str(tmp_path / "cache"))
     loaded = []
     monkeypatch.setattr(dockerapi, "check_daemon", lambda: loaded.append("daemon"))
     monkeypatch.setattr(dockerapi, "load", lambda *a, **k: loaded.append(a) or pytest.fail("docker load ran"))
@@ -212,7 +214,7 @@ def test_loading_moves_no_tag_and_checks_the_id_before_loading(tmp_path, monkeyp
     """A tiny image (docker import: no registry) saved under a tag the user has, `victim:1`, as a forged archive
     would carry it: `build --from` loads it by id without touching `victim:1`, and an archive whose manifest names
     another id is refused before `docker load` runs."""
-    tag, victim = f"xeontl-test-tiny:{secrets.token_hex(3)}", f"xeontl-test-victim:{secrets.token_hex(3)}"
+    tag, victim = f"xeontl:test-tiny-{secrets.token_hex(3)}", f"xeontl-test-victim:{secrets.token_hex(3)}"
     inputs = secrets.token_hex(6)  # its own content tag, xeontl:inputs-<this>, never the real image's
     monkeypatch.setattr(imagelib, "checkout_inputs_hash", lambda: inputs)
     layer = tmp_path / "layer.tar"
@@ -245,9 +247,150 @@ def test_loading_moves_no_tag_and_checks_the_id_before_loading(tmp_path, monkeyp
         good = fake_archive(tmp_path / "good.tar", members={"image.tar.gz": image, "source.tar.gz": b"s"},
                             image_id=forged_id)
         monkeypatch.setenv("XEONTL_CACHE_DIR", str(tmp_path / "cache"))
+        # issue 39 item 2: the unsigned manifest's deps ref named the user's tag, and it was moved with force
+        deps_victim = fake_archive(tmp_path / "deps.tar", members={"image.tar.gz": image, "source.tar.gz": b"s"},
+                                   image_id=forged_id, deps={"ref": victim, "id": forged_id})
+        with pytest.raises(UserError, match="its manifest's deps_image is not what"):
+            archive.load(deps_victim, tag)
+        assert dockerapi.inspect(forged_id) is None and dockerapi.inspect(victim)["Id"] == victim_id
         archive.load(good, tag)
         assert dockerapi.inspect(tag)["Id"] == forged_id
         assert dockerapi.inspect(victim)["Id"] == victim_id  # the archive's stored tag moved nothing
+        # unsigned: no content tag a later plain `invoke build` would reuse as its own build
+        assert dockerapi.inspect(f"xeontl:inputs-{inputs}") is None
     finally:
         subprocess.run(["docker", "rmi", "-f", tag, victim, f"xeontl:inputs-{inputs}"], capture_output=True)
         subprocess.run(["docker", "rmi", "-f", forged_id], capture_output=True)
+
+
+# ------------------------------------------------------------------------------------------------ issue 39, item 2
+def docker_save(*configs: bytes) -> bytes:
+    """A `docker save` as image.tar.gz holds it, of images that are only their configs (an image's id is its config's
+    sha256), each under a tag of the user's as a forged save would carry it."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        entries = []
+        for config in configs:
+            name = f"{hashlib.sha256(config).hexdigest()}.json"
+            entries.append({"Config": name, "RepoTags": ["victim:latest"], "Layers": []})
+            info = tarfile.TarInfo(name)
+            info.size = len(config)
+            t.addfile(info, io.BytesIO(config))
+        body = json.dumps(entries).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(body)
+        t.addfile(info, io.BytesIO(body))
+    return gzip.compress(out.getvalue())
+
+
+APP, DEPS = b'{"rootfs": {"type": "layers", "diff_ids": []}, "x": "app"}', b'{"rootfs": {"type": "layers"}, "x": 1}'
+APP_ID, DEPS_ID = (f"sha256:{hashlib.sha256(c).hexdigest()}" for c in (APP, DEPS))
+
+
+@pytest.fixture
+def daemon(monkeypatch, tmp_path):
+    """The daemon as archive.load asks it, recorded: what was loaded (bytes), the tags set, the ids present."""
+    got = {"loaded": b"", "tags": [], "ids": set()}
+
+    def load(chunks):
+        got["loaded"] += b"".join(chunks)
+        got["ids"] |= {APP_ID, DEPS_ID} if f"{APP_ID[7:]}.json".encode() in got["loaded"] else set()
+    monkeypatch.setattr(dockerapi, "check_daemon", lambda: None)
+    monkeypatch.setattr(dockerapi, "load", load)
+    monkeypatch.setattr(dockerapi, "inspect", lambda ref: {"Id": ref} if ref in got["ids"] else None)
+    monkeypatch.setattr(dockerapi, "tag", lambda source, ref: got["tags"].append((source, ref)))
+    monkeypatch.setenv("XEONTL_CACHE_DIR", str(tmp_path / "cache"))
+    return got
+
+
+DEPS_REF = {"ref": f"{imagelib.DEPS_REPO}:{'a' * 12}", "id": DEPS_ID}
+
+
+@pytest.mark.parametrize("signed, tag, tags", [
+    # the issue's reproducer moved the deps ref the unsigned manifest named, and made xeontl:inputs-<hash>, which a
+    # later plain `invoke build` reused as its own build
+    (False, "xeontl:latest", [(APP_ID, "xeontl:latest")]),
+    (False, "xeontl:mine", [(APP_ID, "xeontl:mine")]),
+    (True, "xeontl:latest", [(DEPS_ID, DEPS_REF["ref"]), (APP_ID, "xeontl:inputs-{inputs}"),
+                             (APP_ID, "xeontl:latest")]),
+])
+def test_only_a_verified_archive_makes_the_tags_a_later_build_reuses(tmp_path, daemon, signers, capsys, signed, tag,
+                                                                    tags):
+    alice, _, allowed = signers
+    (tmp_path / "a").mkdir()
+    members = {"image.tar.gz": docker_save(APP, DEPS), "source.tar.gz": b"s"}
+    path = fake_archive(tmp_path / "a" / "x.tar", members=members, image_id=APP_ID, deps=DEPS_REF,
+                        sign=alice if signed else None)
+    archive.load(path, tag, allowed if signed else None)
+    inputs = imagelib.checkout_inputs_hash()
+    assert daemon["tags"] == [(i, t.format(inputs=inputs)) for i, t in tags]
+    said = [line for line in capsys.readouterr().out.splitlines() if "unauthenticated" in line]
+    assert len(said) == (0 if signed else 1)
+
+
+@pytest.mark.parametrize("tag", ["victim:latest", "xeontl:inputs-0123456789ab", "registry:5000/xeontl:x", "xeontl:"])
+def test_an_unauthenticated_archive_moves_no_tag_but_xeontls_own(tmp_path, daemon, tag):
+    path = fake_archive(tmp_path / "x.tar", members={"image.tar.gz": docker_save(APP), "source.tar.gz": b"s"},
+                        image_id=APP_ID)
+    with pytest.raises(UserError, match="moves only a tag xeontl:NAME") as e:
+        archive.load(path, tag)
+    assert "\n" not in str(e.value) and daemon["tags"] == [] and daemon["loaded"] == b""
+
+
+DROP = object()
+
+
+@pytest.mark.parametrize("field, fields, deps, commit", [
+    # outside a checkout nothing compared image.inputs with anything: it became the tag xeontl:inputs-<it>
+    ("image.inputs", {"inputs": "latest"}, None, None),
+    ("image.inputs", {"inputs": "0123456789ab\n"}, None, None),
+    ("image.inputs", {"inputs": None}, None, None),
+    ("image.inputs", {"inputs": DROP}, None, None),
+    # the issue's reproducer: the unsigned manifest's deps ref was tagged with force (auditsec-victim:latest moved)
+    ("deps_image", {}, {"ref": "victim:latest", "id": DEPS_ID}, None),
+    ("deps_image", {}, {"ref": f"{imagelib.DEPS_REPO}:latest", "id": DEPS_ID}, None),
+    ("deps_image", {}, {"ref": DEPS_REF["ref"], "id": "sha256:x"}, None),
+    ("deps_image", {}, "xeontl-deps:aaaaaaaaaaaa", None),
+    ("commit", {}, None, "c0ffee\x1b[2J"),
+])
+def test_what_the_manifest_names_is_checked_in_a_checkout_or_not(tmp_path, monkeypatch, daemon, field, fields, deps,
+                                                                 commit):
+    monkeypatch.setattr(imagelib, "checkout_inputs_hash", lambda *a: None)  # an installed copy: no checkout
+    named = {k: v for k, v in {"id": APP_ID, "inputs": "0123456789ab", **fields}.items() if v is not DROP}
+    members = {"image.tar.gz": docker_save(APP, DEPS), "source.tar.gz": b"s"}
+    sums = {n: hashlib.sha256(b).hexdigest() for n, b in members.items()}
+    manifest = json.dumps({"commit": commit or "c0ffee" * 6 + "beef", "image": named,
+                           "members": {n: {"bytes": len(b), "sha256": sums[n]} for n, b in members.items()},
+                           **({"deps_image": deps} if deps is not None else {})}).encode()
+    path = fake_archive(tmp_path / "x.tar", members=members, manifest=manifest)
+    with pytest.raises(UserError, match=f"its manifest's {field} is not what `invoke archive` writes") as e:
+        archive.load(path)
+    assert "\n" not in str(e.value) and daemon["tags"] == [] and daemon["loaded"] == b""
+
+
+def test_the_archive_is_read_once_and_what_was_checked_is_what_loads(tmp_path, daemon, monkeypatch):
+    """The file is replaced after its check (as another user who can write its dir would): the load uses the bytes
+    that were hashed, and the record the archive's sha256 as checked (before: opened three times)."""
+    image = docker_save(APP)
+    path = fake_archive(tmp_path / "x.tar", members={"image.tar.gz": image, "source.tar.gz": b"s"}, image_id=APP_ID)
+    checked = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def swap():
+        path.write_bytes(b"another file altogether")
+    monkeypatch.setattr(dockerapi, "check_daemon", swap)
+    record = archive.load(path)
+    assert record["archive_sha256"] == checked and f"{APP_ID[7:]}.json".encode() in daemon["loaded"]
+    assert daemon["tags"] == [(APP_ID, "xeontl:latest")]
+
+
+def test_a_docker_save_manifest_not_a_list_of_entries_is_one_line(tmp_path, daemon):
+    bad = io.BytesIO()
+    with tarfile.open(fileobj=bad, mode="w") as t:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"[1]"))
+    path = fake_archive(tmp_path / "x.tar", members={"image.tar.gz": gzip.compress(bad.getvalue()),
+                                                     "source.tar.gz": b"s"}, image_id=APP_ID)
+    with pytest.raises(UserError, match="is not a `docker save`"):
+        archive.load(path)
+    assert daemon["loaded"] == b""

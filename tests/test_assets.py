@@ -305,3 +305,94 @@ def test_an_existing_destination_with_other_content_is_never_replaced(tmp_path):
     dest.unlink()
     assert assets.import_(cfg, bundle, tmp_path / "manifest.json")["data"]["sha256"] == digest
     assert dest.read_bytes() == body and not list(dest.parent.glob(".xeontl-import-*"))
+
+
+# ---------------------------------------------------------------------------------------------- weights: one digest
+def tree(root: Path, files: dict[str, bytes | str]) -> Path:
+    """Files under ROOT; a str value makes a symbolic link to that target instead."""
+    for rel, body in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(body, str):
+            p.symlink_to(body)
+        else:
+            p.write_bytes(body)
+    return root
+
+
+@pytest.mark.parametrize("names", [
+    ["a.txt", "a/b"],  # issue 39 item 10: "a.txt" < "a/b" as strings, ("a",) < ("a.txt",) as paths
+    ["a-b", "a/b", "a.b/c", "a0", "a/b.c/d"],
+    ["saved_model.pb", "variables/variables.index", "variables/variables.data-00000-of-00001", "keras_metadata.pb"],
+    ["x"],
+])
+def test_the_weights_digest_and_the_bundles_stream_digest_are_one(tmp_path, names):
+    """weights_sha256 of a directory and what import_ computes from a bundle's streams agree, whatever the names: a
+    bundle export() made of these weights is imported, not refused."""
+    from xeontl.experiment.model import weights_sha256
+
+    weights = tree(tmp_path / "w", {n: n.encode() * 3 for n in names})
+    with tarfile.open(tmp_path / "b.tar", "w") as tar:
+        tar.add(weights, arcname="weights")  # as export() packs them
+    with tarfile.open(tmp_path / "b.tar") as tar:
+        members = assets._bundle_members(tar, tmp_path / "b.tar")
+        assert assets._bundle_digest(tar, members, "weights") == weights_sha256(weights)
+    # and it is the digest pins were recorded with: each path, NUL, its file's sha256, paths by their components
+    h = hashlib.sha256()
+    for n in sorted(names, key=lambda n: n.split("/")):
+        h.update(n.encode() + b"\0" + hashlib.sha256(n.encode() * 3).digest())
+    assert weights_sha256(weights) == h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- weights: no links
+@pytest.mark.parametrize("inside", [
+    {"variables": "{elsewhere}"},  # issue 39 item 4: rglob skipped a linked variables/, its files never hashed
+    {"variables/variables.index": "{elsewhere}/variables.index"},
+    {"saved_model.pb": "{elsewhere}/variables.index"},
+    {"variables/gone": "{elsewhere}/no-such-file"},
+])
+def test_a_link_inside_a_savedmodel_is_refused_pinned_or_not(tmp_path, monkeypatch, inside):
+    from xeontl.experiment.model import weights_sha256
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    elsewhere = tree(tmp_path / "elsewhere", {"variables.index": b"swapped", "variables.data": b"swapped"})
+    files = {"saved_model.pb": b"graph", "variables/variables.index": b"index"}
+    files = {k: v for k, v in files.items() if not any(k == i or k.startswith(i + "/") for i in inside)}
+    model = tree(tmp_path / "sm", {**files, **{k: v.format(elsewhere=elsewhere) for k, v in inside.items()}})
+    with pytest.raises(UserError, match="is a symbolic link: links inside a SavedModel are refused") as e:
+        weights_sha256(model)
+    assert "\n" not in str(e.value)
+    for pin in ("", "0" * 64):  # first-seen pin and the config's weights_sha256 alike
+        cfg = config.resolve("paper", {"weights": f"savedmodel:{model}", "weights_sha256": pin})
+        with pytest.raises(UserError, match="symbolic link"):
+            assets.pin_weights(cfg)
+    assert not (tmp_path / "state").exists()  # nothing recorded
+
+
+# ---------------------------------------------------------------------------------------------- weights: pins
+@pytest.mark.parametrize("name, retarget_to, refused", [
+    # issue 39 item 4: retargeting the link the config names was a "first use" of the new target
+    ("a link retargeted to other weights", b"weights swapped", True),
+    ("a link retargeted to a copy of the same weights", b"weights v1", False),
+])
+def test_weights_are_pinned_by_content_under_the_name_the_config_gives(tmp_path, monkeypatch, name, retarget_to,
+                                                                       refused):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    (tmp_path / "v1.h5").write_bytes(b"weights v1")
+    (tmp_path / "v2.h5").write_bytes(retarget_to)
+    link = tmp_path / "link.h5"
+    link.symlink_to(tmp_path / "v1.h5")
+    cfg = config.resolve("paper", {"weights": f"keras:{link}"})
+    assert assets.pin_weights(cfg)["status"].startswith("first use")
+    link.unlink()
+    link.symlink_to(tmp_path / "v2.h5")
+    if refused:
+        with pytest.raises(UserError, match="not the .* they had at their first use") as e:
+            assets.pin_weights(cfg)
+        assert "\n" not in str(e.value)
+    else:
+        assert assets.pin_weights(cfg)["status"] == "the hash of its first use", name
+    # the file the link first named is held too, under its own name
+    (tmp_path / "v1.h5").write_bytes(b"v1 rewritten in place")
+    with pytest.raises(UserError, match="not the .* they had at their first use"):
+        assets.pin_weights(config.resolve("paper", {"weights": f"keras:{tmp_path / 'v1.h5'}"}))

@@ -320,8 +320,11 @@ def as_created(docker_run: list[str]) -> dict:
             value = args.pop(0)
             want[keys[flag]] = [*want[keys[flag]], value] if isinstance(want.get(keys[flag]), list) else value
         else:
-            want[{"--cpuset-cpus": "CpusetCpus", "--cpuset-mems": "CpusetMems", "--shm-size": "ShmSize"}[flag]] = value
+            want[{"--cpuset-cpus": "CpusetCpus", "--cpuset-mems": "CpusetMems", "--shm-size": "ShmSize",
+                  "--pids-limit": "PidsLimit", "--memory": "Memory", "--memory-swap": "MemorySwap",
+                  "--network": "NetworkMode"}[flag]] = value
     want["ShmSize"] = {"2g": 2 << 30}[want["ShmSize"]]
+    want.update({k: int(want[k]) for k in ("PidsLimit", "Memory", "MemorySwap") if k in want})
     want["Image"], want["Cmd"] = args[0], args[1:]
     return want
 
@@ -355,7 +358,8 @@ def killed_while_training(proc, tmp_path):
     host, config = c["HostConfig"], c["Config"]
     assert c["Name"] == "/" + want["Name"] and config["Image"] == want["Image"] and config["Cmd"] == want["Cmd"]
     assert config["User"] == want["User"] and set(want["Env"]) <= set(config["Env"])
-    for key in ("CpusetCpus", "CpusetMems", "CapDrop", "CapAdd", "SecurityOpt", "ShmSize"):
+    for key in ("CpusetCpus", "CpusetMems", "CapDrop", "CapAdd", "SecurityOpt", "ShmSize", "PidsLimit", "Memory",
+                "MemorySwap", "NetworkMode"):
         assert host[key] == want[key], key
     assert sorted(host["Binds"]) == sorted(want["Binds"]) and "--privileged" not in record and not host["Privileged"]
 

@@ -1,9 +1,11 @@
-"""The docker engine: the job in the image on this host, a container with the plan's cpuset and memory nodes (made
-and run through the Docker SDK: xeontl.supply.dockerapi), the launch line inside. The default engine of `invoke
-reproduce`."""
+"""The docker engine: the job in the image on this host, a container with the plan's cpuset and memory nodes, pids and
+memory limits sized from the plan, no network but loopback on one host (made and run through the Docker SDK:
+xeontl.supply.dockerapi), the launch line inside under a watch that stops it once its launcher is gone (WATCH). The
+default engine of `invoke reproduce`."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -33,7 +35,9 @@ class DockerEngine(HostEngine):
     def commands(self, job: Job) -> None:
         self.launch_line(job)
         uid, gid = dockerapi.user_ids()
-        self.container = container(job.plan, self.opts.image, job.inner, str(job.staging), f"{uid}:{gid}",
+        self.container = container(job.plan, self.opts.image,
+                                   watched(job.inner, f"{planlib.CONTAINER_RESULTS}/{outcome.LAUNCHER_LOG}"),
+                                   str(job.staging), f"{uid}:{gid}",
                                    name=self.container_name(job),
                                    resume_host_dir=str(self.opts.resume) if self.opts.resume else None,
                                    extra_env=self.opts.extra_env, read_only=job.read_only)
@@ -84,12 +88,36 @@ class DockerEngine(HostEngine):
                 "capabilities_added": list(planlib.CAPABILITIES)}
 
 
+# What a rank may hold, sized from the plan (limits): every rank's threads (TF's intra- and inter-op pools, oneDNN's
+# OpenMP team, tf.data's pool: a few per CPU) and processes (mpirun, numactl, the shell), with room to spare; memory:
+# the plan's share of this host (its CPUs over the host's), never less than a floor per rank plus /dev/shm.
+PIDS_BASE, PIDS_PER_RANK, PIDS_PER_CPU = 512, 256, 8
+MEMORY_FLOOR_PER_RANK = 2 << 30
+SHM_SIZE = 2 << 30
+
+
+def limits(plan: planlib.Plan, host_bytes: int, host_cpus: int, shm_bytes: int = SHM_SIZE) -> dict:
+    """The container's pids and memory limits for PLAN on a host of HOST_BYTES of memory and HOST_CPUS CPUs, and its
+    network: none for a single-host run (Open MPI's shared memory and its launcher's loopback, Gloo's rendezvous on
+    127.0.0.1: `lo` is all they use), Docker's default when ranks reach other hosts."""
+    pids = PIDS_BASE + sum(PIDS_PER_RANK + PIDS_PER_CPU * len(w.cpus) for w in plan.workers)
+    share = min(1.0, len(plan.cpus) / max(1, host_cpus))
+    memory = max(int(host_bytes * share), len(plan.workers) * MEMORY_FLOOR_PER_RANK + shm_bytes)
+    return {"pids_limit": pids, "memory": min(memory, host_bytes), "network": None if plan.hosts else "none"}
+
+
+def host_size() -> tuple[int, int]:
+    """(bytes of memory, online CPUs) of this host."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), os.cpu_count() or 1
+
+
 def container(plan: planlib.Plan, image: str, command: list[str], results_host_dir: str | None, user: str,
               name: str | None = None, shm_size: str = "2g", resume_host_dir: str | None = None,
               extra_env: dict | None = None, read_only: list[str] | tuple = ()) -> dockerapi.Container:
     """The run's container: the plan's cpuset and memory nodes; every capability dropped but the plan's (numactl -m
-    needs SYS_NICE), no new privileges, never --privileged. read_only: host paths the config reads (weights, data),
-    mounted read-only at the same path."""
+    needs SYS_NICE), no new privileges, never --privileged; a pids and a memory limit sized from the plan, no network
+    but loopback for a single-host run (`limits`). read_only: host paths the config reads (weights, data), mounted
+    read-only at the same path."""
     env = {"HOME": "/tmp", **plan.env, **(extra_env or {})}
     mounts = [*([(results_host_dir, planlib.CONTAINER_RESULTS, "rw")] if results_host_dir else []),
               *([(resume_host_dir, planlib.CONTAINER_RESUME, "ro")] if resume_host_dir else []),
@@ -97,7 +125,29 @@ def container(plan: planlib.Plan, image: str, command: list[str], results_host_d
     return dockerapi.Container(image=image, command=tuple(command), name=name, cpuset_cpus=cpulist(plan.cpus),
                                cpuset_mems=",".join(map(str, plan.nodes)) or None,
                                cap_add=tuple(planlib.CAPABILITIES), shm_size=shm_size, user=user,
-                               env=tuple(env.items()), mounts=tuple(mounts))
+                               env=tuple(env.items()), mounts=tuple(mounts), **limits(plan, *host_size()))
+
+
+# The run's command inside its container, under a watch on the launcher (sh: POSIX, in every image). The launcher holds
+# an exclusive flock on its log (run_container) for as long as it runs; the watch waits for a shared one, which it gets
+# only once the launcher is gone, however it went: a cgroup-wide kill (a CI job cancelled, scancel) takes the
+# launcher's guardian with it, but not this watch, which lives in the container's own cgroup. It then stops the job
+# (SIGTERM, SIGKILL 20 s later) and the container ends. SIGINT/SIGTERM to the container (Ctrl-C: run_container) are
+# passed on to the job; the job's exit status is the container's. The job runs with every signal at its default
+# (`env --default-signal`, coreutils 8.31+: a shell starts a background job with SIGINT ignored, and Python then
+# installs no KeyboardInterrupt handler); sh stays PID 1, so the job, not PID 1, is what the watch signals.
+WATCH = " ".join([  # one line: the launch record's `docker run` line stays one line
+    'lock=$1; shift;',
+    'env --default-signal "$@" & job=$!;',
+    "trap 'kill -INT $job 2>/dev/null' INT;",
+    "trap 'kill -TERM $job 2>/dev/null' TERM;",
+    '(flock -s 9 && { kill -TERM $job 2>/dev/null; sleep 20; kill -KILL $job 2>/dev/null; }) 9<"$lock" &',
+    'while :; do wait $job; rc=$?; kill -0 $job 2>/dev/null || exit $rc; done'])
+
+
+def watched(command: list[str], lock: str) -> list[str]:
+    """COMMAND under the launcher's watch (WATCH), LOCK the launcher's log as the container sees it."""
+    return ["sh", "-c", WATCH, "xeontl-watch", lock, *command]
 
 
 def docker_command(*args, **kw) -> list[str]:
@@ -114,6 +164,11 @@ def run_container(spec: dockerapi.Container, log_path: Path, grace: float = 20.0
     import requests
 
     with open(log_path, "ab") as log, guard.guarding(container=spec.name):
+        try:
+            fcntl.flock(log.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this launcher lives: WATCH waits
+        except OSError as e:
+            raise UserError(f"cannot lock {log_path} ({e.strerror}): the run's container is watched through it; "
+                            f"choose a --results-dir on a filesystem with flock, not shared with another run") from None
         try:
             ctr = spec.create()
         except docker.errors.ImageNotFound:

@@ -10,7 +10,9 @@ Weight sources (`weights`):
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
+import os
+import stat
+from pathlib import Path, PurePosixPath
 
 from xeontl import RANDOM_WEIGHTS_NOTICE
 from xeontl.common.errors import UserError
@@ -99,14 +101,52 @@ def fresh_folded(image_size: int, seed: int):
     return net
 
 
+def tree_sha256(files: dict[str, str]) -> str:
+    """The one digest of a weight directory, from {relative path: sha256 of the file}: each path (POSIX, normalized)
+    and its file's digest, the paths in the order of their components (`a/b` before `a.txt`: as pathlib sorts).
+    weights_sha256 (a directory on disk) and an assets bundle's streams (supply/assets.py) both call this."""
+    h = hashlib.sha256()
+    for rel, digest in sorted(((PurePosixPath(r), d) for r, d in files.items()), key=lambda f: f[0].parts):
+        h.update(str(rel).encode() + b"\0" + bytes.fromhex(digest))
+    return h.hexdigest()
+
+
+def _regular_sha256(path: Path) -> str:
+    """sha256 of PATH, opened without following a link and held to a regular file on its descriptor."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UserError(f"weights: {path} is not a regular file: a SavedModel holds files and directories only")
+        h = hashlib.sha256()
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
 def weights_sha256(path: Path) -> str:
-    """sha256 of a weight file, or of a SavedModel directory (relative paths + contents, in sorted order)."""
+    """sha256 of a weight file, or of a SavedModel directory (tree_sha256 of its files). Inside a directory every
+    entry must be a plain file or directory: a symbolic link is refused (one line), never followed or skipped (a
+    linked variables/ was skipped, so its files were never hashed)."""
     if path.is_file():
         return sha256_file(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(str(f.relative_to(path)).encode() + b"\0" + bytes.fromhex(sha256_file(f)))
-    return h.hexdigest()
+
+    def unreadable(e: OSError):
+        raise UserError(f"weights {path}: {e.filename} cannot be read ({e.strerror}): nothing was hashed")
+
+    files = {}
+    try:
+        for root, dirs, names in os.walk(path, onerror=unreadable):
+            for name in dirs + names:
+                entry = Path(root) / name
+                rel = entry.relative_to(path)
+                if entry.is_symlink():
+                    raise UserError(f"weights {path}: {rel} is a symbolic link: links inside a SavedModel are refused "
+                                    f"(copy the files in)")
+                if name in names:
+                    files[str(rel)] = _regular_sha256(entry)
+    except OSError as e:
+        raise UserError(f"weights {path}: {e.filename} cannot be read ({e.strerror})") from None
+    return tree_sha256(files)
 
 
 # What `architecture` in a weights record can be: the paper's backbone is "ResNet50 v1.5" and only that string is it.

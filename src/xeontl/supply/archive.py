@@ -126,6 +126,7 @@ def make(output: Path | None, image: str = "xeontl:latest", with_assets: bool = 
         members = {}
         # the deps image too (its layers are the image's own, so it costs only its config): with it, the other
         # machine rebuilds after a source change in seconds instead of building TensorFlow's layers and Horovod again
+        # (when it loads the archive with --verify-with: an unauthenticated one tags no deps image a build reuses)
         deps = imagelib.deps_tag()
         deps_info = dockerapi.inspect(deps)
         refs = [image, *([deps] if deps_info else [])]
@@ -177,14 +178,6 @@ def make(output: Path | None, image: str = "xeontl:latest", with_assets: bool = 
     return out
 
 
-def _members(tar: tarfile.TarFile, path: Path) -> dict[str, tarfile.TarInfo]:
-    try:
-        return {m.name.removeprefix(f"{ROOT}/"): m for m in tar.getmembers() if m.isfile()}
-    except (tarfile.TarError, EOFError, OSError) as e:
-        raise UserError(f"{path} is truncated or not an archive ({e}): copy it again, or make it with `invoke "
-                        f"archive`") from None
-
-
 SIGNATURE = "SHA256SUMS.sig"
 NAMESPACE = "xeontl-archive"  # ssh-keygen -Y's namespace: a signature made for anything else does not verify here
 REQUIRED = ("image.tar.gz", "source.tar.gz")
@@ -215,80 +208,152 @@ def _manifest(raw: bytes, path: Path) -> dict:
     return doc
 
 
-def _signature(tar, members: dict, sums_text: bytes, path: Path, allowed: Path | None) -> dict:
+def _signature(sig: bytes | None, sums_text: bytes, path: Path, allowed: Path | None) -> dict:
     """The trust anchor: SHA256SUMS signed with `ssh-keygen -Y sign` (invoke archive --sign KEY), verified against
     an allowed-signers file (invoke build --from FILE --verify-with ALLOWED_SIGNERS). Without --verify-with the
     archive vouches only for itself (its checksums and manifest agree), and that is said."""
     if allowed is None:
         return {"verified": False, "why": "no --verify-with: the archive's checksums vouch only for themselves"}
-    if SIGNATURE not in members:
+    if sig is None:
         raise UserError(f"{path} is not signed (no {SIGNATURE}): --verify-with needs an archive made with `invoke "
                         f"archive --sign KEY`; nothing was loaded")
     if not Path(allowed).is_file():
         raise UserError(f"--verify-with {allowed}: no such file (an ssh allowed_signers file: `PRINCIPAL KEY` lines)")
     with tempfile.TemporaryDirectory(prefix="xeontl-verify-") as d:
-        sig = Path(d) / SIGNATURE
-        sig.write_bytes(tar.extractfile(members[SIGNATURE]).read(1 << 16))
-        who = subprocess.run(["ssh-keygen", "-Y", "find-principals", "-s", str(sig), "-f", str(allowed)],
+        sig_file = Path(d) / SIGNATURE
+        sig_file.write_bytes(sig)
+        who = subprocess.run(["ssh-keygen", "-Y", "find-principals", "-s", str(sig_file), "-f", str(allowed)],
                              capture_output=True, text=True)
         principal = who.stdout.strip().splitlines()[0] if who.returncode == 0 and who.stdout.strip() else None
         if principal is None:
             raise UserError(f"{path}: its signature is by no key of {allowed}: nothing was loaded")
         ok = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", principal, "-n", NAMESPACE,
-                             "-s", str(sig)], input=sums_text, capture_output=True)
+                             "-s", str(sig_file)], input=sums_text, capture_output=True)
         if ok.returncode != 0:
             raise UserError(f"{path}: its signature does not verify for {principal} ({ok.stderr.decode().strip()[:80]})"
                             f": the archive was altered after it was signed; nothing was loaded")
     return {"verified": True, "principal": principal, "allowed_signers": str(Path(allowed).resolve())}
 
 
-def verify(path: Path, allowed_signers: Path | None = None) -> dict:
+class _Hashed(io.RawIOBase):
+    """The archive's one descriptor, read once, front to back: every byte read also goes into the archive's sha256."""
+
+    def __init__(self, f):
+        self.f, self.sha256 = f, hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self.f.readinto(buffer)
+        self.sha256.update(memoryview(buffer)[:n])
+        return n
+
+
+SMALL = {"manifest.json": 1 << 20, "SHA256SUMS": 1 << 20, SIGNATURE: 1 << 16}  # read whole; at most this long
+
+
+def _read_once(path: Path, image_copy=None) -> tuple[dict[str, str], dict[str, bytes], str]:
+    """One pass over the archive, as a stream: each member's sha256, the small members' bytes (SMALL), image.tar.gz
+    copied into IMAGE_COPY (a private file) as it is hashed, and the whole file's sha256. Nothing is read from PATH
+    again: what was checked is what is loaded (before, the archive was opened three times: a file changed between
+    the check and `docker load` was loaded unchecked)."""
+    digests: dict[str, str] = {}
+    small: dict[str, bytes] = {}
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise UserError(f"--from {path}: cannot be read ({e.strerror})") from None
+    with f:
+        raw = _Hashed(f)
+        try:
+            tar = tarfile.open(fileobj=raw, mode="r|", bufsize=CHUNK)  # a plain tar, as `invoke archive` writes it
+        except (tarfile.TarError, OSError) as e:
+            raise UserError(f"{path} is not an archive ({str(e).splitlines()[0]}): make one with `invoke archive`") \
+                from None
+        try:
+            with tar:
+                for m in tar:
+                    name = m.name.removeprefix(f"{ROOT}/")
+                    if not m.isfile():
+                        continue
+                    if name in digests:
+                        raise UserError(f"{path} holds {name} twice: not made by `invoke archive`; nothing was loaded")
+                    if name in SMALL and m.size > SMALL[name]:
+                        raise UserError(f"{path}: its {name} is {m.size} bytes, more than `invoke archive` writes; "
+                                        f"nothing was loaded")
+                    h, member = hashlib.sha256(), tar.extractfile(m)
+                    while chunk := member.read(CHUNK):
+                        h.update(chunk)
+                        if name in SMALL:
+                            small[name] = small.get(name, b"") + chunk
+                        elif name == "image.tar.gz" and image_copy is not None:
+                            image_copy.write(chunk)
+                    digests[name] = h.hexdigest()
+            while raw.read(CHUNK):  # what follows the tar's end, into the file's sha256
+                pass
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise UserError(f"{path} is truncated or not an archive ({e}): copy it again, or make it with `invoke "
+                            f"archive`") from None
+    return digests, small, raw.sha256.hexdigest()
+
+
+HEX12, HEX64 = re.compile(r"[0-9a-f]{12}"), re.compile(r"[0-9a-f]{64}")
+
+
+def _names(manifest: dict, path: Path) -> None:
+    """What the manifest names that becomes a tag or a line, in the form `invoke archive` writes it, in a checkout or
+    not: image.inputs 12 hex digits (it names xeontl:inputs-<inputs>), the commit a git object id, deps_image absent
+    or {"ref": "xeontl-deps:<12 hex>", "id": "sha256:<64 hex>"}."""
+    image, deps, commit = manifest["image"], manifest.get("deps_image"), manifest["commit"]
+    bad = ("image.inputs" if not isinstance(image.get("inputs"), str) or not HEX12.fullmatch(image["inputs"])
+           else "commit" if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit)
+           else "deps_image" if deps is not None and not (
+               isinstance(deps, dict) and isinstance(deps.get("ref"), str) and isinstance(deps.get("id"), str)
+               and deps["ref"].startswith(f"{imagelib.DEPS_REPO}:") and HEX12.fullmatch(deps["ref"].split(":", 1)[1])
+               and deps["id"].startswith("sha256:") and HEX64.fullmatch(deps["id"][7:]))
+           else None)
+    if bad:
+        raise UserError(f"{path}: its manifest's {bad} is not what `invoke archive` writes: nothing was loaded")
+
+
+def verify(path: Path, allowed_signers: Path | None = None, image_copy=None) -> dict:
     """Every member against SHA256SUMS (which must list every member, image.tar.gz and source.tar.gz included), the
     manifest against both, the signature where asked, and the archive against this checkout: one line for the first
-    problem, nothing loaded. Returns the manifest (with what vouched for it under "trust")."""
+    problem, nothing loaded. All from one read of the file (`_read_once`; IMAGE_COPY: where image.tar.gz goes). Returns
+    the manifest (with what vouched for it under "trust", and the whole file's sha256 under "archive_sha256")."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--from {path}: no such file")
-    try:
-        tar = tarfile.open(path, "r:")  # a plain tar, as `invoke archive` writes it
-    except (tarfile.TarError, OSError) as e:
-        raise UserError(f"{path} is not an archive ({str(e).splitlines()[0]}): make one with `invoke archive`") \
-            from None
-    with tar:
-        members = _members(tar, path)
-        for needed in ("manifest.json", "SHA256SUMS", *REQUIRED):
-            if needed not in members:
-                raise UserError(f"{path} has no {needed}: not made by `invoke archive`, or truncated; copy it again")
-        sums_text = tar.extractfile(members["SHA256SUMS"]).read(1 << 20)
-        sums = _sums(sums_text.decode(errors="replace"), path)
-        unlisted = sorted(set(members) - set(sums) - {"SHA256SUMS", SIGNATURE})
-        if unlisted or "manifest.json" not in sums:
-            raise UserError(f"{path}: {', '.join(unlisted) or 'manifest.json'} not in its SHA256SUMS: an archive "
-                            f"member nobody vouched for; nothing was loaded")
-        trust = _signature(tar, members, sums_text, path, allowed_signers)
-        for name, want in sums.items():
-            if name not in members:
-                raise UserError(f"{path} lacks {name}, which its SHA256SUMS lists: truncated; copy it again")
-            h, f = hashlib.sha256(), tar.extractfile(members[name])
-            try:
-                while chunk := f.read(CHUNK):
-                    h.update(chunk)
-            except (tarfile.TarError, EOFError, OSError) as e:
-                raise UserError(f"{path}: {name} is truncated ({e}): copy the archive again") from None
-            if h.hexdigest() != want:
-                raise UserError(f"{path}: {name} has sha256 {h.hexdigest()[:16]}..., its SHA256SUMS says "
-                                f"{want[:16]}...: the archive was altered or damaged; nothing was loaded")
-        manifest = _manifest(tar.extractfile(members["manifest.json"]).read(1 << 20), path)
-        if set(manifest["members"]) != set(sums) - {"manifest.json"} or any(
-                manifest["members"][n]["sha256"] != sums[n] for n in manifest["members"]):
-            raise UserError(f"{path}: its manifest and its SHA256SUMS list other members or digests: altered; "
-                            f"nothing was loaded")
+    digests, small, archive_sha256 = _read_once(path, image_copy)
+    for needed in ("manifest.json", "SHA256SUMS", *REQUIRED):
+        if needed not in digests:
+            raise UserError(f"{path} has no {needed}: not made by `invoke archive`, or truncated; copy it again")
+    sums_text = small.get("SHA256SUMS", b"")
+    sums = _sums(sums_text.decode(errors="replace"), path)
+    unlisted = sorted(set(digests) - set(sums) - {"SHA256SUMS", SIGNATURE})
+    if unlisted or "manifest.json" not in sums:
+        raise UserError(f"{path}: {', '.join(unlisted) or 'manifest.json'} not in its SHA256SUMS: an archive "
+                        f"member nobody vouched for; nothing was loaded")
+    trust = _signature(small.get(SIGNATURE) if SIGNATURE in digests else None, sums_text, path, allowed_signers)
+    for name, want in sums.items():
+        if name not in digests:
+            raise UserError(f"{path} lacks {name}, which its SHA256SUMS lists: truncated; copy it again")
+        if digests[name] != want:
+            raise UserError(f"{path}: {name} has sha256 {digests[name][:16]}..., its SHA256SUMS says "
+                            f"{want[:16]}...: the archive was altered or damaged; nothing was loaded")
+    manifest = _manifest(small.get("manifest.json", b""), path)
+    if set(manifest["members"]) != set(sums) - {"manifest.json"} or any(
+            manifest["members"][n]["sha256"] != sums[n] for n in manifest["members"]):
+        raise UserError(f"{path}: its manifest and its SHA256SUMS list other members or digests: altered; "
+                        f"nothing was loaded")
+    _names(manifest, path)
     here = imagelib.checkout_inputs_hash()
     if here is not None and manifest["image"]["inputs"] != here:
         raise UserError(f"{path} holds the image of commit {manifest['commit'][:12]} (inputs "
                         f"{manifest['image']['inputs']}), this checkout is inputs {here}: check out "
                         f"{manifest['commit'][:12]} (its source is in the archive), or build here; nothing was loaded")
-    return {**manifest, "trust": trust}
+    return {**manifest, "trust": trust, "archive_sha256": archive_sha256}
 
 
 def _saved_images(stream) -> list[dict]:
@@ -305,7 +370,8 @@ def _saved_images(stream) -> list[dict]:
                 with contextlib.suppress(ValueError):
                     if "rootfs" in json.loads(data):  # an image config, not a layer
                         configs[m.name] = hashlib.sha256(data).hexdigest()
-    if not isinstance(entries, list):
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("Config"), str)
+                                                for e in entries):
         raise UserError("the archive's image.tar.gz is not a `docker save` (no manifest.json): nothing was loaded")
     return [{"config": e.get("Config"), "id": f"sha256:{configs.get(e.get('Config'), '?')}",
              "tags": e.get("RepoTags") or []} for e in entries]
@@ -326,22 +392,42 @@ def _untagged(stream, out) -> None:
             loaded.addfile(m, f)
 
 
+def _tag_allowed(tag: str, verified: bool) -> None:
+    """The tag `build --from` moves. From an unauthenticated archive only one of xeontl's own repository, and never a
+    content tag (xeontl:inputs-<hash>), which a later plain `invoke build` reuses as its own build."""
+    repo, _, name = tag.partition(":")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", name) or (
+            not verified and (repo != "xeontl" or name.startswith("inputs-"))):
+        raise UserError(f"--tag {tag}: an archive without --verify-with moves only a tag xeontl:NAME of xeontl's own "
+                        f"(not xeontl:inputs-*, the builder's); nothing was loaded")
+
+
 def load(path: Path, tag: str = "xeontl:latest", verify_with: Path | None = None) -> dict:
-    """`invoke build --from FILE`: verify (and check the signature with VERIFY_WITH); read the saved images' ids from
-    their own configs and check them against the manifest before anything is loaded; load them untagged (a tag stored
-    in the archive cannot move one of the user's); then tag the checked id and record the archive."""
+    """`invoke build --from FILE`: verify (and check the signature with VERIFY_WITH), reading the file once and keeping
+    the image's bytes it hashed (a private unnamed file); read the saved images' ids from their own configs and check
+    them against the manifest before anything is loaded; load them untagged (a tag stored in the archive cannot move
+    one of the user's); then tag the checked id and record the archive.
+
+    Tags: TAG (the user's --tag, default xeontl:latest). Only an archive verified against a signer also gets the tags
+    a later build reuses: xeontl:inputs-<inputs> (the content tag: `invoke build` takes it as its own build) and its
+    deps image's xeontl-deps:<hash> (a source-only rebuild builds on it), each after its image's id was checked.
+    Unauthenticated, TAG must be xeontl:NAME, and that is said in one line."""
     t0 = time.time()
-    manifest = verify(path, verify_with)
-    if not manifest["trust"]["verified"]:
-        print(f"xeontl build --from: not verified against a signer: {manifest['trust']['why']} (give --verify-with "
-              f"ALLOWED_SIGNERS for an archive made with `invoke archive --sign KEY`)", flush=True)
-    dockerapi.check_daemon()
-    want = manifest["image"]["id"]
-    deps = (manifest.get("deps_image") or {}).get("id")
-    with tarfile.open(path, "r:") as tar:
-        member = _members(tar, Path(path))["image.tar.gz"]
+    _tag_allowed(tag, verify_with is not None)
+    records_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=records_dir()) as image_copy:  # unnamed: nobody can open it but this process
+        manifest = verify(path, verify_with, image_copy)
+        verified = manifest["trust"]["verified"]
+        if not verified:
+            print(f"xeontl build --from: the archive is unauthenticated (no --verify-with ALLOWED_SIGNERS; "
+                  f"`invoke archive --sign KEY` makes one that can be): its checksums vouch only for themselves, so it "
+                  f"moves no tag but {tag}", flush=True)
+        dockerapi.check_daemon()
+        want = manifest["image"]["id"]
+        deps = (manifest.get("deps_image") or {}).get("id")
         try:
-            with gzip.open(tar.extractfile(member)) as image:
+            image_copy.seek(0)
+            with gzip.open(image_copy) as image:
                 found = {i["id"] for i in _saved_images(image)}
         except (OSError, EOFError, tarfile.TarError, ValueError) as e:
             raise UserError(f"the archive's image.tar.gz is not a readable `docker save` ({e}): nothing was loaded") \
@@ -351,20 +437,20 @@ def load(path: Path, tag: str = "xeontl:latest", verify_with: Path | None = None
             raise UserError(f"the archive's image.tar.gz does not hold image {missing[0][:19]} its manifest names "
                             f"(it holds {', '.join(sorted(i[:19] for i in found))}): nothing was loaded")
         print(f"xeontl build --from: docker load of {want[:19]} (its tags stripped) ...", flush=True)
-        with gzip.open(tar.extractfile(member)) as image:
+        image_copy.seek(0)
+        with gzip.open(image_copy) as image:
             dockerapi.load(dockerapi.chunks_written(lambda out: _untagged(image, out)))
     info = dockerapi.inspect(want)
     if info is None or info["Id"] != want:
         raise UserError(f"the loaded image is not {want[:19]}: the archive is damaged; copy it again")
-    content_tag = f"xeontl:inputs-{manifest['image']['inputs']}"
-    tags = [content_tag, tag]
-    if deps and manifest.get("deps_image", {}).get("ref"):
-        dockerapi.tag(deps, manifest["deps_image"]["ref"])
-    for t in tags:
-        dockerapi.tag(want, t)
-    record = {"archive": str(Path(path).resolve()), "archive_sha256": _sha256(Path(path)), "commit": manifest["commit"],
-              "image_id": want, "loaded": datetime.now(timezone.utc).isoformat(), "trust": manifest["trust"]}
-    records_dir().mkdir(parents=True, exist_ok=True)
+    if verified:
+        if deps and (dockerapi.inspect(deps) or {}).get("Id") == deps:
+            dockerapi.tag(deps, manifest["deps_image"]["ref"])
+        dockerapi.tag(want, f"xeontl:inputs-{manifest['image']['inputs']}")
+    dockerapi.tag(want, tag)
+    record = {"archive": str(Path(path).resolve()), "archive_sha256": manifest["archive_sha256"],
+              "commit": manifest["commit"], "image_id": want, "loaded": datetime.now(timezone.utc).isoformat(),
+              "trust": manifest["trust"]}
     (records_dir() / f"{want.replace(':', '_')}.json").write_text(json.dumps(record, indent=1))
     print(f"xeontl build --from: {tag} = {want[:19]} (commit {manifest['commit'][:12]}) in {time.time() - t0:.0f} s")
     return record

@@ -11,7 +11,6 @@ which is checked, not assumed.
 
 from __future__ import annotations
 
-import base64
 import errno
 import hashlib
 import http.client
@@ -26,14 +25,13 @@ import tarfile
 import tempfile
 import time
 import urllib.error
-import urllib.parse
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
 from xeontl.common import records, redact
 from xeontl.common.errors import UserError
 from xeontl.experiment import data
+from xeontl.supply import fetch as one_fetch
 
 # Intel's pipeline for this experiment: TF-Slim ResNet50 feature vector, 224 px, inputs in [0,1].
 WEIGHTS_HANDLE = "https://tfhub.dev/google/imagenet/resnet_v1_50/feature_vector/5"
@@ -61,19 +59,20 @@ def fetch_file(url: str, dest: Path, sha256: str, size: int | None = None, timeo
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.exists() else 0
-    shown, (plain, auth) = redact.text(url), _credentials(url)
-    headers = {**({"Range": f"bytes={have}-"} if have else {}), **({"Authorization": auth} if auth else {})}
-    try:
-        response = urllib.request.urlopen(urllib.request.Request(plain, headers=headers), timeout=timeout)
+    shown = redact.url(url)
+    try:  # one fetch (supply/fetch.py): credentials to the URL's own origin only, no https -> http redirect
+        response = one_fetch.open_url(url, {"Range": f"bytes={have}-"} if have else {}, timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and have:  # the .part is already whole
             response = None
         else:
-            raise UserError(f"download of {shown} failed: HTTP {e.code} {e.reason}: check the URL, or bring the "
-                            f"file with `invoke assets --from FILE`") from None
+            raise UserError(f"download of {shown} failed: HTTP {e.code} {redact.text(str(e.reason))}: check the URL, "
+                            f"or bring the file with `invoke assets --from FILE`") from None
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, ValueError,
             http.client.HTTPException) as e:
-        reason = redact.text(str(getattr(e, "reason", e)))
+        # urllib's message for a URL it cannot read quotes the bad part (a password's tail): only its kind is said
+        reason = (type(e).__name__ if isinstance(e, (ValueError, http.client.InvalidURL))
+                  else redact.text(str(getattr(e, "reason", e))))
         raise UserError(f"download of {shown} failed ({reason}): no route to it from here? fetch on a connected "
                         f"machine with `invoke assets --export FILE`, then `invoke assets --from FILE` here") from None
     if response is not None:
@@ -88,18 +87,6 @@ def fetch_file(url: str, dest: Path, sha256: str, size: int | None = None, timeo
         raise UserError(f"{shown} gave {part.stat().st_size} bytes, expected {size}: removed, fetch again")
     os.replace(part, dest)
     return {"path": str(dest), "sha256": digest, "size": dest.stat().st_size, "source": shown}
-
-
-def _credentials(url: str) -> tuple[str, str | None]:
-    """(the URL without its user info, the Basic Authorization header it carried, if any): urllib sends no
-    credentials from a URL itself, and fails on one with a password (InvalidURL, its message the password)."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url, None
-    userinfo, _, host = parts.netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
-    token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode()
-    return urllib.parse.urlunsplit(parts._replace(netloc=host)), f"Basic {token}"
 
 
 def _stream(response, part: Path, have: int, url: str, dest: Path, progress: bool, timeout: float) -> None:
@@ -142,9 +129,14 @@ def _stream(response, part: Path, have: int, url: str, dest: Path, progress: boo
 
 # ------------------------------------------------------------------------------------------------ the weights
 def fetch_weights(handle: str, target: Path, sha256: str = "", cache_dir: Path | None = None) -> dict:
-    """The TF-Hub model through tensorflow_hub's resolver (its cache: $TFHUB_CACHE_DIR), copied whole to TARGET."""
+    """The TF-Hub model through tensorflow_hub's resolver (its cache: $TFHUB_CACHE_DIR), copied whole to TARGET.
+    The resolver does its own HTTP (not supply/fetch.py's rules): a handle with credentials or a query is refused."""
     from xeontl.experiment.model import saved_model_architecture, weights_sha256
 
+    if "://" in handle and redact.url(handle) != handle:
+        raise UserError(f"--weights-handle {redact.url(handle)}: credentials or a query in a TF-Hub handle would go "
+                        f"wherever TF-Hub's resolver is redirected; give a plain URL, or bring the weights with "
+                        f"`invoke assets --from FILE`")
     target = Path(target)
     if (target / "saved_model.pb").is_file():
         digest = weights_sha256(target)
@@ -158,7 +150,8 @@ def fetch_weights(handle: str, target: Path, sha256: str = "", cache_dir: Path |
     try:
         resolved = Path(hub.resolve(handle))
     except urllib.error.HTTPError as e:
-        raise UserError(f"TF-Hub could not fetch {redact.text(handle)}: HTTP {e.code} {e.reason}: check the handle, or "
+        raise UserError(f"TF-Hub could not fetch {redact.text(handle)}: HTTP {e.code} {redact.text(str(e.reason))}: "
+                        f"check the handle, or "
                         f"bring the weights with `invoke assets --from FILE`") from None
     except (urllib.error.URLError, OSError, ValueError, tarfile.TarError) as e:
         raise UserError(f"TF-Hub could not fetch {redact.text(handle)} ({type(e).__name__}: "
@@ -190,41 +183,51 @@ def pin_weights(cfg: dict) -> dict | None:
     """The weights a run reads, held to a hash: the config's weights_sha256 where it has one (the paper's TF-Hub
     model publishes none the bundle could pin); otherwise the hash they had the first time this user ran them,
     recorded then (seen_store) and checked on every later run: weights replaced behind a reviewer's back stop the run
-    in one line. A SavedModel is executable graph code. Returns what provenance records (weights_pin)."""
+    in one line. A SavedModel is executable graph code. Returns what provenance records (weights_pin).
+
+    The pin is on the content, under both names of it: the path as the config gives it (absolute, links not
+    resolved) and the file it resolves to. Retargeting a link the config names (`link.h5` -> other weights) finds
+    the link's own entry and is refused, never a "first use" of a new resolved path; "first use" is only for a name
+    never seen under either."""
     from xeontl.experiment.model import weights_sha256
 
     kind, sep, raw = cfg["weights"].partition(":")
     if not sep:
         return None
-    path = Path(raw).expanduser().resolve()
+    given = Path(os.path.abspath(Path(raw).expanduser()))
+    path = given.resolve()
     if not path.exists():  # a cluster's storage this host does not see: the ranks check weights_sha256 there
         return {"status": "not on the launcher's host: not checked here", "path": str(path)}
-    digest = weights_sha256(path)
+    digest = weights_sha256(given)
     if cfg["weights_sha256"]:
         if digest != cfg["weights_sha256"]:
-            raise UserError(f"weights {path} have sha256 {digest}, expected {cfg['weights_sha256']}: re-stage them")
+            raise UserError(f"weights {given} have sha256 {digest}, expected {cfg['weights_sha256']}: re-stage them")
         return {"status": "pinned by the config (weights_sha256)", "path": str(path), "sha256": digest}
     store = seen_store()
     try:
         seen = json.loads(store.read_text())
     except (OSError, ValueError):
         seen = {}
-    first = seen.get(str(path)) if isinstance(seen, dict) else None
-    if first is None:
-        seen = {**(seen if isinstance(seen, dict) else {}),
-                str(path): {"sha256": digest, "first_seen": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
+    seen = seen if isinstance(seen, dict) else {}
+    names = list(dict.fromkeys([str(given), str(path)]))
+    firsts = [(name, seen[name]) for name in names if isinstance(seen.get(name), dict)]
+    for name, first in firsts:
+        if first.get("sha256") != digest:
+            raise UserError(f"weights {name} have sha256 {digest}, not the {first.get('sha256')} they had at their "
+                            f"first use ({first.get('first_seen')}, {store}): if they were replaced on purpose, pin "
+                            f"them with --set weights_sha256={digest}; nothing was run")
+    if len(firsts) < len(names):  # a name not seen before: recorded now (beside the other, if that one was)
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        seen = {**seen, **{name: {"sha256": digest, "first_seen": stamp} for name in names if name not in dict(firsts)}}
         store.parent.mkdir(parents=True, exist_ok=True)
         tmp = store.with_name(f".{store.name}.{os.getpid()}")
         tmp.write_text(json.dumps(seen, indent=1) + "\n")
         os.replace(tmp, store)
+    if not firsts:
         return {"status": "first use: its hash recorded, later runs are held to it", "path": str(path),
                 "sha256": digest, "store": str(store)}
-    if first.get("sha256") != digest:
-        raise UserError(f"weights {path} have sha256 {digest}, not the {first.get('sha256')} they had at their first "
-                        f"use ({first.get('first_seen')}, {store}): if they were replaced on purpose, pin them with "
-                        f"--set weights_sha256={digest}; nothing was run")
     return {"status": "the hash of its first use", "path": str(path), "sha256": digest,
-            "first_seen": first.get("first_seen"), "store": str(store)}
+            "first_seen": firsts[0][1].get("first_seen"), "store": str(store)}
 
 
 # ------------------------------------------------------------------------------------------------ what a profile needs
@@ -400,12 +403,12 @@ def _bundle_digest(tar: tarfile.TarFile, members: dict, kind: str) -> str:
     """What weights_sha256 / sha256_file would say of the entry once unpacked, read from the tar's streams."""
     if kind == "data":
         return _member_sha256(tar, members[data.ARCHIVE_NAME])
-    files = sorted((n.removeprefix("weights/"), m) for n, m in members.items()
-                   if n.startswith("weights/") and m.isfile())
-    h = hashlib.sha256()
-    for rel, m in files:
-        h.update(rel.encode() + b"\0" + bytes.fromhex(_member_sha256(tar, m)))
-    return h.hexdigest()
+    from xeontl.experiment.model import tree_sha256
+
+    # the same function as weights_sha256 on the unpacked dir (item 10: this one sorted names as strings, that one
+    # paths, and `a.txt` beside `a/b` was refused)
+    return tree_sha256({n.removeprefix("weights/"): _member_sha256(tar, m) for n, m in members.items()
+                        if n.startswith("weights/") and m.isfile()})
 
 
 def import_(cfg: dict, bundle: Path, manifest_file: Path | None = None) -> dict:

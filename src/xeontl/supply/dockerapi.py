@@ -286,6 +286,9 @@ class Container:
     user: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     mounts: tuple[tuple[str, str, str], ...] = ()  # (host path, container path, "rw" | "ro")
+    pids_limit: int | None = None  # processes and threads the container may hold at once (a fork bomb stops there)
+    memory: int | None = None  # bytes of memory, swap included (--memory-swap the same: no swap beyond it)
+    network: str | None = None  # "none": loopback only (a single-host run's MPI needs no more); None: Docker's default
 
     def cli(self) -> list[str]:
         return ["docker", "run", "--rm", *(["--name", self.name] if self.name else []),
@@ -294,6 +297,9 @@ class Container:
                 # every capability dropped but the plan's, and no way to gain one back (setuid binaries, file caps)
                 "--cap-drop", "ALL", *[a for cap in self.cap_add for a in ("--cap-add", cap)],
                 "--security-opt", "no-new-privileges", f"--shm-size={self.shm_size}",
+                *([f"--pids-limit={self.pids_limit}"] if self.pids_limit else []),
+                *([f"--memory={self.memory}", f"--memory-swap={self.memory}"] if self.memory else []),
+                *([f"--network={self.network}"] if self.network else []),
                 *(["--user", self.user] if self.user else []),
                 *[a for k, v in self.env for a in ("-e", f"{k}={v}")],
                 *[a for bind in self.binds() for a in ("-v", bind)],
@@ -310,4 +316,5 @@ class Container:
             self.image, list(self.command), name=self.name, cpuset_cpus=self.cpuset_cpus,
             cpuset_mems=self.cpuset_mems, cap_drop=["ALL"], cap_add=list(self.cap_add) or None,
             security_opt=["no-new-privileges"], shm_size=self.shm_size, user=self.user, environment=dict(self.env),
-            volumes=self.binds())
+            volumes=self.binds(), pids_limit=self.pids_limit, mem_limit=self.memory, memswap_limit=self.memory,
+            network_mode=self.network)
