@@ -310,7 +310,8 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
         events.write("early_stop", early.stopped_epoch + 1, best_epoch=early.best_epoch + 1)
 
     # Horovod: every rank's throughput and placement, gathered so rank 0 can report both sockets.
-    ranks = workers.allgather(rank_record(workers, len(train_shard), recorder.per_epoch))
+    ranks = workers.allgather({**rank_record(workers, len(train_shard), recorder.per_epoch),
+                               "threads": results.metrics.get("threads")})  # each rank's own, for its health
     result = {"train_seconds": train_seconds, "epochs_run": len(recorder.per_epoch), "stopped_early": stopped_early,
               "best_epoch": early.best_epoch + 1, "per_epoch": recorder.per_epoch, "ranks": ranks,
               **best_val_accuracy(recorder.per_epoch),
