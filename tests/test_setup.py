@@ -121,6 +121,7 @@ def zen1_fp32():
             "config.precision": "auto"}
 
 
+RANDOM = {"kind": "random", "architecture": "ResNet50 v1.5", "sha256": None}
 # case -> (role, changes, {claim: verdict prefix}, phrases the differences list must hold)
 CASES = {
     "2: a Slurm run of 2 nodes x 1 socket is not the 1-socket run": (
@@ -147,6 +148,18 @@ CASES = {
     "6: rank 1's threads are checked too": (
         "2s", {"metrics.ranks.1.threads": {"intra_op": 56, "inter_op": 56, "omp_num_threads": "56"}},
         {"minutes_2s": "not comparable: health: rank 1 ran intra_op = 56, its plan 54"}, []),
+    "1: random weights are not ImageNet's, whatever their architecture": (
+        "1s", {"metrics.weights": RANDOM, "provenance.weights": RANDOM}, {"accuracy": "not comparable: weights: "
+                                                                        "pretrained False"}, []),
+    "2: ranks on two hosts where the plan had one node": (
+        "2s", {"metrics.ranks.1.host": "other"}, {"minutes_2s": "not comparable: health: the ranks ran on 2 nodes, "
+                                                  "the plan had 1"}, []),
+    "2: one rank of a 2-worker plan": (
+        "2s", {"metrics.ranks": corpus.paper("2s")["metrics.ranks"][:1]},
+        {"minutes_2s": "not comparable: health: 1 rank(s) ran, the plan had 2"}, []),
+    "acceptance: both ranks on one core": (
+        "2s", {"metrics.ranks.1.affinity": sorted(corpus.paper("2s")["plan.workers"][0]["cpus"])},
+        {"minutes_2s": "not comparable: health: rank 1 ran on CPUs"}, ["ranks 0 and 1 share CPU 0"]),
     "8: the differences name weights, data, recipe and workers": (
         "1s", {"metrics.weights": {"kind": "keras_h5", "architecture": "ResNet50 v1"}, "provenance.weights":
                {"kind": "keras_h5", "architecture": "ResNet50 v1"}, "config.epochs": 1,
