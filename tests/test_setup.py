@@ -277,7 +277,7 @@ def test_time_is_judged_against_this_machines_own_prediction(tmp_path, name, cha
 def test_the_reference_match_reads_the_data(tmp_path):
     """Case 7: other synthetic sizes are another experiment."""
     ref = committed(tmp_path, [("demo-2s-a", {})])
-    run = loaded(derive(corpus.BASE, tmp_path / "small", **corpus.TODAY, **{"metrics.dataset.train_size": 160}))
+    run = loaded(derive(corpus.BASE, tmp_path / "small", **corpus.TODAY, **{"metrics.dataset.train_size": 1600}))
     v = reference.against_reference(run, reference.find_reference(run, ref), ref)
     assert v["reproduced"] is None and "data" in v["why"][0]
 

@@ -45,28 +45,13 @@ def as_wanted(rec: dict) -> dict:
     return {dim: {"value": v, "words": "the reference run's"} for dim, v in rec.items()}
 
 
-def recipe_mismatch(run: dict, ref: dict) -> list[str]:
-    """How RUN's setup differs from the reference's, the machine aside (REFERENCE_IGNORES): [] when it reproduces
-    the same experiment. Unknown in either is a difference."""
-    tab = table()
-    got, want = setup.of_run(run, tab), setup.of_run(ref, tab)
-    return [f"{d['dimension']} {setup._fmt(d['got'])} vs {setup._fmt(d['want'])}"
-            for d in setup.compare(got, as_wanted(want), REFERENCE_IGNORES)]
-
-
 def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | None:
-    """The committed run of the same setup (the machine aside), of the same CPU kind first, then the newest; of none,
-    the nearest (fewest differences), which the verdict then names as not this setup. None: nothing committed."""
-    if not reference_dir.is_dir():
-        return None
-    found = []
-    for d in sorted(reference_dir.iterdir()):
-        if (d / "metrics.json").is_file() and Path(run["dir"]).resolve() != d.resolve():
-            ref = load_run(d)
-            if ref["metrics"].get("status") == "success":
-                found.append(ref)
-    order = {id(ref): i for i, ref in enumerate(found)}  # sorted by name: run ids begin with their date
-    return min(found, key=lambda ref: (len(recipe_mismatch(run, ref)), cpu_kind(ref) != cpu_kind(run),
+    """The committed run of the same setup (the machine aside: a reference run dir, or a run of a `--repeats`
+    summary), of the same CPU kind first, then the newest; of none, the nearest (fewest differences), which the
+    verdict then names as not this setup. None: nothing committed."""
+    found = _committed(run, reference_dir)
+    order = {id(ref): i for i, ref in enumerate(found)}  # sorted by path: run ids begin with their date
+    return min(found, key=lambda ref: (len(mismatch(run, ref)), cpu_kind(ref) != cpu_kind(run),
                                        -order[id(ref)]), default=None)
 
 
@@ -99,32 +84,39 @@ def time_ratio(run: dict) -> float | None:
     return t / p if p and t else None
 
 
-def committed_runs(run: dict, reference_dir: Path = REFERENCE_DIR) -> list[dict]:
-    """Every committed run of RUN's setup, the machine aside: the reference runs and the runs of the `--repeats`
+def _committed(run: dict, reference_dir: Path) -> list[dict]:
+    """Every committed run that succeeded but RUN itself: the reference run dirs and the runs of the `--repeats`
     summaries (their runs/<id>/ carry config.json and metrics.json; the summary gives their sockets and emulation)."""
     if not reference_dir.is_dir():
         return []
     out = []
     for d in sorted(reference_dir.rglob("metrics.json")):
         ref = load_run(d.parent)
-        if not ref["plan"] and (d.parent.parent.parent / "summary.json").is_file():
-            kind = json.loads((d.parent.parent.parent / "summary.json").read_text()).get("kind") or [None, None, None]
+        summary = d.parent.parent.parent / "summary.json"
+        if not ref["plan"] and summary.is_file():
+            kind = json.loads(summary.read_text()).get("kind") or [None, None, None]
             ref["plan"] = {"sockets": kind[1], "emulated": kind[2]}
             ref["from_summary"] = True
-        if Path(ref["dir"]).resolve() == Path(run["dir"]).resolve() or ref["metrics"].get("status") != "success":
-            continue
-        if not _mismatch_of_records(run, ref):
+        if Path(ref["dir"]).resolve() != Path(run["dir"]).resolve() and ref["metrics"].get("status") == "success":
             out.append(ref)
     return out
 
 
-def _mismatch_of_records(run: dict, ref: dict) -> list[str]:
-    """recipe_mismatch over what a summary's copied records carry (no plan or provenance: layout from the summary)."""
+def committed_runs(run: dict, reference_dir: Path = REFERENCE_DIR) -> list[dict]:
+    """Every committed run of RUN's setup, the machine aside."""
+    return [ref for ref in _committed(run, reference_dir) if not mismatch(run, ref)]
+
+
+def mismatch(run: dict, ref: dict) -> list[str]:
+    """How RUN's setup differs from a committed run's, the machine aside (REFERENCE_IGNORES): [] when it reproduces
+    the same experiment; unknown in either is a difference. A summary's copied records carry no plan: its nodes are
+    not compared."""
     ignore = dict(REFERENCE_IGNORES)
     if ref.get("from_summary"):
         ignore.update({d: {"words": "not in a summary's copy"} for d in ("layout.nodes",)})
     tab = table()
-    return [d["dimension"] for d in setup.compare(setup.of_run(run, tab), as_wanted(setup.of_run(ref, tab)), ignore)]
+    return [f"{d['dimension']} {setup._fmt(d['got'])} vs {setup._fmt(d['want'])}"
+            for d in setup.compare(setup.of_run(run, tab), as_wanted(setup.of_run(ref, tab)), ignore)]
 
 
 def tolerances(runs: list[dict]) -> dict:
@@ -151,8 +143,9 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
     if ref is None:
         return {"reproduced": None, "reference": None, "time_judged": False, "tolerances": None, "health": None,
                 "why": ["not judged: no committed reference run (results/reference/ is empty)"]}
-    name = Path(ref["dir"]).name
-    differ = recipe_mismatch(run, ref)
+    name = str(Path(ref["dir"]).relative_to(reference_dir)) if Path(ref["dir"]).is_relative_to(reference_dir) \
+        else Path(ref["dir"]).name
+    differ = mismatch(run, ref)
     if differ:
         return {"reproduced": None, "reference": name, "time_judged": False, "tolerances": None, "health": None,
                 "why": [f"not judged: no committed run of this setup (the nearest, {name}, differs: "
