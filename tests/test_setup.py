@@ -325,3 +325,32 @@ def test_the_fixture_is_what_the_code_writes_today(tmp_path):
         a = keys(json.loads((corpus.BASE / f"{name}.json").read_text()))
         b = keys(json.loads((fresh / f"{name}.json").read_text()))
         assert a == b, (name, sorted(a - b), sorted(b - a))
+
+
+@pytest.mark.parametrize("claim,inside,outside", [
+    ("accuracy", 0.936, 0.934),           # 0.945 +-0.01 (absolute), on the best epoch's accuracy
+    ("minutes_2s", 3.55, 3.65),           # 3 min +-20% (relative), measured over 43 epochs
+    ("minutes_1s", 5.49, 5.51),           # under 5.5 min (upper bound), measured over 43 epochs
+    ("speedup", 1.74, 1.72),              # 1.83x +-0.1x per epoch
+    ("efficiency", 0.875, 0.865),         # 0.92 +-0.05
+])
+def test_each_claim_passes_just_inside_its_tolerance_and_fails_just_outside(tmp_path, claim, inside, outside):
+    """The tolerances of claims.toml at their edges, on the paper's runs: a looser or tighter rule changes a verdict."""
+    def verdict(value):
+        t1, t2, acc = 300.0, 165.0, 0.945
+        if claim == "accuracy":
+            acc = value
+        elif claim == "minutes_2s":
+            t2 = value * 60
+        elif claim == "minutes_1s":
+            t1 = value * 60
+        elif claim == "speedup":
+            t2 = t1 / value
+        elif claim == "efficiency":
+            t2 = t1 / (2 * value)
+        one = run_of(tmp_path / str(value), "one", "1s", 43, t1, **{"metrics.best_val_accuracy": acc})
+        two = run_of(tmp_path / str(value), "two", "2s", 43, t2)
+        return rows(one, two)[claim]["verdict"]
+
+    assert verdict(inside) == "PASS"
+    assert verdict(outside) == "FAIL"

@@ -259,7 +259,7 @@ def compare(got: dict, want: dict, ignore: dict | None = None) -> list[dict]:
             out.append({"dimension": dim, "got": got.get(dim), "want": None, "words": "the paper's record lacks it"})
         elif not equal(dim, got.get(dim), want[dim]):
             out.append({"dimension": dim, "got": got.get(dim), "want": want[dim]["value"],
-                        "words": want[dim].get("words")})
+                        "words": want[dim].get("words"), "whose": want[dim].get("source")})
     return out
 
 
@@ -274,6 +274,8 @@ def _fmt(v: Any) -> str:
 def phrase(d: dict, run: dict | None = None) -> str:
     """One unequal dimension in plain words: what the run had, what the paper's had."""
     dim, got, want = d["dimension"], d["got"], d["want"]
+    if d.get("whose") == "kit":  # the kit's recipe (its other dimensions are the paper's)
+        return f"{dim}: {got!r} (the kit's: {want!r})"
     if got is None:
         return f"{dim}: not recorded (the paper's: {_fmt(want)})"
     if dim == "health":
