@@ -274,6 +274,12 @@ def test_time_is_judged_against_this_machines_own_prediction(tmp_path, name, cha
     assert v["reproduced"] is reproduced, v["why"]
 
 
+def test_a_run_is_never_its_own_reference_nor_is_a_failed_one(tmp_path):
+    ref = committed(tmp_path, [("demo-2s-a", {}), ("demo-2s-b", {"metrics.status": "failed"})])
+    run = loaded(ref / "20261200-000000-demo-2s-a")
+    assert reference.find_reference(run, ref) is None
+
+
 def test_the_reference_match_reads_the_data(tmp_path):
     """Case 7: other synthetic sizes are another experiment."""
     ref = committed(tmp_path, [("demo-2s-a", {})])
