@@ -19,7 +19,7 @@ JUDGED = ("PASS", "FAIL") if bf16_native() else ()
 
 
 def judged_or_fp32(verdict: str) -> bool:
-    return verdict in JUDGED if JUDGED else verdict.startswith("not comparable: protocol: ran fp32, not bf16")
+    return verdict in JUDGED if JUDGED else verdict.startswith("not comparable: precision: ran FP32")
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +52,10 @@ def test_invoke_paper_on_the_stand_ins_judges_accuracy_and_epochs(paper_fixture)
     rows = rows_of(doc["claims"])
     assert judged_or_fp32(rows["accuracy"]["verdict"]) and judged_or_fp32(rows["epochs"]["verdict"])
     # the 1-socket run is one emulated socket's cores, a real 1-socket plan of them; the 2-socket run is emulated
-    assert rows["minutes_1s"]["verdict"].startswith("not comparable: hardware: 1 socket(s) x ")
-    assert rows["minutes_2s"]["verdict"].startswith("not comparable: hardware: emulated sockets, 1 socket(s) x ")
-    assert "data" not in rows["minutes_1s"]["verdict"] and "weights" not in rows["minutes_1s"]["verdict"]
-    assert rows["speedup"]["verdict"].endswith("2-socket run: real_sockets: emulated sockets")
+    assert "layout.cores_per_worker: rank 0: cores 1" in rows["minutes_1s"]["verdict"]
+    assert "layout.sockets: sockets 2, emulated True" in rows["minutes_2s"]["verdict"]
+    assert "data:" not in rows["minutes_1s"]["verdict"] and "weights:" not in rows["minutes_1s"]["verdict"]
+    assert "2-socket run: layout.sockets: sockets 2, emulated True" in rows["speedup"]["verdict"]
     text = (out / "claims.md").read_text()
     assert "NOT the bundle's own (XEONTL_CLAIMS_TABLE)" in text  # whoever reads it sees which table judged
 
@@ -64,9 +64,9 @@ def test_the_same_runs_judged_with_the_bundles_own_table_are_not_the_papers_data
     one, two = fixture_runs(paper_fixture)
     rows = judged(one, two, monkeypatch=monkeypatch)
     archive = load(one, "metrics.json")["dataset"]["identity"]["archive_sha256"]
-    assert rows["accuracy"]["verdict"] == (
-        f"not comparable: data: 80 tiles, 10 per class (the paper's: 5000 tiles, 625 per class), archive sha256 "
-        f"{archive[:12]}… (the paper's: 936d0b95ae0f…)")
+    assert rows["accuracy"]["verdict"].startswith(
+        f"not comparable: data: examples_per_class [10, 10, 10, 10, 10, 10, 10, 10], tile_shape [150, 150, 3], "
+        f"archive {archive}, split TFDS's record order (the paper's: examples_per_class [625, ")
 
 
 def test_each_claim_is_judged_on_the_run_the_paper_made_it_for(paper_fixture, monkeypatch):
@@ -124,8 +124,10 @@ def v1_run(paper_inputs, tmp_path_factory):
 
 def test_keras_v1_weights_never_pass_as_v15_and_a_changed_recipe_is_named(v1_run, paper_inputs, monkeypatch):
     verdict = judged(v1_run, table=paper_inputs["table"], monkeypatch=monkeypatch)["accuracy"]["verdict"]
-    assert verdict.startswith("not comparable: weights: weights ResNet50 v1, the paper's are v1.5; protocol: "
-                              "image_size 64 != paper 224, epochs 2 != paper 100, learning_rate 0.5 != paper 0.001")
+    assert verdict.startswith("not comparable: weights: pretrained True, architecture ResNet50 v1 (the paper's: "
+                              "pretrained True, architecture ResNet50 v1.5); recipe.image_size: 64 (the paper's: "
+                              "224); recipe.epochs: 2 (the paper's: 100); recipe.learning_rate: 0.5 (the paper's: "
+                              "0.001)")
     assert load(v1_run, "metrics.json")["weights"]["architecture"] == "ResNet50 v1"
 
 
@@ -145,72 +147,20 @@ def test_the_kits_rows_are_judged_on_the_kit_profiles_run_only(kit_run, paper_fi
     one, two = fixture_runs(paper_fixture)
     kit = judged(kit_run, None, table=paper_inputs["table"], monkeypatch=monkeypatch)
     assert judged_or_fp32(kit["kit_accuracy_bf16"]["verdict"]) and judged_or_fp32(kit["kit_epochs_bf16"]["verdict"])
-    assert kit["kit_minutes_bf16"]["verdict"].startswith("not comparable: hardware: 1 socket(s) x ")
-    assert kit["accuracy"]["verdict"].startswith("not comparable: protocol: epochs 200 != paper 100, lr_schedule "
-                                                 "'plateau' != paper 'none'")
+    assert "layout.cores_per_worker" in kit["kit_minutes_bf16"]["verdict"]
+    assert kit["accuracy"]["verdict"].startswith("not comparable: recipe.epochs: 200 (the paper's: 100); "
+                                                 "recipe.lr_schedule: 'plateau' (the paper's: 'none')")
     paper = judged(one, two, table=paper_inputs["table"], monkeypatch=monkeypatch)
-    assert paper["kit_accuracy_bf16"]["verdict"].startswith("not comparable: protocol: epochs 100 != kit 200, "
-                                                            "lr_schedule 'none' != kit 'plateau'")
+    assert paper["kit_accuracy_bf16"]["verdict"].startswith("not comparable: recipe.epochs: 100 (the kit's: 200); "
+                                                            "recipe.lr_schedule: 'none' (the kit's: 'plateau')")
     # the kit's schedule ran: ReduceLROnPlateau puts the LR in every epoch's row, the paper's 1-socket run has none
     assert all("lr" in r for r in load(kit_run, "metrics.json")["per_epoch"])
     assert not any("lr" in r for r in load(one, "metrics.json")["per_epoch"])
 
 
 # ------------------------------------------------------------------------------------------------ derived records
-def on_paper_hardware(src: Path, dest: Path, **changes) -> Path:
-    """The run as the paper's host would have recorded it: 2 real sockets of 56 cores with AMX, AMX dispatched."""
-    return derive(src, dest, **AS_BF16, **{"plan.emulated": False, "provenance.host.topology.sockets": 2,
-                                "provenance.host.topology.cores_per_socket": [56, 56],
-                                "provenance.host.cpu.flags_of_note.amx_bf16": True,
-                                "provenance.math_path.amx_used": True, **changes})
-
-
-def test_time_claims_are_judged_per_epoch_at_the_papers_epochs(paper_fixture, paper_inputs, tmp_path, monkeypatch):
-    one, two = fixture_runs(paper_fixture)
-    # 50 epochs in 5.4 min: 6.48 s an epoch, 4.64 min at the paper's 43 (a raw 5.4 would pass "under 5.5" too)
-    fast = on_paper_hardware(one, tmp_path / "a", **{"metrics.epochs_run": 50, "metrics.train_seconds": 324.0})
-    # 30 epochs in 5.4 min: 10.8 s an epoch, 7.74 min at 43: a run that stopped early does not pass on its raw time
-    slow = on_paper_hardware(one, tmp_path / "b", **{"metrics.epochs_run": 30, "metrics.train_seconds": 324.0})
-    for run, value, verdict in ((fast, 324 / 50 * 43 / 60, "PASS"), (slow, 324 / 30 * 43 / 60, "FAIL")):
-        row = judged(run, None, table=paper_inputs["table"], monkeypatch=monkeypatch)["minutes_1s"]
-        assert row["value"] == pytest.approx(value) and row["verdict"] == verdict
-        assert "per epoch x 43 epochs; this run: " in row["compares"]
-
-
-@pytest.mark.parametrize("claim,inside,outside", [
-    ("accuracy", 0.936, 0.934),           # 0.945 +-0.01 (absolute), on the best epoch's accuracy
-    ("minutes_2s", 3.55, 3.65),           # 3 min +-20% (relative), at 43 epochs
-    ("minutes_1s", 5.49, 5.51),           # under 5.5 min (upper bound), at 43 epochs
-    ("speedup", 1.74, 1.72),              # 1.83x +-0.1x per epoch
-    ("efficiency", 0.875, 0.865),         # 0.92 +-0.05
-])
-def test_each_claim_passes_just_inside_its_tolerance_and_fails_just_outside(paper_fixture, paper_inputs, tmp_path,
-                                                                            monkeypatch, claim, inside, outside):
-    """The tolerances of claims.toml at their edges, on the fixture's runs as the paper's host would have recorded
-    them: a looser or tighter rule changes a verdict here."""
-    one, two = fixture_runs(paper_fixture)
-
-    def verdict(value):
-        e1, e2 = 43, 43
-        t1, t2, acc = 300.0, 165.0, 0.95
-        if claim == "accuracy":
-            acc = value
-        elif claim == "minutes_2s":
-            t2 = value * 60
-        elif claim == "minutes_1s":
-            t1 = value * 60
-        elif claim == "speedup":
-            t2 = t1 / value
-        elif claim == "efficiency":
-            t2 = t1 / (2 * value)
-        d = tmp_path / f"{value}"
-        a = on_paper_hardware(one, d / "one", **{"metrics.epochs_run": e1, "metrics.train_seconds": t1,
-                                                 "metrics.best_val_accuracy": acc})
-        b = on_paper_hardware(two, d / "two", **{"metrics.epochs_run": e2, "metrics.train_seconds": t2})
-        return judged(a, b, table=paper_inputs["table"], monkeypatch=monkeypatch)[claim]["verdict"]
-
-    assert verdict(inside) == "PASS"
-    assert verdict(outside) == "FAIL"
+# The time claims at the paper's epochs and each claim's tolerance at its edges: tests/test_setup.py, on the paper's
+# runs derived from the fixture run the code wrote.
 
 
 @pytest.mark.parametrize("change", [

@@ -46,17 +46,16 @@ def test_the_readmes_reference_figures_are_the_committed_runs():
            f"{secs['mean']:.1f} ± {secs['sd']:.1f} s" in text
 
 
-def test_the_committed_reference_is_reproduced_on_the_committed_spread_of_its_kind():
-    """The quick start's reference, judged as any run of its kind is: healthy, within the accuracy spread of every
-    committed run of its recipe, its time against its CPU kind's machine-days."""
+def test_the_committed_reference_is_judged_as_any_run_of_its_kind():
+    """The quick start's reference, judged as any run is: within the accuracy spread of every committed run of its
+    setup; its time not judged until committed runs carry a calibration (reference.py), said so, never a silent yes;
+    recorded before each rank's memory nodes and threads were, its record cannot show them as planned."""
     from xeontl.records import claims, reference
 
     ref = claims.load_run(REFERENCE)
-    spread = reference.kind_spread(ref)
-    assert len(spread["accuracy"]) >= 5 and [d["source"] for d in spread["days"]] == [
-        f"{TOLERANCES.name}/summary.json"]
     v = reference.against_reference(ref, reference.find_reference(ref))
-    assert v["reproduced"] is True and v["health"] == [], v["why"]
+    assert v["reproduced"] is not True, v["why"]
+    assert any(w.startswith("time not judged: no calibrated reference") for w in v["why"])
 
 
 def test_the_quick_start_is_two_commands_and_ci_runs_the_second():

@@ -75,10 +75,13 @@ def test_the_report_says_whose_software_ran():
                "tensorflow_distribution": {"name": "intel-tensorflow", "version": "2.14.0"}}
     paper = {"python": "3.9.2", "tensorflow": "2.10.0",
              "tensorflow_distribution": {"name": "intel-tensorflow-avx512", "version": "2.10.0"}}
-    line = report.differences({}, {"software": default}, {})
-    assert any("not the paper's intel-tensorflow-avx512 2.10.0" in ln and "--stack paper" in ln for ln in line)
-    line = report.differences({}, {"software": paper}, {})
-    assert any(ln.startswith("Software: the paper's intel-tensorflow-avx512 2.10.0") for ln in line)
+    def lines(software):
+        run = {"dir": "-", "metrics": {}, "plan": {}, "config": {}, "provenance": {"software": software}}
+        return report.differences(run)["lines"]
+
+    assert "software: intel-tensorflow 2.14.0 (the paper's: intel-tensorflow-avx512 2.10.0; `--stack paper` runs the " \
+           "paper's release)" in lines(default)
+    assert not any(ln.startswith("software") for ln in lines(paper))
     assert stacks.stack_of(paper["tensorflow_distribution"]) == "paper"
     assert stacks.stack_of(default["tensorflow_distribution"]) == "default"
     assert stacks.stack_of({"name": "tensorflow", "version": "2.16.1"}) is None

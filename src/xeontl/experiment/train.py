@@ -290,6 +290,9 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
     if resumed:
         checkpoint.restore(resumed, head, opt, head.trainable_variables)
     log_hyperparameters(events, cfg, workers.size, lr, steps, len(train_shard), len(val_shard))
+    # This machine's own prediction of the training time, measured before it (records/reference.py judges time as
+    # measured / predicted): the model's step on a fixed batch, weights untouched.
+    calibrated = calibration(fitted, cfg, steps)
 
     # 6. Callbacks: Horovod's broadcast, metric averaging and LR warm-up, then early stopping on val_loss.
     early, recorder, callbacks = callbacks_.make_callbacks(cfg, workers, results, lr, steps, head, opt, resumed, cache,
@@ -310,14 +313,16 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
         events.write("early_stop", early.stopped_epoch + 1, best_epoch=early.best_epoch + 1)
 
     # Horovod: every rank's throughput and placement, gathered so rank 0 can report both sockets.
-    ranks = workers.allgather(rank_record(workers, len(train_shard), recorder.per_epoch))
+    ranks = workers.allgather({**rank_record(workers, len(train_shard), recorder.per_epoch),
+                               "threads": results.metrics.get("threads")})  # each rank's own, for its health
     result = {"train_seconds": train_seconds, "epochs_run": len(recorder.per_epoch), "stopped_early": stopped_early,
               "best_epoch": early.best_epoch + 1, "per_epoch": recorder.per_epoch, "ranks": ranks,
               **best_val_accuracy(recorder.per_epoch),
               "images_per_second": sum(r["images_per_second"] for r in ranks), "learning_rate": lr, "lr_rule": lr_rule,
               "peak_rss_mib_per_rank": max(r["peak_rss_mib"] for r in ranks),
               "validation": "sharded" if val_sharded else "full on every rank", "dataset": ds.info,
-              "feature_cache": cache.info if cache else None, "resumed_from": checkpoint.summary(resumed)}
+              "feature_cache": cache.info if cache else None, "resumed_from": checkpoint.summary(resumed),
+              "calibration": calibrated}
     # 8. The restored best weights on the whole validation set, always through the full model on images (the feature
     #    cache's own val accuracy is not what we report); Horovod: rank 0 alone writes the result and the weights.
     final = final_evaluation(net, ds.val, cfg, workers)
@@ -380,6 +385,31 @@ def log_hyperparameters(events: EventLog, cfg, workers: int, lr: float, steps: i
                        ("train_samples", train_n * workers), ("eval_samples", val_n), ("seed", cfg["seed"]),
                        ("epoch_count", cfg["epochs"]), ("steps_per_epoch", steps), ("precision", cfg["precision"])):
         events.write(key, value)
+
+
+def calibration(fitted, cfg, steps: int, repeats: int = 3) -> dict:
+    """The seconds of one step of FITTED on a fixed batch (constant images, label 0; the forward pass in inference,
+    so no random layer draws, and the gradients of the trainable weights, never applied), after one untimed step that
+    traces it: this machine's own prediction of a training step, as metrics.json `calibration`. Its weights, its
+    optimizer and every random generator are as they were."""
+    shape = (cfg["batch_size"], *fitted.input_shape[1:])
+    x = tf.constant(np.full(shape, 0.5, np.float32))
+    y = tf.zeros([shape[0]], tf.int64)
+    loss = tf.keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            value = loss(y, fitted(x, training=False))
+        return tape.gradient(value, fitted.trainable_variables)
+
+    step()
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return {"seconds_per_step": (time.perf_counter() - t0) / repeats, "steps_per_epoch": steps, "batch": shape[0],
+            "steps": repeats, "what": "the model's forward (inference) and its trainable weights' gradients on a "
+                                      "fixed batch, before training"}
 
 
 def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:

@@ -4,7 +4,7 @@
 standard deviation and range, next to how many runs met it on their own.
 
 `invoke reproduce --repeats N` writes results/repeats-<id>/summary.{md,json}; a committed one of N >= 5 demo runs is
-what the reference comparison's spread comes from (reference.kind_spread)."""
+with the runs' config.json and metrics.json is what the reference comparison reads (reference.committed_runs)."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def markdown(title: str, s: dict) -> str:
 
 def write(results_dir: Path, name: str, doc: dict, text: str, runs: list[Path] = ()) -> Path:
     """summary.{json,md}, and each run's config.json and metrics.json under runs/<id>/: a summary committed under
-    results/reference/ carries the recipe its spread was measured on (reference.kind_spread reads it)."""
+    results/reference/ carries the setup its runs were measured on (reference.committed_runs reads it)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     out = results_dir.resolve() / f"{name}-{stamp}"
     tmp = out.with_name(f".staging-{out.name}")

@@ -1,10 +1,9 @@
 """The claims judged from data. claims.toml holds each claim: the words it rests on (the paper's, the kit's log, or how
-a derived figure was derived), the run it is about, what of that run it compares, its tolerance, and the facts a run
-needs for the comparison to mean anything. `facts()` reads those facts from structured fields the code wrote (the
-data's identity, the weights' architecture read from their graph, the recipe field by field, the hardware); `judge()`
-gives every claim a verdict (PASS, FAIL, or "not comparable: <which facts fail, and how>"). `against_reference()`
-judges a run against the bundle's own committed runs of its kind (the "Reproduced" line). Pure: run dirs in, rows
-out.
+a derived figure was derived), the run it is about, what of that run it compares, its tolerance, and the dimensions
+of the run's setup it may ignore, each with the words that justify it. `judge()` gives every claim a verdict (PASS,
+FAIL, or "not comparable: <every dimension of the run's setup that is not the paper's run's, but those the claim may
+ignore>"): the setup is read from what ran and compared whole (records/setup.py), unknown never equal. Pure: run
+dirs in, rows out.
 
 The table is the package's claims.toml; XEONTL_CLAIMS_TABLE names another (the tests' fixture data and weights stand
 in for the paper's that way), and every table of verdicts says which it used."""
@@ -23,8 +22,8 @@ except ModuleNotFoundError:  # Python < 3.11: the paper stack's 3.9 has tomllib'
 
 from xeontl.common import records, stats
 from xeontl.experiment import config
+from xeontl.records import setup
 
-PAPER_CORES = [56, 56]
 REFERENCE_DIR = Path(__file__).resolve().parents[3] / "results" / "reference"
 TABLE_ENV = "XEONTL_CLAIMS_TABLE"
 RUN_LABELS = {"1s": "1-socket run", "2s": "2-socket run", "1s_fp32": "1-socket FP32 run",
@@ -64,101 +63,29 @@ def load_run(run: Path) -> dict:
             "provenance": read("provenance.json"), "config": read("config.json")}
 
 
-# ------------------------------------------------------------------------------------------------ facts
 def _short(h: str | None) -> str:
     return f"{h[:12]}…" if h else "none"
 
 
-def data_fact(run: dict, pins: dict) -> str | None:
-    """None when the run's data are the paper's: the examples per class and tile shape of [paper_data], and either the
-    archive of its sha256 behind them (checked when read) or its pinned content digest. Else what differs."""
-    d = run["metrics"].get("dataset") or {}
-    ident = d.get("identity")
-    if d.get("name") == "synthetic":
-        return "dataset synthetic (generated tiles, not the paper's)"
-    if not ident:
-        return f"dataset {d.get('name') or 'unknown'}: no identity recorded (the run failed before its end, or ran " \
-               f"before 2026-12)"
-    def per_class(counts):
-        return f"{sum(counts)} tiles, " + (f"{counts[0]} per class" if len(set(counts)) == 1 else
-                                           f"{'/'.join(map(str, counts))} per class")
-
-    why = []
-    counts, want = ident["examples_per_class"], pins["examples_per_class"]
-    if counts != want:
-        why.append(f"{per_class(counts)} (the paper's: {per_class(want)})")
-    if ident["tile_shape"] != pins["tile_shape"]:
-        why.append(f"tiles {ident['tile_shape']}, the paper's {pins['tile_shape']}")
-    archive, content = ident.get("archive_sha256"), ident.get("content_sha256")
-    if archive != pins["archive_sha256"] and not (pins.get("content_sha256") and content == pins["content_sha256"]):
-        if archive:
-            why.append(f"archive sha256 {_short(archive)} (the paper's: {_short(pins['archive_sha256'])})")
-        else:
-            why.append(f"no checked archive behind it (an unpacked tree, or a TFDS dir not prepared by `invoke "
-                       f"assets`) and its content digest {_short(content)} is not a pinned one")
-    return ", ".join(why) if why else None
+# ------------------------------------------------------------------------------------------------ comparability
+def ignored(claim: dict, tab: dict) -> dict[str, dict]:
+    """The dimensions CLAIM may ignore (its `ignore` sets of [ignore.*]), each with the words that justify it."""
+    out: dict[str, dict] = {}
+    for name in claim.get("ignore") or []:
+        out.update(tab["ignore"][name])
+    return out
 
 
-def weights_fact(run: dict, pins: dict) -> str | None:
-    """None when the weights are pretrained weights of the paper's architecture, compared exactly: v1 never passes."""
-    w = run["metrics"].get("weights") or {}
-    kind, arch, want = w.get("kind"), w.get("architecture"), pins["architecture"]
-    version = want.removeprefix("ResNet50 ")
-    if kind == "random":
-        return "weights random (not ImageNet's)"
-    if kind not in pins["pretrained_kinds"]:
-        return f"weights {kind or 'unknown'}"
-    if arch is None:
-        return f"weights {kind}: no architecture recorded (the run failed before its end, or ran before 2026-12)"
-    if arch == "unknown":
-        strided = w.get("stride2_convolutions") or {}
-        return f"weights {kind} of unknown architecture (stride-2 convolutions {strided or 'none'}: neither a " \
-               f"bottleneck's 3x3 nor its 1x1), the paper's are {version}"
-    if arch != want:
-        return f"weights {arch}, the paper's are {version}"
-    return None
-
-
-def protocol_fact(run: dict, protocol: str, precision: str) -> tuple[str | None, dict[str, str]]:
-    """(None when the run is a run of PROTOCOL's recipe at PRECISION, else what departs; the protocol's readings of
-    ambiguous values the run used, field -> reading)."""
-    cfg, m = run["config"], run["metrics"]
-    if not cfg:
-        return "no config.json", {}
-    differ, read = config.recipe_differences(cfg, protocol)
-    why = list(differ)
-    if m.get("resumed_from"):
-        why.append("resumed (its time covers the continuation only)")
-    ran = (m.get("precision") or {}).get("precision")
-    if ran != precision:
-        why.append(f"ran {ran or 'at an unrecorded precision'}, not {precision}")
-    return ", ".join(why) or None, read
-
-
-def hardware_fact(run: dict) -> str | None:
-    plan, host = run["plan"], run["provenance"].get("host") or {}
-    topo, flags = host.get("topology") or {}, (host.get("cpu") or {}).get("flags_of_note") or {}
-    math_path = run["provenance"].get("math_path") or {}
-    hw = []
-    if plan.get("emulated"):
-        hw.append("emulated sockets")
-    if topo and (topo.get("sockets"), topo.get("cores_per_socket")) != (2, PAPER_CORES):
-        hw.append(f"{topo.get('sockets')} socket(s) x {topo.get('cores_per_socket')} cores")
-    if not flags.get("amx_bf16"):
-        hw.append("no AMX")
-    elif math_path and not math_path.get("amx_used"):
-        hw.append("AMX not dispatched")
-    return ", ".join(hw) or None
-
-
-def facts(run: dict, protocol: str = "paper", precision: str = "bf16", tab: dict | None = None) -> dict:
-    """Each fact of claims.toml's `needs`: None when the run has it, else why not (one short phrase); and the
-    readings of the protocol's ambiguous values the run used."""
+def unequal(run: dict, protocol: str, role: str, tab: dict | None = None, ignore: dict | None = None) -> list[dict]:
+    """Every dimension of RUN's setup that is not the protocol's run of ROLE (records/setup.py), but those IGNORE
+    names: the one list the report's differences and every claim's "not comparable" are made of."""
     tab = tab or table()
-    proto, read = protocol_fact(run, protocol, precision)
-    return {"data": data_fact(run, tab["paper_data"]), "weights": weights_fact(run, tab["paper_weights"]),
-            "protocol": proto, "hardware": hardware_fact(run),
-            "real_sockets": "emulated sockets" if run["plan"].get("emulated") else None, "readings": read}
+    return setup.compare(setup.of_run(run, tab), setup.expected(tab, protocol, role), ignore)
+
+
+def readings(run: dict, protocol: str) -> dict[str, str]:
+    """The protocol's readings of ambiguous values the run used (field -> reading name)."""
+    return config.recipe_differences(run["config"], protocol)[1] if run["config"] else {}
 
 
 # ------------------------------------------------------------------------------------------------ what a claim compares
@@ -210,12 +137,10 @@ def measure(claim: dict, runs: list[dict], tab: dict) -> tuple[float | None, str
     if kind == "epochs":
         return m.get("epochs_run"), f"epochs run (early stopping at patience {first['config'].get('patience')})"
     if kind == "minutes_at_epochs":
-        spe = seconds_per_epoch(first)
-        if spe is None:
-            return None, "no training time"
-        t, e = m.get("train_seconds") or 0.0, m.get("epochs_run")
-        return spe * claim["epochs"] / 60, (f"{spe:.2f} s per epoch x {claim['epochs']} epochs; this run: {e} epochs "
-                                            f"in {t / 60:.2f} min")
+        t, e = m.get("train_seconds"), m.get("epochs_run")
+        if not t or e != claim["epochs"]:
+            return None, "no training time of a run of the claim's epochs"
+        return t / 60, f"the measured training time of this run's {e} epochs ({t:.1f} s)"
     if kind in ("time_ratio_per_epoch", "efficiency_per_epoch"):
         r = _ratio(*runs)
         if kind == "efficiency_per_epoch":
@@ -264,16 +189,19 @@ def judge(one: dict | None, two: dict | None, two_fp32: dict | None = None, one_
     rows = []
     for key, claim in claims(tab).items():
         runs, missing, read = [], [], {}
+        ignore = ignored(claim, tab)
         for role in claim["runs"]:
             run = given[role]
             if run is None or run["metrics"].get("status") != "success":
                 missing.append(f"no {RUN_LABELS[role]}" + (" (--fp32)" if role.endswith("fp32") else "")
                                + ("" if run is None else f" that succeeded ({run['metrics'].get('status')})"))
                 continue
-            f = facts(run, claim["protocol"], "fp32" if role.endswith("fp32") else "bf16", tab)
-            read.update(f["readings"])
+            read.update(readings(run, claim["protocol"]))
             label = f"{RUN_LABELS[role]}: " if len(claim["runs"]) > 1 else ""
-            missing += [f"{label}{need}: {f[need]}" for need in claim["needs"] if f[need]]
+            missing += [label + setup.phrase(d, run) for d in unequal(run, claim["protocol"], role, tab, ignore)]
+            epochs = run["metrics"].get("epochs_run")
+            if claim["measure"] == "minutes_at_epochs" and epochs != claim["epochs"]:
+                missing.append(f"{label}epochs: ran {epochs}, the claim is the time of a run of {claim['epochs']}")
             runs.append(run)
         value, compares = measure(claim, runs, tab) if len(runs) == len(claim["runs"]) else (None, "")
         shown = "-" if value is None else FMT[claim["unit"]].format(value)
@@ -284,7 +212,8 @@ def judge(one: dict | None, two: dict | None, two_fp32: dict | None = None, one_
                                                            else "verbatim"),
                      "paper": FMT[claim["unit"]].format(claim["value"]), "tolerance": _tolerance(claim),
                      "this_host": shown, "value": value, "verdict": verdict, "compares": compares,
-                     "readings": {k: read[k] for k in sorted(read)}, "runs": [r["dir"] for r in runs]})
+                     "readings": {k: read[k] for k in sorted(read)}, "runs": [r["dir"] for r in runs],
+                     "ignores": sorted(ignore)})
     return rows
 
 
@@ -308,12 +237,18 @@ def judge_repeats(sets: dict[str, list[dict]]) -> list[dict]:
         claim = table_claims[first["claim"]]
         runs = [r[k] for r in per_run]
         s = stats.spread([r["value"] for r in runs])
-        comparable = not first["verdict"].startswith("not comparable")
-        verdict = first["verdict"] if not comparable else _verdict(claim, s["mean"])
+        # every run's own comparability: one run not comparable (or failed) and the mean is not the paper's setup's
+        out = [(i, r["verdict"]) for i, r in enumerate(runs) if r["verdict"].startswith(("not comparable", "n/a"))]
+        if out:
+            verdict = (f"not comparable: {len(out)} of {n} runs: "
+                       + "; ".join(f"run {i + 1}: {v.removeprefix('not comparable: ')}" for i, v in out))
+        else:
+            verdict = _verdict(claim, s["mean"])
         met = sum(r["verdict"] == "PASS" for r in runs)
         rows.append({**first, "value": s["mean"], "spread": s, "verdict": verdict,
                      "this_host": stats.shown(s, fmt[claim["unit"]]) if s["n"] > 1 else first["this_host"],
-                     "runs_met": f"{met}/{s['n']}" if comparable and s["n"] else "-"})
+                     # failed and not comparable runs stay in the denominator
+                     "runs_met": f"{met}/{n}"})
     return rows
 
 

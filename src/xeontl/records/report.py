@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE
 from xeontl.common import records
 from xeontl.launch import rundir
-from xeontl.records import claims, reference
-from xeontl.supply import stacks
+from xeontl.records import claims, reference, setup
 
 
 def _load(run: Path, name: str) -> dict:
@@ -22,47 +20,26 @@ def _load(run: Path, name: str) -> dict:
     return records.read_record(run / name, records.RUN_FILES[name], missing={})
 
 
-def differences(metrics: dict, prov: dict, plan: dict) -> list[str]:
-    """What makes this run not the paper's, in plain words (first thing the report says)."""
-    out = []
-    notices = metrics.get("notices", [])
-    if SYNTHETIC_NOTICE in notices:
-        out.append("Synthetic data — not the paper's dataset: accuracy and epochs say nothing about "
-                   "colorectal_histology.")
-    if RANDOM_WEIGHTS_NOTICE in notices:
-        out.append("Random backbone — not ImageNet: features are random projections; a standardization layer was "
-                   "added before the head (demo only).")
-    fc = metrics.get("feature_cache")
-    if fc:
-        out.append(f"Feature cache (--feature-cache): the head trained on stored backbone features of "
-                   f"{fc['views']} augmented view(s) per image, not on freshly augmented images every epoch; "
-                   f"not the paper's protocol (cache {'reused' if fc['hit'] else 'built'} in "
-                   f"{fc['build_seconds']:.1f} s).")
-    if metrics.get("resumed_from"):
-        r = metrics["resumed_from"]
-        out.append(f"Resumed after epoch {r['epoch']} from {r['checkpoint']}: train_seconds covers the "
-                   f"continuation only.")
-    if plan.get("emulated"):
-        w = plan["workers"][0]
-        out.append(f"Emulated sockets: {plan['sockets']} groups of {w['cores']} core(s) carved from one real socket; "
-                   f"the paper had 2 sockets of 56 cores.")
-    host = (prov.get("host") or {})
-    flags = host.get("cpu", {}).get("flags_of_note", {})
-    math = prov.get("math_path") or {}
-    if flags and not flags.get("amx_bf16"):
-        out.append("No AMX on this CPU: BF16 runs on AVX512-BF16 at best (the paper's SPR used AMX tiles).")
-    elif math and not math.get("amx_used") and metrics.get("precision", {}).get("precision") == "bf16":
-        out.append("AMX is advertised but oneDNN did not dispatch AMX kernels in the sample.")
-    topo = host.get("topology", {})
-    if topo and (topo.get("sockets"), topo.get("cores_per_socket")) != (2, [56, 56]):
-        out.append(f"Hardware: {host.get('cpu', {}).get('model_name')}, {topo.get('sockets')} socket(s) x "
-                   f"{topo.get('cores_per_socket')} cores — not the paper's 2x Xeon Platinum 8480+ (56 cores each).")
-    software = prov.get("software") or {}
-    if software:
-        out.append(stacks.difference(software))
-    if (prov.get("execution") or {}).get("mode") == "docker":
-        out.append("Ran in a container (the paper ran on bare metal).")
-    return out
+def differences(run: dict, tab: dict | None = None) -> dict:
+    """How this run's setup differs from the paper's run it stands for (its role: sockets, FP32 twin; the kit's for a
+    kit-profile run): every unequal dimension of records/setup.py, in plain words, first thing the report says. The
+    same list the claims' "not comparable" are made of (claims.unequal), never written apart."""
+    tab = tab or claims.table()
+    protocol, role = setup.protocol_of(run), setup.role_of(run)
+    got = setup.of_run(run, tab)
+    diffs = setup.compare(got, setup.expected(tab, protocol, role))
+    return {"protocol": protocol, "role": role, "compared": len(setup.dimensions()), "setup": got,
+            "unequal": [d["dimension"] for d in diffs], "lines": [setup.phrase(d, run) for d in diffs]}
+
+
+def verdict_words(ref: dict) -> str:
+    """The "Reproduced" line's verdict: yes, no, or what was and was not judged, never a silent yes."""
+    if ref["reproduced"] is not None:
+        return "yes" if ref["reproduced"] else "no"
+    if ref.get("partial"):
+        return ("yes on " + ("accuracy and " if ref.get("accuracy_judged") else "") + "the run record; time not "
+                "judged: no calibrated reference" if not ref.get("time_judged") else "yes on what was judged")
+    return "not judged"
 
 
 def _plots(run: Path, metrics: dict) -> list[str]:
@@ -126,12 +103,13 @@ def write(run: Path, others: list[Path] | None = None) -> Path:
     """report.md for RUN (with the other runs of a `invoke paper` or `invoke report --runs` set for the ratio
     claims); records the reference verdict in metrics.json too."""
     run = Path(run)
-    metrics, prov, plan = _load(run, "metrics.json"), _load(run, "provenance.json"), _load(run, "plan.json")
-    diffs = differences(metrics, prov, plan)
-    rows = claims.judge(*pair(run, list(others or [])))
+    metrics, prov = _load(run, "metrics.json"), _load(run, "provenance.json")
     this = claims.load_run(run)
+    diffs = differences(this)
+    (run / "setup.json").write_text(json.dumps(diffs, indent=1, default=str))
+    rows = claims.judge(*pair(run, list(others or [])))
     ref = reference.against_reference(this, reference.find_reference(this))
-    if ref is not None and metrics:
+    if metrics:
         metrics = rundir.update_metrics(run, reference=ref)
     images = _plots(run, metrics)
     run_id = prov.get("run_id") or run.name.removeprefix(".staging-")
@@ -139,12 +117,16 @@ def write(run: Path, others: list[Path] | None = None) -> Path:
     if metrics.get("failure") or metrics.get("error"):
         lines.append(f"Failure: `{json.dumps(metrics.get('failure') or metrics.get('error'))}`")
     lines += ["", "## How this run differs from the paper", ""]
-    lines += [f"- {d}" for d in diffs] or ["- Nothing detected: same kind of host, real data and weights."]
+    lines += [f"Compared with the paper's {claims.RUN_LABELS[diffs['role']]}"
+              + (" (Intel's kit's recipe)" if diffs["protocol"] == "kit" else "")
+              + f", dimension by dimension ({diffs['compared']} of them, setup.json):", ""]
+    lines += [f"- {d}" for d in diffs["lines"]] or [
+        f"- None: every one of the {diffs['compared']} dimensions was compared and is the paper's."]
     lines += ["", "## The paper's claims", "", claims.markdown(rows)]
-    if ref is not None:
-        lines += ["## Reproducing the bundle's reference run", "",
-                  f"**Reproduced: {({True: 'yes', False: 'no'}).get(ref['reproduced'], 'not judged')}** (reference "
-                  f"`results/reference/{ref['reference']}`)", "", *[f"- {w}" for w in ref["why"]]]
+    lines += ["## Reproducing the bundle's reference run", "",
+              f"**Reproduced: {verdict_words(ref)}**"
+              + (f" (reference `results/reference/{ref['reference']}`)" if ref["reference"] else ""), "",
+              *[f"- {w}" for w in ref["why"]]]
     if metrics.get("per_epoch"):
         lines += ["", "## Training", "",
                   f"- epochs run: {metrics.get('epochs_run')}, best epoch: {metrics.get('best_epoch')}, "
