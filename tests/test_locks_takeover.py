@@ -9,8 +9,9 @@ import struct
 from pathlib import Path
 
 import pytest
+from test_locks import NOBODY, OTHER, ROOT_ONLY, as_uid, held, make_dir, tree
+from test_locks import shared as shared_fixture  # noqa: F401 - the fixture `shared`
 
-from test_locks import NOBODY, OTHER, ROOT_ONLY, as_uid, held, make_dir, shared, tree  # noqa: F401 - shared: fixture
 from xeontl.common.errors import UserError
 from xeontl.launch import cpulock
 
@@ -70,7 +71,8 @@ def _made_by(uid: int, mode: int, body: bytes = b"", acl_for: int | None = None)
 
 SECRET = b"root's secret\n"
 FILES = [
-    # what, made before root's run (None: missing), owner and mode after, body after (None: a note), ACL left, OTHER holds
+    # what, made before root's run (None: missing), owner and mode after, body after (None: a note), ACL left,
+    # OTHER holds after
     ("missing: made 0666 by root", None, 0, 0o666, None, False, True),
     ("a user's 0600 file: root's takeover makes it 0666 (shareable again)", _made_by(NOBODY, 0o600), 0, 0o666, None,
      False, True),
@@ -155,7 +157,8 @@ WAYS = [
      "parent", "belongs to uid 65534"),
     ("a link in the middle (to root's private dir)", _chain(("priv", 0, 0o700), ("ln", "->", "priv")),
      "ln/locks", 0, "is a symbolic link (at", ""),
-    ("a parent root's, sticky, writable by all (like /tmp)", _chain(("par", 0, 0o1777)), "par/locks", NOBODY, None, None),
+    ("a parent root's, sticky, writable by all (like /tmp)", _chain(("par", 0, 0o1777)), "par/locks", NOBODY, None,
+     None),
     ("the user's own parent", _chain(("par", NOBODY, 0o755)), "par/locks", NOBODY, None, None),
     ("missing parents: made by walking, 0755", _chain(), "a/b/locks", 0, None, None),
 ]
