@@ -162,3 +162,36 @@ def test_a_deeply_nested_launch_record_on_resume_is_one_line(tmp_path):
                str(tmp_path / "results")], timeout=120)
     assert got.returncode == 2 and got.stderr.count("\n") == 1 and "Traceback" not in got.stderr, got.stderr
     assert "launch.json: nested more than" in got.stderr, got.stderr
+
+
+@pytest.mark.parametrize("value,refused", [
+    ("granularity=fine,compact,1,0", False),
+    ("a\x1b]0;x\x07", True),  # C0 (refused before this round too)
+    ("a\x9b2J", True),  # C1: a one-byte CSI
+    ("a\u202eb", True),  # a bidi override
+    ("a\u2028b", True),  # a line separator
+])
+def test_a_resumed_runs_env_value_is_refused_with_any_unsafe_character(value, refused):
+    """Review item 6: --resume's extra_env values reach the plan (--dry-run, command.txt); C0 was refused, C1 and
+    bidi were printed raw."""
+    from xeontl.launch import options
+
+    opts = options.Options(extra_env={"KMP_AFFINITY": value}, dry_run=True)
+    if refused:
+        with pytest.raises(UserError, match="without control characters"):
+            options.check(opts)
+    else:
+        assert options.check(opts).extra_env == {"KMP_AFFINITY": value}
+
+
+def test_compare_prints_record_values_escaped(monkeypatch, capsys):
+    """Review item 6: `invoke compare` printed two runs' record values raw (a metrics.json status with ESC/OSC)."""
+    from invoke import Context
+
+    import tasks
+    from xeontl.records import report
+
+    monkeypatch.setattr(report, "compare", lambda a, b: [("status\x1b[2J", "done\x1b]0;PWN\x07", "fail\u202eed\nx")])
+    tasks.compare.body(Context(), "a", "b")
+    out = capsys.readouterr().out
+    assert out == "status\\x1b[2J\n  A: done\\x1b]0;PWN\\x07\n  B: fail\\u202eed\\nx\n", out
