@@ -233,3 +233,17 @@ def test_a_refusal_says_what_is_true(shared, monkeypatch):
     assert "nothing was written" not in got[2] and "is Permission" not in got[2], got
     with pytest.raises(UserError):
         raise UserError(got[2])
+
+
+@ROOT_ONLY
+def test_a_default_dir_another_user_made_first_is_a_denial_with_a_remedy(shared, monkeypatch):
+    """Review item 8: any user can make the shared default dir first. Every run is then refused in one line naming
+    the remedy, and nothing is written in that user's dir."""
+    d = make_dir(shared / "xeontl-locks", NOBODY, 0o1777)
+    monkeypatch.setattr(cpulock, "DEFAULT", str(d))
+    before = tree(shared)
+    got = as_uid(0, held([0]))
+    assert got[:2] == ["err", "UserError"] and "\n" not in got[2], got
+    for words in ("belongs to uid 65534", "a denial, never a write", f"mkdir -m 1777 {d}", f"set {cpulock.ENV}"):
+        assert words in got[2], (words, got[2])
+    assert tree(shared) == before

@@ -8,20 +8,23 @@ the kernel when the launcher exits, however it exits, so a crash never leaves a 
 The directory is shared with every other user, so nothing in it is trusted (a root run on CI or a cluster node is
 the target: a planted link, or the directory swapped for another, would have it clobber or chmod any file). Every use
 of it goes through one descriptor, checked once and kept:
-  - the directory is opened once with O_NOFOLLOW|O_DIRECTORY (a link is refused) and checked on that descriptor
-    (fstat): owned by the user or by root, or by anyone when the admin named it in $XEONTL_LOCK_DIR; mode 1777, sticky
-    and writable by all (made so by mkdir under a zero umask, never by a chmod of a path), so no user can remove or
+  - the directory is reached from / one name at a time, each opened O_NOFOLLOW|O_DIRECTORY relative to the last
+    (a link anywhere in the name is refused; a missing dir is made there, by mkdir(dir_fd=)), every dir on the way
+    owned by root or the user and sticky if others can write it; the lock dir is checked on its descriptor (fstat):
+    owned by the user or by root, or by anyone when the admin named it in $XEONTL_LOCK_DIR; mode 1777, sticky and
+    writable by all (made so by mkdir under a zero umask, never by a chmod of a path), so no user can remove or
     replace another's lock file, and a private directory swapped in for it is refused;
   - every lock file is looked at, opened and created relative to that descriptor (`dir_fd=`), never by path, with
     O_NOFOLLOW|O_NONBLOCK|O_NOCTTY|O_CLOEXEC: a symlink, FIFO, device, socket or directory is refused in one line
     before it is opened (and again by fstat after, if swapped in between): nothing blocks, nothing is followed;
   - an existing file is opened without O_CREAT (as fs.protected_regular wants), a missing one created with O_EXCL;
-    it must be a regular file with one link (a planted hard link is refused), and only its owner fchmods it 0666;
+    it must be a regular file with one link (a planted hard link is refused); only a file this call made is
+    fchmodded 0666, and only an empty file or a holder note is written over (root's own file renamed in keeps both);
   - flock needs no write access: a lock file another user owns is locked read-only (its holder note is theirs);
   - after flock, the name must still name the locked inode (stat by dir_fd == fstat of the lock), else the lock is
     taken again on what the name names now: a lock file unlinked before it was locked locks nothing;
-  - root takes ownership (fchown) of a lock file it holds, so the user who made it cannot unlink it during the run
-    (the sticky bit) and let a second run hold the same CPU.
+  - root takes over (fchown, POSIX ACL removed, 0666) a lock file it locked BEFORE it re-checks the name, so the
+    user who made it cannot unlink it during the run (the sticky bit) and let a second run hold the same CPU.
 Another run's holder note is foreign text: shown only through common/sanitize.py. What this does not protect against
 is in docs/reliability.md ("Security").
 """
