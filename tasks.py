@@ -11,6 +11,7 @@ from invoke import Exit, task
 
 sys.path.insert(0, str(Path(__file__).parent / "src"))  # tasks work before `pip install -e .` too
 
+from xeontl.common import sanitize  # noqa: E402
 from xeontl.common.errors import UserError, one_line  # noqa: E402
 from xeontl.launch import options  # noqa: E402  (the launch options, declared once)
 from xeontl.launch.options import DEFAULT_IMAGE  # noqa: E402  (the one default image name)
@@ -21,6 +22,7 @@ DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 def _guard(fn, *args, **kwargs):
     """User mistakes: one line, exit 2. A full disk: one line, exit 1. Ctrl-C: exit 130."""
+    sanitize.safe_streams()  # foreign letters on an ASCII terminal: escaped, never a UnicodeEncodeError
     try:
         return fn(*args, **kwargs)
     except UserError as e:
@@ -301,8 +303,8 @@ def compare(c, run_a, run_b):
     from xeontl.records import report as rep
 
     diffs = _guard(rep.compare, Path(run_a), Path(run_b))
-    for key, a, b in diffs:
-        print(f"{key}\n  A: {a}\n  B: {b}")
+    for key, a, b in diffs:  # the records' values are foreign text: escaped, one line each
+        print(f"{sanitize.text(key)}\n  A: {sanitize.text(a)}\n  B: {sanitize.text(b)}")
     if not diffs:
         print("xeontl compare: no field differs but ids and timestamps")
 

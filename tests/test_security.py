@@ -59,7 +59,7 @@ def test_a_symlink_planted_in_the_lock_dir_is_refused_and_its_target_untouched(s
     assert r.returncode == 0, r.stderr
     os.environ["XEONTL_LOCK_DIR"] = str(locks)
     try:
-        with pytest.raises(UserError, match="cpu-0.lock is a symbolic link: refused, nothing was written"):
+        with pytest.raises(UserError, match="cpu-0.lock is a symbolic link: refused, it was not written to"):
             with cpulock.hold([0], "run-x"):
                 pass
     finally:

@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+from xeontl.common import sanitize
 from xeontl.common.errors import UserError, one_line
 from xeontl.experiment import config
 from xeontl.launch import options
@@ -44,8 +45,17 @@ def resolved_config(args: argparse.Namespace) -> dict:
     return config.resolve(args.profile or "demo", overrides)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its error line through errors.one_line: a bad argument quoted in it (an ESC sequence, a
+    newline) is shown escaped, on one line."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xeontl", description=__doc__,
+    p = _Parser(prog="xeontl", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -96,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `... | head` ends us quietly, like any Unix tool
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TF's warnings, drop its info banners
+    sanitize.safe_streams()  # a note's letters on an ASCII terminal: escaped, never a UnicodeEncodeError
     args = _parser().parse_args(argv)
     try:
         if args.command == "probe":

@@ -13,10 +13,15 @@ class UserError(Exception):
 LINE_BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 
 
-def one_line(message: str) -> str:
+MAX_LINE = 2000  # a message longer than this (a huge value quoted in it) is cut: "... (N more)"
+
+
+def one_line(message: object) -> str:
     """MESSAGE as one line, safe on a terminal: every line-breaking, control, escape or bidi character in it (all of
-    LINE_BREAKS among them) written as its escape, by the one sanitizer for foreign text (common/sanitize.py)."""
-    return sanitize.text(message)
+    LINE_BREAKS among them) written as its escape, by the one sanitizer for foreign text (common/sanitize.py); cut
+    after MAX_LINE characters, saying how many more there were."""
+    out = sanitize.text(message)
+    return out if len(out) <= MAX_LINE else f"{out[:MAX_LINE]}... ({len(out) - MAX_LINE} more)"
 
 
 class RunError(UserError):

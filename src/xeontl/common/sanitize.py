@@ -41,3 +41,27 @@ def text(value: object, limit: int | None = None) -> str:
 def has_unsafe(value: str) -> bool:
     """Whether VALUE holds any character `text` would escape (for refusing, rather than escaping, a value)."""
     return any(unsafe(c) for c in value)
+
+
+def lines(value: str) -> str:
+    """Multi-line text of our own making that quotes foreign values (a plan with its env, a launch line): every line
+    through `text`, the newlines between them kept."""
+    return "\n".join(text(line) for line in str(value).split("\n"))
+
+
+def cell(value: object, limit: int | None = 200) -> str:
+    """A foreign value shown in a Markdown table cell or line of report.md (a metrics.json status, a notice, a config
+    value read back): `text`, with `|` escaped so it cannot open a column, and `` ` `` so it cannot open code."""
+    return text(value, limit).replace("|", "\\|").replace("`", "\\`")
+
+
+def safe_streams(*streams) -> None:
+    """Let STREAMS (default stdout and stderr) write any character on any terminal: what the stream's encoding cannot
+    write (a holder note's letters on an ASCII terminal) is written as its backslash escape, never an exception."""
+    import sys
+
+    for stream in streams or (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):  # not a TextIOWrapper (a test's capture): left as it is
+            pass

@@ -11,7 +11,7 @@ import re
 import shlex
 from pathlib import Path
 
-from xeontl.common import records
+from xeontl.common import records, sanitize
 from xeontl.common.errors import RunError, UserError
 from xeontl.engines.base import Engine, Job
 from xeontl.engines.host import run_teed
@@ -70,7 +70,7 @@ def wait_for_workers(hostfile: Path, seconds: float, every: float = 2.0) -> None
             raise RunError(f"worker(s) {'; '.join(f'{h} {w}' for h, w in why.items())} after {seconds:.0f} s: "
                            f"check the worker pods (kubectl describe pod); nothing was run")
         if list(why) != pending:
-            print(f"xeontl: waiting for {', '.join(why)}: {next(iter(why.values()))}", flush=True)
+            print(sanitize.text(f"xeontl: waiting for {', '.join(why)}: {next(iter(why.values()))}"), flush=True)
         pending = list(why)
         time.sleep(every)
 

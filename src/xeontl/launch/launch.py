@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from xeontl import engines
-from xeontl.common import records
+from xeontl.common import records, sanitize
 from xeontl.common.errors import RunError, UserError
 from xeontl.engines.base import Engine, Job
 from xeontl.experiment import checkpoint, config
@@ -112,7 +112,7 @@ def reproduce(opts: Options) -> int:
     runs = repeats.seeded(opts, repeats.check(opts.repeats))
     if opts.dry_run:
         job = prepare(runs[0])
-        print(job.engine.describe(job))
+        print(sanitize.lines(job.engine.describe(job)))  # env values, paths: foreign (a --resume's launch.json)
         return 0
     if len(runs) == 1:
         return execute(prepare(opts))[0]
@@ -173,7 +173,8 @@ def _run(job: Job) -> tuple[int, Path]:
 
 
 def _staged(job: Job) -> tuple[int, Path]:
-    engine, staging, text = job.engine, job.staging, job.engine.describe(job)
+    engine, staging = job.engine, job.staging
+    text = sanitize.lines(job.engine.describe(job))  # env values and paths are foreign (a --resume's launch.json)
     (staging / "command.txt").write_text(text)
     config.save(job.cfg, staging / "config.json")  # the one resolution of the config: every rank reads this file
     rundir.write_metrics(staging, rundir.PLACEHOLDER)  # failed until the trainer says otherwise (a disk that fills)

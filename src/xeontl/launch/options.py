@@ -231,7 +231,7 @@ def check(opts: Options) -> Options:
             raise UserError(f"environment name {k!r}: must be letters, digits and _")
         if k not in ENV_NAMES:
             raise UserError(f"environment name {k!r}: not one the plan sets ({', '.join(sorted(ENV_NAMES))})")
-        if not isinstance(v, str) or re.search(r"[\x00-\x1f\x7f]", v):
+        if not isinstance(v, str) or sanitize.has_unsafe(v):  # C0, DEL, C1, bidi, U+2028/9, ...
             raise UserError(f"environment {k}={v!r}: must be text without control characters")
     if opts.image == DEFAULT_IMAGE:  # the stack's own image, unless another is named
         opts.image = STACK_IMAGES[opts.stack]

@@ -30,7 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from xeontl import __version__
-from xeontl.common import records
+from xeontl.common import records, sanitize
 from xeontl.common.errors import UserError
 from xeontl.supply import dockerapi
 from xeontl.supply import image as imagelib
@@ -436,7 +436,7 @@ def load(path: Path, tag: str = "xeontl:latest", verify_with: Path | None = None
         if missing:
             raise UserError(f"the archive's image.tar.gz does not hold image {missing[0][:19]} its manifest names "
                             f"(it holds {', '.join(sorted(i[:19] for i in found))}): nothing was loaded")
-        print(f"xeontl build --from: docker load of {want[:19]} (its tags stripped) ...", flush=True)
+        print(f"xeontl build --from: docker load of {sanitize.text(want[:19])} (its tags stripped) ...", flush=True)
         image_copy.seek(0)
         with gzip.open(image_copy) as image:
             dockerapi.load(dockerapi.chunks_written(lambda out: _untagged(image, out)))
@@ -452,5 +452,6 @@ def load(path: Path, tag: str = "xeontl:latest", verify_with: Path | None = None
               "commit": manifest["commit"], "image_id": want, "loaded": datetime.now(timezone.utc).isoformat(),
               "trust": manifest["trust"]}
     (records_dir() / f"{want.replace(':', '_')}.json").write_text(json.dumps(record, indent=1))
-    print(f"xeontl build --from: {tag} = {want[:19]} (commit {manifest['commit'][:12]}) in {time.time() - t0:.0f} s")
+    print(f"xeontl build --from: {tag} = {sanitize.text(want[:19])} (commit {sanitize.text(manifest['commit'][:12])}) "
+          f"in {time.time() - t0:.0f} s")
     return record
