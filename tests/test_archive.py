@@ -363,8 +363,9 @@ def test_what_the_manifest_names_is_checked_in_a_checkout_or_not(tmp_path, monke
                            "members": {n: {"bytes": len(b), "sha256": sums[n]} for n, b in members.items()},
                            **({"deps_image": deps} if deps is not None else {})}).encode()
     path = fake_archive(tmp_path / "x.tar", members=members, manifest=manifest)
-    with pytest.raises(UserError, match=f"its manifest's {field} is not what `invoke archive` writes") as e:
+    with pytest.raises(UserError, match="`invoke archive` writes: nothing was loaded") as e:  # schema or own check
         archive.load(path)
+    assert field.split(".")[-1] in str(e.value)
     assert "\n" not in str(e.value) and daemon["tags"] == [] and daemon["loaded"] == b""
 
 
@@ -391,6 +392,6 @@ def test_a_docker_save_manifest_not_a_list_of_entries_is_one_line(tmp_path, daem
         t.addfile(info, io.BytesIO(b"[1]"))
     path = fake_archive(tmp_path / "x.tar", members={"image.tar.gz": gzip.compress(bad.getvalue()),
                                                      "source.tar.gz": b"s"}, image_id=APP_ID)
-    with pytest.raises(UserError, match="is not a `docker save`"):
+    with pytest.raises(UserError, match="(is not a `docker save`|not a docker-save-manifest record)"):
         archive.load(path)
     assert daemon["loaded"] == b""
