@@ -177,6 +177,28 @@ def test_the_stack_check_refuses_only_a_run_on_this_cpu_that_lacks_the_stacks_fe
         assert options.check(opts).stack == opts.stack
 
 
+def test_resuming_a_paper_stack_run_on_a_cpu_without_avx512_names_the_cpu_not_the_record(tmp_path, monkeypatch):
+    from pathlib import Path as P
+
+    from xeontl.common import records
+    from xeontl.experiment import checkpoint, config
+    from xeontl.launch import launch, rundir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    monkeypatch.setattr(rundir, "read_metrics", lambda r: {"status": "failed"})
+    monkeypatch.setattr(checkpoint, "latest", lambda r: P("epoch-0003"))
+    monkeypatch.setattr(config, "load", lambda p: {"profile": "demo"})
+    monkeypatch.setattr(records, "read_record", lambda p, kind: {"stack": "paper", "sockets": 1})
+    played(tmp_path, monkeypatch, ZEN1)
+    with pytest.raises(UserError) as got:
+        launch.resume_options(options.Options(resume=run))
+    assert str(got.value).startswith(f"--resume {run}: --stack paper: this CPU (AMD EPYC 7551 32-Core Processor) "
+                                     f"lacks AVX-512 (avx512f)"), got.value
+    assert "launch.json" not in str(got.value)
+
+
 # ------------------------------------------------------------------------------------------ the suite on every CPU kind
 class _Item:  # what pytest_runtest_setup reads of a test item: its needs_cpu marks
     def __init__(self, *marks):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from xeontl.common import sanitize
 from xeontl.common.errors import UserError
-from xeontl.supply.stacks import STACK_IMAGES, STACKS, require_cpu
+from xeontl.supply.stacks import STACK_IMAGES, STACKS, CpuLacks, require_cpu  # noqa: F401 - CpuLacks: launch's
 
 DEFAULT_IMAGE = "xeontl:latest"
 INVOKE, PYTHON = "invoke", "python"  # the two CLIs: `invoke reproduce` on the host, `python -m xeontl reproduce`

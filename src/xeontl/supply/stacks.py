@@ -97,6 +97,10 @@ def played() -> str | None:
             f"{real['model_name'] or 'CPU of unknown model'}: what follows is the played CPU's, not this one's")
 
 
+class CpuLacks(UserError):
+    """This CPU cannot run the stack: said as it is, also where a record named the stack (`--resume`)."""
+
+
 def cpu_lacks(stack: Stack, flags=None) -> list[str]:
     """The CPU flags the stack needs that this CPU (or FLAGS) lacks; all of them when its flags cannot be read."""
     have = set(cpu_fields()["flags"] if flags is None else flags)
@@ -109,11 +113,11 @@ def require_cpu(stack: Stack) -> None:
     if missing:
         cpu = cpu_fields()
         if cpu["error"]:
-            raise UserError(f"--stack {stack.name}: could not read this CPU's flags ({cpu['error']}), so whether it "
+            raise CpuLacks(f"--stack {stack.name}: could not read this CPU's flags ({cpu['error']}), so whether it "
                             f"has {', '.join(CPU_NAMES.get(f, f) for f in missing)}, without which "
                             f"{stack.versions['tensorflow']} aborts on import, is unknown; nothing was built or run")
         runs = [s.name for s in STACKS.values() if not cpu_lacks(s, cpu["flags"])]
-        raise UserError(f"--stack {stack.name}: this CPU ({cpu['model_name'] or 'model unknown'}) lacks "
+        raise CpuLacks(f"--stack {stack.name}: this CPU ({cpu['model_name'] or 'model unknown'}) lacks "
                         f"{', '.join(CPU_NAMES.get(f, f) for f in missing)}: {stack.versions['tensorflow']} aborts "
                         f"on import without it, and so does its image's build (Horovod's compile imports it); nothing "
                         f"was built or run. The stack that runs on this CPU: "
