@@ -270,7 +270,9 @@ def archive(c, output=None, with_assets=False, image=DEFAULT_IMAGE, sign=None):
 def smoke(c, image=DEFAULT_IMAGE):
     """In the image: horovodrun -np 2 trains the smoke profile on two emulated sockets; checks both ranks ran."""
     from xeontl.measure import smoke as smokelib
+    from xeontl.supply.stacks import require_image_cpu
 
+    _guard(require_image_cpu, image)  # an image of a stack this CPU cannot run: one line, before it starts
     _guard(smokelib.run, image)
 
 
@@ -423,6 +425,9 @@ def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="r
         print(f"xeontl bench --check-host: {out / 'check.md'}")
         return
     from xeontl.measure import bench as benchlib
+    from xeontl.supply.stacks import require_image_cpu
 
+    if not native_only:  # its container figure runs the image here
+        _guard(require_image_cpu, image)
     out = _guard(benchlib.run, quick, Path(results_dir), image, native_only)
     print(f"xeontl bench: {out / 'bench.json'}")

@@ -199,6 +199,79 @@ def test_resuming_a_paper_stack_run_on_a_cpu_without_avx512_names_the_cpu_not_th
     assert "launch.json" not in str(got.value)
 
 
+def _image(monkeypatch, labels):
+    """dockerapi.inspect answering as a daemon holding an image with LABELS (None: no such image; an exception: no
+    daemon)."""
+    from xeontl.supply import dockerapi
+
+    def inspect(ref):
+        if isinstance(labels, Exception):
+            raise labels
+        return None if labels is None else {"Config": {"Labels": labels}}
+    monkeypatch.setattr(dockerapi, "inspect", inspect)
+
+
+PAPER_LABEL = {stacks.TF_LABEL: "intel-tensorflow-avx512 2.10.0"}
+IMAGE_RUNS = [
+    # (what, image labels, options, refused)
+    ("a paper image under another tag", PAPER_LABEL, options.Options(image="mine:1"), True),
+    ("the paper image by name, default stack", PAPER_LABEL, options.Options(image="xeontl:paper"), True),
+    ("a default-stack image", {stacks.TF_LABEL: "intel-tensorflow 2.14.0"}, options.Options(image="mine:1"), False),
+    ("an image without the label", {}, options.Options(image="mine:1"), False),
+    ("no such image: the run names it", None, options.Options(image="mine:1"), False),
+    ("no daemon: the run names it", UserError("no daemon"), options.Options(image="mine:1"), False),
+    ("natively: no image runs", PAPER_LABEL, options.Options(image="mine:1", native=True), False),
+    ("a plan runs nothing", PAPER_LABEL, options.Options(image="mine:1", dry_run=True), False),
+]
+
+
+@pytest.mark.parametrize("what,labels,opts,refused", IMAGE_RUNS, ids=[c[0] for c in IMAGE_RUNS])
+def test_an_image_of_the_paper_stack_is_held_to_the_cpu_check_whatever_its_tag(what, labels, opts, refused, tmp_path,
+                                                                               monkeypatch):
+    played(tmp_path, monkeypatch, ZEN1)
+    _image(monkeypatch, labels)
+    if refused:
+        with pytest.raises(UserError, match=rf"^--image {opts.image} \(io.xeontl.versions.tensorflow=intel-tensorflow"
+                                            rf"-avx512 2.10.0\): --stack paper: this CPU .* lacks AVX-512"):
+            options.check(opts)
+    else:
+        options.check(opts)
+
+
+@pytest.mark.parametrize("task,kwargs", [("smoke", {"image": "xeontl:paper"}), ("bench", {"image": "mine:1"}),
+                                         ("compose_env", {"image": "mine:1", "output": "OUT"})])
+def test_the_image_tasks_refuse_a_paper_image_on_a_cpu_without_avx512(task, kwargs, tmp_path, monkeypatch):
+    from invoke import Context, Exit
+
+    import tasks as tasklib
+    from xeontl.measure import bench as benchlib
+    from xeontl.measure import smoke as smokelib
+
+    played(tmp_path, monkeypatch, ZEN1)
+    _image(monkeypatch, PAPER_LABEL)
+    monkeypatch.setattr(smokelib, "run", lambda *a, **kw: pytest.fail("the smoke test started"))
+    monkeypatch.setattr(benchlib, "run", lambda *a, **kw: pytest.fail("the bench started"))
+    kwargs = {k: str(tmp_path / v) if k == "output" else v for k, v in kwargs.items()}
+    with pytest.raises(Exit) as got:
+        getattr(tasklib, task)(Context(), **kwargs)
+    assert got.value.code == 2 and "lacks AVX-512 (avx512f)" in str(got.value.message), got.value.message
+    assert not (tmp_path / "OUT").exists()
+
+
+@pytest.mark.parametrize("stack,line", [("paper", True), ("default", False)])
+def test_the_slurm_job_checks_the_stacks_cpu_flags_on_every_node(stack, line):
+    r = invoke("reproduce", "--engine", "slurm", "--stack", stack, "--sockets", "2", "--topology",
+               str(Path(__file__).parent / "topologies" / "spr-8480-2s-ht.lscpu"), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    want = ("srun --ntasks=$SLURM_JOB_NUM_NODES --ntasks-per-node=1 grep -qw avx512f /proc/cpuinfo || { echo "
+            "'xeontl: error: --stack paper: a node of this job lacks avx512f, without which intel-tensorflow-avx512 "
+            "2.10.0 aborts on import; nothing was run'; exit 2; }")
+    script = r.stdout.split("# the sbatch script")[1]
+    assert (want in script) == line, script
+    if line:  # before the ranks start
+        assert script.index(want) < script.index("srun --mpi")
+
+
 # ------------------------------------------------------------------------------------------ the suite on every CPU kind
 class _Item:  # what pytest_runtest_setup reads of a test item: its needs_cpu marks
     def __init__(self, *marks):

@@ -124,6 +124,35 @@ def require_cpu(stack: Stack) -> None:
                         f"{' or '.join(f'--stack {n}' for n in runs) or 'none'}")
 
 
+# An image names its stack in its deps image's label (docker/deps.Dockerfile, inherited by the app image): an image
+# of the paper stack under any tag (`--image xeontl:paper`, `--image mine:1`) is held to the same CPU check.
+TF_LABEL = "io.xeontl.versions.tensorflow"
+
+
+def image_stack(labels: dict | None) -> Stack | None:
+    """The stack whose TensorFlow an image's labels name (None: no label, or neither stack's)."""
+    tf = (labels or {}).get(TF_LABEL)
+    return next((s for s in STACKS.values() if s.versions["tensorflow"] == tf), None)
+
+
+def require_image_cpu(ref: str) -> None:
+    """One line, before the image REF runs on this CPU, when it holds a stack this CPU cannot run (its TF label says
+    which). An image not here, or no Docker daemon, is left to the run itself, which names it."""
+    from xeontl.supply import dockerapi
+
+    try:
+        data = dockerapi.inspect(ref)
+    except UserError:
+        return
+    labels = ((data or {}).get("Config") or {}).get("Labels") or {}
+    stack = image_stack(labels)
+    if stack:
+        try:
+            require_cpu(stack)
+        except CpuLacks as e:
+            raise CpuLacks(f"--image {ref} ({TF_LABEL}={labels[TF_LABEL]}): {e}") from None
+
+
 # ------------------------------------------------------------------------------------- what differs at run time
 # The paper's software of record (shared/paper.md, "Hardware of record"): "Ubuntu 22.04.1, kernel 5.15.0-48,
 # Intel-tensorflow-avx512 2.10.0".
