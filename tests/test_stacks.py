@@ -492,3 +492,33 @@ def test_invoke_test_builds_the_paper_stacks_image_first_where_it_can_run(cpu, f
                       if built else [])
     out = capsys.readouterr().out
     assert ("lacks AVX-512 (avx512f)" in out) == (cpu == ZEN1 and not fast), out
+
+
+@pytest.mark.parametrize("k,fails,built,says", [
+    ("test_x", False, False, "-k given: the paper stack's image is not built first"),  # one test: no 8-minute build
+    (None, True, False, "the paper stack's image not built: xeontl: error: the wheelhouse is missing; the suite runs "
+                        "on"),                                                      # a failed build: pytest still runs
+    (None, False, True, None),
+])
+def test_invoke_test_builds_the_paper_image_only_for_the_whole_suite_and_runs_on_when_it_fails(k, fails, built, says,
+                                                                                              tmp_path, monkeypatch,
+                                                                                              capsys):
+    from invoke import Context
+
+    import tasks as tasklib
+    from xeontl.supply import dockerapi
+
+    played(tmp_path, monkeypatch, SPR)
+    ran, builds = [], []
+
+    def build(**kw):
+        if fails:
+            raise UserError("the wheelhouse is missing")
+        builds.append(kw)
+    monkeypatch.setattr(dockerapi, "check_daemon", lambda: None)
+    monkeypatch.setattr(image, "build", build)
+    monkeypatch.setattr(Context, "run", lambda self, cmd, **kw: ran.append(cmd))
+    tasklib.test(Context(), k=k)
+    assert "pytest" in ran[-1] and len(ran) == 2 and bool(builds) == built, ran
+    out = capsys.readouterr().out
+    assert (says in out) if says else "xeontl test:" not in out, out
