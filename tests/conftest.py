@@ -344,8 +344,9 @@ def pytest_configure(config):
 def pytest_report_header(config):
     m = machine_speed()
     parts = ", ".join(f"{k} x{v:.2f}" for k, v in m["parts"].items())
-    return (f"time bounds x{m['factor']:.2f} ({parts}): loop {m['loop_s'] or m['error']} s vs "
-            f"{m['reference']['loop_s']} s, {m['cpus']} CPUs, on the reference ({m['reference']['machine']})")
+    loop = f"{m['loop_s']:.4f} s" if m["loop_s"] else f"not measured ({m['error']})"
+    return (f"time bounds x{m['factor']:.2f} ({parts}): loop {loop} vs {m['reference']['loop_s']} s, {m['cpus']} "
+            f"CPUs, on the reference ({m['reference']['machine']})")
 
 
 # ------------------------------------------------------------------------------------------------ shared runs
