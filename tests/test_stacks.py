@@ -373,7 +373,8 @@ def test_the_suite_never_sets_openblas_coretype_nor_l2_size():
     root = Path(__file__).resolve().parents[1]
     files = [*root.glob("tests/**/*.py"), *root.glob(".ci/**/*"), *root.glob(".github/**/*"), root / "tasks.py",
              *root.glob("scripts/*")]
-    setting = re.compile(r"OPENBLAS_(CORETYPE|L2_SIZE)[\"']?\s*[:=]|\{\s*[\"']OPENBLAS_(CORETYPE|L2_SIZE)")
+    setting = re.compile(r"OPENBLAS_(CORETYPE|L2_SIZE)[\"']?\]?\s*(:|=(?!=))|\{\s*[\"']OPENBLAS_(CORETYPE|L2_SIZE)"
+                         r"|setenv\(\s*[\"']OPENBLAS_|setdefault\(\s*[\"']OPENBLAS_")
     hits = [f"{f.relative_to(root)}:{n}" for f in files if f.is_file() and f != Path(__file__)
             for n, line in enumerate(f.read_text(errors="replace").splitlines(), 1) if setting.search(line)]
     assert not hits, hits
