@@ -272,7 +272,9 @@ def archive(c, output=None, with_assets=False, image=DEFAULT_IMAGE, sign=None):
 def smoke(c, image=DEFAULT_IMAGE):
     """In the image: horovodrun -np 2 trains the smoke profile on two emulated sockets; checks both ranks ran."""
     from xeontl.measure import smoke as smokelib
+    from xeontl.supply.stacks import require_image_cpu
 
+    _guard(require_image_cpu, image)  # an image of a stack this CPU cannot run: one line, before it starts
     _guard(smokelib.run, image)
 
 
@@ -376,19 +378,23 @@ def test(c, k=None, fast=False):
     """Run the test suite: all of it, the image, native MPI and Slurm ones included (what CI runs), or the fast tier
     with --fast. First makes sure this host has what they need (`invoke setup --native --slurm`: seconds when it
     has; the first time, TensorFlow into .venv and the image build's Horovod wheel, ~2 min after the image), and
-    but for --fast the paper stack's image (`invoke build --offline --stack paper`, where this CPU runs it: seconds
-    when built, ~8 min from nothing on a Zen 4)."""
+    but for --fast and -k the paper stack's image (`invoke build --offline --stack paper`, where this CPU runs it:
+    seconds when built, ~8 min from nothing on a Zen 4). A failed build is one line, and the suite runs on: the tests
+    that need the image skip, or fail in CI, saying it is not built."""
     c.run("bash scripts/setup-host.sh --native --slurm", pty=False)
-    if not fast:  # the paper stack's tests and the CI workflow's paper step run on its image: built (offline)
+    if k and not fast:  # a selection: most need no image, and building it (minutes) for one unrelated test is waste
+        print("xeontl test: -k given: the paper stack's image is not built first (`invoke build --offline --stack "
+              "paper`); a selected test that needs it skips saying so")
+    elif not fast:  # the paper stack's tests and the CI workflow's paper step run on its image: built (offline)
         # first, where this CPU runs it and Docker answers (reused when built: seconds); elsewhere they skip, saying why
         from xeontl.supply import dockerapi
 
         try:
             dockerapi.check_daemon()
-        except UserError as e:
-            print(f"xeontl test: the paper stack's image not built: {one_line(e)}")
-        else:
             build(c, offline=True, stack="paper", if_runnable=True)
+        except (UserError, Exit) as e:
+            print(f"xeontl test: the paper stack's image not built: {one_line(getattr(e, 'message', None) or e)}; "
+                  f"the suite runs on, and the tests that need it skip (or fail in CI) saying so")
     # shlex.join: the -k expression reaches the shell as one word, whatever it holds ($(...), quotes, ;)
     c.run(shlex.join([sys.executable, "-m", "pytest", "-ra", *(["-m", "not slow and not docker"] if fast else []),
                       *(["-k", k] if k else [])]), pty=False)
@@ -425,6 +431,9 @@ def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="r
         print(f"xeontl bench --check-host: {out / 'check.md'}")
         return
     from xeontl.measure import bench as benchlib
+    from xeontl.supply.stacks import require_image_cpu
 
+    if not native_only:  # its container figure runs the image here
+        _guard(require_image_cpu, image)
     out = _guard(benchlib.run, quick, Path(results_dir), image, native_only)
     print(f"xeontl bench: {out / 'bench.json'}")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import invoke, one_line_error
+from conftest import invoke, one_line_error, scaled
 from xeontl.common.errors import UserError
 from xeontl.experiment import config, data
 from xeontl.supply import assets
@@ -186,7 +186,7 @@ def test_assets_task_fetches_verifies_exports_and_imports(server, tmp_path):
     env = {"TFHUB_CACHE_DIR": str(tmp_path / "hub-cache")}
     r = invoke("assets", "--profile", "paper", *sets, "--data-url", f"{base}/ok/Kather.zip",
                "--weights-handle", f"{base}/ok/model.tar.gz", "--manifest", str(here / "manifest.json"),
-               "--export", str(tmp_path / "bundle.tar"), env=env, timeout=600)
+               "--export", str(tmp_path / "bundle.tar"), env=env, timeout=scaled(600))
     assert r.returncode == 0, r.stdout + r.stderr
     manifest = json.loads((here / "manifest.json").read_text())
     assert manifest["data"]["sha256"] == sha(archive)
@@ -200,7 +200,7 @@ def test_assets_task_fetches_verifies_exports_and_imports(server, tmp_path):
     sets2 = ["--set", f"archive_sha256={sha(archive)}", "--set", f"data_dir={there / 'tfds'}",
              "--set", f"weights=savedmodel:{there / 'weights'}"]
     r = invoke("assets", "--profile", "paper", *sets2, "--from", str(tmp_path / "bundle.tar"),
-               "--manifest", str(there / "manifest.json"), timeout=600)
+               "--manifest", str(there / "manifest.json"), timeout=scaled(600))
     assert r.returncode == 0, r.stdout + r.stderr
     assert (there / "tfds" / "downloads" / "manual" / data.ARCHIVE_NAME).read_bytes() == archive
     theirs = json.loads((there / "manifest.json").read_text())
@@ -208,14 +208,15 @@ def test_assets_task_fetches_verifies_exports_and_imports(server, tmp_path):
     # a bundle whose data does not match the pin is refused, and nothing is unpacked
     one_line_error(invoke("assets", "--profile", "paper", "--set", f"data_dir={tmp_path / 'x'}",
                           "--set", f"weights=savedmodel:{tmp_path / 'x' / 'w'}", "--from", str(tmp_path / "bundle.tar"),
-                          "--manifest", str(tmp_path / "x.json"), timeout=600), "expected " + data.ARCHIVE_SHA256)
+                          "--manifest", str(tmp_path / "x.json"),
+                              timeout=scaled(600)), "expected " + data.ARCHIVE_SHA256)
     assert not (tmp_path / "x").exists()
 
 
 def test_assets_task_offline_says_how_to_bring_the_files(tmp_path):
     r = invoke("assets", "--profile", "paper", "--set", f"data_dir={tmp_path}", "--set",
                f"weights=savedmodel:{tmp_path / 'w'}", "--data-url", "http://127.0.0.1:9/none.zip",
-               "--manifest", str(tmp_path / "m.json"), timeout=300)
+               "--manifest", str(tmp_path / "m.json"), timeout=scaled(300))
     one_line_error(r, "--from FILE")
     assert not (tmp_path / "downloads" / "manual" / data.ARCHIVE_NAME).exists()
 

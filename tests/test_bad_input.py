@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, SPR, docker_ok, invoke, one_line_error
+from conftest import ROOT, SPR, docker_ok, invoke, one_line_error, scaled
 from xeontl.common.errors import UserError
 from xeontl.launch import launch
 
@@ -15,7 +15,8 @@ from xeontl.launch import launch
 def test_results_dir_that_cannot_be_created(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    r = invoke("reproduce", "--sockets", "1", "--native", "--results-dir", str(blocker / "results"), timeout=120)
+    r = invoke("reproduce", "--sockets", "1", "--native", "--results-dir", str(blocker / "results"),
+               timeout=scaled(120))
     one_line_error(r, "cannot create results dir")
 
 
@@ -29,7 +30,7 @@ def test_nearly_full_disk_is_refused(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not docker_ok(), reason="needs the docker CLI")
 def test_docker_daemon_down(tmp_path):
-    r = invoke("reproduce", "--sockets", "1", "--results-dir", str(tmp_path / "res"), timeout=120,
+    r = invoke("reproduce", "--sockets", "1", "--results-dir", str(tmp_path / "res"), timeout=scaled(120),
                env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     one_line_error(r, "Docker daemon is not reachable")
     assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
@@ -37,7 +38,7 @@ def test_docker_daemon_down(tmp_path):
 
 def test_recorded_topology_that_does_not_fit_this_host_is_not_run(tmp_path):
     r = invoke("reproduce", "--sockets", "2", "--topology", str(SPR), "--native", "--results-dir", str(tmp_path),
-               timeout=120)
+               timeout=scaled(120))
     one_line_error(r, "offline or absent on this host")
 
 
@@ -102,7 +103,7 @@ def test_compose_file_needs_nothing_but_compose_env(tmp_path, compose):
     empty = tmp_path / "empty.env"
     empty.write_text("")
     r = subprocess.run([*compose, "-f", str(ROOT / "compose.yaml"), "--env-file", str(empty), "config", "-q"],
-                       capture_output=True, text=True, env={"PATH": os.environ["PATH"], **env}, timeout=120)
+                       capture_output=True, text=True, env={"PATH": os.environ["PATH"], **env}, timeout=scaled(120))
     assert r.returncode == 0, r.stderr
 
 
@@ -140,7 +141,7 @@ def test_compose_services_drop_every_capability_and_read_the_references_only(tmp
     r = subprocess.run([*compose, "-f", str(ROOT / "compose.yaml"), "--env-file", str(empty), "--profile",
                         "one-socket", "--profile", "two-socket", "--profile", "two-node", "--profile", "two-host",
                         "config"], capture_output=True, text=True, env={"PATH": os.environ["PATH"], **env},
-                       timeout=120)
+                       timeout=scaled(120))
     assert r.returncode == 0, r.stderr
     services = yaml.safe_load(r.stdout)["services"]
     assert len(services) == 6

@@ -193,6 +193,11 @@ LACKS = [
     ("Zen 4", ["avx512f", "avx512bw", "avx512_bf16"], ["AMX"]),
     ("Ice Lake", ["avx512f", "avx512bw"], ["BF16 arithmetic", "AMX"]),
     ("Zen 1", ["avx2", "fma"], ["AVX-512", "BF16 arithmetic", "AMX"]),
+    # AMX is both flags (all), not either (any): its BF16 tiles without the tile state are no AMX
+    ("amx_bf16 without amx_tile", ["avx512f", "avx512bw", "avx512_bf16", "amx_bf16"], ["AMX"]),
+    ("amx_tile without amx_bf16", ["avx512f", "avx512bw", "avx512_bf16", "amx_tile"], ["AMX"]),
+    # BF16 emulated without AVX-512 named: the line names the flags it has, not "AVX-512" it lacks
+    ("avx_ne_convert, no AVX-512", ["avx2", "avx_ne_convert"], ["AVX-512", "BF16 arithmetic", "AMX"]),
 ]
 
 
@@ -204,10 +209,20 @@ def test_what_a_cpu_lacks_is_a_line_each_with_what_follows(kind, flags, lacking)
     assert all(f"- {ln}" in md for ln in v["cpu_lacks"]) and "This CPU has " in md
     emulated = "avx512bw" in flags and "avx512_bf16" not in flags
     bf16_line = [ln for ln in v["cpu_lacks"] if ln.startswith("lacks BF16")]
-    assert not bf16_line or ("only emulates" in bf16_line[0]) == emulated
+    assert not bf16_line or ("only emulates" in bf16_line[0]) == (emulated or "avx_ne_convert" in flags)
+    if bf16_line and "only emulates" in bf16_line[0]:  # with the flags it has, never "(AVX-512)" where it lacks it
+        have = [f for f in runtime.BF16_FLAGS if f in flags]
+        assert f"(with {', '.join(have)})" in bf16_line[0] and "(AVX-512)" not in bf16_line[0], bf16_line
 
 
-def test_a_cpu_without_bf16_kernels_is_measured_in_fp32_and_its_bf16_probes_not_run(tmp_path, monkeypatch):
+def test_flags_that_could_not_be_read_are_unknown_not_lacking():
+    v = checkhost.verdict({**raw(flags=[]), "flags_error": "/proc/cpuinfo: Permission denied"})
+    assert v["cpu_lacks"] == ["could not read this CPU's flags (/proc/cpuinfo: Permission denied): whether it has "
+                              "AVX-512, BF16 arithmetic, AMX is unknown"] and v["cpu_has"] == []
+    assert "- could not read this CPU's flags" in checkhost.markdown(v)
+
+
+def test_a_cpu_without_bf16_kernels_is_measured_in_fp32_and_its_bf16_probes_not_run(tmp_path, monkeypatch, capsys):
     """measure() on a played Zen 1: which probes it starts (recorded, not run), and that none of what it skips is
     a probe error in the verdict."""
     from xeontl.measure import probes
@@ -221,13 +236,23 @@ def test_a_cpu_without_bf16_kernels_is_measured_in_fp32_and_its_bf16_probes_not_
         return {"median": 1.0}
 
     monkeypatch.setattr(probes, "_probe", probe)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
     r = checkhost.measure({**checkhost.SIZES})
+    out = capsys.readouterr().out
+    # the progress lines announce only what runs, and say a CPU is played, naming how and the real one
+    real = stacks.cpu_fields("/proc/cpuinfo")["model_name"]
+    assert f"XEONTL_TEST_CPUINFO={tmp_path / 'cpuinfo'}" in out and "ONEDNN_MAX_CPU_ISA=AVX2" in out, out
+    assert f"on a {real}" in out and "bf16 matmul curve" not in out and "matmul fp32/bf16" not in out, out
+    assert "bf16 not run: no BF16 kernels" in out and "oneDNN's bf16 probes: not run" in out, out
     assert sorted(set(started)) == [("backbone", "fp32"), ("bandwidth", "fp32"), ("matmul", "fp32"),
                                     ("step", "fp32")]
     assert r["precision"] == "fp32" and r["cpu"]["model_name"] == "AMD EPYC 7551 32-Core Processor"
     assert r["flags_of_note"]["avx2"] and not r["flags_of_note"]["avx512f"]
     v = checkhost.verdict(r)
     assert v["probe_errors"] == {} and len(v["cpu_lacks"]) == 3
+    md = checkhost.markdown(v)
+    assert "| AMX dispatched by oneDNN for bf16 matmul | not run (no BF16) |" in md, md
+    assert md.splitlines()[2].startswith("**a CPU played for tests (XEONTL_TEST_CPUINFO="), md
 
 
 def test_a_steps_time_is_split_by_onednn_primitive():

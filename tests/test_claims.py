@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AS_BF16, DELETE, bf16_native, derive, invoke, load, one_line_error
+from conftest import AS_BF16, DELETE, bf16_native, derive, invoke, load, one_line_error, scaled
 from xeontl.experiment import config
 from xeontl.launch import repeats
 from xeontl.records import claims
@@ -116,7 +116,7 @@ def v1_run(paper_inputs, tmp_path_factory):
     results = tmp_path_factory.mktemp("v1")
     r = invoke("reproduce", "--sockets", "1", "--profile", "paper", "--native", "--weights",
                f"keras:{paper_inputs['keras_v1']}", "--set", "learning_rate=0.5", "--set", "image_size=64",
-               "--set", "epochs=2", *paper_inputs["sets"], "--results-dir", str(results), timeout=900)
+               "--set", "epochs=2", *paper_inputs["sets"], "--results-dir", str(results), timeout=scaled(900))
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     run, = [d for d in results.iterdir() if d.is_dir()]
     return run
@@ -137,7 +137,7 @@ def kit_run(paper_inputs, tmp_path_factory):
     results = tmp_path_factory.mktemp("kit")
     r = invoke("reproduce", "--sockets", "1", "--profile", "kit", "--native", "--weights",
                f"savedmodel:{paper_inputs['savedmodel']}", *paper_inputs["sets"], "--results-dir", str(results),
-               timeout=1800)
+               timeout=scaled(1800))
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     run, = [d for d in results.iterdir() if d.is_dir()]
     return run

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import one_line_error, run
+from conftest import one_line_error, run, scaled
 from xeontl.common.errors import UserError
 from xeontl.experiment import config
 
@@ -61,4 +61,4 @@ def test_unknown_profile():
     (["--profile", "nope"], "unknown profile"), (["--epochs", "0"], "epochs=0"), (["--batch-size", "x"], "batch_size"),
 ])
 def test_cli_bad_input_is_one_line(args, needle):
-    one_line_error(run(["python", "-m", "xeontl", "config", *args], timeout=60), needle)
+    one_line_error(run(["python", "-m", "xeontl", "config", *args], timeout=scaled(60)), needle)

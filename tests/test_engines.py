@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SPR, invoke
+from conftest import ROOT, SPR, invoke, scaled
 from xeontl import engines
 from xeontl.common.errors import UserError
 from xeontl.engines import docker, kubernetes, mpijob_launcher, native, slurm
@@ -98,7 +98,7 @@ def test_the_kubernetes_engine_refuses_local_options():
 # ------------------------------------------------------------------------------------------------ options, once
 def python_help() -> str:
     return subprocess.run([sys.executable, "-m", "xeontl", "reproduce", "--help"], capture_output=True, text=True,
-                          timeout=120).stdout
+                          timeout=scaled(120)).stdout
 
 
 def test_both_clis_offer_the_options_their_declarations_say():
@@ -131,7 +131,7 @@ def test_both_clis_make_the_same_launch(tmp_path):
     args = ["--sockets", "2", "--emulate-sockets", "--dry-run", "--topology", str(SPR), "--controller", "gloo"]
     inv = invoke("reproduce", "--native", *args)
     py = subprocess.run([sys.executable, "-m", "xeontl", "reproduce", *args], capture_output=True, text=True,
-                        timeout=120)
+                        timeout=scaled(120))
     assert inv.returncode == py.returncode == 0, (inv.stderr, py.stderr)
     def same(text):  # each launch has its own run id
         return re.sub(r"\d{8}-\d{6}-demo-2s-[0-9a-f]{4}", "RUN", text)

@@ -11,7 +11,18 @@ import time
 
 import pytest
 
-from conftest import ctrl_c, have_horovod, load, only_run, processes_naming, rank_pid, staged_epoch, start, wait_for
+from conftest import (
+    ctrl_c,
+    have_horovod,
+    load,
+    only_run,
+    processes_naming,
+    rank_pid,
+    scaled,
+    staged_epoch,
+    start,
+    wait_for,
+)
 from xeontl.experiment import events
 
 pytestmark = pytest.mark.slow
@@ -37,7 +48,7 @@ def interrupted(request, tmp_path_factory):
     try:
         wait_for(lambda: staged_epoch(results, 1), what="training", proc=proc)
         ctrl_c(proc)
-        out, _ = proc.communicate(timeout=300)
+        out, _ = proc.communicate(timeout=scaled(300))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -56,13 +67,13 @@ def test_ctrl_c_exits_130_and_the_run_dir_says_aborted(interrupted):
 def test_ctrl_c_leaves_no_rank_or_container_running(interrupted):
     run = only_run(interrupted["results"])
     if interrupted["mode"] == "native":  # the ranks name the run dir on their command lines
-        wait_for(lambda: not processes_naming(str(interrupted["results"])), timeout=120,
+        wait_for(lambda: not processes_naming(str(interrupted["results"])), timeout=scaled(120),
                  what="the ranks ending after Ctrl-C")
     else:
         def containers():
             return subprocess.run(["docker", "ps", "-q", "--filter", f"name=xeontl-{run.name}"],
                                   capture_output=True, text=True).stdout.strip()
-        wait_for(lambda: not containers(), timeout=120, what="the container ending after Ctrl-C")
+        wait_for(lambda: not containers(), timeout=scaled(120), what="the container ending after Ctrl-C")
 
 
 @pytest.mark.skipif(not have_horovod(), reason="native Horovod not installed (invoke setup --native)")
@@ -73,7 +84,7 @@ def test_a_rank_killed_from_outside_stops_the_run_and_is_named(tmp_path):
         staging = wait_for(lambda: staged_epoch(tmp_path, 1), what="training", proc=proc)
         os.kill(rank_pid(1, str(staging.parent)), signal.SIGKILL)
         killed_at = time.time()
-        out, _ = proc.communicate(timeout=300)  # a hung survivor fails here
+        out, _ = proc.communicate(timeout=scaled(300))  # a hung survivor fails here
         assert proc.returncode == 1, out[-2000:]
     finally:
         if proc.poll() is None:

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import pytest
 
-from conftest import ROOT, invoke, run
+from conftest import ROOT, invoke, run, scaled
 from xeontl.measure.smoke import check_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -40,7 +40,8 @@ def test_image_labels_user_and_build_checks(image):
     # compilers, the deps image's wheel
     out = run(["docker", "run", "--rm", image, "sh", "-c", "python -c 'import horovod.tensorflow as h; "
                "print(\"built\", h.mpi_built(), h.gloo_built())'; echo ---; "
-               "command -v g++ cmake || echo no-compilers; echo ---; ls /opt/xeontl/wheels"], timeout=300).stdout
+               "command -v g++ cmake || echo no-compilers; echo ---; ls /opt/xeontl/wheels"],
+                   timeout=scaled(300)).stdout
     check_build, tools, wheel_list = out.split("---\n")
     assert check_build.split()[-3:] == ["built", "True", "True"], out
     assert tools.strip() == "no-compilers"  # multi-stage: compilers stay in the builder
@@ -53,7 +54,7 @@ def test_image_labels_user_and_build_checks(image):
 
 
 def test_invoke_smoke_two_ranks_in_the_image(image, tmp_path):
-    r = invoke("smoke", "--image", image, timeout=900)
+    r = invoke("smoke", "--image", image, timeout=scaled(900))
     assert r.returncode == 0 and "xeontl smoke: OK" in r.stdout, (r.stdout + r.stderr)[-3000:]
 
 
@@ -92,10 +93,10 @@ def test_compose_two_node_layout(image, compose, tmp_path):
     compose = [*compose, "-f", str(ROOT / "compose.yaml"), "--env-file", str(env_file), "-p", project,
                "--profile", "two-node"]
     try:
-        up = run([*compose, "up", "--abort-on-container-exit", "--exit-code-from", "node1"], timeout=900)
+        up = run([*compose, "up", "--abort-on-container-exit", "--exit-code-from", "node1"], timeout=scaled(900))
         assert up.returncode == 0, (up.stdout + up.stderr)[-4000:]
     finally:
-        subprocess.run([*compose, "down", "-v", "--remove-orphans"], capture_output=True, timeout=300)
+        subprocess.run([*compose, "down", "-v", "--remove-orphans"], capture_output=True, timeout=scaled(300))
     run_dir, = [p for p in results.iterdir() if p.is_dir()]
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["status"] == "success"
@@ -119,18 +120,18 @@ def test_node_entrypoint_takes_the_mpi_operators_key_secret(image, tmp_path):
     name = f"xeontl-k8s-{secrets.token_hex(3)}"
     started = run(["docker", "run", "-d", "--rm", "--name", name, "--user", "1000:1000",
                    "-e", "XEONTL_AUTHORIZED_KEYS=/home/xeontl/.ssh/authorized_keys",
-                   "-v", f"{secret}:/home/xeontl/.ssh:ro", image, "node"], timeout=120)
+                   "-v", f"{secret}:/home/xeontl/.ssh:ro", image, "node"], timeout=scaled(120))
     assert started.returncode == 0, started.stderr
     try:
         for _ in range(60):
             r = run(["docker", "exec", name, "ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "localhost",
-                     "echo", "ssh-ok"], timeout=60)
+                     "echo", "ssh-ok"], timeout=scaled(60))
             if "ssh-ok" in r.stdout:
                 break
             time.sleep(1)
         assert "ssh-ok" in r.stdout, r.stderr
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=120)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=scaled(120))
 
 
 def test_a_source_only_rebuild_builds_on_the_deps_image_and_cleans_up(image):

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from conftest import ROOT, SPR, invoke, one_line_error
+from conftest import ROOT, SPR, invoke, one_line_error, scaled
 from xeontl.common.errors import UserError
 from xeontl.engines import k8s_policy
 from xeontl.engines import kubernetes as k8s
@@ -32,7 +32,7 @@ def job_of(docs):
 def test_render_writes_an_mpijob_that_passes_every_check(tmp_path):
     out = tmp_path / "job.yaml"
     r = invoke("render", "--engine", "k8s", "--nodes", "2", "--sockets", "2", "--topology", str(SPR),
-               "--image", "registry.example/xeontl:1", "--output", str(out), timeout=120)
+               "--image", "registry.example/xeontl:1", "--output", str(out), timeout=scaled(120))
     assert r.returncode == 0, r.stderr
     assert "MPIJob: kubeflow/mpi-operator v2beta1 CRD schema" in r.stdout and "kubernetes-validate" in r.stdout
     docs = list(yaml.safe_load_all(out.read_text()))
@@ -173,17 +173,17 @@ def test_bad_variants_fail_the_kubelet_and_admission_check(spoil, needle):
 
 
 def test_render_bad_input_is_one_line(tmp_path):
-    one_line_error(invoke("render", "--engine", "nomad", "--topology", str(SPR), timeout=120), "--engine nomad")
+    one_line_error(invoke("render", "--engine", "nomad", "--topology", str(SPR), timeout=scaled(120)), "--engine nomad")
     out = tmp_path / "job.yaml"
     out.write_text("keep me")
-    one_line_error(invoke("render", "--topology", str(SPR), "--output", str(out), timeout=120), "exists")
+    one_line_error(invoke("render", "--topology", str(SPR), "--output", str(out), timeout=scaled(120)), "exists")
     assert out.read_text() == "keep me"
 
 
 # ------------------------------------------------------------------------------------------------ issue 40
 def render_docs(tmp_path, *args, topo=SPR):
     out = tmp_path / f"job-{len(list(tmp_path.iterdir()))}.yaml"
-    r = invoke("render", "--engine", "k8s", "--topology", str(topo), "--output", str(out), *args, timeout=120)
+    r = invoke("render", "--engine", "k8s", "--topology", str(topo), "--output", str(out), *args, timeout=scaled(120))
     assert r.returncode == 0, r.stderr
     return r, [d for d in yaml.safe_load_all(out.read_text()) if d], out.read_text()
 
@@ -527,14 +527,14 @@ def test_reproduce_on_k8s_applies_watches_and_ends_on_a_rejected_worker(tmp_path
 
     env = {"PATH": f"{bin_}:{os.environ['PATH']}"}
     r = invoke("reproduce", "--engine", "k8s", "--nodes", "2", "--topology", str(SPR), "--results-dir",
-               str(tmp_path / "results"), "--profile", "smoke", env=env, timeout=300)
+               str(tmp_path / "results"), "--profile", "smoke", env=env, timeout=scaled(300))
     assert r.returncode == 1, r.stderr
     one_line_error(r, "worker pod w-worker-1 Failed: SMTAlignmentError: SMT Alignment Error")
     calls = (bin_ / "calls").read_text().splitlines()
     assert calls[0].startswith("apply -f ") and calls[-1].startswith("delete mpijob xeontl-")
     assert len(list((tmp_path / "results").glob("*.mpijob.yaml"))) == 1
     r = invoke("reproduce", "--engine", "k8s", "--topology", str(SPR), "--results-dir", str(tmp_path / "r2"),
-               env={"PATH": str(tmp_path / "nothing")}, timeout=300)
+               env={"PATH": str(tmp_path / "nothing")}, timeout=scaled(300))
     one_line_error(r, "kubectl, which is not on PATH")
 
 

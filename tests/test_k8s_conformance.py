@@ -420,12 +420,12 @@ def test_render_runs_on_the_harness_cluster(topology, reserved, nodes, tmp_path)
     import mpijob_harness as h
     import yaml
 
-    from conftest import invoke
+    from conftest import invoke, scaled
 
     out = tmp_path / "job.yaml"
     r = invoke("render", "--engine", "k8s", "--nodes", "2", "--sockets", "2", "--topology",
                str(Path(__file__).parent / "topologies" / f"{topology}.lscpu"), "--reserved-cpus", reserved,
-               "--profile", "smoke", "--output", str(out), timeout=300)
+               "--profile", "smoke", "--output", str(out), timeout=scaled(300))
     assert r.returncode == 0, r.stdout + r.stderr
     job = next(d for d in yaml.safe_load_all(out.read_text()) if d and d["kind"] == "MPIJob")
     claims = {v["persistentVolumeClaim"]["claimName"]: h.ClaimSpec(tmp_path, ("ReadWriteMany",))

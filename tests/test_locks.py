@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run
+from conftest import run, scaled
 from xeontl.common import sanitize
 from xeontl.common.errors import UserError
 from xeontl.launch import cpulock, options
@@ -496,7 +496,8 @@ def test_a_launch_path_with_a_control_character_is_refused(field, flag, bad):
 
 @pytest.mark.parametrize("field,flag", PATH_FLAGS)
 def test_a_launch_path_with_a_control_character_is_one_line_from_the_cli(tmp_path, field, flag):
-    r = run([sys.executable, "-m", "xeontl", "reproduce", flag, str(tmp_path / "r\x1b]0;t\x07\nx")], timeout=120,
+    r = run([sys.executable, "-m", "xeontl", "reproduce", flag, str(tmp_path / "r\x1b]0;t\x07\nx")],
+        timeout=scaled(120),
             cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert r.stderr.startswith(f"xeontl: error: {flag} ") and "\x1b" not in r.stderr, r.stderr

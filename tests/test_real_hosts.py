@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import TOPOLOGIES, invoke, one_line_error
+from conftest import TOPOLOGIES, invoke, one_line_error, scaled
 from xeontl.common.errors import UserError
 from xeontl.engines.docker import docker_command
 from xeontl.placement import plan as planlib
@@ -89,7 +89,7 @@ def test_unequal_sockets_rank_wrapper_execs_each_ranks_threads(tmp_path):
 
 def test_dry_run_lists_each_rank_as_its_command_runs_it():
     r = invoke("reproduce", "--sockets", "2", "--dry-run", "--topology",
-               str(TOPOLOGIES / "offline-cores-2s-ht.lscpu"), timeout=120)
+               str(TOPOLOGIES / "offline-cores-2s-ht.lscpu"), timeout=scaled(120))
     assert r.returncode == 0, r.stderr
     listed = re.findall(r"rank (\d): socket \d, \d+ cores, CPUs (\S+), memory nodes (\S+), OMP_NUM_THREADS (\d+), "
                         r"intra (\d+), inter (\d+)", r.stdout)
@@ -168,11 +168,11 @@ def test_train_user_error_before_training_leaves_nothing(tmp_path):
 
     out = tmp_path / "run"
     r = run([sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--dataset", f"folder:{tmp_path}/missing",
-             "--output", str(out)], timeout=300)
+             "--output", str(out)], timeout=scaled(300))
     one_line_error(r, "does not exist")
     assert not out.exists()
     bad = tmp_path / "bad.json"
     bad.write_text('{"profile": "smoke", "epochs": 2}')
     one_line_error(run([sys.executable, "-m", "xeontl", "train", "--config", str(bad), "--output", str(out)],
-                       timeout=300), "not a resolved config", "missing")
+                       timeout=scaled(300)), "not a resolved config", "missing")
     assert not out.exists()

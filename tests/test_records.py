@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SPR, invoke, one_line_error, run
+from conftest import ROOT, SPR, invoke, one_line_error, run, scaled
 from xeontl.common import records
 from xeontl.common.errors import UserError
 from xeontl.experiment import config
@@ -34,8 +34,9 @@ def deep_object(n: int = 3000) -> str:
     return '{"a": ' * n + "1" + "}" * n
 
 
-def python(*args, timeout=120):
-    return run([sys.executable, "-m", "xeontl", *args], timeout=timeout, env={"PYTHONPATH": str(ROOT / "src")})
+def python(*args, timeout=None):
+    return run([sys.executable, "-m", "xeontl", *args], timeout=timeout or scaled(120),
+               env={"PYTHONPATH": str(ROOT / "src")})
 
 
 # ------------------------------------------------------------------------------------------------ what the code writes
@@ -196,14 +197,14 @@ def launch_with(**changes) -> str:
 def resume(tmp_path, **damage):
     run_dir = interrupted(tmp_path, **damage)
     return invoke("reproduce", "--resume", str(run_dir), "--native", "--results-dir", str(tmp_path / "res"),
-                  timeout=120)
+                  timeout=scaled(120))
 
 
 def report_of(tmp_path, metrics: str, how: str = "report"):
     run_dir = interrupted(tmp_path, **{"metrics.json": metrics})
     if how == "report":
-        return invoke("report", "--runs", str(run_dir), timeout=120)
-    return invoke("compare", str(run_dir), str(REFERENCE), timeout=120)
+        return invoke("report", "--runs", str(run_dir), timeout=scaled(120))
+    return invoke("compare", str(run_dir), str(REFERENCE), timeout=scaled(120))
 
 
 def fifo(tmp_path) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import AS_BF16, ROOT, derive, have_horovod
+from conftest import AS_BF16, ROOT, derive, have_horovod, scaled
 from xeontl.records import claims, report
 
 
@@ -91,7 +91,7 @@ def paper_run(tmp_path_factory):
     results = tmp_path_factory.mktemp("paper")
     r = subprocess.run([sys.executable, "-m", "invoke", "paper", "--profile", "smoke", "--native",
                         "--emulate-sockets", "--repeats", "2", "--results-dir", str(results)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=1800)
+                       capture_output=True, text=True, timeout=scaled(1800))
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     out, = results.glob("paper-*-smoke")
     return out, json.loads((out / "claims.json").read_text())

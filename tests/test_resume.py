@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import have_horovod, invoke, load, one_line_error, only_run, run
+from conftest import have_horovod, invoke, load, one_line_error, only_run, run, scaled
 from xeontl.experiment import events
 
 SMOKE = ["--profile", "smoke", "--set", "epochs=6", "--set", "patience=20", "--set", "verbose=0"]
@@ -25,12 +25,12 @@ def native_resume(tmp_path_factory):
     d = tmp_path_factory.mktemp("resume")
     args = ["reproduce", "--sockets", "2", "--emulate-sockets", "--native", *SMOKE, "--set", "feature_cache=true",
             "--set", f"feature_cache_dir={d / 'cache'}"]
-    killed = invoke(*args, "--results-dir", str(d / "a"), "--fault-after-epoch", "3", timeout=900)
+    killed = invoke(*args, "--results-dir", str(d / "a"), "--fault-after-epoch", "3", timeout=scaled(900))
     assert killed.returncode == 1, killed.stdout[-2000:]
     dead = only_run(d / "a", "failed")
-    resumed = invoke("reproduce", "--resume", str(dead), "--native", "--results-dir", str(d / "a"), timeout=900)
+    resumed = invoke("reproduce", "--resume", str(dead), "--native", "--results-dir", str(d / "a"), timeout=scaled(900))
     assert resumed.returncode == 0, resumed.stdout[-3000:]
-    whole = invoke(*args, "--results-dir", str(d / "b"), timeout=900)
+    whole = invoke(*args, "--results-dir", str(d / "b"), timeout=scaled(900))
     assert whole.returncode == 0, whole.stdout[-2000:]
     return {"dead": dead, "cont": only_run(d / "a", "success"), "ref": only_run(d / "b", "success"),
             "stdout": resumed.stdout}

@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from conftest import run
+from conftest import run, scaled
 from xeontl.common import sanitize
 from xeontl.common.errors import LINE_BREAKS, UserError, one_line
 
@@ -76,7 +76,8 @@ def test_a_limit_counts_what_is_shown(value, limit, shown):
 def test_an_error_line_from_the_cli_shows_foreign_text_escaped(tmp_path):
     """End to end: a path with ESC/OSC, a bidi override and a forged line reaches `xeontl: error:` escaped."""
     bad = "/nonexistent/\x1b]0;pwn\x07\u202e\nxeontl: done: val accuracy 0.9999"
-    r = run([sys.executable, "-m", "xeontl", "train", "--output", str(tmp_path / "o"), "--config", bad], timeout=120)
+    r = run([sys.executable, "-m", "xeontl", "train", "--output", str(tmp_path / "o"), "--config", bad],
+            timeout=scaled(120))
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("xeontl: error: cannot read"), r.stderr
     assert "\x1b" not in r.stderr and "\u202e" not in r.stderr and "\x07" not in r.stderr

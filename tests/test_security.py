@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SPR, invoke, one_line_error, processes_naming, start, wait_for
+from conftest import ROOT, SPR, invoke, one_line_error, processes_naming, scaled, start, wait_for
 from xeontl.common import redact
 from xeontl.common.errors import UserError
 from xeontl.launch import cpulock
@@ -41,7 +41,7 @@ def as_user(uid: int, code: str, env: dict) -> subprocess.CompletedProcess:
     is one (the venv's may live under root's home), which is all the lock code needs."""
     python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
     return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", python, "-c", code],
-                          capture_output=True, text=True, timeout=120, cwd="/",
+                          capture_output=True, text=True, timeout=scaled(120), cwd="/",
                           env={**os.environ, **env, "PYTHONPATH": str(ROOT / "src"), "HOME": "/tmp"})
 
 
@@ -119,16 +119,17 @@ def test_the_locks_hold_across_users_whatever_the_umask(shared, monkeypatch):
 ])
 def test_a_value_for_a_script_is_checked_before_anything_is_written(tmp_path, flag, value, needle):
     r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "2", "--profile", "paper", "--topology",
-               str(SPR), f"{flag}={value}", "--dry-run", "--results-dir", str(tmp_path), timeout=120)
+               str(SPR), f"{flag}={value}", "--dry-run", "--results-dir", str(tmp_path), timeout=scaled(120))
     one_line_error(r, needle)
     assert "touch /tmp/pwn" not in r.stdout and list(tmp_path.iterdir()) == []
 
 
 def test_hosts_and_a_results_dir_with_a_newline_are_one_line(tmp_path):
-    r = invoke("reproduce", "--native", "--sockets", "1", "--hosts", "node1:1,$(id):1", "--dry-run", timeout=120)
+    r = invoke("reproduce", "--native", "--sockets", "1", "--hosts", "node1:1,$(id):1", "--dry-run",
+               timeout=scaled(120))
     one_line_error(r, "--hosts")
     r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "2", "--topology", str(SPR),
-               "--results-dir", str(tmp_path / "a b"), "--dry-run", timeout=120)
+               "--results-dir", str(tmp_path / "a b"), "--dry-run", timeout=scaled(120))
     one_line_error(r, "white space")
 
 
@@ -193,7 +194,7 @@ def test_resume_with_a_damaged_launch_json_is_one_line(tmp_path, launch_json, ne
 ])
 def test_a_config_value_is_typed_and_ranged_before_anything_runs(tmp_path, setting, needle):
     r = invoke("reproduce", "--native", "--sockets", "1", "--set", setting, "--results-dir", str(tmp_path),
-               timeout=120)
+               timeout=scaled(120))
     one_line_error(r, needle)
     assert list(tmp_path.iterdir()) == []
 
@@ -237,11 +238,11 @@ def test_train_output_takes_back_only_what_it_added(tmp_path):
     (out / "logs" / "notes.txt").write_text("mine")
     (out / "mllog.txt").write_text("mine too")
     train = [sys.executable, "-m", "xeontl", "train", "--profile", "smoke", "--batch-size", "10000", "--output"]
-    r = subprocess.run([*train, str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    r = subprocess.run([*train, str(out)], capture_output=True, text=True, timeout=scaled(300), cwd=ROOT)
     one_line_error(r, "already holds mllog.txt, which this run would write")
     assert (out / "mllog.txt").read_text() == "mine too"
     (out / "mllog.txt").unlink()
-    r = subprocess.run([*train, str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    r = subprocess.run([*train, str(out)], capture_output=True, text=True, timeout=scaled(300), cwd=ROOT)
     one_line_error(r, "is larger than this worker's shard")
     assert (out / "logs" / "notes.txt").read_text() == "mine"
     assert sorted(p.name for p in out.rglob("*")) == ["logs", "notes.txt"]
@@ -276,7 +277,7 @@ def test_a_disk_that_fills_during_a_run_is_one_line_and_the_run_dir_is_kept_fail
                     f.flush()
             except OSError:
                 pass
-        out, _ = proc.communicate(timeout=600)
+        out, _ = proc.communicate(timeout=scaled(600))
         assert proc.returncode == 1, out[-3000:]
         errors = [ln for ln in out.splitlines() if ln.startswith("xeontl: error:")]
         assert len(errors) == 1 and "writing the run failed (No space left on device" in errors[0], out[-3000:]
@@ -303,7 +304,7 @@ def test_a_killed_launcher_leaves_no_rank_running(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     t0 = time.monotonic()
-    wait_for(lambda: not processes_naming(marker), timeout=60, what="the ranks gone after the launcher died")
+    wait_for(lambda: not processes_naming(marker), timeout=scaled(60), what="the ranks gone after the launcher died")
     assert time.monotonic() - t0 < 60
 
 
@@ -341,7 +342,7 @@ def test_a_killed_launcher_leaves_no_container_running(image, tmp_path):
     finally:  # a failed check must not leave a 50-epoch run holding the CPUs the next tests plan for
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=120)
+            proc.wait(timeout=scaled(120))
 
 
 def killed_while_training(proc, tmp_path):
@@ -370,5 +371,5 @@ def killed_while_training(proc, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     t0 = time.monotonic()
-    wait_for(lambda: not present(), timeout=60, what="the container removed after its launcher died")
+    wait_for(lambda: not present(), timeout=scaled(60), what="the container removed after its launcher died")
     assert time.monotonic() - t0 < 60

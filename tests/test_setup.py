@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import verdict_corpus as corpus
 
-from conftest import DELETE, derive
+from conftest import DELETE, derive, scaled
 from xeontl.records import claims, reference, report, setup
 
 RECIPE = setup.recipe_fields()
@@ -313,7 +313,7 @@ def test_the_fixture_is_what_the_code_writes_today(tmp_path):
     if not have_horovod():
         pytest.skip("native TensorFlow/Horovod not installed (invoke setup --native)")
     r = invoke("reproduce", "--profile", "smoke", "--sockets", "2", "--emulate-sockets", "--native",
-               "--results-dir", str(tmp_path), timeout=900)
+               "--results-dir", str(tmp_path), timeout=scaled(900))
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     fresh, = [d for d in tmp_path.iterdir() if d.is_dir()]
 

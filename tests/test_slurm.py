@@ -11,7 +11,19 @@ import sys
 
 import pytest
 
-from conftest import SPR, ctrl_c, invoke, one_line_error, only_run, processes_naming, run, staged_epoch, start, wait_for
+from conftest import (
+    SPR,
+    ctrl_c,
+    invoke,
+    one_line_error,
+    only_run,
+    processes_naming,
+    run,
+    scaled,
+    staged_epoch,
+    start,
+    wait_for,
+)
 from xeontl.experiment import events
 
 HAVE_SLURM = all(shutil.which(t) for t in ("slurmctld", "slurmd", "sbatch", "munged", "ch-run"))
@@ -24,7 +36,8 @@ def script_of(dry_run_stdout: str) -> str:
 # ---------------------------------------------------------------------------------------------- rendering
 def test_dry_run_prints_the_sbatch_script_for_the_papers_nodes():
     r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "2", "--profile", "paper",
-               "--topology", str(SPR), "--partition", "spr", "--time-limit", "00:30:00", "--dry-run", timeout=120)
+               "--topology", str(SPR), "--partition", "spr", "--time-limit", "00:30:00", "--dry-run",
+                   timeout=scaled(120))
     assert r.returncode == 0, r.stderr
     script = script_of(r.stdout)
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=2", "#SBATCH --cpus-per-task=112",
@@ -47,7 +60,7 @@ def test_dry_run_prints_the_sbatch_script_for_the_papers_nodes():
 
 def test_without_a_container_the_nodes_stack_runs_the_run_dir_directly():
     r = invoke("reproduce", "--engine", "slurm", "--nodes", "1", "--sockets", "1", "--container", "none",
-               "--topology", str(SPR), "--dry-run", "--results-dir", "/shared/results", timeout=120)
+               "--topology", str(SPR), "--dry-run", "--results-dir", "/shared/results", timeout=scaled(120))
     assert r.returncode == 0, r.stderr
     script = script_of(r.stdout)
     assert "ch-run" not in script and "--mpi=pmix" not in script  # one rank: the paper's plain 1-socket run
@@ -72,14 +85,14 @@ def test_the_pmix_directory_appears_in_the_image_at_its_own_path(tmp_path, pmix_
     (stub / "ch-run").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
     (stub / "ch-run").chmod(0o755)
     enter = slurm.slurm_enter(slurm.SlurmJob("/shared/run", "j", image_dir=str(img)))
-    r = subprocess.run([*enter, "python", "-m", "xeontl"], capture_output=True, text=True, timeout=60,
+    r = subprocess.run([*enter, "python", "-m", "xeontl"], capture_output=True, text=True, timeout=scaled(60),
                        env={"PATH": f"{stub}:/usr/bin:/bin", "PMIX_SERVER_TMPDIR": pmix_dir})
     assert r.returncode == 0, r.stderr
     args = r.stdout.splitlines()
     binds = [args[i + 1] for i, a in enumerate(args) if a == "-b"]
     assert binds == ["/shared/run:/results", bound], args
     assert args[args.index("--") - 1] == str(img) and args[args.index("--") + 1:] == ["python", "-m", "xeontl"]
-    without = subprocess.run([*enter, "true"], capture_output=True, text=True, timeout=60,
+    without = subprocess.run([*enter, "true"], capture_output=True, text=True, timeout=scaled(60),
                              env={"PATH": f"{stub}:/usr/bin:/bin"})
     binds = [a for a in without.stdout.splitlines() if a.startswith("/") and a != str(img)]
     assert without.returncode == 0 and binds == ["/shared/run:/results"]  # no PMIx (one rank): nothing more bound
@@ -90,7 +103,7 @@ def test_a_pmix_directory_with_no_parent_in_the_image_is_one_line(tmp_path):
 
     (tmp_path / "img").mkdir()
     enter = slurm.slurm_enter(slurm.SlurmJob("/shared/run", "j", image_dir=str(tmp_path / "img")))
-    r = subprocess.run([*enter, "true"], capture_output=True, text=True, timeout=60,
+    r = subprocess.run([*enter, "true"], capture_output=True, text=True, timeout=scaled(60),
                        env={"PATH": "/usr/bin:/bin", "PMIX_SERVER_TMPDIR": "/scratch/pmix.1.0"})
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("xeontl: error: PMIx directory")
 
@@ -107,13 +120,14 @@ def test_a_pmix_directory_with_no_parent_in_the_image_is_one_line(tmp_path):
     (["--engine", "slurm", "--hosts", "a:2,b:2", "--topology", str(SPR)], "--hosts: not with --engine slurm"),
 ])
 def test_bad_engine_input_is_one_line(tmp_path, args, needle):
-    one_line_error(invoke("reproduce", "--dry-run", "--results-dir", str(tmp_path / "r"), *args, timeout=120), needle)
+    one_line_error(invoke("reproduce", "--dry-run", "--results-dir", str(tmp_path / "r"), *args,
+                          timeout=scaled(120)), needle)
     assert not (tmp_path / "r").exists()
 
 
 def test_without_slurm_tools_says_so(tmp_path):
     r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "1", "--results-dir", str(tmp_path),
-               timeout=120, env={"PATH": os.path.dirname(sys.executable)})
+               timeout=scaled(120), env={"PATH": os.path.dirname(sys.executable)})
     one_line_error(r, "sinfo is not on PATH")
 
 
@@ -125,18 +139,18 @@ def cluster(tmp_path_factory):
             pytest.fail("Slurm/munge/Charliecloud not installed: run scripts/setup-host.sh --slurm")
         pytest.skip("Slurm test cluster needs slurm-wlm, munge and charliecloud (scripts/setup-host.sh --slurm)")
     d = tmp_path_factory.mktemp("slurm")
-    up = run(["bash", "scripts/slurm-test-cluster.sh", "start", str(d)], timeout=180)
+    up = run(["bash", "scripts/slurm-test-cluster.sh", "start", str(d)], timeout=scaled(180))
     assert up.returncode == 0, up.stdout + up.stderr
     env = {"SLURM_CONF": str(d / "slurm.conf")}
     yield env
-    run(["bash", "scripts/slurm-test-cluster.sh", "stop", str(d)], timeout=120)
+    run(["bash", "scripts/slurm-test-cluster.sh", "stop", str(d)], timeout=scaled(120))
 
 
 @pytest.mark.slow
 def test_two_nodes_one_socket_each_in_the_image(cluster, image, tmp_path):
     """The issue's command, through the real sbatch: each rank on its own node and CPU, a complete run dir."""
     r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "1", "--profile", "smoke",
-               "--results-dir", str(tmp_path), env=cluster, timeout=1200)
+               "--results-dir", str(tmp_path), env=cluster, timeout=scaled(1200))
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert re.search(r"slurm job \d+: running on n\[1-2\]", r.stdout)
     run_dir = only_run(tmp_path)
@@ -163,7 +177,7 @@ def test_two_nodes_one_socket_each_in_the_image(cluster, image, tmp_path):
 def test_a_failing_rank_fails_the_job_and_the_run(cluster, image, tmp_path):
     r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "1", "--profile", "smoke",
                "--set", "epochs=3", "--fault-after-epoch", "1", "--results-dir", str(tmp_path), env=cluster,
-               timeout=1200)
+               timeout=scaled(1200))
     assert r.returncode == 1, (r.stdout + r.stderr)[-3000:]
     run_dir = only_run(tmp_path)
     m = json.loads((run_dir / "metrics.json").read_text())
@@ -184,18 +198,18 @@ def test_scancel_ends_the_run_as_aborted_with_the_run_dir_kept(cluster, image, t
             return re.search(r"job (\d+) on", next(tmp_path.glob(".staging-*/logs-launcher.txt")).read_text())[1]
         return None
     try:
-        job = wait_for(training_job, timeout=900, what="the job training", proc=proc)
+        job = wait_for(training_job, timeout=scaled(900), what="the job training", proc=proc)
         subprocess.run(["scancel", job], env={**os.environ, **cluster}, check=True)
-        out, _ = proc.communicate(timeout=300)
+        out, _ = proc.communicate(timeout=scaled(300))
         assert proc.returncode == 130, out[-2000:]
     finally:
         if proc.poll() is None:
             ctrl_c(proc)
-            proc.wait(timeout=120)
+            proc.wait(timeout=scaled(120))
     run_dir = only_run(tmp_path)
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "aborted"
     assert json.loads((run_dir / "provenance.json").read_text())["execution"]["slurm"]["state"] == "CANCELLED"
     squeue = subprocess.run(["squeue", "-h", "-j", job], env={**os.environ, **cluster}, capture_output=True, text=True)
     assert not squeue.stdout.strip()
     # the ranks and their ch-run name the run dir on their command lines
-    wait_for(lambda: not processes_naming(run_dir.name), timeout=120, what="the ranks ending after scancel")
+    wait_for(lambda: not processes_naming(run_dir.name), timeout=scaled(120), what="the ranks ending after scancel")

@@ -4,7 +4,7 @@ import shlex
 
 import pytest
 
-from conftest import SPR, TOPOLOGIES, invoke, one_line_error
+from conftest import SPR, TOPOLOGIES, invoke, one_line_error, scaled
 from xeontl.common.errors import UserError
 from xeontl.engines.docker import docker_command
 from xeontl.engines.host import launch_command
@@ -147,7 +147,8 @@ def test_docker_command_is_confined_and_unprivileged():
 
 
 def test_dry_run_prints_the_papers_two_socket_run():
-    r = invoke("reproduce", "--sockets", "2", "--dry-run", "--topology", str(SPR), "--profile", "paper", timeout=120)
+    r = invoke("reproduce", "--sockets", "2", "--dry-run", "--topology", str(SPR), "--profile", "paper",
+               timeout=scaled(120))
     assert r.returncode == 0, r.stderr
     for s in ["numactl -C 0-55,112-167 -m 0", "numactl -C 56-111,168-223 -m 1", "mpirun --allow-run-as-root",
               "-np 2 -H localhost:2", "KMP_AFFINITY=granularity=fine,compact,1,0", "KMP_BLOCKTIME=1", "KMP_SETTINGS=1",
@@ -164,14 +165,14 @@ def test_dry_run_prints_the_papers_two_socket_run():
     (["--image", "xeontl:does-not-exist", "--sockets", "1", "--no-build"], "is not built"),
 ])
 def test_reproduce_bad_input_is_one_line_and_launches_nothing(tmp_path, args, needle):
-    r = invoke("reproduce", "--results-dir", str(tmp_path / "res"), *args, timeout=120)
+    r = invoke("reproduce", "--results-dir", str(tmp_path / "res"), *args, timeout=scaled(120))
     one_line_error(r, needle)
     assert not (tmp_path / "res").exists() or not any((tmp_path / "res").iterdir())
 
 
 def test_reproduce_without_docker_says_so(tmp_path):
     # no daemon where DOCKER_HOST points (the launcher talks to the daemon through the SDK; it needs no docker CLI)
-    r = invoke("reproduce", "--sockets", "1", "--results-dir", str(tmp_path), timeout=120,
+    r = invoke("reproduce", "--sockets", "1", "--results-dir", str(tmp_path), timeout=scaled(120),
                env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock", "PYTHONPATH": ""})
     one_line_error(r, "the Docker daemon is not reachable")
     assert not any(tmp_path.iterdir())

@@ -20,6 +20,7 @@ from conftest import (
     one_line_error,
     run,
     runs_in,
+    scaled,
     staged_epoch,
     start,
     wait_for,
@@ -171,15 +172,15 @@ def two_launches(tmp_path_factory):
     try:
         wait_for(lambda: list(results.glob(".staging-*/command.txt")), what="the first run holding its CPUs",
                  proc=first)
-        refused = run([*base, "--sockets", "1"], timeout=300)
+        refused = run([*base, "--sockets", "1"], timeout=scaled(300))
         listing_while_refused = sorted(p.name for p in results.iterdir())
         queued = start([*base, "--sockets", "1", "--wait"])
         wait_for(lambda: staged_epoch(results, 1), what="the first run training", proc=first)
         sigint_ignored = ignores_sigint(first.pid)
         ctrl_c(first)  # honoured as `nohup` users expect: ignored, the run goes on
         alive_after_sigint = first.poll() is None
-        out_first, _ = first.communicate(timeout=900)
-        out_queued, _ = queued.communicate(timeout=900)
+        out_first, _ = first.communicate(timeout=scaled(900))
+        out_queued, _ = queued.communicate(timeout=scaled(900))
     finally:
         for p in (first, queued):
             if p is not None and p.poll() is None:

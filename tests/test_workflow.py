@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, scaled
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
@@ -67,7 +67,7 @@ def test_the_workflows_steps_pass_in_a_fresh_clone_as_a_runner_runs_them(image, 
         if "if" in step and "refs/tags/" in step["if"] and not env["GITHUB_REF"].startswith("refs/tags/"):
             continue  # a branch build skips the tag-only push, as the runner does
         r = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], cwd=work, env=env,
-                           capture_output=True, text=True, timeout=3600)
+                           capture_output=True, text=True, timeout=scaled(3600))
         assert r.returncode == 0, f"step {step.get('name')!r} failed:\n{(r.stdout + r.stderr)[-3000:]}"
         ran.append(step.get("name"))
         if "--stack paper" in step["run"]:

@@ -216,6 +216,7 @@ class SlurmJob:
     image_dir: str | None = None  # the Charliecloud image directory (the xeontl image, unpacked)
     resume_dir: str | None = None  # --resume in the image: the interrupted run, bound read-only at /resume
     read_only: tuple[str, ...] = ()  # host paths the config reads (weights, data), bound at the same path
+    stack: str = "default"  # the software stack: its CPU flags are checked on the node before anything runs
 
 
 # PMIx's server directory (srun --mpi=pmix) lives under the node's SlurmdSpoolDir (/var/spool/slurmd by default).
@@ -241,6 +242,14 @@ def slurm_enter(job: SlurmJob) -> list[str]:
     script = (PMIX_BIND + f'exec env USER="$(id -un)" ch-run --set-env -b {shlex.quote(job.run_dir)}:'
               f'{CONTAINER_RESULTS} {resume}${{pmix:+-b "$pmix"}} "$img" -- "$@"')
     return ["sh", "-c", script, "xeontl-ch", job.image_dir or ""]
+
+
+def node_has(flag: str, stack: str) -> str:
+    """The sbatch line that ends the job, one line and exit 2, when a node lacks the CPU flag the stack needs."""
+    why = (f"xeontl: error: --stack {stack}: a node of this job lacks {flag}, without which "
+           f"{STACKS[stack].versions['tensorflow']} aborts on import; nothing was run")
+    return (f"srun --ntasks=$SLURM_JOB_NUM_NODES --ntasks-per-node=1 grep -qw {flag} /proc/cpuinfo "
+            f"|| {{ echo {shlex.quote(why)}; exit 2; }}")
 
 
 def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = None) -> str:
@@ -283,6 +292,8 @@ def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = 
         f'  echo "$SLURM_JOB_NUM_NODES nodes share one hostname: OMPI_MCA_btl=self,tcp" > {run}/emulated-nodes.txt',
         "fi",
         'echo "xeontl: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST"',
+        # the stack's CPU flags, on every node (this host's CPU is not the nodes'): one line, exit 2 (docs/image.md)
+        *[node_has(f, job.stack) for f in STACKS[job.stack].cpu],
         shlex.join([*srun, *enter, *rank_wrapper(plan, rank_args)]),
         "",
     ])
@@ -329,7 +340,7 @@ class SlurmEngine(Engine):
         spec = SlurmJob(str(job.staging), f"xeontl-{job.run_id}", self.opts.partition, self.opts.time_limit,
                         self.container, str(image_dir_for(self.opts.image)) if self.in_image else None,
                         str(self.opts.resume) if self.opts.resume and self.in_image else None,
-                        job.read_only if self.in_image else ())
+                        job.read_only if self.in_image else (), self.opts.stack)
         job.files["job.sbatch"] = slurm_script(job.plan, spec, rank_args, self.opts.extra_env)
         job.command = ["sbatch", "--parsable", str(job.staging / "job.sbatch")]
         job.ranks = [planlib.worker_command(w, rank_args(w)) for w in job.plan.workers]

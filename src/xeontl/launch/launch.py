@@ -63,6 +63,8 @@ def resume_options(opts: Options) -> tuple[Options, dict]:
         keep.pop("container", None)
     try:
         resumed = options.check(dataclasses.replace(opts, profile=cfg["profile"], resume=run, **keep))
+    except options.CpuLacks as e:  # the CPU, not the record: said as it is
+        raise UserError(f"--resume {opts.resume}: {e}") from None
     except UserError as e:
         raise UserError(f"--resume {opts.resume}: its launch.json holds a value no launch has ({e}): start a new "
                         f"run") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from xeontl.common import sanitize
 from xeontl.common.errors import UserError
-from xeontl.supply.stacks import STACK_IMAGES, STACKS, require_cpu
+from xeontl.supply.stacks import STACK_IMAGES, STACKS, CpuLacks, require_cpu, require_image_cpu  # noqa: F401 - CpuLacks: launch's
 
 DEFAULT_IMAGE = "xeontl:latest"
 INVOKE, PYTHON = "invoke", "python"  # the two CLIs: `invoke reproduce` on the host, `python -m xeontl reproduce`
@@ -237,6 +237,8 @@ def check(opts: Options) -> Options:
         opts.image = STACK_IMAGES[opts.stack]
     if opts.engine == "local" and not opts.dry_run:  # it runs on this CPU: one it can run on (Slurm's are the nodes')
         require_cpu(STACKS[opts.stack])
+        if not opts.native and not opts.hosts:  # the image, whatever its tag, by its TF label (docs/image.md)
+            require_image_cpu(opts.image)
     return opts
 
 

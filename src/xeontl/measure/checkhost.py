@@ -42,6 +42,9 @@ def measure(sizes: dict = SIZES) -> dict:
     one = planlib.make_plan(topo, 1)
     w, env = one.workers[0], one.env
     cpu = cpuinfo()
+    played = stacks.played()
+    if played:
+        print(f"[check-host] {played}", flush=True)
     if os.environ.get(stacks.CPUINFO_ENV):  # tests only: another CPU kind played on this one (its features)
         cpu = {**cpu, **stacks.cpu_fields()}
         cpu["flags_of_note"] = {f: f in cpu["flags"] for f in cpu.get("flags_of_note") or {}}
@@ -49,12 +52,14 @@ def measure(sizes: dict = SIZES) -> dict:
     precision = "bf16" if bf16 else "fp32"
     raw = {"cpu": {k: cpu.get(k) for k in ("model_name", "vendor", "family", "model", "mhz", "flags")},
            "flags_of_note": cpu.get("flags_of_note"), "topology": topo.summary(), "cores": w.cores,
-           "cpus": topology.cpulist(w.cpus), "sizes": sizes, "precision": precision}
+           "cpus": topology.cpulist(w.cpus), "sizes": sizes, "precision": precision, "played": played,
+           "flags_error": None if cpu.get("flags") else stacks.cpu_fields().get("error") or "no flags"}
     # a CPU without BF16 kernels is measured in fp32 and its bf16 probes are not run: what it lacks is said (lacks()),
     # not found out as a failed probe (TF's BF16 rewrite fails there: runtime.BF16_FLAGS)
     no_bf16 = None if bf16 else {"median": None, "skipped": f"this CPU lacks BF16 kernels (none of "
                                                              f"{', '.join(runtime.BF16_FLAGS)})"}
-    print(f"[check-host] matmul fp32/bf16 on one socket: {w.cores} core(s), CPUs {raw['cpus']}", flush=True)
+    print(f"[check-host] matmul fp32{'/bf16' if bf16 else ' (bf16 not run: no BF16 kernels)'} on one socket: "
+          f"{w.cores} core(s), CPUs {raw['cpus']}", flush=True)
     raw["matmul"] = {p: no_bf16 if p == "bf16" and no_bf16 else
                      probes._probe(w, env, "matmul", p, sizes["matmul"], 0, sizes["repeats"] + 2)
                      for p in ("fp32", "bf16")}
@@ -63,12 +68,18 @@ def measure(sizes: dict = SIZES) -> dict:
     print(f"[check-host] backbone forward at the paper's shape ({sizes['image']} px, batch {sizes['batch']}, "
           f"{precision})", flush=True)
     raw["backbone"] = probes._probe(w, env, "backbone", precision, sizes["image"], sizes["batch"], sizes["repeats"])
-    print(f"[check-host] bf16 matmul curve {probes.CURVE_MIN}-{sizes['curve']}: one core, then the socket", flush=True)
+    if bf16:
+        print(f"[check-host] bf16 matmul curve {probes.CURVE_MIN}-{sizes['curve']}: one core, then the socket",
+              flush=True)
     core = planlib.make_plan(topo, 1, cores_per_socket=1).workers[0]
     raw["curve"] = {where: no_bf16 or probes._probe(at, env, "curve", "bf16", sizes["curve"], 0, sizes["repeats"])
                     for where, at in (("one core", core), ("socket", w))}
-    print("[check-host] below TensorFlow: oneDNN's bf16 matmul called directly (weights packed per call vs "
-          "reordered once), one core, then the socket; AMX's tile unit alone", flush=True)
+    if bf16:
+        print("[check-host] below TensorFlow: oneDNN's bf16 matmul called directly (weights packed per call vs "
+              "reordered once), one core, then the socket" + ("; AMX's tile unit alone" if "amx_tile" in cpu["flags"]
+                                                              else ""), flush=True)
+    else:
+        print("[check-host] the bf16 curve and oneDNN's bf16 probes: not run (no BF16 kernels)", flush=True)
     raw["onednn"] = {where: no_bf16 or probes._probe(at, env, "onednn", "bf16", sizes["curve"], 0, sizes["repeats"])
                      for where, at in (("one core", core), ("socket", w))}
     raw["tmul"] = (probes._probe(core, env, "tmul", "bf16", 0, 0, sizes["repeats"]) if "amx_tile" in cpu["flags"]
@@ -165,8 +176,12 @@ def where_amx_stops(rows: list[dict], limit: dict, tmul: dict) -> dict:
 FEATURES = (("AVX-512", ("avx512f",)), ("BF16 arithmetic", runtime.BF16_NATIVE), ("AMX", ("amx_bf16", "amx_tile")))
 
 
-def lacks(flags) -> tuple[list[str], list[str]]:
-    """(what this CPU has, a "lacks X (flags): what follows" line for each feature it lacks) of FEATURES."""
+def lacks(flags, error: str | None = None) -> tuple[list[str], list[str]]:
+    """(what this CPU has, a "lacks X (flags): what follows" line for each feature it lacks) of FEATURES; when its
+    flags could not be read (ERROR), one line saying so: unknown, not lacking."""
+    if error:
+        return [], [f"could not read this CPU's flags ({error}): whether it has "
+                    f"{', '.join(name for name, _ in FEATURES)} is unknown"]
     flags = set(flags)
     has, missing = [], []
     for name, want in FEATURES:
@@ -179,7 +194,9 @@ def lacks(flags) -> tuple[list[str], list[str]]:
             why = (f"the paper's stack ({' '.join(stacks.PAPER_TENSORFLOW)}, --stack paper) cannot run or be built "
                    f"here; the default stack runs")
         elif name == "BF16 arithmetic":
-            why = ("oneDNN only emulates BF16 here (AVX-512), slower than fp32: precision auto runs fp32"
+            why = (f"oneDNN only emulates BF16 here (with "
+                   f"{', '.join(f for f in runtime.BF16_FLAGS if f in flags)}), slower than fp32: precision auto "
+                   f"runs fp32"
                    if runtime.bf16_kernels(flags) else
                    "no oneDNN BF16 kernels at all here: bf16 runs are refused, precision auto runs fp32, and the bf16 "
                    "probes are not run")
@@ -212,7 +229,8 @@ def verdict(raw: dict) -> dict:
     per_socket = topo["cores_per_socket"]
     checks = [
         ("AMX present (amx_bf16)", "amx_bf16" in flags, "the paper's BF16 speed comes from AMX"),
-        ("AMX dispatched by oneDNN for bf16 matmul", amx_dispatched, f"oneDNN ISA: {isa or 'unknown'}"),
+        ("AMX dispatched by oneDNN for bf16 matmul", None if mm["bf16"].get("skipped") else amx_dispatched,
+         "not run (no BF16)" if mm["bf16"].get("skipped") else f"oneDNN ISA: {isa or 'unknown'}"),
         (f"{PAPER_SOCKETS} sockets", sockets >= PAPER_SOCKETS, f"this host: {sockets}"),
         (f"{PAPER_CORES} cores per socket", bool(per_socket) and min(per_socket) >= PAPER_CORES,
          f"this host: {per_socket}"),
@@ -241,9 +259,10 @@ def verdict(raw: dict) -> dict:
                              f"images/s on {cores} core(s); 2 sockets like this one: half the images each, "
                              f"efficiency {PAPER_EFFICIENCY}; start-up and final evaluation not included; the "
                              f"model's error on real runs: `invoke bench`, prediction_error_1w"),
-        "cpu_has": lacks(flags)[0], "cpu_lacks": lacks(flags)[1],
+        "cpu_has": lacks(flags, raw.get("flags_error"))[0], "cpu_lacks": lacks(flags, raw.get("flags_error"))[1],
+        "played": raw.get("played"),
         "can_reproduce_times": can,
-        "reasons": [f"{c}: no ({d})" for c, ok, d in checks if not ok]
+        "reasons": [f"{c}: {d}" if ok is None else f"{c}: no ({d})" for c, ok, d in checks if not ok]
                    + ([] if times_ok else [f"predicted {minutes['1s'] and round(minutes['1s'], 1)} min (1 socket) / "
                                            f"{minutes['2s'] and round(minutes['2s'], 1)} min (2 sockets) vs the "
                                            f"paper's < {paper['1s']} / ~{paper['2s']} min"]),
@@ -266,11 +285,13 @@ def markdown(v: dict) -> str:
                                             if row.get("direct_implementation") else []))
 
     lines = [f"# Can this host reproduce the paper's times? **{'yes' if v['can_reproduce_times'] else 'no'}**", "",
+             *([f"**{v['played']}.**", ""] if v.get("played") else []),
              f"CPU: {v['cpu']}; probes on {v['cores_probed']} core(s) (CPUs {v['cpus_probed']}), one socket.", "",
              f"This CPU has {', '.join(v.get('cpu_has') or ['none of AVX-512, BF16 arithmetic, AMX'])}.", "",
              *[f"- {ln}" for ln in v.get("cpu_lacks") or []], *([""] if v.get("cpu_lacks") else []),
              "| check | | detail |", "|---|---|---|",
-             *[f"| {c['check']} | {'yes' if c['ok'] else 'no'} | {c['detail']} |" for c in v["checks"]], "",
+             *[f"| {c['check']} | {'yes' if c['ok'] else 'not run (no BF16)' if c['ok'] is None else 'no'} | "
+               f"{c['detail']} |" for c in v["checks"]], "",
              "| figure | this host |", "|---|---|",
              f"| matmul fp32 / bf16 (GFLOP/s) | {fmt(v['matmul_gflops']['fp32'], '{:.1f}')} / "
              f"{fmt(v['matmul_gflops']['bf16'], '{:.1f}')} |",

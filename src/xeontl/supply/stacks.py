@@ -70,16 +70,35 @@ CPU_NAMES = {"avx512f": "AVX-512 (avx512f)"}
 CPUINFO_ENV = "XEONTL_TEST_CPUINFO"
 
 
-def cpu_fields() -> dict:
-    """The first processor's model name, vendor, family, model, clock and flags, from /proc/cpuinfo (or the file
-    $XEONTL_TEST_CPUINFO names); flags empty when none can be read."""
+def cpu_fields(path: str | None = None) -> dict:
+    """The first processor's model name, vendor, family, model, clock and flags, from PATH, else /proc/cpuinfo (or
+    the file $XEONTL_TEST_CPUINFO names); flags empty and "error" saying why when none can be read."""
+    where = path or os.environ.get(CPUINFO_ENV) or "/proc/cpuinfo"
+    error = None
     try:
-        text = Path(os.environ.get(CPUINFO_ENV) or "/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
+        text = Path(where).read_text()
+    except (OSError, UnicodeDecodeError) as e:  # unreadable, or not text at all
+        text, error = "", f"{where}: {getattr(e, 'strerror', None) or type(e).__name__}"
     kv = {k.strip(): v.strip() for k, _, v in (ln.partition(":") for ln in text.split("\n\n")[0].splitlines())}
+    if not error and "flags" not in kv:
+        error = f"{where}: no flags line"
     return {"model_name": kv.get("model name"), "vendor": kv.get("vendor_id"), "family": kv.get("cpu family"),
-            "model": kv.get("model"), "mhz": kv.get("cpu MHz"), "flags": kv.get("flags", "").split()}
+            "model": kv.get("model"), "mhz": kv.get("cpu MHz"), "flags": kv.get("flags", "").split(), "error": error}
+
+
+def played() -> str | None:
+    """Tests only: how this process plays another CPU kind (XEONTL_TEST_CPUINFO, ONEDNN_MAX_CPU_ISA), and the real
+    CPU it runs on; None when it does not."""
+    env = {k: os.environ[k] for k in (CPUINFO_ENV, "ONEDNN_MAX_CPU_ISA") if os.environ.get(k)}
+    if not env:
+        return None
+    real = cpu_fields(path="/proc/cpuinfo")
+    return (f"a CPU played for tests ({', '.join(f'{k}={v}' for k, v in env.items())}) on a "
+            f"{real['model_name'] or 'CPU of unknown model'}: what follows is the played CPU's, not this one's")
+
+
+class CpuLacks(UserError):
+    """This CPU cannot run the stack: said as it is, also where a record named the stack (`--resume`)."""
 
 
 def cpu_lacks(stack: Stack, flags=None) -> list[str]:
@@ -93,12 +112,45 @@ def require_cpu(stack: Stack) -> None:
     missing = cpu_lacks(stack)
     if missing:
         cpu = cpu_fields()
+        if cpu["error"]:
+            raise CpuLacks(f"--stack {stack.name}: could not read this CPU's flags ({cpu['error']}), so whether it "
+                            f"has {', '.join(CPU_NAMES.get(f, f) for f in missing)}, without which "
+                            f"{stack.versions['tensorflow']} aborts on import, is unknown; nothing was built or run")
         runs = [s.name for s in STACKS.values() if not cpu_lacks(s, cpu["flags"])]
-        raise UserError(f"--stack {stack.name}: this CPU ({cpu['model_name'] or 'model unknown'}) lacks "
+        raise CpuLacks(f"--stack {stack.name}: this CPU ({cpu['model_name'] or 'model unknown'}) lacks "
                         f"{', '.join(CPU_NAMES.get(f, f) for f in missing)}: {stack.versions['tensorflow']} aborts "
                         f"on import without it, and so does its image's build (Horovod's compile imports it); nothing "
                         f"was built or run. The stack that runs on this CPU: "
                         f"{' or '.join(f'--stack {n}' for n in runs) or 'none'}")
+
+
+# An image names its stack in its deps image's label (docker/deps.Dockerfile, inherited by the app image): an image
+# of the paper stack under any tag (`--image xeontl:paper`, `--image mine:1`) is held to the same CPU check.
+TF_LABEL = "io.xeontl.versions.tensorflow"
+
+
+def image_stack(labels: dict | None) -> Stack | None:
+    """The stack whose TensorFlow an image's labels name (None: no label, or neither stack's)."""
+    tf = (labels or {}).get(TF_LABEL)
+    return next((s for s in STACKS.values() if s.versions["tensorflow"] == tf), None)
+
+
+def require_image_cpu(ref: str) -> None:
+    """One line, before the image REF runs on this CPU, when it holds a stack this CPU cannot run (its TF label says
+    which). An image not here, or no Docker daemon, is left to the run itself, which names it."""
+    from xeontl.supply import dockerapi
+
+    try:
+        data = dockerapi.inspect(ref)
+    except UserError:
+        return
+    labels = ((data or {}).get("Config") or {}).get("Labels") or {}
+    stack = image_stack(labels)
+    if stack:
+        try:
+            require_cpu(stack)
+        except CpuLacks as e:
+            raise CpuLacks(f"--image {ref} ({TF_LABEL}={labels[TF_LABEL]}): {e}") from None
 
 
 # ------------------------------------------------------------------------------------- what differs at run time
