@@ -144,7 +144,7 @@ CLI = [
 def test_an_argparse_error_is_one_escaped_line(what, argv, env, shown, code):
     """Review item 6: argparse's own error line quoted the bad argument raw (`xeontl reproduce $'\\e]0;PWN\\a'`
     retitled the terminal)."""
-    r = run([sys.executable, "-m", "xeontl", *argv], timeout=120, env=env)
+    r = run([sys.executable, "-m", "xeontl", *argv], timeout=scaled(120), env=env)
     assert r.returncode == code, r.stderr
     last = r.stderr.splitlines()[-1]
     assert last.startswith("xeontl") and ": error: " in last and shown in last, r.stderr
@@ -155,12 +155,12 @@ def test_a_deeply_nested_launch_record_on_resume_is_one_line(tmp_path):
     """Review item 7: a launch.json nested 10^5 deep under --resume --dry-run: one line, exit 2, no RecursionError."""
     r = tmp_path / "results" / "run1"
     (r / "checkpoints" / "epoch-0001").mkdir(parents=True)
-    cfg = run([sys.executable, "-m", "xeontl", "config", "--profile", "demo"], timeout=120)
+    cfg = run([sys.executable, "-m", "xeontl", "config", "--profile", "demo"], timeout=scaled(120))
     (r / "config.json").write_text(cfg.stdout)
     (r / "launch.json").write_text("[" * 10**5 + "]" * 10**5)
     (r / "metrics.json").write_text('{"status": "failed"}')
     got = run([sys.executable, "-m", "xeontl", "reproduce", "--dry-run", "--resume", str(r), "--results-dir",
-               str(tmp_path / "results")], timeout=120)
+               str(tmp_path / "results")], timeout=scaled(120))
     assert got.returncode == 2 and got.stderr.count("\n") == 1 and "Traceback" not in got.stderr, got.stderr
     assert "launch.json: nested more than" in got.stderr, got.stderr
 
