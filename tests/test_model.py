@@ -172,7 +172,9 @@ def mutations(signature):
     """One-line departures from SIGNATURE: each strided convolution unstrided, each stride moved to the next
     convolution, one convolution dropped, one filter count changed."""
     for i, e in enumerate(signature):
-        if e[5] > 1:
+        if e[0] == "add":
+            yield "relu moved", signature[:i] + [["add", 1 - e[1]]] + signature[i + 1:]
+        elif e[5] > 1:
             yield "unstrided", signature[:i] + [e[:5] + [1, 1] + e[7:]] + signature[i + 1:]
     yield "dropped", signature[:-1]
     yield "wider", [signature[0][:4] + [signature[0][4] * 2] + signature[0][5:]] + signature[1:]
@@ -186,7 +188,7 @@ def test_each_reference_is_named_and_no_near_miss_is(name):
     got = architectures.identify(sig, refs=REFS)
     assert got["architecture"] == name and got["architecture_sha256"] == BY_NAME[name]["signature_sha256"]
     assert got["architecture_is_paper"] is (name == REFS["paper"])
-    assert got["convolutions"] == len(sig) == BY_NAME[name]["convolutions"]
+    assert got["convolutions"] == sum(e[0] != "add" for e in sig) == BY_NAME[name]["convolutions"]
     for how, changed in mutations(sig):
         assert architectures.identify(changed, refs=REFS)["architecture"] == "unknown", how
     unknown = architectures.identify(sig, ["Conv3D"], refs=REFS)
@@ -198,13 +200,18 @@ def test_the_references_differ_where_the_sources_say():
     convolution), NVIDIA's v1.5 the 3x3 of a stage's *first* unit, Keras' ResNet50 (v1) that unit's first 1x1; all
     three have the same 53 convolutions' filters. The paper's is TF-Slim's (docs/paper-runs.md)."""
     def strided(name):
-        return [(i, e[1]) for i, e in enumerate(BY_NAME[name]["signature"]) if e[5] == 2]
+        return [(i, e[1]) for i, e in enumerate(BY_NAME[name]["signature"]) if e[0] != "add" and e[5] == 2]
 
     slim, nvidia, keras = "TF-Slim resnet_v1_50", "NVIDIA ResNet50 v1.5", "Keras ResNet50 (v1)"
     assert REFS["paper"] == architectures.PAPER == slim
     assert [k for _, k in strided(slim)] == [7, 3, 3, 3]
     assert [k for _, k in strided(nvidia)] == [7, 1, 3, 1, 3, 1, 3] and [k for _, k in strided(keras)] == [7] + [1] * 6
     assert all(BY_NAME[n]["convolutions"] == 53 for n in (slim, nvidia, keras))
+    # ResNet v2 (pre-activation) has TF-Slim v1's convolutions exactly; its 16 residual joins have no ReLU after them
+    v2 = BY_NAME["Keras ResNet50V2"]["signature"]
+    assert [e for e in v2 if e[0] != "add"] == [e for e in BY_NAME[slim]["signature"] if e[0] != "add"]
+    assert [e for e in v2 if e[0] == "add"] == [["add", 0]] * 16
+    assert [e for e in BY_NAME[slim]["signature"] if e[0] == "add"] == [["add", 1]] * 16
     assert len({BY_NAME[n]["signature_sha256"] for n in BY_NAME}) == len(BY_NAME) == 7
     assert set(REFS["versions"]) >= {"keras", "tf-slim"}
 

@@ -9,9 +9,11 @@ equal to anything. Which one is the paper's, and why: docs/paper-runs.md, "Which
 Data format: a convolution's filter is [height, width, in, out] in NHWC and NCHW graphs alike, only the strides and
 dilations attributes follow the data format; they are read at the format's spatial positions, so an NCHW export has
 its NHWC twin's signature. Padding is not in the signature (TF-Slim pads explicitly, Keras with 'same': the same
-network either way). Order: a convolution's depth is the number of convolutions on the longest path from the input
-to it (itself included); the sequence is sorted by (depth, entry), which does not depend on op names or on the order
-a graph happens to list its nodes in."""
+network either way). Convolutions alone cannot tell ResNet v1 from v2 (pre-activation moves batch norms and ReLUs, not
+convolutions), so each residual join (an Add of two computed feature maps) is an entry too: ["add", 1 when a ReLU
+follows it (v1), else 0]. Order: an entry's depth is the number of convolutions on the longest path from the input to
+it (a convolution's included); the sequence is sorted by (depth, entry), which does not depend on op names or on the
+order a graph happens to list its nodes in."""
 
 from __future__ import annotations
 
@@ -56,8 +58,11 @@ def signature_of_graph(graph) -> tuple[list[list], list[str]]:
     """(signature, unsupported op types) of a frozen tf.Graph (every filter a constant of known shape, no function
     calls left). Ops are created after their inputs, so get_operations() is a topological order."""
     depth: dict[str, int] = {}
-    convs, unsupported = [], set()
+    convs, unsupported, joins = [], set(), []
+    consumers: dict[str, list] = {}
     for op in graph.get_operations():
+        for t in op.inputs:
+            consumers.setdefault(t.op.name, []).append(op)
         d = max((depth.get(t.op.name, 0) for t in op.inputs), default=0)
         if op.type in CONV_OPS:
             d += 1
@@ -68,10 +73,26 @@ def signature_of_graph(graph) -> tuple[list[list], list[str]]:
                                        dil, fmt)))
             except ValueError:
                 unsupported.add(f"{op.type} ({fmt}, filter {op.inputs[1].shape})")
+        elif op.type in ("Add", "AddV2") and len(op.inputs) == 2 and all(depth.get(t.op.name, 0) for t in op.inputs):
+            joins.append((d, op))  # two computed feature maps (a batch norm's offset is a constant: depth 0)
         elif "conv" in op.type.lower() or op.type in ("PartitionedCall", "StatefulPartitionedCall"):
             unsupported.add(op.type)
         depth[op.name] = d
+    for d, op in joins:
+        convs.append((d, ["add", int(_relu_after(op, consumers))]))
     return ordered(convs), sorted(unsupported)
+
+
+def _relu_after(op, consumers) -> bool:
+    """OP's output goes into a ReLU (through Identity ops): ResNet v1's join, not v2's (pre-activation)."""
+    todo = list(consumers.get(op.name, []))
+    while todo:
+        c = todo.pop()
+        if c.type in ("Relu", "Relu6"):
+            return True
+        if c.type == "Identity":
+            todo += consumers.get(c.name, [])
+    return False
 
 
 def signature_of_function(concrete) -> tuple[list[list], list[str]]:
@@ -97,11 +118,11 @@ def identify(signature: list[list], unsupported: list[str] = (), refs: dict | No
                      if a["signature_sha256"] == digest and a["signature"] == signature), UNKNOWN)
     strided: dict[str, int] = {}
     for e in signature:
-        if e[5] > 1 or e[6] > 1:
+        if e[0] != "add" and (e[5] > 1 or e[6] > 1):
             key = f"{e[1]}x{e[2]}" + (" depthwise" if e[0] == "depthwise" else "")
             strided[key] = strided.get(key, 0) + 1
     out = {"architecture": name, "architecture_sha256": digest, "architecture_is_paper": name == refs["paper"],
-           "convolutions": len(signature), "stride2_convolutions": strided}
+           "convolutions": sum(e[0] != "add" for e in signature), "stride2_convolutions": strided}
     if unsupported:
         out["unsupported_ops"] = list(unsupported)
     return out

@@ -82,11 +82,12 @@ def generate() -> dict:
         signature, unsupported = reference_signature(how, size)
         if unsupported:
             raise RuntimeError(f"{name}: ops the signature cannot read: {unsupported}")
-        rows.append({"name": name, "definition": source, "convolutions": len(signature),
+        rows.append({"name": name, "definition": source, "convolutions": sum(e[0] != "add" for e in signature),
                      "signature_sha256": sha256(signature), "signature": signature})
     return {"generated_by": "python -m xeontl.experiment.references --write", "versions": versions(),
             "paper": PAPER, "paper_why": "docs/paper-runs.md, 'Which ResNet50 the paper ran'",
             "entry": ["kind", "kernel_h", "kernel_w", "in", "out", "stride_h", "stride_w", "dilation_h", "dilation_w"],
+            "join": ["add", "relu_after"],
             "architectures": rows}
 
 
