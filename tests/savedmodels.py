@@ -134,7 +134,8 @@ def slim_tf1_hub(out: Path) -> None:
             hub.add_signature(name, inputs={"images": images}, outputs={"default": feats})
 
     spec = hub.create_module_spec(module_fn, tags_and_args=[({"train"}, {"is_training": True}),
-                                                           (set(), {"is_training": False})])
+                                                           (set(), {"is_training": False})],
+                                  drop_collections=["resnet_v1_50/_end_points"])  # as TF-Hub's exporter had to
     with tf.Graph().as_default():
         module = hub.Module(spec)
         with tf.compat.v1.Session() as sess:
