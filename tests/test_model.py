@@ -205,6 +205,7 @@ def test_the_references_differ_where_the_sources_say():
     slim, nvidia, keras = "TF-Slim resnet_v1_50", "NVIDIA ResNet50 v1.5", "Keras ResNet50 (v1)"
     assert REFS["paper"] == architectures.PAPER == slim
     assert [k for _, k in strided(slim)] == [7, 3, 3, 3]
+    assert architectures.identify(BY_NAME[slim]["signature"], refs=REFS)["stride2_convolutions"] == {"7x7": 1, "3x3": 3}
     assert [k for _, k in strided(nvidia)] == [7, 1, 3, 1, 3, 1, 3] and [k for _, k in strided(keras)] == [7] + [1] * 6
     assert all(BY_NAME[n]["convolutions"] == 53 for n in (slim, nvidia, keras))
     # ResNet v2 (pre-activation) has TF-Slim v1's convolutions exactly; its 16 residual joins have no ReLU after them
