@@ -252,7 +252,7 @@ SAVEDMODELS = [
     ("keras_ResNet50V2", "Keras ResNet50V2", False),
     ("keras_MobileNetV2", "Keras MobileNetV2", False),
 ]
-REFUSED = [("signature_only", "no __call__"), ("feature_maps", "not a feature vector")]
+REFUSED = [("signature_only", "non-callable"), ("feature_maps", "not a feature vector")]
 
 
 @pytest.fixture(scope="module")
