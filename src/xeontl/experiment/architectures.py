@@ -154,7 +154,11 @@ def feature_function(loaded, size: int | None = None):
         raise UserError(f"the SavedModel has no __call__ and is not in TF1-Hub format (tfhub_module.pb; signatures: "
                         f"{names or 'none'}): give a TF-Hub image feature-vector model")
     fn = loaded.__call__  # a restored object's tf.function, with the concrete functions it was saved with
-    for concrete in getattr(fn, "concrete_functions", None) or []:
+    # hub.KerasLayer(trainable=False) calls it with training=False where it takes the argument: that variant first
+    # (a training=True one updates batch-norm statistics: a graph with state, which does not freeze)
+    saved = sorted(getattr(fn, "concrete_functions", None) or [],
+                   key=lambda c: any(x is True for x in tf.nest.flatten(c.structured_input_signature)))
+    for concrete in saved:
         specs = [s for s in tf.nest.flatten(concrete.structured_input_signature) if isinstance(s, tf.TensorSpec)]
         if specs and specs[0].shape.rank == 4 and (size is None or specs[0].shape[1] in (None, size)):
             return concrete
