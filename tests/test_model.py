@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -221,6 +222,12 @@ def test_the_schema_names_exactly_the_references():
     schema = json.loads((Path(model.__file__).parents[1] / "schemas" / "metrics.schema.json").read_text())
     names = schema["properties"]["weights"]["properties"]["architecture"]["enum"]
     assert set(names) - {"ResNet50 v1.5", "ResNet50 v1"} == set(BY_NAME) | {"unknown"}
+    jsonschema.Draft202012Validator.check_schema(schema)
+    weights = {**schema["properties"]["weights"], "$defs": schema["$defs"]}
+    jsonschema.validate(model.describe_weights(config.resolve("smoke")), weights)  # the record the code writes
+    for name in BY_NAME:
+        jsonschema.validate({"kind": "savedmodel", **architectures.identify(BY_NAME[name]["signature"], refs=REFS)},
+                            weights)
 
 
 def test_the_builders_networks_are_the_references_describe_weights_names():
