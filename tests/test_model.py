@@ -224,7 +224,11 @@ def test_the_schema_names_exactly_the_references():
     assert set(names) - {"ResNet50 v1.5", "ResNet50 v1"} == set(BY_NAME) | {"unknown"}
     jsonschema.Draft202012Validator.check_schema(schema)
     weights = {**schema["properties"]["weights"], "$defs": schema["$defs"]}
-    jsonschema.validate(model.describe_weights(config.resolve("smoke")), weights)  # the record the code writes
+    demo = model.describe_weights(config.resolve("smoke"))
+    jsonschema.validate(demo, weights)  # the record the code writes
+    for lie in ({"architecture_is_paper": True}, {"architecture": "TF-Slim resnet_v1_50"}):
+        with pytest.raises(jsonschema.ValidationError):  # random weights are never the paper's
+            jsonschema.validate({**demo, **lie}, weights)
     for name in BY_NAME:
         jsonschema.validate({"kind": "savedmodel", **architectures.identify(BY_NAME[name]["signature"], refs=REFS)},
                             weights)
