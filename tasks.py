@@ -204,7 +204,7 @@ def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, exp
                                  manifest=where)
         for kind, entry in got.items():
             print(f"xeontl assets: {kind}: {entry['path']} sha256 {entry['sha256']} ({entry['source']})"
-                  + (f", {entry['topology_found']}" if entry.get("topology_found") else ""))
+                  + (f", {entry['architecture']}" if entry.get("architecture") else ""))
         if not got:
             print("xeontl assets: nothing to fetch: every asset the profile reads is present")
         if export:

@@ -87,9 +87,9 @@ def test_each_claim_is_judged_on_the_run_the_paper_made_it_for(paper_fixture, mo
 def test_the_savedmodel_is_recorded_as_v15_from_its_own_graph(paper_fixture):
     one, _ = fixture_runs(paper_fixture)
     w = load(one, "metrics.json")["weights"]
-    assert w["kind"] == "savedmodel" and w["architecture"] == "ResNet50 v1.5"
+    assert w["kind"] == "savedmodel" and w["architecture"] == "TF-Slim resnet_v1_50" and w["architecture_is_paper"]
     assert w["stride2_convolutions"] == {"7x7": 1, "3x3": 3}  # TF-Slim: stride on the 3x3 of a block's last unit
-    assert load(one, "provenance.json")["weights"]["architecture"] == "ResNet50 v1.5"
+    assert load(one, "provenance.json")["weights"]["architecture"] == "TF-Slim resnet_v1_50"
 
 
 def test_the_data_identity_is_the_archives_through_its_tfds_build(paper_fixture, paper_inputs):
@@ -124,11 +124,11 @@ def v1_run(paper_inputs, tmp_path_factory):
 
 def test_keras_v1_weights_never_pass_as_v15_and_a_changed_recipe_is_named(v1_run, paper_inputs, monkeypatch):
     verdict = judged(v1_run, table=paper_inputs["table"], monkeypatch=monkeypatch)["accuracy"]["verdict"]
-    assert verdict.startswith("not comparable: weights: pretrained True, architecture ResNet50 v1 (the paper's: "
-                              "pretrained True, architecture ResNet50 v1.5); recipe.image_size: 64 (the paper's: "
-                              "224); recipe.epochs: 2 (the paper's: 100); recipe.learning_rate: 0.5 (the paper's: "
-                              "0.001)")
-    assert load(v1_run, "metrics.json")["weights"]["architecture"] == "ResNet50 v1"
+    assert verdict.startswith("not comparable: weights: pretrained True, architecture Keras ResNet50 (v1) (the "
+                              "paper's: pretrained True, architecture TF-Slim resnet_v1_50); recipe.image_size: 64 "
+                              "(the paper's: 224); recipe.epochs: 2 (the paper's: 100); recipe.learning_rate: 0.5 "
+                              "(the paper's: 0.001)")
+    assert load(v1_run, "metrics.json")["weights"]["architecture"] == "Keras ResNet50 (v1)"
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,18 @@
-"""The backbone: ResNet50 v1.5 topology, and the real weight loaders on weight files the tests write themselves."""
+"""The backbone: ResNet50 v1.5 topology, the real weight loaders on weight files the tests write themselves, and which
+network a SavedModel is (its exact convolution signature against references built from the networks' definitions)."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from xeontl.common.errors import UserError
-from xeontl.experiment import config, model
+from xeontl.experiment import architectures, config, model
 
 
 def strides(net, name):
@@ -128,3 +135,169 @@ def test_corrupt_h5_is_one_clear_error(tmp_path):
     cfg = config.resolve("smoke", {"weights": f"keras:{bad}"})
     with pytest.raises(UserError, match="corrupt"):
         model.backbone(cfg, model.describe_weights(cfg))
+
+
+# ------------------------------------------------------------------------------------------------ which network
+REFS = architectures.references()
+BY_NAME = {a["name"]: a for a in REFS["architectures"]}
+
+
+@pytest.mark.parametrize("kind,shape,strides,dilations,fmt,want", [
+    ("conv", [3, 3, 64, 64], [1, 2, 2, 1], [1, 1, 1, 1], "NHWC", ["conv", 3, 3, 64, 64, 2, 2, 1, 1]),
+    ("conv", [3, 3, 64, 64], [1, 1, 2, 2], [1, 1, 1, 1], "NCHW", ["conv", 3, 3, 64, 64, 2, 2, 1, 1]),
+    ("conv", [1, 7, 8, 16], [1, 1, 1, 2], [1, 1, 3, 1], "NCHW", ["conv", 1, 7, 8, 16, 1, 2, 3, 1]),
+    ("conv", [1, 7, 8, 16], [1, 1, 2, 1], None, "NHWC", ["conv", 1, 7, 8, 16, 1, 2, 1, 1]),
+    ("depthwise", [3, 3, 32, 1], [1, 2, 2, 1], None, "", ["depthwise", 3, 3, 32, 1, 2, 2, 1, 1]),
+    ("conv", [3, 3, 64, 64], [1, 2, 2, 1], None, "NDHWC", ValueError),
+    ("conv", [3, 3, None, 64], [1, 2, 2, 1], None, "NHWC", ValueError),
+])
+def test_a_convolution_reads_its_strides_where_its_data_format_keeps_the_spatial_axes(kind, shape, strides,
+                                                                                      dilations, fmt, want):
+    """The filter is [h, w, in, out] in either format; NCHW keeps h, w strides at 2, 3: an NCHW export's entry is its
+    NHWC twin's. A format or filter the reader cannot place is an error (the graph is then "unknown")."""
+    if want is ValueError:
+        with pytest.raises(ValueError):
+            architectures.entry(kind, shape, strides, dilations, fmt)
+    else:
+        assert architectures.entry(kind, shape, strides, dilations, fmt) == want
+
+
+def test_the_order_is_by_depth_then_entry_not_by_node_order():
+    a, b = ["conv", 1, 1, 64, 256, 1, 1, 1, 1], ["conv", 1, 1, 64, 64, 1, 1, 1, 1]
+    c = ["conv", 3, 3, 64, 64, 1, 1, 1, 1]
+    one, two = architectures.ordered([(2, a), (3, c), (2, b)]), architectures.ordered([(3, c), (2, b), (2, a)])
+    assert one == two == [b, a, c]
+
+
+def mutations(signature):
+    """One-line departures from SIGNATURE: each strided convolution unstrided, each stride moved to the next
+    convolution, one convolution dropped, one filter count changed."""
+    for i, e in enumerate(signature):
+        if e[0] == "add":
+            yield "relu moved", signature[:i] + [["add", 1 - e[1]]] + signature[i + 1:]
+        elif e[5] > 1:
+            yield "unstrided", signature[:i] + [e[:5] + [1, 1] + e[7:]] + signature[i + 1:]
+    yield "dropped", signature[:-1]
+    yield "wider", [signature[0][:4] + [signature[0][4] * 2] + signature[0][5:]] + signature[1:]
+
+
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_each_reference_is_named_and_no_near_miss_is(name):
+    """Exact: a reference's own signature is named, is the paper's only if it is the paper's, and any one change of
+    it, or an op the reader cannot read, is "unknown" (never equal to a reference)."""
+    sig = BY_NAME[name]["signature"]
+    got = architectures.identify(sig, refs=REFS)
+    assert got["architecture"] == name and got["architecture_sha256"] == BY_NAME[name]["signature_sha256"]
+    assert got["architecture_is_paper"] is (name == REFS["paper"])
+    assert got["convolutions"] == sum(e[0] != "add" for e in sig) == BY_NAME[name]["convolutions"]
+    for how, changed in mutations(sig):
+        assert architectures.identify(changed, refs=REFS)["architecture"] == "unknown", how
+    unknown = architectures.identify(sig, ["Conv3D"], refs=REFS)
+    assert unknown["architecture"] == "unknown" and not unknown["architecture_is_paper"]
+
+
+def test_the_references_differ_where_the_sources_say():
+    """TF-Slim's resnet_v1_50 strides the 3x3 of the *last* unit of blocks 1-3 (its shortcut there is a subsample, no
+    convolution), NVIDIA's v1.5 the 3x3 of a stage's *first* unit, Keras' ResNet50 (v1) that unit's first 1x1; all
+    three have the same 53 convolutions' filters. The paper's is TF-Slim's (docs/paper-runs.md)."""
+    def strided(name):
+        return [(i, e[1]) for i, e in enumerate(BY_NAME[name]["signature"]) if e[0] != "add" and e[5] == 2]
+
+    slim, nvidia, keras = "TF-Slim resnet_v1_50", "NVIDIA ResNet50 v1.5", "Keras ResNet50 (v1)"
+    assert REFS["paper"] == architectures.PAPER == slim
+    assert [k for _, k in strided(slim)] == [7, 3, 3, 3]
+    assert architectures.identify(BY_NAME[slim]["signature"], refs=REFS)["stride2_convolutions"] == {"7x7": 1, "3x3": 3}
+    assert [k for _, k in strided(nvidia)] == [7, 1, 3, 1, 3, 1, 3] and [k for _, k in strided(keras)] == [7] + [1] * 6
+    assert all(BY_NAME[n]["convolutions"] == 53 for n in (slim, nvidia, keras))
+    # ResNet v2 (pre-activation) has TF-Slim v1's convolutions exactly; its 16 residual joins have no ReLU after them
+    v2 = BY_NAME["Keras ResNet50V2"]["signature"]
+    assert [e for e in v2 if e[0] != "add"] == [e for e in BY_NAME[slim]["signature"] if e[0] != "add"]
+    assert [e for e in v2 if e[0] == "add"] == [["add", 0]] * 16
+    assert [e for e in BY_NAME[slim]["signature"] if e[0] == "add"] == [["add", 1]] * 16
+    assert len({BY_NAME[n]["signature_sha256"] for n in BY_NAME}) == len(BY_NAME) == 7
+    assert set(REFS["versions"]) >= {"keras", "tf-slim"}
+
+
+def test_the_schema_names_exactly_the_references():
+    schema = json.loads((Path(model.__file__).parents[1] / "schemas" / "metrics.schema.json").read_text())
+    names = schema["properties"]["weights"]["properties"]["architecture"]["enum"]
+    assert set(names) - {"ResNet50 v1.5", "ResNet50 v1"} == set(BY_NAME) | {"unknown"}
+    jsonschema.Draft202012Validator.check_schema(schema)
+    weights = {**schema["properties"]["weights"], "$defs": schema["$defs"]}
+    demo = model.describe_weights(config.resolve("smoke"))
+    jsonschema.validate(demo, weights)  # the record the code writes
+    for lie in ({"architecture_is_paper": True}, {"architecture": "TF-Slim resnet_v1_50"}):
+        with pytest.raises(jsonschema.ValidationError):  # random weights are never the paper's
+            jsonschema.validate({**demo, **lie}, weights)
+    for name in BY_NAME:
+        jsonschema.validate({"kind": "savedmodel", **architectures.identify(BY_NAME[name]["signature"], refs=REFS)},
+                            weights)
+
+
+def test_the_builders_networks_are_the_references_describe_weights_names():
+    """The demo's random backbone is NVIDIA's v1.5; resnet50(v15=False), into which Keras' ImageNet file loads, is
+    Keras' ResNet50 exactly (its signature built from tf.keras.applications in the references)."""
+    for v15, name in ((True, model.DEMO), (False, model.KERAS_V1)):
+        net = model.resnet50(32, v15=v15)
+        fn = tf.function(lambda x, net=net: net(x, training=False)).get_concrete_function(tf.TensorSpec([1, 32, 32, 3]))
+        sig, unsupported = architectures.signature_of_function(fn)
+        assert architectures.identify(sig, unsupported, refs=REFS)["architecture"] == name
+    cfg = config.resolve("smoke")
+    assert model.describe_weights(cfg)["architecture"] == model.DEMO
+
+
+@pytest.mark.slow  # builds the seven networks from their definitions (about a minute)
+def test_the_committed_references_are_their_definitions_today():
+    r = subprocess.run([sys.executable, "-m", "xeontl.experiment.references"], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr[-2000:]
+
+
+# Each SavedModel the tests make (tests/savedmodels.py): what it is named, whether it is the paper's.
+SAVEDMODELS = [
+    ("slim_tf2", "TF-Slim resnet_v1_50", True),
+    ("slim_tf2_nchw", "TF-Slim resnet_v1_50", True),
+    ("slim_tf1_hub", "TF-Slim resnet_v1_50", True),
+    ("keras_ResNet50", "Keras ResNet50 (v1)", False),
+    ("keras_ResNet50_nchw", "Keras ResNet50 (v1)", False),
+    ("keras_ResNet50V2", "Keras ResNet50V2", False),
+    ("keras_MobileNetV2", "Keras MobileNetV2", False),
+]
+REFUSED = [("signature_only", "non-callable"), ("feature_maps", "not a feature vector")]
+
+
+@pytest.fixture(scope="module")
+def savedmodel_dirs(tmp_path_factory):
+    import savedmodels
+
+    return savedmodels.make(tmp_path_factory.mktemp("savedmodels"), *[k for k, *_ in SAVEDMODELS + REFUSED])
+
+
+@pytest.mark.slow
+def test_savedmodels_are_named_by_their_signature(savedmodel_dirs):
+    """TF2 SavedModels (NHWC and NCHW), a TF1-Hub module and Keras' applications: each named as what it is, read
+    from the graph hub.KerasLayer runs; only TF-Slim's resnet_v1_50 is the paper's."""
+    for kind, name, is_paper in SAVEDMODELS:
+        got = architectures.architecture_of(savedmodel_dirs[kind])
+        assert (got["name"], got["is_paper"]) == (name, is_paper), kind
+        assert got["signature_sha256"] == BY_NAME[name]["signature_sha256"], kind
+
+
+@pytest.mark.slow
+def test_tf1_hub_and_tf2_savedmodels_load_and_record_their_architecture_before_training(savedmodel_dirs):
+    """The backbone every rank builds loads both formats and fills the weights record then (not rank 0 after
+    training); a SavedModel hub.KerasLayer cannot run as a feature vector stops there in one line."""
+    for kind in ("slim_tf1_hub", "slim_tf2", "keras_MobileNetV2"):
+        cfg = config.resolve("smoke", {"weights": f"savedmodel:{savedmodel_dirs[kind]}"})
+        info = model.describe_weights(cfg)
+        assert info["architecture"] == "unknown"
+        bb = model.backbone(cfg, info)
+        name = dict((k, n) for k, n, _ in SAVEDMODELS)[kind]
+        assert bb.output_shape[-1] in (2048, 1280) and (info["architecture"], info["architecture_is_paper"]) == (
+            name, name == architectures.PAPER), kind
+        assert info["architecture_sha256"] == BY_NAME[name]["signature_sha256"]
+    for kind, needle in REFUSED:
+        cfg = config.resolve("smoke", {"weights": f"savedmodel:{savedmodel_dirs[kind]}"})
+        with pytest.raises(UserError, match=needle) as e:
+            model.backbone(cfg, model.describe_weights(cfg))
+        assert "\n" not in str(e.value), kind

@@ -121,7 +121,7 @@ def zen1_fp32():
             "config.precision": "auto"}
 
 
-RANDOM = {"kind": "random", "architecture": "ResNet50 v1.5", "sha256": None}
+RANDOM = {"kind": "random", "architecture": "NVIDIA ResNet50 v1.5", "sha256": None}
 # case -> (role, changes, {claim: verdict prefix}, phrases the differences list must hold)
 CASES = {
     "2: a Slurm run of 2 nodes x 1 socket is not the 1-socket run": (
@@ -161,13 +161,13 @@ CASES = {
         "2s", {"metrics.ranks.1.affinity": sorted(corpus.paper("2s")["plan.workers"][0]["cpus"])},
         {"minutes_2s": "not comparable: health: rank 1 ran on CPUs"}, ["ranks 0 and 1 share CPU 0"]),
     "8: the differences name weights, data, recipe and workers": (
-        "1s", {"metrics.weights": {"kind": "keras_h5", "architecture": "ResNet50 v1"}, "provenance.weights":
-               {"kind": "keras_h5", "architecture": "ResNet50 v1"}, "config.epochs": 1,
+        "1s", {"metrics.weights": {"kind": "keras_h5", "architecture": "Keras ResNet50 (v1)"}, "provenance.weights":
+               {"kind": "keras_h5", "architecture": "Keras ResNet50 (v1)"}, "config.epochs": 1,
                "metrics.dataset.identity.examples_per_class": [40] * 8,
                "metrics.dataset.identity.archive_sha256": None, "metrics.dataset.identity.archive_checked": None},
         {"accuracy": "not comparable: data: examples_per_class [40, 40, 40, 40, 40, 40, 40, 40]"},
-        ["weights: pretrained True, architecture ResNet50 v1 (the paper's: pretrained True, architecture ResNet50 "
-         "v1.5)", "recipe.epochs: 1 (the paper's: 100)"]),
+        ["weights: pretrained True, architecture Keras ResNet50 (v1) (the paper's: pretrained True, architecture "
+         "TF-Slim resnet_v1_50)", "recipe.epochs: 1 (the paper's: 100)"]),
     "9: a folder split by a seeded permutation is not TFDS's train[:80%]": (
         "1s", {"config.dataset": "folder:/data/Kather_texture_2016_image_tiles_5000.zip",
                "metrics.dataset": {**corpus.paper("1s")["metrics.dataset"], "name":

@@ -16,9 +16,13 @@ from pathlib import Path, PurePosixPath
 
 from xeontl import RANDOM_WEIGHTS_NOTICE
 from xeontl.common.errors import UserError
+from xeontl.experiment import architectures
 from xeontl.experiment.data import CLASS_NAMES, sha256_file
 
 BN_EPSILON = 1.001e-5  # Keras' ResNet50
+# The architectures (architectures.json's names) of the networks this module builds: resnet50(v15=True), the demo's,
+# and resnet50(v15=False), into which Keras' ResNet50 file loads (tests/test_model.py holds both to their signatures).
+DEMO, KERAS_V1 = "NVIDIA ResNet50 v1.5", "Keras ResNet50 (v1)"
 
 
 def _conv_bn(x, filters, kernel, stride, name, fold, padding="valid"):
@@ -149,31 +153,13 @@ def weights_sha256(path: Path) -> str:
     return tree_sha256(files)
 
 
-# What `architecture` in a weights record can be: the paper's backbone is "ResNet50 v1.5" and only that string is it.
-ARCHITECTURES = ("ResNet50 v1.5", "ResNet50 v1", "unknown")
-
-
-def saved_model_architecture(path: Path, loaded=None) -> dict:
-    """Which ResNet50 a SavedModel's graph is: v1.5 puts a bottleneck's stride 2 on its 3x3 convolution, v1 on its
-    first 1x1 (TF-Slim's resnet_v1_50, the graph TF-Hub's ResNet modules came from, is the former). Read from the
-    Conv2D ops of its serving function, frozen (nested functions inlined, every filter a constant of known shape),
-    never assumed from a handle or a name. LOADED: the object already loaded (a hub.KerasLayer's), which saves loading
-    it again: TF-Slim's ResNet50 took 3.5 s to freeze, 6.5 s with its load (Zen 4, 2 cores)."""
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    obj = loaded if loaded is not None else tf.saved_model.load(str(path))
-    fn = (getattr(obj, "signatures", {}) or {}).get("serving_default")
-    if fn is None:  # TF-Hub TF2 SavedModels: a __call__ on [batch, height, width, 3] images in [0,1]
-        fn = obj.__call__.get_concrete_function(tf.TensorSpec((1, 224, 224, 3), tf.float32))
-    stride2: dict[str, int] = {}
-    for op in convert_variables_to_constants_v2(fn).graph.get_operations():
-        if op.type == "Conv2D" and list(op.get_attr("strides"))[1:3] == [2, 2] and op.inputs[1].shape.rank == 4:
-            kernel = op.inputs[1].shape
-            key = f"{kernel[0]}x{kernel[1]}"
-            stride2[key] = stride2.get(key, 0) + 1
-    found = "ResNet50 v1.5" if "3x3" in stride2 else ("ResNet50 v1" if "1x1" in stride2 else "unknown")
-    return {"architecture": found, "topology_found": found, "stride2_convolutions": stride2}
+def saved_model_architecture(path: Path, loaded=None, size: int | None = None) -> dict:
+    """What a weights record keeps of a SavedModel's architecture, named by its exact convolution signature
+    (xeontl.experiment.architectures: "architecture" is a reference's name or "unknown", "architecture_sha256" the
+    signature's, "architecture_is_paper"), read from the function hub.KerasLayer runs, frozen. LOADED: the object
+    already loaded (a hub.KerasLayer's), which saves loading it again: TF-Slim's ResNet50 took 3.5 s to freeze, 6.5 s
+    with its load (Zen 4, 2 cores)."""
+    return architectures.architecture_of(path, loaded, size)["record"]
 
 
 def describe_weights(cfg) -> dict:
@@ -184,7 +170,8 @@ def describe_weights(cfg) -> dict:
         return "folded into the convolutions" if cfg["fold_batch_norm"] else "separate layers"
 
     if spec == "random":
-        return {"kind": "random", "architecture": "ResNet50 v1.5", "pretrained": None, "topology": "ResNet50 v1.5",
+        return {"kind": "random", "architecture": DEMO, "architecture_is_paper": DEMO == architectures.PAPER,
+                "pretrained": None, "topology": "ResNet50 v1.5",
                 "label": RANDOM_WEIGHTS_NOTICE, "sha256": None, "batch_norm": batch_norm()}
     kind, sep, raw = spec.partition(":")
     if not sep or kind not in ("savedmodel", "keras"):
@@ -201,11 +188,12 @@ def describe_weights(cfg) -> dict:
     if cfg["weights_sha256"] and digest != cfg["weights_sha256"]:
         raise UserError(f"weights {path} have sha256 {digest}, expected {cfg['weights_sha256']}: re-stage the file")
     if kind == "keras":
-        return {"kind": "keras_h5", "architecture": "ResNet50 v1", "pretrained": "ImageNet (Keras' ResNet50 file)",
+        return {"kind": "keras_h5", "architecture": KERAS_V1, "architecture_is_paper": KERAS_V1 == architectures.PAPER,
+                "pretrained": "ImageNet (Keras' ResNet50 file)",
                 "topology": "ResNet50 v1 (Keras ImageNet weights are v1, not v1.5)",
                 "label": "ImageNet ResNet50 v1", "path": str(path), "sha256": digest, "batch_norm": batch_norm()}
-    # A SavedModel's architecture is read from its graph by rank 0 (train: saved_model_architecture), where
-    # TensorFlow is; until then it is "unknown", and a record that never got it stays so.
+    # A SavedModel's architecture is read from its graph when every rank loads it (backbone), before training; until
+    # then it is "unknown", and a record that never got it stays so.
     return {"kind": "savedmodel", "architecture": "unknown", "pretrained": "as saved (TF-Hub feature vector)",
             "topology": "as saved (TF-Hub feature vector)", "label": "ImageNet (SavedModel)",
             "path": str(path), "sha256": digest, "batch_norm": "as saved"}
@@ -226,11 +214,21 @@ def backbone(cfg, weights_info: dict):
     if weights_info["kind"] == "savedmodel":
         import tensorflow_hub as hub
 
+        # hub.KerasLayer runs a TF2 SavedModel's __call__ and a TF1-Hub module's "default" signature (output
+        # "default"); anything else, or an output that is not [batch, features], stops every rank here, before
+        # training, in one line. Every rank reads the architecture of what it loaded (the weights record's).
+        path = weights_info["path"]
         try:
-            feats = hub.KerasLayer(weights_info["path"], trainable=False, name="hub_backbone")(inp)
-        except (OSError, ValueError) as e:
-            raise UserError(f"cannot load the SavedModel {weights_info['path']} ({type(e).__name__}): "
-                            f"it is corrupt or not an image feature-vector model") from None
+            layer = hub.KerasLayer(path, trainable=False, name="hub_backbone")
+            feats = layer(inp)
+        except (OSError, ValueError, TypeError) as e:
+            raise UserError(f"cannot load the SavedModel {path} as an image feature vector ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0][:160] if str(e) else ''}): give a TF-Hub feature-vector "
+                            f"model (TF2 SavedModel or TF1-Hub format)") from None
+        if feats.shape.rank != 2:
+            raise UserError(f"the SavedModel {path} gives {feats.shape} on [batch, {size}, {size}, 3] images, not a "
+                            f"feature vector [batch, features]: give a TF-Hub feature-vector model")
+        weights_info.update(saved_model_architecture(Path(path), layer.resolved_object, size))
     else:
         v15 = weights_info["kind"] == "random"
         if v15 and cfg["fold_batch_norm"]:

@@ -328,12 +328,9 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
     final = final_evaluation(net, ds.val, cfg, workers)
     if rank0:
         result.update(final)
-        # What the verdict reads of the inputs, from the inputs themselves, after training (out of every rank's
-        # set-up): the data's identity, and a SavedModel's architecture from its graph.
+        # What the verdict reads of the data, from the data itself, after training (out of every rank's set-up): its
+        # identity. (A SavedModel's architecture was read by every rank when it loaded it: model.backbone.)
         result["dataset"] = {**ds.info, "identity": data.identity(ds)}
-        if weights_info["kind"] == "savedmodel":
-            loaded = backbone.get_layer("hub_backbone")._func  # the SavedModel hub.KerasLayer loaded
-            weights_info.update(model.saved_model_architecture(Path(weights_info["path"]), loaded))
         events.write("eval_accuracy", result["final_val_accuracy"], epoch_num=result["best_epoch"], final=True)
         head.save_weights(str(results.output / "head.weights.h5"))
         log.info("final val accuracy %.4f after %d epochs (best %d)", result["final_val_accuracy"],

@@ -4,9 +4,9 @@ registers, fetched into TFDS's manual_dir so TFDS prepares it offline). Every do
 partial file is `NAME.part`, never NAME), resumes from where it stopped, and ends in one line for a 404, a timeout, a
 truncated body, a wrong hash or a full disk. `export`/`import_` carry verified assets to an air-gapped host.
 
-assets/manifest.json records where each asset came from, its sha256 and size, and (weights) the topology found in
-the SavedModel's own graph: TF-Slim's resnet_v1_50 puts the block stride on the 3x3 convolution, i.e. ResNet50 v1.5,
-which is checked, not assumed.
+assets/manifest.json records where each asset came from, its sha256 and size, and (weights) the architecture named by
+the SavedModel's own graph (its exact convolution signature, xeontl.experiment.architectures: TF-Slim's resnet_v1_50
+is the paper's), which is checked, not assumed.
 """
 
 from __future__ import annotations
