@@ -134,16 +134,20 @@ def parse(data: bytes | str, kind: str, where: str, refused: str | None = None):
     if depth(text) > MAX_DEPTH:
         raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep: {refused}")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant)  # NaN, Infinity: not JSON (RFC 8259), never ours
     except (ValueError, RecursionError) as e:
         raise UserError(f"{where}: not JSON ({one_line(str(e))[:100]}): {refused}") from None
     validator = jsonschema.Draft202012Validator(schema(kind))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    error = next(validator.iter_errors(doc), None)  # the first: a huge bad record is refused at once, not ranked
     if error is not None:
         message = one_line(error.message)  # jsonschema quotes the value with repr: control characters escaped
         message = message if len(message) <= 160 else message[:157] + "..."
         raise UserError(f"{where}: field {_field(error.absolute_path)}: {message}: {refused}")
     return doc
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 REQUIRED = object()  # read_record's default: a missing file is one line too
