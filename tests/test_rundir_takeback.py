@@ -114,3 +114,67 @@ def test_launcher_log_opened_never_through_what_was_planted(tmp_path, plant):
     with pytest.raises(UserError):
         dockerengine.open_log(st / outcome.LAUNCHER_LOG)
     assert outside.read_text() == "x"
+
+
+# What a run's ranks leave for the launcher to read back (issue 39 adversarial review, item 5): each is at most a bad
+# line skipped or a failed status, never a traceback or a wait. Settled directly (no take-back first): the readers
+# hold on their own.
+def _big_log(st: Path) -> None:
+    with open(st / outcome.LAUNCHER_LOG, "wb") as f:
+        f.seek(200 << 20)
+        f.write(b"\nProcess 1 exit with status code 137\n")
+
+
+READ_BACK = [
+    ("a symlinked event log", lambda st, out: os.symlink(out, st / "mllog.txt"), None),
+    ("run_stop with metadata not an object",
+     lambda st, out: (st / "mllog.txt").write_text(':::MLLOG {"key": "run_stop", "metadata": 1}\n'), None),
+    ("a line that is not JSON", lambda st, out: (st / "mllog.txt").write_text(":::MLLOG {oops\n"), None),
+    ("a NaN in an event", lambda st, out: (st / "mllog.txt").write_text(
+        ':::MLLOG {"key": "run_stop", "metadata": {"status": NaN}}\n'), None),
+    ("a FIFO as the event log", lambda st, out: os.mkfifo(st / "mllog.txt"), None),
+    ("a FIFO as the launcher's log", lambda st, out: os.mkfifo(st / outcome.LAUNCHER_LOG), None),
+    ("a symlinked launcher's log", lambda st, out: os.symlink(out, st / outcome.LAUNCHER_LOG), None),
+    ("a 200 MiB launcher's log", lambda st, out: _big_log(st), {"rank": 1, "exit_code": 137, "signal": 9}),
+]
+
+
+@pytest.mark.parametrize("case,plant,rank", READ_BACK, ids=[c[0] for c in READ_BACK])
+def test_what_the_ranks_left_is_read_back_bounded(tmp_path, case, plant, rank):
+    import signal
+
+    outside = tmp_path / "outside"
+    outside.write_text("Process 0 exit with status code 9\n")
+    st = tmp_path / "run"
+    st.mkdir()
+    plant(st, outside)
+    signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError(case)))
+    signal.alarm(20)
+    try:
+        final, failure, _ = outcome.settle(st, outcome.Ended(1))
+    finally:
+        signal.alarm(0)
+    assert final == "failed", case
+    assert {k: v for k, v in failure.items() if k != "returncode"} == (rank or {}), case
+    assert outside.read_text() == "Process 0 exit with status code 9\n", case
+
+
+def test_the_weights_pin_is_read_bounded_and_never_through_a_link(tmp_path):
+    from xeontl.records import provenance
+
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"sha256": "forged"}')
+    for plant in (lambda p: os.symlink(outside, p), os.mkfifo, lambda p: p.write_text('{"a": NaN}'),
+                  lambda p: p.write_text("[1]")):
+        p = tmp_path / f"weights-pin-{secrets_token()}.json"
+        plant(p)
+        assert provenance._read_json(p) is None
+    good = tmp_path / "good.json"
+    good.write_text('{"sha256": "ab"}')
+    assert provenance._read_json(good) == {"sha256": "ab"}
+
+
+def secrets_token() -> str:
+    import secrets
+
+    return secrets.token_hex(4)

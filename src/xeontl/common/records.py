@@ -53,15 +53,17 @@ def schema(kind: str) -> dict:
     return json.loads(resources.files("xeontl.schemas").joinpath(KINDS[kind]).read_text())
 
 
-def read_bytes(path: Path | str, what: str = "file", limit: int = MAX_BYTES) -> bytes:
+def read_bytes(path: Path | str, what: str = "file", limit: int = MAX_BYTES, follow: bool = True) -> bytes:
     """PATH's bytes: a regular file of at most LIMIT bytes, or one line. Opened without blocking (a FIFO planted in
-    its place is refused, not waited on) and read through the descriptor that was checked."""
+    its place is refused, not waited on) and read through the descriptor that was checked. follow=False: a symlink is
+    refused too (what a run's container wrote, read back by the launcher)."""
     path = Path(path)
-    not_regular = f"cannot read {what} {path}: not a regular file (a device, FIFO or directory)"
+    not_regular = f"cannot read {what} {path}: not a regular file (a device, FIFO, directory{', link' * (not follow)})"
+    nofollow = 0 if follow else os.O_NOFOLLOW
     try:  # a device is never even opened (opening some acts); what is opened is checked again on its descriptor
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        if not stat.S_ISREG((os.stat if follow else os.lstat)(path).st_mode):
             raise UserError(not_regular)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | nofollow | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise UserError(f"cannot read {what} {path} ({e.strerror})") from None
     try:
@@ -87,9 +89,9 @@ def read_bytes(path: Path | str, what: str = "file", limit: int = MAX_BYTES) -> 
         os.close(fd)
 
 
-def read_text(path: Path | str, what: str = "file", limit: int = MAX_BYTES) -> str:
+def read_text(path: Path | str, what: str = "file", limit: int = MAX_BYTES, follow: bool = True) -> str:
     """PATH as UTF-8 text (read_bytes' bounds), or one line."""
-    data = read_bytes(path, what, limit)
+    data = read_bytes(path, what, limit, follow)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -144,6 +146,11 @@ def parse(data: bytes | str, kind: str, where: str, refused: str | None = None):
         message = message if len(message) <= 160 else message[:157] + "..."
         raise UserError(f"{where}: field {_field(error.absolute_path)}: {message}: {refused}")
     return doc
+
+
+def loads(text: str | bytes):
+    """JSON as RFC 8259 has it: NaN and Infinity refused (ValueError), as every reader here refuses them."""
+    return json.loads(text, parse_constant=_no_constant)
 
 
 def _no_constant(name: str):
