@@ -426,3 +426,40 @@ def test_a_large_bad_record_is_refused_at_its_first_error():
     with pytest.raises(UserError, match="field notices/0"):
         records.parse(doc, "metrics", "big")
     assert time.monotonic() - t0 < 5
+
+
+# issue 39 adversarial review: --resume took hosts and engine from launch.json (a resumed run joined the hosts the file
+# named, network on). What decides where a continuation runs must be what the command line gives. (launch.json's
+# fields changed, the command line's options, refused: the needle or None)
+RESUME_REACH = [
+    ("the recorded local run", {}, {}, None),
+    ("hosts from the file", {"hosts": "evil:2"}, {}, "--hosts 'evil:2'"),
+    ("hosts given as recorded", {"hosts": "n1:2,n2:2"}, {"hosts": "n1:2,n2:2"}, "no-refusal"),
+    ("another host on the command line", {}, {"hosts": "n1:2"}, "--hosts ''"),
+    ("the engine from the file", {"engine": "slurm", "container": "none"}, {}, "--engine 'slurm'"),
+    ("nodes from the file", {"nodes": 4}, {}, "--nodes 4"),
+    ("the partition from the file", {"partition": "gpu"}, {}, "--partition 'gpu'"),
+]
+
+
+@pytest.mark.parametrize("case,recorded,given,needle", RESUME_REACH, ids=[c[0] for c in RESUME_REACH])
+def test_resume_runs_only_where_the_command_line_says(tmp_path, case, recorded, given, needle):
+    from xeontl.launch import launch
+
+    run_dir = tmp_path / "old"
+    (run_dir / "checkpoints" / "epoch-0002").mkdir(parents=True)
+    config.save(config.resolve("smoke"), run_dir / "config.json")
+    rec = Options(profile="smoke", native=True, emulate_sockets=True).record()
+    (run_dir / "launch.json").write_text(json.dumps({**rec, **recorded}))
+    opts = Options(resume=run_dir, native=True, results_dir=tmp_path / "r", **given)
+    if needle in (None, "no-refusal"):
+        try:
+            resumed, _ = launch.resume_options(opts)
+        except UserError as e:  # a later check of the launch itself (hosts unreachable...) is not this refusal
+            assert "runs only where the command line says" not in str(e), (case, str(e))
+        else:
+            assert all(getattr(resumed, k) == getattr(opts, k) for k in launch.RESUME_GIVEN), case
+        return
+    with pytest.raises(UserError, match="runs only where the command line says") as e:
+        launch.resume_options(opts)
+    assert needle in str(e.value) and "\n" not in str(e.value), (case, str(e.value))

@@ -25,6 +25,12 @@ from xeontl.launch import options, outcome, repeats, rundir
 from xeontl.launch.options import RESUME_KEYS, Options
 from xeontl.placement import plan as planlib
 
+# What a resumed run takes from launch.json only when the command line gives the same (a run dir's launch.json is a
+# file anyone who could write the run dir wrote: it must not pick the hosts a continuation joins, with the network on,
+# nor the engine or the cluster's partition it submits to). The other kept options (sockets, pinning, controller,
+# stack, the plan's own env) only shape the run on the hosts the command line names.
+RESUME_GIVEN = ("engine", "hosts", "nodes", "partition", "container", "time_limit")
+assert set(RESUME_GIVEN) <= set(RESUME_KEYS)
 WEIGHTS_PIN = "weights-pin.json"  # assets.pin_weights' record, read into provenance.json
 
 
@@ -61,6 +67,12 @@ def resume_options(opts: Options) -> tuple[Options, dict]:
     keep = {k: launch[k] for k in RESUME_KEYS if k in launch}
     if keep.get("engine", "local") == "local":  # launch.json before 2026-11-30 recorded Slurm's container default too
         keep.pop("container", None)
+    for name in RESUME_GIVEN:  # where the continuation runs and whom it reaches: the command line's word, not the file's
+        if name in keep and keep[name] != getattr(opts, name):
+            flag = "--" + options.flag(options.FIELDS[name]).replace("_", "-")
+            raise UserError(f"--resume {opts.resume}: its launch.json says {flag} {keep[name]!r}, the command line "
+                            f"{getattr(opts, name)!r}: a continuation runs only where the command line says; give "
+                            f"{flag} {keep[name]} to resume it there, or start a new run")
     try:
         resumed = options.check(dataclasses.replace(opts, profile=cfg["profile"], resume=run, **keep))
     except UserError as e:
