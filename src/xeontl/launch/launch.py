@@ -67,7 +67,7 @@ def resume_options(opts: Options) -> tuple[Options, dict]:
     keep = {k: launch[k] for k in RESUME_KEYS if k in launch}
     if keep.get("engine", "local") == "local":  # launch.json before 2026-11-30 recorded Slurm's container default too
         keep.pop("container", None)
-    for name in RESUME_GIVEN:  # where the continuation runs and whom it reaches: the command line's word, not the file's
+    for name in RESUME_GIVEN:  # where a continuation runs and whom it reaches: the command line's word, not the file's
         if name in keep and keep[name] != getattr(opts, name):
             flag = "--" + options.flag(options.FIELDS[name]).replace("_", "-")
             raise UserError(f"--resume {opts.resume}: its launch.json says {flag} {keep[name]!r}, the command line "
@@ -156,12 +156,23 @@ def execute(job: Job) -> tuple[int, Path]:
         print(f"xeontl: making {', '.join(assets.needed(job.cfg))} (invoke assets; --from FILE on offline hosts)",
               flush=True)
         assets.fetch(job.cfg)
-    pin = assets.pin_weights(job.cfg)  # the weights held to their pinned or first-seen hash, before anything runs
-    if pin:
-        job.files[WEIGHTS_PIN] = json.dumps(pin, indent=1)
+    pin_weights(job)
     job.engine.preflight(job)
     with job.engine.hold(job):
         return _run(job)
+
+
+def pin_weights(job: Job) -> None:
+    """The weights held to their pinned or first-seen hash before anything runs, and that hash handed to the ranks
+    (config.json's weights_sha256, which the model checks where it loads them: experiment.model): what was checked
+    here is what the ranks load, not whatever is at that path by then."""
+    from xeontl.supply import assets
+
+    pin = assets.pin_weights(job.cfg)
+    if pin:
+        job.files[WEIGHTS_PIN] = json.dumps(pin, indent=1)
+        if pin.get("sha256") and not job.cfg["weights_sha256"]:
+            job.cfg["weights_sha256"] = pin["sha256"]
 
 
 def _run(job: Job) -> tuple[int, Path]:
