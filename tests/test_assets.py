@@ -268,10 +268,20 @@ def bundle_with(path: Path, members: dict, mode: str = "w") -> Path:
             info = tarfile.TarInfo(name)
             if body is None:
                 info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            elif body == "dir":
+                info.type, body = tarfile.DIRTYPE, None
             else:
                 info.size = len(body)
             tar.addfile(info, None if body is None else io.BytesIO(body))
     return path
+
+
+def _listing(**entries) -> bytes:
+    from xeontl.experiment.model import tree_sha256
+
+    empty = {"data": hashlib.sha256(b"").hexdigest(), "weights": tree_sha256({})}
+    return json.dumps({k: {"name": "weights" if k == "weights" else data.ARCHIVE_NAME, "sha256": v or empty[k]}
+                       for k, v in entries.items()}).encode()
 
 
 @pytest.mark.parametrize("members,mode,needle", [
@@ -281,6 +291,13 @@ def bundle_with(path: Path, members: dict, mode: str = "w") -> Path:
     ({"xeontl-assets.json": b"{}", "weights/link": None}, "w", "member 'weights/link' is not one"),
     ({"xeontl-assets.json": json.dumps({"weights": {"name": "/tmp/evil", "sha256": "0" * 64}}).encode()}, "w",
      "its manifest is not one `invoke assets --export` writes"),
+    # issue 39 adversarial review: the Kather member a directory (a traceback), weights that are nothing (valid)
+    ({"xeontl-assets.json": _listing(data=None), data.ARCHIVE_NAME: "dir"}, "w", "is of the wrong kind"),
+    ({"xeontl-assets.json": _listing(weights=None)}, "w", "holds no SavedModel"),
+    ({"xeontl-assets.json": _listing(weights=None), "weights": "dir"}, "w", "holds no SavedModel"),
+    ({"xeontl-assets.json": _listing(weights=None), "weights": b"x"}, "w", "is of the wrong kind"),
+    ({"xeontl-assets.json": _listing(weights=None), "weights": "dir", "weights/saved_model.pb": "dir"}, "w",
+     "holds no SavedModel"),
 ])
 def test_a_hostile_bundle_is_refused_before_anything_is_unpacked(tmp_path, members, mode, needle):
     cfg = config.resolve("paper", {"data_dir": str(tmp_path / "tfds"), "weights": f"savedmodel:{tmp_path / 'w'}"})
