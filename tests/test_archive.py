@@ -250,7 +250,7 @@ def test_loading_moves_no_tag_and_checks_the_id_before_loading(tmp_path, monkeyp
         # issue 39 item 2: the unsigned manifest's deps ref named the user's tag, and it was moved with force
         deps_victim = fake_archive(tmp_path / "deps.tar", members={"image.tar.gz": image, "source.tar.gz": b"s"},
                                    image_id=forged_id, deps={"ref": victim, "id": forged_id})
-        with pytest.raises(UserError, match="its manifest's deps_image is not what"):
+        with pytest.raises(UserError, match="its manifest.s deps_image is not what|field deps_image"):
             archive.load(deps_victim, tag)
         assert dockerapi.inspect(forged_id) is None and dockerapi.inspect(victim)["Id"] == victim_id
         archive.load(good, tag)
@@ -363,7 +363,11 @@ def test_what_the_manifest_names_is_checked_in_a_checkout_or_not(tmp_path, monke
                            "members": {n: {"bytes": len(b), "sha256": sums[n]} for n, b in members.items()},
                            **({"deps_image": deps} if deps is not None else {})}).encode()
     path = fake_archive(tmp_path / "x.tar", members=members, manifest=manifest)
-    with pytest.raises(UserError, match=f"its manifest's {field} is not what `invoke archive` writes") as e:
+    # refused by the manifest's schema (records.parse: the field by its path) or, past it, by the manifest's own check
+    top = field.split(".")[0]
+    with pytest.raises(UserError, match=rf"its manifest's {field} is not what `invoke archive` writes|"
+                                        rf"manifest.json: field {top}\b.*its manifest.json is not one `invoke archive`"
+                                        rf" writes") as e:
         archive.load(path)
     assert "\n" not in str(e.value) and daemon["tags"] == [] and daemon["loaded"] == b""
 
@@ -391,7 +395,7 @@ def test_a_docker_save_manifest_not_a_list_of_entries_is_one_line(tmp_path, daem
         t.addfile(info, io.BytesIO(b"[1]"))
     path = fake_archive(tmp_path / "x.tar", members={"image.tar.gz": gzip.compress(bad.getvalue()),
                                                      "source.tar.gz": b"s"}, image_id=APP_ID)
-    with pytest.raises(UserError, match="is not a `docker save`"):
+    with pytest.raises(UserError, match="is not a `docker save`|manifest.json: field 0: 1 is not of type .object."):
         archive.load(path)
     assert daemon["loaded"] == b""
 
