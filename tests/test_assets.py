@@ -270,10 +270,20 @@ def bundle_with(path: Path, members: dict, mode: str = "w") -> Path:
             info = tarfile.TarInfo(name)
             if body is None:
                 info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            elif body == "dir":
+                info.type, body = tarfile.DIRTYPE, None
             else:
                 info.size = len(body)
             tar.addfile(info, None if body is None else io.BytesIO(body))
     return path
+
+
+def _listing(**entries) -> bytes:
+    from xeontl.experiment.model import tree_sha256
+
+    empty = {"data": hashlib.sha256(b"").hexdigest(), "weights": tree_sha256({})}
+    return json.dumps({k: {"name": "weights" if k == "weights" else data.ARCHIVE_NAME, "sha256": v or empty[k]}
+                       for k, v in entries.items()}).encode()
 
 
 @pytest.mark.parametrize("members,mode,needle", [
@@ -283,6 +293,13 @@ def bundle_with(path: Path, members: dict, mode: str = "w") -> Path:
     ({"xeontl-assets.json": b"{}", "weights/link": None}, "w", "member 'weights/link' is not one"),
     ({"xeontl-assets.json": json.dumps({"weights": {"name": "/tmp/evil", "sha256": "0" * 64}}).encode()}, "w",
      "its manifest is not one `invoke assets --export` writes"),
+    # issue 39 adversarial review: the Kather member a directory (a traceback), weights that are nothing (valid)
+    ({"xeontl-assets.json": _listing(data=None), data.ARCHIVE_NAME: "dir"}, "w", "is of the wrong kind"),
+    ({"xeontl-assets.json": _listing(weights=None)}, "w", "holds no SavedModel"),
+    ({"xeontl-assets.json": _listing(weights=None), "weights": "dir"}, "w", "holds no SavedModel"),
+    ({"xeontl-assets.json": _listing(weights=None), "weights": b"x"}, "w", "is of the wrong kind"),
+    ({"xeontl-assets.json": _listing(weights=None), "weights": "dir", "weights/saved_model.pb": "dir"}, "w",
+     "holds no SavedModel"),
 ])
 def test_a_hostile_bundle_is_refused_before_anything_is_unpacked(tmp_path, members, mode, needle):
     cfg = config.resolve("paper", {"data_dir": str(tmp_path / "tfds"), "weights": f"savedmodel:{tmp_path / 'w'}"})
@@ -398,3 +415,43 @@ def test_weights_are_pinned_by_content_under_the_name_the_config_gives(tmp_path,
     (tmp_path / "v1.h5").write_bytes(b"v1 rewritten in place")
     with pytest.raises(UserError, match="not the .* they had at their first use"):
         assets.pin_weights(config.resolve("paper", {"weights": f"keras:{tmp_path / 'v1.h5'}"}))
+
+
+# issue 39 adversarial review: the weights were checked once by the launcher and then loaded by path: swapped after the
+# check, the ranks loaded the swap. The pinned digest goes into config.json's weights_sha256 and the ranks' own
+# describe_weights (experiment.model) refuses anything else. (case, the config's weights_sha256, the weights swapped
+# after the launcher's check, the rank's verdict: None = loads)
+WEIGHTS_HANDED_ON = [
+    ("first use, kept", "", False, None),
+    ("first use, swapped after the check", "", True, "expected"),
+    ("pinned by the config, kept", "pin", False, None),
+    ("pinned by the config, swapped", "pin", True, "expected"),
+]
+
+
+@pytest.mark.parametrize("case,pinned,swapped,refused", WEIGHTS_HANDED_ON, ids=[c[0] for c in WEIGHTS_HANDED_ON])
+def test_the_weights_the_launcher_checked_are_what_the_ranks_load(tmp_path, monkeypatch, case, pinned, swapped,
+                                                                  refused):
+    from types import SimpleNamespace
+
+    from xeontl.experiment import model
+    from xeontl.launch import launch
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"the weights checked")
+    cfg = config.resolve("smoke")
+    cfg.update(weights=f"keras:{weights}", weights_sha256=model.weights_sha256(weights) if pinned else "")
+    job = SimpleNamespace(cfg=cfg, files={})
+    launch.pin_weights(job)
+    config.save(job.cfg, tmp_path / "config.json")  # what _staged writes: the ranks read this file
+    rank_cfg = config.load(tmp_path / "config.json")
+    assert rank_cfg["weights_sha256"] == hashlib.sha256(b"the weights checked").hexdigest() or \
+        rank_cfg["weights_sha256"] == model.weights_sha256(weights), case
+    if swapped:
+        weights.write_bytes(b"the weights swapped in")
+    if refused:
+        with pytest.raises(UserError, match=refused):
+            model.describe_weights(rank_cfg)
+    else:
+        assert model.describe_weights(rank_cfg)["sha256"] == rank_cfg["weights_sha256"], case

@@ -160,7 +160,27 @@ URLS = [
     ("http://u:pw2@[::1/x", ["pw2", "::1"], "http://<redacted>"),
     ("https://zenodo.org/record/53169/files/Kather.zip", [], "https://zenodo.org/record/53169/files/Kather.zip"),
     ("not a url", [], "not a url"),
+    # issue 39 adversarial review: path parameters kept their values
+    ("https://h/app;jsessionid=SESS1/x;v=PV2;bare3?q=1", ["SESS1", "PV2", "bare3"],
+     "https://h/app;jsessionid=<redacted>/x;v=<redacted>;<redacted>?q=<redacted>"),
 ]
+
+# issue 39 adversarial review: a password holding white space, a quote, < > or a backtick, in an environment value
+# (provenance.json's env): free text ends a URL there, and the password's tail was shown. (value, must not appear)
+ENV_VALUES = [
+    ("http://u:pa ss@proxy:3128", ["pa ss", "ss@", "pa"]),
+    ("http://u:pa'ss@proxy:3128", ["pa'ss", "ss@"]),
+    ('http://u:pa"ss@proxy:3128', ['pa"ss', "ss@"]),
+    ("http://u:pa<ss>@proxy:3128", ["ss>", "pa<"]),
+    ("http://u:pa`ss@proxy:3128", ["pa`ss", "ss@"]),
+    ("http://u:a b c@proxy:3128 http://other/x", ["a b c", "b c@"]),
+]
+
+
+@pytest.mark.parametrize("value, secrets", ENV_VALUES)
+def test_an_env_value_with_a_password_of_any_character_is_redacted(value, secrets):
+    shown = redact.value("HTTP_PROXY_URL", value)
+    assert "<redacted>@proxy:3128" in shown and not [s for s in secrets if s in shown], shown
 
 
 @pytest.mark.parametrize("value, secrets, shown", URLS)

@@ -104,6 +104,9 @@ def test_the_schemas_name_what_their_writers_write():
     (lambda p: p.write_text('["' + "[" * 100 + '"]'), "is not of type 'object'"),  # brackets inside a string: depth 1
     (lambda p: p.write_text("[1, 2]"), "field (the whole record): [1, 2] is not of type 'object'"),
     (lambda p: p.write_text('{"status": "success", "workers": "2"}'), "field workers: '2' is not of type"),
+    # issue 39 adversarial review: Python's json reads NaN and Infinity, which are not JSON and never ours
+    (lambda p: p.write_text('{"status": "success", "images_per_sec": NaN}'), "NaN is not a JSON number"),
+    (lambda p: p.write_text('{"status": "success", "images_per_sec": -Infinity}'), "-Infinity is not a JSON number"),
 ])
 def test_a_bad_record_file_is_one_line(tmp_path, make, needle):
     p = tmp_path / "metrics.json"
@@ -411,3 +414,53 @@ def test_a_device_is_never_opened(monkeypatch, tmp_path):
         with pytest.raises(UserError, match="not a regular file"):
             records.read_bytes(path)
     assert opened == []
+
+
+def test_a_large_bad_record_is_refused_at_its_first_error():
+    """A 4 MiB record with an error in every element took 52 s to refuse (best_match ranks every error): the first
+    one is enough."""
+    import time
+
+    doc = json.dumps({"status": "success", "notices": [1] * 1_500_000})
+    assert len(doc) > 3 << 20
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match="field notices/0"):
+        records.parse(doc, "metrics", "big")
+    assert time.monotonic() - t0 < 5
+
+
+# issue 39 adversarial review: --resume took hosts and engine from launch.json (a resumed run joined the hosts the file
+# named, network on). What decides where a continuation runs must be what the command line gives. (launch.json's
+# fields changed, the command line's options, refused: the needle or None)
+RESUME_REACH = [
+    ("the recorded local run", {}, {}, None),
+    ("hosts from the file", {"hosts": "evil:2"}, {}, "--hosts 'evil:2'"),
+    ("hosts given as recorded", {"hosts": "n1:2,n2:2"}, {"hosts": "n1:2,n2:2"}, "no-refusal"),
+    ("another host on the command line", {}, {"hosts": "n1:2"}, "--hosts ''"),
+    ("the engine from the file", {"engine": "slurm", "container": "none"}, {}, "--engine 'slurm'"),
+    ("nodes from the file", {"nodes": 4}, {}, "--nodes 4"),
+    ("the partition from the file", {"partition": "gpu"}, {}, "--partition 'gpu'"),
+]
+
+
+@pytest.mark.parametrize("case,recorded,given,needle", RESUME_REACH, ids=[c[0] for c in RESUME_REACH])
+def test_resume_runs_only_where_the_command_line_says(tmp_path, case, recorded, given, needle):
+    from xeontl.launch import launch
+
+    run_dir = tmp_path / "old"
+    (run_dir / "checkpoints" / "epoch-0002").mkdir(parents=True)
+    config.save(config.resolve("smoke"), run_dir / "config.json")
+    rec = Options(profile="smoke", native=True, emulate_sockets=True).record()
+    (run_dir / "launch.json").write_text(json.dumps({**rec, **recorded}))
+    opts = Options(resume=run_dir, native=True, results_dir=tmp_path / "r", **given)
+    if needle in (None, "no-refusal"):
+        try:
+            resumed, _ = launch.resume_options(opts)
+        except UserError as e:  # a later check of the launch itself (hosts unreachable...) is not this refusal
+            assert "runs only where the command line says" not in str(e), (case, str(e))
+        else:
+            assert all(getattr(resumed, k) == getattr(opts, k) for k in launch.RESUME_GIVEN), case
+        return
+    with pytest.raises(UserError, match="runs only where the command line says") as e:
+        launch.resume_options(opts)
+    assert needle in str(e.value) and "\n" not in str(e.value), (case, str(e.value))

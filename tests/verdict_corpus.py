@@ -60,7 +60,8 @@ def paper(role: str = "1s", epochs: int = 43, seconds: float | None = None) -> d
               "affinity": sorted(w["cpus"]), "memory_nodes": ",".join(map(str, w["nodes"])), "threads": threads[i],
               "train_images": 4000 // sockets, "images_per_second": 4000 * epochs / seconds / sockets,
               "peak_rss_mib": 3000.0} for i, w in enumerate(plan["workers"])]
-    weights = {"kind": "savedmodel", "architecture": "TF-Slim resnet_v1_50", "pretrained": "as saved (TF-Hub feature vector)",
+    weights = {"kind": "savedmodel", "architecture": "TF-Slim resnet_v1_50",
+               "pretrained": "as saved (TF-Hub feature vector)",
                "topology": "ResNet50 v1.5", "label": "TF-Hub ResNet50 v1.5 feature vector", "sha256": "ab" * 32,
                "batch_norm": "as saved"}
     prov = _load("provenance")

@@ -31,6 +31,7 @@ KINDS = {
     "archive-manifest": "archive-manifest.schema.json",  # supply.archive.make: xeontl-archive/manifest.json
     "archive-record": "archive-record.schema.json",  # supply.archive.load: ~/.cache/xeontl/archives/ID.json
     "docker-save-manifest": "docker-save-manifest.schema.json",  # `docker save`'s manifest.json (not ours)
+    "oci-index": "oci-index.schema.json",  # `docker save`'s index.json, docker 25+ (not ours)
     "assets-manifest": "assets-manifest.schema.json",  # supply.assets.record: assets/manifest.json
     "assets-bundle": "assets-bundle.schema.json",  # supply.assets.export: xeontl-assets.json in a bundle
     "tfds-origin": "tfds-origin.schema.json",  # experiment.data.prepare_tfds: xeontl-origin.json
@@ -52,15 +53,17 @@ def schema(kind: str) -> dict:
     return json.loads(resources.files("xeontl.schemas").joinpath(KINDS[kind]).read_text())
 
 
-def read_bytes(path: Path | str, what: str = "file", limit: int = MAX_BYTES) -> bytes:
+def read_bytes(path: Path | str, what: str = "file", limit: int = MAX_BYTES, follow: bool = True) -> bytes:
     """PATH's bytes: a regular file of at most LIMIT bytes, or one line. Opened without blocking (a FIFO planted in
-    its place is refused, not waited on) and read through the descriptor that was checked."""
+    its place is refused, not waited on) and read through the descriptor that was checked. follow=False: a symlink is
+    refused too (what a run's container wrote, read back by the launcher)."""
     path = Path(path)
-    not_regular = f"cannot read {what} {path}: not a regular file (a device, FIFO or directory)"
+    not_regular = f"cannot read {what} {path}: not a regular file (a device, FIFO, directory{', link' * (not follow)})"
+    nofollow = 0 if follow else os.O_NOFOLLOW
     try:  # a device is never even opened (opening some acts); what is opened is checked again on its descriptor
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        if not stat.S_ISREG((os.stat if follow else os.lstat)(path).st_mode):
             raise UserError(not_regular)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | nofollow | getattr(os, "O_CLOEXEC", 0))
     except OSError as e:
         raise UserError(f"cannot read {what} {path} ({e.strerror})") from None
     try:
@@ -86,9 +89,9 @@ def read_bytes(path: Path | str, what: str = "file", limit: int = MAX_BYTES) -> 
         os.close(fd)
 
 
-def read_text(path: Path | str, what: str = "file", limit: int = MAX_BYTES) -> str:
+def read_text(path: Path | str, what: str = "file", limit: int = MAX_BYTES, follow: bool = True) -> str:
     """PATH as UTF-8 text (read_bytes' bounds), or one line."""
-    data = read_bytes(path, what, limit)
+    data = read_bytes(path, what, limit, follow)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -133,16 +136,25 @@ def parse(data: bytes | str, kind: str, where: str, refused: str | None = None):
     if depth(text) > MAX_DEPTH:
         raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep: {refused}")
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, parse_constant=_no_constant)  # NaN, Infinity: not JSON (RFC 8259), never ours
     except (ValueError, RecursionError) as e:
         raise UserError(f"{where}: not JSON ({one_line(str(e))[:100]}): {refused}") from None
     validator = jsonschema.Draft202012Validator(schema(kind))
-    error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
+    error = next(validator.iter_errors(doc), None)  # the first: a huge bad record is refused at once, not ranked
     if error is not None:
         message = one_line(error.message)  # jsonschema quotes the value with repr: control characters escaped
         message = message if len(message) <= 160 else message[:157] + "..."
         raise UserError(f"{where}: field {_field(error.absolute_path)}: {message}: {refused}")
     return doc
+
+
+def loads(text: str | bytes):
+    """JSON as RFC 8259 has it: NaN and Infinity refused (ValueError), as every reader here refuses them."""
+    return json.loads(text, parse_constant=_no_constant)
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 REQUIRED = object()  # read_record's default: a missing file is one line too

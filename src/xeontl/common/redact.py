@@ -14,7 +14,9 @@ URL goes through here (provenance's env, the assets manifest, download errors).
     without `=` is replaced whole. The fragment too (`#access_token=...`).
   * a URL that does not parse (`[` without `]`) is replaced whole.
 - `text`: every `scheme://...` in free text (an error message, an environment value), up to the next white space or
-  quote, treated as a URL.
+  quote, treated as a URL; unless it is a bare authority with an `@` later in the text (before another URL): then a
+  password held that space or quote, and everything up to that `@` is the user info.
+- a path segment's parameters (`/x;jsessionid=...`) are replaced like query values, their names kept.
 """
 
 from __future__ import annotations
@@ -62,13 +64,39 @@ def url(value: str) -> str:
         return f"{scheme}://{userinfo}{parts.netloc}" + (f"/{REDACTED}" if hostpart[len(parts.netloc):] else "")
     query = "&".join(f"{name}={REDACTED}" if eq else REDACTED
                      for name, eq, _ in (p.partition("=") for p in parts.query.split("&") if p))
-    # rebuilt by hand: urlunsplit would drop a "?" or "#" with nothing after it, and keeps the path as given
-    out = f"{scheme}://{userinfo}{parts.netloc}{parts.path}"
+    # rebuilt by hand: urlunsplit would drop a "?" or "#" with nothing after it, and keeps the path as given; a path
+    # segment's parameters (`;jsessionid=...`) are values like a query's
+    out = f"{scheme}://{userinfo}{parts.netloc}{_path(parts.path)}"
     if "?" in hostpart.partition("#")[0]:
         out += f"?{query}"
     if "#" in hostpart:
         out += f"#{REDACTED}" if parts.fragment else "#"
     return out
+
+
+def _path(path: str) -> str:
+    """PATH with each segment's parameters (RFC 3986's `;name=value`) kept by name, their values replaced."""
+    if ";" not in path:
+        return path
+    return "/".join(seg.split(";")[0] + "".join(f";{n}={REDACTED}" if eq else f";{REDACTED}"
+                                                for n, eq, _ in (p.partition("=") for p in seg.split(";")[1:]))
+                    for seg in path.split("/"))
+
+
+def _url_end(value: str, start: int, stop: int) -> int:
+    """Where the URL whose `://` ends at START stops in free text: the next white space or quote, unless what came
+    before it is a bare authority without user info and an `@` follows before STOP (the next URL): then a password
+    held that character (`http://u:pa ss@host`), and the URL runs on past that `@`."""
+    end = start
+    while end < len(value) and value[end] not in URL_END:
+        end += 1
+    if end < stop and not set(value[start:end]) & set("/?#@"):
+        at = value.find("@", end, stop)
+        if at >= 0:
+            end = at
+            while end < len(value) and value[end] not in URL_END:
+                end += 1
+    return end
 
 
 def text(value: str) -> str:
@@ -78,9 +106,8 @@ def text(value: str) -> str:
         start = mark
         while start > i and value[start - 1] in SCHEME_CHARS:
             start -= 1
-        end = mark + 3
-        while end < len(value) and value[end] not in URL_END:
-            end += 1
+        following = value.find("://", mark + 3)
+        end = _url_end(value, mark + 3, len(value) if following < 0 else following)
         if start == mark:  # "://" with no scheme before it: not a URL, but what follows is shown as one would be
             out.append(value[i:mark] + url("x" + value[mark:end])[1:])
         else:

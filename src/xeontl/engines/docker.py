@@ -13,7 +13,7 @@ from pathlib import Path
 from xeontl.common.errors import RunError, UserError
 from xeontl.engines.base import Job, describe_local
 from xeontl.engines.host import HostEngine
-from xeontl.launch import guard, outcome
+from xeontl.launch import guard, outcome, rundir
 from xeontl.placement import plan as planlib
 from xeontl.placement.topology import cpulist
 from xeontl.supply import dockerapi
@@ -67,12 +67,20 @@ class DockerEngine(HostEngine):
         self.image_info = dockerapi.require_image(self.opts.image, inputs, how)
 
     def staged(self, staging) -> None:
+        os.chmod(staging, 0o700)  # no other host user reads or enters the run while it runs
         if os.getuid() == 0:
             dockerapi.chown_tree(staging, *dockerapi.user_ids())  # the container's non-root user writes here
 
     def finished(self, staging) -> None:
-        if os.getuid() == 0:
-            dockerapi.chown_tree(staging, 0, 0)  # hand the results back to the invoking user
+        # Whoever the image's uid is on this host (a real user when it is one: they could write here all run long),
+        # nothing in the run dir is trusted: taken back, links and special files removed, before the launcher (root,
+        # perhaps) reads or writes a file there (rundir.take_back).
+        removed = rundir.take_back(staging, os.getuid(), os.getgid())
+        if removed:
+            print(f"xeontl: warning: removed from the run dir what is not a plain file or directory (a link, FIFO, "
+                  f"device or hard link the container left): {', '.join(removed[:5])}"
+                  f"{' ...' if len(removed) > 5 else ''}", file=sys.stderr)
+        os.chmod(staging, 0o755)  # readable as every engine's run dir is, now that it is the launcher's again
 
     def run(self, job: Job, staging) -> outcome.Ended:
         return run_container(self.container, staging / outcome.LAUNCHER_LOG)
@@ -155,6 +163,24 @@ def docker_command(*args, **kw) -> list[str]:
     return container(*args, **kw).cli()
 
 
+def open_log(path: Path):
+    """The launcher's log, opened for appending by this launcher and held (the flock WATCH waits on is on this
+    descriptor): never through a link, never a FIFO or a file with another link, whatever was planted in its place."""
+    import stat
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as e:
+        raise UserError(f"cannot open the run's log {path} ({e.strerror}): not a regular file") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        os.close(fd)
+        raise UserError(f"cannot open the run's log {path}: not a regular file with one link")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "ab")
+
+
 def run_container(spec: dockerapi.Container, log_path: Path, grace: float = 20.0) -> outcome.Ended:
     """Run SPEC's container to its end, its output (stdout and stderr, as they come) teed to the terminal and
     LOG_PATH. Ctrl-C: SIGINT to the container's main process (mpirun, which stops every rank), SIGKILL after
@@ -163,7 +189,7 @@ def run_container(spec: dockerapi.Container, log_path: Path, grace: float = 20.0
     import docker
     import requests
 
-    with open(log_path, "ab") as log, guard.guarding(container=spec.name):
+    with open_log(log_path) as log, guard.guarding(container=spec.name):
         try:
             fcntl.flock(log.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while this launcher lives: WATCH waits
         except OSError as e:

@@ -13,8 +13,8 @@ run whose ranks died before they could).
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -42,7 +42,7 @@ class EventLog:
 
         logger = logging.getLogger(f"xeontl.mllog.{self.path}")
         logger.propagate, logger.level = False, logging.INFO
-        handler = logging.FileHandler(self.path, mode="a")  # opened per event: flushed and closed as it happens
+        handler = logging.StreamHandler(_append(self.path))  # opened per event: flushed and closed as it happens
         logger.handlers = [handler]
         try:
             # stack offset 2: the call site named in the event is our caller's (train.py), not this method
@@ -54,22 +54,65 @@ class EventLog:
             log(key=key, value=value, metadata=meta)
         finally:
             logger.handlers = []
-            handler.close()
+            handler.stream.close()
 
     def end(self, status: str, **metadata) -> None:
         """run_stop with MLPerf's status vocabulary kept as ours: success | failed | aborted."""
         self.write("run_stop", None, _frames=1, status=status, **metadata)
 
 
+def _append(path: Path):
+    """PATH opened for appending, never through a link nor waiting on a FIFO: a regular file, or one UserError line."""
+    import stat
+
+    from xeontl.common.errors import UserError
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as e:
+        raise UserError(f"cannot append to the event log {path} ({e.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"cannot append to the event log {path}: not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "a", encoding="utf-8")
+
+
+MAX_BYTES = 64 << 20  # far above any run's log (a line per event: a few KiB an epoch)
+
+
 def read(path: Path) -> list[dict]:
-    if not path.exists():
+    """The log's events: read as a run's container left it (a regular file, no link, at most MAX_BYTES, else a
+    UserError line); a line that is not an event (not JSON, not an object with a key and metadata) is skipped."""
+    from xeontl.common import records
+
+    if not os.path.lexists(path):
         return []
-    return [json.loads(line[len(PREFIX):]) for line in path.read_text().splitlines() if line.startswith(PREFIX)]
+    events = []
+    for line in records.read_bytes(path, "the event log", MAX_BYTES, follow=False).decode(errors="replace") \
+            .splitlines():
+        if not line.startswith(PREFIX):
+            continue
+        try:
+            event = records.loads(line[len(PREFIX):])
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(event, dict) and isinstance(event.get("key"), str) and isinstance(event.get("metadata"), dict):
+            events.append(event)
+    return events
 
 
 def last_status(path: Path) -> str | None:
-    ev = read(path)
-    return ev[-1]["metadata"].get("status") if ev and ev[-1]["key"] == "run_stop" else None
+    """run_stop's status when the log ends with one; None otherwise (an unreadable log too: settle then ends it)."""
+    from xeontl.common.errors import UserError
+
+    try:
+        ev = read(path)
+    except UserError:
+        return None
+    status = ev[-1]["metadata"].get("status") if ev and ev[-1]["key"] == "run_stop" else None
+    return status if isinstance(status, str) else None
 
 
 def check(path: Path) -> list[str]:

@@ -25,6 +25,12 @@ from xeontl.launch import options, outcome, repeats, rundir
 from xeontl.launch.options import RESUME_KEYS, Options
 from xeontl.placement import plan as planlib
 
+# What a resumed run takes from launch.json only when the command line gives the same (a run dir's launch.json is a
+# file anyone who could write the run dir wrote: it must not pick the hosts a continuation joins, with the network on,
+# nor the engine or the cluster's partition it submits to). The other kept options (sockets, pinning, controller,
+# stack, the plan's own env) only shape the run on the hosts the command line names.
+RESUME_GIVEN = ("engine", "hosts", "nodes", "partition", "container", "time_limit")
+assert set(RESUME_GIVEN) <= set(RESUME_KEYS)
 WEIGHTS_PIN = "weights-pin.json"  # assets.pin_weights' record, read into provenance.json
 
 
@@ -61,6 +67,12 @@ def resume_options(opts: Options) -> tuple[Options, dict]:
     keep = {k: launch[k] for k in RESUME_KEYS if k in launch}
     if keep.get("engine", "local") == "local":  # launch.json before 2026-11-30 recorded Slurm's container default too
         keep.pop("container", None)
+    for name in RESUME_GIVEN:  # where a continuation runs and whom it reaches: the command line's word, not the file's
+        if name in keep and keep[name] != getattr(opts, name):
+            flag = "--" + options.flag(options.FIELDS[name]).replace("_", "-")
+            raise UserError(f"--resume {opts.resume}: its launch.json says {flag} {keep[name]!r}, the command line "
+                            f"{getattr(opts, name)!r}: a continuation runs only where the command line says; give "
+                            f"{flag} {keep[name]} to resume it there, or start a new run")
     try:
         resumed = options.check(dataclasses.replace(opts, profile=cfg["profile"], resume=run, **keep))
     except options.CpuLacks as e:  # the CPU, not the record: said as it is
@@ -146,12 +158,23 @@ def execute(job: Job) -> tuple[int, Path]:
         print(f"xeontl: making {', '.join(assets.needed(job.cfg))} (invoke assets; --from FILE on offline hosts)",
               flush=True)
         assets.fetch(job.cfg)
-    pin = assets.pin_weights(job.cfg)  # the weights held to their pinned or first-seen hash, before anything runs
-    if pin:
-        job.files[WEIGHTS_PIN] = json.dumps(pin, indent=1)
+    pin_weights(job)
     job.engine.preflight(job)
     with job.engine.hold(job):
         return _run(job)
+
+
+def pin_weights(job: Job) -> None:
+    """The weights held to their pinned or first-seen hash before anything runs, and that hash handed to the ranks
+    (config.json's weights_sha256, which the model checks where it loads them: experiment.model): what was checked
+    here is what the ranks load, not whatever is at that path by then."""
+    from xeontl.supply import assets
+
+    pin = assets.pin_weights(job.cfg)
+    if pin:
+        job.files[WEIGHTS_PIN] = json.dumps(pin, indent=1)
+        if pin.get("sha256") and not job.cfg["weights_sha256"]:
+            job.cfg["weights_sha256"] = pin["sha256"]
 
 
 def _run(job: Job) -> tuple[int, Path]:

@@ -5,7 +5,10 @@ returns for a status."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import stat
+import sys
 from pathlib import Path
 
 from xeontl.common.errors import UserError
@@ -63,6 +66,28 @@ def failed_rank(log: str) -> dict:
     return {}
 
 
+LOG_TAIL = 1 << 20  # the launchers name a dead rank in their last words
+
+
+def log_tail(path: Path, size: int = LOG_TAIL) -> str:
+    """The last SIZE bytes of the launcher's log as text: a regular file opened without following a link or waiting
+    on a FIFO; "" when there is none such (what a run's container left is never trusted)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return ""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return ""
+        os.lseek(fd, max(0, st.st_size - size), os.SEEK_SET)
+        return os.read(fd, size).decode(errors="replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
 def settle(staging: Path, ended: Ended, explain=None, stopped: dict | None = None) -> tuple[str, dict | None, dict]:
     """The run's final status from the trainer's metrics and the launch's exit, written back so that metrics.json and
     the event log end with it even when a rank died before it could write. EXPLAIN(log) may add what an engine
@@ -77,8 +102,7 @@ def settle(staging: Path, ended: Ended, explain=None, stopped: dict | None = Non
     final = ended.status or status(ended.rc, metrics.get("status"))
     failure = None
     if final != "success":
-        log_file = staging / LAUNCHER_LOG
-        log = log_file.read_text(errors="replace") if log_file.exists() else ""
+        log = log_tail(staging / LAUNCHER_LOG)
         failure = {"returncode": ended.rc, **failed_rank(log)}
         if stopped:  # the engine stopped the run itself (its watchdog): its finding, not the stopped ranks' words
             failure = {"returncode": ended.rc, **stopped}
@@ -88,5 +112,8 @@ def settle(staging: Path, ended: Ended, explain=None, stopped: dict | None = Non
         metrics = {**metrics, "status": final, "failure": failure}
         rundir.write_metrics(staging, metrics)
     if events.last_status(staging / events.FILE) != final:
-        events.EventLog(staging / events.FILE).end(final, source="launcher", failure=failure)
+        try:
+            events.EventLog(staging / events.FILE).end(final, source="launcher", failure=failure)
+        except UserError as e:  # not a file the log can be (what a rank left there): metrics.json still says it
+            print(f"xeontl: warning: {e}", file=sys.stderr)
     return final, failure, metrics

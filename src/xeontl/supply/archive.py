@@ -32,7 +32,7 @@ from pathlib import Path
 from xeontl import __version__
 from xeontl.common import records, sanitize
 from xeontl.common.errors import UserError
-from xeontl.supply import dockerapi
+from xeontl.supply import dockerapi, savelayout
 from xeontl.supply import image as imagelib
 
 ROOT = "xeontl-archive"
@@ -359,9 +359,10 @@ def verify(path: Path, allowed_signers: Path | None = None, image_copy=None) -> 
 def _saved_images(stream) -> list[dict]:
     """The images of a `docker save` stream, from its own files: each manifest entry's config (an image's id is the
     sha256 of its config) with the digest its content really has, and the tags the save carries."""
-    configs, entries = {}, None
+    configs, entries, seen = {}, None, set()
     with tarfile.open(fileobj=stream, mode="r|") as saved:
         for m in saved:
+            savelayout.check(m, seen)
             if m.name == "manifest.json":
                 entries = records.parse(saved.extractfile(m).read(1 << 20), "docker-save-manifest",
                                         "the archive's image.tar.gz: manifest.json")
@@ -380,14 +381,20 @@ def _saved_images(stream) -> list[dict]:
 def _untagged(stream, out) -> None:
     """The `docker save` stream with its tags removed (RepoTags null, no `repositories` file): `docker load` then
     loads the images by id and moves no tag; xeontl tags the checked id itself."""
+    seen: set[str] = set()
     with tarfile.open(fileobj=stream, mode="r|") as saved, tarfile.open(fileobj=out, mode="w|") as loaded:
         for m in saved:
+            savelayout.check(m, seen)  # named as docker reads it: one manifest.json, whatever its spelling
             if m.name == "repositories":
                 continue
             f = saved.extractfile(m) if m.isfile() else None
             if m.name == "manifest.json":
                 saved_manifest = records.parse(f.read(1 << 20), "docker-save-manifest", "image.tar.gz: manifest.json")
                 body = json.dumps([{**e, "RepoTags": None} for e in saved_manifest]).encode()
+                m.size, f = len(body), io.BytesIO(body)
+            elif m.name == "index.json":
+                body = json.dumps(savelayout.untag_index(records.parse(f.read(1 << 20), "oci-index",
+                                                                          "image.tar.gz: index.json"))).encode()
                 m.size, f = len(body), io.BytesIO(body)
             loaded.addfile(m, f)
 

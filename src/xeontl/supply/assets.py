@@ -384,6 +384,10 @@ def _bundle_members(tar: tarfile.TarFile, bundle: Path) -> dict[str, tarfile.Tar
         if not ok or name.startswith("/") or ".." in Path(name).parts or not (m.isfile() or m.isdir()):
             raise UserError(f"--from {bundle}: member {name!r} is not one `invoke assets --export` writes (a link, a "
                             f"device, or a path outside the bundle's names): refused, nothing was unpacked")
+        if name in out or (name == data.ARCHIVE_NAME and not m.isfile()) or (name == "weights" and not m.isdir()):
+            what = "a second copy" if name in out else "of the wrong kind"
+            raise UserError(f"--from {bundle}: member {name!r} is {what} (`invoke assets --export` writes the archive "
+                            f"as a file, the weights as a directory): refused, nothing was unpacked")
         total += m.size
         if total > BUNDLE_LIMIT:
             raise UserError(f"--from {bundle}: more than {BUNDLE_LIMIT >> 30} GiB of content: refused, nothing was "
@@ -443,6 +447,9 @@ def import_(cfg: dict, bundle: Path, manifest_file: Path | None = None) -> dict:
             for kind, entry in manifest.items():  # every sha256, from the tar's streams, before anything is unpacked
                 if kind == "data" and data.ARCHIVE_NAME not in members:
                     raise ValueError(f"it lists {data.ARCHIVE_NAME} but does not hold it")
+                pb = members.get("weights/saved_model.pb")
+                if kind == "weights" and not (pb and pb.isfile()):  # an empty weights/ hashes as valid: refused
+                    raise ValueError("it lists weights but holds no SavedModel (no weights/saved_model.pb)")
                 digest = _bundle_digest(tar, members, kind)
                 pinned = cfg["weights_sha256"] if kind == "weights" else cfg["archive_sha256"]
                 if digest != entry["sha256"] or (pinned and digest != pinned):
