@@ -147,11 +147,15 @@ def test_the_launcher_pod_refuses_to_reuse_a_run_dir(tmp_path):
     from xeontl.engines import mpijob_launcher
 
     (tmp_path / "r1").mkdir()
-    with pytest.raises(UserError, match="never reused"):
+    (tmp_path / "r1" / "metrics.json").write_text("{}")
+    # a concluded run dir is never reused: the launcher Job's retry concludes into r1-attempt-2 (r1 kept whole)
+    assert mpijob_launcher.attempt_dir(tmp_path, "r1") == (tmp_path / "r1-attempt-2", 2)
+    with pytest.raises(UserError, match="lacks config.json, plan.json"):  # nothing staged before the records check
         mpijob_launcher.launch_pod("r1", tmp_path, tmp_path, ["true"])
     with pytest.raises(UserError, match="after --"):
         mpijob_launcher.launch_pod("r2", tmp_path, tmp_path, [])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r1"]
+    assert (tmp_path / "r1" / "metrics.json").read_text() == "{}"
 
 
 def test_every_launch_option_says_what_resume_does_with_it():
