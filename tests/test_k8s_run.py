@@ -32,14 +32,14 @@ def render(tmp_path, *extra):
     return out
 
 
-def harness(tmp_path, manifest, assets=None, enforce="restricted"):
+def harness(tmp_path, manifest, assets=None, enforce="restricted", dns_delay=3.0):
     """The results claim as a fresh PVC is: root's, 0755 (the kubelet applies the pods' fsGroup to it)."""
     results = tmp_path / "pvc"
     results.mkdir(mode=0o755, parents=True)
     results.chmod(0o755)
     claims = {CLAIM: results, **({ASSETS: assets} if assets else {})}
     return MPIJobHarness(manifest, tmp_path, claims, nodes(2, NODE, RESERVED, physical=[0, 1]),
-                         enforce=enforce), results
+                         enforce=enforce, dns_delay=dns_delay), results
 
 
 def assets_claim(tmp) -> Path:
@@ -62,7 +62,9 @@ def paper_job(image, tmp_path_factory):
     read-only assets claim; names published 3 s after a pod is Ready."""
     tmp = tmp_path_factory.mktemp("mpijob")
     manifest = render(tmp, "--set", "weights=savedmodel:/anywhere/hub", "--assets-claim", ASSETS)
-    h, results = harness(tmp, manifest, assets_claim(tmp))
+    # names published 30 s after Ready: longer than the launcher pod takes to start on a loaded machine, so its wait
+    # for them is seen whatever the load (with 3 s, a slow start found every name resolved and waited for none)
+    h, results = harness(tmp, manifest, assets_claim(tmp), dns_delay=30.0)
     try:
         h.start_workers(delays={3: 6})
         h.start_launcher()
