@@ -30,30 +30,36 @@ class Clock:
         return self.now
 
 
-WATCHDOG = [  # (what, beats: {rank: seconds after the watchdog's start (negative: an earlier attempt's)}, seconds
-    #           since its start, stalled?); stall 10 s, first beat 30 s
-    ("no beat yet, within the first-beat bound", {}, 29, False),
-    ("no beat ever: frozen in hvd.init or the model build", {}, 30, True),
-    ("an earlier attempt's beat only: not this run's", {0: -100}, 30, True),
-    ("an earlier attempt's beat, within the first-beat bound", {0: -100}, 5, False),
-    ("a beat 9 s ago", {0: 40}, 49, False),
-    ("the last beat 10 s ago", {0: 40}, 50, True),
-    ("the newest rank counts", {0: 5, 1: 45}, 50, False),
-    ("a stale rank and an old attempt's fresh-looking file", {0: 5, 1: -1}, 16, True),
+WATCHDOG = [  # (what, looks: [(seconds since the watchdog's start, {rank: its beat file's mtime, as seconds since
+    #           the start; negative: an earlier attempt's})], stalled at the last look?); stall 10, first progress 30
+    ("no beat yet, within the first-progress bound", [(29, {})], False),
+    ("no beat ever: frozen in hvd.init or the model build", [(30, {})], True),
+    ("an earlier attempt's beat only: not this run's", [(30, {0: -100})], True),
+    ("an earlier attempt's beat, within the first-progress bound", [(5, {0: -100})], False),
+    ("the files touched when made, the first step's graph still building", [(3, {0: 2, 1: 2}), (29, {0: 2, 1: 2})],
+     False),
+    ("an earlier attempt's file, then this attempt's rank touching it when made: no progress yet",
+     [(1, {0: -100}), (3, {0: 2}), (25, {0: 2})], False),
+    ("touched when made, never progressed", [(3, {0: 2}), (30, {0: 2})], True),
+    ("progressed, a beat 9 s ago", [(3, {0: 2}), (41, {0: 40}), (49, {0: 40})], False),
+    ("progressed, the last beat 10 s ago", [(3, {0: 2}), (41, {0: 40}), (50, {0: 40})], True),
+    ("the newest rank counts", [(3, {0: 2, 1: 2}), (46, {0: 5, 1: 45}), (50, {0: 5, 1: 45})], False),
 ]
 
 
-@pytest.mark.parametrize("what, beats, after, stalled", WATCHDOG, ids=[w[0] for w in WATCHDOG])
-def test_the_watchdog_times_a_stall_from_its_start_and_this_attempts_beats(tmp_path, what, beats, after, stalled):
+@pytest.mark.parametrize("what, looks, stalled", WATCHDOG, ids=[w[0] for w in WATCHDOG])
+def test_the_watchdog_times_a_stall_from_its_start_and_this_attempts_beats(tmp_path, what, looks, stalled):
     (tmp_path / "heartbeat").mkdir()
-    for rank, at in beats.items():
-        p = tmp_path / "heartbeat" / f"rank-{rank}"
-        p.touch()
-        os.utime(p, (T0 + at, T0 + at))
     clock = Clock(T0)
     dog = ml.Watchdog(tmp_path, tmp_path / "hostfile", stall=10, clock=clock, first=30)
-    clock.now = T0 + after
-    assert dog.stalled() is stalled
+    for after, beats in looks:
+        for rank, at in beats.items():
+            p = tmp_path / "heartbeat" / f"rank-{rank}"
+            p.touch()
+            os.utime(p, (T0 + at, T0 + at))
+        clock.now = T0 + after
+        got = dog.stalled()
+    assert got is stalled
 
 
 class Proc:

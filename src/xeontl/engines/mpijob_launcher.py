@@ -98,16 +98,24 @@ class Watchdog:
         self.staging, self.hostfile, self.stall, self.every = staging, hostfile, stall, every
         self.first = stall if first is None else first  # the bound before any rank's first beat
         self.clock = clock or time.time
-        # Until a rank's first beat, the stall is timed from the watchdog's own start against FIRST: hvd.init() and the
-        # model build's allgather come before the first Heartbeat, and a worker frozen there must end the run too. Beats
+        # Until a rank's first progress, the stall is timed from the watchdog's own start against FIRST: hvd.init(),
+        # the model build's allgather and the first step's graph come before it, and a worker frozen there must end
+        # the run too. Beats
         # older than this start (a retried launcher continuing an old staging dir) are not this attempt's: ignored.
         self.started = self.clock()
+        self.seen: dict[str, float] = {}  # each rank's beat as first seen
+        self.progressed = False
         self.lost: dict | None = None
 
     def last_beat(self) -> float | None:
-        """The newest of this attempt's beats (none older than the watchdog's start), or None."""
-        beats = [b for p in (self.staging / "heartbeat").glob("rank-*") if (b := p.stat().st_mtime) >= self.started]
-        return max(beats) if beats else None
+        """The newest of this attempt's beats once a rank has progressed (a beat file's mtime moved on from the one
+        first seen: Heartbeat touches its file when made, before the first batch's graph is even built), else None."""
+        beats = {p.name: b for p in (self.staging / "heartbeat").glob("rank-*")
+                 if (b := p.stat().st_mtime) >= self.started}
+        for name, b in beats.items():
+            if b > self.seen.setdefault(name, b):
+                self.progressed = True
+        return max(beats.values()) if beats and self.progressed else None
 
     def stalled(self) -> bool:
         beat = self.last_beat()
