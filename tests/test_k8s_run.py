@@ -20,7 +20,8 @@ CLAIM, ASSETS = "xeontl-results", "xeontl-assets"
 NODE = ROOT / "tests" / "topologies" / "k8s-node-2s.lscpu"  # 2 NUMA nodes ("sockets") of 2 CPUs
 RESERVED = [0]  # the kubelet's --reserved-cpus: the first core of socket 0
 BEFORE = ROOT / "tests" / "fixtures" / "mpijob-before-2f53f5b.yaml"  # rendered by 2f53f5b's code, same shape
-STALL = 20  # the launcher's watchdog bound in these runs (XEONTL_STALL_SECONDS; the manifest's default is 600)
+STALL = 90  # the launcher's watchdog bound in these runs (XEONTL_STALL_SECONDS; the manifest's default is 600): 20 s
+# fired between two steps of a healthy run on this loaded 2-core machine before epoch 1 (on main as here)
 
 
 def render(tmp_path, *extra, nodes="2"):
