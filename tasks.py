@@ -80,7 +80,9 @@ def _reproduce(c, **values):
         if opts.engine == "k8s":  # the MPIJob rendered as `invoke render` writes it, applied and watched (kubectl)
             from xeontl.engines import k8s_watch, kubernetes
 
-            return k8s_watch.reproduce(opts, lambda o: kubernetes.render(o, "xeontl-results", 8, None))
+            return k8s_watch.reproduce(opts, lambda o: kubernetes.render(
+                o, o.results_claim, o.memory_per_rank, None, o.kube_version, o.assets_claim, o.reserved_cpus,
+                o.node_selector, o.claim_mode, o.daemonset_cpus))
         return launch.reproduce(opts)
 
     rc = _guard(go)
@@ -124,12 +126,16 @@ reproduce = task(options.invoke_task_body(_reproduce, extra={"dataset": None, "w
                          "as render prints; with --nodes N and several sockets, exactly N of them)",
         "claim_mode": "the results claim's access mode: ReadWriteMany (default; needed on 2+ nodes) | ReadWriteOnce "
                       "(one node only: the launcher follows the workers)",
+        "daemonset_cpus": "CPUs each node keeps free of the workers for its DaemonSets' requests (kube-proxy, CNI...), "
+                          "e.g. 500m or 1 (default 500m); the workers shrink by whole cores to leave it, or a "
+                          "--cores-per-socket that does not is refused",
     },
     iterable=["set"],
 )
 def render(c, engine="k8s", nodes="2", sockets="2", profile="paper", set=None, topology=None, cores_per_socket="0",
            image=DEFAULT_IMAGE, results_claim="xeontl-results", memory_per_rank="8", output=None, kube_version=None,
-           assets_claim=None, reserved_cpus=None, node_selector=None, claim_mode="ReadWriteMany"):
+           assets_claim=None, reserved_cpus=None, node_selector=None, claim_mode="ReadWriteMany",
+           daemonset_cpus="500m"):
     """Write the plan as another engine's job (Kubernetes MPIJob), checked against its published schemas."""
     from xeontl.engines import kubernetes
 
@@ -143,7 +149,7 @@ def render(c, engine="k8s", nodes="2", sockets="2", profile="paper", set=None, t
             image=image, nodes=options.parse("nodes", nodes)))
         memory = options.whole("--memory-per-rank", memory_per_rank, 1, 4096)
         return kubernetes.render(opts, results_claim, memory, Path(output) if output else None, kube_version,
-                                 assets_claim, reserved_cpus, node_selector, claim_mode)
+                                 assets_claim, reserved_cpus, node_selector, claim_mode, daemonset_cpus)
 
     _guard(go)
 

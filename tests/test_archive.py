@@ -13,7 +13,7 @@ import tarfile
 
 import pytest
 
-from conftest import ROOT, docker_ok, invoke
+from conftest import ROOT, docker_ok, invoke, scaled
 from xeontl.common.errors import UserError
 from xeontl.supply import archive, dockerapi
 from xeontl.supply import image as imagelib
@@ -135,7 +135,7 @@ def test_the_image_goes_through_an_archive_and_back(image, tmp_path, monkeypatch
 
     env = {**os.environ, "XEONTL_CACHE_DIR": str(tmp_path / "cache")}
     out = tmp_path / "x.tar"
-    r = invoke("archive", "--output", str(out), timeout=1800, env=env)
+    r = invoke("archive", "--output", str(out), timeout=scaled(1800), env=env)
     assert r.returncode == 0, r.stderr
     manifest = archive.verify(out)
     assert manifest["image"]["id"] == dockerapi.inspect("xeontl:latest")["Id"]
@@ -148,7 +148,7 @@ def test_the_image_goes_through_an_archive_and_back(image, tmp_path, monkeypatch
     assert any(n.startswith("xeontl/results/reference/") for n in names)
     tag = f"xeontl:from-archive-{secrets.token_hex(3)}"
     try:
-        r = invoke("build", "--from", str(out), "--tag", tag, timeout=1800, env=env)
+        r = invoke("build", "--from", str(out), "--tag", tag, timeout=scaled(1800), env=env)
         assert r.returncode == 0, r.stderr
         assert dockerapi.inspect(tag)["Id"] == manifest["image"]["id"]
         assert dockerapi.inspect(imagelib.deps_tag())["Id"] == manifest["deps_image"]["id"]  # rebuilds stay cheap

@@ -110,9 +110,14 @@ def _psa_id(case: dict) -> str:
 
 @pytest.mark.parametrize("case", PSA, ids=_psa_id)
 def test_pod_security_admission(case):
+    """The product's check (engines/k8s_policy.pod_security, what `render` refuses by) on every fixture; the
+    harness's admission is that same function."""
+    from xeontl.engines import k8s_policy
+
     _skip_unmodelled(case)
-    why = admission.violations(case["pod"], case["level"], case["version"])
+    why = k8s_policy.pod_security(case["pod"]["spec"], case["level"], case["pod"].get("metadata"), case["version"])
     assert ("pass" if not why else "fail") == case["expect"], why
+    assert admission.violations(case["pod"], case["level"], case["version"]) == why
 
 
 # ------------------------------------------------------------------------------------------------ the old harness

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import scaled
 from xeontl.common.errors import UserError
 from xeontl.experiment import architectures, config, model
 
@@ -249,7 +250,7 @@ def test_the_builders_networks_are_the_references_describe_weights_names():
 @pytest.mark.slow  # builds the seven networks from their definitions (about a minute)
 def test_the_committed_references_are_their_definitions_today():
     r = subprocess.run([sys.executable, "-m", "xeontl.experiment.references"], capture_output=True, text=True,
-                       timeout=900)
+                       timeout=scaled(900))
     assert r.returncode == 0, r.stdout + r.stderr[-2000:]
 
 

@@ -1,8 +1,9 @@
 """Pod Security Standards as the API server's admission holds a pod to them (k8s.io/pod-security-admission, the
-checks of staging/src/k8s.io/pod-security-admission/policy/check_*.go, "latest" version), written as one function
-`pod_security(pod_spec, level, metadata)` that returns PSA's own forbidden reasons: `render` refuses a manifest whose
-pods would be refused, and tests/mpijob_harness.py can play admission with it (and replay PSA's testdata fixtures
-through it). Every container counts: containers, initContainers and ephemeralContainers (PSA's visitContainers).
+checks of staging/src/k8s.io/pod-security-admission/policy/check_*.go, each from the version that introduced it),
+written as one function `pod_security(pod_spec, level, metadata, version)` that returns PSA's own forbidden reasons:
+`render` refuses a manifest whose pods would be refused at "latest", and tests/mpijob_harness.py plays admission with
+it (tests/k8s_model/admission.py), held to PSA's testdata fixtures. Every container counts: containers,
+initContainers and ephemeralContainers (PSA's visitContainers).
 
 Also here: label keys and values as the API server validates them (apimachinery pkg/util/validation/validation.go
 IsQualifiedName, IsValidLabelValue), for --node-selector."""
@@ -17,101 +18,130 @@ BASELINE_CAPABILITIES = frozenset({"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWN
 # check_restrictedVolumes.go
 RESTRICTED_VOLUMES = frozenset({"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
                                 "projected", "secret"})
-# check_sysctls.go: 1.0's safe set, + ip_local_reserved_ports (1.27), the tcp keepalive/fin ones (1.29), tcp_rmem/wmem
-# (1.32)
-SAFE_SYSCTLS = frozenset({"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies",
-                          "net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start",
-                          "net.ipv4.ip_local_reserved_ports", "net.ipv4.tcp_keepalive_time",
-                          "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl", "net.ipv4.tcp_keepalive_probes",
-                          "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"})
 # check_seLinuxOptions.go: 1.0's types, + container_engine_t (1.31)
 SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
+# check_sysctls.go: the safe set, growing by version
+SYSCTLS = [((1, 0), {"kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.tcp_syncookies",
+                     "net.ipv4.ping_group_range", "net.ipv4.ip_unprivileged_port_start"}),
+           ((1, 27), {"net.ipv4.ip_local_reserved_ports"}),
+           ((1, 29), {"net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
+                      "net.ipv4.tcp_keepalive_probes"}),
+           ((1, 32), {"net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"})]
+# Deny by default: a securityContext field this check does not know is refused, never waved through.
+CONTAINER_SC = {"allowPrivilegeEscalation", "appArmorProfile", "capabilities", "privileged", "procMount",
+                "readOnlyRootFilesystem", "runAsGroup", "runAsNonRoot", "runAsUser", "seLinuxOptions",
+                "seccompProfile", "windowsOptions"}
+POD_SC = {"appArmorProfile", "fsGroup", "fsGroupChangePolicy", "runAsGroup", "runAsNonRoot", "runAsUser",
+          "seLinuxChangePolicy", "seLinuxOptions", "seccompProfile", "supplementalGroups", "supplementalGroupsPolicy",
+          "sysctls", "windowsOptions"}
 APPARMOR_ANNOTATION = "container.apparmor.security.beta.kubernetes.io/"
 LEVELS = ("privileged", "baseline", "restricted")
+LATEST = (1, 10**6)
+
+
+def parse_version(v: str) -> tuple[int, int]:
+    """A Pod Security version (latest, v1.30, 1.30) as (major, minor), or ValueError."""
+    if v == "latest":
+        return LATEST
+    major, minor = v.removeprefix("v").split(".")
+    return int(major), int(minor)
 
 
 def containers(pod: dict) -> list[dict]:
-    """PSA's visitContainers: containers, initContainers, ephemeralContainers."""
-    return [c for k in ("containers", "initContainers", "ephemeralContainers") for c in pod.get(k) or []]
+    """PSA's visitContainers: initContainers, containers, ephemeralContainers."""
+    return [c for k in ("initContainers", "containers", "ephemeralContainers") for c in pod.get(k) or []]
 
 
-def _sc(x: dict) -> dict:
-    return x.get("securityContext") or {}
-
-
-def baseline(pod: dict, metadata: dict | None = None) -> list[str]:
-    """The baseline level's forbidden reasons (check_*.go with Level baseline)."""
-    psc, cs, out = _sc(pod), containers(pod), []
-    if any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")):
-        out.append("host namespaces")
-    if any(_sc(c).get("privileged") for c in cs):
-        out.append("privileged")
-    added = {a for c in cs for a in (_sc(c).get("capabilities") or {}).get("add") or []}
-    if added - BASELINE_CAPABILITIES:
-        out.append(f"non-default capabilities ({', '.join(sorted(added - BASELINE_CAPABILITIES))})")
-    if any("hostPath" in v for v in pod.get("volumes") or []):
-        out.append("hostPath volumes")
-    if any(p.get("hostPort") for c in cs for p in c.get("ports") or []):
-        out.append("hostPort")
-    profiles = [x.get("appArmorProfile") or {} for x in (psc, *map(_sc, cs))]
-    annotations = [v for k, v in ((metadata or {}).get("annotations") or {}).items()
-                   if k.startswith(APPARMOR_ANNOTATION)]
-    if any(p.get("type") not in (None, "RuntimeDefault", "Localhost") for p in profiles) or any(
-            v != "runtime/default" and not v.startswith("localhost/") for v in annotations):
-        out.append("forbidden AppArmor profile")
-    selinux = [x.get("seLinuxOptions") for x in (psc, *map(_sc, cs)) if x.get("seLinuxOptions") is not None]
-    if any(s.get("type", "") not in SELINUX_TYPES or s.get("user") or s.get("role") for s in selinux):
-        out.append("seLinuxOptions")
-    if any(_sc(c).get("procMount", "Default") != "Default" for c in cs):
-        out.append("procMount")
-    if any((x.get("seccompProfile") or {}).get("type") == "Unconfined" for x in (psc, *map(_sc, cs))):
-        out.append("seccompProfile")
-    bad = [s.get("name") for s in psc.get("sysctls") or [] if s.get("name") not in SAFE_SYSCTLS]
-    if bad:
-        out.append(f"forbidden sysctls ({', '.join(map(str, bad))})")
-    if any((x.get("windowsOptions") or {}).get("hostProcess") for x in (psc, *map(_sc, cs))):
-        out.append("hostProcess")
-    return out
-
-
-def restricted(pod: dict, metadata: dict | None = None) -> list[str]:
-    """The restricted level's own forbidden reasons (on top of baseline's)."""
-    psc, cs, out = _sc(pod), containers(pod), []
-    kinds = {k for v in pod.get("volumes") or [] for k in v if k != "name"}
-    if kinds - RESTRICTED_VOLUMES:
-        out.append(f"restricted volume types ({', '.join(sorted(kinds - RESTRICTED_VOLUMES))})")
-    if any(_sc(c).get("allowPrivilegeEscalation") is not False for c in cs):
-        out.append("allowPrivilegeEscalation != false")
-    # check_runAsNonRoot.go: the pod or a container setting false fails; a container that sets nothing needs the
-    # pod's true
-    pod_true = psc.get("runAsNonRoot") is True
-    if psc.get("runAsNonRoot") is False or any(_sc(c).get("runAsNonRoot") is False for c in cs) or any(
-            _sc(c).get("runAsNonRoot") is None and not pod_true for c in cs):
-        out.append("runAsNonRoot != true")
-    if psc.get("runAsUser") == 0 or any(_sc(c).get("runAsUser") == 0 for c in cs):
-        out.append("runAsUser=0")
-    # check_seccompProfile_restricted.go: RuntimeDefault or Localhost, on the pod or on every container
-    ok = ("RuntimeDefault", "Localhost")
-    pod_ok = (psc.get("seccompProfile") or {}).get("type") in ok
-    if any((_sc(c).get("seccompProfile") or {}).get("type") not in ok and not (
-            pod_ok and not _sc(c).get("seccompProfile")) for c in cs):
-        out.append("seccompProfile")
-    # check_capabilities_restricted.go: ALL dropped, NET_BIND_SERVICE the only one added
-    for c in cs:
-        caps = _sc(c).get("capabilities") or {}
-        if "ALL" not in (caps.get("drop") or []) or set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
-            out.append("unrestricted capabilities")
-            break
-    return out
-
-
-def pod_security(pod: dict, level: str = "restricted", metadata: dict | None = None) -> list[str]:
-    """PSA's forbidden reasons for POD (a pod spec) at LEVEL; [] when admitted."""
+def pod_security(pod: dict, level: str = "restricted", metadata: dict | None = None,
+                 version: str = "latest") -> list[str]:
+    """PSA's forbidden reasons for POD (a pod spec; METADATA its annotations) at LEVEL:VERSION; [] when admitted.
+    The one implementation: `render` refuses what it refuses, and the harness's admission (tests/k8s_model) is this,
+    held to pod-security-admission's own testdata (tests/fixtures/k8s/psa.json)."""
     if level not in LEVELS:
         raise ValueError(f"Pod Security level {level!r}: one of {', '.join(LEVELS)}")
     if level == "privileged":
         return []
-    return baseline(pod, metadata) + (restricted(pod, metadata) if level == "restricted" else [])
+    v = parse_version(version)
+    spec, meta = pod, metadata or {}
+    psc = spec.get("securityContext") or {}
+    cs = containers(spec)
+    sc = {c["name"]: c.get("securityContext") or {} for c in cs}
+    why = []
+
+    def bad(check: str, names) -> None:
+        names = sorted(set(names))
+        if names:
+            why.append(f"{check} (containers {', '.join(names)})" if names != ["<pod>"] else check)
+
+    unknown = sorted(set(psc) - POD_SC) + sorted({k for s in sc.values() for k in s} - CONTAINER_SC)
+    if unknown:
+        why.append(f"securityContext fields this admission does not know: {', '.join(unknown)}")
+    # ---- baseline
+    if any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")):
+        why.append("host namespaces")
+    bad("privileged", [n for n, s in sc.items() if s.get("privileged")])
+    for n, s in sc.items():
+        extra = sorted(set((s.get("capabilities") or {}).get("add") or []) - BASELINE_CAPABILITIES)
+        if extra:
+            why.append(f'non-default capabilities (container "{n}" must not include {", ".join(extra)} in '
+                       "securityContext.capabilities.add)")
+    if any("hostPath" in vol for vol in spec.get("volumes") or []):
+        why.append("hostPath volumes")
+    bad("hostPort", [c["name"] for c in cs for p in c.get("ports") or [] if p.get("hostPort")])
+    for key, value in (meta.get("annotations") or {}).items():
+        if key.startswith(APPARMOR_ANNOTATION) and value != "runtime/default" and not value.startswith("localhost/"):
+            why.append(f"forbidden AppArmor profile {key}={value}")
+    bad("forbidden AppArmor profile", [n for n, s in [("<pod>", psc), *sc.items()]
+                                        if (s.get("appArmorProfile") or {}).get("type") not in
+                                        (None, "RuntimeDefault", "Localhost")])
+    bad("seLinuxOptions", [n for n, s in [("<pod>", psc), *sc.items()] if _selinux_bad(s.get("seLinuxOptions"))])
+    unmasked_ok = v >= (1, 33) and spec.get("hostUsers") is False  # the user-namespace relaxation
+    bad("procMount", [n for n, s in sc.items() if s.get("procMount", "Default") != "Default" and not unmasked_ok])
+    bad("seccompProfile Unconfined", [n for n, s in [("<pod>", psc), *sc.items()]
+                                      if (s.get("seccompProfile") or {}).get("type") == "Unconfined"])
+    safe = set().union(*[names for since, names in SYSCTLS if v >= since])
+    forbidden = sorted(s["name"] for s in psc.get("sysctls") or [] if s["name"] not in safe)
+    if forbidden:
+        why.append(f"forbidden sysctls {', '.join(forbidden)}")
+    bad("hostProcess", [n for n, s in [("<pod>", psc), *sc.items()] if (s.get("windowsOptions") or {}).get(
+        "hostProcess")])
+    if v >= (1, 34):  # check_hostProbesAndhostLifecycle.go
+        bad("probe or lifecycle host", [c["name"] for c in cs if _host_handlers(c)])
+    if level == "baseline":
+        return why
+    # ---- restricted
+    kinds = {k for vol in spec.get("volumes") or [] for k in vol if k != "name"}
+    if kinds - RESTRICTED_VOLUMES:
+        why.append(f"restricted volume types {', '.join(sorted(kinds - RESTRICTED_VOLUMES))}")
+    if v >= (1, 8):
+        bad("allowPrivilegeEscalation != false", [n for n, s in sc.items() if s.get("allowPrivilegeEscalation")
+                                                  is not False])
+    # check_runAsNonRoot.go: the pod or a container setting false fails; a container that sets nothing needs the
+    # pod's true
+    bad("runAsNonRoot != true", [n for n, s in sc.items() if s.get("runAsNonRoot") is False or (
+        s.get("runAsNonRoot") is None and psc.get("runAsNonRoot") is not True)] + (
+        ["<pod>"] if psc.get("runAsNonRoot") is False else []))
+    if v >= (1, 23):
+        bad("runAsUser=0", [n for n, s in [("<pod>", psc), *sc.items()] if s.get("runAsUser") == 0])
+    if v >= (1, 19):  # check_seccompProfile_restricted.go: RuntimeDefault or Localhost, on the pod or every container
+        pod_ok = (psc.get("seccompProfile") or {}).get("type") in ("RuntimeDefault", "Localhost")
+        bad("seccompProfile", [n for n, s in sc.items() if (s.get("seccompProfile") or {}).get("type") not in (
+            "RuntimeDefault", "Localhost") and not (pod_ok and "seccompProfile" not in s)])
+    if v >= (1, 22):  # check_capabilities_restricted.go: ALL dropped, NET_BIND_SERVICE the only one added
+        bad("unrestricted capabilities", [n for n, s in sc.items() if "ALL" not in (s.get("capabilities") or {}).get(
+            "drop", []) or set((s.get("capabilities") or {}).get("add") or []) - {"NET_BIND_SERVICE"}])
+    return why
+
+
+def _selinux_bad(opts: dict | None) -> bool:
+    return bool(opts) and (opts.get("type", "") not in SELINUX_TYPES or bool(opts.get("user")) or
+                           bool(opts.get("role")))
+
+
+def _host_handlers(c: dict) -> bool:
+    handlers = [c.get(p) or {} for p in ("livenessProbe", "readinessProbe", "startupProbe")]
+    handlers += [(c.get("lifecycle") or {}).get(h) or {} for h in ("postStart", "preStop")]
+    return any((h.get(k) or {}).get("host") for h in handlers for k in ("httpGet", "tcpSocket"))
 
 
 # apimachinery validation.go: qualifiedNameFmt, labelValueFmt, DNS-1123 subdomain for a key's prefix

@@ -7,9 +7,12 @@ credentials of ours) until the operator ends it, or until a worker pod shows wha
   pkg/controller/mpi_job_controller.go) fails the job only when a worker is Evicted, recreates only missing pods, and
   with launcherCreationPolicy WaitForWorkersReady creates no launcher while a worker is not Ready: the job would wait
   for ever. Ends within one poll (POLL_SECONDS) of the pod's status;
-- a worker Pending (unscheduled, or its containers not started: ContainerCreating on a volume it cannot attach,
-  ImagePullBackOff) for more than PENDING_SECONDS since its creation (XEONTL_K8S_PENDING_SECONDS, default 900: room for
-  a first pull of the image on every node): ends within PENDING_SECONDS + POLL_SECONDS;
+- a pod (worker or launcher) stuck for more than PENDING_SECONDS (XEONTL_K8S_PENDING_SECONDS, default 900: room for
+  a first pull of the image on every node): Pending since its creation (unscheduled, or its containers not started:
+  ContainerCreating on a volume it cannot attach, ImagePullBackOff), Terminating since its deletion (its node lost:
+  the launcher Job's PodReplacementPolicy Failed waits for the old pod to be gone), Running but not Ready since the
+  Ready condition's last change (sshd silent, node NotReady): ends within PENDING_SECONDS + POLL_SECONDS;
+- the workers on more or fewer distinct nodes than the layout's (the MPIJob's xeontl/nodes label);
 - the launcher Job failing for good: the MPIJob's Failed condition (BackoffLimitExceeded...).
 A frozen worker is the launcher's watchdog's (mpijob_launcher.Watchdog: XEONTL_STALL_SECONDS), which ends mpirun and
 so the MPIJob. Each verdict is one line naming the pod and the reason; the MPIJob is then deleted (the run dir on the
@@ -27,13 +30,37 @@ from datetime import datetime, timezone
 from xeontl.common.errors import RunError, UserError
 
 PENDING_ENV, PENDING_SECONDS, POLL_SECONDS = "XEONTL_K8S_PENDING_SECONDS", 900, 5
+# kubectl itself failing (an API server restarting, a network blip, a kubectl hanging past KUBECTL_SECONDS): retried
+# until GET_RETRY_SECONDS pass without one answer, then the watch ends failed in one line.
+KUBECTL_SECONDS, GET_RETRY_SECONDS = 60, 300
+NODES_LABEL = "xeontl/nodes"  # kubernetes.NODES_LABEL: the nodes the workers must span
+
+
+def pending_seconds(env: dict | None = None) -> float:
+    """XEONTL_K8S_PENDING_SECONDS: a positive, finite number of seconds, or one line."""
+    import math
+
+    text = (os.environ if env is None else env).get(PENDING_ENV)
+    if text is None:
+        return float(PENDING_SECONDS)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise UserError(f"{PENDING_ENV}={text!r}: must be a positive number of seconds (default {PENDING_SECONDS})")
+    return value
+
+
+def _when(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
 
 
 def _age(pod: dict, now: float) -> float:
-    created = pod.get("metadata", {}).get("creationTimestamp")
-    if not created:
-        return 0.0
-    return now - datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
+    created = _when(pod.get("metadata", {}).get("creationTimestamp"))
+    return 0.0 if created is None else now - created
 
 
 def _waiting(pod: dict) -> str | None:
@@ -44,34 +71,71 @@ def _waiting(pod: dict) -> str | None:
     return None
 
 
+def _stuck(pod: dict, now: float, pending: float) -> str | None:
+    """Why POD has been in a state the operator never acts on for more than PENDING seconds, or None: Pending
+    (unscheduled, or its containers never started), Terminating (deleted, its node lost: the kubelet never confirms),
+    or Running but not Ready (its sshd silent, its node NotReady)."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    deleted = _when(meta.get("deletionTimestamp"))
+    if deleted is not None and now - deleted > pending:
+        return f"Terminating for more than {pending:.0f} s (its node lost? the kubelet never confirmed the deletion)"
+    if status.get("phase") == "Pending" and _age(pod, now) > pending:
+        cond = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"
+                     and c.get("status") == "False"), None)
+        why = (f"{cond.get('reason', 'Unschedulable')}: {cond.get('message', '')}".rstrip(": ") if cond
+               else _waiting(pod) or "no reason given")
+        return f"Pending for more than {pending:.0f} s: {why}"
+    if status.get("phase") == "Running":
+        ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+        if ready is not None and ready.get("status") != "True":
+            since = _when(ready.get("lastTransitionTime"))
+            if (now - since if since is not None else _age(pod, now)) > pending:
+                return (f"Running but not Ready for more than {pending:.0f} s"
+                        + (f": {ready['reason']}" if ready.get("reason") else "")
+                        + (f": {ready['message']}" if ready.get("message") else ""))
+    return None
+
+
 def judge(pods: list[dict], job: dict | None, now: float, pending: float) -> tuple[str, str]:
     """("running" | "succeeded" | "failed", why) from the run's pods (kubectl get pods -o json's items) and its
-    MPIJob; NOW in epoch seconds, PENDING the bound on a Pending worker."""
-    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
-        name = pod["metadata"]["name"]
-        role = (pod["metadata"].get("labels") or {}).get("xeontl/role")
-        status = pod.get("status") or {}
-        if role != "worker":
-            continue
-        if status.get("phase") == "Failed":
-            return "failed", (f"worker pod {name} Failed: {status.get('reason', 'no reason given')}"
-                              + (f": {status['message']}" if status.get("message") else ""))
-        if status.get("phase") == "Pending" and _age(pod, now) > pending:
-            cond = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"
-                         and c.get("status") == "False"), None)
-            why = (f"{cond.get('reason', 'Unschedulable')}: {cond.get('message', '')}".rstrip(": ") if cond
-                   else _waiting(pod) or "no reason given")
-            return "failed", f"worker pod {name} Pending for more than {pending:.0f} s: {why}"
+    MPIJob; NOW in epoch seconds, PENDING the bound on a pod stuck where the operator never acts. The MPIJob's own
+    terminal condition wins (cleanPodPolicy leaves pods behind whatever they show)."""
     for cond in ((job or {}).get("status") or {}).get("conditions") or []:
         if cond.get("status") == "True" and cond.get("type") in ("Succeeded", "Failed"):
             state = cond["type"].lower()
             return state, f"MPIJob {job['metadata']['name']} {cond['type']}: {cond.get('reason', '')}: " \
                           f"{cond.get('message', '')}".rstrip(": ")
+    workers = []
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        name = pod["metadata"]["name"]
+        role = (pod["metadata"].get("labels") or {}).get("xeontl/role")
+        status = pod.get("status") or {}
+        if role not in ("worker", "launcher"):
+            continue
+        if role == "worker" and status.get("phase") == "Failed":
+            return "failed", (f"worker pod {name} Failed: {status.get('reason', 'no reason given')}"
+                              + (f": {status['message']}" if status.get("message") else ""))
+        why = _stuck(pod, now, pending)
+        if why:
+            return "failed", f"{role} pod {name} {why}"
+        if role == "worker":
+            workers.append(pod)
+    want = ((job or {}).get("metadata", {}).get("labels") or {}).get(NODES_LABEL)
+    placed = {(p.get("spec") or {}).get("nodeName") for p in workers}
+    if want and workers and None not in placed and "" not in placed and len(placed) != int(want):
+        # the spread constraint fills every eligible node before doubling up: more eligible nodes than --nodes
+        return "failed", (f"worker pods on {len(placed)} nodes ({', '.join(sorted(placed))}), the layout is "
+                          f"{want}: name exactly {want} nodes with --node-selector (the rendered spread places a "
+                          f"worker on every eligible node before a second on any)")
     return "running", ""
 
 
 def kubectl(*args: str) -> str:
-    r = subprocess.run(["kubectl", *args], capture_output=True, text=True, timeout=120)
+    """kubectl ARGS' output, or RunError in one line (its last line; a kubectl that hangs past KUBECTL_SECONDS)."""
+    try:
+        r = subprocess.run(["kubectl", *args], capture_output=True, text=True, timeout=KUBECTL_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise RunError(f"kubectl {' '.join(args[:2])} did not answer within {KUBECTL_SECONDS} s") from None
     if r.returncode != 0:
         last = ((r.stderr or r.stdout).strip().splitlines() or ["no output"])[-1]
         raise RunError(f"kubectl {' '.join(args[:2])} failed (exit {r.returncode}): {last}")
@@ -79,14 +143,24 @@ def kubectl(*args: str) -> str:
 
 
 def watch(name: str, run_id: str, pending: float | None = None, poll: float = POLL_SECONDS,
-          say=print) -> tuple[str, str]:
-    """Until the MPIJob NAME ends or a worker's status fails it (judge); the verdict and its line."""
-    pending = float(os.environ.get(PENDING_ENV, PENDING_SECONDS)) if pending is None else pending
-    last = None
+          say=print, get=kubectl, clock=time.time, sleep=time.sleep,
+          retry: float = GET_RETRY_SECONDS) -> tuple[str, str]:
+    """Until the MPIJob NAME ends or a pod's status fails it (judge); the verdict and its line. A kubectl that fails
+    or hangs is asked again until RETRY seconds pass with no answer (GET, CLOCK, SLEEP: the tests')."""
+    pending = pending_seconds() if pending is None else pending
+    last, answered = None, clock()
     while True:
-        pods = json.loads(kubectl("get", "pods", "-l", f"xeontl/run-id={run_id}", "-o", "json")).get("items", [])
-        job = json.loads(kubectl("get", "mpijob", name, "-o", "json"))
-        state, why = judge(pods, job, time.time(), pending)
+        try:
+            pods = json.loads(get("get", "pods", "-l", f"xeontl/run-id={run_id}", "-o", "json")).get("items", [])
+            job = json.loads(get("get", "mpijob", name, "-o", "json"))
+        except (RunError, ValueError) as e:
+            if clock() - answered > retry:
+                return "failed", f"no answer from the API server for {retry:.0f} s: {e}"
+            say(f"xeontl: {e} (asking again)")
+            sleep(poll)
+            continue
+        answered = clock()
+        state, why = judge(pods, job, clock(), pending)
         if state != "running":
             return state, why
         phases = ", ".join(f"{p['metadata']['name']} {(p.get('status') or {}).get('phase', '?')}"
@@ -94,11 +168,12 @@ def watch(name: str, run_id: str, pending: float | None = None, poll: float = PO
         if phases != last:
             say(f"xeontl: {phases or 'no pods yet'}")
             last = phases
-        time.sleep(poll)
+        sleep(poll)
 
 
-def reproduce(opts, render) -> int:
-    """Render (RENDER(opts) -> the manifest's path), apply, watch; 0 when the MPIJob succeeded, else one line."""
+def reproduce(opts, render, get=kubectl, run=subprocess.run) -> int:
+    """Render (RENDER(opts) -> the manifest's path), apply, watch; 0 when the MPIJob succeeded, else one line. The
+    MPIJob is deleted on every other way out (failed, kubectl unanswering, interrupted): nothing left running."""
     import yaml
 
     if opts.dry_run:  # the manifest and what it needs, nothing applied
@@ -107,16 +182,28 @@ def reproduce(opts, render) -> int:
     if not shutil.which("kubectl"):
         raise UserError("--engine k8s runs the MPIJob with kubectl, which is not on PATH (invoke render --engine k8s "
                         "writes the manifest alone)")
+    pending = pending_seconds()  # before anything is applied
     path = render(opts)
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     job = next(d for d in docs if d["kind"] == "MPIJob")
     name, run_id = job["metadata"]["name"], job["metadata"]["labels"]["xeontl/run-id"]
-    kubectl("apply", "-f", str(path))
-    print(f"xeontl: applied {path}: MPIJob {name}; watching its pods (a worker Pending beyond "
-          f"{os.environ.get(PENDING_ENV, PENDING_SECONDS)} s or Failed ends it)", flush=True)
-    state, why = watch(name, run_id)
+    get("apply", "-f", str(path))
+    state, why = "failed", "interrupted"
+    try:
+        print(f"xeontl: applied {path}: MPIJob {name}; watching its pods (a pod stuck beyond {pending:.0f} s or a "
+              f"worker Failed ends it)", flush=True)
+        state, why = watch(name, run_id, pending, get=get)
+    except RunError as e:
+        why = str(e)
+    finally:
+        if state != "succeeded":
+            try:
+                run(["kubectl", "delete", "mpijob", name, "--wait=false"], capture_output=True,
+                    timeout=KUBECTL_SECONDS)
+                gone = f"MPIJob {name} deleted"
+            except (OSError, subprocess.TimeoutExpired):
+                gone = f"MPIJob {name} NOT deleted (kubectl delete mpijob {name})"
     if state == "succeeded":
         print(f"xeontl: {why} (the run dir is on the results claim)")
         return 0
-    subprocess.run(["kubectl", "delete", "mpijob", name, "--wait=false"], capture_output=True, timeout=120)
-    raise RunError(f"{why} (MPIJob {name} deleted; the run dir, if any, stays on the results claim)")
+    raise RunError(f"{why} ({gone}; the run dir, if any, stays on the results claim)")

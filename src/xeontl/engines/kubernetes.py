@@ -18,12 +18,21 @@ socket's allocatable share can hold.
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from pathlib import Path
 
 from xeontl.common.errors import UserError
 from xeontl.engines import k8s_policy
 from xeontl.engines.base import Engine, Job
+from xeontl.engines.k8s_sizing import (
+    LAUNCHER_CPUS,
+    cpu_quantity,
+    default_reserved,
+    headroom_cores,
+    numa_split,
+    pod_cores,
+)
 from xeontl.experiment import config
 from xeontl.launch.options import Options
 from xeontl.placement import plan as planlib
@@ -37,8 +46,21 @@ CONFIG_MOUNT = "/etc/xeontl"  # the ConfigMap: config.json, plan.json
 ASSETS_MOUNT = "/assets"  # --assets-claim: the weights and data, read-only
 SHM = "2Gi"
 SSH_PORT = 2222  # the workers' sshd (docker/entrypoint.sh `node`), their readiness probe's port
-WAIT_ENV, STALL_ENV = "XEONTL_WORKER_WAIT_SECONDS", "XEONTL_STALL_SECONDS"
-WAIT_SECONDS, STALL_SECONDS = 600, 600  # the launcher's bounds, each overridable in its env (the manifest sets both)
+WAIT_ENV, STALL_ENV, FIRST_BEAT_ENV = "XEONTL_WORKER_WAIT_SECONDS", "XEONTL_STALL_SECONDS", "XEONTL_FIRST_BEAT_SECONDS"
+# the launcher's bounds, each overridable in its env (the manifest sets them): the wait for the workers' names and
+# sshd; a run no rank progresses in; the wait for a first beat (hvd.init, the model build, the data's first load)
+WAIT_SECONDS, STALL_SECONDS, FIRST_BEAT_SECONDS = 600, 600, 1200
+# The launcher Job's runPolicy.activeDeadlineSeconds: a run that neither ends nor stalls (a watchdog that cannot act)
+# still ends. Generous: EPOCH_SECONDS per epoch of the profile (the paper's 1-socket epoch is well under a minute on
+# an 8480; this is ten times an epoch on a slow node, validation included) plus SETUP_SECONDS (the launcher's wait
+# for the workers, hvd.init, the model build, the final test pass).
+EPOCH_SECONDS, SETUP_SECONDS = 600, WAIT_SECONDS + FIRST_BEAT_SECONDS + 1800
+NODES_LABEL = "xeontl/nodes"  # on the MPIJob: the nodes its workers must span (k8s_watch checks the placement)
+
+
+def deadline_seconds(cfg: dict) -> int:
+    """runPolicy.activeDeadlineSeconds for a run of CFG's epochs (EPOCH_SECONDS each, plus SETUP_SECONDS)."""
+    return int(cfg["epochs"]) * EPOCH_SECONDS + SETUP_SECONDS
 # The image's own ENV (docker/deps.Dockerfile). mpirun starts the remote ranks through ssh, whose sessions begin with
 # sshd's default environment, not the image's: without these forwarded, a worker's rank found no `python` (the venv
 # is /opt/venv/bin) nor the package (PYTHONPATH). Found by running the MPIJob under the operator's contract.
@@ -96,31 +118,13 @@ KUBELET = ("--cpu-manager-policy=static", "--reserved-cpus={reserved}", "--cpu-m
            f"{KUBE_RESERVED_MIB + SYSTEM_RESERVED_MIB + EVICTION_MIB}Mi")
 
 
-def default_reserved(topo) -> list[int]:
-    """The kubelet's reserved CPUs when none are given: the first core of the first socket, with its siblings (the
-    static policy needs at least one; whole cores keep full-pcpus-only possible)."""
-    return list(topo.sockets(usable_only=False)[0].cores[0].cpus)
-
-
-def pod_cores(topo, reserved: list[int], wanted: int = 0) -> tuple[int, int]:
-    """(whole cores per worker pod, CPUs it requests): the most whole cores every socket still has free once the
-    reserved CPUs are taken out (a pod of one socket must fit the smallest share), or WANTED if that fits. One line
-    when it cannot: such a pod would stay Pending, or fail the Topology Manager's admission, for ever."""
-    socks = topo.sockets(usable_only=False)
-    threads = max(len(c.cpus) for s in socks for c in s.cores)
-    free = {s.id: sum(1 for c in s.cores if not set(c.cpus) & set(reserved)) for s in socks}
-    fits = min(free.values())
-    if fits == 0:
-        raise UserError(f"reserved CPUs {cpulist(reserved)} leave socket(s) "
-                        f"{', '.join(str(k) for k, v in free.items() if v == 0)} no whole core: a pod per socket "
-                        f"cannot fit; reserve fewer CPUs (--reserved-cpus)")
-    if wanted and wanted > fits:
-        raise UserError(f"--cores-per-socket {wanted}: a worker pod would request {wanted * threads} CPUs, but with "
-                        f"the kubelet's reserved CPUs {cpulist(reserved)} the smallest socket's allocatable share is "
-                        f"{fits} whole cores ({fits * threads} CPUs): the pod would stay Pending (or fail "
-                        f"single-numa-node admission); use --cores-per-socket {fits} or fewer")
-    cores = wanted or fits
-    return cores, cores * threads
+def reads_files(cfg: dict) -> list[str]:
+    """What CFG reads from files the pods must be given (weights, data): [] for random weights, synthetic data."""
+    kind, sep, _ = cfg["weights"].partition(":")
+    out = [f"weights {cfg['weights']}"] if sep and kind in ("savedmodel", "keras") else []
+    if cfg["dataset"] == "tfds" or cfg["dataset"].startswith("folder:"):
+        out.append(f"dataset {cfg['dataset']}")
+    return out
 
 
 def assets_on_claim(cfg: dict) -> dict:
@@ -221,6 +225,7 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
             "env": [*({"name": k, "value": v} for k, v in env.items()),
                     # its bounds: the wait for the workers' names and sshd, a run with no rank progressing
                     {"name": WAIT_ENV, "value": str(WAIT_SECONDS)}, {"name": STALL_ENV, "value": str(STALL_SECONDS)},
+                    {"name": FIRST_BEAT_ENV, "value": str(FIRST_BEAT_SECONDS)},
                     # the pod's own record for provenance.json (the downward API) and what it belongs to
                     {"name": "XEONTL_MPIJOB", "value": name}, {"name": "XEONTL_IMAGE", "value": image},
                     *({"name": k, "valueFrom": {"fieldRef": {"fieldPath": f}}} for k, f in (
@@ -249,7 +254,8 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
         **worker_place}}
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels},
                   "data": {"config.json": json.dumps(cfg, indent=1), "plan.json": json.dumps(plan.to_dict())}}
-    job = {"apiVersion": API_VERSION, "kind": "MPIJob", "metadata": {"name": name, "labels": labels}, "spec": {
+    job = {"apiVersion": API_VERSION, "kind": "MPIJob", "metadata": {
+        "name": name, "labels": {**labels, NODES_LABEL: str(plan.node_count)}}, "spec": {
         "slotsPerWorker": 1,  # a pod per socket, a rank per pod: the kubelet pins each
         "sshAuthMountPath": SSH_AUTH_MOUNT,
         "mpiImplementation": "OpenMPI",
@@ -258,7 +264,8 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
         # more: mpijob_launcher.launch_pod gives the retry a run dir of its own); activeDeadlineSeconds is the
         # operator's for the launcher Job only, which exists once the workers are Ready: the wait for them is
         # watched by `invoke reproduce --engine k8s` (k8s_watch), not by the operator (docs/engines.md)
-        "runPolicy": {"cleanPodPolicy": "Running", "backoffLimit": 1},
+        "runPolicy": {"cleanPodPolicy": "Running", "backoffLimit": 1,
+                      "activeDeadlineSeconds": deadline_seconds(cfg)},
         "mpiReplicaSpecs": {
             "Launcher": {"replicas": 1, "restartPolicy": "Never", "template": launcher},
             "Worker": {"replicas": ranks, "restartPolicy": "Never", "template": worker}}}}
@@ -289,6 +296,8 @@ def check(docs: list[dict], sockets: int, kube_version: str | None = None, threa
         kubernetes_validate = None
     if kubernetes_validate is not None:
         version = kube_version or kubernetes_validate.latest_version()
+        if not re.fullmatch(r"v?\d+\.\d+(\.\d+)?", version):
+            raise UserError(f"--kube-version {version!r}: must be a Kubernetes version MAJOR.MINOR[.PATCH], e.g. 1.30")
         known = sorted({kubernetes_validate.utils.major_minor(v) for v in kubernetes_validate.utils.all_versions()},
                        key=lambda v: tuple(map(int, v.split("."))))
         if kubernetes_validate.utils.major_minor(version.removeprefix("v")) not in known:
@@ -323,35 +332,14 @@ def to_yaml(docs: list[dict]) -> str:
     return "---\n" + "---\n".join(yaml.safe_dump(d, sort_keys=False, width=120) for d in docs)
 
 
-def numa_split(topo) -> tuple[object, int, str | None]:
-    """(the topology with each NUMA node as a "socket", NUMA nodes per socket, the layout in words) when a socket
-    has several NUMA nodes (SNC-2, SNC-4: single-numa-node admits a pod only if one NUMA node holds it, so a pod per
-    NUMA node); else (TOPO, 1, None)."""
-    import dataclasses
-
-    socks = topo.sockets(usable_only=False)
-    per = {len({c.node for c in s.cores if c.node is not None}) for s in socks}
-    if per <= {0, 1}:
-        return topo, 1, None
-    if len(per) > 1 or any(c.node is None for c in topo.cpus):
-        raise UserError(f"the node ({topo.source}) has sockets of unequal NUMA layouts ({topology_words(topo)}): a "
-                        f"pod per NUMA node cannot be sized alike; render for nodes of one layout")
-    split = dataclasses.replace(topo, cpus=tuple(dataclasses.replace(c, socket=c.node) for c in topo.cpus))
-    return split, per.pop(), topology_words(topo)
-
-
-def topology_words(topo) -> str:
-    nodes = topo.summary()["numa_nodes"]
-    return (f"{len(topo.sockets(usable_only=False))} sockets, NUMA nodes "
-            + "; ".join(f"{n}: CPUs {cpus}" for n, cpus in nodes.items()))
-
-
 def parse_node_selector(text: str | None) -> dict:
     """--node-selector KEY=VALUE[,KEY=VALUE]: each a valid label (the API server's rules), or one line."""
     out = {}
     for item in filter(None, (text or "").split(",")):
         key, sep, value = item.strip().partition("=")
         problem = k8s_policy.label_problem(key, value) if sep else f"{item!r} is not KEY=VALUE"
+        if not problem and key in out:
+            problem = f"label key {key!r} given twice ({key}={out[key]}, {key}={value}): a node has one value a key"
         if problem:
             raise UserError(f"--node-selector {text!r}: {problem}")
         out[key] = value
@@ -422,7 +410,7 @@ class KubernetesEngine(Engine):
 def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: Path | None,
            kube_version: str | None = None, assets_claim: str | None = None,
            reserved_cpus: str | None = None, node_selector: str | None = None,
-           claim_mode: str = "ReadWriteMany") -> Path:
+           claim_mode: str = "ReadWriteMany", daemonset_cpus="500m") -> Path:
     """`invoke render --engine k8s`: the plan for nodes like --topology as a checked MPIJob manifest (written, not
     applied: no cluster runs here), each worker pod one socket's (on SNC nodes: one NUMA node's) allocatable share
     once the kubelet's reserved CPUs (RESERVED_CPUS, default: the first core of socket 0) are taken out."""
@@ -434,6 +422,7 @@ def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: 
     engine = KubernetesEngine(opts, results_claim, memory_per_rank_gib, assets_claim)
     engine.kube_version = kube_version
     engine.check()
+    daemonset = cpu_quantity("--daemonset-cpus", daemonset_cpus)
     engine.node_selector = parse_node_selector(node_selector)
     engine.claim_mode = claim_mode
     cfg = config.resolve(opts.profile, opts.overrides)
@@ -468,6 +457,12 @@ def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: 
                             "driver's fsGroupPolicy File, never in-tree NFS): its root must be writable by uid/gid "
                             f"{dockerapi.IMAGE_UID} otherwise (the launcher checks and says so)")
     cores, engine.worker_cpus = pod_cores(split, engine.reserved, opts.cores_per_socket)
+    threads = engine.worker_cpus // cores
+    cores, left = headroom_cores(topo, engine.reserved, sockets, cores, threads, daemonset, opts.cores_per_socket)
+    engine.worker_cpus = cores * threads
+    engine.notes.append(f"headroom: a node's {len(topo.cpus) - len(engine.reserved)} allocatable CPUs hold "
+                        f"{sockets} worker pods of {engine.worker_cpus} CPUs and the launcher's {LAUNCHER_CPUS:g}, "
+                        f"leaving {left:g} for DaemonSets' requests (--daemonset-cpus {daemonset:g})")
     plan = planlib.make_plan(split, sockets, False, cores, "mpi", **engine.layout())
     run_id = launch.new_run_id(cfg, opts.sockets)
     job = Job(opts, cfg, plan=plan, topo=None, run_id=run_id, staging=Path(), engine=engine)
@@ -476,9 +471,15 @@ def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: 
     launch.check_results_dir(out.parent, need_bytes=1 << 20)
     if out.exists():
         raise UserError(f"{out} exists: choose another --output, nothing was overwritten")
+    if not assets_claim and reads_files(cfg):  # no pod sees this host's files; the image holds no weights nor data
+        raise UserError(f"profile {cfg['profile']} reads {' and '.join(reads_files(cfg))}, which no pod can see: give "
+                        f"--assets-claim NAME (a ReadOnlyMany or ReadWriteMany claim laid out as docs/engines.md "
+                        f"says), or --set weights=random --set dataset=synthetic")
     out.write_text(job.files[f"{run_id}.mpijob.yaml"])
     print(engine.describe(job))
     print(f"xeontl: wrote {out} (kubectl apply -f {out}; needs the Kubeflow MPI Operator, nodes whose kubelet runs "
           f"as above, and a {claim_mode} PVC {results_claim}"
-          + (f", and a PVC {assets_claim} holding the assets (docs/engines.md)" if assets_claim else "") + ")")
+          + (f", and a ReadOnlyMany (or ReadWriteMany) PVC {assets_claim} holding the assets, mounted read-only by "
+             f"every pod" + (f" on {opts.nodes} nodes" if opts.nodes > 1 else "") + " (docs/engines.md)"
+             if assets_claim else "") + ")")
     return out

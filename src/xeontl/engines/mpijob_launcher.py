@@ -15,7 +15,15 @@ from xeontl.common import records, sanitize
 from xeontl.common.errors import RunError, UserError
 from xeontl.engines.base import Engine, Job
 from xeontl.engines.host import run_teed
-from xeontl.engines.kubernetes import SSH_PORT, STALL_ENV, STALL_SECONDS, WAIT_ENV, WAIT_SECONDS
+from xeontl.engines.kubernetes import (
+    FIRST_BEAT_ENV,
+    FIRST_BEAT_SECONDS,
+    SSH_PORT,
+    STALL_ENV,
+    STALL_SECONDS,
+    WAIT_ENV,
+    WAIT_SECONDS,
+)
 from xeontl.experiment import config
 from xeontl.launch import guard
 from xeontl.launch.options import Options
@@ -61,7 +69,7 @@ def wait_for_workers(hostfile: Path, seconds: float, every: float = 2.0) -> None
     hostname" and a launcher with backoffLimit 0 fails for good). Bounded; the names waited for are in its log."""
     import time
 
-    deadline, pending = time.monotonic() + seconds, [h for h, _ in hostfile_hosts(hostfile)]
+    deadline, pending, said = time.monotonic() + seconds, [h for h, _ in hostfile_hosts(hostfile)], None
     while True:
         why = {h: w for h in pending if (w := sshd_answers(h))}
         if not why:
@@ -69,8 +77,9 @@ def wait_for_workers(hostfile: Path, seconds: float, every: float = 2.0) -> None
         if time.monotonic() > deadline:
             raise RunError(f"worker(s) {'; '.join(f'{h} {w}' for h, w in why.items())} after {seconds:.0f} s: "
                            f"check the worker pods (kubectl describe pod); nothing was run")
-        if list(why) != pending:
+        if list(why) != said:  # the first wait said too, then each change
             print(sanitize.text(f"xeontl: waiting for {', '.join(why)}: {next(iter(why.values()))}"), flush=True)
+            said = list(why)
         pending = list(why)
         time.sleep(every)
 
@@ -82,13 +91,37 @@ class Watchdog:
     the launcher asks every worker's sshd for its banner, names the one that does not answer (its node, its ranks,
     from the hostfile), and stops mpirun."""
 
-    def __init__(self, staging: Path, hostfile: Path, stall: float, every: float = 2.0):
+    def __init__(self, staging: Path, hostfile: Path, stall: float, every: float = 2.0, clock=None,
+                 first: float | None = None):
+        import time
+
         self.staging, self.hostfile, self.stall, self.every = staging, hostfile, stall, every
+        self.first = stall if first is None else first  # the bound before any rank's first beat
+        self.clock = clock or time.time
+        # Until a rank's first progress, the stall is timed from the watchdog's own start against FIRST: hvd.init(),
+        # the model build's allgather and the first step's graph come before it, and a worker frozen there must end
+        # the run too. Beats
+        # older than this start (a retried launcher continuing an old staging dir) are not this attempt's: ignored.
+        self.started = self.clock()
+        self.seen: dict[str, float] = {}  # each rank's beat as first seen
+        self.progressed = False
         self.lost: dict | None = None
 
     def last_beat(self) -> float | None:
-        beats = [p.stat().st_mtime for p in (self.staging / "heartbeat").glob("rank-*")]
-        return max(beats) if beats else None
+        """The newest of this attempt's beats once a rank has progressed (a beat file's mtime moved on from the one
+        first seen: Heartbeat touches its file when made, before the first batch's graph is even built), else None."""
+        beats = {p.name: b for p in (self.staging / "heartbeat").glob("rank-*")
+                 if (b := p.stat().st_mtime) >= self.started}
+        for name, b in beats.items():
+            if b > self.seen.setdefault(name, b):
+                self.progressed = True
+        return max(beats.values()) if beats and self.progressed else None
+
+    def stalled(self) -> bool:
+        beat = self.last_beat()
+        if beat is None:
+            return self.clock() - self.started >= self.first
+        return self.clock() - beat >= self.stall
 
     def __call__(self, proc) -> None:
         import signal
@@ -96,8 +129,7 @@ class Watchdog:
 
         while proc.poll() is None:
             time.sleep(self.every)
-            beat = self.last_beat()
-            if beat is None or time.time() - beat < self.stall:
+            if not self.stalled():
                 continue
             hosts = hostfile_hosts(self.hostfile)
             first, silent = 0, None
@@ -129,7 +161,8 @@ class LauncherPod(Engine):
         hostfile = Path(os.environ.get("OMPI_MCA_orte_default_hostfile", "/etc/mpi/hostfile"))
         if hostfile.is_file():
             wait_for_workers(hostfile, float(os.environ.get(WAIT_ENV, WAIT_SECONDS)))
-            self.watchdog = Watchdog(staging, hostfile, float(os.environ.get(STALL_ENV, STALL_SECONDS)))
+            self.watchdog = Watchdog(staging, hostfile, float(os.environ.get(STALL_ENV, STALL_SECONDS)),
+                                     first=float(os.environ.get(FIRST_BEAT_ENV, FIRST_BEAT_SECONDS)))
         return run_teed(job.command, staging / "logs-launcher.txt", dict(os.environ), monitor=self.watchdog)
 
     def execution(self) -> dict:
@@ -183,22 +216,25 @@ def attempt_dir(results: Path, run_id: str) -> tuple[Path, int]:
     return results / f"{run_id}-attempt-{n}", n
 
 
-def writable(results: Path, uid: int | None = None, gids: set[int] | None = None) -> None:
+def writable(results: Path, uid: int | None = None, gids: set[int] | None = None, access=os.access) -> None:
     """The results claim's root must be writable by this pod's user (UID, GIDS: default this process's): the kubelet
     applies the pod's fsGroup only where the volume plugin supports it (a CSI driver whose fsGroupPolicy allows it;
-    never in-tree NFS), so the run does not rely on it: one line, nothing run, when it is not. From the root's owner
-    and mode (the permission bits the kernel checks), not os.access, which says yes to root."""
+    never in-tree NFS), so the run does not rely on it: one line, nothing run, when it is not. Not root: the kernel's
+    answer (ACCESS, os.access: POSIX ACLs, NFS's server-side rules, ids mapped). Root, which os.access says yes to
+    wherever the mode bits would not stop it: the root's owner and mode bits, as they apply to uid 0."""
     uid = os.getuid() if uid is None else uid
     gids = {os.getgid(), *os.getgroups()} if gids is None else gids
     st = results.stat()
     mode = st.st_mode & 0o7777
-    if st.st_uid == uid:
+    if uid != 0:
+        ok = access(results, os.W_OK | os.X_OK)
+    elif st.st_uid == uid:
         ok = mode & 0o300 == 0o300
     elif st.st_gid in gids:
         ok = mode & 0o030 == 0o030
     else:
         ok = mode & 0o003 == 0o003
-    if ok or uid == 0:
+    if ok:
         return
     raise UserError(f"{results} (the results claim) is not writable by uid {uid} (groups "
                     f"{','.join(map(str, sorted(gids)))}; the claim's root is {st.st_uid}:{st.st_gid} {mode:o}): the "
@@ -229,6 +265,8 @@ def launch_pod(run_id: str, results: Path, config_dir: Path, command: list[str])
     # the ConfigMap's records as their schemas allow them, before anything is written
     cfg, plan = config.load(config_dir / "config.json"), records.read_record(config_dir / "plan.json", "plan")
     staging.mkdir(exist_ok=True)  # a restarted launcher pod continues into the same staging dir
+    for beat in (staging / "heartbeat").glob("rank-*"):  # the earlier attempt's beats are not this one's
+        beat.unlink(missing_ok=True)
     for f in ("config.json", "plan.json"):
         (staging / f).write_bytes((config_dir / f).read_bytes())
     (staging / "command.txt").write_text(f"# launcher pod {os.environ.get(DOWNWARD['pod'])}, attempt {attempt}\n"

@@ -93,6 +93,29 @@ class Options:
                               "intel-tensorflow-avx512 2.10.0, Python 3.9: runs the image `invoke build --stack paper` "
                               f"builds, {STACK_IMAGES['paper']}, unless --image names another)")
 
+    # --engine k8s: what `invoke render --engine k8s` takes too (kubernetes.render), per invocation
+    results_claim: str = _option("xeontl-results", resume="no", cli=(INVOKE,),
+                                 help="k8s: the ReadWriteMany PersistentVolumeClaim mounted at /results on every pod")
+    assets_claim: str | None = _option(None, resume="no", cli=(INVOKE,),
+                                       help="k8s: the claim holding the weights and data (weights/, "
+                                            "tensorflow_datasets/, manual/), read-only at /assets (ReadOnlyMany, or "
+                                            "ReadWriteMany, on 2+ nodes); needed by a profile that reads files")
+    node_selector: str | None = _option(None, resume="no", cli=(INVOKE,),
+                                        help="k8s: KEY=VALUE[,KEY=VALUE], the labels of the nodes the pods may run on "
+                                             "(with --nodes N and several sockets: exactly N nodes)")
+    reserved_cpus: str | None = _option(None, resume="no", cli=(INVOKE,),
+                                        help="k8s: the nodes' kubelet --reserved-cpus (default: the first core of "
+                                             "socket 0 and its siblings)")
+    claim_mode: str = _option("ReadWriteMany", resume="no", cli=(INVOKE,),
+                              choices=("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"),
+                              help="k8s: the results claim's access mode (ReadWriteOnce: one node only)")
+    memory_per_rank: int = _option(8, resume="no", cli=(INVOKE,), help="k8s: GiB of memory per rank")
+    kube_version: str | None = _option(None, resume="no", cli=(INVOKE,),
+                                       help="k8s: the Kubernetes version whose schemas check the pod templates")
+    daemonset_cpus: str = _option("500m", resume="no", cli=(INVOKE,),
+                                  help="k8s: CPUs each node keeps free of the workers for its DaemonSets' requests "
+                                       "(kube-proxy, CNI, ...), e.g. 500m or 1 (default 500m)")
+
     def record(self) -> dict:
         """What launch.json keeps, so `--resume` can rebuild the same launch."""
         return {**{k: getattr(self, k) for k in LAUNCH_KEYS}, "resume": str(self.resume) if self.resume else None}
@@ -154,7 +177,7 @@ SAFE = {
 HOST = r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?"
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 LIMITS = {"sockets": (1, 64), "nodes": (1, 4096), "cores_per_socket": (0, 4096), "repeats": (1, 1000),
-          "fault_after_epoch": (0, 100_000)}
+          "fault_after_epoch": (0, 100_000), "memory_per_rank": (1, 4096)}
 
 
 def whole(flag_: str, value, low: int, high: int) -> int:
