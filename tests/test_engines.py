@@ -82,7 +82,7 @@ def test_the_capabilities_are_the_plans_in_every_engine():
     (Options(nodes=2), "--nodes: only with --engine slurm"),
     (Options(engine="slurm", native=True), "--native: not with --engine slurm"),
     (Options(engine="slurm", container="docker"), "--container 'docker': must be one of charliecloud, none"),
-    (Options(engine="k8s"), "--engine k8s: must be local or slurm"),
+    (Options(engine="k8s"), "--engine k8s: through `invoke reproduce --engine k8s`"),
 ])
 def test_an_engine_refuses_what_it_cannot_honour_before_anything_is_written(opts, needle, tmp_path):
     with pytest.raises(UserError, match=re.escape(needle)):

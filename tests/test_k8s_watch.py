@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, SPR, invoke, one_line_error
+from conftest import ROOT, SPR, invoke, one_line_error, scaled
 from xeontl.common.errors import RunError, UserError
 from xeontl.engines import k8s_watch
 from xeontl.engines import kubernetes as k8s
@@ -252,7 +252,8 @@ def test_the_claim_is_writable_as_the_kernel_says_unless_root(tmp_path):
 # ------------------------------------------------------------------------------------------------ render's input
 def render(tmp_path, *args):
     out = tmp_path / f"job-{len(list(tmp_path.iterdir()))}.yaml"
-    return out, invoke("render", "--engine", "k8s", "--topology", str(SPR), "--output", str(out), *args, timeout=120)
+    return out, invoke("render", "--engine", "k8s", "--topology", str(SPR), "--output", str(out), *args,
+                            timeout=scaled(120))
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -324,7 +325,7 @@ def test_reproduce_on_k8s_takes_renders_options(tmp_path):
     r = invoke("reproduce", "--engine", "k8s", "--dry-run", "--nodes", "2", "--topology", str(SPR), "--profile",
                "paper", "--results-dir", str(tmp_path), "--node-selector", "pool=paper", "--assets-claim", "assets",
                "--results-claim", "res", "--reserved-cpus", "0,112", "--daemonset-cpus", "2", "--memory-per-rank", "4",
-               timeout=300)
+               timeout=scaled(300))
     assert r.returncode == 0, r.stderr
     manifest, = tmp_path.glob("*.mpijob.yaml")
     cpus, job_ = worker_cpus(manifest.read_text())

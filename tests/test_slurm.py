@@ -109,7 +109,7 @@ def test_a_pmix_directory_with_no_parent_in_the_image_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--engine", "k8s"], "--engine k8s: must be local or slurm"),
+    (["--engine", "nomad"], "--engine nomad: must be local, slurm or k8s"),
     (["--engine", "slurm", "--container", "docker", "--topology", str(SPR)], "--container 'docker'"),
     (["--engine", "slurm", "--nodes", "0", "--topology", str(SPR)], "--nodes 0"),
     # options the chosen engine cannot honour: refused, not silently ignored

@@ -25,5 +25,7 @@ def choose(opts: Options) -> Engine:
     if opts.engine != "local":
         from xeontl.common.errors import UserError
 
-        raise UserError(f"--engine {opts.engine}: must be local or slurm (Kubernetes: invoke render --engine k8s)")
+        if opts.engine == "k8s":  # applied and watched with the user's kubectl by tasks.py, not by this launcher
+            raise UserError("--engine k8s: through `invoke reproduce --engine k8s` (kubectl) or `invoke render`")
+        raise UserError(f"--engine {opts.engine}: must be local, slurm or k8s")
     return native.NativeEngine(opts) if opts.native else docker.DockerEngine(opts)
