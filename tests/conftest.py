@@ -487,3 +487,17 @@ def paper_fixture(paper_inputs, tmp_path_factory):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     out, = results.glob("paper-*-paper")
     return out, json.loads((out / "claims.json").read_text())
+
+
+@pytest.fixture
+def shared(monkeypatch):
+    """A dir every user reaches (pytest's tmp dirs are root's alone), XEONTL_LOCK_DIR unset: the CPU locks' tests."""
+    import tempfile
+
+    from xeontl.launch import cpulock
+
+    monkeypatch.delenv(cpulock.ENV, raising=False)
+    d = Path(tempfile.mkdtemp(prefix="xeontl-locks-test-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)

@@ -8,12 +8,10 @@ import json
 import os
 import random
 import select
-import shutil
 import signal
 import socket
 import stat
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,16 +24,6 @@ from xeontl.launch import cpulock, options
 
 ROOT_ONLY = pytest.mark.skipif(os.getuid() != 0, reason="needs root (the shared-host case: a root run, a 2nd user)")
 NOBODY, OTHER = 65534, 4242  # two users who are not root (OTHER needs no passwd entry: setuid takes any id)
-
-
-@pytest.fixture
-def shared(monkeypatch):
-    """A dir every user reaches (pytest's tmp dirs are root's alone), XEONTL_LOCK_DIR unset."""
-    monkeypatch.delenv(cpulock.ENV, raising=False)
-    d = Path(tempfile.mkdtemp(prefix="xeontl-locks-test-", dir="/tmp"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def as_uid(uid: int, fn, timeout: float = 20.0):

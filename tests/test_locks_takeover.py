@@ -5,9 +5,7 @@ users are forked children that setuid (tests/test_locks.py's as_uid), each bound
 
 import json
 import os
-import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,16 +15,6 @@ from xeontl.common.errors import UserError
 from xeontl.launch import cpulock
 
 ACL = "system.posix_acl_access"
-
-
-@pytest.fixture
-def shared(monkeypatch):
-    """A dir every user reaches (pytest's tmp dirs are root's alone), XEONTL_LOCK_DIR unset (as in test_locks.py)."""
-    monkeypatch.delenv(cpulock.ENV, raising=False)
-    d = Path(tempfile.mkdtemp(prefix="xeontl-locks-test-", dir="/tmp"))
-    d.chmod(0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def _deny_acl(uid: int) -> bytes:
