@@ -98,7 +98,9 @@ def test_unknown_is_never_equal(tmp_path, dim):
             "layout.memory_nodes": {"plan.workers": [{**corpus.paper("1s")["plan.workers"][0], "nodes": []}]},
             "rank threads": {"metrics.ranks.0.threads": DELETE, "metrics.threads": DELETE}}[dim]
     diffs = report.differences(loaded(run_of(tmp_path, "unknown", **drop)))
-    assert diffs["unequal"] == [{"rank threads": "health"}.get(dim, dim)], diffs["lines"]
+    # a BF16 run whose math path is unknown is also unhealthy: "math path unknown" (the review's item 3)
+    want = {"rank threads": ["health"], "hardware.math_path": ["hardware.math_path", "health"]}.get(dim, [dim])
+    assert diffs["unequal"] == want, diffs["lines"]
 
 
 # ------------------------------------------------------------------------------------------------ the issue's cases
@@ -360,3 +362,52 @@ def test_each_claim_passes_just_inside_its_tolerance_and_fails_just_outside(tmp_
 
     assert verdict(inside) == "PASS"
     assert verdict(outside) == "FAIL"
+
+
+# ------------------------------------------------------------------------------------------------ health, the review's
+def _relative(role="1s", affinity=None, **more):
+    """A scheduler's plan (positions in the host's cpuset, numactl's '+'): the paper's CPUs as positions."""
+    p = corpus.paper(role)
+    w = p["plan.workers"][0]
+    changes = {"plan.workers.0.relative": [sorted(w["cpus"]), list(w["nodes"])]}
+    if affinity is not None:
+        changes["metrics.ranks.0.affinity"] = affinity
+    return {**changes, **more}
+
+
+# case -> (role, changes, None for unknown, or a phrase health must hold ("" for healthy))
+HEALTH = {
+    "a scheduler's rank on its positions' CPUs is healthy": ("1s", _relative(), ""),
+    "a scheduler's rank on all 224 CPUs": ("1s", _relative(affinity=list(range(224))), "ran on 224 CPUs, its plan"),
+    "a scheduler's rank on the other socket's CPUs": (
+        "1s", _relative(affinity=list(range(56, 112)) + list(range(168, 224))), "ran on CPUs of memory nodes ['1']"),
+    "a scheduler's rank, the host's NUMA nodes not recorded": (
+        "1s", _relative(**{"provenance.host.topology.numa_nodes": {}}), None),
+    "a scheduler's rank, the host's usable CPUs not recorded": (
+        "1s", _relative(**{"provenance.host.topology.usable_cpus": ""}), None),
+    "a BF16 run whose math sample is missing": ("1s", {"provenance.math_path": {}}, "math path unknown"),
+    "a BF16 run whose math sample failed": ("1s", {"provenance.math_path.error": "boom"}, "math path unknown"),
+    "a BF16 run with its BF16 kernels off": (
+        "1s", {"provenance.math_path.bf16_kernels_seen": False,
+               "provenance.math_path.isas_dispatched": ["avx512_core", "gemm:jit"],
+               "provenance.math_path.amx_used": False}, "ran bf16 but oneDNN dispatched no BF16 kernel"),
+    "a BF16 run on a CPU with AMX that did not use it": (
+        "1s", {"provenance.math_path.amx_used": False,
+               "provenance.math_path.isas_dispatched": ["avx512_core_bf16", "gemm:jit"]}, "this CPU has AMX"),
+    "an FP32 run's missing math sample is no health problem": ("1s_fp32", {"provenance.math_path": {}}, ""),
+}
+
+
+@pytest.mark.parametrize("case", list(HEALTH))
+def test_health_judges_every_rank_and_the_math_path(tmp_path, case):
+    role, changes, want = HEALTH[case]
+    run = loaded(run_of(tmp_path, "h", role, **changes))
+    got = setup.health(run)
+    if want is None:
+        assert got is None, got
+        assert reference.health(run)[0].startswith("health unknown"), reference.health(run)
+        assert "health" in report.differences(run)["unequal"], report.differences(run)["lines"]
+    elif want == "":
+        assert got == [], got
+    else:
+        assert got and any(want in g for g in got), got

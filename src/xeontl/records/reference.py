@@ -65,7 +65,8 @@ def cpu_kind(run: dict) -> str | None:
 def health(run: dict) -> list[str]:
     """The run's own record against its plan (setup.health); a run that recorded no ranks says so."""
     h = setup.health(run)
-    return ["no ranks recorded: nothing to check the plan against"] if h is None else h
+    return ["health unknown: no ranks recorded, or their CPUs cannot be checked against the plan from what the run "
+            "recorded of its host"] if h is None else h
 
 
 def predicted_seconds(run: dict) -> float | None:
@@ -152,8 +153,10 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
     tol = tolerances(committed_runs(run, reference_dir) or [ref])
     problems = health(run)
     ok = not problems
+    bf16 = (run["metrics"].get("precision") or {}).get("precision") == "bf16"
     why = [f"run record: {p}" for p in problems] or [
-        "run record: every rank on the CPUs, memory nodes and threads its plan gave it, math path as configured"]
+        "run record: every rank on the CPUs, memory nodes and threads its plan gave it"
+        + (", BF16 kernels dispatched natively where the CPU can" if bf16 else "")]
     m = run["metrics"]
     acc = m.get("final_val_accuracy")
     if "accuracy_points" not in tol or acc is None:
