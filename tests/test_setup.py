@@ -31,9 +31,19 @@ def claim_roles():
     return {k: c["runs"] for k, c in claims.claims().items()}
 
 
+WEIGHTS = "ab" * 32  # the corpus's weights digest (verdict_corpus.paper)
+
+
+def bundle_text() -> str:
+    return (Path(claims.__file__).parent.parent / "claims.toml").read_text()
+
+
 @pytest.fixture(autouse=True)
-def bundles_table(monkeypatch):
-    monkeypatch.delenv(claims.TABLE_ENV, raising=False)
+def bundles_table(monkeypatch, tmp_path):
+    """The bundle's table with the corpus's weights digest pinned ([paper_weights] sha256: deny by default)."""
+    pinned = tmp_path / "claims-weights-pinned.toml"
+    pinned.write_text(bundle_text().replace("\nsha256 = []\n", f'\nsha256 = ["{WEIGHTS}"]\n'))
+    monkeypatch.setenv(claims.TABLE_ENV, str(pinned))
 
 
 # ------------------------------------------------------------------------------------------------ the paper's run
@@ -168,8 +178,8 @@ CASES = {
                "metrics.dataset.identity.examples_per_class": [40] * 8,
                "metrics.dataset.identity.archive_sha256": None, "metrics.dataset.identity.archive_checked": None},
         {"accuracy": "not comparable: data: examples_per_class [40, 40, 40, 40, 40, 40, 40, 40]"},
-        ["weights: pretrained True, architecture Keras ResNet50 (v1) (the paper's: pretrained True, architecture "
-         "TF-Slim resnet_v1_50)", "recipe.epochs: 1 (the paper's: 100)"]),
+        ["weights: pretrained ImageNet training not verified (no pinned digest), architecture Keras ResNet50 (v1) "
+         "(the paper's: pretrained True, architecture TF-Slim resnet_v1_50)", "recipe.epochs: 1 (the paper's: 100)"]),
     "9: a folder split by a seeded permutation is not TFDS's train[:80%]": (
         "1s", {"config.dataset": "folder:/data/Kather_texture_2016_image_tiles_5000.zip",
                "metrics.dataset": {**corpus.paper("1s")["metrics.dataset"], "name":
@@ -178,9 +188,14 @@ CASES = {
         {"accuracy": "not comparable: data: "}, ["split seeded permutation (seed 42), first 80% train"]),
     "12: 50 epochs in 6.2 min are not the time of 43": (
         "1s", {}, {"minutes_1s": "not comparable: epochs: ran 50, the claim is the time of a run of 43"}, []),
-    "12: the software stack is a fact of the time claims": (
+    "12: the software stack is a fact of every claim (the kit's words justify no exemption for it)": (
         "1s", {"provenance.software.tensorflow_distribution": {"name": "intel-tensorflow", "version": "2.14.0"}},
-        {"minutes_1s": "not comparable: software: intel-tensorflow 2.14.0", "accuracy": "PASS"}, []),
+        {"minutes_1s": "not comparable: software: intel-tensorflow 2.14.0",
+         "accuracy": "not comparable: software: intel-tensorflow 2.14.0"}, []),
+    "6: a container is a fact of every claim": (
+        "1s", {"provenance.execution.inside.in_container": True,
+               "provenance.execution.inside.container_runtime": "docker"},
+        {"accuracy": "not comparable: execution: container (docker)"}, []),
 }
 EPOCHS = {"12: 50 epochs in 6.2 min are not the time of 43": (50, 372.0)}
 
@@ -205,7 +220,7 @@ def test_case_9_a_pinned_content_digest_recognises_an_unpacked_tree(tmp_path, mo
     changes = {"metrics.dataset.identity.archive_sha256": None, "metrics.dataset.identity.archive_checked": None}
     run = run_of(tmp_path, "tree", **changes)
     assert "data" in report.differences(loaded(run))["unequal"]
-    text = (Path(claims.__file__).parent.parent / "claims.toml").read_text()
+    text = (tmp_path / "claims-weights-pinned.toml").read_text()
     pinned = tmp_path / "claims.toml"
     pinned.write_text(text.replace("content_sha256 = []", f'content_sha256 = ["{corpus.CONTENT}"]'))
     monkeypatch.setenv(claims.TABLE_ENV, str(pinned))
@@ -411,3 +426,29 @@ def test_health_judges_every_rank_and_the_math_path(tmp_path, case):
         assert got == [], got
     else:
         assert got and any(want in g for g in got), got
+
+
+# [paper_weights] sha256, deny by default (the review's item 2): table -> what the weights dimension reads
+WEIGHT_PINS = {
+    "the bundle's table, no pin": ("", {"pretrained": setup.NOT_VERIFIED, "architecture": "TF-Slim resnet_v1_50"}),
+    "another digest pinned": ('"cd" * 32', {"pretrained": setup.NOT_VERIFIED, "architecture": "TF-Slim resnet_v1_50"}),
+    "this digest pinned": ("WEIGHTS", {"pretrained": True, "architecture": "TF-Slim resnet_v1_50"}),
+}
+
+
+@pytest.mark.parametrize("case", list(WEIGHT_PINS))
+def test_imagenet_weights_need_a_pinned_digest(tmp_path, monkeypatch, case):
+    pin, want = WEIGHT_PINS[case]
+    table = tmp_path / "t.toml"
+    digest = {"": None, '"cd" * 32': "cd" * 32, "WEIGHTS": WEIGHTS}[pin]
+    table.write_text(bundle_text().replace("\nsha256 = []\n", f'\nsha256 = ["{digest}"]\n' if digest else
+                                           "\nsha256 = []\n"))
+    monkeypatch.setenv(claims.TABLE_ENV, str(table))
+    run = loaded(run_of(tmp_path, "w"))
+    got = setup.of_run(run, claims.table())["weights"]
+    assert got == want, got
+    unequal = report.differences(run)["unequal"]
+    assert (unequal == []) is (want["pretrained"] is True), report.differences(run)["lines"]
+    if want["pretrained"] is not True:
+        assert any("ImageNet training not verified (no pinned digest)" in ln
+                   for ln in report.differences(run)["lines"])

@@ -69,12 +69,24 @@ def data(run: dict, pins: dict) -> dict | None:
             "split": split}
 
 
+NOT_VERIFIED = "ImageNet training not verified (no pinned digest)"
+
+
 def weights(run: dict, pins: dict) -> dict | None:
-    """Pretrained (ImageNet) or not, and the architecture read from the weights themselves (provenance's field)."""
+    """Pretrained on ImageNet (True only for a digest [paper_weights] sha256 pins; a saved file's kind without a pin:
+    NOT_VERIFIED; random: False), and the architecture read from the weights themselves (provenance's field)."""
     w = run["provenance"].get("weights") or run["metrics"].get("weights") or {}
     if not w.get("kind"):
         return None
-    return {"pretrained": w["kind"] in pins["pretrained_kinds"], "architecture": w.get("architecture")}
+    pinned = pins.get("sha256") or []
+    pinned = [pinned] if isinstance(pinned, str) else list(pinned)
+    if w["kind"] not in pins["pretrained_kinds"]:
+        pretrained: Any = False
+    elif w.get("sha256") and w["sha256"] in pinned:
+        pretrained = True
+    else:  # deny by default: a file's kind is not its training ([paper_weights] sha256)
+        pretrained = NOT_VERIFIED
+    return {"pretrained": pretrained, "architecture": w.get("architecture")}
 
 
 def recipe_value(run: dict, key: str) -> Any:
