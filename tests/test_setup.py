@@ -452,3 +452,49 @@ def test_imagenet_weights_need_a_pinned_digest(tmp_path, monkeypatch, case):
     if want["pretrained"] is not True:
         assert any("ImageNet training not verified (no pinned digest)" in ln
                    for ln in report.differences(run)["lines"])
+
+
+# ------------------------------------------------------------------------------------------------ the pool, the record
+def _summary_copy(ref: Path, name: str) -> None:
+    """A `--repeats` summary holding a copy of committed run NAME (config.json and metrics.json, as the summary
+    writes them), its summary.json the one committed under results/reference/."""
+    real = sorted((Path(__file__).resolve().parent.parent / "results" / "reference").glob("repeats-*/summary.json"))[0]
+    copy = ref / "repeats-demo-2s-x" / "runs" / name
+    copy.mkdir(parents=True)
+    (copy.parent.parent / "summary.json").write_text(real.read_text())
+    for f in ("config.json", "metrics.json"):
+        (copy / f).write_text((ref / name / f).read_text())
+
+
+def test_a_run_committed_twice_counts_once_and_never_in_its_own_pool(tmp_path):
+    ref = committed(tmp_path, [("demo-2s-a", {}), ("demo-2s-b", {})])
+    _summary_copy(ref, "20261200-000000-demo-2s-a")
+    run = loaded(derive(corpus.BASE, tmp_path / "again", **corpus.TODAY))
+    assert sorted(reference.run_id(r) for r in reference.committed_runs(run, ref)) == [
+        "20261200-000000-demo-2s-a", "20261201-000000-demo-2s-b"]
+    own = loaded(ref / "20261200-000000-demo-2s-a")
+    assert [reference.run_id(r) for r in reference.committed_runs(own, ref)] == ["20261201-000000-demo-2s-b"]
+
+
+def test_a_committed_run_dirs_nodes_are_compared(tmp_path):
+    """Only a summary's copy (no plan) has its nodes exempted: a run dir's are compared."""
+    ref = committed(tmp_path, [("demo-2s-a", {"plan.node_count": 2})])
+    run = loaded(derive(corpus.BASE, tmp_path / "again", **corpus.TODAY))
+    assert any(d.startswith("layout.nodes") for d in reference.mismatch(run, loaded(ref / "20261200-000000-demo-2s-a")))
+
+
+# metrics change -> what the record reads (the review's item 8)
+RECORD = {
+    "resumed_from null: not resumed": ({"metrics.resumed_from": None}, "resumed", False),
+    "resumed_from {}: unknown, not 'not resumed'": ({"metrics.resumed_from": {}}, "resumed", None),
+    "a resume record: resumed": ({"metrics.resumed_from": {"run": "x", "epoch": 3}}, "resumed", True),
+    "per-epoch rows fewer than epochs_run": ({"metrics.epochs_run": 44}, "health",
+                                             ["record inconsistent: 43 per-epoch row(s), epochs_run 44"]),
+}
+
+
+@pytest.mark.parametrize("case", list(RECORD))
+def test_the_record_reads_what_it_can_and_unknown_otherwise(tmp_path, case):
+    changes, dim, want = RECORD[case]
+    run = loaded(run_of(tmp_path, "r", **changes))
+    assert setup.of_run(run, claims.table())[dim] == want

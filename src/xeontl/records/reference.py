@@ -49,7 +49,7 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
     summary), of the same CPU kind first, then the newest; of none, the nearest (fewest differences), which the
     verdict then names as not this setup. None: nothing committed."""
     found = _committed(run, reference_dir)
-    order = {id(ref): i for i, ref in enumerate(found)}  # sorted by path: run ids begin with their date
+    order = {id(ref): i for i, ref in enumerate(sorted(found, key=run_id))}  # run ids begin with their date
     return min(found, key=lambda ref: (len(mismatch(run, ref)), cpu_kind(ref) != cpu_kind(run),
                                        -order[id(ref)]), default=None)
 
@@ -84,14 +84,24 @@ def time_ratio(run: dict) -> float | None:
     return t / p if p and t else None
 
 
+def run_id(run: dict) -> str:
+    """A committed run's id: its dir's name (a run dir and a summary's copy of it are both named by the run id)."""
+    return Path(run["dir"]).name
+
+
 def _committed(run: dict, reference_dir: Path) -> list[dict]:
     """Every committed run that succeeded but RUN itself: the reference run dirs and the runs of the `--repeats`
     summaries (their runs/<id>/ carry config.json and metrics.json; the summary gives their sockets and emulation)."""
     if not reference_dir.is_dir():
         return []
-    out = []
-    for d in sorted(reference_dir.rglob("metrics.json")):
+    out, seen = [], {run_id(run), run["provenance"].get("run_id")}
+    # a run committed both at the top level and as a copy in a `--repeats` summary counts once: the top level's
+    # (fuller) record first, then the copies, by run id; a run is never in its own pool
+    for d in sorted(reference_dir.rglob("metrics.json"), key=lambda p: (len(p.relative_to(reference_dir).parts), p)):
         ref = load_run(d.parent)
+        if run_id(ref) in seen:
+            continue
+        seen.add(run_id(ref))
         summary = d.parent.parent.parent / "summary.json"
         if not ref["plan"] and summary.is_file():
             kind = records.read_record(summary, "repeats-summary").get("kind") or [None, None, None]

@@ -177,6 +177,9 @@ def health(run: dict) -> list[str] | None:
     out = []
     if m.get("status") != "success":
         out.append(f"status {m.get('status')}")
+    if len(m.get("per_epoch") or []) != m.get("epochs_run"):
+        out.append(f"record inconsistent: {len(m.get('per_epoch') or [])} per-epoch row(s), epochs_run "
+                   f"{m.get('epochs_run')}")
     planned = plan.get("total_workers") or len(workers)
     if len(ranks) != planned:
         out.append(f"{len(ranks)} rank(s) ran, the plan had {planned}")
@@ -243,7 +246,9 @@ def of_run(run: dict, pins: dict) -> dict[str, Any]:
         rec[f"recipe.{k}"] = recipe_value(run, k)
     rec.update({
         "precision": (m.get("precision") or {}).get("precision"),
-        "resumed": bool(m["resumed_from"]) if "resumed_from" in m else None,
+        # null: not resumed; a resume record: resumed; {} or absent: unknown (never "not resumed")
+        "resumed": (False if m["resumed_from"] is None else True if m["resumed_from"] else None)
+        if "resumed_from" in m else None,
         "layout.nodes": (max(plan.get("node_count") or 0, len(plan.get("hosts") or [])) or None) if plan else None,
         "layout.workers": m.get("workers"),
         "layout.sockets": {"sockets": plan["sockets"], "emulated": bool(plan.get("emulated"))}
