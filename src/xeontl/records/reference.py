@@ -146,6 +146,35 @@ def tolerances(runs: list[dict]) -> dict:
     return out
 
 
+CALIBRATION_FLOOR = 0.15
+
+
+def _cpu_model(run: dict) -> str | None:
+    return ((run["provenance"].get("host") or {}).get("cpu") or {}).get("model_name")
+
+
+def calibration_check(run: dict, pool: list[dict]) -> tuple[str, bool | None]:
+    """The run's calibration (seconds per step) against the committed runs of its setup on the same CPU model
+    (provenance's model string): within 3 sd of theirs (at least CALIBRATION_FLOOR). A busy neighbour slows the
+    calibration and the training alike, which the ratio cannot see; this can. None: not compared (said)."""
+    mine = (run["metrics"].get("calibration") or {}).get("seconds_per_step")
+    model = _cpu_model(run)
+    theirs = [r["metrics"]["calibration"]["seconds_per_step"] for r in pool
+              if model and _cpu_model(r) == model and (r["metrics"].get("calibration") or {}).get("seconds_per_step")]
+    if not mine:
+        return "calibration not compared: this run recorded none", None
+    if not theirs:
+        return f"calibration not compared: no committed run on this CPU model ({model or 'not recorded'})", None
+    mean = statistics.fmean(theirs)
+    spread = stats.SD_MULTIPLE * statistics.stdev(theirs) / mean if len(theirs) >= 2 else 0.0
+    tol = max(CALIBRATION_FLOOR, math.ceil(spread * 100) / 100)
+    rel = mine / mean - 1
+    good = abs(rel) <= tol
+    verdict = "within" if good else "outside: this machine ran unlike its kind (a busy neighbour?)"
+    return (f"calibration {mine:.3f} s/step vs {mean:.3f} over {len(theirs)} committed run(s) on {model} "
+            f"({rel:+.0%}, tolerance +-{tol:.0%}): {verdict}"), good
+
+
 def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFERENCE_DIR) -> dict:
     """`reproduced`: True (health, accuracy and time all judged and within), False (any outside, or the record
     unhealthy), None (not judged: no committed run of this setup); `time_judged` says whether time decided, and `why`
@@ -198,6 +227,9 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
                    f"machine's calibration predicts, vs {tol['ratio_mean']:.2f}x over {tol['calibrated_runs']} "
                    f"committed runs ({rel:+.0%}, tolerance +-{tol['ratio_relative']:.0%}): "
                    f"{'within' if good else 'outside'}")
+    said, good = calibration_check(run, committed_runs(run, reference_dir))
+    why.append(said)
+    ok &= good is not False
     reproduced = ok if (ok is False or (acc_judged and time_judged)) else None
     if reproduced is None and ok:
         why.insert(0, "yes on what was judged; not a full verdict: "
