@@ -458,10 +458,14 @@ def paper_inputs(tmp_path_factory):
         pytest.skip("native TensorFlow/Horovod not installed (invoke setup --native)")
     d = tmp_path_factory.mktemp("paper-inputs")
     tfds = made.make("tfds", d / "data", "10")
-    return {"savedmodel": made.make("savedmodel", d / "savedmodel")["path"],
+    saved = made.make("savedmodel", d / "savedmodel")["path"]
+    from xeontl.experiment import model as weights_digest  # the digest a run records as weights.sha256
+
+    return {"savedmodel": saved,
             "keras_v1": made.make("keras_v1", d / "resnet50_v1.h5")["path"],
             "data_dir": tfds["data_dir"], "manual_dir": str(d / "data" / "manual"), "origin": tfds["origin"],
-            "table": str(made.claims_table(d / "claims.toml", tfds["origin"])),
+            "table": str(made.claims_table(d / "claims.toml", tfds["origin"],
+                                           weights_digest.weights_sha256(Path(saved)))),
             # precision auto: BF16 where the CPU has BF16 arithmetic (the paper's), else fp32, which the verdict then
             # names ("ran fp32, not bf16"): emulated BF16 at 224 px took ~10x longer on an Ice Lake Xeon
             "sets": ["--set", f"data_dir={tfds['data_dir']}", "--set", f"manual_dir={d / 'data' / 'manual'}",

@@ -122,7 +122,7 @@ def _tfds(out: Path, per_class: str) -> dict:
     return {"data_dir": data_dir, "archive_sha256": digest, "origin": data.tfds_origin(builder)}
 
 
-def claims_table(out: Path, identity: dict) -> Path:
+def claims_table(out: Path, identity: dict, weights_sha256: str | None = None) -> Path:
     """A copy of the bundle's claims.toml whose [paper_data] pins are the fixture data's (from a run's recorded
     identity): with XEONTL_CLAIMS_TABLE pointing at it, a run on the fixture is judged as the paper's data would be
     (every table of verdicts then says which table judged it)."""
@@ -135,7 +135,10 @@ def claims_table(out: Path, identity: dict) -> Path:
     start = text.index("\n[paper_data]\n") + 1
     end = text.index("\n[", start + 1)
     body = "[paper_data]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in new.items())
-    out.write_text(text[:start] + body + text[end:])
+    text = text[:start] + body + text[end:]
+    if weights_sha256:  # the stand-in SavedModel's digest pinned as [paper_weights] sha256 (deny by default)
+        text = text.replace("\nsha256 = []\n", f'\nsha256 = ["{weights_sha256}"]\n')
+    out.write_text(text)
     return out
 
 

@@ -124,7 +124,8 @@ def v1_run(paper_inputs, tmp_path_factory):
 
 def test_keras_v1_weights_never_pass_as_v15_and_a_changed_recipe_is_named(v1_run, paper_inputs, monkeypatch):
     verdict = judged(v1_run, table=paper_inputs["table"], monkeypatch=monkeypatch)["accuracy"]["verdict"]
-    assert verdict.startswith("not comparable: weights: pretrained True, architecture Keras ResNet50 (v1) (the "
+    assert verdict.startswith("not comparable: weights: pretrained ImageNet training not verified (no pinned "
+                              "digest), architecture Keras ResNet50 (v1) (the "
                               "paper's: pretrained True, architecture TF-Slim resnet_v1_50); recipe.image_size: 64 "
                               "(the paper's: 224); recipe.epochs: 2 (the paper's: 100); recipe.learning_rate: 0.5 "
                               "(the paper's: 0.001)")

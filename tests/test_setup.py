@@ -31,9 +31,19 @@ def claim_roles():
     return {k: c["runs"] for k, c in claims.claims().items()}
 
 
+WEIGHTS = "ab" * 32  # the corpus's weights digest (verdict_corpus.paper)
+
+
+def bundle_text() -> str:
+    return (Path(claims.__file__).parent.parent / "claims.toml").read_text()
+
+
 @pytest.fixture(autouse=True)
-def bundles_table(monkeypatch):
-    monkeypatch.delenv(claims.TABLE_ENV, raising=False)
+def bundles_table(monkeypatch, tmp_path):
+    """The bundle's table with the corpus's weights digest pinned ([paper_weights] sha256: deny by default)."""
+    pinned = tmp_path / "claims-weights-pinned.toml"
+    pinned.write_text(bundle_text().replace("\nsha256 = []\n", f'\nsha256 = ["{WEIGHTS}"]\n'))
+    monkeypatch.setenv(claims.TABLE_ENV, str(pinned))
 
 
 # ------------------------------------------------------------------------------------------------ the paper's run
@@ -98,7 +108,9 @@ def test_unknown_is_never_equal(tmp_path, dim):
             "layout.memory_nodes": {"plan.workers": [{**corpus.paper("1s")["plan.workers"][0], "nodes": []}]},
             "rank threads": {"metrics.ranks.0.threads": DELETE, "metrics.threads": DELETE}}[dim]
     diffs = report.differences(loaded(run_of(tmp_path, "unknown", **drop)))
-    assert diffs["unequal"] == [{"rank threads": "health"}.get(dim, dim)], diffs["lines"]
+    # a BF16 run whose math path is unknown is also unhealthy: "math path unknown" (the review's item 3)
+    want = {"rank threads": ["health"], "hardware.math_path": ["hardware.math_path", "health"]}.get(dim, [dim])
+    assert diffs["unequal"] == want, diffs["lines"]
 
 
 # ------------------------------------------------------------------------------------------------ the issue's cases
@@ -166,8 +178,8 @@ CASES = {
                "metrics.dataset.identity.examples_per_class": [40] * 8,
                "metrics.dataset.identity.archive_sha256": None, "metrics.dataset.identity.archive_checked": None},
         {"accuracy": "not comparable: data: examples_per_class [40, 40, 40, 40, 40, 40, 40, 40]"},
-        ["weights: pretrained True, architecture Keras ResNet50 (v1) (the paper's: pretrained True, architecture "
-         "TF-Slim resnet_v1_50)", "recipe.epochs: 1 (the paper's: 100)"]),
+        ["weights: pretrained ImageNet training not verified (no pinned digest), architecture Keras ResNet50 (v1) "
+         "(the paper's: pretrained True, architecture TF-Slim resnet_v1_50)", "recipe.epochs: 1 (the paper's: 100)"]),
     "9: a folder split by a seeded permutation is not TFDS's train[:80%]": (
         "1s", {"config.dataset": "folder:/data/Kather_texture_2016_image_tiles_5000.zip",
                "metrics.dataset": {**corpus.paper("1s")["metrics.dataset"], "name":
@@ -176,9 +188,14 @@ CASES = {
         {"accuracy": "not comparable: data: "}, ["split seeded permutation (seed 42), first 80% train"]),
     "12: 50 epochs in 6.2 min are not the time of 43": (
         "1s", {}, {"minutes_1s": "not comparable: epochs: ran 50, the claim is the time of a run of 43"}, []),
-    "12: the software stack is a fact of the time claims": (
+    "12: the software stack is a fact of every claim (the kit's words justify no exemption for it)": (
         "1s", {"provenance.software.tensorflow_distribution": {"name": "intel-tensorflow", "version": "2.14.0"}},
-        {"minutes_1s": "not comparable: software: intel-tensorflow 2.14.0", "accuracy": "PASS"}, []),
+        {"minutes_1s": "not comparable: software: intel-tensorflow 2.14.0",
+         "accuracy": "not comparable: software: intel-tensorflow 2.14.0"}, []),
+    "6: a container is a fact of every claim": (
+        "1s", {"provenance.execution.inside.in_container": True,
+               "provenance.execution.inside.container_runtime": "docker"},
+        {"accuracy": "not comparable: execution: container (docker)"}, []),
 }
 EPOCHS = {"12: 50 epochs in 6.2 min are not the time of 43": (50, 372.0)}
 
@@ -203,7 +220,7 @@ def test_case_9_a_pinned_content_digest_recognises_an_unpacked_tree(tmp_path, mo
     changes = {"metrics.dataset.identity.archive_sha256": None, "metrics.dataset.identity.archive_checked": None}
     run = run_of(tmp_path, "tree", **changes)
     assert "data" in report.differences(loaded(run))["unequal"]
-    text = (Path(claims.__file__).parent.parent / "claims.toml").read_text()
+    text = (tmp_path / "claims-weights-pinned.toml").read_text()
     pinned = tmp_path / "claims.toml"
     pinned.write_text(text.replace("content_sha256 = []", f'content_sha256 = ["{corpus.CONTENT}"]'))
     monkeypatch.setenv(claims.TABLE_ENV, str(pinned))
@@ -261,7 +278,8 @@ HEALTHY = corpus.TODAY
 
 @pytest.mark.parametrize("name,changes,reproduced", [
     ("healthy, as predicted", {**calibrated(train=80.0)}, True),
-    ("a slower machine, predicted slower", {**calibrated(0.2, train=160.0)}, True),
+    ("a slower machine (another CPU model), predicted slower",
+     {**calibrated(0.2, train=160.0), "provenance.host.cpu.model_name": "Slower CPU"}, True),
     ("a busy neighbour: 40 % slower than its own calibration", {**calibrated(train=112.0)}, False),
     ("no calibration recorded", {}, False),
     ("rank 1 off its memory node", {**calibrated(train=80.0), "metrics.ranks.1.memory_nodes": "1"}, False),
@@ -360,3 +378,142 @@ def test_each_claim_passes_just_inside_its_tolerance_and_fails_just_outside(tmp_
 
     assert verdict(inside) == "PASS"
     assert verdict(outside) == "FAIL"
+
+
+# ------------------------------------------------------------------------------------------------ health, the review's
+def _relative(role="1s", affinity=None, **more):
+    """A scheduler's plan (positions in the host's cpuset, numactl's '+'): the paper's CPUs as positions."""
+    p = corpus.paper(role)
+    w = p["plan.workers"][0]
+    changes = {"plan.workers.0.relative": [sorted(w["cpus"]), list(w["nodes"])]}
+    if affinity is not None:
+        changes["metrics.ranks.0.affinity"] = affinity
+    return {**changes, **more}
+
+
+# case -> (role, changes, None for unknown, or a phrase health must hold ("" for healthy))
+HEALTH = {
+    "a scheduler's rank on its positions' CPUs is healthy": ("1s", _relative(), ""),
+    "a scheduler's rank on all 224 CPUs": ("1s", _relative(affinity=list(range(224))), "ran on 224 CPUs, its plan"),
+    "a scheduler's rank on the other socket's CPUs": (
+        "1s", _relative(affinity=list(range(56, 112)) + list(range(168, 224))), "ran on CPUs of memory nodes ['1']"),
+    "a scheduler's rank, the host's NUMA nodes not recorded": (
+        "1s", _relative(**{"provenance.host.topology.numa_nodes": {}}), None),
+    "a scheduler's rank, the host's usable CPUs not recorded": (
+        "1s", _relative(**{"provenance.host.topology.usable_cpus": ""}), None),
+    "a BF16 run whose math sample is missing": ("1s", {"provenance.math_path": {}}, "math path unknown"),
+    "a BF16 run whose math sample failed": ("1s", {"provenance.math_path.error": "boom"}, "math path unknown"),
+    "a BF16 run with its BF16 kernels off": (
+        "1s", {"provenance.math_path.bf16_kernels_seen": False,
+               "provenance.math_path.isas_dispatched": ["avx512_core", "gemm:jit"],
+               "provenance.math_path.amx_used": False}, "ran bf16 but oneDNN dispatched no BF16 kernel"),
+    "a BF16 run on a CPU with AMX that did not use it": (
+        "1s", {"provenance.math_path.amx_used": False,
+               "provenance.math_path.isas_dispatched": ["avx512_core_bf16", "gemm:jit"]}, "this CPU has AMX"),
+    "an FP32 run's missing math sample is no health problem": ("1s_fp32", {"provenance.math_path": {}}, ""),
+}
+
+
+@pytest.mark.parametrize("case", list(HEALTH))
+def test_health_judges_every_rank_and_the_math_path(tmp_path, case):
+    role, changes, want = HEALTH[case]
+    run = loaded(run_of(tmp_path, "h", role, **changes))
+    got = setup.health(run)
+    if want is None:
+        assert got is None, got
+        assert reference.health(run)[0].startswith("health unknown"), reference.health(run)
+        assert "health" in report.differences(run)["unequal"], report.differences(run)["lines"]
+    elif want == "":
+        assert got == [], got
+    else:
+        assert got and any(want in g for g in got), got
+
+
+# [paper_weights] sha256, deny by default (the review's item 2): table -> what the weights dimension reads
+WEIGHT_PINS = {
+    "the bundle's table, no pin": ("", {"pretrained": setup.NOT_VERIFIED, "architecture": "TF-Slim resnet_v1_50"}),
+    "another digest pinned": ('"cd" * 32', {"pretrained": setup.NOT_VERIFIED, "architecture": "TF-Slim resnet_v1_50"}),
+    "this digest pinned": ("WEIGHTS", {"pretrained": True, "architecture": "TF-Slim resnet_v1_50"}),
+}
+
+
+@pytest.mark.parametrize("case", list(WEIGHT_PINS))
+def test_imagenet_weights_need_a_pinned_digest(tmp_path, monkeypatch, case):
+    pin, want = WEIGHT_PINS[case]
+    table = tmp_path / "t.toml"
+    digest = {"": None, '"cd" * 32': "cd" * 32, "WEIGHTS": WEIGHTS}[pin]
+    table.write_text(bundle_text().replace("\nsha256 = []\n", f'\nsha256 = ["{digest}"]\n' if digest else
+                                           "\nsha256 = []\n"))
+    monkeypatch.setenv(claims.TABLE_ENV, str(table))
+    run = loaded(run_of(tmp_path, "w"))
+    got = setup.of_run(run, claims.table())["weights"]
+    assert got == want, got
+    unequal = report.differences(run)["unequal"]
+    assert (unequal == []) is (want["pretrained"] is True), report.differences(run)["lines"]
+    if want["pretrained"] is not True:
+        assert any("ImageNet training not verified (no pinned digest)" in ln
+                   for ln in report.differences(run)["lines"])
+
+
+# ------------------------------------------------------------------------------------------------ the pool, the record
+def _summary_copy(ref: Path, name: str) -> None:
+    """A `--repeats` summary holding a copy of committed run NAME (config.json and metrics.json, as the summary
+    writes them), its summary.json the one committed under results/reference/."""
+    real = sorted((Path(__file__).resolve().parent.parent / "results" / "reference").glob("repeats-*/summary.json"))[0]
+    copy = ref / "repeats-demo-2s-x" / "runs" / name
+    copy.mkdir(parents=True)
+    (copy.parent.parent / "summary.json").write_text(real.read_text())
+    for f in ("config.json", "metrics.json"):
+        (copy / f).write_text((ref / name / f).read_text())
+
+
+def test_a_run_committed_twice_counts_once_and_never_in_its_own_pool(tmp_path):
+    ref = committed(tmp_path, [("demo-2s-a", {}), ("demo-2s-b", {})])
+    _summary_copy(ref, "20261200-000000-demo-2s-a")
+    run = loaded(derive(corpus.BASE, tmp_path / "again", **corpus.TODAY))
+    assert sorted(reference.run_id(r) for r in reference.committed_runs(run, ref)) == [
+        "20261200-000000-demo-2s-a", "20261201-000000-demo-2s-b"]
+    own = loaded(ref / "20261200-000000-demo-2s-a")
+    assert [reference.run_id(r) for r in reference.committed_runs(own, ref)] == ["20261201-000000-demo-2s-b"]
+
+
+def test_a_committed_run_dirs_nodes_are_compared(tmp_path):
+    """Only a summary's copy (no plan) has its nodes exempted: a run dir's are compared."""
+    ref = committed(tmp_path, [("demo-2s-a", {"plan.node_count": 2})])
+    run = loaded(derive(corpus.BASE, tmp_path / "again", **corpus.TODAY))
+    assert any(d.startswith("layout.nodes") for d in reference.mismatch(run, loaded(ref / "20261200-000000-demo-2s-a")))
+
+
+# metrics change -> what the record reads (the review's item 8)
+RECORD = {
+    "resumed_from null: not resumed": ({"metrics.resumed_from": None}, "resumed", False),
+    "resumed_from {}: unknown, not 'not resumed'": ({"metrics.resumed_from": {}}, "resumed", None),
+    "a resume record: resumed": ({"metrics.resumed_from": {"run": "x", "epoch": 3}}, "resumed", True),
+    "per-epoch rows fewer than epochs_run": ({"metrics.epochs_run": 44}, "health",
+                                             ["record inconsistent: 43 per-epoch row(s), epochs_run 44"]),
+}
+
+
+@pytest.mark.parametrize("case", list(RECORD))
+def test_the_record_reads_what_it_can_and_unknown_otherwise(tmp_path, case):
+    changes, dim, want = RECORD[case]
+    run = loaded(run_of(tmp_path, "r", **changes))
+    assert setup.of_run(run, claims.table())[dim] == want
+
+
+# the calibration against the committed runs on the same CPU model (the review's item 4): a busy neighbour for the
+# whole run slows the calibration too, and the ratio cancels
+@pytest.mark.parametrize("name,changes,reproduced,said", [
+    ("healthy, as predicted", calibrated(train=80.0), True, "calibration 0.100 s/step vs 0.100"),
+    ("a busy neighbour all along: 40 % slower, calibration too", calibrated(0.14, train=112.0), False, "outside"),
+    ("another CPU model: not compared, the ratio decides", {**calibrated(0.2, train=160.0),
+                                                            "provenance.host.cpu.model_name": "Other CPU"}, True,
+     "calibration not compared: no committed run on this CPU model (Other CPU)"),
+])
+def test_the_calibration_is_compared_with_committed_runs_on_the_same_cpu(tmp_path, name, changes, reproduced, said):
+    refs = [(f"demo-2s-{i}", calibrated(train=t)) for i, t in enumerate((79.0, 80.0, 81.0, 80.5, 79.5))]
+    ref = committed(tmp_path, refs)
+    run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **changes}))
+    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    assert v["reproduced"] is reproduced, v["why"]
+    assert any(w.startswith("calibration") and said in w for w in v["why"]), v["why"]

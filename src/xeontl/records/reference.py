@@ -49,7 +49,7 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
     summary), of the same CPU kind first, then the newest; of none, the nearest (fewest differences), which the
     verdict then names as not this setup. None: nothing committed."""
     found = _committed(run, reference_dir)
-    order = {id(ref): i for i, ref in enumerate(found)}  # sorted by path: run ids begin with their date
+    order = {id(ref): i for i, ref in enumerate(sorted(found, key=run_id))}  # run ids begin with their date
     return min(found, key=lambda ref: (len(mismatch(run, ref)), cpu_kind(ref) != cpu_kind(run),
                                        -order[id(ref)]), default=None)
 
@@ -65,7 +65,8 @@ def cpu_kind(run: dict) -> str | None:
 def health(run: dict) -> list[str]:
     """The run's own record against its plan (setup.health); a run that recorded no ranks says so."""
     h = setup.health(run)
-    return ["no ranks recorded: nothing to check the plan against"] if h is None else h
+    return ["health unknown: no ranks recorded, or their CPUs cannot be checked against the plan from what the run "
+            "recorded of its host"] if h is None else h
 
 
 def predicted_seconds(run: dict) -> float | None:
@@ -83,14 +84,24 @@ def time_ratio(run: dict) -> float | None:
     return t / p if p and t else None
 
 
+def run_id(run: dict) -> str:
+    """A committed run's id: its dir's name (a run dir and a summary's copy of it are both named by the run id)."""
+    return Path(run["dir"]).name
+
+
 def _committed(run: dict, reference_dir: Path) -> list[dict]:
     """Every committed run that succeeded but RUN itself: the reference run dirs and the runs of the `--repeats`
     summaries (their runs/<id>/ carry config.json and metrics.json; the summary gives their sockets and emulation)."""
     if not reference_dir.is_dir():
         return []
-    out = []
-    for d in sorted(reference_dir.rglob("metrics.json")):
+    out, seen = [], {run_id(run), run["provenance"].get("run_id")}
+    # a run committed both at the top level and as a copy in a `--repeats` summary counts once: the top level's
+    # (fuller) record first, then the copies, by run id; a run is never in its own pool
+    for d in sorted(reference_dir.rglob("metrics.json"), key=lambda p: (len(p.relative_to(reference_dir).parts), p)):
         ref = load_run(d.parent)
+        if run_id(ref) in seen:
+            continue
+        seen.add(run_id(ref))
         summary = d.parent.parent.parent / "summary.json"
         if not ref["plan"] and summary.is_file():
             kind = records.read_record(summary, "repeats-summary").get("kind") or [None, None, None]
@@ -135,6 +146,35 @@ def tolerances(runs: list[dict]) -> dict:
     return out
 
 
+CALIBRATION_FLOOR = 0.15
+
+
+def _cpu_model(run: dict) -> str | None:
+    return ((run["provenance"].get("host") or {}).get("cpu") or {}).get("model_name")
+
+
+def calibration_check(run: dict, pool: list[dict]) -> tuple[str, bool | None]:
+    """The run's calibration (seconds per step) against the committed runs of its setup on the same CPU model
+    (provenance's model string): within 3 sd of theirs (at least CALIBRATION_FLOOR). A busy neighbour slows the
+    calibration and the training alike, which the ratio cannot see; this can. None: not compared (said)."""
+    mine = (run["metrics"].get("calibration") or {}).get("seconds_per_step")
+    model = _cpu_model(run)
+    theirs = [r["metrics"]["calibration"]["seconds_per_step"] for r in pool
+              if model and _cpu_model(r) == model and (r["metrics"].get("calibration") or {}).get("seconds_per_step")]
+    if not mine:
+        return "calibration not compared: this run recorded none", None
+    if not theirs:
+        return f"calibration not compared: no committed run on this CPU model ({model or 'not recorded'})", None
+    mean = statistics.fmean(theirs)
+    spread = stats.SD_MULTIPLE * statistics.stdev(theirs) / mean if len(theirs) >= 2 else 0.0
+    tol = max(CALIBRATION_FLOOR, math.ceil(spread * 100) / 100)
+    rel = mine / mean - 1
+    good = abs(rel) <= tol
+    verdict = "within" if good else "outside: this machine ran unlike its kind (a busy neighbour?)"
+    return (f"calibration {mine:.3f} s/step vs {mean:.3f} over {len(theirs)} committed run(s) on {model} "
+            f"({rel:+.0%}, tolerance +-{tol:.0%}): {verdict}"), good
+
+
 def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFERENCE_DIR) -> dict:
     """`reproduced`: True (health, accuracy and time all judged and within), False (any outside, or the record
     unhealthy), None (not judged: no committed run of this setup); `time_judged` says whether time decided, and `why`
@@ -152,8 +192,10 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
     tol = tolerances(committed_runs(run, reference_dir) or [ref])
     problems = health(run)
     ok = not problems
+    bf16 = (run["metrics"].get("precision") or {}).get("precision") == "bf16"
     why = [f"run record: {p}" for p in problems] or [
-        "run record: every rank on the CPUs, memory nodes and threads its plan gave it, math path as configured"]
+        "run record: every rank on the CPUs, memory nodes and threads its plan gave it"
+        + (", BF16 kernels dispatched natively where the CPU can" if bf16 else "")]
     m = run["metrics"]
     acc = m.get("final_val_accuracy")
     if "accuracy_points" not in tol or acc is None:
@@ -185,6 +227,9 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
                    f"machine's calibration predicts, vs {tol['ratio_mean']:.2f}x over {tol['calibrated_runs']} "
                    f"committed runs ({rel:+.0%}, tolerance +-{tol['ratio_relative']:.0%}): "
                    f"{'within' if good else 'outside'}")
+    said, good = calibration_check(run, committed_runs(run, reference_dir))
+    why.append(said)
+    ok &= good is not False
     reproduced = ok if (ok is False or (acc_judged and time_judged)) else None
     if reproduced is None and ok:
         why.insert(0, "yes on what was judged; not a full verdict: "

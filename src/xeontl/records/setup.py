@@ -69,12 +69,24 @@ def data(run: dict, pins: dict) -> dict | None:
             "split": split}
 
 
+NOT_VERIFIED = "ImageNet training not verified (no pinned digest)"
+
+
 def weights(run: dict, pins: dict) -> dict | None:
-    """Pretrained (ImageNet) or not, and the architecture read from the weights themselves (provenance's field)."""
+    """Pretrained on ImageNet (True only for a digest [paper_weights] sha256 pins; a saved file's kind without a pin:
+    NOT_VERIFIED; random: False), and the architecture read from the weights themselves (provenance's field)."""
     w = run["provenance"].get("weights") or run["metrics"].get("weights") or {}
     if not w.get("kind"):
         return None
-    return {"pretrained": w["kind"] in pins["pretrained_kinds"], "architecture": w.get("architecture")}
+    pinned = pins.get("sha256") or []
+    pinned = [pinned] if isinstance(pinned, str) else list(pinned)
+    if w["kind"] not in pins["pretrained_kinds"]:
+        pretrained: Any = False
+    elif w.get("sha256") and w["sha256"] in pinned:
+        pretrained = True
+    else:  # deny by default: a file's kind is not its training ([paper_weights] sha256)
+        pretrained = NOT_VERIFIED
+    return {"pretrained": pretrained, "architecture": w.get("architecture")}
 
 
 def recipe_value(run: dict, key: str) -> Any:
@@ -123,10 +135,41 @@ def _memory_nodes(run: dict) -> list | None:
     return [sorted(w.get("nodes") or []) for w in ws] if ws else None
 
 
+def _node_of(topo: dict) -> dict[int, str] | None:
+    nodes = topo.get("numa_nodes")
+    if not nodes:
+        return None
+    return {c: n for n, cpus in nodes.items() for c in topology.parse_cpulist(cpus)}
+
+
+def _relative_cpus(r: dict, w: dict, prov: dict) -> list[str] | None:
+    """A scheduler's rank (plan positions in its host's cpuset) against what it ran on: the CPU count, and the memory
+    nodes (sockets) its affinity falls on against the positions mapped through the host's recorded usable CPUs and
+    NUMA nodes. None: the run did not record enough of its host to check (unknown, never healthy)."""
+    topo = (prov.get("host") or {}).get("topology") or {}
+    node_of = _node_of(topo)
+    if not topo.get("usable_cpus") or node_of is None or not r.get("affinity"):
+        return None
+    usable = sorted(topology.parse_cpulist(topo["usable_cpus"]))
+    positions = w["relative"][0]
+    if any(p >= len(usable) for p in positions):
+        return [f"rank {r['rank']}: its plan's CPU positions {positions} exceed the host's {len(usable)} usable CPUs"]
+    out = []
+    if len(r["affinity"]) != len(positions):
+        out.append(f"rank {r['rank']} ran on {len(r['affinity'])} CPUs, its plan gave it {len(positions)}")
+    got = {node_of.get(c) for c in r["affinity"]}
+    want = {node_of.get(usable[p]) for p in positions}
+    if None in got or got != want:
+        out.append(f"rank {r['rank']} ran on CPUs of memory nodes {sorted(got, key=str)}, its plan's positions "
+                   f"fall on {sorted(want, key=str)}")
+    return out
+
+
 def health(run: dict) -> list[str] | None:
     """What the run's own record says went wrong, every rank against its plan: its CPUs, its memory nodes, its
     threads; ranks sharing a CPU; workers other than planned; BF16 oneDNN did not run natively where the CPU can.
-    [] for a healthy run; None when the run recorded no ranks (unknown)."""
+    [] for a healthy run; None when the run recorded no ranks, or a scheduler's rank cannot be checked against its
+    plan's positions (unknown)."""
     m, plan, prov = run["metrics"], run["plan"], run["provenance"]
     ranks, workers = m.get("ranks") or [], _workers(run)
     if not ranks or not workers:
@@ -134,6 +177,9 @@ def health(run: dict) -> list[str] | None:
     out = []
     if m.get("status") != "success":
         out.append(f"status {m.get('status')}")
+    if len(m.get("per_epoch") or []) != m.get("epochs_run"):
+        out.append(f"record inconsistent: {len(m.get('per_epoch') or [])} per-epoch row(s), epochs_run "
+                   f"{m.get('epochs_run')}")
     planned = plan.get("total_workers") or len(workers)
     if len(ranks) != planned:
         out.append(f"{len(ranks)} rank(s) ran, the plan had {planned}")
@@ -148,6 +194,11 @@ def health(run: dict) -> list[str] | None:
             continue
         if w.get("relative") is None and sorted(r.get("affinity") or []) != sorted(w.get("cpus") or []):
             out.append(f"rank {r['rank']} ran on CPUs {r.get('affinity')}, its plan gave it {w.get('cpus')}")
+        elif w.get("relative") is not None:
+            said = _relative_cpus(r, w, prov)
+            if said is None:
+                return None  # the positions cannot be mapped through what the run recorded of its host: unknown
+            out.extend(said)
         mems = r.get("memory_nodes")
         if w.get("nodes") and mems is not None and topology.parse_cpulist(mems) != set(w["nodes"]):
             out.append(f"rank {r['rank']} allocated from memory nodes {mems}, its plan gave it {w['nodes']}")
@@ -169,6 +220,9 @@ def health(run: dict) -> list[str] | None:
     ran = (m.get("precision") or {}).get("precision")
     mp = prov.get("math_path") or {}
     flags = ((prov.get("host") or {}).get("cpu") or {}).get("flags_of_note") or {}
+    if ran == "bf16" and (not mp or mp.get("error")):
+        out.append(f"math path unknown: the run was to run BF16 and its math sample "
+                   f"{'failed: ' + str(mp['error']) if mp else 'is missing'}")
     if ran == "bf16" and mp and not mp.get("error"):
         isas = mp.get("isas_dispatched") or []
         if not mp.get("bf16_kernels_seen"):
@@ -192,7 +246,9 @@ def of_run(run: dict, pins: dict) -> dict[str, Any]:
         rec[f"recipe.{k}"] = recipe_value(run, k)
     rec.update({
         "precision": (m.get("precision") or {}).get("precision"),
-        "resumed": bool(m["resumed_from"]) if "resumed_from" in m else None,
+        # null: not resumed; a resume record: resumed; {} or absent: unknown (never "not resumed")
+        "resumed": (False if m["resumed_from"] is None else True if m["resumed_from"] else None)
+        if "resumed_from" in m else None,
         "layout.nodes": (max(plan.get("node_count") or 0, len(plan.get("hosts") or [])) or None) if plan else None,
         "layout.workers": m.get("workers"),
         "layout.sockets": {"sockets": plan["sockets"], "emulated": bool(plan.get("emulated"))}
