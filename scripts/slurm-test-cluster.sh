@@ -20,6 +20,14 @@ port_base=${XEONTL_SLURM_PORT_BASE:-17800}
 spool=/var/spool/slurmd/xeontl-test-$port_base
 
 stop() {
+  # its jobs first: their step daemons (slurmstepd) and ranks are no daemon's children once slurmd is gone
+  if [ -f "$dir/run/slurmctld.pid" ] && kill -0 "$(cat "$dir/run/slurmctld.pid")" 2>/dev/null; then
+    SLURM_CONF=$conf timeout 30 scancel --full --quiet --partition=debug 2>/dev/null || true
+    for _ in $(seq 30); do
+      [ -z "$(SLURM_CONF=$conf timeout 10 squeue -h -o %i 2>/dev/null)" ] && break
+      sleep 1
+    done
+  fi
   for pidf in "$dir"/run/*.pid; do
     [ -f "$pidf" ] || continue
     kill "$(cat "$pidf")" 2>/dev/null || true
@@ -100,5 +108,5 @@ for _ in $(seq 60); do
   sleep 1
 done
 sinfo -N -o "%N %T %X %Y %c" || true
-[ "${idle:-0}" -ge 2 ] || { echo "[slurm] nodes did not come up idle; see $dir/log" >&2; tail -5 "$dir"/log/*.log >&2; exit 1; }
+[ "${idle:-0}" -ge 2 ] || { echo "[slurm] nodes did not come up idle; see $dir/log" >&2; tail -n 5 "$dir"/log/*.log >&2; exit 1; }
 echo "[slurm] up: SLURM_CONF=$conf (2 emulated nodes, $cpus CPUs)"

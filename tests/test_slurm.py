@@ -43,7 +43,9 @@ def test_dry_run_prints_the_sbatch_script_for_the_papers_nodes():
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=2", "#SBATCH --cpus-per-task=112",
                  "#SBATCH --exclusive", "#SBATCH --partition=spr", "#SBATCH --time=00:30:00",
                  "export SRUN_CPUS_PER_TASK=112", "export KMP_AFFINITY=granularity=fine,compact,1,0",
-                 "export OMPI_MCA_mpi_yield_when_idle=1"):
+                 "export OMPI_MCA_mpi_yield_when_idle=1", "export XEONTL_HEARTBEAT=1",
+                 # emulated nodes (one machine): TCP over lo only (a DOWN container bridge's address hung the ranks)
+                 "  export OMPI_MCA_btl_tcp_if_include=lo"):
         assert line in script.splitlines(), line
     train = next(x for x in script.splitlines() if x.startswith("srun --mpi=pmix"))
     cmd = shlex.split(train)
@@ -129,6 +131,50 @@ def test_without_slurm_tools_says_so(tmp_path):
     r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "1", "--results-dir", str(tmp_path),
                timeout=scaled(120), env={"PATH": os.path.dirname(sys.executable)})
     one_line_error(r, "sinfo is not on PATH")
+
+
+# ---------------------------------------------------------------------------------------------- following a job
+# What `scontrol show job` says at each poll, and how the run must end: (name, states, env, status, words).
+FOLLOW_CASES = [
+    ("queued then done", [("PENDING", "Resources"), ("RUNNING", "None"), ("COMPLETED", "None")], {},
+     "success", "completed"),
+    ("held by the admin", [("PENDING", "JobHeldAdmin")], {}, "failed", "JobHeldAdmin"),
+    ("partition down", [("PENDING", "PartitionDown")], {}, "failed", "PartitionDown"),
+    ("requeued and held", [("PENDING", "launch_failed_requeued_held")], {}, "failed", "no wait resolves"),
+    ("no first step", [("RUNNING", "None")] * 3, {"XEONTL_FIRST_BEAT_SECONDS": "0"}, "failed",
+     "no rank made its first step in 0 s"),
+    ("waits for resources", [("PENDING", "Resources")] * 3 + [("COMPLETED", "None")], {"XEONTL_FIRST_BEAT_SECONDS": "0"},
+     "success", "completed"),
+]
+
+
+@pytest.mark.parametrize("name,states,env,status,words", FOLLOW_CASES, ids=[c[0] for c in FOLLOW_CASES])
+def test_following_a_job_ends_it_when_no_wait_can(monkeypatch, tmp_path, capsys, name, states, env, status, words):
+    """A held job, one the partition cannot run, or a running job no rank advances: cancelled and failed in one line
+    (never a launcher polling forever); a job queued for resources is waited for."""
+    from xeontl.engines import slurm
+
+    polls, cancelled = iter(states), []
+    info = {}
+
+    def job_info(job_id):
+        if not cancelled:
+            state, reason = next(polls, states[-1])
+            info.update(JobState=state, Reason=reason, ExitCode="0:0", NodeList="n[1-2]")
+        else:
+            info.update(JobState="CANCELLED")
+        return dict(info)
+
+    monkeypatch.setattr(slurm, "job_info", job_info)
+    monkeypatch.setattr(slurm, "POLL_SECONDS", 0)
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: cancelled.append(cmd))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    ended, seen = slurm.follow("7", tmp_path, 2)
+    out = capsys.readouterr().out
+    assert (ended.status or "success") == status and (ended.rc == 0) == (status == "success") and words in out, out
+    assert bool(cancelled) == (status == "failed") and all(c == ["scancel", "7"] for c in cancelled)
+    assert (seen.get("stopped") is not None) == (status == "failed")
 
 
 # ---------------------------------------------------------------------------------------------- a real cluster

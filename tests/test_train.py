@@ -110,7 +110,7 @@ def test_ranks_train_on_disjoint_halves_with_the_lr_scaled(native_run):
 def test_only_rank_0_writes_results(native_run):
     ranks_wrote = {"checkpoints", "head.weights.h5", "logs", "metrics.json", "mllog.txt", "probe.json"}
     launcher_wrote = {"command.txt", "config.json", "plan.json", "launch.json", "logs-launcher.txt",
-                      "provenance.json", "report.md", "curves.png", "throughput.png"}
+                      "provenance.json", "report.md", "setup.json", "curves.png", "throughput.png"}
     assert {p.name for p in native_run.iterdir()} == ranks_wrote | launcher_wrote
     assert [p.name for p in (native_run / "checkpoints").iterdir()] == ["epoch-0002"]  # one, the last epoch's
     assert sorted(p.name for p in (native_run / "logs").iterdir()) == ["rank-0.log", "rank-1.log"]

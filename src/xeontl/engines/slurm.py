@@ -156,30 +156,61 @@ def _epoch_line(run_dir: Path, epochs: int) -> str:
     return f"epoch {done[-1]}/{epochs}" if done else "starting"
 
 
+# Pending reasons no wait resolves (Slurm's job_reason codes, squeue(1) "JOB REASON CODES"): the job is held, or
+# asks for what the partition or the cluster cannot give; the run fails at once, naming the reason.
+NEVER = ("JobHeldAdmin", "JobHeldUser", "PartitionDown", "PartitionInactive", "PartitionNodeLimit",
+         "PartitionTimeLimit", "BadConstraints", "DependencyNeverSatisfied", "InvalidAccount", "InvalidQOS",
+         "launch_failed_requeued_held")
+
+
+def _cancel(job_id: str, info: dict) -> dict:
+    subprocess.run(["scancel", job_id], capture_output=True)
+    for _ in range(60):  # the ranks are in Slurm's cgroup: scancel ends them; wait until it says so
+        info = job_info(job_id) or info
+        if info.get("JobState") not in ACTIVE:
+            break
+        time.sleep(1)
+    return info
+
+
 def follow(job_id: str, run_dir: Path, epochs: int) -> tuple[outcome.Ended, dict]:
-    """Wait for the job, one progress line per change (queued, running on NODES, epoch k/N); Ctrl-C cancels it.
-    Returns how it ended and what Slurm said of the job."""
-    last, info = None, {}
+    """Wait for the job, one progress line per change (queued and why, running on NODES, epoch k/N); Ctrl-C cancels
+    it. A job held or asking for what the cluster cannot give (NEVER) fails at once; a running job no rank advances
+    (no heartbeat for XEONTL_STALL_SECONDS, none in XEONTL_FIRST_BEAT_SECONDS from its start: a peer that never
+    answers leaves MPI polling forever) is cancelled and fails, naming it. Returns how it ended and what Slurm said."""
+    from xeontl.engines.kubernetes import FIRST_BEAT_ENV, FIRST_BEAT_SECONDS, STALL_ENV, STALL_SECONDS
+    from xeontl.engines.mpijob_launcher import Watchdog
+
+    last, info, watch = None, {}, None
     try:
         while True:
             info = job_info(job_id) or info
-            state = info.get("JobState", "UNKNOWN")
+            state, reason = info.get("JobState", "UNKNOWN"), info.get("Reason", "None")
             if state not in ACTIVE:
                 break
-            line = ("queued" if state == "PENDING" else
+            if state == "PENDING" and reason.split(",")[0] in NEVER:
+                info = _cancel(job_id, info)
+                print(f"xeontl: slurm job {job_id}: pending for a reason no wait resolves ({reason}): cancelled",
+                      flush=True)
+                return outcome.Ended(1, "failed"), {**info, "stopped": f"pending: {reason}"}
+            if state == "RUNNING" and watch is None:
+                watch = Watchdog(run_dir, Path(os.devnull), float(os.environ.get(STALL_ENV, STALL_SECONDS)),
+                                 first=float(os.environ.get(FIRST_BEAT_ENV, FIRST_BEAT_SECONDS)))
+            if watch and watch.stalled():
+                info = _cancel(job_id, info)
+                why = (f"no rank progressed for {watch.stall:.0f} s" if watch.progressed else
+                       f"no rank made its first step in {watch.first:.0f} s")
+                print(f"xeontl: slurm job {job_id}: {why}: cancelled (a rank that never answers its peers; "
+                      f"logs/rank-N.log)", flush=True)
+                return outcome.Ended(1, "failed"), {**info, "stopped": why}
+            line = (f"queued ({reason})" if state == "PENDING" else
                     f"{state.lower()} on {info.get('NodeList')}: {_epoch_line(run_dir, epochs)}")
             if line != last:
                 print(f"xeontl: slurm job {job_id}: {line}", flush=True)
                 last = line
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
-        subprocess.run(["scancel", job_id], capture_output=True)
-        for _ in range(60):  # the ranks are in Slurm's cgroup: scancel ends them; wait until it says so
-            info = job_info(job_id) or info
-            if info.get("JobState") not in ACTIVE:
-                break
-            time.sleep(1)
-        return outcome.Ended(outcome.ABORTED_EXIT, "aborted"), info
+        return outcome.Ended(outcome.ABORTED_EXIT, "aborted"), _cancel(job_id, info)
     state = info.get("JobState", "UNKNOWN")
     code, _, sig = info.get("ExitCode", "1:0").partition(":")
     status = outcome.from_slurm(state)
@@ -201,7 +232,7 @@ def record(job_id: str, info: dict, run_dir: Path, container: dict | None) -> di
             "state": info.get("JobState"), "exit_code": info.get("ExitCode"), "partition": info.get("Partition"),
             "slurm_version": version(), "container": container or {"runtime": "none"},
             "emulated_nodes": emulated.read_text().strip() if emulated.is_file() else None,
-            "script": "job.sbatch"}
+            "script": "job.sbatch", "stopped": info.get("stopped")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -282,6 +313,8 @@ def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = 
         "set -uo pipefail",
         f"mkdir -p {run}/logs",
         render_env({**plan.env, **(extra_env or {})}),
+        "# Each rank touches heartbeat/rank-N as its batches complete: the launcher ends a job no rank advances.",
+        "export XEONTL_HEARTBEAT=1",
         "# Slurm 22.05's srun does not inherit --cpus-per-task from sbatch.",
         f"export SRUN_CPUS_PER_TASK={cpus_per_task}",
         "# Nodes sharing one hostname (emulated nodes on one machine): OpenMPI's shared-memory transport would try to",
@@ -289,7 +322,11 @@ def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = 
         'if [ "$(srun --ntasks=$SLURM_JOB_NUM_NODES --ntasks-per-node=1 hostname | sort -u | wc -l)" -lt '
         '"$SLURM_JOB_NUM_NODES" ]; then',
         "  export OMPI_MCA_btl=self,tcp",
-        f'  echo "$SLURM_JOB_NUM_NODES nodes share one hostname: OMPI_MCA_btl=self,tcp" > {run}/emulated-nodes.txt',
+        "  # ... over loopback: TCP's default excludes lo and tries every other address, a container bridge's too (a",
+        "  # DOWN docker0 left the two ranks polling for each other's first message forever)",
+        "  export OMPI_MCA_btl_tcp_if_include=lo",
+        f'  echo "$SLURM_JOB_NUM_NODES nodes share one hostname: OMPI_MCA_btl=self,tcp over lo" > '
+        f'{run}/emulated-nodes.txt',
         "fi",
         'echo "xeontl: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST"',
         # the stack's CPU flags, on every node (this host's CPU is not the nodes'): one line, exit 2 (docs/image.md)

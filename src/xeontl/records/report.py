@@ -99,6 +99,21 @@ def pair(run: Path, others: list[Path]) -> tuple[dict | None, dict | None, dict 
     return pick(1, "main"), pick(2, "main"), pick(2, "fp32"), pick(1, "fp32")
 
 
+def _banners(this) -> list[str]:
+    """What a reader must not miss before any number: emulated sockets, synthetic data, random weights."""
+    plan, config = this.get("plan") or {}, this.get("config") or {}
+    out = []
+    if plan.get("emulated"):
+        out.append(f"**Emulated sockets**: the {plan.get('sockets')} \"sockets\" are this machine's cores split in "
+                   "two on one real socket and memory node, not two real sockets: no time or scaling here is the "
+                   "paper's.")
+    if config.get("dataset") == "synthetic":
+        out.append("**Synthetic data**: generated H&E-like tiles, not TFDS colorectal_histology.")
+    if config.get("weights") == "random":
+        out.append("**Random weights**: the backbone is not ImageNet-trained.")
+    return ["", *out] if out else []
+
+
 def write(run: Path, others: list[Path] | None = None) -> Path:
     """report.md for RUN (with the other runs of a `invoke paper` or `invoke report --runs` set for the ratio
     claims); records the reference verdict in metrics.json too."""
@@ -116,6 +131,7 @@ def write(run: Path, others: list[Path] | None = None) -> Path:
     lines = [f"# xeontl run {run_id}", "", f"**Status: {metrics.get('status', 'unknown')}**"]
     if metrics.get("failure") or metrics.get("error"):
         lines.append(f"Failure: `{json.dumps(metrics.get('failure') or metrics.get('error'))}`")
+    lines += _banners(this)
     lines += ["", "## How this run differs from the paper", ""]
     lines += [f"Compared with the paper's {claims.RUN_LABELS[diffs['role']]}"
               + (" (Intel's kit's recipe)" if diffs["protocol"] == "kit" else "")
