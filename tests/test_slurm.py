@@ -143,8 +143,8 @@ FOLLOW_CASES = [
     ("requeued and held", [("PENDING", "launch_failed_requeued_held")], {}, "failed", "no wait resolves"),
     ("no first step", [("RUNNING", "None")] * 3, {"XEONTL_FIRST_BEAT_SECONDS": "0"}, "failed",
      "no rank made its first step in 0 s"),
-    ("waits for resources", [("PENDING", "Resources")] * 3 + [("COMPLETED", "None")], {"XEONTL_FIRST_BEAT_SECONDS": "0"},
-     "success", "completed"),
+    ("waits for resources", [("PENDING", "Resources")] * 3 + [("COMPLETED", "None")],
+     {"XEONTL_FIRST_BEAT_SECONDS": "0"}, "success", "completed"),
 ]
 
 
