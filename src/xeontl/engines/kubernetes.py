@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from xeontl.common.errors import UserError
+from xeontl.common.heartbeat import FIRST_BEAT_ENV, FIRST_BEAT_SECONDS, STALL_ENV, STALL_SECONDS
 from xeontl.engines import k8s_policy
 from xeontl.engines.base import Engine, Job
 from xeontl.engines.k8s_sizing import (
@@ -46,10 +47,10 @@ CONFIG_MOUNT = "/etc/xeontl"  # the ConfigMap: config.json, plan.json
 ASSETS_MOUNT = "/assets"  # --assets-claim: the weights and data, read-only
 SHM = "2Gi"
 SSH_PORT = 2222  # the workers' sshd (docker/entrypoint.sh `node`), their readiness probe's port
-WAIT_ENV, STALL_ENV, FIRST_BEAT_ENV = "XEONTL_WORKER_WAIT_SECONDS", "XEONTL_STALL_SECONDS", "XEONTL_FIRST_BEAT_SECONDS"
+WAIT_ENV = "XEONTL_WORKER_WAIT_SECONDS"
 # the launcher's bounds, each overridable in its env (the manifest sets them): the wait for the workers' names and
-# sshd; a run no rank progresses in; the wait for a first beat (hvd.init, the model build, the data's first load)
-WAIT_SECONDS, STALL_SECONDS, FIRST_BEAT_SECONDS = 600, 600, 1200
+# sshd; a run no rank progresses in and the wait for a first beat (common.heartbeat's)
+WAIT_SECONDS = 600
 # The launcher Job's runPolicy.activeDeadlineSeconds: a run that neither ends nor stalls (a watchdog that cannot act)
 # still ends. Generous: EPOCH_SECONDS per epoch of the profile (the paper's 1-socket epoch is well under a minute on
 # an 8480; this is ten times an epoch on a slow node, validation included) plus SETUP_SECONDS (the launcher's wait

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from xeontl.common import records, sanitize
 from xeontl.common.errors import RunError, UserError
+from xeontl.common.heartbeat import Beats
 from xeontl.engines.base import Engine, Job
 from xeontl.engines.host import run_teed
 from xeontl.engines.kubernetes import (
@@ -84,44 +85,18 @@ def wait_for_workers(hostfile: Path, seconds: float, every: float = 2.0) -> None
         time.sleep(every)
 
 
-class Watchdog:
+class Watchdog(Beats):
     """The run ends failed, never hangs, when a worker stops answering: frozen (its processes stopped), or cut off
     (its node gone from the network). Neither closes a connection, so mpirun and Horovod would wait for it forever.
     The ranks touch heartbeat/rank-N as their batches complete (callbacks.Heartbeat); when none has for STALL seconds
-    the launcher asks every worker's sshd for its banner, names the one that does not answer (its node, its ranks,
-    from the hostfile), and stops mpirun."""
+    (common.heartbeat.Beats) the launcher asks every worker's sshd for its banner, names the one that does not answer
+    (its node, its ranks, from the hostfile), and stops mpirun."""
 
     def __init__(self, staging: Path, hostfile: Path, stall: float, every: float = 2.0, clock=None,
                  first: float | None = None):
-        import time
-
-        self.staging, self.hostfile, self.stall, self.every = staging, hostfile, stall, every
-        self.first = stall if first is None else first  # the bound before any rank's first beat
-        self.clock = clock or time.time
-        # Until a rank's first progress, the stall is timed from the watchdog's own start against FIRST: hvd.init(),
-        # the model build's allgather and the first step's graph come before it, and a worker frozen there must end
-        # the run too. Beats
-        # older than this start (a retried launcher continuing an old staging dir) are not this attempt's: ignored.
-        self.started = self.clock()
-        self.seen: dict[str, float] = {}  # each rank's beat as first seen
-        self.progressed = False
+        super().__init__(staging, stall, first=first, clock=clock)
+        self.hostfile, self.every = hostfile, every
         self.lost: dict | None = None
-
-    def last_beat(self) -> float | None:
-        """The newest of this attempt's beats once a rank has progressed (a beat file's mtime moved on from the one
-        first seen: Heartbeat touches its file when made, before the first batch's graph is even built), else None."""
-        beats = {p.name: b for p in (self.staging / "heartbeat").glob("rank-*")
-                 if (b := p.stat().st_mtime) >= self.started}
-        for name, b in beats.items():
-            if b > self.seen.setdefault(name, b):
-                self.progressed = True
-        return max(beats.values()) if beats and self.progressed else None
-
-    def stalled(self) -> bool:
-        beat = self.last_beat()
-        if beat is None:
-            return self.clock() - self.started >= self.first
-        return self.clock() - beat >= self.stall
 
     def __call__(self, proc) -> None:
         import signal

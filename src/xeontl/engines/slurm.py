@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from xeontl.common import heartbeat
 from xeontl.common.errors import UserError
 from xeontl.engines.base import Engine, Job
 from xeontl.launch import outcome
@@ -178,9 +179,6 @@ def follow(job_id: str, run_dir: Path, epochs: int) -> tuple[outcome.Ended, dict
     it. A job held or asking for what the cluster cannot give (NEVER) fails at once; a running job no rank advances
     (no heartbeat for XEONTL_STALL_SECONDS, none in XEONTL_FIRST_BEAT_SECONDS from its start: a peer that never
     answers leaves MPI polling forever) is cancelled and fails, naming it. Returns how it ended and what Slurm said."""
-    from xeontl.engines.kubernetes import FIRST_BEAT_ENV, FIRST_BEAT_SECONDS, STALL_ENV, STALL_SECONDS
-    from xeontl.engines.mpijob_launcher import Watchdog
-
     last, info, watch = None, {}, None
     try:
         while True:
@@ -194,12 +192,12 @@ def follow(job_id: str, run_dir: Path, epochs: int) -> tuple[outcome.Ended, dict
                       flush=True)
                 return outcome.Ended(1, "failed"), {**info, "stopped": f"pending: {reason}"}
             if state == "RUNNING" and watch is None:
-                watch = Watchdog(run_dir, Path(os.devnull), float(os.environ.get(STALL_ENV, STALL_SECONDS)),
-                                 first=float(os.environ.get(FIRST_BEAT_ENV, FIRST_BEAT_SECONDS)))
+                watch = heartbeat.Beats(run_dir, float(os.environ.get(heartbeat.STALL_ENV, heartbeat.STALL_SECONDS)),
+                                        first=float(os.environ.get(heartbeat.FIRST_BEAT_ENV,
+                                                                   heartbeat.FIRST_BEAT_SECONDS)))
             if watch and watch.stalled():
                 info = _cancel(job_id, info)
-                why = (f"no rank progressed for {watch.stall:.0f} s" if watch.progressed else
-                       f"no rank made its first step in {watch.first:.0f} s")
+                why = watch.why()
                 print(f"xeontl: slurm job {job_id}: {why}: cancelled (a rank that never answers its peers; "
                       f"logs/rank-N.log)", flush=True)
                 return outcome.Ended(1, "failed"), {**info, "stopped": why}
