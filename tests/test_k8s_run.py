@@ -225,10 +225,13 @@ def lost_job(image, tmp, how):
     return {"h": h, "rc": rc, "logs": logs, "run": run, "ended_after": ended_after}
 
 
-@pytest.mark.parametrize("how", ["freeze", "cut"])
+# One way of losing a worker end to end (a frozen one: docker pause); a worker cut off the network (the harness's
+# `cut`: network disconnect, its name gone from DNS) is the same watchdog with the probe's other answer, which
+# test_k8s_watch's table checks over real sockets. Both ran here until 2026-12-06 (133 s each on a Zen 5).
+@pytest.mark.parametrize("how", ["freeze"])
 def test_a_worker_that_stops_answering_fails_the_run_within_the_bound(image, tmp_path, how):
-    """Frozen (docker pause) or cut off (network disconnect): nothing closes a connection, so only the launcher's
-    watchdog ends the run: failed, the node and its rank named, within STALL + the probe and the stop."""
+    """Frozen (docker pause): nothing closes a connection, so only the launcher's watchdog ends the run: failed, the
+    node and its rank named, within STALL + the probe and the stop."""
     job = lost_job(image, tmp_path, how)
     assert job["rc"] != 0, job["logs"][-2000:]
     assert job["ended_after"] < STALL + 60, f"ended {job['ended_after']:.0f} s after the loss"

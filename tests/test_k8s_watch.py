@@ -91,6 +91,51 @@ def test_the_watchdog_stops_mpirun_and_names_the_silent_worker(tmp_path, monkeyp
     assert dog.lost.get("node") == node and dog.lost.get("rank") == rank and "no rank progressed" in dog.lost["why"]
 
 
+# How a worker that stops answering looks to the watchdog's probe, over real sockets on 127.0.0.1 (the MPIJob runs
+# in test_k8s_run freeze one end to end; a worker cut off the network is this probe's first row: the headless
+# Service drops its name, getaddrinfo fails). (name, server: what the port does, words the probe says; None: healthy)
+def _serve(behaviour):
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    if behaviour == "closed":
+        srv.close()
+        return port, None
+    srv.listen(4)
+
+    def loop():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            if behaviour != "silent":
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n" if behaviour == "sshd" else b"HTTP/1.1 400 Bad\r\n")
+            threading.Event().wait(3) if behaviour == "silent" else conn.close()
+    threading.Thread(target=loop, daemon=True).start()
+    return port, srv
+
+
+@pytest.mark.parametrize("name,host,behaviour,words", [
+    ("cut off: the name is gone", "xeontl-x-worker-1.xeontl-x.invalid", "sshd", "does not resolve"),
+    ("frozen: the port is open, nothing answers", "127.0.0.1", "silent", "does not answer on port"),
+    ("no sshd: the port is closed", "127.0.0.1", "closed", "ConnectionRefusedError"),
+    ("another server on the port", "127.0.0.1", "http", "answers, but not as sshd"),
+    ("a healthy worker", "127.0.0.1", "sshd", None),
+])
+def test_the_watchdogs_probe_says_how_a_worker_stopped_answering(name, host, behaviour, words):
+    port, srv = _serve(behaviour)
+    try:
+        why = ml.sshd_answers(host, port=port, timeout=1.0)
+    finally:
+        if srv:
+            srv.close()
+    assert (why is None) if words is None else (words in why), why
+
+
 # ------------------------------------------------------------------------------------------------ the watch
 def stamp(ago):
     return datetime.fromtimestamp(T0 - ago, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
