@@ -134,39 +134,67 @@ def test_without_slurm_tools_says_so(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- following a job
-# What `scontrol show job` says at each poll, and how the run must end: (name, states, env, status, words).
+# What `scontrol show job` says at each poll (None: scontrol does not know the job), and how the run must end. The
+# clock moves POLL seconds a poll; "beats" polls of RUNNING touch a heartbeat first (the ranks progressing).
+# (name, polls, env, beats, status, words); the last poll repeats.
+R, P = ("RUNNING", "None"), ("PENDING", "Resources")
 FOLLOW_CASES = [
-    ("queued then done", [("PENDING", "Resources"), ("RUNNING", "None"), ("COMPLETED", "None")], {},
+    ("queued then done", [P, R, ("COMPLETED", "None")], {}, 0, "success", "completed"),
+    ("held by the admin", [("PENDING", "JobHeldAdmin")], {}, 0, "failed", "JobHeldAdmin"),
+    ("partition down", [("PENDING", "PartitionDown")], {}, 0, "failed", "PartitionDown"),
+    ("requeued and held", [("PENDING", "launch_failed_requeued_held")], {}, 0, "failed", "no wait resolves"),
+    ("a QOS per-job limit", [("PENDING", "QOSMaxNodePerJobLimit")], {}, 0, "failed", "QOSMaxNodePerJobLimit"),
+    ("requeue-held after a run", [R, ("REQUEUE_HOLD", "None")], {}, 0, "failed", "requeue_hold for a reason"),
+    ("no first step", [R], {"XEONTL_FIRST_BEAT_SECONDS": "30"}, 0, "failed", "no rank made its first step in 30 s"),
+    ("progress, then none", [R], {"XEONTL_STALL_SECONDS": "30"}, 20, "failed", "no rank progressed for 30 s"),
+    ("waits for resources", [P] * 100 + [("COMPLETED", "None")], {"XEONTL_FIRST_BEAT_SECONDS": "30"}, 0,
      "success", "completed"),
-    ("held by the admin", [("PENDING", "JobHeldAdmin")], {}, "failed", "JobHeldAdmin"),
-    ("partition down", [("PENDING", "PartitionDown")], {}, "failed", "PartitionDown"),
-    ("requeued and held", [("PENDING", "launch_failed_requeued_held")], {}, "failed", "no wait resolves"),
-    ("no first step", [("RUNNING", "None")] * 3, {"XEONTL_FIRST_BEAT_SECONDS": "0"}, "failed",
-     "no rank made its first step in 0 s"),
-    ("waits for resources", [("PENDING", "Resources")] * 3 + [("COMPLETED", "None")],
-     {"XEONTL_FIRST_BEAT_SECONDS": "0"}, "success", "completed"),
+    # a run that is requeued, or suspended, is not watched while it waits: its beats start over when it runs again
+    ("requeued to the queue after a run", [R] * 10 + [("PENDING", "BeginTime")] * 100 + [("COMPLETED", "None")],
+     {"XEONTL_STALL_SECONDS": "30"}, 10, "success", "completed"),
+    ("suspended a long time", [R] * 10 + [("SUSPENDED", "None")] * 100 + [("COMPLETED", "None")],
+     {"XEONTL_STALL_SECONDS": "30"}, 10, "success", "completed"),
+    ("stopped is not the end", [R] * 3 + [("STOPPED", "None")] * 3 + [("COMPLETED", "None")], {}, 0,
+     "success", "completed"),
+    ("a controller's timeout, once", [None, P, R, ("COMPLETED", "None")], {}, 0, "success", "completed"),
+    ("a job scontrol forgot", [P, None], {}, 0, "failed", "did not know the job for 30 polls"),
 ]
+POLL = 2.0
 
 
-@pytest.mark.parametrize("name,states,env,status,words", FOLLOW_CASES, ids=[c[0] for c in FOLLOW_CASES])
-def test_following_a_job_ends_it_when_no_wait_can(monkeypatch, tmp_path, capsys, name, states, env, status, words):
-    """A held job, one the partition cannot run, or a running job no rank advances: cancelled and failed in one line
-    (never a launcher polling forever); a job queued for resources is waited for."""
+@pytest.mark.parametrize("name,polls,env,beats,status,words", FOLLOW_CASES, ids=[c[0] for c in FOLLOW_CASES])
+def test_following_a_job_ends_it_when_no_wait_can(monkeypatch, tmp_path, capsys, name, polls, env, beats, status,
+                                                  words):
+    """A held job, one the partition or a per-job limit cannot run, one scontrol forgot, or a running job no rank
+    advances: cancelled and failed in one line (never a launcher polling forever); a job queued, requeued or
+    suspended is waited for."""
+    import time as timemod
+
     from xeontl.engines import slurm
 
-    polls, cancelled = iter(states), []
+    clock = {"now": 2_000_000_000.0}
+    monkeypatch.setattr(timemod, "time", lambda: clock["now"])
+    monkeypatch.setattr(slurm.time, "sleep", lambda s: clock.update(now=clock["now"] + POLL))
+    script, cancelled, running = iter(polls), [], [0]
     info = {}
+    (tmp_path / "heartbeat").mkdir()
 
     def job_info(job_id):
-        if not cancelled:
-            state, reason = next(polls, states[-1])
-            info.update(JobState=state, Reason=reason, ExitCode="0:0", NodeList="n[1-2]")
-        else:
-            info.update(JobState="CANCELLED")
+        if cancelled:
+            return {**info, "JobState": "CANCELLED"}
+        poll = next(script, polls[-1])
+        if poll is None:
+            return {}
+        info.update(JobState=poll[0], Reason=poll[1], ExitCode="0:0", NodeList="n[1-2]")
+        if poll == R:
+            running[0] += 1
+            if running[0] <= beats:
+                beat = tmp_path / "heartbeat" / "rank-0"
+                beat.touch()
+                os.utime(beat, (clock["now"], clock["now"]))
         return dict(info)
 
     monkeypatch.setattr(slurm, "job_info", job_info)
-    monkeypatch.setattr(slurm, "POLL_SECONDS", 0)
     monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: cancelled.append(cmd))
     for k, v in env.items():
         monkeypatch.setenv(k, v)
@@ -175,6 +203,31 @@ def test_following_a_job_ends_it_when_no_wait_can(monkeypatch, tmp_path, capsys,
     assert (ended.status or "success") == status and (ended.rc == 0) == (status == "success") and words in out, out
     assert bool(cancelled) == (status == "failed") and all(c == ["scancel", "7"] for c in cancelled)
     assert (seen.get("stopped") is not None) == (status == "failed")
+    assert len(out.splitlines()) < 12, out  # a line a change, not a line a poll
+
+
+@pytest.mark.parametrize("value", ["10m", "nan", "inf", "-5", "0", ""])
+def test_a_bad_progress_bound_is_one_line_before_anything_is_submitted(value):
+    r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "1", "--topology", str(SPR),
+               "--dry-run", env={"XEONTL_STALL_SECONDS": value})
+    one_line_error(r, "XEONTL_STALL_SECONDS", "seconds > 0")
+
+
+def test_scontrols_fields_are_whole_words():
+    """`scontrol show job -o`: a field's value can hold "X=Y" (a WorkDir, a Comment): the job's own field wins."""
+    from xeontl.engines import slurm
+
+    line = ("JobId=7 JobName=x JobState=PENDING Reason=Resources WorkDir=/home/a/JobState=COMPLETED "
+            "Comment=see_JobState=RUNNING\n")
+    real = subprocess.run
+
+    def fake(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 0, stdout=line, stderr="") if cmd[0] == "scontrol" else real(cmd, **kw)
+    import unittest.mock as mock
+
+    with mock.patch.object(slurm.subprocess, "run", fake):
+        info = slurm.job_info("7")
+    assert info["JobState"] == "PENDING" and info["Reason"] == "Resources"
 
 
 # ---------------------------------------------------------------------------------------------- a real cluster

@@ -12,6 +12,28 @@ STALL_ENV, FIRST_BEAT_ENV = "XEONTL_STALL_SECONDS", "XEONTL_FIRST_BEAT_SECONDS"
 STALL_SECONDS, FIRST_BEAT_SECONDS = 600, 1200
 
 
+def bounds(env=None) -> tuple[float, float]:
+    """(stall, first) from the environment (XEONTL_STALL_SECONDS, XEONTL_FIRST_BEAT_SECONDS) or the defaults: each a
+    finite number of seconds > 0, else one line (nan or inf would never fire, 0 or less at once)."""
+    import math
+    import os
+
+    from xeontl.common.errors import UserError
+
+    env = os.environ if env is None else env
+    out = []
+    for name, default in ((STALL_ENV, STALL_SECONDS), (FIRST_BEAT_ENV, FIRST_BEAT_SECONDS)):
+        raw = env.get(name)
+        try:
+            value = float(default if raw is None else raw)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and value > 0):
+            raise UserError(f"{name}={raw!r}: must be a number of seconds > 0 (default {default})")
+        out.append(value)
+    return out[0], out[1]
+
+
 class Beats:
     """Whether the run still moves: a rank's beat newer than the one first seen, within STALL seconds; before any
     rank's first progress, FIRST seconds from this object's start (hvd.init, the model build's allgather and the first
@@ -29,8 +51,14 @@ class Beats:
     def last_beat(self) -> float | None:
         """The newest of this attempt's beats once a rank has progressed (a beat file's mtime moved on from the one
         first seen: Heartbeat touches its file when made, before the first batch's graph is even built), else None."""
-        beats = {p.name: b for p in (self.staging / "heartbeat").glob("rank-*")
-                 if (b := p.stat().st_mtime) >= self.started}
+        beats = {}
+        for p in (self.staging / "heartbeat").glob("rank-*"):
+            try:
+                b = p.stat(follow_symlinks=False).st_mtime
+            except OSError:  # gone between the listing and the stat
+                continue
+            if b >= self.started:
+                beats[p.name] = b
         for name, b in beats.items():
             if b > self.seen.setdefault(name, b):
                 self.progressed = True

@@ -13,15 +13,11 @@ from pathlib import Path
 
 from xeontl.common import records, sanitize
 from xeontl.common.errors import RunError, UserError
-from xeontl.common.heartbeat import Beats
+from xeontl.common.heartbeat import Beats, bounds
 from xeontl.engines.base import Engine, Job
 from xeontl.engines.host import run_teed
 from xeontl.engines.kubernetes import (
-    FIRST_BEAT_ENV,
-    FIRST_BEAT_SECONDS,
     SSH_PORT,
-    STALL_ENV,
-    STALL_SECONDS,
     WAIT_ENV,
     WAIT_SECONDS,
 )
@@ -136,8 +132,8 @@ class LauncherPod(Engine):
         hostfile = Path(os.environ.get("OMPI_MCA_orte_default_hostfile", "/etc/mpi/hostfile"))
         if hostfile.is_file():
             wait_for_workers(hostfile, float(os.environ.get(WAIT_ENV, WAIT_SECONDS)))
-            self.watchdog = Watchdog(staging, hostfile, float(os.environ.get(STALL_ENV, STALL_SECONDS)),
-                                     first=float(os.environ.get(FIRST_BEAT_ENV, FIRST_BEAT_SECONDS)))
+            stall, first = bounds()
+            self.watchdog = Watchdog(staging, hostfile, stall, first=first)
         return run_teed(job.command, staging / "logs-launcher.txt", dict(os.environ), monitor=self.watchdog)
 
     def execution(self) -> dict:

@@ -30,7 +30,10 @@ POLL_SECONDS = 2.0
 MOUNT_POINTS = ("results", "resume")  # where the run dir and an interrupted run are bound in the image
 # Slurm job states -> the run's status (anything else that is final is a failure).
 ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING", "SIGNALING",
-          "STAGE_OUT"}
+          "STAGE_OUT", "STOPPED", "REQUEUE_FED"}
+# States in which the job waits for someone to release it (job_state_string's hold flags): like NEVER below.
+HELD = {"REQUEUE_HOLD", "SPECIAL_EXIT", "RESV_DEL_HOLD"}
+UNKNOWN_POLLS = 30  # consecutive polls scontrol does not know the job (a busy controller's timeout, or forgotten)
 
 
 def require(tool: str = "sbatch") -> None:
@@ -148,7 +151,10 @@ def job_info(job_id: str) -> dict:
     r = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         return {}
-    return dict(re.findall(r"(\w+)=(\S*)", r.stdout))
+    out: dict = {}
+    for key, value in re.findall(r"(?<!\S)(\w+)=(\S*)", r.stdout):  # whole fields; a path's "/X=Y" is not one
+        out.setdefault(key, value)
+    return out
 
 
 def _epoch_line(run_dir: Path, epochs: int) -> str:
@@ -162,6 +168,13 @@ def _epoch_line(run_dir: Path, epochs: int) -> str:
 NEVER = ("JobHeldAdmin", "JobHeldUser", "PartitionDown", "PartitionInactive", "PartitionNodeLimit",
          "PartitionTimeLimit", "BadConstraints", "DependencyNeverSatisfied", "InvalidAccount", "InvalidQOS",
          "launch_failed_requeued_held")
+# ... and a per-job limit of the QOS or the association ("the job requests a resource that violates a per-job limit")
+NEVER_PATTERN = re.compile(r"(QOS|Assoc)Max\w*PerJob\w*")
+
+
+def never_runs(state: str, reason: str) -> bool:
+    base = reason.split(",")[0]
+    return state in HELD or (state == "PENDING" and (base in NEVER or bool(NEVER_PATTERN.fullmatch(base))))
 
 
 def _cancel(job_id: str, info: dict) -> dict:
@@ -179,22 +192,31 @@ def follow(job_id: str, run_dir: Path, epochs: int) -> tuple[outcome.Ended, dict
     it. A job held or asking for what the cluster cannot give (NEVER) fails at once; a running job no rank advances
     (no heartbeat for XEONTL_STALL_SECONDS, none in XEONTL_FIRST_BEAT_SECONDS from its start: a peer that never
     answers leaves MPI polling forever) is cancelled and fails, naming it. Returns how it ended and what Slurm said."""
-    last, info, watch = None, {}, None
+    stall, first = heartbeat.bounds()
+    last, info, watch, unknown = None, {}, None, 0
     try:
         while True:
-            info = job_info(job_id) or info
+            now = job_info(job_id)
+            unknown = 0 if now else unknown + 1
+            if unknown >= UNKNOWN_POLLS:
+                info = _cancel(job_id, info)
+                why = f"scontrol did not know the job for {UNKNOWN_POLLS} polls in a row"
+                print(f"xeontl: slurm job {job_id}: {why}: cancelled", flush=True)
+                return outcome.Ended(1, "failed"), {**info, "stopped": why}
+            info = now or info
+            if not info:  # not known yet (or a controller's timeout): poll again
+                time.sleep(POLL_SECONDS)
+                continue
             state, reason = info.get("JobState", "UNKNOWN"), info.get("Reason", "None")
+            if never_runs(state, reason):
+                info = _cancel(job_id, info)
+                why = f"{state.lower()} for a reason no wait resolves ({reason})"
+                print(f"xeontl: slurm job {job_id}: {why}: cancelled", flush=True)
+                return outcome.Ended(1, "failed"), {**info, "stopped": why}
             if state not in ACTIVE:
                 break
-            if state == "PENDING" and reason.split(",")[0] in NEVER:
-                info = _cancel(job_id, info)
-                print(f"xeontl: slurm job {job_id}: pending for a reason no wait resolves ({reason}): cancelled",
-                      flush=True)
-                return outcome.Ended(1, "failed"), {**info, "stopped": f"pending: {reason}"}
-            if state == "RUNNING" and watch is None:
-                watch = heartbeat.Beats(run_dir, float(os.environ.get(heartbeat.STALL_ENV, heartbeat.STALL_SECONDS)),
-                                        first=float(os.environ.get(heartbeat.FIRST_BEAT_ENV,
-                                                                   heartbeat.FIRST_BEAT_SECONDS)))
+            # the ranks' progress is watched while they run: a requeued, suspended or pending job starts over
+            watch = (watch or heartbeat.Beats(run_dir, stall, first=first)) if state == "RUNNING" else None
             if watch and watch.stalled():
                 info = _cancel(job_id, info)
                 why = watch.why()
@@ -317,9 +339,11 @@ def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = 
         f"export SRUN_CPUS_PER_TASK={cpus_per_task}",
         "# Nodes sharing one hostname (emulated nodes on one machine): OpenMPI's shared-memory transport would try to",
         "# cross them, so TCP between every pair; the run dir records it for provenance.",
-        'if [ "$(srun --ntasks=$SLURM_JOB_NUM_NODES --ntasks-per-node=1 hostname | sort -u | wc -l)" -lt '
-        '"$SLURM_JOB_NUM_NODES" ]; then',
+        "# (a probe that fails is no evidence: real nodes are assumed, and the job goes on as on any cluster)",
+        'if names=$(srun --ntasks=$SLURM_JOB_NUM_NODES --ntasks-per-node=1 hostname) && [ -n "$names" ] && '
+        '[ "$(printf \'%s\\n\' "$names" | sort -u | wc -l)" -lt "$SLURM_JOB_NUM_NODES" ]; then',
         "  export OMPI_MCA_btl=self,tcp",
+        "  unset OMPI_MCA_btl_tcp_if_exclude  # Open MPI refuses include and exclude together",
         "  # ... over loopback: TCP's default excludes lo and tries every other address, a container bridge's too (a",
         "  # DOWN docker0 left the two ranks polling for each other's first message forever)",
         "  export OMPI_MCA_btl_tcp_if_include=lo",
@@ -356,6 +380,7 @@ class SlurmEngine(Engine):
         if given:
             raise UserError(f"{', '.join(given)}: not with --engine slurm (the nodes' own stack: --container none; "
                             f"more nodes: --nodes N)")
+        heartbeat.bounds()  # the follower's bounds, before anything is submitted
         # The run dir lands in #SBATCH --output, which Slurm reads to the end of the line and expands %-patterns in.
         where = str(self.opts.results_dir.resolve())
         if any(c.isspace() or c == "%" for c in where):

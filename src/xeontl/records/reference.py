@@ -57,9 +57,9 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
 def cpu_kind(run: dict) -> str | None:
     """The CPU by model name and family/model where recorded (a VM's model name can be as bare as "AMD EPYC")."""
     c = (run["provenance"].get("host") or {}).get("cpu") or {}
-    if not c.get("model_name"):
-        return None
-    return c["model_name"] + (f" (family {c['family']} model {c['model']})" if c.get("family") else "")
+    if not c.get("model_name") or c.get("family") is None or c.get("model") is None:
+        return None  # unknown is never equal: a run without all three is no kind's
+    return f"{c['model_name']} (family {c['family']} model {c['model']})"
 
 
 def health(run: dict) -> list[str]:
@@ -187,16 +187,20 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
                         f"{'; '.join(differ)})"]}
     pool = committed_runs(run, reference_dir)
     tol = tolerances(pool or [ref])
-    # The time ratio (measured over what the run's own calibration predicts) still differs between CPU kinds (2.2x on
-    # the AMX Xeon, 1.5x on a Zen 5 for the demo): judged against runs of this kind where MIN_CALIBRATED are
-    # committed, else against every kind's (said).
+    # The time ratio (measured over what the run's own calibration predicts) differs between CPU kinds (2.2x on the
+    # AMX Xeon, 1.6x on a Zen 5 for the demo, each within a few % on its own kind): it decides only against
+    # MIN_CALIBRATED committed runs of the run's own kind; against a mixture of kinds it is shown, not deciding (a
+    # mixture's spread is wide enough to take a run outside every kind's own).
     kind = cpu_kind(run)
     same = [r for r in pool if kind and cpu_kind(r) == kind]
+    own = sum(1 for r in same if time_ratio(r))
+    ratio_deciding = own >= MIN_CALIBRATED
     ratio_from = "of this CPU kind"
-    if sum(1 for r in same if time_ratio(r)) >= MIN_CALIBRATED:
+    if ratio_deciding:
         tol.update({k: v for k, v in tolerances(same).items() if k.startswith("ratio") or k == "calibrated_runs"})
-    elif "ratio_mean" in tol:
-        ratio_from = f"of other CPU kinds (none of this one, {kind or 'not recorded'}: {HOW_TO_CALIBRATE})"
+    else:
+        ratio_from = (f"of every CPU kind ({own} of this one, {kind or 'its kind not recorded'}; "
+                      f"{MIN_CALIBRATED} needed to decide)")
     problems = health(run)
     ok = not problems
     bf16 = (run["metrics"].get("precision") or {}).get("precision") == "bf16"
@@ -228,12 +232,15 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
     else:
         rel = ratio / tol["ratio_mean"] - 1
         good = abs(rel) <= tol["ratio_relative"]
-        ok &= good
-        time_judged = True
+        said = f"{'within' if good else 'outside'}"
+        if ratio_deciding:
+            ok &= good
+            time_judged = True
+        else:
+            said += f", shown, not deciding: {HOW_TO_CALIBRATE}"
         why.append(f"time {m.get('train_seconds'):.0f} s, {ratio:.2f}x the {predicted_seconds(run):.0f} s this "
                    f"machine's calibration predicts, vs {tol['ratio_mean']:.2f}x over {tol['calibrated_runs']} "
-                   f"committed runs {ratio_from} ({rel:+.0%}, tolerance +-{tol['ratio_relative']:.0%}): "
-                   f"{'within' if good else 'outside'}")
+                   f"committed runs {ratio_from} ({rel:+.0%}, tolerance +-{tol['ratio_relative']:.0%}): {said}")
     said, good = calibration_check(run, pool)
     why.append(said)
     ok &= good is not False
