@@ -28,18 +28,25 @@ stop() {
       sleep 1
     done
   fi
+  # a pid file outlives its daemon, and the pid can be another process's by now: only our daemons are signalled
+  ours() { case "$(cat "/proc/$1/comm" 2>/dev/null)" in munged|slurmctld|slurmd) return 0;; *) return 1;; esac; }
   for pidf in "$dir"/run/*.pid; do
     [ -f "$pidf" ] || continue
-    kill "$(cat "$pidf")" 2>/dev/null || true
+    pid=$(cat "$pidf" 2>/dev/null)
+    [[ "$pid" =~ ^[0-9]+$ ]] && ours "$pid" && kill "$pid" 2>/dev/null || true
   done
   for _ in $(seq 30); do
     alive=0
-    for pidf in "$dir"/run/*.pid; do [ -f "$pidf" ] && kill -0 "$(cat "$pidf" 2>/dev/null)" 2>/dev/null && alive=1; done
+    for pidf in "$dir"/run/*.pid; do
+      pid=$(cat "$pidf" 2>/dev/null) && [[ "$pid" =~ ^[0-9]+$ ]] && ours "$pid" && alive=1
+    done
     [ $alive = 0 ] && break
     sleep 1
   done
   rm -f "$dir"/run/*.pid
-  rm -rf "$spool"
+  # the spool of the cluster this dir started (its slurm.conf names it), not another's on the same port base
+  [ -f "$conf" ] && grep -qF "SlurmdSpoolDir=$spool/" "$conf" && rm -rf "$spool"
+  return 0
 }
 
 if [ "$cmd" = stop ]; then
