@@ -213,20 +213,15 @@ def test_a_bad_progress_bound_is_one_line_before_anything_is_submitted(value):
     one_line_error(r, "XEONTL_STALL_SECONDS", "seconds > 0")
 
 
-def test_scontrols_fields_are_whole_words():
+def test_scontrols_fields_are_whole_words(monkeypatch):
     """`scontrol show job -o`: a field's value can hold "X=Y" (a WorkDir, a Comment): the job's own field wins."""
     from xeontl.engines import slurm
 
-    line = ("JobId=7 JobName=x JobState=PENDING Reason=Resources WorkDir=/home/a/JobState=COMPLETED "
-            "Comment=see_JobState=RUNNING\n")
-    real = subprocess.run
-
-    def fake(cmd, **kw):
-        return subprocess.CompletedProcess(cmd, 0, stdout=line, stderr="") if cmd[0] == "scontrol" else real(cmd, **kw)
-    import unittest.mock as mock
-
-    with mock.patch.object(slurm.subprocess, "run", fake):
-        info = slurm.job_info("7")
+    # a job name with a space holds "JobState=..." before the real field (first wins), and a later value holds one
+    line = ("JobId=7 JobName=a b/JobState=COMPLETED UserId=root(0) JobState=PENDING Reason=Resources "
+            "WorkDir=/home/a/JobState=COMPLETED Comment=see_JobState=RUNNING\n")
+    monkeypatch.setattr(slurm.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0, line, ""))
+    info = slurm.job_info("7")
     assert info["JobState"] == "PENDING" and info["Reason"] == "Resources"
 
 

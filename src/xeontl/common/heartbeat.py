@@ -4,8 +4,12 @@ never closes a connection (mpirun over ssh, a Slurm job) asks `Beats.stalled()` 
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from pathlib import Path
+
+from xeontl.common.errors import UserError
 
 STALL_ENV, FIRST_BEAT_ENV = "XEONTL_STALL_SECONDS", "XEONTL_FIRST_BEAT_SECONDS"
 # a run no rank progresses in; the wait for a first beat (hvd.init, the model build, the data's first load)
@@ -15,11 +19,6 @@ STALL_SECONDS, FIRST_BEAT_SECONDS = 600, 1200
 def bounds(env=None) -> tuple[float, float]:
     """(stall, first) from the environment (XEONTL_STALL_SECONDS, XEONTL_FIRST_BEAT_SECONDS) or the defaults: each a
     finite number of seconds > 0, else one line (nan or inf would never fire, 0 or less at once)."""
-    import math
-    import os
-
-    from xeontl.common.errors import UserError
-
     env = os.environ if env is None else env
     out = []
     for name, default in ((STALL_ENV, STALL_SECONDS), (FIRST_BEAT_ENV, FIRST_BEAT_SECONDS)):

@@ -187,6 +187,13 @@ def _cancel(job_id: str, info: dict) -> dict:
     return info
 
 
+def _fail(job_id: str, info: dict, why: str, hint: str = "") -> tuple[outcome.Ended, dict]:
+    """Cancel the job and end the run failed, one line saying why (provenance's slurm.stopped)."""
+    info = _cancel(job_id, info)
+    print(f"xeontl: slurm job {job_id}: {why}: cancelled{hint}", flush=True)
+    return outcome.Ended(1, "failed"), {**info, "stopped": why}
+
+
 def follow(job_id: str, run_dir: Path, epochs: int) -> tuple[outcome.Ended, dict]:
     """Wait for the job, one progress line per change (queued and why, running on NODES, epoch k/N); Ctrl-C cancels
     it. A job held or asking for what the cluster cannot give (NEVER) fails at once; a running job no rank advances
@@ -199,30 +206,20 @@ def follow(job_id: str, run_dir: Path, epochs: int) -> tuple[outcome.Ended, dict
             now = job_info(job_id)
             unknown = 0 if now else unknown + 1
             if unknown >= UNKNOWN_POLLS:
-                info = _cancel(job_id, info)
-                why = f"scontrol did not know the job for {UNKNOWN_POLLS} polls in a row"
-                print(f"xeontl: slurm job {job_id}: {why}: cancelled", flush=True)
-                return outcome.Ended(1, "failed"), {**info, "stopped": why}
+                return _fail(job_id, info, f"scontrol did not know the job for {UNKNOWN_POLLS} polls in a row")
             info = now or info
             if not info:  # not known yet (or a controller's timeout): poll again
                 time.sleep(POLL_SECONDS)
                 continue
             state, reason = info.get("JobState", "UNKNOWN"), info.get("Reason", "None")
             if never_runs(state, reason):
-                info = _cancel(job_id, info)
-                why = f"{state.lower()} for a reason no wait resolves ({reason})"
-                print(f"xeontl: slurm job {job_id}: {why}: cancelled", flush=True)
-                return outcome.Ended(1, "failed"), {**info, "stopped": why}
+                return _fail(job_id, info, f"{state.lower()} for a reason no wait resolves ({reason})")
             if state not in ACTIVE:
                 break
             # the ranks' progress is watched while they run: a requeued, suspended or pending job starts over
             watch = (watch or heartbeat.Beats(run_dir, stall, first=first)) if state == "RUNNING" else None
             if watch and watch.stalled():
-                info = _cancel(job_id, info)
-                why = watch.why()
-                print(f"xeontl: slurm job {job_id}: {why}: cancelled (a rank that never answers its peers; "
-                      f"logs/rank-N.log)", flush=True)
-                return outcome.Ended(1, "failed"), {**info, "stopped": why}
+                return _fail(job_id, info, watch.why(), " (a rank that never answers its peers; logs/rank-N.log)")
             line = (f"queued ({reason})" if state == "PENDING" else
                     f"{state.lower()} on {info.get('NodeList')}: {_epoch_line(run_dir, epochs)}")
             if line != last:

@@ -129,11 +129,12 @@ def mismatch(run: dict, ref: dict) -> list[str]:
             for d in setup.compare(setup.of_run(run, tab), as_wanted(setup.of_run(ref, tab)), ignore)]
 
 
-def tolerances(runs: list[dict]) -> dict:
+def tolerances(runs: list[dict], ratio_runs: list[dict] | None = None) -> dict:
     """Accuracy: 3 sd of every committed run of the setup (at least 0.2 points). Time: 3 sd of measured/predicted over
-    the committed runs that carry a calibration (at least 5 %), deciding from MIN_CALIBRATED of them."""
+    the committed runs that carry a calibration (at least 5 %), deciding from MIN_CALIBRATED of them; over RATIO_RUNS
+    where given (the run's own CPU kind's), else over RUNS."""
     acc = [r["metrics"]["final_val_accuracy"] for r in runs if r["metrics"].get("final_val_accuracy") is not None]
-    ratios = [x for x in map(time_ratio, runs) if x]
+    ratios = [x for x in map(time_ratio, runs if ratio_runs is None else ratio_runs) if x]
     out: dict = {"accuracy_runs": len(acc), "calibrated_runs": len(ratios), "rule": f"{stats.SD_MULTIPLE:g} sd"}
     if len(acc) >= 2:
         out["accuracy_mean"] = statistics.fmean(acc)
@@ -186,7 +187,6 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
                 "why": [f"not judged: no committed run of this setup (the nearest, {name}, differs: "
                         f"{'; '.join(differ)})"]}
     pool = committed_runs(run, reference_dir)
-    tol = tolerances(pool or [ref])
     # The time ratio (measured over what the run's own calibration predicts) differs between CPU kinds (2.2x on the
     # AMX Xeon, 1.6x on a Zen 5 for the demo, each within a few % on its own kind): it decides only against
     # MIN_CALIBRATED committed runs of the run's own kind; against a mixture of kinds it is shown, not deciding (a
@@ -195,12 +195,9 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
     same = [r for r in pool if kind and cpu_kind(r) == kind]
     own = sum(1 for r in same if time_ratio(r))
     ratio_deciding = own >= MIN_CALIBRATED
-    ratio_from = "of this CPU kind"
-    if ratio_deciding:
-        tol.update({k: v for k, v in tolerances(same).items() if k.startswith("ratio") or k == "calibrated_runs"})
-    else:
-        ratio_from = (f"of every CPU kind ({own} of this one, {kind or 'its kind not recorded'}; "
-                      f"{MIN_CALIBRATED} needed to decide)")
+    tol = tolerances(pool or [ref], same if ratio_deciding else None)
+    ratio_from = "of this CPU kind" if ratio_deciding else (
+        f"of every CPU kind ({own} of this one, {kind or 'its kind not recorded'}; {MIN_CALIBRATED} needed to decide)")
     problems = health(run)
     ok = not problems
     bf16 = (run["metrics"].get("precision") or {}).get("precision") == "bf16"
@@ -232,15 +229,14 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
     else:
         rel = ratio / tol["ratio_mean"] - 1
         good = abs(rel) <= tol["ratio_relative"]
-        said = f"{'within' if good else 'outside'}"
         if ratio_deciding:
             ok &= good
             time_judged = True
-        else:
-            said += f", shown, not deciding: {HOW_TO_CALIBRATE}"
         why.append(f"time {m.get('train_seconds'):.0f} s, {ratio:.2f}x the {predicted_seconds(run):.0f} s this "
                    f"machine's calibration predicts, vs {tol['ratio_mean']:.2f}x over {tol['calibrated_runs']} "
-                   f"committed runs {ratio_from} ({rel:+.0%}, tolerance +-{tol['ratio_relative']:.0%}): {said}")
+                   f"committed runs {ratio_from} ({rel:+.0%}, tolerance +-{tol['ratio_relative']:.0%}): "
+                   f"{'within' if good else 'outside'}"
+                   + ("" if ratio_deciding else f", shown, not deciding: {HOW_TO_CALIBRATE}"))
     said, good = calibration_check(run, pool)
     why.append(said)
     ok &= good is not False

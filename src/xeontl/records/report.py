@@ -100,17 +100,12 @@ def pair(run: Path, others: list[Path]) -> tuple[dict | None, dict | None, dict 
 
 
 def _banners(this) -> list[str]:
-    """What a reader must not miss before any number: emulated sockets, synthetic data, random weights."""
-    plan, config = this.get("plan") or {}, this.get("config") or {}
-    out = []
-    if plan.get("emulated"):
-        out.append(f"**Emulated sockets**: the {plan.get('sockets')} \"sockets\" are this machine's cores split in "
-                   "two on one real socket and memory node, not two real sockets: no time or scaling here is the "
-                   "paper's.")
-    if config.get("dataset") == "synthetic":
-        out.append("**Synthetic data**: generated H&E-like tiles, not TFDS colorectal_histology.")
-    if config.get("weights") == "random":
-        out.append("**Random weights**: the backbone is not ImageNet-trained.")
+    """What a reader must not miss before any number: emulated sockets (the plan), then the notices the trainer
+    recorded (metrics.json `notices`: synthetic data, a random backbone, ...), each in bold."""
+    plan = this.get("plan") or {}
+    out = [f"**Emulated sockets**: {plan.get('sockets')} \"socket(s)\" carved from fewer real sockets on this machine "
+           "(one memory node): no time or scaling here is the paper's."] if plan.get("emulated") else []
+    out += [f"**{n[:1].upper()}{n[1:]}**" for n in (this.get("metrics") or {}).get("notices") or []]
     return ["", *out] if out else []
 
 
