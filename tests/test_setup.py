@@ -502,6 +502,12 @@ def test_the_record_reads_what_it_can_and_unknown_otherwise(tmp_path, case):
     assert setup.of_run(run, claims.table())[dim] == want
 
 
+NO_AMX = {"provenance.math_path.isas_dispatched": ["avx512_core_bf16", "gemm:jit"],
+          "provenance.math_path.amx_used": False, "provenance.host.cpu.flags_of_note.amx_bf16": False,
+          "provenance.host.cpu.flags_of_note.amx_tile": False}
+MODEL_207 = "Intel(R) Xeon(R) Processor (family 6 model 207)"
+
+
 # the calibration against the committed runs on the same CPU model (the review's item 4): a busy neighbour for the
 # whole run slows the calibration too, and the ratio cancels
 @pytest.mark.parametrize("name,changes,reproduced,said", [
@@ -510,11 +516,20 @@ def test_the_record_reads_what_it_can_and_unknown_otherwise(tmp_path, case):
     ("another CPU model: not compared, nor is the ratio deciding", {**calibrated(0.2, train=160.0),
                                                                     "provenance.host.cpu.model_name": "Other CPU"},
      None,
-     "calibration not compared: no committed run on this CPU model (Other CPU (family"),
+     "calibration not compared: no committed run of this CPU kind (Other CPU (family"),
     # a VM's bare model name is the same for a Zen 4 and a Zen 5: the family and model tell them apart
     ("the same model name, another family: not compared", {**calibrated(0.2, train=160.0),
                                                           "provenance.host.cpu.family": 25}, None,
-     "calibration not compared: no committed run on this CPU model"),
+     "calibration not compared: no committed run of this CPU kind"),
+    # seen: the family 6 model 207 Xeon's VM with amx_tile one day and without it the next; BF16 then runs on
+    # AVX512-BF16 at a slower step, which against the AMX runs' calibration read as "a busy neighbour"
+    ("the same CPU model, AMX hidden: another math path, not compared", {
+        **calibrated(0.2, train=160.0), **NO_AMX}, None,
+     "calibration not compared: no committed run of this CPU kind (" + MODEL_207 + " on avx512_core_bf16)"),
+    # (and the record unhealthy: a BF16 run whose math sample dispatched nothing)
+    ("the math path unknown: no kind, not compared", {**calibrated(0.1, train=80.0),
+                                                       "provenance.math_path.isas_dispatched": []}, False,
+     "calibration not compared: no committed run of this CPU kind (not recorded)"),
 ])
 def test_the_calibration_is_compared_with_committed_runs_on_the_same_cpu(tmp_path, name, changes, reproduced, said):
     refs = [(f"demo-2s-{i}", calibrated(train=t)) for i, t in enumerate((79.0, 80.0, 81.0, 80.5, 79.5))]
@@ -543,6 +558,8 @@ KIND_B = {"provenance.host.cpu.family": 26, "provenance.host.cpu.model": 2}
     ("family and model not recorded: no kind", {**calibrated(train=80.0), "provenance.host.cpu.family": None,
                                                  "provenance.host.cpu.model": None}, None,
      "its kind not recorded"),
+    ("kind A's CPU with AMX hidden, at kind A's ratio: another kind, shown only", {**calibrated(train=80.0), **NO_AMX},
+     None, "of every CPU kind (0 of this one, " + MODEL_207 + " on avx512_core_bf16"),
 ])
 def test_the_time_ratio_is_judged_against_the_runs_own_cpu_kind(tmp_path, name, changes, reproduced, said):
     refs = [(f"demo-2s-a{i}", calibrated(train=t)) for i, t in enumerate((79.0, 80.0, 81.0, 80.5, 79.5))]

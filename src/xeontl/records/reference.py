@@ -55,11 +55,15 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
 
 
 def cpu_kind(run: dict) -> str | None:
-    """The CPU by model name and family/model where recorded (a VM's model name can be as bare as "AMD EPYC")."""
+    """The CPU by model name and family/model where recorded (a VM's model name can be as bare as "AMD EPYC"), and
+    the math path oneDNN took on it (its best ISA the run's math sample dispatched): one CPU model is two kinds when
+    its hypervisor hides AMX (seen: the same family 6 model 207 Xeon with and without amx_tile), or when
+    ONEDNN_MAX_CPU_ISA caps oneDNN, and the step's cost follows the path, not the model."""
     c = (run["provenance"].get("host") or {}).get("cpu") or {}
-    if not c.get("model_name") or c.get("family") is None or c.get("model") is None:
-        return None  # unknown is never equal: a run without all three is no kind's
-    return f"{c['model_name']} (family {c['family']} model {c['model']})"
+    path = setup.math_path(run["provenance"])
+    if not c.get("model_name") or c.get("family") is None or c.get("model") is None or not path:
+        return None  # unknown is never equal: a run without all four is no kind's
+    return f"{c['model_name']} (family {c['family']} model {c['model']}) on {path}"
 
 
 def health(run: dict) -> list[str]:
@@ -152,16 +156,17 @@ CALIBRATION_FLOOR = 0.15
 
 def calibration_check(run: dict, pool: list[dict]) -> tuple[str, bool | None]:
     """The run's calibration (seconds per step) against the committed runs of its setup on the same CPU kind
-    (cpu_kind: model name, family and model): within 3 sd of theirs (at least CALIBRATION_FLOOR). A busy neighbour
-    slows the calibration and the training alike, which the ratio cannot see; this can. None: not compared (said)."""
+    (cpu_kind: model name, family, model and math path): within 3 sd of theirs (at least CALIBRATION_FLOOR). A busy
+    neighbour slows the calibration and the training alike, which the ratio cannot see; this can. None: not compared
+    (said)."""
     mine = (run["metrics"].get("calibration") or {}).get("seconds_per_step")
-    model = cpu_kind(run)  # the model name and family/model: a VM's bare "AMD EPYC" is a Zen 4 and a Zen 5 alike
+    model = cpu_kind(run)  # a VM's bare "AMD EPYC" is a Zen 4 and a Zen 5 alike; a Xeon with AMX hidden is not one with
     theirs = [r["metrics"]["calibration"]["seconds_per_step"] for r in pool
               if model and cpu_kind(r) == model and (r["metrics"].get("calibration") or {}).get("seconds_per_step")]
     if not mine:
         return "calibration not compared: this run recorded none", None
     if not theirs:
-        return f"calibration not compared: no committed run on this CPU model ({model or 'not recorded'})", None
+        return f"calibration not compared: no committed run of this CPU kind ({model or 'not recorded'})", None
     mean = statistics.fmean(theirs)
     spread = stats.SD_MULTIPLE * statistics.stdev(theirs) / mean if len(theirs) >= 2 else 0.0
     tol = max(CALIBRATION_FLOOR, math.ceil(spread * 100) / 100)
