@@ -502,6 +502,25 @@ def test_the_record_reads_what_it_can_and_unknown_otherwise(tmp_path, case):
     assert setup.of_run(run, claims.table())[dim] == want
 
 
+def bigger_vm(cpus=8):
+    """The fixture's run as the same CPU with CPUS vCPUs would record it: the plan `--sockets 2 --emulate-sockets`
+    makes there, each rank on its plan's CPUs and threads (a healthy record)."""
+    from xeontl.placement import plan as planlib
+    from xeontl.placement import topology
+
+    base = loaded(corpus.BASE)
+    plan = planlib.make_plan(topology.parse_lscpu("\n".join(f"{c},{c},0,0" for c in range(cpus))), 2, True, 0).to_dict()
+    plan["env"] = base["plan"]["env"]
+    threads = [{"intra_op": w["intra"], "inter_op": w["inter"], "omp_num_threads": str(w["intra"])}
+               for w in plan["workers"]]
+    ranks = [{**r, "affinity": sorted(plan["workers"][i]["cpus"]), "threads": threads[i]}
+             for i, r in enumerate(base["metrics"]["ranks"])]
+    return {**{f"plan.{k}": v for k, v in plan.items()}, "provenance.execution.plan": plan,
+            "provenance.host.topology.cores_per_socket": [cpus],
+            "provenance.host.topology.numa_nodes": {"0": f"0-{cpus - 1}"},
+            "metrics.ranks": ranks, "metrics.threads": threads[0]}
+
+
 NO_AMX = {"provenance.math_path.isas_dispatched": ["avx512_core_bf16", "gemm:jit"],
           "provenance.math_path.amx_used": False, "provenance.host.cpu.flags_of_note.amx_bf16": False,
           "provenance.host.cpu.flags_of_note.amx_tile": False}
@@ -525,7 +544,12 @@ MODEL_207 = "Intel(R) Xeon(R) Processor (family 6 model 207)"
     # AVX512-BF16 at a slower step, which against the AMX runs' calibration read as "a busy neighbour"
     ("the same CPU model, AMX hidden: another math path, not compared", {
         **calibrated(0.2, train=160.0), **NO_AMX}, None,
-     "calibration not compared: no committed run of this CPU kind (" + MODEL_207 + " on avx512_core_bf16)"),
+     "calibration not compared: no committed run of this CPU kind (" + MODEL_207 + " on avx512_core_bf16, a worker"),
+    # the same CPU on an 8-vCPU VM: 4 cores a worker step 2.5x faster, calibration and training alike (the
+    # adversary's F1: read as "outside", a busy neighbour, when the kind left the workers' shape out)
+    ("the same CPU, 4 cores a worker: another kind, not compared", {**bigger_vm(), **calibrated(0.04, train=32.0)},
+     None, "calibration not compared: no committed run of this CPU kind (" + MODEL_207
+     + " on avx512_core_amx, a worker: 4 core(s), 4 CPU(s), 2/4 threads)"),
     # (and the record unhealthy: a BF16 run whose math sample dispatched nothing)
     ("the math path unknown: no kind, not compared", {**calibrated(0.1, train=80.0),
                                                        "provenance.math_path.isas_dispatched": []}, False,
@@ -559,7 +583,7 @@ KIND_B = {"provenance.host.cpu.family": 26, "provenance.host.cpu.model": 2}
                                                  "provenance.host.cpu.model": None}, None,
      "its kind not recorded"),
     ("kind A's CPU with AMX hidden, at kind A's ratio: another kind, shown only", {**calibrated(train=80.0), **NO_AMX},
-     None, "of every CPU kind (0 of this one, " + MODEL_207 + " on avx512_core_bf16"),
+     None, "of every CPU kind (0 of this one, " + MODEL_207 + " on avx512_core_bf16, a worker"),
 ])
 def test_the_time_ratio_is_judged_against_the_runs_own_cpu_kind(tmp_path, name, changes, reproduced, said):
     refs = [(f"demo-2s-a{i}", calibrated(train=t)) for i, t in enumerate((79.0, 80.0, 81.0, 80.5, 79.5))]
@@ -581,3 +605,17 @@ def test_four_runs_of_its_own_kind_do_not_decide_nor_does_the_mixture(tmp_path):
     v = reference.against_reference(run, reference.find_reference(run, ref), ref)
     assert v["reproduced"] is None and not v["time_judged"], v["why"]
     assert any("4 of this one" in w and "not deciding" in w for w in v["why"]), v["why"]
+
+
+def test_a_committed_run_whose_own_record_is_unhealthy_is_no_reference(tmp_path):
+    """The adversary's F5: a committed run whose ranks shared a core, 80 % slower, sat in every pool and widened the
+    time tolerance until a run 55 % slower than its calibration predicts was "yes". Deny by default: a committed run
+    joins a pool only when its own record is healthy."""
+    refs = [(f"demo-2s-a{i}", calibrated(train=t)) for i, t in enumerate((79.0, 80.0, 81.0, 80.5, 79.5))]
+    refs.append(("demo-2s-shared", {**calibrated(train=144.0), "metrics.ranks.1.affinity": [0]}))
+    ref = committed(tmp_path, refs)
+    run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=124.0)}))
+    pool = reference.committed_runs(run, ref)
+    assert len(pool) == 5 and not any(r["dir"].endswith("shared") for r in pool)
+    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    assert v["reproduced"] is False and any(w.startswith("time") and "outside" in w for w in v["why"]), v["why"]

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from xeontl.common.errors import UserError
-from xeontl.common.stats import FLOOR, SD_MULTIPLE, shown, spread  # noqa: F401  (repeats.spread: its callers')
+from xeontl.common.stats import FALSE_ALARM, FLOOR, multiple, shown, spread  # noqa: F401  (repeats.spread: its callers')
 from xeontl.experiment import config
 from xeontl.launch.options import Options
 from xeontl.records import claims, reference
@@ -45,12 +45,14 @@ def seeded(opts: Options, n: int) -> list[Options]:
 
 
 def tolerances(acc: dict, secs: dict) -> dict:
-    """The reference comparison's tolerances from a measured spread (SD_MULTIPLE sd, at least FLOOR)."""
-    acc_pts = acc["sd"] * 100 * SD_MULTIPLE if acc["sd"] is not None else None
-    rel = secs["sd"] / secs["mean"] * SD_MULTIPLE if secs["sd"] is not None and secs["mean"] else None
+    """The reference comparison's tolerances from a measured spread (multiple(n) sample sd: the prediction interval
+    for one new run, at least FLOOR); None from fewer than 2 runs."""
+    acc_pts = acc["sd"] * 100 * multiple(acc["n"]) if acc["n"] >= 2 else None
+    rel = secs["sd"] / secs["mean"] * multiple(secs["n"]) if secs["n"] >= 2 and secs["mean"] else None
     return {"accuracy_points": None if acc_pts is None else max(FLOOR["accuracy_points"], math.ceil(acc_pts * 10) / 10),
             "time_relative": None if rel is None else max(FLOOR["time_relative"], math.ceil(rel * 100) / 100),
-            "rule": f"{SD_MULTIPLE:g} x the sample standard deviation of the runs, at least {FLOOR}"}
+            "rule": f"the {100 - FALSE_ALARM * 100:g} % prediction interval of one new run (stats.multiple(n) x the "
+                    f"sample standard deviation of the n runs), at least {FLOOR}"}
 
 
 def machine_id() -> str | None:

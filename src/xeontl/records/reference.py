@@ -5,7 +5,8 @@
   the machine (REFERENCE_IGNORES: the CPU, its math path, cores and threads, the software, container, the precision
   the CPU allowed: what the prediction below accounts for); none: "not judged", naming the nearest and what differs;
 - its own record healthy: every rank on its plan's CPUs, memory nodes and threads (setup.health);
-- its accuracy within 3 sd of every committed run of its setup, FP32 and BF16 both (the paper: "same as FP32");
+- its accuracy within the prediction interval (common/stats.multiple: 99.73 % of new runs) of every committed run of
+  its setup, FP32 and BF16 both (the paper: "same as FP32");
 - its time judged against a prediction from this very machine: the run measures, before training, the step time of
   its own model on a fixed batch (metrics.json `calibration`); measured / predicted is judged against the spread of
   that ratio over the committed runs of its setup that carry a calibration. Where fewer than MIN_CALIBRATED do:
@@ -29,9 +30,9 @@ REFERENCE_IGNORES = {d: {"words": "the machine: judged by the run's own calibrat
     "hardware.cpu", "hardware.topology", "hardware.math_path", "software", "execution", "health", "precision",
     "layout.cores_per_worker", "layout.threads_per_worker", "layout.memory_nodes")}
 MIN_CALIBRATED = 5
-HOW_TO_CALIBRATE = ("committed runs carrying a calibration are needed: `invoke reproduce --sockets 2 "
-                    "--emulate-sockets --repeats 5` alone on a machine of each kind (AMX; AVX2 by "
-                    "ONEDNN_MAX_CPU_ISA=AVX2), committed under results/reference/")
+HOW_TO_CALIBRATE = ("committed runs of this CPU kind are needed: `invoke reproduce --sockets 2 --emulate-sockets "
+                    "--repeats 6` alone on a machine of the kind, each run 'Reproduced' against the others, "
+                    "committed under results/reference/ (runs capped by ONEDNN_MAX_CPU_ISA are a kind of their own)")
 
 
 def run_kind(run: dict) -> tuple:
@@ -55,15 +56,21 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
 
 
 def cpu_kind(run: dict) -> str | None:
-    """The CPU by model name and family/model where recorded (a VM's model name can be as bare as "AMD EPYC"), and
-    the math path oneDNN took on it (its best ISA the run's math sample dispatched): one CPU model is two kinds when
-    its hypervisor hides AMX (seen: the same family 6 model 207 Xeon with and without amx_tile), or when
-    ONEDNN_MAX_CPU_ISA caps oneDNN, and the step's cost follows the path, not the model."""
+    """What a run's calibration and time ratio are comparable across: the CPU by model name and family/model (a VM's
+    model name can be as bare as "AMD EPYC"), the math path oneDNN took on it (the best ISA the run's math sample
+    dispatched: one CPU model is two kinds when its hypervisor hides AMX, as seen for the family 6 model 207 Xeon with
+    and without amx_tile, or when ONEDNN_MAX_CPU_ISA caps oneDNN), and each worker's cores, CPUs and threads (a
+    bigger VM of the same CPU steps faster: its calibration is not a busy neighbour's). None when any is unknown."""
     c = (run["provenance"].get("host") or {}).get("cpu") or {}
     path = setup.math_path(run["provenance"])
-    if not c.get("model_name") or c.get("family") is None or c.get("model") is None or not path:
-        return None  # unknown is never equal: a run without all four is no kind's
-    return f"{c['model_name']} (family {c['family']} model {c['model']}) on {path}"
+    shapes = sorted({(w.get("cores"), len(w.get("cpus") or []), w.get("intra"), w.get("inter"))
+                     for w in run["plan"].get("workers") or []}, key=str)
+    if (not c.get("model_name") or c.get("family") is None or c.get("model") is None or not path or not shapes
+            or any(None in s or not s[1] for s in shapes)):
+        return None  # unknown is never equal: a run without all of them is no kind's
+    workers = "; ".join(f"{cores} core(s), {cpus} CPU(s), {intra}/{inter} threads" for cores, cpus, intra, inter
+                        in shapes)
+    return f"{c['model_name']} (family {c['family']} model {c['model']}) on {path}, a worker: {workers}"
 
 
 def health(run: dict) -> list[str]:
@@ -111,7 +118,10 @@ def _committed(run: dict, reference_dir: Path) -> list[dict]:
             kind = records.read_record(summary, "repeats-summary").get("kind") or [None, None, None]
             ref["plan"] = {"sockets": kind[1], "emulated": kind[2]}
             ref["from_summary"] = True
-        if Path(ref["dir"]).resolve() != Path(run["dir"]).resolve() and ref["metrics"].get("status") == "success":
+        # deny by default: a committed run is a reference only when it succeeded and its own record is healthy (a
+        # rank off its CPUs or BF16 emulated in the pool would widen every run's tolerance)
+        if (Path(ref["dir"]).resolve() != Path(run["dir"]).resolve() and ref["metrics"].get("status") == "success"
+                and not health(ref)):
             out.append(ref)
     return out
 
@@ -134,19 +144,20 @@ def mismatch(run: dict, ref: dict) -> list[str]:
 
 
 def tolerances(runs: list[dict], ratio_runs: list[dict] | None = None) -> dict:
-    """Accuracy: 3 sd of every committed run of the setup (at least 0.2 points). Time: 3 sd of measured/predicted over
-    the committed runs that carry a calibration (at least 5 %), deciding from MIN_CALIBRATED of them; over RATIO_RUNS
-    where given (the run's own CPU kind's), else over RUNS."""
+    """Accuracy: the prediction interval (stats.multiple) of every committed run of the setup (at least 0.2 points).
+    Time: the same of measured/predicted over the committed runs that carry a calibration (at least 5 %), deciding
+    from MIN_CALIBRATED of them; over RATIO_RUNS where given (the run's own CPU kind's), else over RUNS."""
     acc = [r["metrics"]["final_val_accuracy"] for r in runs if r["metrics"].get("final_val_accuracy") is not None]
     ratios = [x for x in map(time_ratio, runs if ratio_runs is None else ratio_runs) if x]
-    out: dict = {"accuracy_runs": len(acc), "calibrated_runs": len(ratios), "rule": f"{stats.SD_MULTIPLE:g} sd"}
+    out: dict = {"accuracy_runs": len(acc), "calibrated_runs": len(ratios),
+                 "rule": f"the {100 - stats.FALSE_ALARM * 100:g} % prediction interval of the runs (stats.multiple)"}
     if len(acc) >= 2:
         out["accuracy_mean"] = statistics.fmean(acc)
-        pts = statistics.stdev(acc) * 100 * stats.SD_MULTIPLE
+        pts = statistics.stdev(acc) * 100 * stats.multiple(len(acc))
         out["accuracy_points"] = max(stats.FLOOR["accuracy_points"], math.ceil(pts * 10) / 10)
     if len(ratios) >= MIN_CALIBRATED:
         out["ratio_mean"] = statistics.fmean(ratios)
-        rel = stats.SD_MULTIPLE * statistics.stdev(ratios) / out["ratio_mean"]
+        rel = stats.multiple(len(ratios)) * statistics.stdev(ratios) / out["ratio_mean"]
         out["ratio_relative"] = max(stats.FLOOR["time_relative"], math.ceil(rel * 100) / 100)
     return out
 
@@ -156,7 +167,7 @@ CALIBRATION_FLOOR = 0.15
 
 def calibration_check(run: dict, pool: list[dict]) -> tuple[str, bool | None]:
     """The run's calibration (seconds per step) against the committed runs of its setup on the same CPU kind
-    (cpu_kind: model name, family, model and math path): within 3 sd of theirs (at least CALIBRATION_FLOOR). A busy
+    (cpu_kind): within the prediction interval of theirs (stats.multiple; at least CALIBRATION_FLOOR). A busy
     neighbour slows the calibration and the training alike, which the ratio cannot see; this can. None: not compared
     (said)."""
     mine = (run["metrics"].get("calibration") or {}).get("seconds_per_step")
@@ -168,7 +179,7 @@ def calibration_check(run: dict, pool: list[dict]) -> tuple[str, bool | None]:
     if not theirs:
         return f"calibration not compared: no committed run of this CPU kind ({model or 'not recorded'})", None
     mean = statistics.fmean(theirs)
-    spread = stats.SD_MULTIPLE * statistics.stdev(theirs) / mean if len(theirs) >= 2 else 0.0
+    spread = stats.multiple(len(theirs)) * statistics.stdev(theirs) / mean if len(theirs) >= 2 else 0.0
     tol = max(CALIBRATION_FLOOR, math.ceil(spread * 100) / 100)
     rel = mine / mean - 1
     good = abs(rel) <= tol
@@ -227,7 +238,8 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
     ratio, time_judged = time_ratio(run), False
     if "ratio_mean" not in tol:
         why.append(f"time not judged: no calibrated reference ({tol['calibrated_runs']} committed run(s) of this "
-                   f"setup carry a calibration, {MIN_CALIBRATED} needed: {HOW_TO_CALIBRATE})")
+                   f"setup carry a calibration, {own} of this CPU kind ({kind or 'not recorded'}), {MIN_CALIBRATED} "
+                   f"needed: {HOW_TO_CALIBRATE})")
     elif ratio is None:
         ok = False
         why.append("time: this run recorded no calibration (metrics.json calibration): nothing to predict it from")
