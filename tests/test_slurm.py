@@ -127,6 +127,53 @@ def test_bad_engine_input_is_one_line(tmp_path, args, needle):
     assert not (tmp_path / "r").exists()
 
 
+# issue 39 audit: the image was unpacked with a plain `tar -x -C`, which as root keeps the image's owners and its setuid
+# and setgid bits: a setuid file of the image's became one on the login node.
+def test_the_image_unpack_keeps_no_owner_and_no_set_id_bit():
+    from xeontl.engines import slurm
+
+    cmd = slurm.unpack_command(__import__("pathlib").Path("/x/dest"))
+    assert cmd[:2] == ["tar", "-x"] and cmd[-2:] == ["-C", "/x/dest"]
+    for option in ("--no-same-owner", "--no-same-permissions", "--no-xattrs", "--no-acls"):
+        assert option in cmd, (option, cmd)
+    assert not {"-p", "--same-owner", "--same-permissions", "--preserve-permissions", "--xattrs", "--acls"} & set(cmd)
+
+
+def test_a_setuid_file_in_the_image_unpacks_without_its_set_id_bits(tmp_path, monkeypatch):
+    """Through slurm.unpack with a real tar (the daemon's export replaced by a crafted one): a 4755 file, a 2755 file
+    and a 1777 dir owned by uid 1234 come out owned by the unpacking user, with no set-id bit, and nothing group- or
+    world-writable, even with TAR_OPTIONS asking tar to keep them (as root the old command kept all of it)."""
+    import io
+    import stat
+    import tarfile
+
+    from xeontl.engines import slurm
+    from xeontl.supply import dockerapi
+
+    def export(image, out):
+        with tarfile.open(fileobj=out, mode="w|") as t:
+            for name, mode, kind in (("bin/su", 0o4755, tarfile.REGTYPE), ("bin/sg", 0o2755, tarfile.REGTYPE),
+                                     ("tmp", 0o1777, tarfile.DIRTYPE), ("share", 0o2777, tarfile.DIRTYPE),
+                                     ("share/w", 0o666, tarfile.REGTYPE)):
+                m = tarfile.TarInfo(name)
+                m.type, m.mode, m.uid, m.gid, m.uname, m.gname = kind, mode, 1234, 1234, "", ""
+                body = b"x" if kind == tarfile.REGTYPE else b""
+                m.size = len(body)
+                t.addfile(m, io.BytesIO(body) if body else None)
+
+    monkeypatch.setattr(dockerapi, "export_image", export)
+    monkeypatch.setenv("TAR_OPTIONS", "--same-owner --same-permissions --xattrs")
+    dest = tmp_path / "image"
+    dest.mkdir()
+    slurm.unpack("xeontl:test", {"Config": {"Env": ["A=1"]}}, dest)
+    for name in ("bin/su", "bin/sg", "tmp", "share", "share/w"):
+        st = os.lstat(dest / name)
+        assert st.st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX) == 0, (name, oct(st.st_mode))
+        assert st.st_mode & 0o022 == 0, (name, oct(st.st_mode))
+        assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()), name
+    assert (dest / "ch" / "environment").read_text() == "A=1\n"
+
+
 def test_without_slurm_tools_says_so(tmp_path):
     r = invoke("reproduce", "--engine", "slurm", "--nodes", "2", "--sockets", "1", "--results-dir", str(tmp_path),
                timeout=scaled(120), env={"PATH": os.path.dirname(sys.executable)})
