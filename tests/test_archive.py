@@ -13,7 +13,7 @@ import tarfile
 
 import pytest
 
-from conftest import ROOT, docker_ok, invoke, scaled
+from conftest import ROOT, docker_ok, invoke, scaled, tasks_module
 from xeontl.common.errors import UserError
 from xeontl.supply import archive, dockerapi
 from xeontl.supply import image as imagelib
@@ -517,13 +517,9 @@ def test_a_docker_save_config_not_an_image_config_is_one_line_naming_it(tmp_path
 
 def test_build_from_a_save_with_a_bad_config_exits_2_in_one_line(tmp_path, daemon):
     """As `invoke build --from` runs it (tasks.build's guard): `xeontl: error: ...`, exit 2."""
-    import importlib.util
-
     from invoke import Exit
 
-    spec = importlib.util.spec_from_file_location("tasks_for_archive", ROOT / "tasks.py")
-    tasks = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tasks)
+    tasks = tasks_module()
     name = f"{hashlib.sha256(b'5').hexdigest()}.json"
     path = fake_archive(tmp_path / "x.tar", members={"image.tar.gz": docker_save_with(b"5", name),
                                                      "source.tar.gz": b"s"}, image_id=f"sha256:{name[:64]}")
