@@ -22,6 +22,7 @@ from conftest import (
     scaled,
     staged_epoch,
     start,
+    tasks_module,
     wait_for,
 )
 from xeontl.experiment import events
@@ -172,6 +173,47 @@ def test_a_setuid_file_in_the_image_unpacks_without_its_set_id_bits(tmp_path, mo
         assert st.st_mode & 0o022 == 0, (name, oct(st.st_mode))
         assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()), name
     assert (dest / "ch" / "environment").read_text() == "A=1\n"
+
+
+# issue 39 audit: the results dir reaches `#SBATCH --output=<run dir>/logs-launcher.txt`, and only white space and %
+# were refused: a quote (sbatch's own quoting), a backslash (Slurm's file name escapes), a `#` and the rest reached the
+# script. Deny by default: only SBATCH_PATH's characters. Each refused in one line naming it, exit 2, nothing written.
+TASKS = tasks_module()
+SBATCH_UNSAFE = ['"', "'", "`", "$", "\\", "%", "#", ";", "&", "|", "<", ">", "(", ")", "*", "?", "[", "]", "!", "{",
+                 "}", "~", "^", " ", "\t", "\x1b", "\x7f", "é", "\u00a0", "\u2028", "\u202e"]
+
+
+@pytest.mark.parametrize("char", SBATCH_UNSAFE, ids=[repr(c) for c in SBATCH_UNSAFE])
+def test_a_results_dir_unsafe_in_an_sbatch_line_is_refused_naming_the_character(tmp_path, capsys, char):
+    """As `invoke reproduce --engine slurm --dry-run --results-dir DIR` runs it (the task's body, in-process)."""
+    from invoke import Exit
+
+    with pytest.raises(Exit) as e:
+        TASKS._reproduce(None, engine="slurm", nodes="2", sockets="2", topology=str(SPR), dry_run=True,
+                         results_dir=str(tmp_path / f"res{char}ults"))
+    line = e.value.message
+    assert e.value.code == 2 and line.startswith("xeontl: error: --results-dir ") and "\n" not in line, line
+    assert f"character {char!r}" in line or "control character" in line, line
+    assert "#SBATCH" not in capsys.readouterr().out and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", ["/srv/runs/a-b_c.d/x+y,z=1@host:2", "/"])
+def test_a_results_dir_of_safe_characters_reaches_the_sbatch_line(path):
+    from xeontl.engines import slurm
+
+    assert slurm.sbatch_path(path, "--results-dir") == path
+
+
+@pytest.mark.parametrize("char", SBATCH_UNSAFE, ids=[repr(c) for c in SBATCH_UNSAFE])
+def test_the_sbatch_renderer_refuses_an_unchecked_run_dir(char):
+    """The second guard: slurm_script itself asserts its run dir is one sbatch_path allows."""
+    from xeontl.engines import slurm
+    from xeontl.placement import plan as planlib
+    from xeontl.placement import topology
+
+    plan = planlib.make_plan(topology.load_file(SPR), 2)
+    with pytest.raises(AssertionError, match="unchecked script values"):
+        slurm.slurm_script(plan, slurm.SlurmJob(f"/r/run{char}x", "xeontl-x"), lambda w: [])
 
 
 def test_without_slurm_tools_says_so(tmp_path):
