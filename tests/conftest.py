@@ -28,6 +28,17 @@ def invoke(*args, timeout=None, env=None):
     return run([sys.executable, "-m", "invoke", *args], timeout=timeout, env=env)
 
 
+def tasks_module():
+    """tasks.py loaded in-process: a task's body (and its guard: `xeontl: error: ...`, invoke.Exit's code) without the
+    seconds a `python -m invoke` process costs."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tasks_in_process", ROOT / "tasks.py")
+    tasks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tasks)
+    return tasks
+
+
 def start(cmd, sigint="default", env=None, **kw) -> subprocess.Popen:
     """A launcher started as a terminal starts a foreground job: its own process group, SIGINT at its default (a
     job started with `&` by a non-interactive shell, e.g. `nohup bash .ci/run &`, inherits SIGINT *ignored*, and so

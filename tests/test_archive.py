@@ -13,7 +13,7 @@ import tarfile
 
 import pytest
 
-from conftest import ROOT, docker_ok, invoke, scaled
+from conftest import ROOT, docker_ok, invoke, scaled, tasks_module
 from xeontl.common.errors import UserError
 from xeontl.supply import archive, dockerapi
 from xeontl.supply import image as imagelib
@@ -433,7 +433,8 @@ def _save(members, tags=("xeontl-test-victim:1",)):
         for name, kind, body in [("manifest.json", "m", ""), *members]:
             m = tarfile.TarInfo(name)
             m.type, m.linkname = types[kind], body if kind in "sh" else ""
-            data = manifest if kind == "m" else b"{}" if kind == "f" else None
+            data = (manifest if kind == "m" else APP if kind == "f" and name.endswith(".json") else b"{}" if kind == "f"
+                    else None)  # <id>.json is an image's config
             m.size = len(data) if data is not None else 0
             t.addfile(m, io.BytesIO(data) if data is not None else None)
     return out.getvalue()
@@ -475,3 +476,76 @@ def test_index_json_tag_annotations_are_stripped():
     with tarfile.open(fileobj=io.BytesIO(loaded.getvalue())) as t:
         got = json.loads(t.extractfile("index.json").read())
     assert got["manifests"][0]["annotations"] == {"other": "kept"} and got["annotations"] == {}
+
+
+# issue 39 audit: an image config in the save (`<id>.json`, or the blob manifest.json's Config names) was read with a
+# plain json.loads and `"rootfs" in doc`: `5` or `null` was a TypeError, 100k-deep nesting a RecursionError (a
+# traceback), and `["rootfs"]` or `"rootfs"` passed for a config. Now through records.parse (bounded size and depth,
+# the docker-image-config schema): one line naming the member, nothing loaded.
+BAD_CONFIGS = [
+    ("a number", b"5"), ("null", b"null"), ("a list naming rootfs", b'["rootfs"]'), ("a string", b'"rootfs"'),
+    ("deep nesting", b"[" * 100_000 + b"]" * 100_000), ("deep object", b'{"a":' * 100_000 + b"1" + b"}" * 100_000),
+    ("not JSON", b"{rootfs"), ("not UTF-8", b'{"rootfs": "\xff"}'), ("NaN", b'{"rootfs": {}, "x": NaN}'),
+    ("rootfs not an object", b'{"rootfs": 5}'), ("no rootfs", b'{"architecture": "amd64"}'),
+]
+
+
+def docker_save_with(config: bytes, name: str) -> bytes:
+    """A `docker save` whose one image's config member NAME (as manifest.json names it) holds CONFIG."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        body = json.dumps([{"Config": name, "RepoTags": ["victim:latest"], "Layers": []}]).encode()
+        for member, data in ((name, config), ("manifest.json", body)):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return gzip.compress(out.getvalue())
+
+
+@pytest.mark.parametrize("layout", ["{}.json", "blobs/sha256/{}"])
+@pytest.mark.parametrize("case,config", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_a_docker_save_config_not_an_image_config_is_one_line_naming_it(tmp_path, daemon, case, config, layout):
+    digest = hashlib.sha256(config).hexdigest()
+    name = layout.format(digest)
+    path = fake_archive(tmp_path / "x.tar", members={"image.tar.gz": docker_save_with(config, name),
+                                                     "source.tar.gz": b"s"}, image_id=f"sha256:{digest}")
+    with pytest.raises(UserError) as e:
+        archive.load(path)
+    assert "\n" not in str(e.value) and name in str(e.value) and "nothing was loaded" in str(e.value), str(e.value)
+    assert daemon["loaded"] == b"" and daemon["tags"] == []
+
+
+def test_build_from_a_save_with_a_bad_config_exits_2_in_one_line(tmp_path, daemon):
+    """As `invoke build --from` runs it (tasks.build's guard): `xeontl: error: ...`, exit 2."""
+    from invoke import Exit
+
+    tasks = tasks_module()
+    name = f"{hashlib.sha256(b'5').hexdigest()}.json"
+    path = fake_archive(tmp_path / "x.tar", members={"image.tar.gz": docker_save_with(b"5", name),
+                                                     "source.tar.gz": b"s"}, image_id=f"sha256:{name[:64]}")
+    with pytest.raises(Exit) as e:
+        tasks.build.body(None, from_=str(path), tag="xeontl:latest")
+    assert e.value.code == 2 and e.value.message.startswith("xeontl: error: ") and "\n" not in e.value.message
+    assert name in e.value.message and daemon["loaded"] == b""
+
+
+def test_a_layer_blob_not_named_as_a_config_is_no_config_and_no_error(tmp_path, daemon):
+    """A docker 25 save's blobs are layers (tars) as well as configs: a blob that is not JSON is no error unless the
+    manifest names it as an image's config; the image whose config is valid loads."""
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as t:
+        info = tarfile.TarInfo("hello")
+        info.size = 2
+        t.addfile(info, io.BytesIO(b"hi"))
+    out = io.BytesIO()
+    app = f"blobs/sha256/{APP_ID[7:]}"
+    with tarfile.open(fileobj=out, mode="w") as t:
+        body = json.dumps([{"Config": app, "RepoTags": None, "Layers": []}]).encode()
+        for member, data in ((f"blobs/sha256/{hashlib.sha256(layer.getvalue()).hexdigest()}", layer.getvalue()),
+                             (f"blobs/sha256/{'c' * 64}", b"5"), (app, APP), (f"{APP_ID[7:]}.json", APP),
+                             ("manifest.json", body)):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    images = archive._saved_images(io.BytesIO(out.getvalue()))
+    assert [i["id"] for i in images] == [APP_ID]

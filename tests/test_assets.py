@@ -326,6 +326,31 @@ def test_an_existing_destination_with_other_content_is_never_replaced(tmp_path):
     assert dest.read_bytes() == body and not list(dest.parent.glob(".xeontl-import-*"))
 
 
+@pytest.mark.parametrize("data_filter", [True, False], ids=["python with tarfile's data filter", "python 3.11.2"])
+def test_an_imported_member_keeps_no_owner_and_no_set_id_bit(tmp_path, monkeypatch, data_filter):
+    """A bundle's member as another machine's tar may carry it: mode 4755 (setuid), 2777, owned by uid 1234. It is
+    placed owned by the importing user, with no set-id bit and nothing group- or world-writable, on a Python with
+    tarfile's "data" filter or without one (Debian 12's 3.11.2: there, as root, extractall kept all of it)."""
+    import os
+    import stat
+
+    if not data_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    body = b"the archive"
+    digest = sha(body)
+    manifest = json.dumps({"data": {"name": data.ARCHIVE_NAME, "sha256": digest}}).encode()
+    with tarfile.open(tmp_path / "b.tar", "w") as tar:
+        for name, content, mode in (("xeontl-assets.json", manifest, 0o644), (data.ARCHIVE_NAME, body, 0o6777)):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.uid, info.gid, info.uname, info.gname = len(content), mode, 1234, 1234, "", ""
+            tar.addfile(info, io.BytesIO(content))
+    cfg = config.resolve("paper", {"data_dir": str(tmp_path / "tfds"), "archive_sha256": digest})
+    assert assets.import_(cfg, tmp_path / "b.tar", tmp_path / "manifest.json")["data"]["sha256"] == digest
+    st = (assets.manual_dir(cfg) / data.ARCHIVE_NAME).stat()
+    assert st.st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | 0o022) == 0, oct(st.st_mode)
+    assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
+
+
 # ---------------------------------------------------------------------------------------------- weights: one digest
 def tree(root: Path, files: dict[str, bytes | str]) -> Path:
     """Files under ROOT; a str value makes a symbolic link to that target instead."""

@@ -27,6 +27,25 @@ def test_every_link_of_the_readme_and_docs_is_live():
                 assert (doc.parent / target).exists(), f"{doc.name}: {target}"
 
 
+def test_every_test_the_docs_cite_exists():
+    """A guarantee in the docs names the test that holds it (`test_locks.py`, `test_a_lock_dir_flipped_...`, a family
+    as `test_old_harness_wrong_on_*`): each cited file (with or without .py) is one under tests/ and each cited name a
+    test defined there
+    (docs/reliability.md once cited a test_compose.py that never existed)."""
+    tests = list((ROOT / "tests").rglob("*.py"))
+    files = {p.name for p in tests}
+    names = set(re.findall(r"^\s*(?:async\s+)?def (test_\w+)", "\n".join(p.read_text() for p in tests), re.M))
+    missing = []
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for quoted in re.findall(r"`([^`]+)`", doc.read_text()):
+            for cited, star in re.findall(r"\b(test_\w+(?:\.py)?)\b(\*?)", quoted):
+                known = (cited in files if cited.endswith(".py") else f"{cited}.py" in files or (
+                    any(n.startswith(cited) for n in names) if star else cited in names))
+                if not known:
+                    missing.append(f"{doc.name}: {cited}{star}")
+    assert not missing, missing
+
+
 def test_each_doc_opens_with_what_a_reader_uses_it_for():
     for doc in (ROOT / "docs").glob("*.md"):
         lines = doc.read_text().splitlines()

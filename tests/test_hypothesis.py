@@ -4,6 +4,7 @@ hosts lists, a run's launch.json, archive manifests. Each answer is a result or 
 tier: the entry points the CLIs call (`python -m xeontl reproduce --dry-run`'s main, config.resolve,
 topology.load_file, launch.resume_options, archive.verify), with the exceptions they let through."""
 
+import hashlib
 import io
 import json
 import os
@@ -157,6 +158,72 @@ def test_a_generated_archive_is_refused_in_one_line_before_anything_loads(manife
     with pytest.raises(UserError) as e:
         archive.verify(path)
     assert "\n" not in str(e.value)
+
+
+# (issue 39 audit) The `docker save` inside a verified archive, generated: the config member manifest.json names
+# (`<id>.json`, or a docker 25 blob) holding any JSON value, deep nesting, random bytes or a real config, beside other
+# blobs (layers, or anything). `build --from` loads the image whose config is one, or is one line naming the member,
+# with nothing loaded and no tag moved; never a TypeError or RecursionError.
+REAL_CONFIG = b'{"rootfs": {"type": "layers", "diff_ids": []}, "architecture": "amd64"}'
+deep_json = st.builds(lambda n, o, inner: (o[0] * n + inner + o[1] * n).encode(), st.integers(65, 100_000),
+                      st.sampled_from([("[", "]"), ('{"a":', "}")]), st.sampled_from(["1", "", "[]"]))
+config_body = st.one_of(json_value.map(lambda v: json.dumps(v).encode()), deep_json, st.binary(max_size=64),
+                        st.just(REAL_CONFIG), st.just(b"5"), st.just(b"null"), st.just(b'["rootfs"]'))
+
+
+def docker_save(members: list[tuple[str, bytes]], config: str) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        body = json.dumps([{"Config": config, "RepoTags": ["victim:latest"], "Layers": []}]).encode()
+        for name, data in [*members, ("manifest.json", body)]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return __import__("gzip").compress(out.getvalue())
+
+
+INPUTS = __import__("xeontl.supply.image", fromlist=["x"]).checkout_inputs_hash() or "0123456789ab"
+
+
+@SETTINGS
+@given(config=config_body, blob=st.booleans(), others=st.lists(config_body, max_size=2))
+def test_a_generated_docker_save_loads_its_config_or_is_one_line(config, blob, others, tmp_path_factory):
+    from unittest import mock
+
+    from xeontl.supply import dockerapi
+
+    digest = hashlib.sha256(config).hexdigest()
+    name = f"blobs/sha256/{digest}" if blob else f"{digest}.json"
+    members = {f"blobs/sha256/{hashlib.sha256(b).hexdigest()}": b for b in others if b != config}
+    members[name] = config
+    image = docker_save(list(members.items()), name)
+    payload = {"image.tar.gz": image, "source.tar.gz": b"s"}
+    sums = {n: hashlib.sha256(b).hexdigest() for n, b in payload.items()}
+    manifest = json.dumps({"commit": "c0ffee" * 6 + "beef", "image": {"id": f"sha256:{digest}", "inputs": INPUTS},
+                           "members": {n: {"bytes": len(b), "sha256": sums[n]} for n, b in payload.items()}}).encode()
+    sums["manifest.json"] = hashlib.sha256(manifest).hexdigest()
+    sums_text = "".join(f"{d}  {n}\n" for n, d in sums.items())
+    work = tmp_path_factory.mktemp("save")
+    path = work / "a.tar"
+    path.write_bytes(archive_with({"manifest.json": manifest, "SHA256SUMS": sums_text.encode(), **payload}))
+    got = {"loaded": [], "tags": []}
+    present = set()
+    with mock.patch.object(dockerapi, "check_daemon", lambda: None), \
+            mock.patch.object(dockerapi, "load", lambda chunks: got["loaded"].append(b"".join(chunks))
+                              or present.add(f"sha256:{digest}")), \
+            mock.patch.object(dockerapi, "inspect", lambda ref: {"Id": ref} if ref in present else None), \
+            mock.patch.object(dockerapi, "tag", lambda source, ref: got["tags"].append((source, ref))), \
+            mock.patch.object(archive.imagelib, "checkout_inputs_hash", lambda *a: INPUTS), \
+            mock.patch.dict(os.environ, {"XEONTL_CACHE_DIR": str(work / "cache")}):
+        try:
+            archive.load(path)
+        except UserError as e:
+            assert "\n" not in str(e) and name in str(e) and "nothing was loaded" in str(e), str(e)
+            assert got == {"loaded": [], "tags": []}
+            return
+    valid = isinstance(doc := __import__("xeontl.common.records", fromlist=["x"]).loads(config), dict) and \
+        isinstance(doc.get("rootfs"), dict)
+    assert valid and got["tags"] == [(f"sha256:{digest}", "xeontl:latest")], config[:80]
 
 
 # ------------------------------------------------------------------------------------------------ every record reader

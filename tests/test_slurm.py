@@ -22,6 +22,7 @@ from conftest import (
     scaled,
     staged_epoch,
     start,
+    tasks_module,
     wait_for,
 )
 from xeontl.experiment import events
@@ -125,6 +126,94 @@ def test_bad_engine_input_is_one_line(tmp_path, args, needle):
     one_line_error(invoke("reproduce", "--dry-run", "--results-dir", str(tmp_path / "r"), *args,
                           timeout=scaled(120)), needle)
     assert not (tmp_path / "r").exists()
+
+
+# issue 39 audit: the image was unpacked with a plain `tar -x -C`, which as root keeps the image's owners and its setuid
+# and setgid bits: a setuid file of the image's became one on the login node.
+def test_the_image_unpack_keeps_no_owner_and_no_set_id_bit():
+    from xeontl.engines import slurm
+
+    cmd = slurm.unpack_command(__import__("pathlib").Path("/x/dest"))
+    assert cmd[:2] == ["tar", "-x"] and cmd[-2:] == ["-C", "/x/dest"]
+    for option in ("--no-same-owner", "--no-same-permissions", "--no-xattrs", "--no-acls"):
+        assert option in cmd, (option, cmd)
+    assert not {"-p", "--same-owner", "--same-permissions", "--preserve-permissions", "--xattrs", "--acls"} & set(cmd)
+
+
+def test_a_setuid_file_in_the_image_unpacks_without_its_set_id_bits(tmp_path, monkeypatch):
+    """Through slurm.unpack with a real tar (the daemon's export replaced by a crafted one): a 4755 file, a 2755 file
+    and a 1777 dir owned by uid 1234 come out owned by the unpacking user, with no set-id bit, and nothing group- or
+    world-writable, even with TAR_OPTIONS asking tar to keep them (as root the old command kept all of it)."""
+    import io
+    import stat
+    import tarfile
+
+    from xeontl.engines import slurm
+    from xeontl.supply import dockerapi
+
+    def export(image, out):
+        with tarfile.open(fileobj=out, mode="w|") as t:
+            for name, mode, kind in (("bin/su", 0o4755, tarfile.REGTYPE), ("bin/sg", 0o2755, tarfile.REGTYPE),
+                                     ("tmp", 0o1777, tarfile.DIRTYPE), ("share", 0o2777, tarfile.DIRTYPE),
+                                     ("share/w", 0o666, tarfile.REGTYPE)):
+                m = tarfile.TarInfo(name)
+                m.type, m.mode, m.uid, m.gid, m.uname, m.gname = kind, mode, 1234, 1234, "", ""
+                body = b"x" if kind == tarfile.REGTYPE else b""
+                m.size = len(body)
+                t.addfile(m, io.BytesIO(body) if body else None)
+
+    monkeypatch.setattr(dockerapi, "export_image", export)
+    monkeypatch.setenv("TAR_OPTIONS", "--same-owner --same-permissions --xattrs")
+    dest = tmp_path / "image"
+    dest.mkdir()
+    slurm.unpack("xeontl:test", {"Config": {"Env": ["A=1"]}}, dest)
+    for name in ("bin/su", "bin/sg", "tmp", "share", "share/w"):
+        st = os.lstat(dest / name)
+        assert st.st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX) == 0, (name, oct(st.st_mode))
+        assert st.st_mode & 0o022 == 0, (name, oct(st.st_mode))
+        assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()), name
+    assert (dest / "ch" / "environment").read_text() == "A=1\n"
+
+
+# issue 39 audit: the results dir reaches `#SBATCH --output=<run dir>/logs-launcher.txt`, and only white space and %
+# were refused: a quote (sbatch's own quoting), a backslash (Slurm's file name escapes), a `#` and the rest reached the
+# script. Deny by default: only SBATCH_PATH's characters. Each refused in one line naming it, exit 2, nothing written.
+TASKS = tasks_module()
+SBATCH_UNSAFE = ['"', "'", "`", "$", "\\", "%", "#", ";", "&", "|", "<", ">", "(", ")", "*", "?", "[", "]", "!", "{",
+                 "}", "~", "^", " ", "\t", "\x1b", "\x7f", "é", "\u00a0", "\u2028", "\u202e"]
+
+
+@pytest.mark.parametrize("char", SBATCH_UNSAFE, ids=[repr(c) for c in SBATCH_UNSAFE])
+def test_a_results_dir_unsafe_in_an_sbatch_line_is_refused_naming_the_character(tmp_path, capsys, char):
+    """As `invoke reproduce --engine slurm --dry-run --results-dir DIR` runs it (the task's body, in-process)."""
+    from invoke import Exit
+
+    with pytest.raises(Exit) as e:
+        TASKS._reproduce(None, engine="slurm", nodes="2", sockets="2", topology=str(SPR), dry_run=True,
+                         results_dir=str(tmp_path / f"res{char}ults"))
+    line = e.value.message
+    assert e.value.code == 2 and line.startswith("xeontl: error: --results-dir ") and "\n" not in line, line
+    assert f"character {char!r}" in line or "control character" in line, line
+    assert "#SBATCH" not in capsys.readouterr().out and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("path", ["/srv/runs/a-b_c.d/x+y,z=1@host:2", "/"])
+def test_a_results_dir_of_safe_characters_reaches_the_sbatch_line(path):
+    from xeontl.engines import slurm
+
+    assert slurm.sbatch_path(path, "--results-dir") == path
+
+
+@pytest.mark.parametrize("char", SBATCH_UNSAFE, ids=[repr(c) for c in SBATCH_UNSAFE])
+def test_the_sbatch_renderer_refuses_an_unchecked_run_dir(char):
+    """The second guard: slurm_script itself asserts its run dir is one sbatch_path allows."""
+    from xeontl.engines import slurm
+    from xeontl.placement import plan as planlib
+    from xeontl.placement import topology
+
+    plan = planlib.make_plan(topology.load_file(SPR), 2)
+    with pytest.raises(AssertionError, match="unchecked script values"):
+        slurm.slurm_script(plan, slurm.SlurmJob(f"/r/run{char}x", "xeontl-x"), lambda w: [])
 
 
 def test_without_slurm_tools_says_so(tmp_path):

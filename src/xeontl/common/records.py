@@ -32,6 +32,7 @@ KINDS = {
     "archive-record": "archive-record.schema.json",  # supply.archive.load: ~/.cache/xeontl/archives/ID.json
     "docker-save-manifest": "docker-save-manifest.schema.json",  # `docker save`'s manifest.json (not ours)
     "oci-index": "oci-index.schema.json",  # `docker save`'s index.json, docker 25+ (not ours)
+    "docker-image-config": "docker-image-config.schema.json",  # `docker save`'s <id>.json or config blob (not ours)
     "assets-manifest": "assets-manifest.schema.json",  # supply.assets.record: assets/manifest.json
     "assets-bundle": "assets-bundle.schema.json",  # supply.assets.export: xeontl-assets.json in a bundle
     "tfds-origin": "tfds-origin.schema.json",  # experiment.data.prepare_tfds: xeontl-origin.json

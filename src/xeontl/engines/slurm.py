@@ -80,12 +80,27 @@ def image_dir_for(image: str) -> Path:
     return cache_dir() / re.sub(r"[^A-Za-z0-9_.-]", "_", image)
 
 
+# How the image's export is unpacked. As root GNU tar keeps by default the archive's owners (--same-owner) and its
+# modes whole, setuid and setgid bits included (--same-permissions): an image's setuid file would be a setuid file on
+# the login node, owned by whoever the image says. So: every file the unpacking user's (--no-same-owner), modes under
+# a fixed umask with the set-id and sticky bits dropped (--no-same-permissions: GNU tar 1.34 clears them even under a
+# zero umask), and no xattrs (file capabilities), ACLs or SELinux labels, whatever TAR_OPTIONS says (dropped too).
+UNPACK_UMASK = 0o022
+UNPACK_OPTIONS = ("--no-same-owner", "--no-same-permissions", "--no-xattrs", "--no-acls", "--no-selinux")
+
+
+def unpack_command(dest: Path) -> list[str]:
+    return ["tar", "-x", *UNPACK_OPTIONS, "-C", str(dest)]
+
+
 def unpack(image: str, info: dict, dest: Path) -> None:
     """The image's filesystem as a directory ch-run starts (exported by the daemon, unpacked by tar), with
     /ch/environment, the image's ENV that `ch-run --set-env` reads: what ch-convert makes of a Docker image, in 11 s
-    instead of its 80 s for the 1.5 GB image here (measured on this bundle's CI machine, through the CLI)."""
+    instead of its 80 s for the 1.5 GB image here (measured on this bundle's CI machine, through the CLI). Owners,
+    set-id bits, xattrs and ACLs of the image's files are not kept (UNPACK_OPTIONS)."""
+    env = {k: v for k, v in os.environ.items() if k != "TAR_OPTIONS"}
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: tar's warnings can never block the stream
-        tar = subprocess.Popen(["tar", "-x", "-C", str(dest)], stdin=subprocess.PIPE, stderr=err)
+        tar = subprocess.Popen(unpack_command(dest), stdin=subprocess.PIPE, stderr=err, env=env, umask=UNPACK_UMASK)
         failed = None
         try:
             dockerapi.export_image(image, tar.stdin)
@@ -300,6 +315,27 @@ def node_has(flag: str, stack: str) -> str:
             f"|| {{ echo {shlex.quote(why)}; exit 2; }}")
 
 
+# What a path written into an #SBATCH line may hold, deny by default: sbatch splits the line at white space, takes
+# quotes and backslashes as its own syntax and a `#` as a comment, and Slurm expands %-patterns (and `\\`) in file
+# names; a path with anything but these characters is refused before anything is written.
+SBATCH_PATH_CHARS = "ASCII letters, digits and _ . / - + , = @ :"
+SBATCH_CHAR = re.compile(r"[A-Za-z0-9_./+,=@:-]")
+SBATCH_PATH = re.compile(rf"/{SBATCH_CHAR.pattern}*")
+
+
+def sbatch_path(path: str, flag: str) -> str:
+    """PATH (absolute) if it may be written into an #SBATCH line, else one line naming FLAG and the first character
+    that may not."""
+    if SBATCH_PATH.fullmatch(path):
+        return path
+    bad = next((c for c in path if not SBATCH_CHAR.fullmatch(c)), None)
+    if bad is None:
+        raise UserError(f"{flag} {path!r}: not an absolute path (Slurm takes it into an #SBATCH line)")
+    what = f"{bad!r} (white space)" if bad.isspace() else repr(bad)
+    raise UserError(f"{flag} {path!r}: Slurm takes it into an #SBATCH line, where the character {what} is not safe "
+                    f"(only {SBATCH_PATH_CHARS} are): choose a path without it")
+
+
 def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = None) -> str:
     """The sbatch script of a plan: one task per socket on every node, each task exec'ing its own socket's command
     (picked by SLURM_LOCALID) with the plan's CPUs as positions in its node's cpuset (rank 0 writes the provenance
@@ -308,7 +344,8 @@ def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = 
 
     for name, value in (("partition", job.partition), ("time_limit", job.time_limit)):
         assert value is None or re.fullmatch(SAFE[name][0], value), f"{name} {value!r} reached the script unchecked"
-    assert re.fullmatch(r"[A-Za-z0-9_.-]+", job.job_name) and "\n" not in job.run_dir, "unchecked script values"
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", job.job_name) and SBATCH_PATH.fullmatch(job.run_dir), \
+        "unchecked script values"
     cpus_per_task = max(len(w.cpus) for w in plan.workers)
     enter = slurm_enter(job)
     srun = ["srun", *(["--mpi=pmix"] if plan.horovod else []), "--cpu-bind=none", "--kill-on-bad-exit=1",
@@ -378,11 +415,7 @@ class SlurmEngine(Engine):
             raise UserError(f"{', '.join(given)}: not with --engine slurm (the nodes' own stack: --container none; "
                             f"more nodes: --nodes N)")
         heartbeat.bounds()  # the follower's bounds, before anything is submitted
-        # The run dir lands in #SBATCH --output, which Slurm reads to the end of the line and expands %-patterns in.
-        where = str(self.opts.results_dir.resolve())
-        if any(c.isspace() or c == "%" for c in where):
-            raise UserError(f"--results-dir {where!r}: Slurm takes the run dir into #SBATCH --output, where white "
-                            f"space and % do not survive: choose a path without them")
+        sbatch_path(str(self.opts.results_dir.resolve()), "--results-dir")  # the run dir lands in #SBATCH --output
 
     def topology(self) -> topology.Topology:
         if self.opts.topology_file:

@@ -356,24 +356,43 @@ def verify(path: Path, allowed_signers: Path | None = None, image_copy=None) -> 
     return {**manifest, "trust": trust, "archive_sha256": archive_sha256}
 
 
+CONFIG_MEMBER = re.compile(r"(blobs/sha256/)?[0-9a-f]{64}(\.json)?")  # where a save keeps its images' configs
+CONFIG_BYTES = 1 << 22  # an image config is a few KiB; a bigger blob is a layer
+
+
 def _saved_images(stream) -> list[dict]:
     """The images of a `docker save` stream, from its own files: each manifest entry's config (an image's id is the
-    sha256 of its config) with the digest its content really has, and the tags the save carries."""
-    configs, entries, seen = {}, None, set()
+    sha256 of its config) with the digest its content really has, and the tags the save carries. Every config is read
+    as a record (records.parse: bounded size and depth, the docker-image-config schema): `<id>.json` is always an
+    image's config, so one that is not is one line naming it; a blob (docker 25+) may be a layer too, so a blob that is
+    not a config is one line only when manifest.json names it as one."""
+    configs, refused, entries, seen = {}, {}, None, set()
     with tarfile.open(fileobj=stream, mode="r|") as saved:
         for m in saved:
             savelayout.check(m, seen)
             if m.name == "manifest.json":
                 entries = records.parse(saved.extractfile(m).read(1 << 20), "docker-save-manifest",
                                         "the archive's image.tar.gz: manifest.json")
-            elif re.fullmatch(r"(blobs/sha256/)?[0-9a-f]{64}(\.json)?", m.name) and m.isfile() and m.size < 1 << 22:
-                data = saved.extractfile(m).read()
-                with contextlib.suppress(ValueError):
-                    if "rootfs" in json.loads(data):  # an image config, not a layer
-                        configs[m.name] = hashlib.sha256(data).hexdigest()
+            elif CONFIG_MEMBER.fullmatch(m.name) and m.isfile():
+                where = f"{savelayout.WHERE}: member {m.name}"
+                try:
+                    if m.size >= CONFIG_BYTES:
+                        raise UserError(f"{where}: {m.size} bytes, more than an image config is: not an image config "
+                                        f"`docker save` writes; nothing was loaded")
+                    data = saved.extractfile(m).read()
+                    records.parse(data, "docker-image-config", where,
+                                  "not an image config `docker save` writes; nothing was loaded")
+                    configs[m.name] = hashlib.sha256(data).hexdigest()
+                except UserError as e:
+                    if m.name.endswith(".json"):
+                        raise
+                    refused[m.name] = e  # a layer, unless manifest.json names it as a config
     if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("Config"), str)
                                                 for e in entries):
         raise UserError("the archive's image.tar.gz is not a `docker save` (no manifest.json): nothing was loaded")
+    for e in entries:
+        if e["Config"] in refused:
+            raise refused[e["Config"]]
     return [{"config": e.get("Config"), "id": f"sha256:{configs.get(e.get('Config'), '?')}",
              "tags": e.get("RepoTags") or []} for e in entries]
 

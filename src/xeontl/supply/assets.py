@@ -11,6 +11,7 @@ is the paper's), which is checked, not assumed.
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import http.client
@@ -396,6 +397,16 @@ def _bundle_members(tar: tarfile.TarFile, bundle: Path) -> dict[str, tarfile.Tar
     return out
 
 
+def _plain(member: tarfile.TarInfo) -> tarfile.TarInfo:
+    """MEMBER as it is placed: owned by whoever imports (as root, extractall would otherwise chown it to the uid the
+    bundle names), its mode without set-id or sticky bits and writable by its owner only (without tarfile's "data"
+    filter, extractall would chmod a 4755 member setuid)."""
+    out = copy.copy(member)
+    out.uid, out.gid, out.uname, out.gname = os.geteuid(), os.getegid(), "", ""
+    out.mode = 0o755 if member.isdir() else member.mode & 0o755
+    return out
+
+
 def _member_sha256(tar: tarfile.TarFile, member: tarfile.TarInfo) -> str:
     h, f = hashlib.sha256(), tar.extractfile(member)
     while block := f.read(CHUNK):
@@ -475,9 +486,11 @@ def import_(cfg: dict, bundle: Path, manifest_file: Path | None = None) -> dict:
             with tempfile.TemporaryDirectory(prefix=".xeontl-import-", dir=dest.parent) as d:
                 prefix = "weights" if kind == "weights" else data.ARCHIVE_NAME
                 part = [m for n, m in members.items() if n == prefix or n.startswith(prefix + "/")]
-                # the members are checked already (_bundle_members: plain files and dirs under export's names);
-                # tarfile's own "data" filter as well where this Python has it (3.11.4+; Debian 12's 3.11.2 has not)
-                tar.extractall(d, members=part, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+                # the members are checked already (_bundle_members: plain files and dirs under export's names) and
+                # placed as the importing user's with plain modes (_plain); tarfile's own "data" filter as well where
+                # this Python has it (3.11.4+; Debian 12's 3.11.2 has not)
+                tar.extractall(d, members=[_plain(m) for m in part],
+                               **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
                 src = Path(d) / prefix
                 again = weights_sha256(src) if kind == "weights" else sha256_file(src)
                 if again != digest:  # the file changed between the check and the unpacking
