@@ -258,7 +258,8 @@ def test_case_5_every_run_kind_gets_a_reproduced_line(tmp_path):
 
 
 def test_case_5_time_without_a_calibrated_reference_is_said_not_judged(tmp_path):
-    ref = committed(tmp_path, [("demo-2s-a", {}), ("demo-2s-b", {"metrics.final_val_accuracy": 0.9375})])
+    ref = committed(tmp_path, [(f"demo-2s-{i}", {"metrics.final_val_accuracy": a, "metrics.calibration": DELETE})
+                               for i, a in enumerate((0.375, 0.3875, 0.4, 0.3875, 0.375))])  # 80 images: 1.25 points
     run = loaded(derive(corpus.BASE, tmp_path / "again", **corpus.TODAY))
     v = reference.against_reference(run, reference.find_reference(run, ref), ref)
     assert v["health"] == [] and v["reproduced"] is None and v["partial"] is True, v["why"]
@@ -479,7 +480,7 @@ def test_a_run_committed_twice_counts_once_and_never_in_its_own_pool(tmp_path):
 
 
 def test_a_committed_run_dirs_nodes_are_compared(tmp_path):
-    """Only a summary's copy (no plan) has its nodes exempted: a run dir's are compared."""
+    """A committed run dir's nodes are compared (a summary's copy, with no plan, is no reference at all)."""
     ref = committed(tmp_path, [("demo-2s-a", {"plan.node_count": 2})])
     run = loaded(derive(corpus.BASE, tmp_path / "again", **corpus.TODAY))
     assert any(d.startswith("layout.nodes") for d in reference.mismatch(run, loaded(ref / "20261200-000000-demo-2s-a")))
@@ -492,6 +493,10 @@ RECORD = {
     "a resume record: resumed": ({"metrics.resumed_from": {"run": "x", "epoch": 3}}, "resumed", True),
     "per-epoch rows fewer than epochs_run": ({"metrics.epochs_run": 44}, "health",
                                              ["record inconsistent: 43 per-epoch row(s), epochs_run 44"]),
+    # the adversary's second round: a record without its precision skipped the BF16-native check and was healthy
+    "precision not recorded: not healthy": ({"metrics.precision": DELETE}, "health",
+                                            ["precision not recorded (None): whether BF16 ran natively cannot be "
+                                             "checked"]),
 }
 
 
@@ -619,3 +624,30 @@ def test_a_committed_run_whose_own_record_is_unhealthy_is_no_reference(tmp_path)
     assert len(pool) == 5 and not any(r["dir"].endswith("shared") for r in pool)
     v = reference.against_reference(run, reference.find_reference(run, ref), ref)
     assert v["reproduced"] is False and any(w.startswith("time") and "outside" in w for w in v["why"]), v["why"]
+
+
+# The accuracy's tolerance (the adversary's second round): from 2 committed runs the prediction interval is 289 sd
+# (0.10 was "within"); from 6 that all scored the same, sd 0, one validation image more was "no". Accuracy decides from
+# MIN_CALIBRATED committed runs, its floor is ACCURACY_FLOOR_IMAGES of the run's own validation set. Accuracies in
+# validation images from the fixture's (31 of its 80).
+@pytest.mark.parametrize("name,accs,acc,judged,within", [
+    ("two committed runs: not judged, whatever the accuracy", (31, 32), 4, False, None),
+    ("four committed runs: not judged", (31, 32, 31, 30), 4, False, None),
+    ("five: judged, a collapsed run outside", (31, 32, 31, 30, 31), 4, True, False),
+    ("six all equal (sd 0): one image more within the floor", (31,) * 6, 32, True, True),
+    ("six all equal (sd 0): two images more within the floor", (31,) * 6, 33, True, True),
+    ("six all equal (sd 0): three images more outside", (31,) * 6, 34, True, False),
+])
+def test_accuracy_decides_from_enough_runs_and_never_below_two_images(tmp_path, name, accs, acc, judged, within):
+    n = reference.val_images(loaded(corpus.BASE))
+    ref = committed(tmp_path, [(f"demo-2s-{i}", {"metrics.final_val_accuracy": a / n}) for i, a in enumerate(accs)])
+    run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, "metrics.final_val_accuracy": acc / n}))
+    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    assert v["accuracy_judged"] is judged, v["why"]
+    said = next(w for w in v["why"] if w.startswith("accuracy"))
+    if not judged:
+        assert said.startswith(f"accuracy not judged: {len(accs)} committed run(s) of this setup, 5 needed"), said
+        assert v["reproduced"] is None
+    else:
+        assert said.endswith("within" if within else "outside"), said
+        assert (v["reproduced"] is False) is (not within), v["why"]

@@ -52,7 +52,9 @@ def tolerances(acc: dict, secs: dict) -> dict:
     return {"accuracy_points": None if acc_pts is None else max(FLOOR["accuracy_points"], math.ceil(acc_pts * 10) / 10),
             "time_relative": None if rel is None else max(FLOOR["time_relative"], math.ceil(rel * 100) / 100),
             "rule": f"the {100 - FALSE_ALARM * 100:g} % prediction interval of one new run (stats.multiple(n) x the "
-                    f"sample standard deviation of the n runs), at least {FLOOR}"}
+                    f"sample standard deviation of the n runs), at least {FLOOR}; shown for these runs alone: the "
+                    f"verdict judges time by the calibration ratio over the committed healthy runs of the CPU kind "
+                    f"(records/reference.py)"}
 
 
 def machine_id() -> str | None:

@@ -20,7 +20,7 @@ import math
 import statistics
 from pathlib import Path
 
-from xeontl.common import records, stats
+from xeontl.common import stats
 from xeontl.records import setup
 from xeontl.records.claims import REFERENCE_DIR, load_run, table
 
@@ -101,8 +101,8 @@ def run_id(run: dict) -> str:
 
 
 def _committed(run: dict, reference_dir: Path) -> list[dict]:
-    """Every committed run that succeeded but RUN itself: the reference run dirs and the runs of the `--repeats`
-    summaries (their runs/<id>/ carry config.json and metrics.json; the summary gives their sockets and emulation)."""
+    """Every committed run that succeeded, whose own record is healthy, but RUN itself. A `--repeats` summary's
+    copies (runs/<id>/: config.json and metrics.json, no plan, no provenance) carry no record to check: never one."""
     if not reference_dir.is_dir():
         return []
     out, seen = [], {run_id(run), run["provenance"].get("run_id")}
@@ -113,11 +113,6 @@ def _committed(run: dict, reference_dir: Path) -> list[dict]:
         if run_id(ref) in seen:
             continue
         seen.add(run_id(ref))
-        summary = d.parent.parent.parent / "summary.json"
-        if not ref["plan"] and summary.is_file():
-            kind = records.read_record(summary, "repeats-summary").get("kind") or [None, None, None]
-            ref["plan"] = {"sockets": kind[1], "emulated": kind[2]}
-            ref["from_summary"] = True
         # deny by default: a committed run is a reference only when it succeeded and its own record is healthy (a
         # rank off its CPUs or BF16 emulated in the pool would widen every run's tolerance)
         if (Path(ref["dir"]).resolve() != Path(run["dir"]).resolve() and ref["metrics"].get("status") == "success"
@@ -133,28 +128,45 @@ def committed_runs(run: dict, reference_dir: Path = REFERENCE_DIR) -> list[dict]
 
 def mismatch(run: dict, ref: dict) -> list[str]:
     """How RUN's setup differs from a committed run's, the machine aside (REFERENCE_IGNORES): [] when it reproduces
-    the same experiment; unknown in either is a difference. A summary's copied records carry no plan: its nodes are
-    not compared."""
-    ignore = dict(REFERENCE_IGNORES)
-    if ref.get("from_summary"):
-        ignore.update({d: {"words": "not in a summary's copy"} for d in ("layout.nodes",)})
+    the same experiment; unknown in either is a difference."""
     tab = table()
     return [f"{d['dimension']} {setup._fmt(d['got'])} vs {setup._fmt(d['want'])}"
-            for d in setup.compare(setup.of_run(run, tab), as_wanted(setup.of_run(ref, tab)), ignore)]
+            for d in setup.compare(setup.of_run(run, tab), as_wanted(setup.of_run(ref, tab)), REFERENCE_IGNORES)]
 
 
-def tolerances(runs: list[dict], ratio_runs: list[dict] | None = None) -> dict:
-    """Accuracy: the prediction interval (stats.multiple) of every committed run of the setup (at least 0.2 points).
-    Time: the same of measured/predicted over the committed runs that carry a calibration (at least 5 %), deciding
-    from MIN_CALIBRATED of them; over RATIO_RUNS where given (the run's own CPU kind's), else over RUNS."""
+def val_images(run: dict) -> int | None:
+    """How many validation images the run's accuracy counts: its confusion matrix's sum, else its val_size."""
+    m = run["metrics"]
+    cm = m.get("confusion_matrix")
+    if cm:
+        return sum(sum(row) for row in cm) or None
+    return (m.get("dataset") or {}).get("val_size") or None
+
+
+def accuracy_floor(run: dict) -> float:
+    """The accuracy tolerance's floor in points: ACCURACY_FLOOR_IMAGES validation images of the run's own set (0.5
+    points at the demo's 400, 0.2 at 1000), never below stats.FLOOR's: committed runs that all scored the same (sd 0)
+    do not make one image more a "no"."""
+    n = val_images(run)
+    return max(stats.FLOOR["accuracy_points"], math.ceil(ACCURACY_FLOOR_IMAGES * 1000 / n) / 10 if n else 0.0)
+
+
+ACCURACY_FLOOR_IMAGES = 2
+
+
+def tolerances(runs: list[dict], ratio_runs: list[dict] | None = None, floor_points: float | None = None) -> dict:
+    """Accuracy: the prediction interval (stats.multiple) of every committed run of the setup (at least FLOOR_POINTS,
+    else stats.FLOOR's), deciding from MIN_CALIBRATED of them (fewer give an interval too wide to tell anything: 289
+    sd from 2 runs). Time: the same of measured/predicted over the committed runs that carry a calibration (at least
+    5 %), deciding from MIN_CALIBRATED of them; over RATIO_RUNS where given (the run's own CPU kind's), else RUNS."""
     acc = [r["metrics"]["final_val_accuracy"] for r in runs if r["metrics"].get("final_val_accuracy") is not None]
     ratios = [x for x in map(time_ratio, runs if ratio_runs is None else ratio_runs) if x]
     out: dict = {"accuracy_runs": len(acc), "calibrated_runs": len(ratios),
                  "rule": f"the {100 - stats.FALSE_ALARM * 100:g} % prediction interval of the runs (stats.multiple)"}
-    if len(acc) >= 2:
+    if len(acc) >= MIN_CALIBRATED:
         out["accuracy_mean"] = statistics.fmean(acc)
         pts = statistics.stdev(acc) * 100 * stats.multiple(len(acc))
-        out["accuracy_points"] = max(stats.FLOOR["accuracy_points"], math.ceil(pts * 10) / 10)
+        out["accuracy_points"] = max(floor_points or stats.FLOOR["accuracy_points"], math.ceil(pts * 10) / 10)
     if len(ratios) >= MIN_CALIBRATED:
         out["ratio_mean"] = statistics.fmean(ratios)
         rel = stats.multiple(len(ratios)) * statistics.stdev(ratios) / out["ratio_mean"]
@@ -211,7 +223,7 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
     same = [r for r in pool if kind and cpu_kind(r) == kind]
     own = sum(1 for r in same if time_ratio(r))
     ratio_deciding = own >= MIN_CALIBRATED
-    tol = tolerances(pool or [ref], same if ratio_deciding else None)
+    tol = tolerances(pool or [ref], same if ratio_deciding else None, accuracy_floor(run))
     ratio_from = "of this CPU kind" if ratio_deciding else (
         f"of every CPU kind ({own} of this one, {kind or 'its kind not recorded'}; {MIN_CALIBRATED} needed to decide)")
     problems = health(run)
@@ -224,7 +236,8 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
     acc = m.get("final_val_accuracy")
     if "accuracy_points" not in tol or acc is None:
         ok = False if acc is None else ok
-        why.append(f"accuracy not judged: {tol['accuracy_runs']} committed run(s) of this setup, 2 needed"
+        why.append(f"accuracy not judged: {tol['accuracy_runs']} committed run(s) of this setup, {MIN_CALIBRATED} "
+                   f"needed"
                    if acc is not None else "accuracy: none recorded")
         acc_judged = False
     else:

@@ -218,6 +218,8 @@ def health(run: dict) -> list[str] | None:
                 out.append(f"ranks {owner[where]} and {r['rank']} share CPU {cpu}")
             owner[where] = r["rank"]
     ran = (m.get("precision") or {}).get("precision")
+    if ran not in ("bf16", "fp32"):  # unknown is never healthy: whether BF16 ran natively cannot be checked
+        out.append(f"precision not recorded ({ran!r}): whether BF16 ran natively cannot be checked")
     mp = prov.get("math_path") or {}
     flags = ((prov.get("host") or {}).get("cpu") or {}).get("flags_of_note") or {}
     if ran == "bf16" and (not mp or mp.get("error")):
