@@ -265,7 +265,7 @@ def test_case_5_time_without_a_calibrated_reference_is_said_not_judged(tmp_path)
     assert v["health"] == [] and v["reproduced"] is None and v["partial"] is True, v["why"]
     assert any(w.startswith("time not judged: no calibrated reference") for w in v["why"])
     assert report.verdict_words(v) == ("yes on accuracy and the run record; time not judged: no calibrated "
-                                       "reference")
+                                       "reference of this CPU kind")
 
 
 def calibrated(seconds_per_step=0.1, train=None):

@@ -133,7 +133,7 @@ def test_bad_engine_input_is_one_line(tmp_path, args, needle):
 def test_the_image_unpack_keeps_no_owner_and_no_set_id_bit():
     from xeontl.engines import slurm
 
-    cmd = slurm.unpack_command(__import__("pathlib").Path("/x/dest"))
+    cmd = slurm.unpack_command(__import__("pathlib").Path("/x/dest"), euid=1000)
     assert cmd[:2] == ["tar", "-x"] and cmd[-2:] == ["-C", "/x/dest"]
     for option in ("--no-same-owner", "--no-same-permissions", "--no-xattrs", "--no-acls"):
         assert option in cmd, (option, cmd)
@@ -173,6 +173,47 @@ def test_a_setuid_file_in_the_image_unpacks_without_its_set_id_bits(tmp_path, mo
         assert st.st_mode & 0o022 == 0, (name, oct(st.st_mode))
         assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid()), name
     assert (dest / "ch" / "environment").read_text() == "A=1\n"
+
+
+def test_the_image_unpack_as_root_holds_no_mknod_and_a_device_node_is_refused(tmp_path, monkeypatch):
+    """The adversary's second round: as root, tar made the image's device nodes (`c 1 1`, root's, 0644) on the login
+    node. Root's tar runs without CAP_MKNOD (setpriv); /dev's entries are left out (the real image has debootstrap's,
+    which a user's tar could not make either); a device node elsewhere is one line, nothing kept."""
+    import io
+    import tarfile
+
+    from xeontl.engines import slurm
+    from xeontl.supply import dockerapi
+
+    assert slurm.unpack_command(tmp_path, euid=0)[:3] == list(slurm.DROP_MKNOD)
+    assert slurm.unpack_command(tmp_path, euid=1000)[0] == "tar"
+    if os.geteuid() != 0:
+        pytest.skip("the device node's refusal needs root (a user's tar cannot make one either)")
+
+    def exporting(where):
+        def export(image, out):
+            with tarfile.open(fileobj=out, mode="w|") as t:
+                ok = tarfile.TarInfo("bin/ok")
+                ok.size = 1
+                t.addfile(ok, io.BytesIO(b"x"))
+                for name in ("dev/null", where):  # debootstrap's /dev (as the image has it), and WHERE
+                    dev = tarfile.TarInfo(name)
+                    dev.type, dev.devmajor, dev.devminor, dev.mode = tarfile.CHRTYPE, 1, 1, 0o644
+                    t.addfile(dev)
+        return export
+
+    monkeypatch.setattr(dockerapi, "export_image", exporting("opt/mem"))
+    dest = tmp_path / "image"
+    dest.mkdir()
+    with pytest.raises(slurm.UserError, match=r"holds device nodes \(.*opt/mem"):
+        slurm.unpack("xeontl:test", {"Config": {"Env": []}}, dest)
+    assert not (dest / "opt" / "mem").exists()
+    # /dev's own nodes are left out (ch-run binds the host's), the rest unpacks
+    monkeypatch.setattr(dockerapi, "export_image", exporting("dev/mem"))
+    dest = tmp_path / "image2"
+    dest.mkdir()
+    slurm.unpack("xeontl:test", {"Config": {"Env": []}}, dest)
+    assert (dest / "bin" / "ok").is_file() and not any((dest / "dev").iterdir() if (dest / "dev").exists() else [])
 
 
 # issue 39 audit: the results dir reaches `#SBATCH --output=<run dir>/logs-launcher.txt`, and only white space and %

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from xeontl.common import heartbeat
-from xeontl.common.errors import UserError
+from xeontl.common.errors import UserError, one_line
 from xeontl.engines.base import Engine, Job
 from xeontl.launch import outcome
 from xeontl.placement import plan as planlib
@@ -86,11 +86,28 @@ def image_dir_for(image: str) -> Path:
 # a fixed umask with the set-id and sticky bits dropped (--no-same-permissions: GNU tar 1.34 clears them even under a
 # zero umask), and no xattrs (file capabilities), ACLs or SELinux labels, whatever TAR_OPTIONS says (dropped too).
 UNPACK_UMASK = 0o022
-UNPACK_OPTIONS = ("--no-same-owner", "--no-same-permissions", "--no-xattrs", "--no-acls", "--no-selinux")
+# The image's /dev entries (debootstrap's null, zero, tty, ...: ch-run binds the host's /dev over the directory) are
+# left out: as a user tar cannot make them (Operation not permitted: a user's unpack of this image used to fail) and
+# as root it would make them on the login node.
+UNPACK_OPTIONS = ("--no-same-owner", "--no-same-permissions", "--no-xattrs", "--no-acls", "--no-selinux",
+                  "--anchored", "--exclude=dev/*", "--exclude=./dev/*")
 
 
-def unpack_command(dest: Path) -> list[str]:
-    return ["tar", "-x", *UNPACK_OPTIONS, "-C", str(dest)]
+# Elsewhere, as root, tar would make an image's device nodes (a `c 1 1` or a raw disk's `b 8 0`, root's, 0644) on the
+# login node: root unpacks without CAP_MKNOD (util-linux's setpriv drops it from the inheritable and bounding sets, so
+# tar never holds it), and an image that holds a device node outside /dev is refused, as it is for a user. No setpriv
+# as root: refused, never unpacked with the capability.
+DROP_MKNOD = ("setpriv", "--inh-caps=-mknod", "--bounding-set=-mknod")
+
+
+def unpack_command(dest: Path, euid: int | None = None) -> list[str]:
+    tar = ["tar", "-x", *UNPACK_OPTIONS, "-C", str(dest)]
+    if (os.geteuid() if euid is None else euid) != 0:
+        return tar  # mknod needs CAP_MKNOD, which a user does not hold
+    if not shutil.which(DROP_MKNOD[0]):
+        raise UserError("unpacking the image as root needs setpriv (util-linux) to unpack without CAP_MKNOD: install "
+                        "it, or unpack as a user, or give --image DIR with an unpacked image")
+    return [*DROP_MKNOD, *tar]
 
 
 def unpack(image: str, info: dict, dest: Path) -> None:
@@ -111,6 +128,10 @@ def unpack(image: str, info: dict, dest: Path) -> None:
         rc = tar.wait()
         err.seek(0)
         said = err.read().decode(errors="replace").strip().splitlines()
+    nodes = [ln for ln in said if "Cannot mknod" in ln]
+    if nodes:
+        raise UserError(f"{image} holds device nodes ({one_line(nodes[0])}): refused, an image for ch-run needs "
+                        f"none (the partial unpack is removed)")
     if rc != 0 or failed:
         raise UserError(f"unpacking {image} into {dest.parent} failed ({(said or [failed])[-1]}): free disk space "
                         f"there, or give --image DIR with an unpacked image")

@@ -37,8 +37,10 @@ def verdict_words(ref: dict) -> str:
     if ref["reproduced"] is not None:
         return "yes" if ref["reproduced"] else "no"
     if ref.get("partial"):
+        if ref.get("time_judged"):
+            return "yes on what was judged"
         return ("yes on " + ("accuracy and " if ref.get("accuracy_judged") else "") + "the run record; time not "
-                "judged: no calibrated reference" if not ref.get("time_judged") else "yes on what was judged")
+                "judged: no calibrated reference of this CPU kind")
     return "not judged"
 
 
