@@ -21,7 +21,7 @@ from xeontl.common.errors import UserError
 from xeontl.common.stats import FALSE_ALARM, FLOOR, multiple, shown, spread  # noqa: F401  (repeats.spread: its callers')
 from xeontl.experiment import config
 from xeontl.launch.options import Options
-from xeontl.records import claims, reference
+from xeontl.records import claims, reference, report
 
 FIGURES = {"accuracy": ("final_val_accuracy", "val accuracy", "{:.4f}"),
            "epochs": ("epochs_run", "epochs", "{:.1f}"),
@@ -77,7 +77,10 @@ def summarize(runs: list[Path]) -> dict:
                      # the CPU by model name and family/model: "AMD EPYC" alone names Zen 3, 4 and 5 alike
                      "cpu": reference.cpu_kind(run),
                      "reference": None if ref is None else ref["reference"],
-                     "reproduced": None if ref is None else ref["reproduced"]})
+                     "reproduced": None if ref is None else ref["reproduced"],
+                     # the words report.md gives: a partial verdict is "yes on accuracy and the run record; ...",
+                     # never shown as "not judged"
+                     "verdict": None if ref is None else report.verdict_words(ref)})
     stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
     judged = [r["reproduced"] for r in rows if r["reproduced"] is not None]
     return {"kind": list(reference.run_kind(loaded[0])) if loaded else None, "runs": rows, "spread": stats,
@@ -96,8 +99,8 @@ def markdown(title: str, s: dict) -> str:
     for r in s["runs"]:
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
         secs = "-" if r["train_seconds"] is None else f"{r['train_seconds']:.1f}"
-        ref = "no reference" if r.get("reference") is None else {True: "yes", False: "no"}.get(r["reproduced"],
-                                                                                                 "not judged")
+        ref = "no reference" if r.get("reference") is None else r.get("verdict") or {
+            True: "yes", False: "no"}.get(r["reproduced"], "not judged")
         lines.append(f"| `{r['run']}` | {r['seed']} | {r['status']} | {acc} | {r['epochs']} | {secs} | {ref} |")
     tol = s["tolerances_from_this_spread"]
     lines += ["", f"Runs reproducing the reference on their own: {s['reproduced_runs'] or 'no reference'}. "

@@ -486,9 +486,8 @@ def import_(cfg: dict, bundle: Path, manifest_file: Path | None = None) -> dict:
             with tempfile.TemporaryDirectory(prefix=".xeontl-import-", dir=dest.parent) as d:
                 prefix = "weights" if kind == "weights" else data.ARCHIVE_NAME
                 part = [m for n, m in members.items() if n == prefix or n.startswith(prefix + "/")]
-                # the members are checked already (_bundle_members: plain files and dirs under export's names) and
-                # placed as the importing user's with plain modes (_plain); tarfile's own "data" filter as well where
-                # this Python has it (3.11.4+; Debian 12's 3.11.2 has not)
+                # members checked already (_bundle_members), placed as the importer's with plain modes (_plain); and
+                # tarfile's own "data" filter where this Python has it (3.11.4+; Debian 12's 3.11.2 has not)
                 tar.extractall(d, members=[_plain(m) for m in part],
                                **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
                 src = Path(d) / prefix
