@@ -90,8 +90,9 @@ def test_every_committed_calibrated_run_is_reproduced_against_the_others(committ
     assert v["reproduced"] is (True if len(others) >= reference.MIN_CALIBRATED else None), v["why"]
 
 
-@pytest.mark.parametrize("committed", [REFERENCE, REFERENCE.parent / "20261206-065325-demo-2s-2169"],
-                         ids=["AMX Xeon", "Zen 5"])
+@pytest.mark.parametrize("committed", [REFERENCE, REFERENCE.parent / "20261206-065325-demo-2s-2169",
+                                       REFERENCE.parent / "20261206-101239-demo-2s-7a30"],
+                         ids=["AMX Xeon", "Zen 5", "Xeon, AMX hidden"])
 def test_the_committed_reference_is_judged_as_any_run_of_its_kind(committed):
     """The quick start's reference on each kind with calibrated runs, judged as any run is (never in its own pool):
     its record healthy, its accuracy within the spread of the other committed runs of its setup, its time within the
