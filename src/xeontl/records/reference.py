@@ -51,7 +51,8 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
     verdict then names as not this setup. None: nothing committed."""
     found = _committed(run, reference_dir)
     order = {id(ref): i for i, ref in enumerate(sorted(found, key=run_id))}  # run ids begin with their date
-    return min(found, key=lambda ref: (len(mismatch(run, ref)), cpu_kind(ref) != cpu_kind(run),
+    kind = cpu_kind(run)
+    return min(found, key=lambda ref: (len(mismatch(run, ref)), cpu_kind(ref) != kind,
                                        -order[id(ref)]), default=None)
 
 
@@ -177,15 +178,14 @@ def tolerances(runs: list[dict], ratio_runs: list[dict] | None = None, floor_poi
 CALIBRATION_FLOOR = 0.15
 
 
-def calibration_check(run: dict, pool: list[dict]) -> tuple[str, bool | None]:
-    """The run's calibration (seconds per step) against the committed runs of its setup on the same CPU kind
-    (cpu_kind): within the prediction interval of theirs (stats.multiple; at least CALIBRATION_FLOOR). A busy
-    neighbour slows the calibration and the training alike, which the ratio cannot see; this can. None: not compared
-    (said)."""
+def calibration_check(run: dict, same: list[dict], model: str | None) -> tuple[str, bool | None]:
+    """The run's calibration (seconds per step) against SAME, the committed runs of its setup of its CPU kind MODEL
+    (cpu_kind; None: not recorded): within the prediction interval of theirs (stats.multiple; at least
+    CALIBRATION_FLOOR). A busy neighbour slows the calibration and the training alike, which the ratio cannot see;
+    this can. None: not compared (said)."""
     mine = (run["metrics"].get("calibration") or {}).get("seconds_per_step")
-    model = cpu_kind(run)  # a VM's bare "AMD EPYC" is a Zen 4 and a Zen 5 alike; a Xeon with AMX hidden is not one with
-    theirs = [r["metrics"]["calibration"]["seconds_per_step"] for r in pool
-              if model and cpu_kind(r) == model and (r["metrics"].get("calibration") or {}).get("seconds_per_step")]
+    theirs = [r["metrics"]["calibration"]["seconds_per_step"] for r in same
+              if (r["metrics"].get("calibration") or {}).get("seconds_per_step")]
     if not mine:
         return "calibration not compared: this run recorded none", None
     if not theirs:
@@ -267,7 +267,7 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
                    f"committed runs {ratio_from} ({rel:+.0%}, tolerance +-{tol['ratio_relative']:.0%}): "
                    f"{'within' if good else 'outside'}"
                    + ("" if ratio_deciding else f", shown, not deciding: {HOW_TO_CALIBRATE}"))
-    said, good = calibration_check(run, pool)
+    said, good = calibration_check(run, same, kind)
     why.append(said)
     ok &= good is not False
     reproduced = ok if (ok is False or (acc_judged and time_judged)) else None
