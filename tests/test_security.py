@@ -2,6 +2,7 @@
 weights' hashes, a launcher that dies, a disk that fills, nothing of anyone's rewritten. Each reproducer of issue 32
 is a test here (or in test_archive.py / test_assets.py for archives and bundles)."""
 
+import functools
 import json
 import os
 import shlex
@@ -36,13 +37,30 @@ def shared(tmp_path):
     shutil.rmtree(d, ignore_errors=True)
 
 
+@functools.cache
+def readable_src() -> Path:
+    """This checkout's package, copied once where every user can read it (a dir like /tmp's others, 0755, files
+    0644): the checkout itself may sit under a dir only root can enter (a clone under `mktemp -d`, root's home), and
+    the other user must import the same code, not fail to import it."""
+    import atexit
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="xeontl-src-", dir="/tmp"))
+    atexit.register(shutil.rmtree, d, ignore_errors=True)
+    shutil.copytree(ROOT / "src" / "xeontl", d / "xeontl", ignore=shutil.ignore_patterns("__pycache__"))
+    for p in [d, *d.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return d
+
+
 def as_user(uid: int, code: str, env: dict) -> subprocess.CompletedProcess:
-    """CODE as another user (setpriv, util-linux), with the package importable: the system's Python 3.11 where there
-    is one (the venv's may live under root's home), which is all the lock code needs."""
+    """CODE as another user (setpriv, util-linux), with the package importable (readable_src()): the system's Python
+    3.11 where there is one (the venv's may live under root's home), which is all the lock code needs."""
     python = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
     return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", python, "-c", code],
                           capture_output=True, text=True, timeout=scaled(120), cwd="/",
-                          env={**os.environ, **env, "PYTHONPATH": str(ROOT / "src"), "HOME": "/tmp"})
+                          env={**os.environ, **env, "PYTHONPATH": str(readable_src()), "HOME": "/tmp"})
 
 
 # ------------------------------------------------------------------------------------------------ CPU locks
