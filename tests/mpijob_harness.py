@@ -68,6 +68,8 @@ from k8s_model.cluster import (
 )
 from k8s_model.kubelet import Node
 
+from conftest import scaled
+
 __all__ = ["OPERATOR_COMMIT", "ClaimSpec", "Cluster", "MPIJobHarness", "Node", "Refused", "control_plane", "nodes",
            "plan", "set_volume_ownership", "snc2_nodes", "spr_8480_nodes"]
 
@@ -78,8 +80,8 @@ OMPI_ENV = {"OMPI_MCA_orte_keep_fqdn_hostnames": "true", "OMPI_MCA_orte_default_
 NVIDIA_DISABLE = {"NVIDIA_VISIBLE_DEVICES": "", "NVIDIA_DRIVER_CAPABILITIES": ""}
 
 
-def _docker(*args: str, check: bool = True, timeout: int = 300) -> subprocess.CompletedProcess:
-    r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+def _docker(*args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
+    r = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout or scaled(300))
     if check and r.returncode != 0:
         raise RuntimeError(f"docker {args[0]} failed: {r.stderr.strip()}")
     return r
@@ -301,7 +303,7 @@ class MPIJobHarness:
         """The launcher Job's pod, once every worker is Ready (WaitForWorkersReady): on the Service's network (it
         reaches the workers by their published names), named as the Job controller names a Job's pod."""
         if self.spec.get("launcherCreationPolicy", "AtStartup") == "WaitForWorkersReady":
-            deadline = time.monotonic() + 600
+            deadline = time.monotonic() + scaled(600)
             while not self.workers_ready():
                 assert time.monotonic() < deadline, "workers never became ready"
                 time.sleep(0.5)
@@ -311,9 +313,9 @@ class MPIJobHarness:
         return self._run_pod("Launcher", self.launcher_pod, f"{self.name}-launcher", env,
                              ["-v", f"{self.mpi_config}:/etc/mpi:ro"], network=self.svc_net)
 
-    def wait_launcher(self, timeout: int = 900) -> tuple[int, str]:
+    def wait_launcher(self, timeout: float | None = None) -> tuple[int, str]:
         cid = self.placed[self.launcher_pod]["container"]
-        rc = int(_docker("wait", cid, timeout=timeout).stdout.strip())
+        rc = int(_docker("wait", cid, timeout=timeout or scaled(900)).stdout.strip())
         logs = _docker("logs", cid, check=False)
         return rc, logs.stdout + logs.stderr
 

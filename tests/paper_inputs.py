@@ -25,10 +25,12 @@ HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
 
 
-def make(kind: str, out: Path, *args: str, timeout: int = 600) -> dict:
-    """Make a stand-in in a child process; returns what it printed (JSON)."""
+def make(kind: str, out: Path, *args: str, timeout: float | None = None) -> dict:
+    """Make a stand-in in a child process, within TIMEOUT s (this machine's scaled 600); returns what it printed."""
+    from conftest import scaled  # the test process's bound (the child never imports it)
+
     r = subprocess.run([sys.executable, str(HERE), kind, str(out), *args], capture_output=True, text=True,
-                       timeout=timeout, cwd=ROOT)
+                       timeout=timeout or scaled(600), cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 

@@ -28,9 +28,11 @@ ROOT = HERE.parents[1]
 SIZE = 64
 
 
-def make(out: Path, *kinds: str, timeout: int = 1200) -> dict:
-    r = subprocess.run([sys.executable, str(HERE), str(out), *kinds], capture_output=True, text=True, timeout=timeout,
-                       cwd=ROOT)
+def make(out: Path, *kinds: str, timeout: float | None = None) -> dict:
+    from conftest import scaled  # this machine's bound (the test process's; the child never imports it)
+
+    r = subprocess.run([sys.executable, str(HERE), str(out), *kinds], capture_output=True, text=True,
+                       timeout=timeout or scaled(1200), cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 

@@ -415,15 +415,33 @@ def test_the_suite_never_sets_openblas_coretype_nor_l2_size():
     assert not hits, hits
 
 
-TIMEOUT_LITERAL = re.compile(r"\btimeout\s*=\s*(\d+(?:\.\d*)?)")
+# a bound as a literal: timeout=N, an annotated default (timeout: int = N), a deadline (monotonic() + N, time() + N)
+TIMEOUT_LITERAL = re.compile(r"\btimeout\s*(?::\s*[\w\[\]|. ]+?)?\s*=\s*(\d+(?:\.\d*)?)"
+                             r"|\b(?:monotonic|time)\(\)\s*\+\s*(\d+(?:\.\d*)?)")
+
+
+@pytest.mark.parametrize("line,caught", [  # each case line is marked, so the guard below skips it
+    ("r = run(cmd, timeout=900)", True),  # guard case
+    ("timeout = 60.0", True),  # guard case
+    ("def make(out, timeout: int = 1200):", True),  # guard case
+    ("def wait(self, timeout: float | None = 600):", True),  # guard case
+    ("deadline = time.monotonic() + 600", True),  # guard case
+    ("end = time.time() + 90", True),  # guard case
+    ("r = run(cmd, timeout=30)", False),  # guard case
+    ("timeout=scaled(900)", False),  # guard case
+    ("def make(out, timeout: float | None = None):", False),  # guard case
+    ("deadline = time.monotonic() + scaled(600)", False),  # guard case
+])
+def test_the_bound_guard_sees_every_form_of_a_literal_bound(line, caught):
+    assert any(float(m.group(1) or m.group(2)) >= 60 for m in TIMEOUT_LITERAL.finditer(line)) == caught
 
 
 def test_no_bound_on_a_minute_or_more_escapes_scaled():
     """Every bound of 60 s or more in the suite goes through scaled() (this machine's speed), so none creeps in."""
     root = Path(__file__).resolve().parents[1]
     bare = [f"{f.name}:{n}: {line.strip()}" for f in sorted((root / "tests").glob("*.py"))
-            for n, line in enumerate(f.read_text().splitlines(), 1)
-            for m in TIMEOUT_LITERAL.finditer(line) if float(m.group(1)) >= 60]
+            for n, line in enumerate(f.read_text().splitlines(), 1) if not line.endswith("# guard case")
+            for m in TIMEOUT_LITERAL.finditer(line) if float(m.group(1) or m.group(2)) >= 60]
     assert not bare, "\n".join(bare)
 
 
