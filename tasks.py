@@ -425,8 +425,12 @@ def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="r
         from xeontl.measure import bench_stacks
         from xeontl.supply.stacks import STACKS, require_cpu
 
+        def then(runs):  # bench has no --stack: what runs here, said in bench's words
+            return (f"`invoke bench --stacks` measures both stacks, so it needs a CPU that runs both; this one runs "
+                    f"the {' and '.join(runs) or 'neither'} stack only (`invoke bench` measures the default stack)")
+
         for s in STACKS.values():  # both stacks run here: a CPU both run on, or one line before any image is touched
-            _guard(require_cpu, s)
+            _guard(require_cpu, s, then)
         out = _guard(bench_stacks.run, quick, Path(results_dir))
         print(f"xeontl bench --stacks: {out / 'stacks.md'}")
         return
@@ -437,9 +441,11 @@ def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="r
         print(f"xeontl bench --check-host: {out / 'check.md'}")
         return
     from xeontl.measure import bench as benchlib
-    from xeontl.supply.stacks import require_image_cpu
+    from xeontl.supply.stacks import DEFAULT, require_image_cpu, require_own_image
 
-    if not native_only:  # its container figure runs the image here
+    if not native_only:  # its container figure runs the image here, on the default stack (bench has no --stack)
+        _guard(require_own_image, image, DEFAULT, "`invoke bench` measures the default stack (its container figure "
+                                                  "too): give that stack's image, or --native-only")
         _guard(require_image_cpu, image)
     out = _guard(benchlib.run, quick, Path(results_dir), image, native_only)
     print(f"xeontl bench: {out / 'bench.json'}")

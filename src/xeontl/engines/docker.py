@@ -17,7 +17,7 @@ from xeontl.launch import guard, outcome, rundir
 from xeontl.placement import plan as planlib
 from xeontl.placement.topology import cpulist
 from xeontl.supply import dockerapi
-from xeontl.supply.stacks import DEFAULT, STACKS
+from xeontl.supply.stacks import DEFAULT, STACKS, build_command, tag_stack
 
 
 class DockerEngine(HostEngine):
@@ -53,7 +53,7 @@ class DockerEngine(HostEngine):
 
         stack = STACKS[self.opts.stack]
         inputs = imagelib.checkout_inputs_hash(stack)
-        how = "invoke build --offline" + (f" --stack {stack.name}" if stack is not DEFAULT else "")
+        how = build_command(stack)
         try:
             self.image_info = dockerapi.require_image(self.opts.image, inputs, how)
             return
@@ -198,7 +198,8 @@ def run_container(spec: dockerapi.Container, log_path: Path, grace: float = 20.0
         try:
             ctr = spec.create()
         except docker.errors.ImageNotFound:
-            raise UserError(f"image {spec.image} is not built: run `invoke build --offline` first") from None
+            raise UserError(f"image {spec.image} is not built: run "
+                            f"`{build_command(tag_stack(spec.image) or DEFAULT)}` first") from None
         except docker.errors.APIError as e:
             raise UserError(f"docker could not create the run's container ({dockerapi.why(e)}): check --image and the "
                             f"plan's CPUs and memory nodes against this host (invoke bench --check-host)") from None

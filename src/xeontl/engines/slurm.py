@@ -24,7 +24,7 @@ from xeontl.placement import plan as planlib
 from xeontl.placement import topology
 from xeontl.placement.plan import CONTAINER_RESULTS, CONTAINER_RESUME, Plan, rank_wrapper, render_env
 from xeontl.supply import dockerapi
-from xeontl.supply.stacks import STACKS
+from xeontl.supply.stacks import STACKS, build_command
 
 POLL_SECONDS = 2.0
 MOUNT_POINTS = ("results", "resume")  # where the run dir and an interrupted run are bound in the image
@@ -139,7 +139,7 @@ def unpack(image: str, info: dict, dest: Path) -> None:
     (dest / "ch" / "environment").write_text("".join(f"{e}\n" for e in info["Config"].get("Env") or []))
 
 
-def ensure_image_dir(image: str, inputs: str | None = None) -> dict:
+def ensure_image_dir(image: str, inputs: str | None = None, build: str = "invoke build --offline") -> dict:
     """The image as a directory Charliecloud runs, unpacked from Docker when missing or out of date (`unpack`); with
     this checkout's inputs hash, a stale image is refused as for a docker run. Returns what provenance records."""
     target = image_dir_for(image)
@@ -151,7 +151,7 @@ def ensure_image_dir(image: str, inputs: str | None = None) -> dict:
             raise UserError(f"{image} has no {', '.join('/' + m for m in missing)} to bind the run dir to: "
                             f"mkdir them in the image directory, or convert an image built by `invoke build`")
         return {"runtime": "charliecloud", "image_dir": str(target), "source": "directory"}
-    info = dockerapi.require_image(image, inputs)
+    info = dockerapi.require_image(image, inputs, build)  # a missing or stale image names its stack's build
     stamp = target / ".xeontl-image-id"
     if stamp.is_file() and stamp.read_text().strip() == info["Id"]:
         return {"runtime": "charliecloud", "image_dir": str(target), "image_id": info["Id"], "converted": False}
@@ -466,8 +466,9 @@ class SlurmEngine(Engine):
         if self.in_image:
             from xeontl.supply import image as imagelib
 
-            self.image_record = ensure_image_dir(self.opts.image,
-                                                 imagelib.checkout_inputs_hash(STACKS[self.opts.stack]))
+            stack = STACKS[self.opts.stack]
+            self.image_record = ensure_image_dir(self.opts.image, imagelib.checkout_inputs_hash(stack),
+                                                 build_command(stack))
 
     def run(self, job: Job, staging: Path) -> outcome.Ended:
         """Submit, follow, collect."""

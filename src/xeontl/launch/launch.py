@@ -96,8 +96,10 @@ def prepare(opts: Options) -> Job:
         opts, cfg = resume_options(opts)
     engine = engines.choose(opts)
     engine.check()
+    resolved = cfg or config.resolve(opts.profile, opts.overrides)
+    require_precision(opts, resolved)  # before anything is fetched, built or started
     if cfg is None:  # host paths made absolute, so every rank, in a container or on another node, reads the same files
-        cfg = assets.absolute(config.resolve(opts.profile, opts.overrides), cache_synthetic=engine.sees_host_cache)
+        cfg = assets.absolute(resolved, cache_synthetic=engine.sees_host_cache)
     topo = engine.topology()
     plan = planlib.make_plan(topo, opts.sockets, opts.emulate_sockets, opts.cores_per_socket, opts.controller,
                              opts.hosts, **engine.layout())
@@ -107,6 +109,20 @@ def prepare(opts: Options) -> Job:
               read_only=tuple(assets.host_paths(cfg)), engine=engine)
     engine.commands(job)
     return job
+
+
+def require_precision(opts: Options, cfg: dict) -> None:
+    """A precision the ranks cannot run at on this CPU (bf16 without oneDNN BF16 kernels: runtime.choose_precision,
+    which each rank applies again where it runs) is one line before anything is fetched, built or started, wherever
+    the ranks run on this CPU: the stack's CPU check's rule (options.runs_here: not a --dry-run, not Slurm's nodes)."""
+    from xeontl.experiment.runtime import choose_precision
+    from xeontl.supply.stacks import run_cpu
+
+    if options.runs_here(opts):
+        try:
+            choose_precision(cfg["precision"], run_cpu())
+        except UserError as e:
+            raise UserError(f"{e}; nothing was fetched, built or run") from None
 
 
 def check_results_dir(results: Path, need_bytes: int = 200 << 20) -> None:

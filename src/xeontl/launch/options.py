@@ -11,7 +11,14 @@ from pathlib import Path
 
 from xeontl.common import sanitize
 from xeontl.common.errors import UserError
-from xeontl.supply.stacks import STACK_IMAGES, STACKS, CpuLacks, require_cpu, require_image_cpu  # noqa: F401 - CpuLacks: launch's
+from xeontl.supply.stacks import (
+    STACK_IMAGES,
+    STACKS,
+    CpuLacks,  # noqa: F401 - launch's
+    require_cpu,
+    require_image_cpu,
+    require_own_image,
+)
 
 DEFAULT_IMAGE = "xeontl:latest"
 INVOKE, PYTHON = "invoke", "python"  # the two CLIs: `invoke reproduce` on the host, `python -m xeontl reproduce`
@@ -258,11 +265,18 @@ def check(opts: Options) -> Options:
             raise UserError(f"environment {k}={v!r}: must be text without control characters")
     if opts.image == DEFAULT_IMAGE:  # the stack's own image, unless another is named
         opts.image = STACK_IMAGES[opts.stack]
-    if opts.engine == "local" and not opts.dry_run:  # it runs on this CPU: one it can run on (Slurm's are the nodes')
+    require_own_image(opts.image, STACKS[opts.stack])  # another stack's tag would be rebuilt as this stack's image
+    if runs_here(opts):  # it runs on this CPU: one it can run on (Slurm's are the nodes')
         require_cpu(STACKS[opts.stack])
-        if not opts.native and not opts.hosts:  # the image, whatever its tag, by its TF label (docs/image.md)
-            require_image_cpu(opts.image)
+        if not opts.native:  # the image, whatever its tag, by its TF label (docs/image.md); with --hosts this host
+            require_image_cpu(opts.image)  # runs the first host's container, on this CPU
     return opts
+
+
+def runs_here(opts: Options) -> bool:
+    """Whether the ranks (of this host, with --hosts) run on this CPU: the local engines', not a --dry-run (which
+    runs nothing) nor Slurm's or Kubernetes' (their nodes' CPUs are not this one). What the CPU checks apply to."""
+    return opts.engine == "local" and not opts.dry_run
 
 
 def from_cli(values: dict, **fixed) -> Options:

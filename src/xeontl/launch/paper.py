@@ -20,6 +20,7 @@ def run(opts: Options, fp32: bool = False) -> tuple[int, Path]:
     accuracy = FP32 accuracy" and Intel's kit's FP32 rows), --repeats N times interleaved with recorded seeds, then
     one claims table judging this host against the paper and the kit (claims.toml). On a host with fewer sockets
     (--emulate-sockets), the 1-socket run uses one emulated socket's cores, so the speedup compares like with like."""
+    from xeontl.experiment import config
     from xeontl.records import claims, report
 
     n = repeats.check(opts.repeats)
@@ -32,6 +33,8 @@ def run(opts: Options, fp32: bool = False) -> tuple[int, Path]:
         for name in ("2 sockets", "1 socket"):
             o = configs[name]
             configs[f"{name}, FP32"] = dataclasses.replace(o, overrides={**o.overrides, "precision": "fp32"})
+    for o in configs.values():  # a precision this CPU cannot run: one line before the first run, not after it
+        launch.require_precision(o, config.resolve(o.profile, o.overrides))
     seeded = {name: repeats.seeded(o, n) for name, o in configs.items()}
     dirs: dict[str, list[Path]] = {name: [] for name in configs}
     rc = 0

@@ -34,6 +34,16 @@ PAPER_EFFICIENCY = 0.92  # the paper's 2-socket scaling efficiency (1.83x)
 SIZES = {"matmul": 2048, "bandwidth_mib": 256, "image": 224, "batch": 32, "repeats": 3, "curve": 8192}
 
 
+def bf16_not_run(flags) -> dict | None:
+    """A bf16 probe's record where it is not run: a CPU without BF16 kernels is measured in fp32 and its bf16 probes
+    are not run (check-host's and the bench's), what it lacks said (lacks()), not found out as a failed probe (TF's
+    BF16 rewrite fails there: runtime.BF16_FLAGS). None where the CPU has them."""
+    if runtime.bf16_kernels(flags):
+        return None
+    return {"median": None, "skipped": f"this CPU lacks BF16 kernels (none of {', '.join(runtime.BF16_FLAGS)})",
+            "reason": f"not run (no BF16 on this CPU: lacks {'/'.join(runtime.BF16_FLAGS)})"}
+
+
 def measure(sizes: dict = SIZES) -> dict:
     """The probes, on one socket's usable cores with its threads (a fresh process each: probes._probe)."""
     from xeontl.records.provenance import cpuinfo
@@ -54,10 +64,7 @@ def measure(sizes: dict = SIZES) -> dict:
            "flags_of_note": cpu.get("flags_of_note"), "topology": topo.summary(), "cores": w.cores,
            "cpus": topology.cpulist(w.cpus), "sizes": sizes, "precision": precision, "played": played,
            "flags_error": None if cpu.get("flags") else stacks.cpu_fields().get("error") or "no flags"}
-    # a CPU without BF16 kernels is measured in fp32 and its bf16 probes are not run: what it lacks is said (lacks()),
-    # not found out as a failed probe (TF's BF16 rewrite fails there: runtime.BF16_FLAGS)
-    no_bf16 = None if bf16 else {"median": None, "skipped": f"this CPU lacks BF16 kernels (none of "
-                                                             f"{', '.join(runtime.BF16_FLAGS)})"}
+    no_bf16 = bf16_not_run(cpu.get("flags") or [])
     print(f"[check-host] matmul fp32{'/bf16' if bf16 else ' (bf16 not run: no BF16 kernels)'} on one socket: "
           f"{w.cores} core(s), CPUs {raw['cpus']}", flush=True)
     raw["matmul"] = {p: no_bf16 if p == "bf16" and no_bf16 else

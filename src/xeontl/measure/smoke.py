@@ -12,6 +12,7 @@ from xeontl.common.errors import UserError
 from xeontl.experiment import events
 from xeontl.launch import launch
 from xeontl.launch.options import Options
+from xeontl.supply.stacks import DEFAULT, tag_stack
 
 
 def check_run(run: Path, workers: int) -> dict:
@@ -36,8 +37,9 @@ def check_run(run: Path, workers: int) -> dict:
 
 def run(image: str, results_dir: Path | None = None) -> Path:
     results = Path(results_dir or tempfile.mkdtemp(prefix="xeontl-smoke-"))
-    rc = launch.reproduce(Options(sockets=2, emulate_sockets=True, profile="smoke", image=image,
-                                         results_dir=results))
+    stack = (tag_stack(image) or DEFAULT).name  # smoke has no --stack: a stack's own tag runs on that stack
+    rc = launch.reproduce(Options(sockets=2, emulate_sockets=True, profile="smoke", image=image, stack=stack,
+                                  results_dir=results))
     runs = sorted(p for p in results.iterdir() if p.is_dir() and not p.name.startswith("."))
     if rc != 0 or not runs:
         raise UserError(f"smoke run failed (exit {rc}); see {results}")

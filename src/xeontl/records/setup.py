@@ -343,8 +343,10 @@ def phrase(d: dict, run: dict | None = None) -> str:
         if not (flags.get("amx_bf16") or flags.get("avx512_bf16")):
             return "precision: ran FP32 (no BF16 on this CPU; the paper's: BF16)"
         return "precision: ran FP32 (the paper's: BF16)"
-    if dim == "software":
-        return f"software: {got} (the paper's: {want}; `--stack paper` runs the paper's release)"
+    if dim == "software":  # on a CPU without AVX-512 (recorded so) the paper's release cannot run: said with it
+        flags = (((run or {}).get("provenance", {}).get("host") or {}).get("cpu") or {}).get("flags_of_note") or {}
+        needs = ", on a CPU with AVX-512, which this one lacks (avx512f)" if flags.get("avx512f") is False else ""
+        return f"software: {got} (the paper's: {want}; `--stack paper` runs the paper's release{needs})"
     if dim.startswith("recipe."):
         return f"{dim}: {got!r} (the paper's: {want!r})"
     return f"{dim}: {_fmt(got)} (the paper's: {_fmt(want)})"

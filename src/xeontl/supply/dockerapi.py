@@ -111,15 +111,16 @@ def label(info: dict, key: str) -> str | None:
 def require_image(ref: str, inputs: str | None = None, build: str = "invoke build --offline") -> dict:
     """The image exists (and, given this checkout's inputs hash, was built from it). Returns its inspect data.
     A stale image would run other code than the checkout's, and config.json could differ from what ran. `build` is
-    the command that builds it (the paper stack's names its stack)."""
+    the command that builds it (the paper stack's names its stack); its online form is the other way."""
     info = inspect(ref)
+    online = build.replace(" --offline", "")
     if info is None:
-        raise UserError(f"image {ref} is not built: run `{build}` (or `invoke build`) first")
+        raise UserError(f"image {ref} is not built: run `{build}` (or `{online}`) first")
     built = label(info, INPUTS_LABEL)
     if inputs is not None and built != inputs:
         was = f"inputs {built}" if built else "sources this checkout cannot identify"
         raise UserError(f"image {ref} was built from {was}, this checkout is inputs {inputs}: run "
-                        f"`{build}` (or `invoke build`) so the image runs this code")
+                        f"`{build}` (or `{online}`) so the image runs this code")
     return info
 
 

@@ -68,6 +68,9 @@ CPU_NAMES = {"avx512f": "AVX-512 (avx512f)"}
 # Tests only: a file in /proc/cpuinfo's format read instead of it, to play another CPU kind on this one (a Zen 1:
 # avx2, no avx512*, no bf16, no amx; with ONEDNN_MAX_CPU_ISA=AVX2 oneDNN's kernels too). docs/image.md says how.
 CPUINFO_ENV = "XEONTL_TEST_CPUINFO"
+# The real CPU's, which a played one can only take features away from where something is built or run (run_cpu).
+# Tests that play a CPU which has what a path needs, to reach it on any host, set this too (in their own process).
+REAL_CPUINFO = "/proc/cpuinfo"
 
 
 def cpu_fields(path: str | None = None) -> dict:
@@ -92,9 +95,25 @@ def played() -> str | None:
     env = {k: os.environ[k] for k in (CPUINFO_ENV, "ONEDNN_MAX_CPU_ISA") if os.environ.get(k)}
     if not env:
         return None
-    real = cpu_fields(path="/proc/cpuinfo")
+    real = cpu_fields(path=REAL_CPUINFO)
     return (f"a CPU played for tests ({', '.join(f'{k}={v}' for k, v in env.items())}) on a "
             f"{real['model_name'] or 'CPU of unknown model'}: what follows is the played CPU's, not this one's")
+
+
+def run_cpu() -> dict:
+    """The CPU a decision that builds or runs something on this host is held to (the stack's check, an image's, the
+    precision's): this one. A CPU played for tests (CPUINFO_ENV) only takes features away there: its flags are those
+    it shares with the real CPU's, never more, and a played CPU that claims more is named as played on this one."""
+    cpu = cpu_fields()
+    if not os.environ.get(CPUINFO_ENV):
+        return cpu
+    real = cpu_fields(path=REAL_CPUINFO)
+    have = set(real["flags"])
+    kept = [f for f in cpu["flags"] if f in have]
+    model = cpu["model_name"] or "model unknown"
+    if len(kept) < len(cpu["flags"]):
+        model = f"{model}, played on {real['model_name'] or 'a CPU of unknown model'}, which lacks some of its flags"
+    return {**cpu, "flags": kept, "model_name": model, "error": cpu["error"] or real["error"]}
 
 
 class CpuLacks(UserError):
@@ -107,21 +126,44 @@ def cpu_lacks(stack: Stack, flags=None) -> list[str]:
     return [f for f in stack.cpu if f not in have]
 
 
-def require_cpu(stack: Stack) -> None:
-    """One line, before anything is built or run, when this CPU cannot run the stack's TensorFlow."""
-    missing = cpu_lacks(stack)
+def require_cpu(stack: Stack, then=None) -> None:
+    """One line, before anything is built or run, when this CPU (run_cpu) cannot run the stack's TensorFlow. THEN:
+    the line's last sentence, from the stacks that do run here (default: the --stack to give instead)."""
+    cpu = run_cpu()
+    missing = cpu_lacks(stack, cpu["flags"])
     if missing:
-        cpu = cpu_fields()
         if cpu["error"]:
             raise CpuLacks(f"--stack {stack.name}: could not read this CPU's flags ({cpu['error']}), so whether it "
                             f"has {', '.join(CPU_NAMES.get(f, f) for f in missing)}, without which "
                             f"{stack.versions['tensorflow']} aborts on import, is unknown; nothing was built or run")
         runs = [s.name for s in STACKS.values() if not cpu_lacks(s, cpu["flags"])]
+        then = then or (lambda runs: f"The stack that runs on this CPU: "
+                                     f"{' or '.join(f'--stack {n}' for n in runs) or 'none'}")
         raise CpuLacks(f"--stack {stack.name}: this CPU ({cpu['model_name'] or 'model unknown'}) lacks "
                         f"{', '.join(CPU_NAMES.get(f, f) for f in missing)}: {stack.versions['tensorflow']} aborts "
                         f"on import without it, and so does its image's build (Horovod's compile imports it); nothing "
-                        f"was built or run. The stack that runs on this CPU: "
-                        f"{' or '.join(f'--stack {n}' for n in runs) or 'none'}")
+                        f"was built or run. {then(runs)}")
+
+
+def build_command(stack: Stack) -> str:
+    """The command that builds the stack's image offline, as a missing or stale image's line names it."""
+    return "invoke build --offline" + (f" --stack {stack.name}" if stack is not DEFAULT else "")
+
+
+def tag_stack(ref: str) -> Stack | None:
+    """The stack whose own tag REF is (xeontl:latest, xeontl:paper), None for any other reference."""
+    return next((s for s in STACKS.values() if s.tag == ref), None)
+
+
+def require_own_image(ref: str, stack: Stack, remedy: str | None = None) -> None:
+    """One line when REF is another stack's own tag than STACK's: run on STACK, that image would be held to STACK's
+    sources (and rebuilt from them under its tag when stale), not run as the image it names."""
+    owner = tag_stack(ref)
+    if owner and owner is not stack:
+        raise UserError(f"--image {ref} is the {owner.name} stack's image (`{build_command(owner)}` builds it), and "
+                        f"this run is on the {stack.name} stack (its image: {stack.tag}): "
+                        f"{remedy or f'give --stack {owner.name} to run it, or drop --image'}; nothing was built or "
+                        f"run")
 
 
 # An image names its stack in its deps image's label (docker/deps.Dockerfile, inherited by the app image): an image
