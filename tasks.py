@@ -230,7 +230,8 @@ def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, exp
                            "SHA256SUMS must carry a signature (invoke archive --sign KEY) by one of its keys",
             "stack": "default (intel-tensorflow 2.14 on Debian 12, Python 3.11) | paper (the paper's "
                      "intel-tensorflow-avx512 2.10.0 on Debian 11, Python 3.9; tagged xeontl:paper unless --tag; "
-                     "refused on a CPU without AVX-512, which cannot run it nor build it)",
+                     "refused on a CPU without AVX-512, which cannot run it nor build it, and with --from: an "
+                     "archive holds the default stack)",
             "if_runnable": "on a CPU that cannot run the stack (--stack paper without AVX-512): say so in one line "
                            "and exit 0 instead of refusing (CI on any CPU)"})
 def build(c, offline=False, tag=None, force=False, from_=None, verify_with=None, stack="default", if_runnable=False):
@@ -241,6 +242,11 @@ def build(c, offline=False, tag=None, force=False, from_=None, verify_with=None,
 
     if stack not in STACKS:
         raise Exit(f"xeontl: error: --stack {stack!r}: must be one of {', '.join(STACKS)}", code=2)
+    if from_ and stack != "default":  # an archive holds the default stack's image alone (archive.py checks its hash)
+        raise Exit(one_line(f"xeontl: error: --from {from_} --stack {stack}: an archive holds the default stack's "
+                            f"image only ({STACKS['default'].versions['tensorflow']}), never the {stack} stack's; "
+                            f"nothing was loaded (drop --stack {stack}, or build that stack here: invoke build "
+                            f"--stack {stack})"), code=2)
     tag = tag or STACKS[stack].tag
     if not from_:  # building imports the stack's TensorFlow (Horovod's compile): a CPU it runs on, or one line
         try:

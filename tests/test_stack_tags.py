@@ -6,8 +6,9 @@ stack's image alone). Docker is faked: what was asked of it is recorded."""
 
 import pytest
 
+from conftest import tasks_module
 from xeontl.common.errors import UserError
-from xeontl.supply import dockerapi, stacks
+from xeontl.supply import archive, dockerapi, stacks
 from xeontl.supply import image as imagelib
 
 DEFAULT, PAPER = stacks.STACKS["default"], stacks.STACKS["paper"]
@@ -107,3 +108,30 @@ def test_the_docker_engines_build_of_a_missing_image_keeps_the_stacks_tags(daemo
         engine.preflight(None)
     assert daemon["tags"] == []
 
+
+FROM = [
+    # (what, build's keywords, the refusal's words)
+    ("--stack paper", {"stack": "paper"}, "an archive holds the default stack's image only (intel-tensorflow "
+                                          "2.14.0), never the paper stack's; nothing was loaded"),
+    ("--stack paper --tag xeontl:mine", {"stack": "paper", "tag": "xeontl:mine"}, "never the paper stack's"),
+    ("--tag xeontl:paper", {"tag": "xeontl:paper"}, "xeontl:paper is the paper stack's own tag "
+                                                    "(intel-tensorflow-avx512 2.10.0): the default stack's image "
+                                                    "(intel-tensorflow 2.14.0) is not given it; nothing was loaded"),
+]
+
+
+@pytest.mark.parametrize("what,kwargs,words", FROM, ids=[c[0] for c in FROM])
+def test_build_from_an_archive_never_tags_it_as_another_stack(what, kwargs, words, tmp_path, monkeypatch):
+    """An archive holds the default stack's image (archive.py checks the default stack's inputs hash): `build --from`
+    with --stack paper, or with the paper stack's tag, is one line, exit 2, before the archive is read."""
+    from invoke import Context, Exit
+
+    tasks = tasks_module()
+    read = []
+    monkeypatch.setattr(archive, "verify", lambda *a, **kw: read.append(a) or pytest.fail("the archive was read"))
+    monkeypatch.setattr(dockerapi, "tag", lambda *a: pytest.fail("a tag moved"))
+    monkeypatch.setattr(imagelib, "build", lambda **kw: pytest.fail("a build ran"))
+    with pytest.raises(Exit) as e:
+        tasks.build(Context(), from_=str(tmp_path / "x.tar"), **kwargs)
+    assert e.value.code == 2 and words in e.value.message and "\n" not in e.value.message, e.value.message
+    assert e.value.message.startswith("xeontl: error: ") and read == []
