@@ -111,7 +111,9 @@ reproduce = task(options.invoke_task_body(_reproduce, extra={"dataset": None, "w
         "topology": "the worker nodes' `lscpu --parse=CPU,CORE,SOCKET,NODE` (default: this machine)",
         "cores_per_socket": "whole cores per worker pod (default: the most every socket has free of the kubelet's "
                             "reserved CPUs); a count that does not fit is refused",
-        "image": f"the image reference the pods run (default {DEFAULT_IMAGE})",
+        "image": f"the image reference the pods run (default {DEFAULT_IMAGE}, or the stack's own)",
+        "stack": "default | paper (the paper's intel-tensorflow-avx512 2.10.0: its worker pods go only to nodes "
+                 "whose CPU has avx512f, by Node Feature Discovery's label, and check it at start)",
         "results_claim": "PersistentVolumeClaim (ReadWriteMany) mounted at /results on every pod (a Kubernetes "
                          "name: lowercase letters, digits, - and .)",
         "memory_per_rank": "GiB of memory per rank (requests = limits)",
@@ -135,7 +137,7 @@ reproduce = task(options.invoke_task_body(_reproduce, extra={"dataset": None, "w
 def render(c, engine="k8s", nodes="2", sockets="2", profile="paper", set=None, topology=None, cores_per_socket="0",
            image=DEFAULT_IMAGE, results_claim="xeontl-results", memory_per_rank="8", output=None, kube_version=None,
            assets_claim=None, reserved_cpus=None, node_selector=None, claim_mode="ReadWriteMany",
-           daemonset_cpus="500m"):
+           daemonset_cpus="500m", stack="default"):
     """Write the plan as another engine's job (Kubernetes MPIJob), checked against its published schemas."""
     from xeontl.engines import kubernetes
 
@@ -146,7 +148,8 @@ def render(c, engine="k8s", nodes="2", sockets="2", profile="paper", set=None, t
         opts = options.check(options.Options(
             sockets=options.parse("sockets", sockets), profile=profile, overrides=_overrides(set or []),
             topology_file=topology, cores_per_socket=options.parse("cores_per_socket", cores_per_socket),
-            image=image, nodes=options.parse("nodes", nodes)))
+            image=image, nodes=options.parse("nodes", nodes), stack=options.parse("stack", stack),
+            engine="k8s"))  # the pods run on the cluster's nodes, not on this CPU
         memory = options.whole("--memory-per-rank", memory_per_rank, 1, 4096)
         return kubernetes.render(opts, results_claim, memory, Path(output) if output else None, kube_version,
                                  assets_claim, reserved_cpus, node_selector, claim_mode, daemonset_cpus)
@@ -230,7 +233,8 @@ def assets(c, profile="paper", set=None, weights_handle=None, data_url=None, exp
                            "SHA256SUMS must carry a signature (invoke archive --sign KEY) by one of its keys",
             "stack": "default (intel-tensorflow 2.14 on Debian 12, Python 3.11) | paper (the paper's "
                      "intel-tensorflow-avx512 2.10.0 on Debian 11, Python 3.9; tagged xeontl:paper unless --tag; "
-                     "refused on a CPU without AVX-512, which cannot run it nor build it)",
+                     "refused on a CPU without AVX-512, which cannot run it nor build it, and with --from: an "
+                     "archive holds the default stack)",
             "if_runnable": "on a CPU that cannot run the stack (--stack paper without AVX-512): say so in one line "
                            "and exit 0 instead of refusing (CI on any CPU)"})
 def build(c, offline=False, tag=None, force=False, from_=None, verify_with=None, stack="default", if_runnable=False):
@@ -241,6 +245,11 @@ def build(c, offline=False, tag=None, force=False, from_=None, verify_with=None,
 
     if stack not in STACKS:
         raise Exit(f"xeontl: error: --stack {stack!r}: must be one of {', '.join(STACKS)}", code=2)
+    if from_ and stack != "default":  # an archive holds the default stack's image alone (archive.py checks its hash)
+        raise Exit(one_line(f"xeontl: error: --from {from_} --stack {stack}: an archive holds the default stack's "
+                            f"image only ({STACKS['default'].versions['tensorflow']}), never the {stack} stack's; "
+                            f"nothing was loaded (drop --stack {stack}, or build that stack here: invoke build "
+                            f"--stack {stack})"), code=2)
     tag = tag or STACKS[stack].tag
     if not from_:  # building imports the stack's TensorFlow (Horovod's compile): a CPU it runs on, or one line
         try:

@@ -555,3 +555,85 @@ def test_a_launcher_retry_concludes_into_a_run_dir_of_its_own(tmp_path):
             (d / p).mkdir()
         assert ml.attempt_dir(d, "r1") == (d / name, attempt), present
     # the claim's write check: tests/test_k8s_watch.py (the kernel's answer unless root)
+
+
+# ------------------------------------------------------------------------------------------------ the stack's CPU
+AVX512F = {"key": "feature.node.kubernetes.io/cpu-cpuid.AVX512F", "operator": "In", "values": ["true"]}
+STACK_RENDERS = [
+    # (what, the command's arguments, the workers need avx512f); every one writes a manifest that passes every check
+    ("reproduce --engine k8s --stack paper --dry-run", ["reproduce", "--engine", "k8s", "--stack", "paper",
+                                                        "--dry-run", "--nodes", "2"], True),
+    ("render --stack paper", ["render", "--engine", "k8s", "--stack", "paper"], True),
+    ("render --stack paper, one node (the workers' podAffinity kept)", ["render", "--engine", "k8s", "--stack", "paper",
+                                                                         "--nodes", "1"], True),
+    ("render --stack paper --image of the user's", ["render", "--engine", "k8s", "--stack", "paper", "--image",
+                                                    "registry.example/mine:1"], True),
+    ("render --image xeontl:paper (the paper stack's own tag)", ["render", "--engine", "k8s", "--image",
+                                                                 "xeontl:paper"], True),
+    ("render, the default stack", ["render", "--engine", "k8s"], False),
+    ("reproduce --engine k8s --dry-run, the default stack", ["reproduce", "--engine", "k8s", "--dry-run"], False),
+]
+
+
+@pytest.mark.parametrize("what,args,needs", STACK_RENDERS, ids=[c[0] for c in STACK_RENDERS])
+def test_the_paper_stacks_workers_go_only_to_nodes_with_avx512f_and_check_it(what, args, needs, tmp_path):
+    """intel-tensorflow-avx512 aborts on import without AVX512F (docs/image.md): on Kubernetes, as Slurm's job checks
+    every node, the paper stack's worker pods require Node Feature Discovery's AVX512F label and check the flag at
+    start (one line, exit 2); the launcher imports no TensorFlow and is left as it is. `--image xeontl:paper` is held
+    to it too, where it is not refused (its tag is the paper stack's)."""
+    where = ["--output", str(tmp_path / "job.yaml")] if args[0] == "render" else ["--results-dir", str(tmp_path)]
+    r = invoke(*args, "--topology", str(SPR), "--profile", "paper", "--assets-claim", "xeontl-assets", *where,
+               timeout=scaled(300))
+    manifests = list(tmp_path.glob("*.yaml"))
+    if r.returncode and "--image xeontl:paper" in what:  # refused where the options hold tags to their stack
+        one_line_error(r, "xeontl:paper")
+        assert manifests == []
+        return
+    assert r.returncode == 0, r.stderr
+    manifest, = manifests
+    job = job_of(list(yaml.safe_load_all(manifest.read_text())))
+    worker = job["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
+    launcher = job["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]
+    c = worker["containers"][0]
+    node_aff = worker.get("affinity", {}).get("nodeAffinity")
+    assert "nodeAffinity" not in launcher.get("affinity", {}) and launcher["containers"][0]["command"][0] == \
+        "xeontl-entrypoint"
+    if not needs:
+        assert node_aff is None and c["command"] == ["xeontl-entrypoint", "node"] and "AVX512F" not in r.stdout
+        return
+    assert node_aff == {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [AVX512F]}]}}
+    if "--nodes" in args and args[args.index("--nodes") + 1] == "1":  # the placement's own affinity stays
+        assert "podAffinity" in worker["affinity"]
+    assert c["command"][:2] == ["sh", "-c"] and c["command"][3:] == ["xeontl-cpu-check", "xeontl-entrypoint", "node"]
+    assert c["command"][2].startswith("grep -qw avx512f /proc/cpuinfo || {") and c["command"][2].endswith(
+        'exec "$@"')
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"  # the line reaches the pod's status
+    assert "note: --stack paper (intel-tensorflow-avx512 2.10.0): worker pods only on nodes labelled " \
+           "feature.node.kubernetes.io/cpu-cpuid.AVX512F=true" in r.stdout
+
+
+@pytest.mark.parametrize("flags,code,says", [
+    ("fpu sse2 avx avx2 fma", 2, "xeontl: error: --stack paper: the node of this worker lacks avx512f, without which "
+                                 "intel-tensorflow-avx512 2.10.0 aborts on import; nothing was run"),
+    ("fpu sse2 avx avx2 fma avx512f avx512bw", 0, None),
+])
+def test_a_paper_stack_worker_checks_its_nodes_cpu_before_anything_starts(flags, code, says, tmp_path):
+    """The worker container's command as rendered, run with /proc/cpuinfo played by a file: without avx512f one
+    line and exit 2, before the entrypoint; with it, the entrypoint runs with its own arguments."""
+    import subprocess
+
+    from xeontl.supply import stacks
+
+    plan, _ = spr_docs()
+    docs = k8s.manifest(plan, config.resolve("paper"), "r1", "xeontl:paper", "xeontl-results", stack=stacks.STACKS[
+        "paper"])
+    cmd = pod_of(docs, "Worker")["containers"][0]["command"]
+    (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    cmd = [a.replace("/proc/cpuinfo", str(tmp_path / "cpuinfo")) for a in cmd]
+    r = subprocess.run([*cmd[:-2], "echo", "entrypoint", "node"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == code, r.stderr
+    if says:
+        assert r.stderr.splitlines() == [says] and r.stdout == ""
+    else:
+        assert r.stdout == "entrypoint node\n" and r.stderr == ""

@@ -157,7 +157,47 @@ def job(nodes=None, cond=None):
             "status": {"conditions": [{"type": cond, "status": "True", "reason": f"MPIJob{cond}"}] if cond else []}}
 
 
+def paper_worker(name, phase, **status):
+    """A worker pod of the paper stack's manifest (k8s_cpu.require: NFD's AVX512F label required, the CPU checked at
+    start)."""
+    from xeontl.engines import k8s_cpu
+    from xeontl.supply.stacks import STACKS
+
+    p = pod(name, phase, **status)
+    p["spec"] = {"containers": [{"name": "worker", "command": ["xeontl-entrypoint", "node"]}]}
+    k8s_cpu.require(p["spec"], STACKS["paper"])
+    return p
+
+
+CHECK_LINE = ("xeontl: error: --stack paper: the node of this worker lacks avx512f, without which "
+              "intel-tensorflow-avx512 2.10.0 aborts on import; nothing was run")
+NO_NODE = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+           "message": "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."}
+
+
+def terminated(code, reason="Error", message=None):
+    return [{"name": "worker", "state": {"terminated": {"exitCode": code, "reason": reason,
+                                                        **({"message": message} if message else {})}}}]
+
+
 JUDGE = [  # (what, pods, MPIJob, verdict, words); the bound 600 s
+    # the paper stack on a node without AVX-512: its check's line (the container's termination message), or the pod
+    # no node takes, named by the flag it needs, not the scheduler's words alone
+    ("a paper-stack worker on a node without avx512f",
+     [paper_worker("j-worker-0", "Failed", containerStatuses=terminated(2, message=CHECK_LINE + "\n"))], job(),
+     "failed", "worker pod j-worker-0 Failed: --stack paper: the node of this worker lacks avx512f, without which"),
+    ("a paper-stack worker no node takes, beyond the bound",
+     [paper_worker("j-worker-0", "Pending", age=601, conditions=[NO_NODE])], job(), "failed",
+     "worker pod j-worker-0 Pending for more than 600 s: Unschedulable: 0/3 nodes are available: 3 node(s) didn't "
+     "match Pod's node affinity/selector. (it needs a node whose CPU has avx512f: labelled "
+     "feature.node.kubernetes.io/cpu-cpuid.AVX512F=true by Node Feature Discovery, or by hand"),
+    ("a paper-stack worker no node takes yet", [paper_worker("j-worker-0", "Pending", age=30, conditions=[NO_NODE])],
+     job(), "running", ""),
+    ("a worker whose container failed, no message", [pod("j-worker-0", "Failed", containerStatuses=terminated(137))],
+     job(), "failed", "worker pod j-worker-0 Failed: Error (exit 137)"),
+    ("the kubelet's reason first", [pod("j-worker-0", "Failed", reason="OutOfcpu", message="Node didn't have enough",
+                                        containerStatuses=terminated(2, message=CHECK_LINE))], job(), "failed",
+     "worker pod j-worker-0 Failed: OutOfcpu: Node didn't have enough"),
     ("(A) a worker Running, not Ready beyond the bound, no launcher",
      [pod("j-worker-0", "Running", ready=("False", 601), age=2000)], job(), "failed",
      "worker pod j-worker-0 Running but not Ready for more than 600 s"),

@@ -1,7 +1,8 @@
 """The users' CI workflow (.github/workflows/ci.yml) cannot rot: its steps run here in order, in a fresh clone, the
 way a runner runs them (bash -e, the runner's environment variables, a branch ref so the tag-only push is skipped as
 the runner would skip it). Two things differ, and are said: the suite its test step runs is narrowed to one file
-(PYTEST_ADDOPTS: the whole suite inside the suite would run twice), and pip may reuse this checkout's wheelhouse."""
+(PYTEST_ADDOPTS: the whole suite inside the suite would run twice), and pip may reuse this checkout's wheelhouse.
+The tag-only push step's shell runs here too, against a `docker` shim on PATH (nothing is pushed): fast."""
 
 import os
 import subprocess
@@ -12,7 +13,6 @@ import yaml
 
 from conftest import ROOT, scaled
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 
 
@@ -43,6 +43,8 @@ def test_the_workflow_uses_the_venv_and_the_readmes_commands():
     assert push["if"] == "startsWith(github.ref, 'refs/tags/v')" and "docker push" in push["run"]
 
 
+@pytest.mark.slow
+@pytest.mark.docker
 @pytest.mark.skipif(not clean_checkout(), reason="the workflow runs a commit: the checkout has uncommitted changes")
 def test_the_workflows_steps_pass_in_a_fresh_clone_as_a_runner_runs_them(image, paper_image, tmp_path):
     """Both stacks' images are this checkout's (`invoke test` builds the paper stack's first), so the clone's build
@@ -74,3 +76,54 @@ def test_the_workflows_steps_pass_in_a_fresh_clone_as_a_runner_runs_them(image, 
             skipped = "xeontl build: skipped: --stack paper: this CPU" in r.stdout
             assert skipped == (paper_image is None), r.stdout[-2000:]
     assert len(ran) == 5 and Path(work / ".venv" / "bin" / "invoke").exists()
+
+
+# `docker` as the push step uses it, recording its arguments: IMAGES (space-separated) are the images it holds; a
+# tag of any other answers as Docker does ("No such image") and fails; login reads the token from stdin.
+DOCKER_SHIM = """#!/bin/bash
+echo "docker $*" >> "$SHIM_LOG"
+case "$1" in
+  login) cat > /dev/null ;;
+  image) for i in $SHIM_IMAGES; do [ "$i" = "$3" ] && exit 0; done; echo "Error: No such image: $3" >&2; exit 1 ;;
+  tag) for i in $SHIM_IMAGES; do [ "$i" = "$2" ] && exit 0; done
+       echo "Error response from daemon: No such image: $2" >&2; exit 1 ;;
+  inspect) echo '{}' ;;
+esac
+"""
+REF = "registry.example/example/xeontl:v1.2.3"
+PUSHES = [
+    # (what, images the runner has, exit, pushed, the line said)
+    ("both stacks built (a CPU with AVX-512)", "xeontl:latest xeontl:paper", 0, [REF, f"{REF}-paper-stack"], None),
+    ("the paper stack skipped (an AVX2-only runner)", "xeontl:latest", 0, [REF],
+     f"{REF}-paper-stack not pushed: this runner's CPU lacks avx512f"),
+    ("no default image: a failed job, as before", "xeontl:paper", 1, [], "No such image: xeontl:latest"),
+]
+
+
+@pytest.mark.parametrize("what,images,code,pushed,says", PUSHES, ids=[c[0] for c in PUSHES])
+def test_the_tag_push_pushes_the_paper_stack_only_where_it_was_built(what, images, code, pushed, says, tmp_path):
+    """The push step's own script, as a runner runs it on a version tag (bash -e, its expressions substituted),
+    with `docker` shimmed: on a runner whose CPU lacks AVX-512 the build step skipped xeontl:paper, so the step
+    pushes the default stack's image and says in one line why the paper stack's was not."""
+    push, = [s for s in steps() if "docker push" in s.get("run", "")]
+    assert push["if"] == "startsWith(github.ref, 'refs/tags/v')"
+    script = push["run"].replace("${{ secrets.GITHUB_TOKEN }}", "token")
+    assert "${{" not in script
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "docker").write_text(DOCKER_SHIM)
+    (shim / "docker").chmod(0o755)
+    log = tmp_path / "docker.log"
+    env = {"PATH": f"{shim}:/usr/bin:/bin", "SHIM_LOG": str(log), "SHIM_IMAGES": images,
+           "IMAGE_REGISTRY": "registry.example", "GITHUB_REPOSITORY": "Example/XeonTL", "GITHUB_REF_NAME": "v1.2.3",
+           "GITHUB_REF": "refs/tags/v1.2.3", "GITHUB_ACTOR": "runner"}
+    r = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], env=env, capture_output=True, text=True,
+                       cwd=tmp_path, timeout=60)
+    assert r.returncode == code, r.stdout + r.stderr
+    ran = log.read_text().splitlines()
+    assert [ln.split()[-1] for ln in ran if ln.startswith("docker push ")] == pushed, ran
+    if says:
+        said = [ln for ln in (r.stdout + r.stderr).splitlines() if says in ln]
+        assert len(said) == 1, r.stdout + r.stderr
+    if code == 0 and len(pushed) == 1:  # the line says why, naming the feature, and nothing else is said of it
+        assert "avx512f" in r.stdout and "No such image" not in r.stdout + r.stderr

@@ -28,6 +28,7 @@ import time
 from datetime import datetime, timezone
 
 from xeontl.common.errors import RunError, UserError
+from xeontl.engines import k8s_cpu
 
 PENDING_ENV, PENDING_SECONDS, POLL_SECONDS = "XEONTL_K8S_PENDING_SECONDS", 900, 5
 # kubectl itself failing (an API server restarting, a network blip, a kubectl hanging past KUBECTL_SECONDS): retried
@@ -71,6 +72,18 @@ def _waiting(pod: dict) -> str | None:
     return None
 
 
+def _terminated(pod: dict) -> str | None:
+    """A failed container's own last words: its termination message (the line a worker's CPU check wrote, kept by
+    terminationMessagePolicy FallbackToLogsOnError), else its reason and exit code."""
+    for c in (pod.get("status") or {}).get("containerStatuses") or []:
+        t = (c.get("state") or {}).get("terminated")
+        if t and t.get("exitCode"):
+            said = [ln.strip() for ln in (t.get("message") or "").splitlines() if ln.strip()]
+            return said[-1].removeprefix("xeontl: error: ") if said else f"{t.get('reason', 'Error')} (exit " \
+                                                                          f"{t['exitCode']})"
+    return None
+
+
 def _stuck(pod: dict, now: float, pending: float) -> str | None:
     """Why POD has been in a state the operator never acts on for more than PENDING seconds, or None: Pending
     (unscheduled, or its containers never started), Terminating (deleted, its node lost: the kubelet never confirms),
@@ -84,7 +97,7 @@ def _stuck(pod: dict, now: float, pending: float) -> str | None:
                      and c.get("status") == "False"), None)
         why = (f"{cond.get('reason', 'Unschedulable')}: {cond.get('message', '')}".rstrip(": ") if cond
                else _waiting(pod) or "no reason given")
-        return f"Pending for more than {pending:.0f} s: {why}"
+        return f"Pending for more than {pending:.0f} s: {why}" + (k8s_cpu.hint(pod) if cond else "")
     if status.get("phase") == "Running":
         ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
         if ready is not None and ready.get("status") != "True":
@@ -113,8 +126,10 @@ def judge(pods: list[dict], job: dict | None, now: float, pending: float) -> tup
         if role not in ("worker", "launcher"):
             continue
         if role == "worker" and status.get("phase") == "Failed":
-            return "failed", (f"worker pod {name} Failed: {status.get('reason', 'no reason given')}"
-                              + (f": {status['message']}" if status.get("message") else ""))
+            reason, message = status.get("reason"), status.get("message")
+            why = (reason + (f": {message}" if message else "") if reason  # the kubelet's: admission, eviction
+                   else _terminated(pod) or message or "no reason given")  # else its container's own
+            return "failed", f"worker pod {name} Failed: {why}"
         why = _stuck(pod, now, pending)
         if why:
             return "failed", f"{role} pod {name} {why}"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from xeontl.common.errors import UserError
 from xeontl.common.heartbeat import FIRST_BEAT_ENV, FIRST_BEAT_SECONDS, STALL_ENV, STALL_SECONDS
-from xeontl.engines import k8s_policy
+from xeontl.engines import k8s_cpu, k8s_policy
 from xeontl.engines.base import Engine, Job
 from xeontl.engines.k8s_sizing import (
     LAUNCHER_CPUS,
@@ -176,12 +176,13 @@ def placement(run_id: str, node_count: int, per_node: int, node_selector: dict |
 def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_claim: str,
              memory_per_rank_gib: int = 8, assets_claim: str | None = None,
              worker_cpus: int | None = None, reserved: list[int] | None = None,
-             node_selector: dict | None = None, claim_mode: str = "ReadWriteMany") -> list[dict]:
+             node_selector: dict | None = None, claim_mode: str = "ReadWriteMany", stack=None) -> list[dict]:
     """[ConfigMap, MPIJob]: a worker pod per socket (per NUMA node on SNC nodes) of the plan's node_count nodes, each
     WORKER_CPUS (default: the plan's socket) of Guaranteed integer CPUs, one rank each, placed by `placement`; with
     ASSETS_CLAIM, that claim read-only at ASSETS_MOUNT (the config's paths on it: assets_on_claim). RESERVED: the
     kubelet's reserved CPUs, named in the notes. CLAIM_MODE: the results claim's access mode, ReadWriteOnce only
-    where every pod is on one node (the launcher then follows the workers)."""
+    where every pod is on one node (the launcher then follows the workers). STACK: the workers need its CPU flags
+    (k8s_cpu.require: NFD's node labels, a check at start)."""
     if plan.node_count < 1 or not plan.workers:
         raise UserError("a Kubernetes job needs at least one node with at least one socket")
     if claim_mode not in CLAIM_MODES:
@@ -253,6 +254,7 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
         # each pod's request is a whole socket's (NUMA node's) share, so a node takes one per socket and the
         # single-numa-node Topology Manager puts each on a NUMA node of its own
         **worker_place}}
+    k8s_cpu.require(worker["spec"], stack or k8s_cpu.STACKS["default"])
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels},
                   "data": {"config.json": json.dumps(cfg, indent=1), "plan.json": json.dumps(plan.to_dict())}}
     job = {"apiVersion": API_VERSION, "kind": "MPIJob", "metadata": {
@@ -387,7 +389,8 @@ class KubernetesEngine(Engine):
     def commands(self, job: Job) -> None:
         docs = manifest(job.plan, job.cfg, job.run_id, self.opts.image, self.results_claim, self.memory_per_rank_gib,
                         assets_claim=self.assets_claim, worker_cpus=self.worker_cpus, reserved=self.reserved,
-                        node_selector=self.node_selector, claim_mode=self.claim_mode)
+                        node_selector=self.node_selector, claim_mode=self.claim_mode,
+                        stack=k8s_cpu.stack_of(self.opts.stack, self.opts.image))
         self.checked = check(docs, self.opts.sockets, self.kube_version, self.threads)
         job.files[f"{job.run_id}.mpijob.yaml"] = (
             f"# xeontl {job.run_id}: {job.plan.describe().splitlines()[0]}\n"
@@ -425,6 +428,7 @@ def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: 
     engine.check()
     daemonset = cpu_quantity("--daemonset-cpus", daemonset_cpus)
     engine.node_selector = parse_node_selector(node_selector)
+    engine.notes += filter(None, [k8s_cpu.note(k8s_cpu.stack_of(opts.stack, opts.image))])
     engine.claim_mode = claim_mode
     cfg = config.resolve(opts.profile, opts.overrides)
     if assets_claim:

@@ -420,7 +420,9 @@ def _untagged(stream, out) -> None:
 
 def _tag_allowed(tag: str, verified: bool) -> None:
     """The tag `build --from` moves. From an unauthenticated archive only one of xeontl's own repository, and never a
-    content tag (xeontl:inputs-<hash>), which a later plain `invoke build` reuses as its own build."""
+    content tag (xeontl:inputs-<hash>), which a later plain `invoke build` reuses as its own build. Never another
+    stack's own tag (xeontl:paper): an archive holds the default stack's image (its inputs hash is checked)."""
+    imagelib.check_tag(tag, imagelib.DEFAULT, "nothing was loaded")
     repo, _, name = tag.partition(":")
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", name) or (
             not verified and (repo != "xeontl" or name.startswith("inputs-"))):

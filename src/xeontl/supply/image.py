@@ -37,7 +37,7 @@ from typing import IO
 
 from xeontl.common.errors import UserError
 from xeontl.supply import dockerapi
-from xeontl.supply.stacks import DEFAULT, Stack
+from xeontl.supply.stacks import DEFAULT, STACKS, TF_LABEL, Stack
 
 ROOT = Path(__file__).resolve().parents[3]
 HOROVOD_LOCK = ROOT / "requirements" / "horovod.txt"
@@ -303,16 +303,38 @@ def checkout_inputs_hash(stack: Stack = DEFAULT) -> str | None:
     return inputs_hash(stack_inputs(stack)) if checkout else None
 
 
+def check_tag(tag: str, stack: Stack, what: str = "nothing was built or tagged") -> None:
+    """One line when TAG is another stack's own tag (xeontl:paper, xeontl:latest): an image of STACK under it would
+    be run, and recorded, as that stack's TensorFlow (`--stack paper` runs xeontl:paper as the paper's release)."""
+    other = next((s for s in STACKS.values() if s is not stack and s.tag == tag), None)
+    if other:
+        raise UserError(f"{tag} is the {other.name} stack's own tag ({other.versions['tensorflow']}): the {stack.name} "
+                        f"stack's image ({stack.versions['tensorflow']}) is not given it; {what} (--stack "
+                        f"{other.name} builds that stack's image; name another tag for this one)")
+
+
+def _tag_as(content_tag: str, tag: str, stack: Stack) -> None:
+    """Move TAG to CONTENT_TAG's image once its TensorFlow label is the stack's: a content tag moved by hand (or an
+    image of another stack under it) is not passed on under the stack's name."""
+    label = dockerapi.label(dockerapi.inspect(content_tag) or {}, TF_LABEL)
+    if label != stack.versions["tensorflow"]:
+        raise UserError(f"{content_tag} holds {TF_LABEL}={label or '(none)'}, not the {stack.name} stack's "
+                        f"{stack.versions['tensorflow']}: not tagged {tag} (rebuild it: invoke build --force"
+                        f"{'' if stack is DEFAULT else ' --stack ' + stack.name})")
+    dockerapi.tag(content_tag, tag)
+
+
 def build(tag: str | None = None, offline: bool = False, force: bool = False, stack: Stack = DEFAULT) -> dict:
-    """Build (or reuse) the stack's image (tagged `tag`, default the stack's own); returns timings. Moves `tag` only
-    after the build-time checks passed."""
-    dockerapi.check_daemon()
+    """Build (or reuse) the stack's image (tagged `tag`, default the stack's own, never another stack's); returns
+    timings. Moves `tag` only after the build-time checks passed, and only to an image of the stack's TensorFlow."""
     tag = tag or stack.tag
+    check_tag(tag, stack)
+    dockerapi.check_daemon()
     timings, t_start = {}, time.time()
     inputs = inputs_hash(stack_inputs(stack))
     content_tag = f"xeontl:inputs-{inputs}"
     if not force and dockerapi.exists(content_tag):
-        dockerapi.tag(content_tag, tag)
+        _tag_as(content_tag, tag, stack)
         print(f"[build] inputs unchanged: reusing {content_tag} as {tag}")
         return {"reused": content_tag}
     deps, deps_timings = build_deps(offline, force, stack)
@@ -323,7 +345,7 @@ def build(tag: str | None = None, offline: bool = False, force: bool = False, st
         _docker_build("docker/Dockerfile", content_tag, {"DEPS_IMAGE": deps, **label_args(inputs, stack)}, ctx,
                       f"xeontl ({stack.name} stack)")
     timings["docker_build_s"] = round(time.time() - t0)
-    dockerapi.tag(content_tag, tag)
+    _tag_as(content_tag, tag, stack)
     timings.update(total_s=round(time.time() - t_start), image_bytes=int(dockerapi.inspect(tag)["Size"]), tag=tag,
                    content_tag=content_tag)
     print(f"[build] {tag} ({timings['image_bytes'] / 1e9:.2f} GB) in {timings['total_s']} s: {json.dumps(timings)}")
