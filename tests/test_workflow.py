@@ -118,7 +118,7 @@ def test_the_tag_push_pushes_the_paper_stack_only_where_it_was_built(what, image
            "IMAGE_REGISTRY": "registry.example", "GITHUB_REPOSITORY": "Example/XeonTL", "GITHUB_REF_NAME": "v1.2.3",
            "GITHUB_REF": "refs/tags/v1.2.3", "GITHUB_ACTOR": "runner"}
     r = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], env=env, capture_output=True, text=True,
-                       cwd=tmp_path, timeout=60)
+                       cwd=tmp_path, timeout=scaled(60))
     assert r.returncode == code, r.stdout + r.stderr
     ran = log.read_text().splitlines()
     assert [ln.split()[-1] for ln in ran if ln.startswith("docker push ")] == pushed, ran
