@@ -209,16 +209,27 @@ def one_line_error(result, *needles):
 
 def pytest_collection_modifyitems(config, items):
     """Every test that uses the built image is a `docker` test (the fast tier, `-m "not slow and not docker"`,
-    leaves them out), whether it says so itself or not. Every test's time limit (pytest-timeout: its own mark, else
-    pyproject's) is scaled to this machine's speed (scaled()); --timeout or $PYTEST_TIMEOUT, given, replace pyproject's
-    unscaled (scaled_timeout())."""
+    leaves them out), whether it says so itself or not."""
     for item in items:
         if "image" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.docker)
+
+
+def pytest_collection_finish(session):
+    """Once the selection is known (-m, -k, node ids): this machine's speed, measured once (machine_speed: the
+    training step only where a selected test can train, a `slow` or `docker` one), and every selected test's time
+    limit (pytest-timeout: its own mark, else pyproject's) scaled to it (scaled()); --timeout or $PYTEST_TIMEOUT,
+    given, replace pyproject's unscaled (scaled_timeout()). Before any test runs, so none can play another CPU."""
+    global PROBE_TRAINING
+    PROBE_TRAINING = any(item.get_closest_marker(m) for item in session.items for m in ("slow", "docker"))
+    config = session.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:  # where the header would have said it: the speed is measured only now
+        reporter.write_line(speed_line(machine_speed()))
     if config.pluginmanager.hasplugin("timeout"):
         given = config.getoption("timeout")
         given = given if given is not None else os.environ.get("PYTEST_TIMEOUT") or None
-        for item in items:
+        for item in session.items:
             mark = scaled_timeout(item.get_closest_marker("timeout"), config.getini("timeout"), given)
             if mark:
                 item.add_marker(mark, append=False)
@@ -244,9 +255,9 @@ def scaled_timeout(own, ini, given):
 def cpu_has(want: str) -> bool:
     """WANT is a CPU flag, or alternatives "a|b" (any one), of this CPU as the code reads it (xeontl.supply.stacks:
     a CPU played with XEONTL_TEST_CPUINFO too)."""
-    from xeontl.supply.stacks import cpu_fields
+    from xeontl.supply.stacks import run_cpu
 
-    return any(f in cpu_fields()["flags"] for f in want.split("|"))
+    return any(f in run_cpu()["flags"] for f in want.split("|"))  # a played CPU: never a flag this one lacks
 
 
 @pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up
@@ -264,13 +275,13 @@ def pytest_runtest_setup(item):
 #   here, one thread, as each quick-start rank) against the reference's committed value (the same function's, in
 #   its quick-start runs' metrics.json). It sees what no flag tells: a Xeon VM with AMX hidden has AVX512-BF16 and
 #   trains 3-4.6x slower than with AMX; a Zen 5 with the same flags is faster than the reference. Run where the
-#   session can train (TensorFlow importable, slow tests not deselected: the fast tier has no training);
+#   session can train (TensorFlow importable, a slow or docker test selected: the fast tier trains nothing);
 # - how fast it runs Python: a pure-Python loop in WALL-clock, best of 9 (no BLAS: numpy's OpenBLAS needs
 #   OPENBLAS_CORETYPE on some CPUs, which this workplace's environment sets and tests must never change);
 # - fewer CPUs than the reference's 2 (affinity, or a cgroup quota in /sys/fs/cgroup/cpu.max): reference / these.
 # Both measures see load and CPU quotas as training would. Factor: the larger of training and loop, times the CPUs.
-# Where the step cannot be measured (no TensorFlow, the fast tier, the probe failed), the vector ISA is modelled
-# instead, times the loop:
+# Where the step cannot be measured (no TensorFlow, no selected test trains, the probe failed), the vector ISA is
+# modelled instead, times the loop:
 # - no BF16 arithmetic (no amx_bf16/avx512_bf16): precision auto trains fp32, the reference's bf16/fp32 epoch speedup
 #   slower (2.64, results/reference/bench-20261130-231143);
 # - no avx512f (AVX2 only): an AVX2-only Zen 1 trained the demo in fp32 in 787 s (issue 37), the AMX reference the
@@ -287,7 +298,7 @@ SPEED_REFERENCE = {"loop_s": 0.022, "step_s": 0.112, "bf16_epoch_speedup": 2.64,
                               "results/reference/20261206-03*-demo-2s-*, bf16 speedup from "
                               "results/reference/bench-20261130-231143"}
 FAILED_PROBE = 8.0  # a loop that could not be timed counts as this much slower: generous, never 1
-PROBE_TRAINING = True  # pytest_configure: False when the session cannot train (the fast tier's selection)
+PROBE_TRAINING = True  # pytest_collection_finish: whether a selected test can train (slow or docker)
 
 
 def _loop_s(n: int = 200_000, tries: int = 9) -> float:
@@ -337,6 +348,7 @@ def train_step_s(bound: float) -> tuple[float | None, str | None]:
     env = {k: v for k, v in os.environ.items() if k != "XEONTL_TEST_CPUINFO"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["OMP_NUM_THREADS"] = "1"  # one thread, as each quick-start rank (and the reference's calibration) ran
     try:
         r = subprocess.run([sys.executable, str(ROOT / "tests" / "speed_probe.py")], capture_output=True, text=True,
                            timeout=bound, env=env, cwd=ROOT)
@@ -362,16 +374,17 @@ def measure_speed(probe_training: bool | None = None) -> dict:
         loop_s = _loop_s()
     except Exception as e:  # noqa: BLE001 - any failure: the generous FAILED_PROBE
         loop_s, error = None, repr(e)
-    step_s, step_error = None, "not measured: the session cannot train (the fast tier)"
+    step_s, step_error = None, "not measured: no selected test trains"
     if PROBE_TRAINING if probe_training is None else probe_training:
-        step_s, step_error = train_step_s(bound=speed_factor(loop_s, flags, cpus)["factor"] * 120)
+        # bounded by the modelled factor (a step of ~0.1-1 s, TensorFlow's import and a build: ~3-15 s where seen)
+        step_s, step_error = train_step_s(bound=speed_factor(loop_s, flags, cpus)["factor"] * 30)
     return {"loop_s": loop_s, "step_s": step_s, "step_error": step_error, "cpus": cpus, "error": error,
             "reference": SPEED_REFERENCE, **speed_factor(loop_s, flags, cpus, step_s)}
 
 
 @functools.cache
 def machine_speed() -> dict:
-    """measure_speed(), once per session (pytest_configure): {"factor": how much slower, at least 1, "parts": ...}."""
+    """measure_speed(), once per session (pytest_collection_finish): {"factor": how much slower, at least 1, ...}."""
     return measure_speed()
 
 
@@ -386,14 +399,7 @@ def speed():
     return machine_speed()
 
 
-def pytest_configure(config):
-    global PROBE_TRAINING
-    PROBE_TRAINING = "not slow" not in (config.option.markexpr or "")  # the fast tier trains nothing
-    machine_speed()  # at session start, before any test can play another CPU
-
-
-def pytest_report_header(config):
-    m = machine_speed()
+def speed_line(m: dict) -> str:
     parts = ", ".join(f"{k} x{v:.2f}" for k, v in m["parts"].items())
     loop = f"{m['loop_s']:.4f} s" if m["loop_s"] else f"not measured ({m['error']})"
     step = f"{m['step_s']:.3f} s" if m["step_s"] else f"modelled from the CPU's flags ({m['step_error']})"

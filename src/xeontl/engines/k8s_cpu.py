@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import shlex
 
-from xeontl.supply.stacks import STACKS, Stack
+from xeontl.supply.stacks import STACKS, Stack, tag_stack
 
 NFD_PREFIX = "feature.node.kubernetes.io/cpu-cpuid."
 NFD_NAMES = {"avx512f": "AVX512F"}  # /proc/cpuinfo's flag -> NFD's cpuid feature name (klauspost/cpuid's)
@@ -30,7 +30,7 @@ def nfd_label(flag: str) -> str:
 def stack_of(stack: str, image: str) -> Stack:
     """The stack whose CPU the pods need: the one whose own tag IMAGE is (xeontl:paper, even under --stack default),
     else STACK's."""
-    tagged = next((s for s in STACKS.values() if s.tag == image), None)
+    tagged = tag_stack(image)  # any spelling of it (docker.io/library/xeontl:paper)
     return tagged if tagged is not None and tagged.cpu else STACKS[stack]
 
 

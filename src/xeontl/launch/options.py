@@ -11,6 +11,7 @@ from pathlib import Path
 
 from xeontl.common import sanitize
 from xeontl.common.errors import UserError
+from xeontl.supply import imageref
 from xeontl.supply.stacks import (
     STACK_IMAGES,
     STACKS,
@@ -265,6 +266,8 @@ def check(opts: Options) -> Options:
             raise UserError(f"environment {k}={v!r}: must be text without control characters")
     if opts.image == DEFAULT_IMAGE:  # the stack's own image, unless another is named
         opts.image = STACK_IMAGES[opts.stack]
+    if opts.engine != "slurm" or not Path(opts.image).is_dir():  # Slurm's --image may be an unpacked directory
+        imageref.require(opts.image)  # as Docker reads it, or one line (before a build that ends in its refusal)
     require_own_image(opts.image, STACKS[opts.stack])  # another stack's tag would be rebuilt as this stack's image
     if runs_here(opts):  # it runs on this CPU: one it can run on (Slurm's are the nodes')
         require_cpu(STACKS[opts.stack])

@@ -32,7 +32,7 @@ from pathlib import Path
 from xeontl import __version__
 from xeontl.common import records, sanitize
 from xeontl.common.errors import UserError
-from xeontl.supply import dockerapi, savelayout
+from xeontl.supply import dockerapi, imageref, savelayout
 from xeontl.supply import image as imagelib
 
 ROOT = "xeontl-archive"
@@ -418,14 +418,17 @@ def _untagged(stream, out) -> None:
             loaded.addfile(m, f)
 
 
+OWN_REPO = "xeontl"  # the repository an unauthenticated archive may move a tag of
+
+
 def _tag_allowed(tag: str, verified: bool) -> None:
     """The tag `build --from` moves. From an unauthenticated archive only one of xeontl's own repository, and never a
     content tag (xeontl:inputs-<hash>), which a later plain `invoke build` reuses as its own build. Never another
     stack's own tag (xeontl:paper): an archive holds the default stack's image (its inputs hash is checked)."""
+    ref = imageref.require(tag, "--tag")  # as Docker reads it: docker.io/library/xeontl:x is xeontl:x
     imagelib.check_tag(tag, imagelib.DEFAULT, "nothing was loaded")
-    repo, _, name = tag.partition(":")
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", name) or (
-            not verified and (repo != "xeontl" or name.startswith("inputs-"))):
+    if ref.tag is None or ref.digest or (not verified and (ref.name != imageref.tagged(OWN_REPO).name
+                                                           or ref.tag.startswith("inputs-"))):
         raise UserError(f"--tag {tag}: an archive without --verify-with moves only a tag xeontl:NAME of xeontl's own "
                         f"(not xeontl:inputs-*, the builder's); nothing was loaded")
 

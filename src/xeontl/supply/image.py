@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import IO
 
 from xeontl.common.errors import UserError
-from xeontl.supply import dockerapi
-from xeontl.supply.stacks import DEFAULT, STACKS, TF_LABEL, Stack
+from xeontl.supply import dockerapi, imageref
+from xeontl.supply.stacks import DEFAULT, TF_LABEL, Stack, tag_stack
 
 ROOT = Path(__file__).resolve().parents[3]
 HOROVOD_LOCK = ROOT / "requirements" / "horovod.txt"
@@ -305,9 +305,16 @@ def checkout_inputs_hash(stack: Stack = DEFAULT) -> str | None:
 
 def check_tag(tag: str, stack: Stack, what: str = "nothing was built or tagged") -> None:
     """One line when TAG is another stack's own tag (xeontl:paper, xeontl:latest): an image of STACK under it would
-    be run, and recorded, as that stack's TensorFlow (`--stack paper` runs xeontl:paper as the paper's release)."""
-    other = next((s for s in STACKS.values() if s is not stack and s.tag == tag), None)
-    if other:
+    be run, and recorded, as that stack's TensorFlow (`--stack paper` runs xeontl:paper as the paper's release).
+    A TAG Docker would refuse is refused first (imageref), before a build that would end in its refusal."""
+    try:
+        ref = imageref.parse(tag)
+    except ValueError as e:
+        raise UserError(f"--tag {e}; {what}") from None
+    if ref.digest:
+        raise UserError(f"--tag {tag}: a digest names an image's content, a tag is moved to it; {what}")
+    other = tag_stack(tag)  # any spelling of it (docker.io/library/xeontl:paper)
+    if other and other is not stack:
         raise UserError(f"{tag} is the {other.name} stack's own tag ({other.versions['tensorflow']}): the {stack.name} "
                         f"stack's image ({stack.versions['tensorflow']}) is not given it; {what} (--stack "
                         f"{other.name} builds that stack's image; name another tag for this one)")

@@ -151,8 +151,11 @@ def build_command(stack: Stack) -> str:
 
 
 def tag_stack(ref: str) -> Stack | None:
-    """The stack whose own tag REF is (xeontl:latest, xeontl:paper), None for any other reference."""
-    return next((s for s in STACKS.values() if s.tag == ref), None)
+    """The stack whose own tag REF is (xeontl:latest, xeontl:paper), in any spelling Docker reads as that tag
+    (docker.io/library/xeontl:paper, a digest after it: xeontl.supply.imageref); None for any other reference."""
+    from xeontl.supply import imageref
+
+    return next((s for s in STACKS.values() if imageref.same_tag(ref, s.tag)), None)
 
 
 def require_own_image(ref: str, stack: Stack, remedy: str | None = None) -> None:

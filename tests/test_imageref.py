@@ -1,0 +1,78 @@
+"""Image references as Docker reads them (xeontl.supply.imageref), held to distribution/reference's own test tables
+(tests/fixtures/docker/reference-normalize.json names the file and commit), then the checks that compare references:
+one image under any of its spellings is one image to each of them."""
+
+import json
+
+import pytest
+
+from conftest import ROOT
+from xeontl.common.errors import UserError
+from xeontl.supply import imageref, stacks
+
+UPSTREAM = json.loads((ROOT / "tests" / "fixtures" / "docker" / "reference-normalize.json").read_text())
+
+
+@pytest.mark.parametrize("ref", UPSTREAM["valid"])
+def test_what_docker_accepts_is_accepted(ref):
+    imageref.parse(ref)
+
+
+@pytest.mark.parametrize("ref", UPSTREAM["invalid"])
+def test_what_docker_refuses_is_refused_in_one_line(ref):
+    with pytest.raises(ValueError):
+        imageref.parse(ref)
+    with pytest.raises(UserError) as e:
+        imageref.require(ref)
+    assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("spellings,full", UPSTREAM["full_names"], ids=[c[1] for c in UPSTREAM["full_names"]])
+def test_every_spelling_normalizes_to_dockers_full_name(spellings, full):
+    assert {str(imageref.parse(s)) for s in spellings} == {full}
+
+
+# Ours: a stack's own tag under each spelling Docker gives it, and what is not it
+STACK_TAGS = [
+    ("xeontl:paper", "paper"), ("docker.io/library/xeontl:paper", "paper"), ("docker.io/xeontl:paper", "paper"),
+    ("index.docker.io/library/xeontl:paper", "paper"), ("xeontl:paper@sha256:" + "a" * 64, "paper"),
+    ("xeontl", "default"), ("xeontl:latest", "default"), ("docker.io/library/xeontl", "default"),
+    ("xeontl@sha256:" + "a" * 64, None),  # a digest alone names no tag: the image's own label decides
+    ("example.com/xeontl:paper", None), ("library/xeontl:paperx", None), ("xeontl:inputs-69b67bed4cbc", None),
+    ("XEONTL:PAPER", None), ("xeontl:paper ", None), ("/srv/images/xeontl-paper", None),
+]
+
+
+@pytest.mark.parametrize("ref,stack", STACK_TAGS, ids=[c[0] for c in STACK_TAGS])
+def test_a_stacks_own_tag_is_known_under_every_spelling(ref, stack):
+    owner = stacks.tag_stack(ref)
+    assert (owner.name if owner else None) == stack
+
+
+SPELLED_PAPER = ["docker.io/library/xeontl:paper", "docker.io/xeontl:paper", "index.docker.io/library/xeontl:paper",
+                 "xeontl:paper@sha256:" + "a" * 64]
+
+
+@pytest.mark.parametrize("ref", SPELLED_PAPER)
+def test_the_paper_stacks_tag_in_any_spelling_is_refused_under_the_default_stack(ref):
+    """The adversary's reproducer: `--image docker.io/library/xeontl:paper` under the default stack was built as the
+    default stack and tagged xeontl:paper; `build --tag` and an archive's `--tag` the same."""
+    from xeontl.launch import options
+    from xeontl.supply import image
+
+    with pytest.raises(UserError, match="paper stack's image"):
+        options.check(options.Options(sockets=2, emulate_sockets=True, profile="smoke", image=ref, dry_run=True))
+    with pytest.raises(UserError, match="paper stack's own tag|a digest names"):
+        image.check_tag(ref, stacks.DEFAULT)
+
+
+@pytest.mark.parametrize("ref", ["XEONTL:PAPER", "xeontl:paper ", " xeontl:paper", "xeontl:paper\t", "-xeontl"])
+def test_an_image_reference_docker_refuses_is_one_line_before_anything(ref):
+    from xeontl.launch import options
+    from xeontl.supply import image
+
+    with pytest.raises(UserError) as e:
+        options.check(options.Options(sockets=2, emulate_sockets=True, profile="smoke", image=ref, dry_run=True))
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match="--tag .*nothing was built"):
+        image.check_tag(ref, stacks.DEFAULT)
