@@ -328,11 +328,16 @@ def test_only_a_verified_archive_makes_the_tags_a_later_build_reuses(tmp_path, d
     assert len(said) == (0 if signed else 1)
 
 
-@pytest.mark.parametrize("tag", ["victim:latest", "xeontl:inputs-0123456789ab", "registry:5000/xeontl:x", "xeontl:"])
-def test_an_unauthenticated_archive_moves_no_tag_but_xeontls_own(tmp_path, daemon, tag):
+@pytest.mark.parametrize("tag,says", [
+    ("victim:latest", "moves only a tag xeontl:NAME"), ("xeontl:inputs-0123456789ab", "moves only a tag xeontl:NAME"),
+    ("registry:5000/xeontl:x", "moves only a tag xeontl:NAME"), ("xeontl", "moves only a tag xeontl:NAME"),
+    ("xeontl:", "not an image reference Docker accepts.*nothing was loaded"),
+    ("XEONTL:x", "not an image reference Docker accepts.*nothing was loaded"),
+])
+def test_an_unauthenticated_archive_moves_no_tag_but_xeontls_own(tmp_path, daemon, tag, says):
     path = fake_archive(tmp_path / "x.tar", members={"image.tar.gz": docker_save(APP), "source.tar.gz": b"s"},
                         image_id=APP_ID)
-    with pytest.raises(UserError, match="moves only a tag xeontl:NAME") as e:
+    with pytest.raises(UserError, match=says) as e:
         archive.load(path, tag)
     assert "\n" not in str(e.value) and daemon["tags"] == [] and daemon["loaded"] == b""
 

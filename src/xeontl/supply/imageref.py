@@ -1,9 +1,8 @@
 """Image references as Docker reads them (github.com/distribution/reference: regexp.go's grammar, normalize.go's
 ParseNormalizedNamed): so that two spellings of one image are one image to every check that compares references
 (a stack's own tag, an archive's tag), and a reference Docker would refuse is refused here, in one line, before
-anything is built. `xeontl:paper`, `docker.io/library/xeontl:paper` and
-`index.docker.io/library/xeontl:paper@sha256:...` are the same tag; `XEONTL:PAPER` and `"xeontl:paper "` are no
-reference at all."""
+anything is built. `xeontl:paper`, `docker.io/library/xeontl:paper` and the same under the legacy index domain or
+with a digest after it are the same tag; `XEONTL:PAPER` and `"xeontl:paper "` are no reference at all."""
 
 from __future__ import annotations
 
@@ -25,7 +24,8 @@ _REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>
 _ANCHORED_DOMAIN = re.compile(_DOMAIN)
 _HEX64 = re.compile(r"[a-f0-9]{64}")
 NAME_TOTAL_LENGTH_MAX = 255
-DEFAULT_DOMAIN, LEGACY_DEFAULT_DOMAIN, OFFICIAL_REPO = "docker.io", "index.docker.io", "library"
+DEFAULT_DOMAIN, OFFICIAL_REPO = "docker.io", "library"
+LEGACY_DEFAULT_DOMAIN = f"index.{DEFAULT_DOMAIN}"
 
 
 class Ref(NamedTuple):
@@ -82,9 +82,9 @@ def same_tag(a: str, b: str) -> bool:
     return ra.tag is not None and (ra.domain, ra.path, ra.tag) == (rb.domain, rb.path, rb.tag)
 
 
-def require(ref: str, what: str = "--image") -> Ref:
+def require(ref: str, what: str = "--image", then: str = "nothing was built or run") -> Ref:
     """One line (exit 2) for a reference Docker would refuse, before anything is built, run or tagged."""
     try:
         return parse(ref)
     except ValueError as e:
-        raise UserError(f"{what} {e}; nothing was built or run") from None
+        raise UserError(f"{what} {e}; {then}") from None
