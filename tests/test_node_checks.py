@@ -1,7 +1,7 @@
 """What a run's ranks need of their CPU, checked where they run when that is not this host: Slurm's nodes (the sbatch
 script's node check) and Kubernetes' worker pods (NFD's node affinity, a check at the container's start). The stack's
 flags (the paper stack's avx512f) and the run's precision's (bf16: one of runtime.BF16_FLAGS, oneDNN's BF16 kernels),
-from one definition (stacks.run_needs), as the launcher's own check on this host."""
+from one definition (needs.run_needs), as the launcher's own check on this host."""
 
 import re
 import subprocess

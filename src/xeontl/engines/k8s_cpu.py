@@ -10,7 +10,7 @@ stack with CPU flags (xeontl.supply.stacks.Stack.cpu) every worker pod gets, as 
 - a check at the container's start, before its sshd (a label set by hand may be wrong): `grep -qw FLAG
   /proc/cpuinfo` or one line and exit 2, which the kubelet keeps as the container's termination message
   (terminationMessagePolicy FallbackToLogsOnError) and k8s_watch prints when the worker pod Fails.
-The run's precision adds its own (stacks.run_needs, the one definition the launcher's, Slurm's and these checks
+The run's precision adds its own (needs.run_needs, the one definition the launcher's, Slurm's and these checks
 share): bf16 needs one of oneDNN's BF16 kernels' flags (runtime.BF16_FLAGS), so the affinity is an OR over node
 selector terms, one per such flag (each with the stack's flags too), and the start-up check greps for any of them.
 The launcher pod imports no TensorFlow (it runs mpirun, then settles and records the run): it is not constrained.
@@ -21,7 +21,8 @@ from __future__ import annotations
 import itertools
 import shlex
 
-from xeontl.supply.stacks import STACKS, Need, Stack, grep_check, lacks_line, run_needs
+from xeontl.supply.needs import Need, grep_check, lacks_line, run_needs
+from xeontl.supply.stacks import STACKS, Stack
 
 NFD_PREFIX = "feature.node.kubernetes.io/cpu-cpuid."
 # /proc/cpuinfo's flag -> NFD's cpuid feature name (klauspost/cpuid's)
@@ -47,7 +48,7 @@ def line(need: Need) -> str:
 
 def require(pod: dict, stack: Stack, precision: str = "auto") -> None:
     """POD (a worker template's spec) placed only on nodes labelled with what the run needs of their CPU (the stack's
-    flags, the precision's: stacks.run_needs), and each container checking it first: one line, exit 2. Nothing for
+    flags, the precision's: needs.run_needs), and each container checking it first: one line, exit 2. Nothing for
     a run that needs nothing of it."""
     needs = run_needs(stack, precision)
     if not needs:

@@ -24,7 +24,8 @@ from xeontl.placement import plan as planlib
 from xeontl.placement import topology
 from xeontl.placement.plan import CONTAINER_RESULTS, CONTAINER_RESUME, Plan, rank_wrapper, render_env
 from xeontl.supply import dockerapi
-from xeontl.supply.stacks import STACKS, Need, build_command, grep_check, lacks_line, run_needs
+from xeontl.supply.needs import Need, grep_check, lacks_line, run_needs
+from xeontl.supply.stacks import STACKS, build_command
 
 POLL_SECONDS = 2.0
 MOUNT_POINTS = ("results", "resume")  # where the run dir and an interrupted run are bound in the image
