@@ -287,9 +287,9 @@ def archive(c, output=None, with_assets=False, image=DEFAULT_IMAGE, sign=None):
 def smoke(c, image=DEFAULT_IMAGE):
     """In the image: horovodrun -np 2 trains the smoke profile on two emulated sockets; checks both ranks ran."""
     from xeontl.measure import smoke as smokelib
-    from xeontl.supply.stacks import require_image_cpu
+    from xeontl.supply.stacks import by_image, require_image_cpu
 
-    _guard(require_image_cpu, image)  # an image of a stack this CPU cannot run: one line, before it starts
+    _guard(require_image_cpu, image, by_image)  # an image of a stack this CPU cannot run: one line, before it starts
     _guard(smokelib.run, image)
 
 
@@ -335,12 +335,19 @@ def compare(c, run_a, run_b):
 def compose_env(c, results_dir="results", profile="demo", image=DEFAULT_IMAGE, keys="keys", output=".env"):
     """Write .env for compose.yaml: CPU sets from this host's plans, user ids, results dir."""
     from xeontl.engines import compose
+    from xeontl.experiment import config
     from xeontl.launch import launch
+    from xeontl.supply.stacks import by_image
 
     def go():
         res = Path(results_dir)
-        # every value the env file gets, checked as a launch's (an image reference, a profile name, paths on one line)
-        opts = options.check(options.Options(image=image, profile=profile, results_dir=res))
+        # every value the env file gets, checked as a launch's (an image reference, a profile name, paths on one line);
+        # its advice in compose-env's options (no --stack, no --set)
+        opts = options.check(options.Options(image=image, profile=profile, results_dir=res), then=by_image,
+                             remedy="compose-env has no --stack (its services run the default stack): drop --image")
+        # the services' containers run on this host: its precision held to this CPU, as a launch's
+        launch.require_precision(opts, config.resolve(profile), advice="--profile demo (precision auto: fp32 where "
+                                                                        "there are no BF16 kernels)")
         options.one_line_path("--keys", keys)
         launch.check_results_dir(res)
         env = compose.env(res, opts.image, profile, Path(keys))
@@ -450,11 +457,11 @@ def bench(c, quick=False, native_only=False, image=DEFAULT_IMAGE, results_dir="r
         print(f"xeontl bench --check-host: {out / 'check.md'}")
         return
     from xeontl.measure import bench as benchlib
-    from xeontl.supply.stacks import DEFAULT, require_image_cpu, require_own_image
+    from xeontl.supply.stacks import DEFAULT, by_image, require_image_cpu, require_own_image
 
     if not native_only:  # its container figure runs the image here, on the default stack (bench has no --stack)
         _guard(require_own_image, image, DEFAULT, "`invoke bench` measures the default stack (its container figure "
                                                   "too): give that stack's image, or --native-only")
-        _guard(require_image_cpu, image)
+        _guard(require_image_cpu, image, by_image)  # bench has no --stack: its advice names --image
     out = _guard(benchlib.run, quick, Path(results_dir), image, native_only)
     print(f"xeontl bench: {out / 'bench.json'}")

@@ -119,6 +119,8 @@ def test_smoke_runs_a_stacks_own_image_on_that_stack(monkeypatch, tmp_path):
     from xeontl.measure import smoke
 
     seen = []
+    played(tmp_path, monkeypatch, SPR)  # a CPU that runs both stacks: smoke checks its options before it starts
+    _image(monkeypatch, None)
     monkeypatch.setattr(launch, "reproduce", lambda opts: seen.append((opts.image, opts.stack)) or 1)
     for image in ("xeontl:paper", "xeontl:latest", "mine:1"):
         with pytest.raises(UserError):

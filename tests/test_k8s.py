@@ -48,7 +48,9 @@ def test_render_writes_an_mpijob_that_passes_every_check(tmp_path):
     worker = spec["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
     c = worker["containers"][0]
     assert c["resources"]["requests"] == c["resources"]["limits"] == {"cpu": "110", "memory": "8Gi"}
-    assert c["command"] == ["xeontl-entrypoint", "node"] and c["image"] == "registry.example/xeontl:1"
+    # the paper profile's bf16: its check before the entrypoint (tests/test_node_checks.py)
+    assert c["command"][3:] == ["xeontl-cpu-check", "xeontl-entrypoint", "node"]
+    assert c["image"] == "registry.example/xeontl:1"
     assert {"name": "XEONTL_AUTHORIZED_KEYS", "value": "/home/xeontl/.ssh/authorized_keys"} in c["env"]
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}  # no SYS_NICE: the kubelet pins
     assert c["readinessProbe"]["tcpSocket"]["port"] == 2222
@@ -242,13 +244,15 @@ def test_placement_schedules_on_a_cluster_with_other_nodes(tmp_path):
         assert job_of(docs)["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == nodes * per_node, (nodes, topo)
         sel = {"matchLabels": {"xeontl/run-id": job_of(docs)["metadata"]["labels"]["xeontl/run-id"],
                                "xeontl/role": "worker"}}
+        # the nodes' CPU, the paper profile's bf16 (tests/test_node_checks.py): beside the placement
+        placed = {k: v for k, v in worker.get("affinity", {}).items() if k != "nodeAffinity"}
         if kind == "spread":
             assert worker["topologySpreadConstraints"] == [{
                 "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
                 "labelSelector": sel, "nodeAffinityPolicy": "Honor", "nodeTaintsPolicy": "Honor"}]
-            assert "affinity" not in worker
+            assert placed == {}
         else:
-            assert worker["affinity"] == {kind: {"requiredDuringSchedulingIgnoredDuringExecution": [
+            assert placed == {kind: {"requiredDuringSchedulingIgnoredDuringExecution": [
                 {"labelSelector": sel, "topologyKey": "kubernetes.io/hostname"}]}}
             assert "topologySpreadConstraints" not in worker
 
@@ -598,19 +602,20 @@ def test_the_paper_stacks_workers_go_only_to_nodes_with_avx512f_and_check_it(wha
     node_aff = worker.get("affinity", {}).get("nodeAffinity")
     assert "nodeAffinity" not in launcher.get("affinity", {}) and launcher["containers"][0]["command"][0] == \
         "xeontl-entrypoint"
-    if not needs:
-        assert node_aff is None and c["command"] == ["xeontl-entrypoint", "node"] and "AVX512F" not in r.stdout
+    terms = node_aff["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]  # the profile's bf16
+    if not needs:  # the paper profile's bf16 alone (tests/test_node_checks.py)
+        assert all(AVX512F not in t["matchExpressions"] for t in terms) and "AVX512F" not in r.stdout
+        assert "avx512f" not in c["command"][2]
         return
-    assert node_aff == {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [AVX512F]}]}}
+    assert terms and all(t["matchExpressions"][0] == AVX512F for t in terms)
     if "--nodes" in args and args[args.index("--nodes") + 1] == "1":  # the placement's own affinity stays
         assert "podAffinity" in worker["affinity"]
     assert c["command"][:2] == ["sh", "-c"] and c["command"][3:] == ["xeontl-cpu-check", "xeontl-entrypoint", "node"]
     assert c["command"][2].startswith("grep -qw avx512f /proc/cpuinfo || {") and c["command"][2].endswith(
         'exec "$@"')
     assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"  # the line reaches the pod's status
-    assert "note: --stack paper (intel-tensorflow-avx512 2.10.0): worker pods only on nodes labelled " \
-           "feature.node.kubernetes.io/cpu-cpuid.AVX512F=true" in r.stdout
+    assert "note: --stack paper (intel-tensorflow-avx512 2.10.0), precision bf16: worker pods only on nodes " \
+           "labelled feature.node.kubernetes.io/cpu-cpuid.AVX512F=true and one of " in r.stdout
 
 
 @pytest.mark.parametrize("flags,code,says", [

@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     sanitize.safe_streams()  # a note's letters on an ASCII terminal: escaped, never a UnicodeEncodeError
     args = _parser().parse_args(argv)
     try:
+        if args.command in ("reproduce", "train"):  # their refusals advise their own flag, not invoke's --set
+            from xeontl.experiment import runtime
+
+            runtime.PRECISION_FLAG = "--precision {}"
         if args.command == "probe":
             from xeontl.records import provenance
 

@@ -182,7 +182,7 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
     ASSETS_CLAIM, that claim read-only at ASSETS_MOUNT (the config's paths on it: assets_on_claim). RESERVED: the
     kubelet's reserved CPUs, named in the notes. CLAIM_MODE: the results claim's access mode, ReadWriteOnce only
     where every pod is on one node (the launcher then follows the workers). STACK: the workers need its CPU flags
-    (k8s_cpu.require: NFD's node labels, a check at start)."""
+    (k8s_cpu.require: NFD's node labels, a check at start), and CFG's precision its own (bf16: BF16 kernels)."""
     if plan.node_count < 1 or not plan.workers:
         raise UserError("a Kubernetes job needs at least one node with at least one socket")
     if claim_mode not in CLAIM_MODES:
@@ -254,7 +254,7 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
         # each pod's request is a whole socket's (NUMA node's) share, so a node takes one per socket and the
         # single-numa-node Topology Manager puts each on a NUMA node of its own
         **worker_place}}
-    k8s_cpu.require(worker["spec"], stack or k8s_cpu.STACKS["default"])
+    k8s_cpu.require(worker["spec"], stack or k8s_cpu.STACKS["default"], cfg["precision"])
     config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels},
                   "data": {"config.json": json.dumps(cfg, indent=1), "plan.json": json.dumps(plan.to_dict())}}
     job = {"apiVersion": API_VERSION, "kind": "MPIJob", "metadata": {
@@ -428,9 +428,9 @@ def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: 
     engine.check()
     daemonset = cpu_quantity("--daemonset-cpus", daemonset_cpus)
     engine.node_selector = parse_node_selector(node_selector)
-    engine.notes += filter(None, [k8s_cpu.note(k8s_cpu.stack_of(opts.stack, opts.image))])
     engine.claim_mode = claim_mode
     cfg = config.resolve(opts.profile, opts.overrides)
+    engine.notes += filter(None, [k8s_cpu.note(k8s_cpu.stack_of(opts.stack, opts.image), cfg["precision"])])
     if assets_claim:
         cfg = assets_on_claim(cfg)
     topo = engine.topology()

@@ -24,6 +24,7 @@ from xeontl.placement import plan as planlib
 from xeontl.placement import topology
 from xeontl.placement.plan import CONTAINER_RESULTS, CONTAINER_RESUME, Plan, rank_wrapper, render_env
 from xeontl.supply import dockerapi
+from xeontl.supply.needs import Need, grep_check, lacks_line, run_needs
 from xeontl.supply.stacks import STACKS, build_command
 
 POLL_SECONDS = 2.0
@@ -301,6 +302,7 @@ class SlurmJob:
     resume_dir: str | None = None  # --resume in the image: the interrupted run, bound read-only at /resume
     read_only: tuple[str, ...] = ()  # host paths the config reads (weights, data), bound at the same path
     stack: str = "default"  # the software stack: its CPU flags are checked on the node before anything runs
+    precision: str = "auto"  # the config's: bf16 needs oneDNN's BF16 kernels on the node, checked there too
 
 
 # PMIx's server directory (srun --mpi=pmix) lives under the node's SlurmdSpoolDir (/var/spool/slurmd by default).
@@ -328,12 +330,10 @@ def slurm_enter(job: SlurmJob) -> list[str]:
     return ["sh", "-c", script, "xeontl-ch", job.image_dir or ""]
 
 
-def node_has(flag: str, stack: str) -> str:
-    """The sbatch line that ends the job, one line and exit 2, when a node lacks the CPU flag the stack needs."""
-    why = (f"xeontl: error: --stack {stack}: a node of this job lacks {flag}, without which "
-           f"{STACKS[stack].versions['tensorflow']} aborts on import; nothing was run")
-    return (f"srun --ntasks=$SLURM_JOB_NUM_NODES --ntasks-per-node=1 grep -qw {flag} /proc/cpuinfo "
-            f"|| {{ echo {shlex.quote(why)}; exit 2; }}")
+def node_has(need: Need) -> str:
+    """The sbatch line that ends the job, one line and exit 2, when a node lacks what the run's ranks need of it."""
+    return (f"srun --ntasks=$SLURM_JOB_NUM_NODES --ntasks-per-node=1 {grep_check(need)} "
+            f"|| {{ echo {shlex.quote(lacks_line(need, 'a node of this job'))}; exit 2; }}")
 
 
 # What a path written into an #SBATCH line may hold, deny by default: sbatch splits the line at white space, takes
@@ -406,8 +406,8 @@ def slurm_script(plan: Plan, job: SlurmJob, rank_args, extra_env: dict | None = 
         f'{run}/emulated-nodes.txt',
         "fi",
         'echo "xeontl: job $SLURM_JOB_ID on $SLURM_JOB_NODELIST"',
-        # the stack's CPU flags, on every node (this host's CPU is not the nodes'): one line, exit 2 (docs/image.md)
-        *[node_has(f, job.stack) for f in STACKS[job.stack].cpu],
+        # what the ranks need of the CPU (stack, precision), on every node, not this host: one line, exit 2
+        *[node_has(n) for n in run_needs(STACKS[job.stack], job.precision)],
         shlex.join([*srun, *enter, *rank_wrapper(plan, rank_args)]),
         "",
     ])
@@ -451,7 +451,7 @@ class SlurmEngine(Engine):
         spec = SlurmJob(str(job.staging), f"xeontl-{job.run_id}", self.opts.partition, self.opts.time_limit,
                         self.container, str(image_dir_for(self.opts.image)) if self.in_image else None,
                         str(self.opts.resume) if self.opts.resume and self.in_image else None,
-                        job.read_only if self.in_image else (), self.opts.stack)
+                        job.read_only if self.in_image else (), self.opts.stack, job.cfg["precision"])
         job.files["job.sbatch"] = slurm_script(job.plan, spec, rank_args, self.opts.extra_env)
         job.command = ["sbatch", "--parsable", str(job.staging / "job.sbatch")]
         job.ranks = [planlib.worker_command(w, rank_args(w)) for w in job.plan.workers]

@@ -34,18 +34,29 @@ def bf16_native(flags) -> bool:
     return any(f in flags for f in BF16_NATIVE)
 
 
-def choose_precision(precision: str, cpu: dict) -> tuple[str, str | None]:
+# How the command a user gave names the precision: invoke's `--set precision=X`, unless the process is `python -m
+# xeontl` (cli.main sets "--precision {}"), whose reproduce and train take --precision X.
+PRECISION_FLAG = "--set precision={}"
+
+
+def instead() -> str:
+    """What a bf16 refusal advises in the words of the command given (PRECISION_FLAG)."""
+    fp32, auto = PRECISION_FLAG.format("fp32"), PRECISION_FLAG.format("auto")
+    return f"{fp32} (not the paper's precision) or {auto}"
+
+
+def choose_precision(precision: str, cpu: dict, advice: str | None = None) -> tuple[str, str | None]:
     """The precision a process runs at on this CPU, and a note when it is not what was asked for or not the CPU's own
-    arithmetic: bf16 | fp32 as asked (bf16 on a CPU without BF16 kernels: one line, before anything runs; on one
-    that only emulates it: run, and noted), auto = bf16 where the CPU has BF16 arithmetic, else fp32."""
+    arithmetic: bf16 | fp32 as asked (bf16 on a CPU without BF16 kernels: one line, before anything runs, whose
+    last words are ADVICE, default instead(); on one that only emulates it: run, and noted), auto = bf16 where the
+    CPU has BF16 arithmetic, else fp32."""
     from xeontl.common.errors import UserError
 
     flags = cpu.get("flags") or ()
     have = bf16_kernels(flags)
     if precision == "bf16" and not have:
         raise UserError(f"precision bf16: this CPU ({cpu.get('model_name')}) has no oneDNN BF16 kernels (none of "
-                        f"{', '.join(BF16_FLAGS)}): run on an AVX-512 or AMX host, or --set precision=fp32 (not the "
-                        f"paper's precision) or precision=auto")
+                        f"{', '.join(BF16_FLAGS)}): run on an AVX-512 or AMX host, or {advice or instead()}")
     if precision == "auto":
         if bf16_native(flags):
             return "bf16", None

@@ -80,8 +80,13 @@ def resume_options(opts: Options) -> tuple[Options, dict]:
     except UserError as e:
         raise UserError(f"--resume {opts.resume}: its launch.json holds a value no launch has ({e}): start a new "
                         f"run") from None
-    print(f"xeontl: resuming {run.name} after epoch {ck.name.split('-')[1].lstrip('0')} with its own config and launch")
     return resumed, cfg
+
+
+def resuming(run: Path) -> str:
+    """The line a resume says once nothing refuses it (prepare)."""
+    ck = checkpoint.latest(run)
+    return f"xeontl: resuming {run.name} after epoch {ck.name.split('-')[1].lstrip('0')} with its own config and launch"
 
 
 def prepare(opts: Options) -> Job:
@@ -98,6 +103,8 @@ def prepare(opts: Options) -> Job:
     engine.check()
     resolved = cfg or config.resolve(opts.profile, opts.overrides)
     require_precision(opts, resolved)  # before anything is fetched, built or started
+    if opts.resume:  # said once nothing refuses it
+        print(resuming(opts.resume))
     if cfg is None:  # host paths made absolute, so every rank, in a container or on another node, reads the same files
         cfg = assets.absolute(resolved, cache_synthetic=engine.sees_host_cache)
     topo = engine.topology()
@@ -111,18 +118,23 @@ def prepare(opts: Options) -> Job:
     return job
 
 
-def require_precision(opts: Options, cfg: dict) -> None:
+def require_precision(opts: Options, cfg: dict, advice: str | None = None) -> None:
     """A precision the ranks cannot run at on this CPU (bf16 without oneDNN BF16 kernels: runtime.choose_precision,
     which each rank applies again where it runs) is one line before anything is fetched, built or started, wherever
-    the ranks run on this CPU: the stack's CPU check's rule (options.runs_here: not a --dry-run, not Slurm's nodes)."""
-    from xeontl.experiment.runtime import choose_precision
+    the ranks run on this CPU: the stack's CPU check's rule (options.runs_here: not a --dry-run, not Slurm's nodes).
+    Its ADVICE: what the command given takes (a --resume keeps its run's config: a new run, not --set)."""
+    from xeontl.experiment import runtime
     from xeontl.supply.stacks import run_cpu
 
+    if opts.resume and not advice:
+        advice = (f"start a new run with {runtime.PRECISION_FLAG.format('auto')} (fp32 here; a resume keeps its "
+                  f"run's precision)")
     if options.runs_here(opts):
         try:
-            choose_precision(cfg["precision"], run_cpu())
+            runtime.choose_precision(cfg["precision"], run_cpu(), advice)
         except UserError as e:
-            raise UserError(f"{e}; nothing was fetched, built or run") from None
+            raise UserError(f"{f'--resume {opts.resume}: ' if opts.resume else ''}{e}; nothing was fetched, built or "
+                            f"run") from None
 
 
 def check_results_dir(results: Path, need_bytes: int = 200 << 20) -> None:
@@ -148,8 +160,9 @@ def reproduce(opts: Options) -> int:
         return execute(prepare(opts))[0]
     dirs, rc = [], 0
     for i, o in enumerate(runs, 1):
+        job = prepare(o)  # a refusal first: no "run 1/N" line before it
         print(f"xeontl: run {i}/{len(runs)} (seed {o.overrides['seed']})", flush=True)
-        code, run_dir = execute(prepare(o))
+        code, run_dir = execute(job)
         dirs.append(run_dir)
         rc = rc or code
         if code == outcome.ABORTED_EXIT:  # Ctrl-C: no further runs

@@ -220,8 +220,10 @@ def kube_name(flag_: str, value: str) -> str:
     return value
 
 
-def check(opts: Options) -> Options:
-    """Every launch value typed and in range before anything runs or is written: one line naming the option."""
+def check(opts: Options, then=None, remedy: str | None = None) -> Options:
+    """Every launch value typed and in range before anything runs or is written: one line naming the option. THEN,
+    REMEDY: a CPU refusal's and another stack's image's advice, for a command without --stack (stacks.require_cpu's,
+    require_own_image's)."""
     import re
 
     def bad(name, value, what):
@@ -268,11 +270,11 @@ def check(opts: Options) -> Options:
         opts.image = STACK_IMAGES[opts.stack]
     if opts.engine != "slurm" or not Path(opts.image).is_dir():  # Slurm's --image may be an unpacked directory
         imageref.require(opts.image)  # as Docker reads it, or one line (before a build that ends in its refusal)
-    require_own_image(opts.image, STACKS[opts.stack])  # another stack's tag would be rebuilt as this stack's image
+    require_own_image(opts.image, STACKS[opts.stack], remedy)  # another stack's tag: rebuilt as this stack's image
     if runs_here(opts):  # it runs on this CPU: one it can run on (Slurm's are the nodes')
-        require_cpu(STACKS[opts.stack])
+        require_cpu(STACKS[opts.stack], then)
         if not opts.native:  # the image, whatever its tag, by its TF label (docs/image.md); with --hosts this host
-            require_image_cpu(opts.image)  # runs the first host's container, on this CPU
+            require_image_cpu(opts.image, then)  # runs the first host's container, on this CPU
     return opts
 
 

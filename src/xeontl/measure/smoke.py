@@ -3,16 +3,17 @@ through the same launcher a reviewer uses — and the results landed on the host
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
 
 from xeontl.common import records
 from xeontl.common.errors import UserError
-from xeontl.experiment import events
-from xeontl.launch import launch
+from xeontl.experiment import config, events
+from xeontl.launch import launch, options
 from xeontl.launch.options import Options
-from xeontl.supply.stacks import DEFAULT, tag_stack
+from xeontl.supply.stacks import DEFAULT, by_image, tag_stack
 
 
 def check_run(run: Path, workers: int) -> dict:
@@ -36,10 +37,13 @@ def check_run(run: Path, workers: int) -> dict:
 
 
 def run(image: str, results_dir: Path | None = None) -> Path:
-    results = Path(results_dir or tempfile.mkdtemp(prefix="xeontl-smoke-"))
     stack = (tag_stack(image) or DEFAULT).name  # smoke has no --stack: a stack's own tag runs on that stack
-    rc = launch.reproduce(Options(sockets=2, emulate_sockets=True, profile="smoke", image=image, stack=stack,
-                                  results_dir=results))
+    opts = Options(sockets=2, emulate_sockets=True, profile="smoke", image=image, stack=stack,
+                   results_dir=Path(results_dir or tempfile.gettempdir()))
+    options.check(opts, then=by_image)  # refused before its temp dir is made, in smoke's options (--image)
+    launch.require_precision(opts, config.resolve(opts.profile))
+    results = Path(results_dir or tempfile.mkdtemp(prefix="xeontl-smoke-"))
+    rc = launch.reproduce(dataclasses.replace(opts, results_dir=results))
     runs = sorted(p for p in results.iterdir() if p.is_dir() and not p.name.startswith("."))
     if rc != 0 or not runs:
         raise UserError(f"smoke run failed (exit {rc}); see {results}")

@@ -180,7 +180,12 @@ def image_stack(labels: dict | None) -> Stack | None:
     return next((s for s in STACKS.values() if s.versions["tensorflow"] == tf), None)
 
 
-def require_image_cpu(ref: str) -> None:
+def by_image(runs: list[str]) -> str:
+    """require_cpu's last sentence for a command that takes --image, not --stack (smoke, compose-env)."""
+    return f"The image that runs on this CPU: {' or '.join(f'--image {STACKS[n].tag}' for n in runs) or 'none'}"
+
+
+def require_image_cpu(ref: str, then=None) -> None:
     """One line, before the image REF runs on this CPU, when it holds a stack this CPU cannot run (its TF label says
     which). An image not here, or no Docker daemon, is left to the run itself, which names it."""
     from xeontl.supply import dockerapi
@@ -193,7 +198,7 @@ def require_image_cpu(ref: str) -> None:
     stack = image_stack(labels)
     if stack:
         try:
-            require_cpu(stack)
+            require_cpu(stack, then)
         except CpuLacks as e:
             raise CpuLacks(f"--image {ref} ({TF_LABEL}={labels[TF_LABEL]}): {e}") from None
 
