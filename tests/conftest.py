@@ -222,14 +222,17 @@ def pytest_collection_finish(session):
     given, replace pyproject's unscaled (scaled_timeout()). Before any test runs, so none can play another CPU."""
     global PROBE_TRAINING
     PROBE_TRAINING = any(item.get_closest_marker(m) for item in session.items for m in ("slow", "docker"))
-    config = session.config
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter:  # where the header would have said it: the speed is measured only now
         reporter.write_line(speed_line(machine_speed()))
+    scale_timeouts(session.config, session.items)
+
+
+def scale_timeouts(config, items) -> None:
     if config.pluginmanager.hasplugin("timeout"):
         given = config.getoption("timeout")
         given = given if given is not None else os.environ.get("PYTEST_TIMEOUT") or None
-        for item in session.items:
+        for item in items:
             mark = scaled_timeout(item.get_closest_marker("timeout"), config.getini("timeout"), given)
             if mark:
                 item.add_marker(mark, append=False)

@@ -525,7 +525,7 @@ def test_pytest_timeout_given_by_option_or_env_is_not_overridden(option, env, bo
     if env:
         monkeypatch.setenv("PYTEST_TIMEOUT", env)
     item = _Marked()
-    conftest.pytest_collection_modifyitems(_Config(option), [item])
+    conftest.scale_timeouts(_Config(option), [item])
     got = item.get_closest_marker("timeout")
     assert (got.args[0] if got else None) == (conftest.scaled(900) if bound else None)
 
