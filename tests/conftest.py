@@ -221,7 +221,8 @@ def pytest_collection_finish(session):
     limit (pytest-timeout: its own mark, else pyproject's) scaled to it (scaled()); --timeout or $PYTEST_TIMEOUT,
     given, replace pyproject's unscaled (scaled_timeout()). Before any test runs, so none can play another CPU."""
     global PROBE_TRAINING
-    PROBE_TRAINING = any(item.get_closest_marker(m) for item in session.items for m in ("slow", "docker"))
+    PROBE_TRAINING = not session.config.option.collectonly and any(
+        item.get_closest_marker(m) for item in session.items for m in ("slow", "docker"))
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter:  # where the header would have said it: the speed is measured only now
         reporter.write_line(speed_line(machine_speed()))

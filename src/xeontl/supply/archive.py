@@ -425,7 +425,8 @@ def _tag_allowed(tag: str, verified: bool) -> None:
     """The tag `build --from` moves. From an unauthenticated archive only one of xeontl's own repository, and never a
     content tag (xeontl:inputs-<hash>), which a later plain `invoke build` reuses as its own build. Never another
     stack's own tag (xeontl:paper): an archive holds the default stack's image (its inputs hash is checked)."""
-    ref = imageref.require(tag, "--tag", "nothing was loaded")  # as Docker reads it
+    imageref.require(tag, "--tag", "nothing was loaded")  # as Docker reads it, with its implicit :latest
+    ref = imageref.tagged(tag)
     imagelib.check_tag(tag, imagelib.DEFAULT, "nothing was loaded")
     if ref.tag is None or ref.digest or (not verified and (ref.name != imageref.tagged(OWN_REPO).name
                                                            or ref.tag.startswith("inputs-"))):

@@ -17,13 +17,15 @@ _PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
 _DOMAIN = rf"{_HOST}(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # Go's \w: ASCII only
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?")
 _ANCHORED_DOMAIN = re.compile(_DOMAIN)
 _HEX64 = re.compile(r"[a-f0-9]{64}")
-NAME_TOTAL_LENGTH_MAX = 255
+NAME_TOTAL_LENGTH_MAX = 255  # of the path (distribution/reference v0.6 Parse: len(repo.path))
+# digest.Parse after the grammar (opencontainers/go-digest): a registered algorithm and its own encoded length
+DIGEST_HEX = {"sha256": 64, "sha384": 96, "sha512": 128}
 DEFAULT_DOMAIN, OFFICIAL_REPO = "docker.io", "library"
 LEGACY_DEFAULT_DOMAIN = f"index.{DEFAULT_DOMAIN}"
 
@@ -62,9 +64,14 @@ def parse(ref: str) -> Ref:
     if not m or not _ANCHORED_DOMAIN.fullmatch(domain):
         raise ValueError(f"{ref!r} is not an image reference Docker accepts ([DOMAIN/]PATH[:TAG][@DIGEST], the "
                          f"path in lower case)")
-    if len(m["name"]) > NAME_TOTAL_LENGTH_MAX:
-        raise ValueError(f"{ref!r}: the repository name is longer than {NAME_TOTAL_LENGTH_MAX} characters")
-    return Ref(domain, m["name"][len(domain) + 1:], m["tag"], m["digest"])
+    path = m["name"][len(domain) + 1:]
+    if len(path) > NAME_TOTAL_LENGTH_MAX:
+        raise ValueError(f"{ref!r}: the repository path is longer than {NAME_TOTAL_LENGTH_MAX} characters")
+    if m["digest"]:
+        algorithm, _, hex_ = m["digest"].partition(":")
+        if DIGEST_HEX.get(algorithm) != len(hex_) or hex_ != hex_.lower():
+            raise ValueError(f"{ref!r}: the digest is not a {'/'.join(DIGEST_HEX)} one of its length in lower-case hex")
+    return Ref(domain, path, m["tag"], m["digest"])
 
 
 def tagged(ref: str) -> Ref:
@@ -74,12 +81,13 @@ def tagged(ref: str) -> Ref:
 
 
 def same_tag(a: str, b: str) -> bool:
-    """A and B name the same repository and tag (False where either is no reference)."""
+    """A and B name the same repository and tag (False where either is no reference, or holds a digest: Docker and
+    the container runtimes then run the digest's image, whatever tag is written before it)."""
     try:
         ra, rb = tagged(a), tagged(b)
     except ValueError:
         return False
-    return ra.tag is not None and (ra.domain, ra.path, ra.tag) == (rb.domain, rb.path, rb.tag)
+    return not ra.digest and not rb.digest and (ra.domain, ra.path, ra.tag) == (rb.domain, rb.path, rb.tag)
 
 
 def require(ref: str, what: str = "--image", then: str = "nothing was built or run") -> Ref:
