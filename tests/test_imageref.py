@@ -82,3 +82,21 @@ def test_an_image_reference_docker_refuses_is_one_line_before_anything(ref):
     assert "\n" not in str(e.value)
     with pytest.raises(UserError, match="--tag .*nothing was built"):
         image.check_tag(ref, stacks.DEFAULT)
+
+
+def test_slurms_image_directory_is_a_path_not_a_reference(tmp_path):
+    """The adversary's third round: `--engine slurm --image /abs/dir` (an unpacked image, as docs/engines.md says to
+    give it) was refused by the reference pattern, whose first character must be a letter or digit."""
+    from xeontl.launch import options
+
+    unpacked = tmp_path / "Image Dir"  # a path's spelling, not a reference's: upper case, a space
+    unpacked.mkdir()
+
+    def check(image, engine="slurm"):
+        return options.check(options.Options(engine=engine, image=image, dry_run=True, sockets=2))
+
+    assert check(str(unpacked)).image == str(unpacked)
+    with pytest.raises(UserError, match="an image reference"):  # not a directory: it is held to the grammar
+        check(str(tmp_path / "missing"))
+    with pytest.raises(UserError, match="an image reference"):  # a directory is Slurm's alone
+        check(str(unpacked), engine="local")

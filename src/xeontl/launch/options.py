@@ -245,9 +245,12 @@ def check(opts: Options, then=None, remedy: str | None = None) -> Options:
         value = getattr(opts, name)
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
             bad(name, value, f"a whole number from {low} to {high}")
+    image_dir = opts.engine == "slurm" and opts.image is not None and Path(opts.image).is_dir()
+    if image_dir:  # Slurm's --image DIR (an unpacked image, /abs/path or ./rel): a path on one line, not a reference
+        one_line_path("--image", opts.image)
     for name, (pattern, what) in SAFE.items():
         value = getattr(opts, name)
-        if value is not None and not re.fullmatch(pattern, str(value)):
+        if value is not None and not (name == "image" and image_dir) and not re.fullmatch(pattern, str(value)):
             bad(name, value, what)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(opts.profile)):
         bad("profile", opts.profile, "a profile name (letters, digits, _ . -)")
