@@ -173,6 +173,20 @@ def test_settle_names_the_failed_rank_and_writes_the_status_once(tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text())["failure"]["node"] == "n2"
 
 
+def test_a_slurm_nodes_refusal_is_the_failure_in_its_own_words_not_a_rank(tmp_path):
+    """The adversary's third round: the sbatch script's node check (its srun step's task 1 is a node) was recorded as
+    training rank 1's exit, and its one line was never shown. The line is the code's own (needs.lacks_line)."""
+    from xeontl.supply import needs, stacks
+
+    need, = [n for n in needs.run_needs(stacks.STACKS["paper"], "fp32")]
+    line = needs.lacks_line(need, "a node of this job")
+    (tmp_path / "logs-launcher.txt").write_text(f"srun: error: n2: task 1: Exited with exit code 1\n{line}\n")
+    status, failure, _ = outcome.settle(tmp_path, outcome.Ended(2))
+    assert status == "failed" and failure == {"returncode": 2, "error": line}
+    assert json.loads((tmp_path / "metrics.json").read_text())["failure"]["error"] == line
+    rundir.read_metrics(tmp_path)  # its schema allows it
+
+
 # ------------------------------------------------------------------------------------------------ assets claim
 def test_the_assets_claim_holds_the_papers_files_read_only_in_every_pod():
     from xeontl.experiment import config

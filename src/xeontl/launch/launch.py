@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -258,5 +259,7 @@ def conclude(engine: Engine, staging: Path, final: Path, cfg: dict, plan: dict, 
     if report:
         reportlib.write(staging)  # alone: the ratio claims need a set of runs (invoke paper, invoke report --runs)
     os.replace(staging, final)
+    if failure and failure.get("error"):  # a refusal in the job's own words (a Slurm node's check): said here too
+        print(failure["error"], file=sys.stderr)
     print(f"xeontl: {status}: results in {final}")
     return outcome.exit_code(status), final

@@ -50,8 +50,16 @@ def from_slurm(state: str) -> str | None:
     return SLURM_STATES.get(state, "failed")
 
 
+# A refusal the job's own check printed before any rank started (engines/slurm.py node_has, supply/needs.py
+# lacks_line): the job's failure in its own words. Its srun step's "task N" is a node's, not a rank's.
+NODE_REFUSAL = re.compile(r"^xeontl: error: .* a node of this job lacks .*$", re.M)
+
+
 def failed_rank(log: str) -> dict:
-    """The rank that died and how, as the launchers print it."""
+    """The rank that died and how, as the launchers print it; a node the job's check refused, as it said it."""
+    refused = NODE_REFUSAL.search(log)
+    if refused:
+        return {"error": refused[0]}
     # horovodrun / mpirun name the rank that died and how, e.g. "Process 1 exit with status code 137".
     m = re.search(r"[Pp]rocess (\d+) exit with status code (\d+)", log) or re.search(
         r"rank (\d+) .*?exited on signal (\d+)", log)
