@@ -100,3 +100,14 @@ def test_slurms_image_directory_is_a_path_not_a_reference(tmp_path):
         check(str(tmp_path / "missing"))
     with pytest.raises(UserError, match="an image reference"):  # a directory is Slurm's alone
         check(str(unpacked), engine="local")
+
+
+@pytest.mark.parametrize("native,container,engine", [(True, "charliecloud", "local"), (False, "none", "slurm")])
+def test_a_stack_runs_in_its_image_never_on_a_hosts_own_python(native, container, engine):
+    """The adversary's second round: `--native --stack paper` ran the venv's intel-tensorflow 2.14 and recorded the
+    paper stack (so would Slurm's `--container none`, the nodes' own Python)."""
+    from xeontl.launch import options
+
+    with pytest.raises(UserError, match="--stack paper runs in its image"):
+        options.check(options.Options(stack="paper", native=native, container=container, engine=engine,
+                                      dry_run=True, sockets=2))

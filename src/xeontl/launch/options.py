@@ -269,6 +269,11 @@ def check(opts: Options, then=None, remedy: str | None = None) -> Options:
             raise UserError(f"environment name {k!r}: not one the plan sets ({', '.join(sorted(ENV_NAMES))})")
         if not isinstance(v, str) or sanitize.has_unsafe(v):  # C0, DEL, C1, bidi, U+2028/9, ...
             raise UserError(f"environment {k}={v!r}: must be text without control characters")
+    if opts.stack != "default" and (opts.native or opts.container == "none"):  # no image: the host's own Python
+        raise UserError(f"--stack {opts.stack} runs in its image ({STACK_IMAGES[opts.stack]}); "
+                        f"{'--native' if opts.native else '--container none'} runs the Python stack of "
+                        f"{'this host' if opts.native else 'the nodes'} (`invoke setup --native` installs the default "
+                        f"stack's), which would be recorded as the {opts.stack} stack's: drop one of them")
     if opts.image == DEFAULT_IMAGE:  # the stack's own image, unless another is named
         opts.image = STACK_IMAGES[opts.stack]
     if opts.engine != "slurm" or not Path(opts.image).is_dir():  # Slurm's --image may be an unpacked directory
