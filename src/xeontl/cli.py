@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("reproduce", "train"):  # their refusals advise their own flag, not invoke's --set
             from xeontl.experiment import runtime
 
-            runtime.PRECISION_FLAG = "--precision {}"
+            PRECISION_FLAG, runtime.PRECISION_FLAG = runtime.PRECISION_FLAG, "--precision {}"
         if args.command == "probe":
             from xeontl.records import provenance
 
@@ -167,3 +167,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print("xeontl: interrupted", file=sys.stderr)
         return outcome.ABORTED_EXIT
+    finally:  # the advice's flag is this call's: an in-process caller (a test, invoke) gets its own back
+        if args.command in ("reproduce", "train"):
+            from xeontl.experiment import runtime
+
+            runtime.PRECISION_FLAG = PRECISION_FLAG
