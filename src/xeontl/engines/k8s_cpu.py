@@ -41,6 +41,11 @@ def stack_of(stack: str, image: str) -> Stack:
     return tagged if tagged is not None and tagged.cpu else STACKS[stack]
 
 
+def _terms(needs: list[Need]) -> list[tuple[str, ...]]:
+    """NEEDS as node selector terms: a node has what the run needs when it has every flag of any one term."""
+    return list(itertools.product(*(n.flags for n in needs)))
+
+
 def line(need: Need) -> str:
     """What a worker whose node lacks NEED says (Slurm's node check says the same of a node of its job)."""
     return lacks_line(need, "the node of this worker")
@@ -54,7 +59,7 @@ def require(pod: dict, stack: Stack, precision: str = "auto") -> None:
     if not needs:
         return
     terms = [{"matchExpressions": [{"key": nfd_label(f), "operator": "In", "values": ["true"]} for f in flags]}
-             for flags in itertools.product(*(n.flags for n in needs))]  # ORed terms, each ANDing its expressions
+             for flags in _terms(needs)]  # ORed terms, each ANDing its expressions
     pod.setdefault("affinity", {})["nodeAffinity"] = {
         "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}
     check = "; ".join(f"{grep_check(n)} || {{ echo {shlex.quote(line(n))} >&2; exit 2; }}" for n in needs)
@@ -106,7 +111,7 @@ def note(stack: Stack, precision: str = "auto") -> str | None:
     needs = run_needs(stack, precision)
     if not needs:
         return None
-    flags, labels = _said([list(t) for t in itertools.product(*(n.flags for n in needs))])
+    flags, labels = _said([list(t) for t in _terms(needs)])
     who = ", ".join(dict.fromkeys(f"{n.by} ({stack.versions['tensorflow']})" if n.by == f"--stack {stack.name}"
                                   else n.by for n in needs))
     return (f"{who}: worker pods only on nodes labelled {labels} (Node Feature Discovery; or kubectl label node by "

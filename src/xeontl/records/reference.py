@@ -241,7 +241,7 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
         f"of every CPU kind ({own} of this one, {kind or 'its kind not recorded'}; {MIN_CALIBRATED} needed to decide)")
     problems = health(run)
     ok = not problems
-    bf16 = (run["metrics"].get("precision") or {}).get("precision") == "bf16"
+    bf16 = mine == "bf16"
     why = [f"run record: {p}" for p in problems] or [
         "run record: every rank on the CPUs, memory nodes and threads its plan gave it"
         + (", BF16 kernels dispatched natively where the CPU can" if bf16 else "")]

@@ -307,10 +307,7 @@ def check_tag(tag: str, stack: Stack, what: str = "nothing was built or tagged")
     """One line when TAG is another stack's own tag (xeontl:paper, xeontl:latest): an image of STACK under it would
     be run, and recorded, as that stack's TensorFlow (`--stack paper` runs xeontl:paper as the paper's release).
     A TAG Docker would refuse is refused first (imageref), before a build that would end in its refusal."""
-    try:
-        ref = imageref.parse(tag)
-    except ValueError as e:
-        raise UserError(f"--tag {e}; {what}") from None
+    ref = imageref.require(tag, "--tag", what)
     if ref.digest:
         raise UserError(f"--tag {tag}: a digest names an image's content, a tag is moved to it; {what}")
     other = tag_stack(tag)  # any spelling of it (docker.io/library/xeontl:paper)
