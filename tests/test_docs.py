@@ -20,11 +20,20 @@ def test_the_readme_fits_on_a_page():
     assert len(README.splitlines()) <= 150
 
 
+def slugs(markdown: str) -> set[str]:
+    """The anchors GitHub gives a document's headings: lower case, punctuation but - and _ dropped, spaces -."""
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", markdown, re.M)}
+
+
 def test_every_link_of_the_readme_and_docs_is_live():
+    """Every relative link's file exists, and where it names a heading (#anchor), that file has the heading."""
     for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
-        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", doc.read_text()):
+        for target, anchor in re.findall(r"\]\(([^)#]+)(?:#([^)]*))?\)", doc.read_text()):
             if not target.startswith("http"):
                 assert (doc.parent / target).exists(), f"{doc.name}: {target}"
+                if anchor and target.endswith(".md"):
+                    assert anchor in slugs((doc.parent / target).read_text()), f"{doc.name}: {target}#{anchor}"
 
 
 def test_every_test_the_docs_cite_exists():
@@ -73,6 +82,41 @@ def test_the_readmes_reference_figures_are_the_committed_runs():
 
 CALIBRATED = sorted(d for d in REFERENCE.parent.glob("2026*-demo-2s-*")
                     if "calibration" in json.loads((d / "metrics.json").read_text()))
+
+
+def span(values, fmt):
+    return f"{min(values):{fmt}}-{max(values):{fmt}}"
+
+
+def test_each_cpu_kinds_committed_runs_are_quoted_from_their_records():
+    """docs/paper-runs.md's table of calibrated runs by CPU kind: every calibrated committed run in exactly one row,
+    a row one CPU kind as the verdict reads it (its family and model the row's, its precision the row's), and every
+    figure the row quotes recomputed from the runs' metrics.json."""
+    from xeontl.records import claims, reference
+
+    doc = (ROOT / "docs" / "paper-runs.md").read_text()
+    table = doc.split("### The committed calibrated runs, by CPU kind", 1)[1].split("\n\n")[2]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    seen, kinds = [], set()
+    for kind, precision, pattern, n, acc, secs, ratio, calib in rows:
+        runs = sorted(REFERENCE.parent.glob(pattern.strip("`")))
+        m = [json.loads((d / "metrics.json").read_text()) for d in runs]
+        assert runs and all("calibration" in r for r in m), pattern
+        seen += runs
+        kind_of = {reference.cpu_kind(claims.load_run(d)) for d in runs}
+        assert len(kind_of) == 1 and None not in kind_of, (pattern, kind_of)
+        kinds |= kind_of
+        family_model = re.search(r"family \d+ model \d+", kind)[0]
+        assert f"({family_model})" in next(iter(kind_of)), (kind, kind_of)
+        assert {r["precision"]["precision"] for r in m} == {precision.split()[0].lower()}, pattern
+        cal = [r["calibration"] for r in m]
+        predicted = [c["seconds_per_step"] * c["steps_per_epoch"] * r["epochs_run"] for c, r in zip(cal, m)]
+        assert [n, acc, secs, ratio, calib] == [
+            str(len(runs)), span([r["final_val_accuracy"] for r in m], ".4f"), span([r["train_seconds"] for r in m],
+                                                                                    ".1f"),
+            span([r["train_seconds"] / p for r, p in zip(m, predicted)], ".2f") + "x",
+            span([c["seconds_per_step"] for c in cal], ".3f")], pattern
+    assert sorted(seen) == CALIBRATED and len(kinds) == len(rows)
 
 
 @pytest.mark.parametrize("committed", CALIBRATED, ids=[d.name for d in CALIBRATED])
