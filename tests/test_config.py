@@ -46,6 +46,9 @@ def test_profiles_inherit_and_override():
     ({"epochs": 0}, "epochs"), ({"batch_size": -1}, "batch_size"), ({"patience": -1}, "patience"),
     ({"image_size": 16}, "image_size"), ({"epochs": "ten"}, "epochs"), ({"precision": "fp16"}, "precision"),
     ({"dataset": "imagenet"}, "dataset"), ({"nonsense": 1}, "unknown config key"),
+    # TFDS's ReadInstruction refuses these ("train[:]": a slice with neither bound), so the config does
+    ({"train_split": "train[:]"}, "train_split"), ({"val_split": "test[80%:]"}, "val_split"),
+    ({"train_split": "train[:80%]+train[90%:]"}, "train_split"),
 ])
 def test_bad_values_are_refused(overrides, needle):
     with pytest.raises(UserError, match=needle):

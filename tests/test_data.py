@@ -2,6 +2,7 @@
 
 import hashlib
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,3 +226,123 @@ def test_tfds_absent_and_not_downloadable_says_where_to_put_the_archive(tmp_path
         data.load(cfg(dataset="tfds", data_dir=str(tmp_path)))
     msg = str(e.value)
     assert data.ARCHIVE_NAME in msg and data.ARCHIVE_SHA256 in msg and "\n" not in msg
+
+
+def test_a_folder_splits_as_tfdss_own_build_of_the_same_archive(tmp_path):
+    """The oracle is TFDS itself: its colorectal_histology builder prepares a Kather-layout archive (tests/
+    paper_inputs.py, 5 distinct tiles a class), and `dataset = "tfds"` reads train[:80%] / train[80%:] from that build;
+    the same archive as `folder:` (the .zip, and the tree unpacked from it) gives the same tiles, labels and order in
+    both splits, and records the split as the TFDS path does. Another slice (train[:50%]) is cut alike."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import paper_inputs
+
+    made = paper_inputs.make("tfds", tmp_path / "data", "5")
+    archive = tmp_path / "data" / "manual" / data.ARCHIVE_NAME
+    tree = tmp_path / "tree"
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(tree)
+    tree = tree / "Kather_texture_2016_image_tiles_5000"
+    for slices in ({}, {"train_split": "train[:50%]", "val_split": "train[50%:]"}):
+        common = {"data_dir": made["data_dir"], "manual_dir": str(archive.parent), "archive_sha256":
+                  made["archive_sha256"], **slices}
+        want = data.load(config.resolve("paper", {**common, "dataset": "tfds"}))
+        assert len(want.train) == (32 if not slices else 20), len(want.train)
+        for source in (archive, tree):
+            got = data.load(config.resolve("paper", {**common, "dataset": f"folder:{source}"}))
+            for a, b in ((got.train, want.train), (got.val, want.val)):
+                assert np.array_equal(a.labels, b.labels), (source, slices)
+                assert np.array_equal(a.images, b.images), (source, slices)
+            assert got.info["split"] == "TFDS's record order" and got.info["skipped_images"] == 0
+
+
+def test_the_record_order_is_tfdss_hash_of_each_key():
+    """Held to TFDS's own hasher (tensorflow_datasets.core.hashing.Hasher, salted with the split's name): the order
+    is the keys sorted by it, whatever order they come in."""
+    from tensorflow_datasets.core import hashing
+
+    keys = [f"{c}/{i}_{k}.tif" for i, c in enumerate(data.CLASS_NAMES) for k in range(7)][::-1]
+    hasher = hashing.Hasher("train")
+    assert data.tfds_record_order(keys) == sorted(range(len(keys)), key=lambda i: hasher.hash_key(keys[i]))
+    assert data.tfds_record_order(keys) != list(range(len(keys)))
+
+
+# Zip members TFDS's extractor and colorectal_histology's builder read otherwise than a plain tree walk would (found by
+# an adversary's reproducers against TFDS 4.9.4's own build): each (member name, what it holds), added to a plain
+# archive, and whether TFDS's build of that archive still succeeds ("tfds": the folder path must then give its tiles in
+# its order) or fails (the folder path must then record that its split is not TFDS's).
+ROOT_DIR = data.ARCHIVE_ROOT
+EDGE_MEMBERS = {
+    "a dot-file tile (the extractor drops it)": ([(f"{ROOT_DIR}/01_TUMOR/.9.tif", "tile")], "tfds"),
+    "a __MACOSX copy and a second root (outside the builder's folder)": (
+        [(f"__MACOSX/{ROOT_DIR}/01_TUMOR/9.tif", "tile"), ("Other/02_STROMA/9.tif", "tile")], "tfds"),
+    "the same path twice (the extractor's last write wins)": (
+        [(f"{ROOT_DIR}/03_COMPLEX/0_0.tif", "tile")], "tfds"),
+    "a .. path and a ./ path (normalized)": (
+        [(f"{ROOT_DIR}/01_TUMOR/../02_STROMA/8.tif", "tile"), (f"{ROOT_DIR}/./04_LYMPHO/8.tif", "tile")], "tfds"),
+    "an absolute path and a backup~ (dropped)": ([(f"/{ROOT_DIR}/01_TUMOR/7.tif", "tile"),
+                                                  (f"{ROOT_DIR}/01_TUMOR/7.tif~", "tile")], "tfds"),
+    "a PNG and an upper-case .TIF (the builder decodes every file)": (
+        [(f"{ROOT_DIR}/05_DEBRIS/6.png", "png"), (f"{ROOT_DIR}/06_MUCOSA/6.TIF", "tile")], "tfds"),
+    "a backslash in a name (TFDS's hasher reads it as /)": ([(f"{ROOT_DIR}/07_ADIPOSE/a\\b.tif", "tile")], "tfds"),
+    "a folder inside a class folder (the builder fails on it)": ([(f"{ROOT_DIR}/01_TUMOR/sub/5.tif", "tile")], None),
+    "a file that is no image (the builder fails on it)": ([(f"{ROOT_DIR}/08_EMPTY/notes.txt", "text")], None),
+}
+
+
+@pytest.mark.parametrize("case", EDGE_MEMBERS)
+def test_a_zip_is_read_as_tfdss_extractor_and_builder_read_it(tmp_path, monkeypatch, case):
+    import io
+
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.download import checksums
+    from tensorflow_datasets.image_classification import colorectal_histology as ch
+
+    rng = np.random.default_rng(7)
+
+    def payload(kind):
+        if kind == "text":
+            return b"not an image"
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (150, 150, 3), dtype=np.uint8)).save(buf, "PNG" if kind == "png" else
+                                                                                    "TIFF")
+        return buf.getvalue()
+
+    extra, outcome = EDGE_MEMBERS[case]
+    archive = tmp_path / "manual" / data.ARCHIVE_NAME
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as z:
+        import warnings
+
+        with warnings.catch_warnings():  # a duplicate name is the case, not a mistake
+            warnings.simplefilter("ignore")
+            for ci, folder in enumerate(data.KATHER_FOLDERS):
+                for k in range(3):
+                    z.writestr(f"{ROOT_DIR}/{folder}/{ci}_{k}.tif", payload("tile"))
+            for name, kind in extra:
+                z.writestr(name, payload(kind))
+    digest = data.sha256_file(archive)
+    got = data.load(config.resolve("paper", {"dataset": f"folder:{archive}", "archive_sha256": digest}))
+    if outcome is None:
+        assert got.info["split"].startswith("not TFDS's build") and got.info["split"] != "TFDS's record order"
+        return
+    info = checksums.UrlInfo(size=archive.stat().st_size, checksum=digest, filename=data.ARCHIVE_NAME)
+    monkeypatch.setattr(ch.ColorectalHistology, "url_infos", property(lambda self: {ch._TILES_DL_URL: info}))
+    builder = tfds.builder("colorectal_histology", data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(archive.parent)))
+    for spec, split in (("train[:80%]", got.train), ("train[80%:]", got.val)):
+        want = data._tfds_split(builder, spec)
+        assert np.array_equal(split.labels, want.labels) and np.array_equal(split.images, want.images), spec
+        assert split.keys == want.keys, spec
+    assert got.info["split"] == "TFDS's record order"
+    assert data.content_sha256(got.train, got.val) == data.content_sha256(data._tfds_split(builder, "train"))
+
+
+def test_a_renamed_tile_is_another_data_set():
+    """TFDS orders its records by file name: a tree with one tile renamed has other splits, so its content digest
+    (which the paper's data is recognised by) is another, though no pixel changed."""
+    tiles = np.zeros((2, 150, 150, 3), np.uint8)
+    a = data.Split(tiles, np.array([0, 1], np.int32), ("tumor/0_0.tif", "stroma/1_0.tif"))
+    b = data.Split(tiles, np.array([0, 1], np.int32), ("tumor/x.tif", "stroma/1_0.tif"))
+    assert data.content_sha256(a) != data.content_sha256(b)

@@ -61,7 +61,7 @@ def _sha256_or_empty(v):
 
 def _split(v):
     # colorectal_histology has one split, `train`; TFDS's slicing: train, train[:80%], train[80%:], train[10:20]
-    return None if re.fullmatch(r"train(\[(-?\d+%?)?:(-?\d+%?)?\])?", v) else \
+    return None if re.fullmatch(r"train(\[(-?\d+%?:(-?\d+%?)?|:-?\d+%?)\])?", v) else \
         "must be a TFDS slice of the train split, e.g. train[:80%] or train[80%:]"
 
 

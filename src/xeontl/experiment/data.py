@@ -36,6 +36,7 @@ SYNTHETIC_VERSION = "1"  # bump when the generator's output changes; recorded in
 class Split:
     images: np.ndarray  # (n, 150, 150, 3) uint8
     labels: np.ndarray  # (n,) int32
+    keys: tuple | None = None  # the Kather tiles' TFDS keys, '<class name>/<file name>' (what orders TFDS's records)
 
     def __len__(self):
         return len(self.labels)
@@ -57,16 +58,19 @@ class Split:
         return h.hexdigest()
 
     def tile_digests(self) -> list[str]:
-        """One sha256 per example, of its label (one byte) and its decoded pixels: what the example is, whatever
-        file or record order it came in."""
-        return [hashlib.sha256(bytes([int(label)]) + image.tobytes()).hexdigest()
-                for image, label in zip(self.images, self.labels)]
+        """One sha256 per example, of its label (one byte), its key where it has one (the tile's file name, which
+        decides its place in TFDS's record order: a renamed tile is another split) and its decoded pixels: what the
+        example is, whatever file or record order it came in."""
+        keys = self.keys or [""] * len(self)
+        return [hashlib.sha256(bytes([int(label)]) + key.encode() + b"\0" + image.tobytes()).hexdigest()
+                for image, label, key in zip(self.images, self.labels, keys)]
 
 
 def content_sha256(*splits: Split) -> str:
     """The data set's identity from its content: sha256 over the sorted per-example digests of every split together.
     The upstream archive (its TIFFs decoded) and TFDS's build of it (lossless PNG records, in TFDS's own order and
-    split) give the same value; a changed pixel, a relabelled tile, a missing or an extra one give another."""
+    split, each with its file name) give the same value; a changed pixel, a relabelled or renamed tile, a missing or
+    an extra one give another."""
     h = hashlib.sha256()
     for d in sorted(d for split in splits for d in split.tile_digests()):
         h.update(bytes.fromhex(d))
@@ -301,9 +305,10 @@ def prepare_tfds(cfg):
 def _tfds_split(builder, split: str) -> Split:
     import tensorflow_datasets as tfds
 
-    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
-    images, labels = zip(*tfds.as_numpy(ds)) if len(ds) else ((), ())
-    return Split(np.stack(images).astype(np.uint8), np.asarray(labels, np.int32))
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    rows = [(r["image"], r["label"], f"{CLASS_NAMES[r['label']]}/{r['filename'].decode()}") for r in tfds.as_numpy(ds)]
+    images, labels, keys = zip(*rows) if rows else ((), (), ())
+    return Split(np.stack(images).astype(np.uint8), np.asarray(labels, np.int32), tuple(keys))
 
 
 def tfds_origin(builder) -> dict | None:
@@ -344,8 +349,25 @@ def _decode_tile(data: bytes, name: str, skipped: list) -> np.ndarray | None:
     return arr
 
 
-def _archive_members(path: Path, expected_sha256: str):
-    """Yield (class_index, member_name, bytes) from a class-folder tree or the upstream .zip."""
+ARCHIVE_ROOT = "Kather_texture_2016_image_tiles_5000"  # the zip's one folder, which TFDS's builder reads
+
+
+def _tfds_extracted(name: str) -> str | None:
+    """A zip member's path as TFDS's extractor writes it, or None where it writes nothing (tensorflow_datasets/core/
+    download/extractor.py, _normpath: dot-files, absolute paths, backups ending in ~)."""
+    import posixpath
+
+    p = posixpath.normpath(name)
+    if p.startswith(".") or posixpath.isabs(p) or p.endswith("~") or posixpath.basename(p).startswith("."):
+        return None
+    return p
+
+
+def _archive_members(path: Path, expected_sha256: str, unlike: list):
+    """Yield (class_index, file name, bytes) of each file TFDS's colorectal_histology builder would read from the
+    upstream .zip (as its extractor writes it: the last of two same paths wins) or from a class-folder tree, in the
+    builder's order. Where that builder would fail or read something else, UNLIKE gets a line: a folder inside a class
+    folder, a name that is not UTF-8, a zip without its one top folder."""
     if path.is_file():
         if not zipfile.is_zipfile(path):
             raise UserError(f"{path} is neither a folder nor a .zip archive: give the Kather folder tree or "
@@ -355,15 +377,30 @@ def _archive_members(path: Path, expected_sha256: str):
             raise UserError(f"{path} has sha256 {digest}, expected {expected_sha256}: re-download {ARCHIVE_NAME} "
                             f"(or pass --archive-sha256 for a different, known archive)")
         with zipfile.ZipFile(path) as z:
-            names = [n for n in z.namelist() if not n.endswith("/")]
+            files = {p: info for info in z.infolist() if not info.is_dir() and (p := _tfds_extracted(info.filename))}
+            if not any(p.startswith(f"{ARCHIVE_ROOT}/") for p in files):
+                unlike.append(f"no {ARCHIVE_ROOT}/ folder in the zip (TFDS's builder reads its class folders there)")
             for ci, folder in enumerate(KATHER_FOLDERS):
-                for n in sorted(n for n in names if f"/{folder}/" in f"/{n}"):
-                    yield ci, n, z.read(n)
+                prefix = f"{ARCHIVE_ROOT}/{folder}/"
+                for p in sorted(p for p in files if p.startswith(prefix)):
+                    if "/" in p[len(prefix):]:
+                        unlike.append(f"{p}: in a folder inside {folder} (TFDS's builder fails on it)")
+                    else:
+                        yield ci, p[len(prefix):], z.read(files[p])
         return
     for ci, folder in enumerate(KATHER_FOLDERS):
         for f in sorted((path / folder).iterdir()):
-            if f.is_file():
-                yield ci, str(f.relative_to(path)), f.read_bytes()
+            if _tfds_extracted(f.name) is None:  # what TFDS's extractor would not have written
+                continue
+            try:
+                f.name.encode()
+            except UnicodeEncodeError:
+                unlike.append(f"{folder}/{f.name!r}: the name is not UTF-8 (TFDS's keys are)")
+                continue
+            if not f.is_file():
+                unlike.append(f"{folder}/{f.name}: not a file (TFDS's builder fails on it)")
+                continue
+            yield ci, f.name, f.read_bytes()
 
 
 def _check_folder(path: Path) -> None:
@@ -386,16 +423,55 @@ def _folder_path(cfg) -> Path:
     return Path(cfg["dataset"].split(":", 1)[1]).expanduser()
 
 
+TFDS_SPLIT = "train"  # colorectal_histology's one split: TFDS's salt for its record order
+
+
+def tfds_record_order(keys: list[str], split: str = TFDS_SPLIT) -> list[int]:
+    """The indices of KEYS in the order a TFDS build writes (and reads back) a split's records: sorted by the md5 of
+    the split's name, the salt, followed by the key (tensorflow_datasets/core/hashing.py's Hasher.hash_key, sorted by
+    core/shuffle.py's Shuffler; TFDS 4.9.4). The keys are the builder's own: colorectal_histology's are
+    '<class name>/<file name>' (image_classification/colorectal_histology.py, _generate_examples)."""
+    salt = hashlib.md5(split.encode())
+
+    def hashed(key: str) -> int:
+        md5 = salt.copy()
+        md5.update(key.replace("\\", "/").encode())  # as hashing._to_bytes normalizes a str key
+        return int(md5.hexdigest(), 16)
+
+    return sorted(range(len(keys)), key=lambda i: hashed(keys[i]))
+
+
+def tfds_slice(spec: str, n: int | None) -> list[int]:
+    """The record indices a TFDS slice of the train split reads from N records, by TFDS's own arithmetic
+    (ReadInstruction: percent boundaries rounded to the closest record); what TFDS refuses, or a slice of no record,
+    is one line. N None: the spec's syntax only."""
+    from tensorflow_datasets.core import splits
+
+    try:
+        instr = splits.ReadInstruction.from_spec(spec)
+        if n is None:
+            return []
+        info = splits.SplitInfo(name=TFDS_SPLIT, shard_lengths=[n], num_bytes=0, filename_template=None)
+        out = [i for a in instr.to_absolute({TFDS_SPLIT: info}) for i in range(n)[slice(a.from_, a.to)]]
+    except (ValueError, AssertionError) as e:
+        raise UserError(f"split {spec!r}: TFDS refuses it ({' '.join(str(e).split())})") from None
+    if not out:
+        raise UserError(f"split {spec!r} holds none of the {n} tiles")
+    return out
+
+
 def load_folder(cfg, path: Path) -> Dataset:
     _check_folder(path)
-    images, labels, skipped = [], [], []
-    for ci, name, data in _archive_members(path, cfg["archive_sha256"]):
-        if not name.lower().endswith((".tif", ".tiff")):
-            continue
-        arr = _decode_tile(data, name, skipped)
+    for spec in (cfg["train_split"], cfg["val_split"]):
+        tfds_slice(spec, None)  # a slice TFDS refuses: one line before any tile is decoded
+    images, labels, keys, skipped, unlike = [], [], [], [], []
+    for ci, name, data in _archive_members(path, cfg["archive_sha256"], unlike):
+        # every file, as TFDS's builder decodes every file of a class folder (a PNG too); one it cannot is skipped
+        arr = _decode_tile(data, f"{KATHER_FOLDERS[ci]}/{name}", skipped)
         if arr is not None:
             images.append(arr)
             labels.append(ci)
+            keys.append(f"{CLASS_NAMES[ci]}/{name}")
     for s in skipped:
         log.warning("skipped %s", s)
     counts = np.bincount(np.asarray(labels, int), minlength=len(CLASS_NAMES)) if labels else np.zeros(8, int)
@@ -403,15 +479,20 @@ def load_folder(cfg, path: Path) -> Dataset:
     if empty:
         raise UserError(f"{path}: no readable 150x150 RGB TIFF in {', '.join(empty)} "
                         f"({len(skipped)} skipped): every class needs images")
-    # TFDS's record order cannot be rebuilt from files: a seeded permutation, then the same 80/20 cut.
-    order = np.random.default_rng(cfg["seed"]).permutation(len(labels))
-    images_a, labels_a = np.stack(images)[order], np.asarray(labels, np.int32)[order]
-    cut = int(round(0.8 * len(order)))
+    # The records in the order TFDS's build of the same files holds them, cut by the configured TFDS slices: the
+    # same train and val tiles in the same order as `dataset = "tfds"` on this archive (tests/test_data.py holds it
+    # to TFDS's own build). A skipped tile is one TFDS would have kept (or failed on): then it is not TFDS's split.
+    order = np.asarray(tfds_record_order(keys), int)
+    images_a, labels_a, keys_a = np.stack(images)[order], np.asarray(labels, np.int32)[order], np.asarray(keys)[order]
+    train, val = (tfds_slice(cfg[k], len(order)) for k in ("train_split", "val_split"))
     info = {"name": "kather_texture_2016_image_tiles_5000", "source": f"folder:{path}",
             "archive_sha256": sha256_file(path) if path.is_file() else None,
-            "split": f"seeded permutation (seed {cfg['seed']}), first 80% train",
+            "split": "TFDS's record order" if not (skipped or unlike) else
+                     f"not TFDS's build: {len(order)} readable tiles, {len(skipped)} skipped, {len(unlike)} entries "
+                     f"TFDS's builder would read otherwise",
+            "splits": [cfg["train_split"], cfg["val_split"]], "unlike_tfds": unlike[:20],
             "skipped_images": len(skipped), "skipped_examples": skipped[:20]}
-    return Dataset(Split(images_a[:cut], labels_a[:cut]), Split(images_a[cut:], labels_a[cut:]), info)
+    return Dataset(*(Split(images_a[i], labels_a[i], tuple(keys_a[i])) for i in (train, val)), info)
 
 
 def load(cfg) -> Dataset:
