@@ -1,6 +1,8 @@
 """Data sources on data the tests make themselves: synthetic tiles, a tiny Kather TIFF tree and zip, TFDS mock data."""
 
 import hashlib
+import re
+import sys
 import zipfile
 from pathlib import Path
 
@@ -277,8 +279,11 @@ EDGE_MEMBERS = {
     "a dot-file tile (the extractor drops it)": ([(f"{ROOT_DIR}/01_TUMOR/.9.tif", "tile")], "tfds"),
     "a __MACOSX copy and a second root (outside the builder's folder)": (
         [(f"__MACOSX/{ROOT_DIR}/01_TUMOR/9.tif", "tile"), ("Other/02_STROMA/9.tif", "tile")], "tfds"),
-    "the same path twice (the extractor's last write wins)": (
-        [(f"{ROOT_DIR}/03_COMPLEX/0_0.tif", "tile")], "tfds"),
+    "the same path twice (TFDS 4.9.4 extracts on a thread pool: which copy it keeps is a race)": (
+        [(f"{ROOT_DIR}/03_COMPLEX/2_0.tif", "tile")], None),
+    "a name longer than 255 bytes (the extraction fails)": ([(f"{ROOT_DIR}/01_TUMOR/{'x' * 260}.tif", "tile")], None),
+    "a file where a class folder's file is a folder (the extraction fails)": ([(f"{ROOT_DIR}/01_TUMOR", "tile")],
+                                                                              None),
     "a .. path and a ./ path (normalized)": (
         [(f"{ROOT_DIR}/01_TUMOR/../02_STROMA/8.tif", "tile"), (f"{ROOT_DIR}/./04_LYMPHO/8.tif", "tile")], "tfds"),
     "an absolute path and a backup~ (dropped)": ([(f"/{ROOT_DIR}/01_TUMOR/7.tif", "tile"),
@@ -339,6 +344,62 @@ def test_a_zip_is_read_as_tfdss_extractor_and_builder_read_it(tmp_path, monkeypa
     assert data.content_sha256(got.train, got.val) == data.content_sha256(data._tfds_split(builder, "train"))
 
 
+def test_a_build_of_two_shards_reads_as_the_folder_and_a_reordered_build_is_not_tfdss_split(tmp_path, monkeypatch):
+    """The real archive's build has two shards, which TFDS reads interleaved (16 records of each in turn): the TFDS
+    path gives the folder path's tiles in the folder path's order all the same. A build whose records were written in
+    another order (another tool's; here its shards rewritten reversed) holds other records in train[:80%]: its split
+    is recorded as not TFDS's."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core.download import checksums
+    from tensorflow_datasets.image_classification import colorectal_histology as ch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import paper_inputs
+
+    archive = tmp_path / "manual" / data.ARCHIVE_NAME
+    digest = paper_inputs.kather_zip(archive, 10)
+    info = checksums.UrlInfo(size=archive.stat().st_size, checksum=digest, filename=data.ARCHIVE_NAME)
+    monkeypatch.setattr(ch.ColorectalHistology, "url_infos", property(lambda self: {ch._TILES_DL_URL: info}))
+    builder = tfds.builder("colorectal_histology", data_dir=str(tmp_path / "tfds"))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(archive.parent),
+                                                                              num_shards=2))
+    assert len(builder.info.splits["train"].shard_lengths) == 2
+    common = {"data_dir": str(tmp_path / "tfds"), "manual_dir": str(archive.parent), "archive_sha256": digest}
+    via_tfds = data.load(config.resolve("paper", {**common, "dataset": "tfds"}))
+    via_folder = data.load(config.resolve("paper", {**common, "dataset": f"folder:{archive}"}))
+    assert data._tfds_split(builder, "train[:80%]").keys != via_folder.train.keys  # TFDS's own read: interleaved
+    for a, b in ((via_tfds.train, via_folder.train), (via_tfds.val, via_folder.val)):
+        assert a.keys == b.keys and np.array_equal(a.images, b.images) and np.array_equal(a.labels, b.labels)
+    assert via_tfds.info["split"] == via_folder.info["split"] == "TFDS's record order"
+    for shard in sorted(Path(builder.data_dir).glob("*.tfrecord*")):
+        records = [r.numpy() for r in tf.data.TFRecordDataset(str(shard))]
+        with tf.io.TFRecordWriter(str(shard)) as w:
+            for r in reversed(records):
+                w.write(r)
+    reordered = data.load(config.resolve("paper", {**common, "dataset": "tfds"}))
+    assert reordered.info["split"].startswith("not TFDS's record order"), reordered.info["split"]
+
+
+@pytest.mark.parametrize("spec", ["train[100%:]", "train[5:5]", "train[:1000]"])
+def test_a_slice_tfds_refuses_or_that_holds_nothing_is_one_line_on_both_paths(tmp_path, spec):
+    made = paper_inputs_tfds(tmp_path)
+    for dataset in ("tfds", f"folder:{made['archive']}"):
+        with pytest.raises(UserError, match=re.escape(spec)):
+            data.load(config.resolve("paper", {"data_dir": made["data_dir"], "manual_dir": made["manual_dir"],
+                                               "archive_sha256": made["archive_sha256"], "dataset": dataset,
+                                               "val_split": spec}))
+
+
+def paper_inputs_tfds(tmp_path) -> dict:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import paper_inputs
+
+    made = paper_inputs.make("tfds", tmp_path / "data", "4")
+    return {**made, "archive": tmp_path / "data" / "manual" / data.ARCHIVE_NAME,
+            "manual_dir": str(tmp_path / "data" / "manual")}
+
+
 def test_a_renamed_tile_is_another_data_set():
     """TFDS orders its records by file name: a tree with one tile renamed has other splits, so its content digest
     (which the paper's data is recognised by) is another, though no pixel changed."""
@@ -346,3 +407,34 @@ def test_a_renamed_tile_is_another_data_set():
     a = data.Split(tiles, np.array([0, 1], np.int32), ("tumor/0_0.tif", "stroma/1_0.tif"))
     b = data.Split(tiles, np.array([0, 1], np.int32), ("tumor/x.tif", "stroma/1_0.tif"))
     assert data.content_sha256(a) != data.content_sha256(b)
+
+
+def test_a_damaged_tile_is_skipped_and_a_damaged_zip_is_one_line(tmp_path, monkeypatch):
+    """What PIL refuses in its other ways (here its decompression-bomb guard) is a skipped tile, never a crash; a zip
+    member whose bytes fail their CRC is one line naming the archive."""
+    from PIL import Image as PILImage
+
+    root = write_tree(tmp_path / "kather")
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 100)  # every 150x150 tile is now a "bomb" (> 2 x 100 pixels)
+    with pytest.raises(UserError, match="no readable"):
+        data.load(cfg(dataset=f"folder:{root}"))
+    monkeypatch.undo()
+    z = make_zip(tmp_path)
+    raw = bytearray(z.read_bytes())
+    with zipfile.ZipFile(z) as zf:
+        first = zf.infolist()[0]
+    raw[first.header_offset + 30 + len(first.filename.encode()) + 200] ^= 0xFF  # a byte of its stored data
+    z.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="a member cannot be read"):
+        data.load(cfg(dataset=f"folder:{z}", archive_sha256=data.sha256_file(z)))
+
+
+def test_a_dot_folder_in_a_tree_is_not_dropped_as_a_dot_file_is(tmp_path):
+    """A tree stands for the archive unpacked: a dot-file the extraction would not have written is left out, a
+    folder of files it would have written (a class folder's .ipynb_checkpoints/) makes the builder fail."""
+    root = write_tree(tmp_path / "kather")
+    (root / "01_TUMOR" / ".DS_Store").write_bytes(b"finder")
+    assert data.load(cfg(dataset=f"folder:{root}")).info["split"] == "TFDS's record order"
+    (root / "01_TUMOR" / ".ipynb_checkpoints").mkdir()
+    (root / "01_TUMOR" / ".ipynb_checkpoints" / "0_0.tif").write_bytes((root / "01_TUMOR" / "0_0.tif").read_bytes())
+    assert data.load(cfg(dataset=f"folder:{root}")).info["split"].startswith("not TFDS's build")

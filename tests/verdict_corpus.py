@@ -85,7 +85,7 @@ def paper(role: str = "1s", epochs: int = 43, seconds: float | None = None) -> d
         "metrics.train_seconds": seconds, "metrics.per_epoch": _epochs(epochs, seconds),
         "metrics.best_epoch": epochs - 10, "metrics.best_val_accuracy": 0.945, "metrics.final_val_accuracy": 0.944,
         "metrics.stopped_early": True, "metrics.learning_rate": 0.001 * sockets,
-        "metrics.dataset": {"name": "colorectal_histology", "source": "tfds",
+        "metrics.dataset": {"name": "colorectal_histology", "source": "tfds", "split": "TFDS's record order",
                             "identity": {"examples_per_class": [625] * 8, "tile_shape": [150, 150, 3],
                                          "content_sha256": CONTENT, "archive_sha256": ARCHIVE,
                                          "archive_checked": "the archive TFDS was prepared from (xeontl-origin.json), "

@@ -320,11 +320,38 @@ def tfds_origin(builder) -> dict | None:
         return None
 
 
+def _tfds_keys(builder) -> list[str]:
+    """Every record's key in the build's train split ('<class name>/<file name>'), its images left encoded."""
+    import tensorflow_datasets as tfds
+
+    ds = builder.as_dataset(split=TFDS_SPLIT, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    return [f"{CLASS_NAMES[r['label']]}/{r['filename'].decode()}" for r in tfds.as_numpy(ds)]
+
+
+def in_record_order(split: Split) -> Split:
+    """SPLIT in TFDS's record order of its keys: how TFDS reads a slice of a build of one shard, and the one order
+    whatever the shard count (TFDS interleaves its reads of several shards: 16 records of each in turn)."""
+    idx = np.asarray(tfds_record_order(list(split.keys)), int)
+    return Split(split.images[idx], split.labels[idx], tuple(np.asarray(split.keys)[idx]))
+
+
 def load_tfds(cfg) -> Dataset:
     builder, data_dir = prepare_tfds(cfg)
-    splits = [_tfds_split(builder, split) for split in (cfg["train_split"], cfg["val_split"])]
+    specs = (cfg["train_split"], cfg["val_split"])
+    keys = _tfds_keys(builder)
+    for spec in specs:  # what TFDS refuses: one line before any image is decoded
+        tfds_slice(spec, len(keys))
+    order = tfds_record_order(keys)
+    splits, split = [], "TFDS's record order"
+    for spec in specs:
+        got = _tfds_split(builder, spec)
+        # the records a slice holds are the first ones in the order of their keys' hashes, in every build TFDS
+        # makes: a build whose records are in another order (another tool's, a reordered one) is not that split
+        if sorted(got.keys) != sorted(keys[order[i]] for i in tfds_slice(spec, len(keys))):
+            split = f"not TFDS's record order: the build's {spec} holds other records than its keys' order gives"
+        splits.append(in_record_order(got))
     info = {"name": "colorectal_histology", "source": "tfds", "version": str(builder.info.version),
-            "data_dir": data_dir, "splits": [cfg["train_split"], cfg["val_split"]],
+            "data_dir": data_dir, "splits": list(specs), "split": split,
             "records_sha256": {"train": splits[0].sha256(), "val": splits[1].sha256()},
             "tfds_origin": tfds_origin(builder)}
     return Dataset(splits[0], splits[1], info)
@@ -340,7 +367,8 @@ def _decode_tile(data: bytes, name: str, skipped: list) -> np.ndarray | None:
                 skipped.append(f"{name}: mode {im.mode}, not RGB")
                 return None
             arr = np.asarray(im, np.uint8)
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        # PIL's ways of refusing a damaged file (a bomb, a truncated header, a bad chunk): skipped, never a crash
         skipped.append(f"{name}: unreadable ({e.__class__.__name__})")
         return None
     if arr.shape != (TILE, TILE, 3):
@@ -363,6 +391,33 @@ def _tfds_extracted(name: str) -> str | None:
     return p
 
 
+def _zip_members(z: zipfile.ZipFile, unlike: list):
+    files, dirs, seen = {}, set(), set()
+    for info in z.infolist():
+        p = _tfds_extracted(info.filename)
+        if info.is_dir() or not p:
+            continue
+        if p in seen:  # TFDS 4.9.4 extracts on a thread pool: which copy it keeps is a race
+            unlike.append(f"{p}: twice in the zip (which one TFDS's extractor keeps is a race)")
+        if any(len(part.encode()) > 255 for part in p.split("/")):  # NAME_MAX: the extraction fails
+            unlike.append(f"{p[:80]}...: a name longer than 255 bytes (TFDS's extraction fails on it)")
+        seen.add(p)
+        files[p] = info
+        parts = p.split("/")
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    unlike.extend(f"{p}: a file and a folder of the same path (TFDS's extraction fails)" for p in sorted(files)
+                  if p in dirs)
+    if not any(p.startswith(f"{ARCHIVE_ROOT}/") for p in files):
+        unlike.append(f"no {ARCHIVE_ROOT}/ folder in the zip (TFDS's builder reads its class folders there)")
+    for ci, folder in enumerate(KATHER_FOLDERS):
+        prefix = f"{ARCHIVE_ROOT}/{folder}/"
+        for p in sorted(p for p in files if p.startswith(prefix)):
+            if "/" in p[len(prefix):]:
+                unlike.append(f"{p}: in a folder inside {folder} (TFDS's builder fails on it)")
+            else:
+                yield ci, p[len(prefix):], z.read(files[p])
+
+
 def _archive_members(path: Path, expected_sha256: str, unlike: list):
     """Yield (class_index, file name, bytes) of each file TFDS's colorectal_histology builder would read from the
     upstream .zip (as its extractor writes it: the last of two same paths wins) or from a class-folder tree, in the
@@ -376,21 +431,18 @@ def _archive_members(path: Path, expected_sha256: str, unlike: list):
         if digest != expected_sha256:
             raise UserError(f"{path} has sha256 {digest}, expected {expected_sha256}: re-download {ARCHIVE_NAME} "
                             f"(or pass --archive-sha256 for a different, known archive)")
-        with zipfile.ZipFile(path) as z:
-            files = {p: info for info in z.infolist() if not info.is_dir() and (p := _tfds_extracted(info.filename))}
-            if not any(p.startswith(f"{ARCHIVE_ROOT}/") for p in files):
-                unlike.append(f"no {ARCHIVE_ROOT}/ folder in the zip (TFDS's builder reads its class folders there)")
-            for ci, folder in enumerate(KATHER_FOLDERS):
-                prefix = f"{ARCHIVE_ROOT}/{folder}/"
-                for p in sorted(p for p in files if p.startswith(prefix)):
-                    if "/" in p[len(prefix):]:
-                        unlike.append(f"{p}: in a folder inside {folder} (TFDS's builder fails on it)")
-                    else:
-                        yield ci, p[len(prefix):], z.read(files[p])
+        try:
+            with zipfile.ZipFile(path) as z:
+                yield from _zip_members(z, unlike)
+        except (zipfile.BadZipFile, RuntimeError, NotImplementedError, UnicodeDecodeError, EOFError, OSError) as e:
+            raise UserError(f"{path}: a member cannot be read ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+                            ) from None
         return
     for ci, folder in enumerate(KATHER_FOLDERS):
         for f in sorted((path / folder).iterdir()):
             if _tfds_extracted(f.name) is None:  # what TFDS's extractor would not have written
+                if f.is_dir() and any(_tfds_extracted(g.name) for g in f.rglob("*") if g.is_file()):
+                    unlike.append(f"{folder}/{f.name}/: a folder whose files an archive's extraction would write")
                 continue
             try:
                 f.name.encode()

@@ -61,9 +61,8 @@ def data(run: dict, pins: dict) -> dict | None:
     archive = ident.get("archive_sha256")
     if not archive and ident.get("content_sha256") in _pinned_contents(pins):
         archive = pins["archive_sha256"]  # recognised by the content of its decoded tiles
-    source = d.get("source") or ""
-    # the order the split fields (recipe) cut: TFDS's own record order, or a folder's (data.load_folder records it)
-    split = (d.get("split") or "unrecorded") if source.startswith("folder:") else "TFDS's record order"
+    # the order the split fields (recipe) cut, as the loader checked and recorded it (data.load_tfds, load_folder)
+    split = d.get("split") or "unrecorded"
     return {"examples_per_class": ident.get("examples_per_class"), "tile_shape": ident.get("tile_shape"),
             "archive": archive or f"none checked (content {_short(ident.get('content_sha256'))}, not a pinned one)",
             "split": split}
