@@ -84,3 +84,20 @@ def test_the_math_sample_runs_at_idle_priority_and_still_proves_the_math_path():
     assert os.sched_getscheduler(plain.pid) == os.sched_getscheduler(0)
     plain.kill()
     plain.communicate()
+
+
+def test_the_calibration_is_the_median_of_its_timed_blocks(monkeypatch):
+    """One disturbed block (a hiccup of the VM, a neighbour passing by) does not move the calibration: it is the
+    median of its blocks, each recorded; a step that stays slow is slow in every block."""
+    import types
+
+    import tensorflow as tf
+
+    from xeontl.experiment import train
+
+    clock = iter([0.0, 0.3, 10.0, 10.9, 20.0, 20.31])  # three blocks of 3 steps: 0.1, 0.3 (a hiccup), 0.103 s a step
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    net = tf.keras.Sequential([tf.keras.Input((4,)), tf.keras.layers.Dense(2)])
+    cal = train.calibration(net, {"batch_size": 2}, steps=7)
+    assert cal["block_seconds_per_step"] == [0.1, 0.3, 0.103333] and cal["blocks"] == 3 and cal["steps"] == 3
+    assert cal["seconds_per_step"] == pytest.approx(0.103333, abs=1e-6) and cal["steps_per_epoch"] == 7

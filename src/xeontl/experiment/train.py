@@ -384,11 +384,13 @@ def log_hyperparameters(events: EventLog, cfg, workers: int, lr: float, steps: i
         events.write(key, value)
 
 
-def calibration(fitted, cfg, steps: int, repeats: int = 3) -> dict:
+def calibration(fitted, cfg, steps: int, repeats: int = 3, blocks: int = 3) -> dict:
     """The seconds of one step of FITTED on a fixed batch (constant images, label 0; the forward pass in inference,
     so no random layer draws, and the gradients of the trainable weights, never applied), after one untimed step that
     traces it: this machine's own prediction of a training step, as metrics.json `calibration`. Its weights, its
-    optimizer and every random generator are as they were."""
+    optimizer and every random generator are as they were. The median of BLOCKS timed blocks of REPEATS steps each:
+    one block once took 0.139 s a step on a healthy run of a kind whose committed runs took 0.093-0.101 (its training
+    time was theirs), and the verdict then said "a busy neighbour?"; a neighbour that stays is in every block."""
     shape = (cfg["batch_size"], *fitted.input_shape[1:])
     x = tf.constant(np.full(shape, 0.5, np.float32))
     y = tf.zeros([shape[0]], tf.int64)
@@ -401,12 +403,16 @@ def calibration(fitted, cfg, steps: int, repeats: int = 3) -> dict:
         return tape.gradient(value, fitted.trainable_variables)
 
     step()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    return {"seconds_per_step": (time.perf_counter() - t0) / repeats, "steps_per_epoch": steps, "batch": shape[0],
-            "steps": repeats, "what": "the model's forward (inference) and its trainable weights' gradients on a "
-                                      "fixed batch, before training"}
+    timed = []
+    for _ in range(blocks):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        timed.append((time.perf_counter() - t0) / repeats)
+    return {"seconds_per_step": float(np.median(timed)), "steps_per_epoch": steps, "batch": shape[0],
+            "steps": repeats, "blocks": blocks, "block_seconds_per_step": [round(t, 6) for t in timed],
+            "what": "the model's forward (inference) and its trainable weights' gradients on a fixed batch, before "
+                    "training: the median of its blocks"}
 
 
 def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:
