@@ -19,13 +19,15 @@ import numpy as np
 
 from xeontl import SYNTHETIC_NOTICE
 from xeontl.common.errors import UserError
+from xeontl.experiment import textures
+from xeontl.experiment.textures import TILE
+from xeontl.experiment.tfds_order import TFDS_SPLIT, tfds_extracted, tfds_record_order, tfds_slice
 
 log = logging.getLogger(__name__)
 
 # TFDS colorectal_histology label order; the archive's folders 01_TUMOR ... 08_EMPTY are in the same order.
 CLASS_NAMES = ("tumor", "stroma", "complex", "lympho", "debris", "mucosa", "adipose", "empty")
 KATHER_FOLDERS = tuple(f"{i + 1:02d}_{n.upper()}" for i, n in enumerate(CLASS_NAMES))
-TILE = 150
 ARCHIVE_NAME = "Kather_texture_2016_image_tiles_5000.zip"
 ARCHIVE_BYTES = 258_098_431
 ARCHIVE_SHA256 = "936d0b95ae0f04f1f7b18a2b7e8c55776c3e887d102f645bcee752d1a6626a32"
@@ -98,106 +100,10 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- synthetic textures
-# H&E palette: hematoxylin stains nuclei blue-purple, eosin stains cytoplasm and fibres pink.
-_EOSIN = np.array([0.93, 0.62, 0.78])
-_HEMA = np.array([0.33, 0.20, 0.52])
-_WHITE = np.array([0.97, 0.95, 0.96])
-_BLOOD = np.array([0.85, 0.25, 0.30])
-
-
-def _smooth_noise(rng, cells: int, amp: float) -> np.ndarray:
-    """Low-frequency noise (bilinear upsampling of a coarse grid): uneven staining and tissue thickness."""
-    grid = rng.normal(0, amp, (cells + 1, cells + 1))
-    t = np.linspace(0, cells, TILE)
-    i = np.minimum(t.astype(int), cells - 1)
-    f = t - i
-    rows = grid[i] * (1 - f)[:, None] + grid[i + 1] * f[:, None]
-    return rows[:, i] * (1 - f) + rows[:, i + 1] * f
-
-
-_YY, _XX = np.mgrid[0:TILE, 0:TILE].astype(np.float32)
-
-
-def _blobs(canvas, rng, n, radius, color, aspect=(1.0, 1.0), angle=None, alpha=0.9, centers=None):
-    """Stamp n ellipses (nuclei, vacuoles, cells) of the given colour; sizes and shapes vary per blob."""
-    if centers is None:
-        centers = rng.uniform(0, TILE, (n, 2))
-    for cy, cx in centers:
-        r = rng.uniform(*radius)
-        a = r * rng.uniform(*aspect)
-        th = rng.uniform(0, np.pi) if angle is None else angle + rng.normal(0, 0.15)
-        ext = int(max(a, r)) + 2
-        y0, y1 = max(int(cy) - ext, 0), min(int(cy) + ext + 1, TILE)
-        x0, x1 = max(int(cx) - ext, 0), min(int(cx) + ext + 1, TILE)
-        if y0 >= y1 or x0 >= x1:
-            continue
-        dy, dx = _YY[y0:y1, x0:x1] - cy, _XX[y0:y1, x0:x1] - cx
-        u = dx * np.cos(th) + dy * np.sin(th)
-        v = -dx * np.sin(th) + dy * np.cos(th)
-        inside = ((u / a) ** 2 + (v / r) ** 2 <= 1.0)[..., None]
-        shade = color * rng.uniform(0.85, 1.1)
-        canvas[y0:y1, x0:x1] = np.where(inside, (1 - alpha) * canvas[y0:y1, x0:x1] + alpha * shade,
-                                        canvas[y0:y1, x0:x1])
-
-
-def _fibres(canvas, rng, angle, strength):
-    """Wavy eosinophilic fibres along one direction (stroma, complex stroma)."""
-    u = _XX * np.cos(angle) + _YY * np.sin(angle)
-    v = -_XX * np.sin(angle) + _YY * np.cos(angle)
-    freq = rng.uniform(0.25, 0.45)
-    wave = np.sin(freq * v + 3 * np.sin(u / rng.uniform(15, 30)) + rng.uniform(0, 6.28))
-    mask = np.clip(wave, 0, 1)[..., None] * strength
-    canvas[:] = canvas * (1 - mask) + (_EOSIN * 0.8) * mask
-
-
-def _tissue(rng, base, noise_cells=5, noise_amp=0.05):
-    return base + _smooth_noise(rng, noise_cells, noise_amp)[..., None] + np.zeros((TILE, TILE, 3))
-
-
 def synthetic_image(seed: int, index: int) -> tuple[np.ndarray, int]:
-    """One 150x150 H&E-like tile; class = index % 8, fully determined by (seed, index)."""
+    """One 150x150 H&E-like tile; class = index % 8, fully determined by (seed, index) (experiment/textures.py)."""
     label = index % len(CLASS_NAMES)
-    rng = np.random.default_rng([seed, index, int(SYNTHETIC_VERSION)])
-    mix = rng.uniform(0.0, 0.25)
-    pink = _EOSIN * (1 - mix) + _HEMA * mix
-    name = CLASS_NAMES[label]
-    if name == "tumor":  # crowded large irregular pleomorphic nuclei on purple-tinged stroma
-        c = _tissue(rng, pink * 0.95)
-        _blobs(c, rng, int(rng.integers(70, 130)), (3.5, 7.0), _HEMA, aspect=(1.0, 1.8))
-    elif name == "stroma":  # pink fibres, few spindle-shaped nuclei aligned with them
-        c = _tissue(rng, _EOSIN)
-        ang = rng.uniform(0, np.pi)
-        _fibres(c, rng, ang, rng.uniform(0.3, 0.6))
-        _blobs(c, rng, int(rng.integers(8, 25)), (1.5, 2.5), _HEMA, aspect=(2.5, 4.0), angle=ang)
-    elif name == "complex":  # fibres + mixed nuclei + red blood cells
-        c = _tissue(rng, pink)
-        _fibres(c, rng, rng.uniform(0, np.pi), rng.uniform(0.15, 0.35))
-        _blobs(c, rng, int(rng.integers(25, 60)), (2.0, 5.0), _HEMA, aspect=(1.0, 2.5))
-        _blobs(c, rng, int(rng.integers(5, 25)), (2.0, 3.0), _BLOOD, alpha=0.7)
-    elif name == "lympho":  # sheets of small round dark nuclei
-        c = _tissue(rng, pink * 1.02)
-        _blobs(c, rng, int(rng.integers(180, 320)), (2.0, 3.5), _HEMA * 0.9, alpha=0.95)
-    elif name == "debris":  # necrosis/mucus: blotchy staining and nuclear dust
-        c = _tissue(rng, pink, noise_cells=8, noise_amp=0.15)
-        _blobs(c, rng, int(rng.integers(60, 160)), (0.8, 1.8), _HEMA, alpha=0.8)
-        _blobs(c, rng, int(rng.integers(3, 8)), (6, 14), _WHITE * 0.95, alpha=0.4)
-    elif name == "mucosa":  # glands: rings of nuclei around pale lumens
-        c = _tissue(rng, pink * 1.03)
-        for _ in range(int(rng.integers(2, 5))):
-            cy, cx, rad = rng.uniform(20, 130), rng.uniform(20, 130), rng.uniform(12, 24)
-            _blobs(c, rng, 1, (rad * 0.7, rad * 0.7), _WHITE, alpha=0.8, centers=[(cy, cx)])
-            t = np.linspace(0, 2 * np.pi, int(rad * 1.2), endpoint=False)
-            ring = np.stack([cy + rad * np.sin(t), cx + rad * np.cos(t)], 1)
-            _blobs(c, rng, len(ring), (1.8, 2.6), _HEMA, aspect=(1.5, 2.2), centers=ring)
-    elif name == "adipose":  # large empty fat vacuoles separated by thin pink membranes
-        c = _tissue(rng, _EOSIN * 1.02)
-        _blobs(c, rng, int(rng.integers(25, 45)), (10, 22), _WHITE, aspect=(1.0, 1.4), alpha=1.0)
-    else:  # empty: background glass with a faint smudge
-        c = _tissue(rng, _WHITE, noise_amp=0.02)
-        _blobs(c, rng, int(rng.integers(0, 3)), (8, 20), pink, alpha=0.15)
-    c *= rng.uniform(0.88, 1.08, 3)  # stain and scanner variation between slides
-    c += rng.normal(0, 0.03, c.shape)
-    return (np.clip(c, 0, 1) * 255).astype(np.uint8), label
+    return textures.paint(CLASS_NAMES[label], np.random.default_rng([seed, index, int(SYNTHETIC_VERSION)])), label
 
 
 def synthetic_split(seed: int, start: int, count: int) -> Split:
@@ -380,21 +286,10 @@ def _decode_tile(data: bytes, name: str, skipped: list) -> np.ndarray | None:
 ARCHIVE_ROOT = "Kather_texture_2016_image_tiles_5000"  # the zip's one folder, which TFDS's builder reads
 
 
-def _tfds_extracted(name: str) -> str | None:
-    """A zip member's path as TFDS's extractor writes it, or None where it writes nothing (tensorflow_datasets/core/
-    download/extractor.py, _normpath: dot-files, absolute paths, backups ending in ~)."""
-    import posixpath
-
-    p = posixpath.normpath(name)
-    if p.startswith(".") or posixpath.isabs(p) or p.endswith("~") or posixpath.basename(p).startswith("."):
-        return None
-    return p
-
-
 def _zip_members(z: zipfile.ZipFile, unlike: list):
     files, dirs, seen = {}, set(), set()
     for info in z.infolist():
-        p = _tfds_extracted(info.filename)
+        p = tfds_extracted(info.filename)
         if info.is_dir() or not p:
             continue
         if p in seen:  # TFDS 4.9.4 extracts on a thread pool: which copy it keeps is a race
@@ -440,8 +335,8 @@ def _archive_members(path: Path, expected_sha256: str, unlike: list):
         return
     for ci, folder in enumerate(KATHER_FOLDERS):
         for f in sorted((path / folder).iterdir()):
-            if _tfds_extracted(f.name) is None:  # what TFDS's extractor would not have written
-                if f.is_dir() and any(_tfds_extracted(g.name) for g in f.rglob("*") if g.is_file()):
+            if tfds_extracted(f.name) is None:  # what TFDS's extractor would not have written
+                if f.is_dir() and any(tfds_extracted(g.name) for g in f.rglob("*") if g.is_file()):
                     unlike.append(f"{folder}/{f.name}/: a folder whose files an archive's extraction would write")
                 continue
             try:
@@ -473,43 +368,6 @@ def check_source(cfg) -> None:
 
 def _folder_path(cfg) -> Path:
     return Path(cfg["dataset"].split(":", 1)[1]).expanduser()
-
-
-TFDS_SPLIT = "train"  # colorectal_histology's one split: TFDS's salt for its record order
-
-
-def tfds_record_order(keys: list[str], split: str = TFDS_SPLIT) -> list[int]:
-    """The indices of KEYS in the order a TFDS build writes (and reads back) a split's records: sorted by the md5 of
-    the split's name, the salt, followed by the key (tensorflow_datasets/core/hashing.py's Hasher.hash_key, sorted by
-    core/shuffle.py's Shuffler; TFDS 4.9.4). The keys are the builder's own: colorectal_histology's are
-    '<class name>/<file name>' (image_classification/colorectal_histology.py, _generate_examples)."""
-    salt = hashlib.md5(split.encode())
-
-    def hashed(key: str) -> int:
-        md5 = salt.copy()
-        md5.update(key.replace("\\", "/").encode())  # as hashing._to_bytes normalizes a str key
-        return int(md5.hexdigest(), 16)
-
-    return sorted(range(len(keys)), key=lambda i: hashed(keys[i]))
-
-
-def tfds_slice(spec: str, n: int | None) -> list[int]:
-    """The record indices a TFDS slice of the train split reads from N records, by TFDS's own arithmetic
-    (ReadInstruction: percent boundaries rounded to the closest record); what TFDS refuses, or a slice of no record,
-    is one line. N None: the spec's syntax only."""
-    from tensorflow_datasets.core import splits
-
-    try:
-        instr = splits.ReadInstruction.from_spec(spec)
-        if n is None:
-            return []
-        info = splits.SplitInfo(name=TFDS_SPLIT, shard_lengths=[n], num_bytes=0, filename_template=None)
-        out = [i for a in instr.to_absolute({TFDS_SPLIT: info}) for i in range(n)[slice(a.from_, a.to)]]
-    except (ValueError, AssertionError) as e:
-        raise UserError(f"split {spec!r}: TFDS refuses it ({' '.join(str(e).split())})") from None
-    if not out:
-        raise UserError(f"split {spec!r} holds none of the {n} tiles")
-    return out
 
 
 def load_folder(cfg, path: Path) -> Dataset:
