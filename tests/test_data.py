@@ -2,11 +2,11 @@
 
 import hashlib
 import re
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import paper_inputs
 import pytest
 from PIL import Image
 
@@ -177,6 +177,17 @@ def test_missing_dataset_path(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- TFDS
+def tfds_build(monkeypatch, archive, data_dir, **download):
+    """TFDS's own colorectal_histology build of ARCHIVE (in its manual dir, registered as the builder's download)."""
+    import tensorflow_datasets as tfds
+
+    register_fixture(monkeypatch, archive)
+    builder = tfds.builder("colorectal_histology", data_dir=str(data_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(archive.parent),
+                                                                              **download))
+    return builder
+
+
 def register_fixture(monkeypatch, archive, checksum=None):
     """Register the fixture archive as the builder's download (TFDS checks size and sha256 of what it finds in
     manual_dir under the registered file name), instead of the real 258 MB archive's record."""
@@ -235,11 +246,6 @@ def test_a_folder_splits_as_tfdss_own_build_of_the_same_archive(tmp_path):
     paper_inputs.py, 5 distinct tiles a class), and `dataset = "tfds"` reads train[:80%] / train[80%:] from that build;
     the same archive as `folder:` (the .zip, and the tree unpacked from it) gives the same tiles, labels and order in
     both splits, and records the split as the TFDS path does. Another slice (train[:50%]) is cut alike."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    import paper_inputs
-
     made = paper_inputs.make("tfds", tmp_path / "data", "5")
     archive = tmp_path / "data" / "manual" / data.ARCHIVE_NAME
     tree = tmp_path / "tree"
@@ -300,10 +306,6 @@ EDGE_MEMBERS = {
 def test_a_zip_is_read_as_tfdss_extractor_and_builder_read_it(tmp_path, monkeypatch, case):
     import io
 
-    import tensorflow_datasets as tfds
-    from tensorflow_datasets.core.download import checksums
-    from tensorflow_datasets.image_classification import colorectal_histology as ch
-
     rng = np.random.default_rng(7)
 
     def payload(kind):
@@ -332,10 +334,7 @@ def test_a_zip_is_read_as_tfdss_extractor_and_builder_read_it(tmp_path, monkeypa
     if outcome is None:
         assert got.info["split"].startswith("not TFDS's build") and got.info["split"] != "TFDS's record order"
         return
-    info = checksums.UrlInfo(size=archive.stat().st_size, checksum=digest, filename=data.ARCHIVE_NAME)
-    monkeypatch.setattr(ch.ColorectalHistology, "url_infos", property(lambda self: {ch._TILES_DL_URL: info}))
-    builder = tfds.builder("colorectal_histology", data_dir=str(tmp_path / "tfds"))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(archive.parent)))
+    builder = tfds_build(monkeypatch, archive, tmp_path / "tfds")
     for spec, split in (("train[:80%]", got.train), ("train[80%:]", got.val)):
         want = data._tfds_split(builder, spec)
         assert np.array_equal(split.labels, want.labels) and np.array_equal(split.images, want.images), spec
@@ -350,20 +349,10 @@ def test_a_build_of_two_shards_reads_as_the_folder_and_a_reordered_build_is_not_
     another order (another tool's; here its shards rewritten reversed) holds other records in train[:80%]: its split
     is recorded as not TFDS's."""
     import tensorflow as tf
-    import tensorflow_datasets as tfds
-    from tensorflow_datasets.core.download import checksums
-    from tensorflow_datasets.image_classification import colorectal_histology as ch
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    import paper_inputs
 
     archive = tmp_path / "manual" / data.ARCHIVE_NAME
     digest = paper_inputs.kather_zip(archive, 10)
-    info = checksums.UrlInfo(size=archive.stat().st_size, checksum=digest, filename=data.ARCHIVE_NAME)
-    monkeypatch.setattr(ch.ColorectalHistology, "url_infos", property(lambda self: {ch._TILES_DL_URL: info}))
-    builder = tfds.builder("colorectal_histology", data_dir=str(tmp_path / "tfds"))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(archive.parent),
-                                                                              num_shards=2))
+    builder = tfds_build(monkeypatch, archive, tmp_path / "tfds", num_shards=2)
     assert len(builder.info.splits["train"].shard_lengths) == 2
     common = {"data_dir": str(tmp_path / "tfds"), "manual_dir": str(archive.parent), "archive_sha256": digest}
     via_tfds = data.load(config.resolve("paper", {**common, "dataset": "tfds"}))
@@ -392,9 +381,6 @@ def test_a_slice_tfds_refuses_or_that_holds_nothing_is_one_line_on_both_paths(tm
 
 
 def paper_inputs_tfds(tmp_path) -> dict:
-    sys.path.insert(0, str(Path(__file__).parent))
-    import paper_inputs
-
     made = paper_inputs.make("tfds", tmp_path / "data", "4")
     return {**made, "archive": tmp_path / "data" / "manual" / data.ARCHIVE_NAME,
             "manual_dir": str(tmp_path / "data" / "manual")}

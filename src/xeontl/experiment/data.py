@@ -51,8 +51,13 @@ class Split:
         dealt out in turn, so every worker sees every class (a plain stride would give a worker only some classes
         whenever labels are periodic, as the synthetic ones are)."""
         by_class = np.argsort(self.labels, kind="stable")
-        idx = np.sort(by_class[rank::size])
-        return Split(self.images[idx], self.labels[idx])
+        return self.take(np.sort(by_class[rank::size]))
+
+    def take(self, idx) -> "Split":
+        """The examples at the indices IDX, in that order (their keys with them)."""
+        idx = np.asarray(idx, int)
+        keys = None if self.keys is None else tuple(np.asarray(self.keys)[idx])
+        return Split(self.images[idx], self.labels[idx], keys)
 
     def sha256(self) -> str:
         h = hashlib.sha256(self.images.tobytes())
@@ -208,11 +213,16 @@ def prepare_tfds(cfg):
     return builder, data_dir
 
 
+def tfds_key(label: int, file_name: str) -> str:
+    """A Kather tile's key as colorectal_histology's builder yields it: '<class name>/<file name>'."""
+    return f"{CLASS_NAMES[label]}/{file_name}"
+
+
 def _tfds_split(builder, split: str) -> Split:
     import tensorflow_datasets as tfds
 
     ds = builder.as_dataset(split=split, shuffle_files=False)
-    rows = [(r["image"], r["label"], f"{CLASS_NAMES[r['label']]}/{r['filename'].decode()}") for r in tfds.as_numpy(ds)]
+    rows = [(r["image"], r["label"], tfds_key(r["label"], r["filename"].decode())) for r in tfds.as_numpy(ds)]
     images, labels, keys = zip(*rows) if rows else ((), (), ())
     return Split(np.stack(images).astype(np.uint8), np.asarray(labels, np.int32), tuple(keys))
 
@@ -231,29 +241,27 @@ def _tfds_keys(builder) -> list[str]:
     import tensorflow_datasets as tfds
 
     ds = builder.as_dataset(split=TFDS_SPLIT, shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
-    return [f"{CLASS_NAMES[r['label']]}/{r['filename'].decode()}" for r in tfds.as_numpy(ds)]
+    return [tfds_key(r["label"], r["filename"].decode()) for r in tfds.as_numpy(ds)]
 
 
 def in_record_order(split: Split) -> Split:
     """SPLIT in TFDS's record order of its keys: how TFDS reads a slice of a build of one shard, and the one order
     whatever the shard count (TFDS interleaves its reads of several shards: 16 records of each in turn)."""
-    idx = np.asarray(tfds_record_order(list(split.keys)), int)
-    return Split(split.images[idx], split.labels[idx], tuple(np.asarray(split.keys)[idx]))
+    return split.take(tfds_record_order(list(split.keys)))
 
 
 def load_tfds(cfg) -> Dataset:
     builder, data_dir = prepare_tfds(cfg)
     specs = (cfg["train_split"], cfg["val_split"])
     keys = _tfds_keys(builder)
-    for spec in specs:  # what TFDS refuses: one line before any image is decoded
-        tfds_slice(spec, len(keys))
+    wanted = [tfds_slice(spec, len(keys)) for spec in specs]  # what TFDS refuses: one line before any image is decoded
     order = tfds_record_order(keys)
     splits, split = [], "TFDS's record order"
-    for spec in specs:
+    for spec, indices in zip(specs, wanted):
         got = _tfds_split(builder, spec)
         # the records a slice holds are the first ones in the order of their keys' hashes, in every build TFDS
         # makes: a build whose records are in another order (another tool's, a reordered one) is not that split
-        if sorted(got.keys) != sorted(keys[order[i]] for i in tfds_slice(spec, len(keys))):
+        if sorted(got.keys) != sorted(keys[order[i]] for i in indices):
             split = f"not TFDS's record order: the build's {spec} holds other records than its keys' order gives"
         splits.append(in_record_order(got))
     info = {"name": "colorectal_histology", "source": "tfds", "version": str(builder.info.version),
@@ -381,7 +389,7 @@ def load_folder(cfg, path: Path) -> Dataset:
         if arr is not None:
             images.append(arr)
             labels.append(ci)
-            keys.append(f"{CLASS_NAMES[ci]}/{name}")
+            keys.append(tfds_key(ci, name))
     for s in skipped:
         log.warning("skipped %s", s)
     counts = np.bincount(np.asarray(labels, int), minlength=len(CLASS_NAMES)) if labels else np.zeros(8, int)
@@ -392,17 +400,16 @@ def load_folder(cfg, path: Path) -> Dataset:
     # The records in the order TFDS's build of the same files holds them, cut by the configured TFDS slices: the
     # same train and val tiles in the same order as `dataset = "tfds"` on this archive (tests/test_data.py holds it
     # to TFDS's own build). A skipped tile is one TFDS would have kept (or failed on): then it is not TFDS's split.
-    order = np.asarray(tfds_record_order(keys), int)
-    images_a, labels_a, keys_a = np.stack(images)[order], np.asarray(labels, np.int32)[order], np.asarray(keys)[order]
-    train, val = (tfds_slice(cfg[k], len(order)) for k in ("train_split", "val_split"))
+    whole = in_record_order(Split(np.stack(images), np.asarray(labels, np.int32), tuple(keys)))
+    train, val = (tfds_slice(cfg[k], len(whole)) for k in ("train_split", "val_split"))
     info = {"name": "kather_texture_2016_image_tiles_5000", "source": f"folder:{path}",
             "archive_sha256": sha256_file(path) if path.is_file() else None,
             "split": "TFDS's record order" if not (skipped or unlike) else
-                     f"not TFDS's build: {len(order)} readable tiles, {len(skipped)} skipped, {len(unlike)} entries "
+                     f"not TFDS's build: {len(whole)} readable tiles, {len(skipped)} skipped, {len(unlike)} entries "
                      f"TFDS's builder would read otherwise",
             "splits": [cfg["train_split"], cfg["val_split"]], "unlike_tfds": unlike[:20],
             "skipped_images": len(skipped), "skipped_examples": skipped[:20]}
-    return Dataset(*(Split(images_a[i], labels_a[i], tuple(keys_a[i])) for i in (train, val)), info)
+    return Dataset(whole.take(train), whole.take(val), info)
 
 
 def load(cfg) -> Dataset:
