@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from k8s_model import admission, kubelet
+from k8s_model import Refused, admission, kubelet
 
 FIXTURES = Path(__file__).parent / "fixtures" / "k8s"
 CPU = json.loads((FIXTURES / "cpumanager.json").read_text())
@@ -193,6 +193,27 @@ def test_old_harness_wrong_on_single_numa_node(old_harness):
     with pytest.raises(AssertionError, match="TopologyAffinityError"):
         new.admit("p", 1, memory_gib=2)
     assert old_cpus == [1]
+
+
+@pytest.mark.parametrize("table, name", [
+    ("tolerations.json", "A pod having no tolerations can't be scheduled onto a node with nonempty taints"),
+    ("nodeaffinity.json", "Pod with affinity that don't match node's labels won't schedule onto the node")])
+def test_old_harness_wrong_on_taints_and_node_affinity(old_harness, table, name):
+    """Upstream: the node is no place for the pod (an untolerated NoSchedule taint; a required node affinity its
+    labels miss). The old harness had neither rule and placed the pod there; the harness's scheduler (through
+    engines/k8s_nodes) leaves it Pending."""
+    import types
+
+    from k8s_model import scheduler
+
+    case, = [c for c in json.loads((FIXTURES / table).read_text())["cases"] if c["case"] == name]
+    meta, spec = case["node"]["metadata"], case["node"].get("spec") or {}
+    old = old_harness.MPIJobHarness.schedule(types.SimpleNamespace(nodes=[old_harness.Node(
+        meta["name"] or "node-a", {0: 0, 1: 0}, {0}, [0])]), "p", 1, True)
+    view = [scheduler.Placement(meta["name"] or "node-a", meta.get("labels") or {}, spec.get("taints") or [], 1, [])]
+    with pytest.raises(Refused, match="stays Pending"):
+        scheduler.schedule("p", case["pod"]["spec"], {}, 1, view)
+    assert old.name == (meta["name"] or "node-a")
 
 
 PSA_OLD_WRONG = ["restricted/v1.34/fail/runasuser2.yaml", "restricted/v1.35/fail/selinuxoptions1.yaml",

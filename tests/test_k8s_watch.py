@@ -235,13 +235,15 @@ def test_the_watch_bounds_every_state_the_operator_never_acts_on(what, pods, mpi
 class Api:
     """kubectl as the tests' API server: SCRIPT is what each `get` answers in turn (an exception is raised)."""
 
-    def __init__(self, script):
-        self.script, self.calls, self.now = list(script), [], T0
+    def __init__(self, script, nodes=({"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"}}},)):
+        self.script, self.calls, self.now, self.nodes = list(script), [], T0, list(nodes)
 
     def get(self, *args):
         self.calls.append(args)
         if args[0] != "get":
             return ""
+        if args[1] == "nodes":
+            return json.dumps({"kind": "NodeList", "items": self.nodes})
         answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if isinstance(answer, BaseException):
             raise answer
@@ -280,7 +282,8 @@ def test_a_hanging_kubectl_is_one_line(tmp_path, monkeypatch):
 def test_reproduce_deletes_the_mpijob_on_every_way_out(tmp_path, monkeypatch, answer, ends):
     manifest = tmp_path / "m.yaml"
     manifest.write_text(yaml.safe_dump_all([{"kind": "MPIJob", "metadata": {"name": "xeontl-r", "labels": {
-        "xeontl/run-id": "r"}}}]))
+        "xeontl/run-id": "r", "xeontl/nodes": "1"}}, "spec": {"mpiReplicaSpecs": {"Worker": {
+            "replicas": 2, "template": {"spec": {}}}}}}]))
     monkeypatch.setattr(k8s_watch.shutil, "which", lambda _: "/bin/kubectl")
     monkeypatch.setattr(k8s_watch.time, "sleep", lambda s: None)
     monkeypatch.delenv(k8s_watch.PENDING_ENV, raising=False)

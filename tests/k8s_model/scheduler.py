@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from k8s_model import Refused
+from xeontl.engines import k8s_nodes
 
 
 @dataclasses.dataclass
@@ -24,43 +25,22 @@ class Placement:
     pod_specs: list = dataclasses.field(default_factory=list)  # aligned with pod_labels (their affinity terms)
 
 
-def tolerates(tolerations: list, taint: dict) -> bool:
-    for t in tolerations or []:
-        if t.get("effect") and t["effect"] != taint.get("effect"):
-            continue
-        if t.get("operator") == "Exists" and (not t.get("key") or t["key"] == taint["key"]):
-            return True
-        if t.get("key") == taint["key"] and t.get("value", "") == taint.get("value", ""):
-            return True
-    return False
-
-
-def _term_matches(term: dict, labels: dict) -> bool:
-    for e in term.get("matchExpressions") or []:
-        have, op, vals = labels.get(e["key"]), e["operator"], e.get("values") or []
-        ok = {"In": have in vals, "NotIn": have not in vals, "Exists": e["key"] in labels,
-              "DoesNotExist": e["key"] not in labels}.get(op)
-        if op in ("Gt", "Lt"):
-            ok = have is not None and (int(have) > int(vals[0]) if op == "Gt" else int(have) < int(vals[0]))
-        assert ok is not None, f"nodeAffinity operator {op}"
-        if not ok:
-            return False
-    return True
-
-
-def node_affinity_admits(pod_spec: dict, labels: dict) -> bool:
-    """NodeAffinity filter: every nodeSelector pair, and one of the required nodeSelectorTerms."""
-    if any(labels.get(k) != v for k, v in (pod_spec.get("nodeSelector") or {}).items()):
-        return False
-    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution")
-    return not required or any(_term_matches(t, labels) for t in required.get("nodeSelectorTerms") or [])
+def node_object(n: Placement) -> dict:
+    """The Node object the product's k8s_nodes reads, from the harness's view of a node."""
+    return {"metadata": {"name": n.name, "labels": n.labels}, "spec": {"taints": n.taints}}
 
 
 def selector_matches(selector: dict, labels: dict) -> bool:
     if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
         return False
-    return _term_matches({"matchExpressions": selector.get("matchExpressions")}, labels)
+    for e in selector.get("matchExpressions") or []:  # metav1.LabelSelector: In, NotIn, Exists, DoesNotExist
+        have, op, vals = labels.get(e["key"]), e["operator"], e.get("values") or []
+        ok = {"In": have in vals, "NotIn": have not in vals, "Exists": e["key"] in labels,
+              "DoesNotExist": e["key"] not in labels}.get(op)
+        assert ok is not None, f"labelSelector operator {op}"
+        if not ok:
+            return False
+    return True
 
 
 def schedule(pod: str, pod_spec: dict, pod_labels: dict, cpus: float, nodes: list[Placement]) -> Placement:
@@ -74,11 +54,10 @@ def schedule(pod: str, pod_spec: dict, pod_labels: dict, cpus: float, nodes: lis
     constraints = [c for c in pod_spec.get("topologySpreadConstraints") or []
                    if c.get("whenUnsatisfiable", "DoNotSchedule") == "DoNotSchedule"]
     for n in nodes:
-        blocking = [t for t in n.taints if t.get("effect") in ("NoSchedule", "NoExecute")
-                    and not tolerates(pod_spec.get("tolerations"), t)]
+        blocking = k8s_nodes.untolerated(node_object(n), pod_spec)
         if blocking:
-            no(f"node(s) had untolerated taint {{{blocking[0]['key']}: {blocking[0].get('value', '')}}}")
-        elif not node_affinity_admits(pod_spec, n.labels):
+            no(f"node(s) had untolerated taint {{{blocking['key']}: {blocking.get('value', '')}}}")
+        elif not k8s_nodes.pod_admits(pod_spec, node_object(n)):
             no("node(s) didn't match Pod's node affinity/selector")
         elif n.cpu_free < cpus:
             no("Insufficient cpu")
@@ -137,14 +116,9 @@ def spread_counts(c: dict, pod_spec: dict, nodes: list[Placement]) -> dict[str, 
     only those the pod's nodeSelector/required affinity admits; with nodeTaintsPolicy Honor (default Ignore) only
     those whose taints it tolerates."""
     key = c["topologyKey"]
-    honor_affinity = c.get("nodeAffinityPolicy", "Honor") == "Honor"
-    honor_taints = c.get("nodeTaintsPolicy", "Ignore") == "Honor"
     counts: dict[str, int] = {}
     for n in nodes:
-        if key not in n.labels or (honor_affinity and not node_affinity_admits(pod_spec, n.labels)):
-            continue
-        if honor_taints and any(t.get("effect") in ("NoSchedule", "NoExecute") and
-                                not tolerates(pod_spec.get("tolerations"), t) for t in n.taints):
+        if not k8s_nodes.counted(c, pod_spec, node_object(n)):
             continue
         matching = sum(selector_matches(c.get("labelSelector") or {}, lbl) for lbl in n.pod_labels)
         counts[n.labels[key]] = counts.get(n.labels[key], 0) + matching

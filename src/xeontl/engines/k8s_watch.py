@@ -28,7 +28,7 @@ import time
 from datetime import datetime, timezone
 
 from xeontl.common.errors import RunError, UserError
-from xeontl.engines import k8s_cpu
+from xeontl.engines import k8s_cpu, k8s_nodes
 
 PENDING_ENV, PENDING_SECONDS, POLL_SECONDS = "XEONTL_K8S_PENDING_SECONDS", 900, 5
 # kubectl itself failing (an API server restarting, a network blip, a kubectl hanging past KUBECTL_SECONDS): retried
@@ -186,6 +186,24 @@ def watch(name: str, run_id: str, pending: float | None = None, poll: float = PO
         sleep(poll)
 
 
+def check_nodes(job: dict, get=kubectl, say=print) -> None:
+    """Before anything is applied: the cluster's nodes (kubectl get nodes) can give the MPIJob's layout
+    (k8s_nodes.layout_problem), or UserError in one line. A user who may not list nodes (RBAC) is told that the
+    placement is then checked once the workers are placed (judge)."""
+    worker = job["spec"]["mpiReplicaSpecs"]["Worker"]
+    count = int(job["metadata"]["labels"][NODES_LABEL])
+    try:
+        nodes = json.loads(get("get", "nodes", "-o", "json"))["items"]
+        if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes):
+            raise ValueError(f"not a NodeList: items {type(nodes).__name__}")
+    except (RunError, ValueError, KeyError, TypeError) as e:
+        say(f"xeontl: the cluster's nodes were not read ({e}): the workers' nodes are checked once they are placed")
+        return
+    problem = k8s_nodes.layout_problem(worker["template"]["spec"], nodes, count, worker["replicas"] // count)
+    if problem:
+        raise UserError(f"--nodes {count}: {problem}; nothing applied")
+
+
 def reproduce(opts, render, get=kubectl, run=subprocess.run) -> int:
     """Render (RENDER(opts) -> the manifest's path), apply, watch; 0 when the MPIJob succeeded, else one line. The
     MPIJob is deleted on every other way out (failed, kubectl unanswering, interrupted): nothing left running."""
@@ -202,6 +220,7 @@ def reproduce(opts, render, get=kubectl, run=subprocess.run) -> int:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     job = next(d for d in docs if d["kind"] == "MPIJob")
     name, run_id = job["metadata"]["name"], job["metadata"]["labels"]["xeontl/run-id"]
+    check_nodes(job, get)
     get("apply", "-f", str(path))
     state, why = "failed", "interrupted"
     try:

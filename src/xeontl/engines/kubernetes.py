@@ -454,7 +454,8 @@ def render(opts: Options, results_claim: str, memory_per_rank_gib: int, output: 
                             f"node, so a worker pod (a rank) per NUMA node, {sockets} a node")
     if opts.nodes > 1 and sockets > 1:
         engine.notes.append(f"{sockets} workers a node on {opts.nodes} nodes: the spread fills exactly {opts.nodes} "
-                            f"nodes only when {opts.nodes} eligible nodes have room; name them with --node-selector")
+                            f"nodes only when {opts.nodes} eligible nodes have room; name them with --node-selector "
+                            f"(reproduce --engine k8s counts them before applying)")
     if claim_mode == "ReadWriteMany":
         engine.notes.append(f"the claim {results_claim} must be ReadWriteMany (every pod mounts it"
                             + (f", on {opts.nodes} nodes" if opts.nodes > 1 else ", the launcher maybe on another "
