@@ -17,8 +17,11 @@ from conftest import ROOT, invoke, scaled, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 CLAIM, ASSETS = "xeontl-results", "xeontl-assets"
-NODE = ROOT / "tests" / "topologies" / "k8s-node-2s.lscpu"  # 2 NUMA nodes ("sockets") of 2 CPUs
-RESERVED = [0]  # the kubelet's --reserved-cpus: the first core of socket 0
+# 2 NUMA nodes ("sockets") of 2 cores of 2 hyper-threads, numbered as the SPR 8480 is: full-pcpus-only and whole
+# cores end to end (the SPR node itself and its SNC-2 variant are placed and admitted in test_k8s_conformance)
+NODE = ROOT / "tests" / "topologies" / "k8s-node-2s-ht.lscpu"
+RESERVED = [0, 4]  # the kubelet's --reserved-cpus: the first core of socket 0, both its threads
+BEFORE_NODE = ROOT / "tests" / "topologies" / "k8s-node-2s.lscpu"  # 2f53f5b's node: 2 NUMA nodes of 2 CPUs, no SMT
 BEFORE = ROOT / "tests" / "fixtures" / "mpijob-before-2f53f5b.yaml"  # rendered by 2f53f5b's code, same shape
 # The launcher's watchdog bound in these runs (XEONTL_STALL_SECONDS; the manifest's default is 600): 20 s fired
 # between two steps of a healthy run on the reference machine loaded by 7 engineers (load average 7-19 on 2 vCPUs)
@@ -35,19 +38,20 @@ def stall() -> float:
 def render(tmp_path, *extra, nodes="2"):
     out = tmp_path / "job.yaml"
     r = invoke("render", "--engine", "k8s", "--nodes", nodes, "--sockets", "2", "--topology", str(NODE),
-               "--reserved-cpus", "0", "--profile", "smoke", "--memory-per-rank", "2", "--results-claim", CLAIM,
+               "--reserved-cpus", ",".join(map(str, RESERVED)), "--profile", "smoke", "--memory-per-rank", "2",
+               "--results-claim", CLAIM,
                "--output", str(out), *extra, timeout=scaled(300))
     assert r.returncode == 0, r.stderr
     return out
 
 
-def harness(tmp_path, manifest, assets=None, enforce="restricted", dns_delay=3.0):
+def harness(tmp_path, manifest, assets=None, enforce="restricted", dns_delay=3.0, node=NODE, reserved=RESERVED):
     """The results claim as a fresh PVC is: root's, 0755 (the kubelet applies the pods' fsGroup to it)."""
     results = tmp_path / "pvc"
     results.mkdir(mode=0o755, parents=True)
     results.chmod(0o755)
     claims = {CLAIM: results, **({ASSETS: assets} if assets else {})}
-    return MPIJobHarness(manifest, tmp_path, claims, nodes(2, NODE, RESERVED, physical=[0, 1]),
+    return MPIJobHarness(manifest, tmp_path, claims, nodes(2, node, reserved, physical=[0, 1]),
                          enforce=enforce, dns_delay=dns_delay), results
 
 
@@ -136,7 +140,8 @@ def test_each_rank_runs_on_the_cpus_the_kubelet_gave_its_pod(paper_job):
         per_node.setdefault(pod["node"], []).append(pod["numa"])
     assert sorted(map(sorted, per_node.values())) == [[0, 1], [0, 1]]  # a pod per socket of each node
     # the static policy's cpusets are not prefixes: socket 0's share starts past the reserved CPU
-    assert [h.placed[f"{h.name}-worker-{i}"]["cpus"] for i in range(4)] == [[1], [1], [2], [2]]
+    # and whole cores: both threads of a core (full-pcpus-only), each pod on one machine CPU here
+    assert [h.placed[f"{h.name}-worker-{i}"]["cpus"] for i in range(4)] == [[1, 5], [1, 5], [2, 6], [2, 6]]
 
 
 def test_the_pods_pass_pod_security_restricted_with_no_capability(paper_job):
@@ -187,19 +192,19 @@ def test_the_manifest_before_is_refused_where_a_cluster_refuses_it(tmp_path):
     """2f53f5b's manifest of the same shape: SYS_NICE fails Pod Security baseline; without admission, its worker asks
     for the whole node (4 CPUs, of which the kubelet reserves 1) and stays Pending; without the reservation its
     worker's CPUs span both NUMA nodes, which single-numa-node admission refuses."""
-    h, _ = harness(tmp_path / "a", BEFORE, enforce="baseline")
+    h, _ = harness(tmp_path / "a", BEFORE, enforce="baseline", node=BEFORE_NODE, reserved=[0])
     try:
         with pytest.raises(Refused, match=r'PodSecurity "baseline:latest": non-default capabilities .*SYS_NICE'):
             h.start_workers()
     finally:
         h.delete()
-    h, _ = harness(tmp_path / "b", BEFORE, enforce="privileged")
+    h, _ = harness(tmp_path / "b", BEFORE, enforce="privileged", node=BEFORE_NODE, reserved=[0])
     try:
         with pytest.raises(Refused, match="stays Pending: 0/2 nodes are available: 2 Insufficient cpu .*requests 4"):
             h.start_workers()
     finally:
         h.delete()
-    h, _ = harness(tmp_path / "c", BEFORE, enforce="privileged")
+    h, _ = harness(tmp_path / "c", BEFORE, enforce="privileged", node=BEFORE_NODE, reserved=[0])
     for n in h.nodes:  # a node with a spare reserved CPU somewhere else: room for 4 CPUs, not on one NUMA node
         n.numa[4] = 1
         n.machine[4] = 0
