@@ -518,6 +518,9 @@ if sys.argv[1] == "get" and sys.argv[2] == "pods":
     print((d / "pods.json").read_text())
 elif sys.argv[1] == "get" and sys.argv[2] == "mpijob":
     print(json.dumps({"metadata": {"name": sys.argv[3]}, "status": {}}))
+elif sys.argv[1] == "get" and sys.argv[2] == "nodes":
+    print(json.dumps({"kind": "NodeList", "items": [
+        {"metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}}, "spec": {}} for n in ("a", "b")]}))
 """
 
 
@@ -540,7 +543,8 @@ def test_reproduce_on_k8s_applies_watches_and_ends_on_a_rejected_worker(tmp_path
     assert r.returncode == 1, r.stderr
     one_line_error(r, "worker pod w-worker-1 Failed: SMTAlignmentError: SMT Alignment Error")
     calls = (bin_ / "calls").read_text().splitlines()
-    assert calls[0].startswith("apply -f ") and calls[-1].startswith("delete mpijob xeontl-")
+    assert calls[0] == "get nodes -o json" and calls[1].startswith("apply -f ")  # the layout fits the nodes first
+    assert calls[-1].startswith("delete mpijob xeontl-")
     assert len(list((tmp_path / "results").glob("*.mpijob.yaml"))) == 1
     r = invoke("reproduce", "--engine", "k8s", "--topology", str(SPR), "--results-dir", str(tmp_path / "r2"),
                env={"PATH": str(tmp_path / "nothing")}, timeout=scaled(300))
