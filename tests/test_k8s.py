@@ -239,8 +239,9 @@ def test_placement_schedules_on_a_cluster_with_other_nodes(tmp_path):
         _, docs, _ = render_docs(tmp_path, "--nodes", str(nodes), "--sockets", str(sockets), "--node-selector",
                                  "node.xeontl.example/pool=spr-8480,tier=hpc", topo=topo)
         worker, launcher = pod_of(docs, "Worker"), pod_of(docs, "Launcher")
-        assert worker["nodeSelector"] == launcher["nodeSelector"] == {"node.xeontl.example/pool": "spr-8480",
-                                                                      "tier": "hpc"}
+        assert worker["nodeSelector"] == launcher["nodeSelector"] == {  # the image's platform, then the user's
+            "kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux", "node.xeontl.example/pool": "spr-8480",
+            "tier": "hpc"}
         assert job_of(docs)["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] == nodes * per_node, (nodes, topo)
         sel = {"matchLabels": {"xeontl/run-id": job_of(docs)["metadata"]["labels"]["xeontl/run-id"],
                                "xeontl/role": "worker"}}
@@ -520,7 +521,9 @@ elif sys.argv[1] == "get" and sys.argv[2] == "mpijob":
     print(json.dumps({"metadata": {"name": sys.argv[3]}, "status": {}}))
 elif sys.argv[1] == "get" and sys.argv[2] == "nodes":
     print(json.dumps({"kind": "NodeList", "items": [
-        {"metadata": {"name": n, "labels": {"kubernetes.io/hostname": n}}, "spec": {}} for n in ("a", "b")]}))
+        {"metadata": {"name": n, "labels": {"kubernetes.io/hostname": n, "kubernetes.io/arch": "amd64",
+                                            "kubernetes.io/os": "linux"}}, "spec": {},
+         "status": {"allocatable": {"cpu": "222", "memory": "503Gi"}}} for n in ("a", "b")]}))
 """
 
 
@@ -544,7 +547,7 @@ def test_reproduce_on_k8s_applies_watches_and_ends_on_a_rejected_worker(tmp_path
     one_line_error(r, "worker pod w-worker-1 Failed: SMTAlignmentError: SMT Alignment Error")
     calls = (bin_ / "calls").read_text().splitlines()
     assert calls[0] == "get nodes -o json" and calls[1].startswith("apply -f ")  # the layout fits the nodes first
-    assert calls[-1].startswith("delete mpijob xeontl-")
+    assert calls[-2].startswith("delete mpijob xeontl-") and calls[-1].startswith("delete configmap xeontl-")
     assert len(list((tmp_path / "results").glob("*.mpijob.yaml"))) == 1
     r = invoke("reproduce", "--engine", "k8s", "--topology", str(SPR), "--results-dir", str(tmp_path / "r2"),
                env={"PATH": str(tmp_path / "nothing")}, timeout=scaled(300))

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from k8s_model import Refused, admission, kubelet
 
+from xeontl.common.errors import UserError
+from xeontl.engines import k8s_watch
+
 FIXTURES = Path(__file__).parent / "fixtures" / "k8s"
 CPU = json.loads((FIXTURES / "cpumanager.json").read_text())
 TOPOS = {name: kubelet.Topology.from_rows(t["rows"]) for name, t in CPU["topologies"].items()}
@@ -454,19 +457,59 @@ def test_render_runs_on_the_harness_cluster(topology, reserved, nodes, tmp_path)
                "--profile", "smoke", "--output", str(out), timeout=scaled(300))
     assert r.returncode == 0, r.stdout + r.stderr
     job = next(d for d in yaml.safe_load_all(out.read_text()) if d and d["kind"] == "MPIJob")
+    selected = tmp_path / "selected.yaml"  # the same, on the nodes labelled pool=xeontl
+    r = invoke("render", "--engine", "k8s", "--nodes", "2", "--sockets", "2", "--topology",
+               str(Path(__file__).parent / "topologies" / f"{topology}.lscpu"), "--reserved-cpus", reserved,
+               "--profile", "smoke", "--output", str(selected), "--node-selector", "pool=xeontl", timeout=scaled(300))
+    assert r.returncode == 0, r.stdout + r.stderr
     claims = {v["persistentVolumeClaim"]["claimName"]: h.ClaimSpec(tmp_path, ("ReadWriteMany",))
               for spec in job["spec"]["mpiReplicaSpecs"].values() for v in spec["template"]["spec"].get("volumes", [])
               if "persistentVolumeClaim" in v}
     cp = h.control_plane(Path(__file__).parent / "topologies" / f"{topology}.lscpu",
                          [int(c) for c in reserved.split(",")], [0])
-    for cluster in (getattr(h, nodes)(2, [0]), [*getattr(h, nodes)(4, [0]), cp]):
-        placed = h.plan(out, cluster, "restricted", claims).placed
+    pool = {"pool": "xeontl"}
+    bigger = [*getattr(h, nodes)(2, [0], labels=pool), *getattr(h, nodes)(2, [0], prefix="other"), cp]
+    for cluster, manifest in ((getattr(h, nodes)(2, [0]), out), (bigger, selected)):
+        mpijob = next(d for d in yaml.safe_load_all(manifest.read_text()) if d and d["kind"] == "MPIJob")
+        k8s_watch.check_nodes(mpijob, lambda *a, c=cluster: json.dumps({"items": [node_object(n) for n in c]}))
+        placed = h.plan(manifest, cluster, "restricted", claims).placed
         workers = {p: v for p, v in placed.items() if "-worker-" in p}
         assert len(workers) == job["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"] and len(placed) == len(workers) + 1
+        # the paper's layout, as the pre-apply check promised: the layout's nodes, the pool's when one is named
+        assert {v["node"] for v in workers.values()} == {n.name for n in cluster if pool.items() <= n.labels.items()
+                                                          or manifest == out}, workers
         for pod, v in workers.items():
             topo = next(n for n in cluster if n.name == v["node"]).topology
             assert {topo.cpus[c][2] for c in v["cpus"]} == {v["numa"]}, pod
             assert all(topo.of(0, [topo.cpus[c][0]]) <= set(v["cpus"]) for c in v["cpus"]), f"{pod} split a core"
+
+
+def node_object(n) -> dict:
+    """The harness's node as `kubectl get nodes -o json` shows it: labels, taints, allocatable CPU and memory."""
+    memory = sum((n.memory_gib or {}).values()) - (n.memory_reservation_gib or 0)
+    return {"metadata": {"name": n.name, "labels": dict(n.labels)}, "spec": {"taints": list(n.taints)},
+            "status": {"allocatable": {"cpu": str(n.allocatable()), "memory": f"{memory * 1024:.0f}Mi"}}}
+
+
+def test_the_pre_apply_check_refuses_what_the_scheduler_would_spread(tmp_path):
+    """2 nodes x 2 sockets on 4 SPR nodes and a control plane, no node named: the scheduler spreads the four workers
+    over four nodes (the harness plays it), and `reproduce --engine k8s` refuses the cluster before applying."""
+    import mpijob_harness as h
+    import yaml
+
+    from conftest import SPR, invoke, scaled
+
+    out = tmp_path / "job.yaml"
+    r = invoke("render", "--engine", "k8s", "--nodes", "2", "--sockets", "2", "--topology", str(SPR),
+               "--reserved-cpus", "0,112", "--profile", "smoke", "--output", str(out), timeout=scaled(300))
+    assert r.returncode == 0, r.stdout + r.stderr
+    cluster = [*h.spr_8480_nodes(4, [0]), h.control_plane(SPR, [0, 112], [0])]
+    claims = {"xeontl-results": h.ClaimSpec(tmp_path, ("ReadWriteMany",))}
+    placed = h.plan(out, cluster, "restricted", claims).placed
+    assert len({v["node"] for p, v in placed.items() if "-worker-" in p}) == 4
+    mpijob = next(d for d in yaml.safe_load_all(out.read_text()) if d and d["kind"] == "MPIJob")
+    with pytest.raises(UserError, match="the cluster has 4 nodes the workers' spread counts"):
+        k8s_watch.check_nodes(mpijob, lambda *a: json.dumps({"items": [node_object(n) for n in cluster]}))
 
 
 MEM = json.loads((FIXTURES / "memorymanager.json").read_text())["cases"]

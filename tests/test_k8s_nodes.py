@@ -72,14 +72,19 @@ def rendered(tmp_path_factory):
     return out
 
 
-def node(name, pool=True, taints=(), cordoned=False, avx512=True, **labels):
-    labels = {"kubernetes.io/hostname": name, **({"pool": "xeontl"} if pool else {}), **labels}
+def node(name, pool=True, taints=(), cordoned=False, avx512=True, arch="amd64", cpu="222", memory="503Gi",
+         hostname=True, **labels):
+    """A Node object as the API server returns it, with the labels its kubelet sets (hostname, arch, os) and its
+    allocatable resources (the SPR 8480 node less render's reserved core and memory: 222 CPUs)."""
+    labels = {**({"kubernetes.io/hostname": name} if hostname else {}), "kubernetes.io/arch": arch,
+              "kubernetes.io/os": "linux", **({"pool": "xeontl"} if pool else {}), **labels}
     if avx512:
         labels["feature.node.kubernetes.io/cpu-cpuid.AVX512F"] = "true"
     spec = {"taints": [dict(zip(("key", "value", "effect"), t)) for t in taints]}
     if cordoned:
         spec["unschedulable"] = True
-    return {"metadata": {"name": name, "labels": labels}, "spec": spec}
+    allocatable = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+    return {"metadata": {"name": name, "labels": labels}, "spec": spec, "status": {"allocatable": allocatable}}
 
 
 BF16 = "feature.node.kubernetes.io/cpu-cpuid.AMXBF16"
@@ -89,7 +94,7 @@ CLUSTERS = [  # (what, layout, nodes, None: applied | words of the one-line refu
     ("exactly two pool nodes, a tainted control plane and others", "2 nodes x 2 sockets",
      [node("a"), node("b"), CONTROL_PLANE, node("c", pool=False)], None),
     ("three pool nodes: the spread would put the four workers on three", "2 nodes x 2 sockets",
-     [node("a"), node("b"), node("c")], "the cluster has 3 " + SPREAD_WORDS + " (a, b, c), the layout needs exactly 2"),
+     [node("a"), node("b"), node("c")], "the cluster has 3 " + SPREAD_WORDS + " (a, b, c; of 3 in all"),
     ("three pool nodes, one cordoned (its unschedulable taint is not counted)", "2 nodes x 2 sockets",
      [node("a"), node("b"), node("c", cordoned=True)], None),
     ("three pool nodes, one NotReady: not-ready NoSchedule counts it out", "2 nodes x 2 sockets",
@@ -102,9 +107,27 @@ CLUSTERS = [  # (what, layout, nodes, None: applied | words of the one-line refu
      [node("a"), node("b"), node("c", taints=[("dedicated", "ml", "PreferNoSchedule")])],
      "the cluster has 3 " + SPREAD_WORDS),
     ("one pool node tainted for others: one left", "2 nodes x 2 sockets",
-     [node("a"), node("b", taints=[("dedicated", "gpu", "NoSchedule")])], "the cluster has 1 " + SPREAD_WORDS + " (a)"),
+     [node("a"), node("b", taints=[("dedicated", "gpu", "NoSchedule")])], "the cluster has 1 " + SPREAD_WORDS + " (a;"),
+    ("a NoExecute taint of others' counts a node out as NoSchedule does", "2 nodes x 2 sockets",
+     [node("a"), node("b"), node("c", taints=[("dedicated", "gpu", "NoExecute")])], None),
+    ("an arm64 node in the pool is not counted (the image is amd64)", "2 nodes x 2 sockets",
+     [node("a"), node("b"), node("c", arch="arm64")], None),
+    ("a node without the hostname label is in no domain of the spread", "2 nodes x 2 sockets",
+     [node("a"), node("b"), node("c", hostname=False)], None),
+    ("a counted node too small for its two workers: they would stay Pending", "2 nodes x 2 sockets",
+     [node("a"), node("b", cpu="16")], "node(s) b of the 2 the spread counts cannot hold 2 worker pods of 110 CPUs"),
+    ("a counted node whose memory is too small", "2 nodes x 2 sockets",
+     [node("a"), node("b", memory="15Gi")], "node(s) b of the 2 the spread counts cannot hold"),
+    ("a counted node whose allocatable is not read: unknown is not room", "2 nodes x 2 sockets",
+     [node("a"), node("b", cpu=None)], "node(s) b of the 2 the spread counts cannot hold"),
+    ("allocatable in millicores and binary SI holds them", "2 nodes x 2 sockets",
+     [node("a", cpu="221500m", memory="16Gi"), node("b", cpu="220", memory="17179869184")], None),
+    ("one node x 2 sockets: only a node with room for both counts", "1 node x 2 sockets",
+     [node("a", cpu="200"), node("b")], None),
+    ("one node x 2 sockets: none with room", "1 node x 2 sockets",
+     [node("a", cpu="200"), node("b", cpu="219")], "the cluster has 0 nodes the workers may go to with room"),
     ("no pool label anywhere", "2 nodes x 2 sockets", [node("a", pool=False), node("b", pool=False)],
-     "the cluster has 0 " + SPREAD_WORDS + " (none)"),
+     "the cluster has 0 " + SPREAD_WORDS + " (none; of 2 in all; check --node-selector"),
     ("paper stack: only nodes whose CPU has AVX512F count", "2 nodes x 2 sockets, paper stack",
      [node("a"), node("b"), node("c", avx512=False)], None),
     ("paper stack: three AVX-512 nodes spread the workers", "2 nodes x 2 sockets, paper stack",
@@ -117,9 +140,10 @@ CLUSTERS = [  # (what, layout, nodes, None: applied | words of the one-line refu
     ("one node x 2 sockets: pod affinity packs them on any one node", "1 node x 2 sockets",
      [node("a"), node("b"), node("c")], None),
     ("one node x 2 sockets: every node cordoned", "1 node x 2 sockets",
-     [node("a", cordoned=True)], "the cluster has 0 nodes the workers may go to (none), the layout needs 1"),
+     [node("a", cordoned=True)], "the cluster has 0 nodes the workers may go to with room for 2 worker pods of"),
     ("one worker a node: anti-affinity needs two nodes", "2 nodes x 1 socket",
-     [node("a"), CONTROL_PLANE], "the cluster has 1 nodes the workers may go to (a), the layout needs 2"),
+     [node("a"), CONTROL_PLANE], "the cluster has 1 nodes the workers may go to with room for 1 worker pods of 110 "
+     "CPUs and 8Gi each (status.allocatable) (a; of 2 in all"),
     ("one worker a node on more nodes: anti-affinity takes any two", "2 nodes x 1 socket",
      [node("a"), node("b"), node("c")], None),
 ]
@@ -140,6 +164,8 @@ def test_reproduce_refuses_a_layout_the_clusters_nodes_cannot_give(rendered, wha
         with pytest.raises(UserError) as e:
             k8s_watch.check_nodes(job, get)
         assert words in str(e.value) and "\n" not in str(e.value) and str(e.value).endswith("nothing applied")
+        workers = job["spec"]["mpiReplicaSpecs"]["Worker"]["replicas"]
+        assert f"{workers // int(job['metadata']['labels']['xeontl/nodes'])} worker" in str(e.value)
     assert calls == [("get", "nodes", "-o", "json")]
 
 
@@ -173,3 +199,16 @@ def test_reproduce_applies_nothing_on_a_refused_layout(tmp_path, rendered, monke
         k8s_watch.reproduce(type("O", (), {"dry_run": False})(), lambda o: path, get=get,
                             run=lambda *a, **k: pytest.fail("nothing to delete: nothing was applied"))
     assert calls == [("get", "nodes", "-o", "json")]
+
+
+# The grammar of k8s.io/apimachinery/pkg/api/resource/quantity.go's comment: <signedNumber><suffix>, the suffix a
+# binary SI (Ki..Ei), a decimal SI (n u m "" k M G T P E) or a decimal exponent (e/E and a signed integer).
+QUANTITIES = [("222", 222), ("221500m", 221.5), ("503Gi", 503 * 2 ** 30), ("1e3", 1000), ("1E-3", 0.001),
+              ("1.5k", 1500), ("100Mi", 100 * 2 ** 20), ("+5", 5), ("1.", 1), (".5", 0.5), ("17179869184", 2 ** 34),
+              ("1.2.3", None), ("Gi", None), ("", None), ("12 Gi", None), ("0x10", None), ("1GiB", None),
+              ("1mi", None), (None, None), (2, 2)]
+
+
+@pytest.mark.parametrize("text, value", QUANTITIES)
+def test_a_quantity_reads_as_kubernetes_writes_it(text, value):
+    assert k8s_nodes.quantity(text) == value

@@ -151,10 +151,14 @@ def pod(name, phase, role="worker", age=0.0, node=None, ready=None, deleted=None
     return {"metadata": meta, "spec": {"nodeName": node} if node else {}, "status": {"phase": phase, **status}}
 
 
-def job(nodes=None, cond=None):
+def job(nodes=None, cond=None, replicas=None, age=None, reason=None):
+    """An MPIJob as the API server returns it: its layout label, its workers' replicas, its age (seconds before T0),
+    a condition of the operator's (reason MPIJob<cond> unless REASON)."""
     labels = {"xeontl/nodes": str(nodes)} if nodes else {}
-    return {"metadata": {"name": "j", "labels": labels},
-            "status": {"conditions": [{"type": cond, "status": "True", "reason": f"MPIJob{cond}"}] if cond else []}}
+    meta = {"name": "j", "labels": labels, **({"creationTimestamp": stamp(age)} if age is not None else {})}
+    return {"metadata": meta, **({"spec": {"mpiReplicaSpecs": {"Worker": {"replicas": replicas}}}} if replicas else {}),
+            "status": {"conditions": [{"type": cond, "status": "True", "reason": reason or f"MPIJob{cond}"}]
+                       if cond else []}}
 
 
 def paper_worker(name, phase, **status):
@@ -223,6 +227,26 @@ JUDGE = [  # (what, pods, MPIJob, verdict, words); the bound 600 s
      job(nodes=2), "running", ""),
     ("a worker not yet scheduled", [pod("j-worker-0", "Running", node="n0"), pod("j-worker-1", "Pending")],
      job(nodes=2), "running", ""),
+    ("three placed on the layout's 2 nodes, the fourth not yet scheduled: no verdict on the nodes yet",
+     [*(pod(f"j-worker-{i}", "Running", node=f"n{i % 2}") for i in range(3)), pod("j-worker-3", "Pending")],
+     job(nodes=2, replicas=4), "running", ""),
+    ("every worker on one node for a 2-node layout (a user who may not list nodes)",
+     [pod(f"j-worker-{i}", "Running", node="n0") for i in range(4)], job(nodes=2, replicas=4), "failed",
+     "worker pods on 1 nodes (n0), the layout is 2"),
+    ("two of four workers created, their nodes not the verdict yet", [pod(f"j-worker-{i}", "Running", node=f"n{i}")
+                                                                      for i in range(2)],
+     job(nodes=2, replicas=4, age=30), "running", ""),
+    ("one of four workers created: one node says nothing of the layout", [pod("j-worker-0", "Running", node="n0")],
+     job(nodes=2, replicas=4, age=30), "running", ""),
+    ("two of four workers created beyond the bound (a ResourceQuota refusing the rest)",
+     [pod(f"j-worker-{i}", "Running", node=f"n{i}") for i in range(2)], job(nodes=2, replicas=4, age=601), "failed",
+     "MPIJob j: 2 of 4 worker pods exist 600 s after its creation (the MPI Operator creates them: is it running?"),
+    ("no pods beyond the bound (no operator running)", [], job(nodes=2, replicas=4, age=601), "failed",
+     "MPIJob j: 0 of 4 worker pods exist 600 s after its creation (the MPI Operator"),
+    ("suspended (Kueue) beyond the bound, named", [], job(nodes=2, replicas=4, age=601, cond="Suspended",
+                                                          reason="MPIJobSuspended"), "failed",
+     "MPIJob j: 0 of 4 worker pods exist 600 s after its creation: Suspended: MPIJobSuspended"),
+    ("no pods yet, within the bound", [], job(nodes=2, replicas=4, age=599), "running", ""),
 ]
 
 
@@ -232,10 +256,16 @@ def test_the_watch_bounds_every_state_the_operator_never_acts_on(what, pods, mpi
     assert (got, words in why, "\n" in why) == (state, True, False), why
 
 
+def test_an_mpijob_that_shows_no_creation_time_is_bounded_from_the_watchs_start():
+    assert k8s_watch.judge([], job(replicas=2), T0, 600, started=T0 - 599)[0] == "running"
+    assert k8s_watch.judge([], job(replicas=2), T0, 600, started=T0 - 601)[0] == "failed"
+
+
 class Api:
     """kubectl as the tests' API server: SCRIPT is what each `get` answers in turn (an exception is raised)."""
 
-    def __init__(self, script, nodes=({"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"}}},)):
+    def __init__(self, script, nodes=({"metadata": {"name": "n1", "labels": {"kubernetes.io/hostname": "n1"}},
+                                       "status": {"allocatable": {"cpu": "4", "memory": "8Gi"}}},)):
         self.script, self.calls, self.now, self.nodes = list(script), [], T0, list(nodes)
 
     def get(self, *args):
@@ -281,9 +311,11 @@ def test_a_hanging_kubectl_is_one_line(tmp_path, monkeypatch):
                                           (job(cond="Failed"), RunError)])
 def test_reproduce_deletes_the_mpijob_on_every_way_out(tmp_path, monkeypatch, answer, ends):
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump_all([{"kind": "MPIJob", "metadata": {"name": "xeontl-r", "labels": {
+    manifest.write_text(yaml.safe_dump_all([{"kind": "ConfigMap", "metadata": {"name": "xeontl-r-config"}}, {
+        "kind": "MPIJob", "metadata": {"name": "xeontl-r", "labels": {
         "xeontl/run-id": "r", "xeontl/nodes": "1"}}, "spec": {"mpiReplicaSpecs": {"Worker": {
-            "replicas": 2, "template": {"spec": {}}}}}}]))
+            "replicas": 2, "template": {"spec": {"containers": [{"resources": {"requests": {
+                "cpu": "1", "memory": "1Gi"}}}]}}}}}}]))
     monkeypatch.setattr(k8s_watch.shutil, "which", lambda _: "/bin/kubectl")
     monkeypatch.setattr(k8s_watch.time, "sleep", lambda s: None)
     monkeypatch.delenv(k8s_watch.PENDING_ENV, raising=False)
@@ -291,9 +323,10 @@ def test_reproduce_deletes_the_mpijob_on_every_way_out(tmp_path, monkeypatch, an
     opts = type("O", (), {"dry_run": False})()
     with pytest.raises(ends) as e:
         k8s_watch.reproduce(opts, lambda o: manifest, get=Api([answer]).get, run=lambda cmd, **kw: ran.append(cmd))
-    assert ran == [["kubectl", "delete", "mpijob", "xeontl-r", "--wait=false"]]
+    assert ran == [["kubectl", "delete", "mpijob", "xeontl-r", "--wait=false", "--ignore-not-found"],
+                   ["kubectl", "delete", "configmap", "xeontl-r-config", "--wait=false", "--ignore-not-found"]]
     if ends is RunError:
-        assert "MPIJob xeontl-r deleted" in str(e.value) and "\n" not in str(e.value)
+        assert "MPIJob xeontl-r, ConfigMap xeontl-r-config deleted" in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("value, seconds", [(None, 900.0), ("30", 30.0), ("abc", None), ("-1", None), ("0", None),
@@ -419,7 +452,8 @@ def test_reproduce_on_k8s_takes_renders_options(tmp_path):
     cpus, job_ = worker_cpus(manifest.read_text())
     worker = job_["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
     claims = {v["persistentVolumeClaim"]["claimName"] for v in worker["volumes"] if "persistentVolumeClaim" in v}
-    assert worker["nodeSelector"] == {"pool": "paper"} and claims == {"res", "assets"} and cpus == 108
+    assert worker["nodeSelector"] == {**k8s.IMAGE_PLATFORM, "pool": "paper"}
+    assert claims == {"res", "assets"} and cpus == 108
     assert worker["containers"][0]["resources"]["requests"]["memory"] == "4Gi"
 
 

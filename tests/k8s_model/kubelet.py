@@ -366,7 +366,9 @@ class Node:
                                             self.reserved_memory_gib.items()])
             if why:
                 raise Refused(f"kubelet on {self.name} does not start: {why} (GiB)")
-        self.labels = {"kubernetes.io/hostname": self.name, **self.labels}
+        # the labels every kubelet sets on its Node (pkg/kubelet/kubelet_node_status.go, initialNode)
+        self.labels = {"kubernetes.io/hostname": self.name, "kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux",
+                       **self.labels}
         self.machine = {cpu: self.physical[i % len(self.physical)] for i, cpu in enumerate(sorted(self.numa))}
 
     def free(self) -> list[int]:

@@ -165,22 +165,59 @@ def schedulable(pod_spec: dict, node: dict) -> bool:
     return untolerated(node, pod_spec) is None and pod_admits(pod_spec, node)
 
 
+# k8s.io/apimachinery/pkg/api/resource (quantity.go): a signed decimal, then a binary-SI suffix, a decimal-SI one or
+# a decimal exponent
+_QUANTITY = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?")
+_SUFFIX = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60, "n": 1e-9,
+           "u": 1e-6, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18, None: 1}
+
+
+def quantity(text) -> float | None:
+    """A resource quantity ("222", "221500m", "503Gi", "1e3") as a number, or None when it is not one."""
+    m = _QUANTITY.fullmatch(str(text)) if isinstance(text, (str, int)) else None
+    if not m:
+        return None
+    suffix = m[2]
+    scale = 10.0 ** int(suffix[1:]) if suffix and suffix[0] in "eE" else _SUFFIX[suffix]
+    return float(m[1]) * scale
+
+
+def _room(node: dict, pods: int, requests: dict) -> bool:
+    """Whether NODE's allocatable CPU and memory hold PODS pods of REQUESTS (a node whose allocatable is not read
+    holds nothing: unknown is not room)."""
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    for resource in ("cpu", "memory"):
+        want, have = quantity(requests.get(resource, 0)), quantity(allocatable.get(resource))
+        if want is None or have is None or pods * want > have:
+            return False
+    return True
+
+
 def layout_problem(worker_spec: dict, nodes: list[dict], node_count: int, per_node: int) -> str | None:
     """Why the cluster's NODES cannot give NODE_COUNT nodes of PER_NODE worker pods of WORKER_SPEC (the rendered
-    template), or None: fewer nodes the workers may go to than NODE_COUNT; for several nodes of several pods (the
-    hostname spread of maxSkew 1, which puts a worker on every node it counts before a second on any) any number of
-    counted nodes but NODE_COUNT."""
+    template), or None: fewer nodes the workers may go to, with room for PER_NODE of them, than NODE_COUNT; for several
+    nodes of several pods (the hostname spread of maxSkew 1, which puts a worker on every node it counts before a
+    second on any) any number of counted nodes but NODE_COUNT, or one of them without room."""
     spread = next((c for c in worker_spec.get("topologySpreadConstraints") or [] if c["topologyKey"] == HOSTNAME),
                   None)
+    requests = (((worker_spec.get("containers") or [{}])[0]).get("resources") or {}).get("requests") or {}
     fits = (lambda n: counted(spread, worker_spec, n)) if spread else (lambda n: schedulable(worker_spec, n))
-    names = sorted((n.get("metadata") or {}).get("name") or "?" for n in nodes if fits(n))
-    if len(names) == node_count or (spread is None and len(names) > node_count):
-        return None
+    found = sorted(((n.get("metadata") or {}).get("name") or "?", _room(n, per_node, requests))
+                   for n in nodes if fits(n))
+    names = [name for name, room in found if room or spread]
+    small = [name for name, room in found if not room]
     shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "") or "none"
-    if spread is not None:
-        return (f"the cluster has {len(names)} nodes the workers' spread counts ({shown}), the layout needs exactly "
-                f"{node_count} ({per_node} workers each, the spread puts one on every node it counts before a second "
-                f"on any): label {node_count} nodes (kubectl label node NAME... KEY=VALUE) and give --node-selector "
-                f"KEY=VALUE")
-    return (f"the cluster has {len(names)} nodes the workers may go to ({shown}), the layout needs {node_count}: "
-            f"check --node-selector and the nodes' taints and cordons")
+    of_all = f"of {len(nodes)} in all; check --node-selector, the nodes' labels (amd64, linux), taints and cordons"
+    need = (f"{per_node} worker pods of {requests.get('cpu')} CPUs and {requests.get('memory')} each "
+            f"(status.allocatable)")
+    if spread is not None and len(names) != node_count:
+        return (f"the cluster has {len(names)} nodes the workers' spread counts ({shown}; {of_all}), the layout "
+                f"needs exactly {node_count} ({per_node} workers each, the spread puts one on every node it counts "
+                f"before a second on any): label {node_count} nodes (kubectl label node NAME... KEY=VALUE) and give "
+                f"--node-selector KEY=VALUE")
+    if spread is not None and small:
+        return f"node(s) {', '.join(small[:8])} of the {len(names)} the spread counts cannot hold {need}"
+    if len(names) < node_count:
+        return (f"the cluster has {len(names)} nodes the workers may go to with room for {need} ({shown}; "
+                f"{of_all}), the layout needs {node_count}")
+    return None

@@ -109,10 +109,14 @@ def _stuck(pod: dict, now: float, pending: float) -> str | None:
     return None
 
 
-def judge(pods: list[dict], job: dict | None, now: float, pending: float) -> tuple[str, str]:
+def judge(pods: list[dict], job: dict | None, now: float, pending: float, started: float | None = None
+          ) -> tuple[str, str]:
     """("running" | "succeeded" | "failed", why) from the run's pods (kubectl get pods -o json's items) and its
-    MPIJob; NOW in epoch seconds, PENDING the bound on a pod stuck where the operator never acts. The MPIJob's own
-    terminal condition wins (cleanPodPolicy leaves pods behind whatever they show)."""
+    MPIJob; NOW in epoch seconds, PENDING the bound on a pod stuck where the operator never acts, and on worker pods
+    that do not exist that long after the MPIJob's creation (or STARTED, the watch's start, if it shows none): the
+    operator creates none while the job is Suspended (Kueue), stops at the first Create a ResourceQuota refuses, and
+    a cluster without a running operator creates nothing. The MPIJob's own terminal condition wins (cleanPodPolicy
+    leaves pods behind whatever they show)."""
     for cond in ((job or {}).get("status") or {}).get("conditions") or []:
         if cond.get("status") == "True" and cond.get("type") in ("Succeeded", "Failed"):
             state = cond["type"].lower()
@@ -135,9 +139,20 @@ def judge(pods: list[dict], job: dict | None, now: float, pending: float) -> tup
             return "failed", f"{role} pod {name} {why}"
         if role == "worker":
             workers.append(pod)
+    replicas = (((job or {}).get("spec") or {}).get("mpiReplicaSpecs", {}).get("Worker") or {}).get("replicas")
+    created = _when(((job or {}).get("metadata") or {}).get("creationTimestamp")) or started
+    made = sum((p["metadata"].get("labels") or {}).get("xeontl/role") == "worker" for p in pods)
+    if replicas and made < int(replicas) and created is not None and now - created > pending:
+        held = next((f": {c.get('type')}: {c.get('reason', '')} {c.get('message', '')}".rstrip() for c in
+                     ((job or {}).get("status") or {}).get("conditions") or []
+                     if c.get("type") == "Suspended" and c.get("status") == "True"), "")
+        return "failed", (f"MPIJob {job['metadata']['name']}: {made} of {replicas} worker pods exist {pending:.0f} s "
+                          f"after its creation{held} (the MPI Operator creates them: is it running? a ResourceQuota "
+                          f"refusing them shows in kubectl get events)")
     want = ((job or {}).get("metadata", {}).get("labels") or {}).get(NODES_LABEL)
     placed = {(p.get("spec") or {}).get("nodeName") for p in workers}
-    if want and workers and None not in placed and "" not in placed and len(placed) != int(want):
+    every = not replicas or made == int(replicas)  # the node count of some workers says nothing yet
+    if want and workers and every and None not in placed and "" not in placed and len(placed) != int(want):
         # the spread constraint fills every eligible node before doubling up: more eligible nodes than --nodes
         return "failed", (f"worker pods on {len(placed)} nodes ({', '.join(sorted(placed))}), the layout is "
                           f"{want}: name exactly {want} nodes with --node-selector (the rendered spread places a "
@@ -164,6 +179,7 @@ def watch(name: str, run_id: str, pending: float | None = None, poll: float = PO
     or hangs is asked again until RETRY seconds pass with no answer (GET, CLOCK, SLEEP: the tests')."""
     pending = pending_seconds() if pending is None else pending
     last, answered = None, clock()
+    started = answered
     while True:
         try:
             pods = json.loads(get("get", "pods", "-l", f"xeontl/run-id={run_id}", "-o", "json")).get("items", [])
@@ -175,7 +191,7 @@ def watch(name: str, run_id: str, pending: float | None = None, poll: float = PO
             sleep(poll)
             continue
         answered = clock()
-        state, why = judge(pods, job, clock(), pending)
+        state, why = judge(pods, job, clock(), pending, started)
         if state != "running":
             return state, why
         phases = ", ".join(f"{p['metadata']['name']} {(p.get('status') or {}).get('phase', '?')}"
@@ -220,23 +236,33 @@ def reproduce(opts, render, get=kubectl, run=subprocess.run) -> int:
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     job = next(d for d in docs if d["kind"] == "MPIJob")
     name, run_id = job["metadata"]["name"], job["metadata"]["labels"]["xeontl/run-id"]
-    check_nodes(job, get)
-    get("apply", "-f", str(path))
+    try:
+        check_nodes(job, get)
+    except UserError:
+        path.unlink()  # render's, just written: nothing of a run that never was
+        raise
+    objects = [(d["kind"], d["metadata"]["name"]) for d in docs][::-1]  # deleted MPIJob first: it reads the ConfigMap
     state, why = "failed", "interrupted"
     try:
-        print(f"xeontl: applied {path}: MPIJob {name}; watching its pods (a pod stuck beyond {pending:.0f} s or a "
-              f"worker Failed ends it)", flush=True)
+        get("apply", "-f", str(path))
+        print(f"xeontl: applied {path}: MPIJob {name}; watching its pods (a pod stuck beyond {pending:.0f} s, worker "
+              f"pods missing as long, or a worker Failed ends it)", flush=True)
         state, why = watch(name, run_id, pending, get=get)
     except RunError as e:
         why = str(e)
     finally:
-        if state != "succeeded":
-            try:
-                run(["kubectl", "delete", "mpijob", name, "--wait=false"], capture_output=True,
-                    timeout=KUBECTL_SECONDS)
-                gone = f"MPIJob {name} deleted"
-            except (OSError, subprocess.TimeoutExpired):
-                gone = f"MPIJob {name} NOT deleted (kubectl delete mpijob {name})"
+        if state != "succeeded":  # whatever the apply made: the MPIJob (its pods with it) and its ConfigMap
+            left = []
+            for kind, obj in objects:
+                try:
+                    r = run(["kubectl", "delete", kind.lower(), obj, "--wait=false", "--ignore-not-found"],
+                            capture_output=True, timeout=KUBECTL_SECONDS)
+                    if getattr(r, "returncode", 0):
+                        left.append(f"{kind} {obj}")
+                except (OSError, subprocess.TimeoutExpired):
+                    left.append(f"{kind} {obj}")
+            gone = (f"{', '.join(f'{k} {o}' for k, o in objects)} deleted" if not left else
+                    f"NOT deleted: {', '.join(left)} (kubectl delete ...)")
     if state == "succeeded":
         print(f"xeontl: {why} (the run dir is on the results claim)")
         return 0

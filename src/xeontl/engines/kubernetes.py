@@ -144,11 +144,14 @@ def assets_on_claim(cfg: dict) -> dict:
 
 
 HOSTNAME = "kubernetes.io/hostname"
+IMAGE_PLATFORM = {"kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux"}  # the image's (x86-64 TensorFlow)
 CLAIM_MODES = ("ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod")
 
 
 def placement(run_id: str, node_count: int, per_node: int, node_selector: dict | None) -> tuple[dict, dict]:
-    """(the worker pod spec's placement fields, the launcher's). The nodes the user names (NODE_SELECTOR, on both);
+    """(the worker pod spec's placement fields, the launcher's). Linux nodes of the image's architecture (the labels
+    every kubelet sets: an arm64 or Windows node would fail the pod at its start) the user names (NODE_SELECTOR, on
+    both);
     then, among the workers:
       - one node (node_count 1): a required podAffinity on kubernetes.io/hostname to the job's workers: every worker
         on the node of the first (the scheduler lets the first pod through when no pod matches yet and it matches its
@@ -161,7 +164,7 @@ def placement(run_id: str, node_count: int, per_node: int, node_selector: dict |
         NODE_COUNT eligible nodes have room: name them with the node selector (render says so)."""
     workers = {"matchLabels": {"xeontl/run-id": run_id, "xeontl/role": "worker"}}
     term = [{"labelSelector": workers, "topologyKey": HOSTNAME}]
-    select = {"nodeSelector": dict(node_selector)} if node_selector else {}
+    select = {"nodeSelector": {**IMAGE_PLATFORM, **(node_selector or {})}}
     if node_count == 1:
         worker = {"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": term}}}
     elif per_node == 1:
@@ -341,6 +344,8 @@ def parse_node_selector(text: str | None) -> dict:
     for item in filter(None, (text or "").split(",")):
         key, sep, value = item.strip().partition("=")
         problem = k8s_policy.label_problem(key, value) if sep else f"{item!r} is not KEY=VALUE"
+        if not problem and IMAGE_PLATFORM.get(key, value) != value:
+            problem = f"{key}={value}: the image runs on {key}={IMAGE_PLATFORM[key]} only"
         if not problem and key in out:
             problem = f"label key {key!r} given twice ({key}={out[key]}, {key}={value}): a node has one value a key"
         if problem:
