@@ -105,7 +105,7 @@ reproduce = task(options.invoke_task_body(_reproduce, extra={"dataset": None, "w
     help={
         "engine": "k8s: a Kubeflow MPI Operator MPIJob (kubeflow.org/v2beta1); Slurm scripts come from "
                   "`invoke reproduce --engine slurm --dry-run`",
-        "nodes": "nodes: each runs one worker pod (one rank) per socket",
+        "nodes": "nodes: each runs one worker pod (one rank) per socket (per NUMA node on SNC nodes)",
         "sockets": "sockets (worker pods, ranks) per node",
         "profile": "paper | demo | smoke",
         "set": "override any config field, KEY=VALUE (repeatable)",

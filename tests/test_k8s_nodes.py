@@ -122,10 +122,15 @@ CLUSTERS = [  # (what, layout, nodes, None: applied | words of the one-line refu
      [node("a"), node("b", cpu=None)], "node(s) b of the 2 the spread counts cannot hold"),
     ("allocatable in millicores and binary SI holds them", "2 nodes x 2 sockets",
      [node("a", cpu="221500m", memory="16Gi"), node("b", cpu="220", memory="17179869184")], None),
-    ("one node x 2 sockets: only a node with room for both counts", "1 node x 2 sockets",
-     [node("a", cpu="200"), node("b")], None),
+    ("one node x 2 sockets: a node with room for one worker may take the first, the second stays Pending",
+     "1 node x 2 sockets", [node("a", cpu="200"), node("b")],
+     "node(s) a can hold some of the 2 workers of the one-node layout but not all"),
+    ("one node x 2 sockets: a node with room for none is no trap", "1 node x 2 sockets",
+     [node("a", cpu="100"), node("b")], None),
+    ("memory in Ki, as kubelets report it: exactly two workers' 8Gi", "2 nodes x 2 sockets",
+     [node("a", memory="16777216Ki"), node("b", memory="16777216Ki")], None),
     ("one node x 2 sockets: none with room", "1 node x 2 sockets",
-     [node("a", cpu="200"), node("b", cpu="219")], "the cluster has 0 nodes the workers may go to with room"),
+     [node("a", cpu="100"), node("b", cpu="109")], "the cluster has 0 nodes the workers may go to with room"),
     ("no pool label anywhere", "2 nodes x 2 sockets", [node("a", pool=False), node("b", pool=False)],
      "the cluster has 0 " + SPREAD_WORDS + " (none; of 2 in all; check --node-selector"),
     ("paper stack: only nodes whose CPU has AVX512F count", "2 nodes x 2 sockets, paper stack",
@@ -198,7 +203,7 @@ def test_reproduce_applies_nothing_on_a_refused_layout(tmp_path, rendered, monke
     with pytest.raises(UserError, match="the layout needs exactly 2"):
         k8s_watch.reproduce(type("O", (), {"dry_run": False})(), lambda o: path, get=get,
                             run=lambda *a, **k: pytest.fail("nothing to delete: nothing was applied"))
-    assert calls == [("get", "nodes", "-o", "json")]
+    assert calls == [("get", "nodes", "-o", "json")] and not path.exists()  # render's manifest of a run never made
 
 
 # The grammar of k8s.io/apimachinery/pkg/api/resource/quantity.go's comment: <signedNumber><suffix>, the suffix a
@@ -206,7 +211,23 @@ def test_reproduce_applies_nothing_on_a_refused_layout(tmp_path, rendered, monke
 QUANTITIES = [("222", 222), ("221500m", 221.5), ("503Gi", 503 * 2 ** 30), ("1e3", 1000), ("1E-3", 0.001),
               ("1.5k", 1500), ("100Mi", 100 * 2 ** 20), ("+5", 5), ("1.", 1), (".5", 0.5), ("17179869184", 2 ** 34),
               ("1.2.3", None), ("Gi", None), ("", None), ("12 Gi", None), ("0x10", None), ("1GiB", None),
-              ("1mi", None), (None, None), (2, 2)]
+              ("1mi", None), (None, None), (2, 2), ("16777216Ki", 16 * 2 ** 30), ("2k", 2000), ("3M", 3e6)]
+
+
+# labels.Requirement.Matches beyond the upstream tables: an empty value exists; Gt/Lt on a label that is no base-10
+# int64 (ParseInt fails) match nothing
+REQUIREMENTS = [({"key": "k", "operator": "Exists"}, {"k": ""}, True),
+                ({"key": "k", "operator": "DoesNotExist"}, {"k": ""}, False),
+                ({"key": "k", "operator": "Gt", "values": ["1"]}, {"k": "2.5"}, False),
+                ({"key": "k", "operator": "Gt", "values": ["1"]}, {"k": "9223372036854775808"}, False),
+                ({"key": "k", "operator": "Gt", "values": ["1"]}, {"k": "9223372036854775807"}, True),
+                ({"key": "k", "operator": "Lt", "values": ["1"]}, {"k": "-9223372036854775808"}, True)]
+
+
+@pytest.mark.parametrize("req, labels, matches", REQUIREMENTS)
+def test_a_requirement_on_labels_matches_as_kubernetes_matches_it(req, labels, matches):
+    term = {"nodeSelectorTerms": [{"matchExpressions": [req]}]}
+    assert k8s_nodes.selector_matches(term, {"metadata": {"name": "n", "labels": labels}}) is matches
 
 
 @pytest.mark.parametrize("text, value", QUANTITIES)

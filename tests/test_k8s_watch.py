@@ -241,6 +241,12 @@ JUDGE = [  # (what, pods, MPIJob, verdict, words); the bound 600 s
     ("two of four workers created beyond the bound (a ResourceQuota refusing the rest)",
      [pod(f"j-worker-{i}", "Running", node=f"n{i}") for i in range(2)], job(nodes=2, replicas=4, age=601), "failed",
      "MPIJob j: 2 of 4 worker pods exist 600 s after its creation (the MPI Operator creates them: is it running?"),
+    ("three of four workers created beyond the bound", [pod(f"j-worker-{i}", "Running", node=f"n{i % 2}")
+                                                        for i in range(3)], job(nodes=2, replicas=4, age=601),
+     "failed", "MPIJob j: 3 of 4 worker pods exist 600 s after its creation"),
+    ("a worker whose Ready is Unknown (its node unreachable) beyond the bound",
+     [pod("j-worker-0", "Running", ready=("Unknown", 601), age=2000)], job(), "failed",
+     "worker pod j-worker-0 Running but not Ready for more than 600 s"),
     ("no pods beyond the bound (no operator running)", [], job(nodes=2, replicas=4, age=601), "failed",
      "MPIJob j: 0 of 4 worker pods exist 600 s after its creation (the MPI Operator"),
     ("suspended (Kueue) beyond the bound, named", [], job(nodes=2, replicas=4, age=601, cond="Suspended",
@@ -305,6 +311,49 @@ def test_a_hanging_kubectl_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(k8s_watch, "KUBECTL_SECONDS", 1)
     with pytest.raises(RunError, match="kubectl get pods did not answer within 1 s"):
         k8s_watch.kubectl("get", "pods")
+
+
+def test_the_watch_bounds_silence_from_the_last_answer_not_from_its_start():
+    """Ten minutes of answers, then one kubectl that fails: asked again, not the end of the run."""
+    api = Api([job()] * 240 + [RunError("kubectl get pods failed (exit 1): connection refused"),
+                               job(cond="Succeeded")])
+    state, why = k8s_watch.watch("j", "r", 600, get=api.get, clock=lambda: api.now, sleep=api.sleep,
+                                 say=lambda *a: None)
+    assert state == "succeeded" and api.now - T0 > 600, (state, why)
+
+
+@pytest.mark.parametrize("stderr, says", [
+    ('error: the server doesn\'t have a resource type "mpijob"',
+     "MPIJob xeontl-r, ConfigMap xeontl-r-config deleted"),
+    ("error: You must be logged in to the server (Unauthorized)",
+     "NOT deleted: MPIJob xeontl-r, ConfigMap xeontl-r-config (kubectl delete ...)")])
+def test_what_could_not_be_deleted_is_named(tmp_path, monkeypatch, stderr, says):
+    """An apply that failed (no MPI Operator CRD: the MPIJob kind unknown, nothing of it made) is not reported as an
+    MPIJob left behind; a delete that failed is."""
+    import subprocess
+
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump_all([{"kind": "ConfigMap", "metadata": {"name": "xeontl-r-config"}}, {
+        "kind": "MPIJob", "metadata": {"name": "xeontl-r", "labels": {"xeontl/run-id": "r", "xeontl/nodes": "1"}},
+        "spec": {"mpiReplicaSpecs": {"Worker": {"replicas": 2, "template": {"spec": {"containers": [{"resources": {
+            "requests": {"cpu": "1", "memory": "1Gi"}}}]}}}}}}]))
+    monkeypatch.setattr(k8s_watch.shutil, "which", lambda _: "/bin/kubectl")
+    monkeypatch.delenv(k8s_watch.PENDING_ENV, raising=False)
+    api = Api([job()])
+
+    def get(*args):
+        if args[0] == "apply":
+            raise RunError('kubectl apply -f failed (exit 1): no matches for kind "MPIJob" in version '
+                           '"kubeflow.org/v2beta1"')
+        return api.get(*args)
+
+    def run(cmd, **kw):  # the ConfigMap was made by the half-done apply and deletes, unless nothing does
+        failed = "mpijob" in cmd or "Unauthorized" in stderr
+        return subprocess.CompletedProcess(cmd, int(failed), "", stderr if failed else "")
+
+    with pytest.raises(RunError) as e:
+        k8s_watch.reproduce(type("O", (), {"dry_run": False})(), lambda o: manifest, get=get, run=run)
+    assert says in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("answer, ends", [(KeyboardInterrupt(), KeyboardInterrupt),
@@ -381,6 +430,8 @@ def render(tmp_path, *args):
     (("--kube-version", "1.2", "--assets-claim", "a"), ("--kube-version '1.2': must be a Kubernetes version whose",)),
     (("--kube-version", "abc", "--assets-claim", "a"), ("--kube-version 'abc': must be a Kubernetes version MAJOR",)),
     (("--node-selector", "a=b,a=c", "--assets-claim", "a"), ("label key 'a' given twice (a=b, a=c)",)),
+    (("--node-selector", "kubernetes.io/arch=arm64", "--assets-claim", "a"),
+     ("kubernetes.io/arch=arm64: the image runs on kubernetes.io/arch=amd64 only",)),
     (("--daemonset-cpus", "lots", "--assets-claim", "a"), ("--daemonset-cpus 'lots': must be a CPU quantity",)),
     (("--daemonset-cpus", "3", "--cores-per-socket", "55", "--assets-claim", "a"),
      ("2 worker pods of 110 CPUs leave 1.5 of the node's 222 allocatable CPUs", "less than --daemonset-cpus 3",

@@ -206,6 +206,14 @@ def layout_problem(worker_spec: dict, nodes: list[dict], node_count: int, per_no
                    for n in nodes if fits(n))
     names = [name for name, room in found if room or spread]
     small = [name for name, room in found if not room]
+    if spread is None and node_count == 1 and per_node > 1:  # the first worker may go to any node that passes
+        # the filters (satisfyPodAffinity); the others must follow it there: a node with room for some, not all
+        part = sorted((n.get("metadata") or {}).get("name") or "?" for n in nodes
+                      if fits(n) and _room(n, 1, requests) and not _room(n, per_node, requests))
+        if part:
+            return (f"node(s) {', '.join(part[:8])} can hold some of the {per_node} workers of the one-node layout "
+                    f"but not all: the first may go there and the others stay Pending (status.allocatable); name "
+                    f"nodes with room for all with --node-selector KEY=VALUE")
     shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "") or "none"
     of_all = f"of {len(nodes)} in all; check --node-selector, the nodes' labels (amd64, linux), taints and cordons"
     need = (f"{per_node} worker pods of {requests.get('cpu')} CPUs and {requests.get('memory')} each "
