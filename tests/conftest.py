@@ -39,6 +39,35 @@ def tasks_module():
     return tasks
 
 
+def render_in_process(*args) -> subprocess.CompletedProcess:
+    """`invoke render ARGS` (each --flag VALUE; --set repeatable) run as the task's body in this process: what it
+    printed, as the command's result. Only for renders that succeed: a refusal raises invoke.Exit (the CLI's own
+    one-line errors are tested through `invoke`)."""
+    import contextlib
+    import io
+
+    import invoke as invoke_lib
+
+    kwargs: dict = {}
+    pairs = iter(args)
+    for flag in pairs:
+        assert flag.startswith("--"), flag
+        key, value = flag[2:].replace("-", "_"), str(next(pairs))
+        if key == "set":
+            kwargs.setdefault("set", []).append(value)
+        else:
+            kwargs[key] = value
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        _tasks().render(invoke_lib.Context(), **kwargs)
+    return subprocess.CompletedProcess(["invoke", "render", *args], 0, out.getvalue(), "")
+
+
+@functools.lru_cache(maxsize=1)
+def _tasks():
+    return tasks_module()
+
+
 def start(cmd, sigint="default", env=None, **kw) -> subprocess.Popen:
     """A launcher started as a terminal starts a foreground job: its own process group, SIGINT at its default (a
     job started with `&` by a non-interactive shell, e.g. `nohup bash .ci/run &`, inherits SIGINT *ignored*, and so
