@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import re
 
+from xeontl.engines.k8s_policy import label_problem
+
 HOSTNAME = "kubernetes.io/hostname"
 DO_NOT_SCHEDULE = ("NoSchedule", "NoExecute")  # helper.DoNotScheduleTaintsFilterFunc
 UNSCHEDULABLE = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}  # a cordoned node's taint
@@ -84,8 +86,6 @@ def untolerated(node: dict, pod_spec: dict, comparisons: bool = False) -> dict |
 # ------------------------------------------------------------------------------------------------ node affinity
 def _requirement(req: dict, have: str | None) -> bool | None:
     """labels.Requirement.Matches for one node selector requirement; None when it does not parse."""
-    from xeontl.engines.k8s_policy import label_problem
-
     key, op, values = req.get("key"), req.get("operator"), list(req.get("values") or [])
     if not isinstance(key, str) or label_problem(key, "") or any(
             not isinstance(v, str) or label_problem("k", v) for v in values):
@@ -202,14 +202,13 @@ def layout_problem(worker_spec: dict, nodes: list[dict], node_count: int, per_no
                   None)
     requests = (((worker_spec.get("containers") or [{}])[0]).get("resources") or {}).get("requests") or {}
     fits = (lambda n: counted(spread, worker_spec, n)) if spread else (lambda n: schedulable(worker_spec, n))
-    found = sorted(((n.get("metadata") or {}).get("name") or "?", _room(n, per_node, requests))
-                   for n in nodes if fits(n))
-    names = [name for name, room in found if room or spread]
-    small = [name for name, room in found if not room]
+    found = sorted((((n.get("metadata") or {}).get("name") or "?", n, _room(n, per_node, requests))
+                    for n in nodes if fits(n)), key=lambda f: f[0])
+    names = [name for name, _, room in found if room or spread]
+    small = [name for name, _, room in found if not room]
     if spread is None and node_count == 1 and per_node > 1:  # the first worker may go to any node that passes
         # the filters (satisfyPodAffinity); the others must follow it there: a node with room for some, not all
-        part = sorted((n.get("metadata") or {}).get("name") or "?" for n in nodes
-                      if fits(n) and _room(n, 1, requests) and not _room(n, per_node, requests))
+        part = [name for name, n, room in found if not room and _room(n, 1, requests)]
         if part:
             return (f"node(s) {', '.join(part[:8])} can hold some of the {per_node} workers of the one-node layout "
                     f"but not all: the first may go there and the others stay Pending (status.allocatable); name "

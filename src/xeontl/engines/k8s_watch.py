@@ -141,7 +141,7 @@ def judge(pods: list[dict], job: dict | None, now: float, pending: float, starte
             workers.append(pod)
     replicas = (((job or {}).get("spec") or {}).get("mpiReplicaSpecs", {}).get("Worker") or {}).get("replicas")
     created = _when(((job or {}).get("metadata") or {}).get("creationTimestamp")) or started
-    made = sum((p["metadata"].get("labels") or {}).get("xeontl/role") == "worker" for p in pods)
+    made = len(workers)  # every worker pod: one Failed or stuck has ended the judgement above
     if replicas and made < int(replicas) and created is not None and now - created > pending:
         held = next((f": {c.get('type')}: {c.get('reason', '')} {c.get('message', '')}".rstrip() for c in
                      ((job or {}).get("status") or {}).get("conditions") or []
