@@ -424,3 +424,37 @@ def test_a_dot_folder_in_a_tree_is_not_dropped_as_a_dot_file_is(tmp_path):
     (root / "01_TUMOR" / ".ipynb_checkpoints").mkdir()
     (root / "01_TUMOR" / ".ipynb_checkpoints" / "0_0.tif").write_bytes((root / "01_TUMOR" / "0_0.tif").read_bytes())
     assert data.load(cfg(dataset=f"folder:{root}")).info["split"].startswith("not TFDS's build")
+
+
+def _tiles(n=8):
+    images = np.zeros((n, 150, 150, 3), np.uint8)
+    images[:, 0, 0, 0] = np.arange(n)
+    labels = np.arange(n, dtype=np.int32) % 8
+    return data.Split(images, labels, tuple(data.tfds_key(int(lab), f"t{i}.tif") for i, lab in enumerate(labels)))
+
+
+# source, origin ("same": the tiles' own content; "old": another digest, as an older xeontl recorded), archive
+# sha256 the loader read -> (archive recorded, the reason no archive is: a phrase, or None)
+UNCHECKED = {
+    "a TFDS build this bundle prepared, unchanged": ("tfds", "same", None, ("ab" * 32, None)),
+    "a TFDS build without an origin record": ("tfds", None, None, (None, "a TFDS build without xeontl-origin.json")),
+    "a TFDS build whose content differs from its origin's (or an older xeontl's digest)": (
+        "tfds", "old", None, (None, "prepared by an xeontl before 4a07c06")),
+    "a .zip whose sha256 was checked": ("folder:/k.zip", None, "cd" * 32, ("cd" * 32, None)),
+    "an unpacked tree": ("folder:/k", None, None, (None, "an unpacked tree")),
+}
+
+
+@pytest.mark.parametrize("case", list(UNCHECKED))
+def test_a_run_without_a_checked_archive_says_why(case):
+    """The verdict's data line says why no archive stands behind the tiles (a TFDS build an older xeontl prepared
+    read "none checked" with no reason)."""
+    source, origin, archive, (want_archive, why) = UNCHECKED[case]
+    split = _tiles()
+    content = data.content_sha256(split, split.take([]))
+    info = {"source": source, "archive_sha256": archive,
+            "tfds_origin": None if origin is None else {"archive_sha256": "ab" * 32,
+                                                        "content_sha256": content if origin == "same" else "ef" * 32}}
+    got = data.identity(data.Dataset(split, split.take([]), info))
+    assert got["archive_sha256"] == want_archive
+    assert (got["archive_unchecked"] is None) if why is None else (why in got["archive_unchecked"]), got

@@ -3,6 +3,7 @@ best the CPU can do. Pure decisions, then the rank's behaviour on a CPU without 
 
 import pytest
 
+from conftest import scaled
 from xeontl.common.errors import UserError
 from xeontl.experiment import config, runtime
 from xeontl.records import provenance
@@ -71,19 +72,61 @@ def test_onednn_verbose_lines_name_the_kernels_and_the_isa():
     assert not got["bf16_kernels_seen"] and not got["amx_used"]
 
 
-def test_the_math_sample_runs_at_idle_priority_and_still_proves_the_math_path():
-    """Rank 0's oneDNN sample takes no time from the ranks (SCHED_IDLE: it runs when their cores would idle) and
-    still records what oneDNN dispatched; at the caller's own priority when asked (check-host, `xeontl probe`)."""
-    import os
+CAPTURE = r"""
+import ctypes, json, os, sys
+from xeontl.experiment import dispatch
+libc = ctypes.CDLL(None)
+cap = dispatch.Capture().start()
+print("before", flush=True)
+sys.stdout.write("\r 1/3 [==>"); sys.stdout.flush()                      # a progress bar: no newline yet
+libc.printf(b"onednn_verbose,info,oneDNN v3.2.1 (commit x)\n")          # oneDNN prints with C's stdio
+libc.printf(b"onednn_verbose,exec,cpu,convolution,brgconv:avx512_core_amx,forward_inference,src_bf16::blocked,,,"
+            b"mb8,0.5\n")
+sys.stdout.write("\r 3/3 [====]\n"); sys.stdout.flush()
+libc.printf(b"dnnl_verbose,exec,cpu,inner_product,gemm:jit,forward_training,src_f32::blocked,,,mb8,0.1\n")
+libc.printf(b"onednn_verb")                                              # a marker's start at a chunk's end
+libc.fflush(None)
+libc.printf(b"ose,exec,cpu,matmul,brg:avx512_core_bf16,undef,src_bf16,,,2x2,0.1\ntail without newline")
+cap.stop()
+print("after", flush=True)
+sys.stderr.write(json.dumps({**cap.result(), "env": os.environ.get("ONEDNN_VERBOSE")}))
+"""
 
-    proc = provenance.start_isa_sample("fp32", "onednn", idle=True)
-    assert os.sched_getscheduler(proc.pid) == os.SCHED_IDLE
-    got = provenance.isa_proof("fp32", "onednn", proc)
-    assert got["returncode"] == 0 and got["isas_dispatched"] and got["onednn_version"], got
-    plain = provenance.start_isa_sample("fp32", "onednn")
-    assert os.sched_getscheduler(plain.pid) == os.sched_getscheduler(0)
-    plain.kill()
-    plain.communicate()
+
+def test_the_capture_tallies_onednns_lines_off_stdout_and_passes_every_other_byte_on():
+    """A rank's own oneDNN lines (C's printf on fd 1, beside Python's output and a progress bar's carriage returns)
+    are counted, never shown; everything else reaches stdout unchanged and in order; the environment is put back."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", CAPTURE], capture_output=True, timeout=scaled(60))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"before\n\r 1/3 [==>\r 3/3 [====]\ntail without newlineafter\n", out.stdout
+    got = json.loads(out.stderr)
+    assert got["implementations"] == {"brgconv:avx512_core_amx": 1, "gemm:jit": 1, "brg:avx512_core_bf16": 1}
+    assert got["isas_dispatched"] == ["avx512_core_amx", "avx512_core_bf16", "gemm:jit"]
+    assert got["bf16_kernels_seen"] and got["amx_used"] and got["onednn_version"] == "v3.2.1"
+    assert got["verbose_lines"] == 4 and got["unparsed_lines"] == 0 and got["source"] == "training"
+    assert got["env"] is None
+
+
+def test_a_training_process_records_the_kernels_its_own_ops_ran():
+    """Real TensorFlow: the ops this process runs after start() are tallied (oneDNN reads the switch at its first
+    primitive), at the precision they ran."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from xeontl.experiment import dispatch; cap = dispatch.Capture().start(); "
+            "import tensorflow as tf; x = tf.random.uniform((4, 16, 16, 8)); "
+            "tf.keras.layers.Conv2D(8, 3)(x).numpy(); cap.stop(); sys.stderr.write('\\n' + json.dumps(cap.result()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=scaled(300),
+                         env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stderr.strip().splitlines()[-1])
+    assert got["isas_dispatched"] and got["verbose_lines"] > 0 and not got["bf16_kernels_seen"], got
+    assert "onednn_verbose" not in out.stdout
 
 
 def test_the_calibration_is_the_median_of_its_timed_blocks(monkeypatch):

@@ -92,8 +92,9 @@ def test_one_deviation_is_exactly_one_difference_and_every_claim_agrees(tmp_path
         ignore = claims.ignored(claim, tab)
         if all(d in ignore for d in (dim, *also)):
             assert not row["verdict"].startswith("not comparable"), (key, row["verdict"])
-        else:
-            assert row["verdict"] == "not comparable: " + "; ".join(diffs["lines"]), (key, row["verdict"])
+        else:  # the claim names the unequal dimensions it does not ignore, each as the differences list does
+            named = [line for d, line in zip(diffs["unequal"], diffs["lines"]) if d not in ignore]
+            assert row["verdict"] == "not comparable: " + "; ".join(named), (key, row["verdict"])
 
 
 @pytest.mark.parametrize("dim", ["data", "weights", "hardware.cpu", "hardware.math_path", "software", "execution",
@@ -108,8 +109,10 @@ def test_unknown_is_never_equal(tmp_path, dim):
             "layout.memory_nodes": {"plan.workers": [{**corpus.paper("1s")["plan.workers"][0], "nodes": []}]},
             "rank threads": {"metrics.ranks.0.threads": DELETE, "metrics.threads": DELETE}}[dim]
     diffs = report.differences(loaded(run_of(tmp_path, "unknown", **drop)))
-    # a BF16 run whose math path is unknown is also unhealthy: "math path unknown" (the review's item 3)
-    want = {"rank threads": ["health"], "hardware.math_path": ["hardware.math_path", "health"]}.get(dim, [dim])
+    # a run whose math path is unknown is also unhealthy ("math path unknown", the review's item 3), and what
+    # precision its training ran at is unknown with it
+    want = {"rank threads": ["health"],
+            "hardware.math_path": ["precision", "hardware.math_path", "health"]}.get(dim, [dim])
     assert diffs["unequal"] == want, diffs["lines"]
 
 
@@ -148,9 +151,11 @@ CASES = {
                {"intra_op": 112, "inter_op": 2, "omp_num_threads": "112"}},
         {"minutes_1s": "not comparable: health: rank 0 ran on CPUs", "accuracy": "not comparable: health"},
         ["rank 0 ran intra_op = 112, its plan 56", "rank 0 ran inter_op = 2, its plan 56"]),
+    # the training's own record names no kernel: what it ran at is unknown too, and the record is unhealthy
     "4: an empty math path is not the paper's": (
-        "1s", {"provenance.math_path.isas_dispatched": []}, {"minutes_1s": "not comparable: hardware.math_path: "
-                                                            "not recorded"}, []),
+        "1s", {"provenance.math_path.isas_dispatched": []}, {"minutes_1s": "not comparable: precision: not recorded "
+                                                            "(the paper's: bf16); hardware.math_path: not recorded"},
+        []),
     "5/8: a CPU without BF16 gets a verdict, and the differences say it ran FP32": (
         "1s", zen1_fp32(), {"accuracy": "PASS", "epochs": "not comparable: precision: ran FP32 (no BF16 on this CPU"},
         ["precision: ran FP32 (no BF16 on this CPU; the paper's: BF16)", "hardware.math_path: avx2"]),
@@ -340,7 +345,7 @@ def test_the_report_lists_the_unequal_dimensions_and_nothing_else(tmp_path):
 @pytest.mark.slow
 def test_the_fixture_is_what_the_code_writes_today(tmp_path):
     """Drift: a fresh run of the smallest profile writes every field the fixture's records hold, and the fixture holds
-    every field it writes (re-make tests/fixtures/runs/demo-2s-amx from such a run when this fails)."""
+    every field it writes (re-make tests/fixtures/runs/smoke-2s-zen4 from such a run when this fails)."""
     from conftest import have_horovod, invoke
 
     if not have_horovod():
@@ -429,7 +434,25 @@ HEALTH = {
     "a BF16 run on a CPU with AMX that did not use it": (
         "1s", {"provenance.math_path.amx_used": False,
                "provenance.math_path.isas_dispatched": ["avx512_core_bf16", "gemm:jit"]}, "this CPU has AMX"),
-    "an FP32 run's missing math sample is no health problem": ("1s_fp32", {"provenance.math_path": {}}, ""),
+    "an FP32 run's missing math sample (before runs tallied their own kernels) is no health problem": (
+        "1s_fp32", {"provenance.math_path": {}, "metrics.ranks.0.math_path": DELETE}, ""),
+    # the training's own kernels, every rank's (experiment.dispatch), not a side sample's
+    "rank 1's training dispatched no BF16 kernel": (
+        "2s", {"metrics.ranks.1.math_path.bf16_kernels_seen": False,
+               "metrics.ranks.1.math_path.isas_dispatched": ["avx512_core"],
+               "metrics.ranks.1.math_path.amx_used": False}, "rank 1 ran bf16 but oneDNN dispatched no BF16 kernel"),
+    "rank 1 on an AMX CPU that did not use it": (
+        "2s", {"metrics.ranks.1.math_path.isas_dispatched": ["avx512_core_bf16"],
+               "metrics.ranks.1.math_path.amx_used": False}, "oneDNN dispatched ['avx512_core_bf16'] for rank 1"),
+    "rank 1's kernels not recorded": ("2s", {"metrics.ranks.1.math_path": DELETE},
+                                      "math path unknown: rank 1's oneDNN record is missing"),
+    "an FP32 run whose training ran BF16 kernels": (
+        "1s_fp32", {"provenance.math_path.bf16_kernels_seen": True},
+        "rank 0's training ran fp32 but oneDNN executed BF16 kernels"),
+    "an FP32 run's training record missing": ("1s_fp32", {"provenance.math_path": {}}, "math path unknown"),
+    "a run recorded before runs tallied their kernels (a side sample, no rank's own): as it was judged then": (
+        "2s", {"provenance.math_path.source": DELETE, "metrics.ranks.0.math_path": DELETE,
+               "metrics.ranks.1.math_path": DELETE}, ""),
 }
 
 
@@ -446,6 +469,27 @@ def test_health_judges_every_rank_and_the_math_path(tmp_path, case):
         assert got == [], got
     else:
         assert got and any(want in g for g in got), got
+
+
+# provenance math path change -> the precision dimension: what the training's kernels ran at, not what was asked for
+PRECISION = {
+    "BF16 kernels ran: bf16": ("1s", {}, "bf16"),
+    "an FP32 run: fp32": ("1s_fp32", {}, "fp32"),
+    "asked fp32, BF16 kernels ran: bf16": ("1s_fp32", {"provenance.math_path.bf16_kernels_seen": True}, "bf16"),
+    "asked bf16, no BF16 kernel ran: fp32": ("1s", {"provenance.math_path.bf16_kernels_seen": False}, "fp32"),
+    "the training's record names no kernel: unknown": ("1s", {"provenance.math_path.isas_dispatched": []}, None),
+    "the record failed: unknown": ("1s", {"provenance.math_path.error": "boom"}, None),
+    "rank 0's training record missing, the ranks' there: unknown": ("1s", {"provenance.math_path": {}}, None),
+    "a side sample's record (before runs tallied their own): the precision asked for": (
+        "1s_fp32", {"provenance.math_path.source": DELETE, "provenance.math_path.bf16_kernels_seen": True,
+                    "metrics.ranks.0.math_path": DELETE}, "fp32"),
+}
+
+
+@pytest.mark.parametrize("case", list(PRECISION))
+def test_the_precision_is_what_the_trainings_kernels_ran(tmp_path, case):
+    role, changes, want = PRECISION[case]
+    assert setup.of_run(loaded(run_of(tmp_path, "p", role, **changes)), claims.table())["precision"] == want
 
 
 # [paper_weights] sha256, deny by default (the review's item 2): table -> what the weights dimension reads
@@ -543,10 +587,13 @@ def bigger_vm(cpus=8):
             "metrics.ranks": ranks, "metrics.threads": threads[0]}
 
 
-NO_AMX = {"provenance.math_path.isas_dispatched": ["avx512_core_bf16", "gemm:jit"],
-          "provenance.math_path.amx_used": False, "provenance.host.cpu.flags_of_note.amx_bf16": False,
-          "provenance.host.cpu.flags_of_note.amx_tile": False}
-MODEL_207 = "Intel(R) Xeon(R) Processor (family 6 model 207)"
+# the fixture's Zen 4 with its BF16 unit hidden (as a VM may hide it: seen on the family 6 model 207 Xeon's VM, with
+# amx_tile one day and without it the next): BF16 then runs emulated on AVX-512, every rank's kernels say so
+NO_BF16 = {"provenance.math_path.isas_dispatched": ["avx512_core", "gemm:jit"],
+           "provenance.math_path.implementations": {"brgconv:avx512_core": 10, "gemm:jit": 2},
+           "metrics.ranks.1.math_path.isas_dispatched": ["avx512_core", "gemm:jit"],
+           "provenance.host.cpu.flags_of_note.avx512_bf16": False}
+ZEN4 = "AMD EPYC (family 25 model 17)"
 
 
 # the calibration against the committed runs on the same CPU model (the review's item 4): a busy neighbour for the
@@ -560,18 +607,18 @@ MODEL_207 = "Intel(R) Xeon(R) Processor (family 6 model 207)"
      "calibration not compared: no committed run of this CPU kind (Other CPU (family"),
     # a VM's bare model name is the same for a Zen 4 and a Zen 5: the family and model tell them apart
     ("the same model name, another family: not compared", {**calibrated(0.2, train=160.0),
-                                                          "provenance.host.cpu.family": 25}, None,
+                                                          "provenance.host.cpu.family": 26}, None,
      "calibration not compared: no committed run of this CPU kind"),
-    # seen: the family 6 model 207 Xeon's VM with amx_tile one day and without it the next; BF16 then runs on
+    # seen: the family 6 model 207 Xeon's VM with amx_tile one day and without it the next; BF16 then ran on
     # AVX512-BF16 at a slower step, which against the AMX runs' calibration read as "a busy neighbour"
-    ("the same CPU model, AMX hidden: another math path, not compared", {
-        **calibrated(0.2, train=160.0), **NO_AMX}, None,
-     "calibration not compared: no committed run of this CPU kind (" + MODEL_207 + " on avx512_core_bf16, a worker"),
+    ("the same CPU model, its BF16 unit hidden: another math path, not compared", {
+        **calibrated(0.2, train=160.0), **NO_BF16}, None,
+     "calibration not compared: no committed run of this CPU kind (" + ZEN4 + " on avx512_core, a worker"),
     # the same CPU on an 8-vCPU VM: 4 cores a worker step 2.5x faster, calibration and training alike (the
     # adversary's F1: read as "outside", a busy neighbour, when the kind left the workers' shape out)
     ("the same CPU, 4 cores a worker: another kind, not compared", {**bigger_vm(), **calibrated(0.04, train=32.0)},
-     None, "calibration not compared: no committed run of this CPU kind (" + MODEL_207
-     + " on avx512_core_amx, a worker: 4 core(s), 4 CPU(s), 2/4 threads)"),
+     None, "calibration not compared: no committed run of this CPU kind (" + ZEN4
+     + " on avx512_core_bf16, a worker: 4 core(s), 4 CPU(s), 2/4 threads)"),
     # (and the record unhealthy: a BF16 run whose math sample dispatched nothing)
     ("the math path unknown: no kind, not compared", {**calibrated(0.1, train=80.0),
                                                        "provenance.math_path.isas_dispatched": []}, False,
@@ -604,8 +651,9 @@ KIND_B = {"provenance.host.cpu.family": 26, "provenance.host.cpu.model": 2}
     ("family and model not recorded: no kind", {**calibrated(train=80.0), "provenance.host.cpu.family": None,
                                                  "provenance.host.cpu.model": None}, None,
      "its kind not recorded"),
-    ("kind A's CPU with AMX hidden, at kind A's ratio: another kind, shown only", {**calibrated(train=80.0), **NO_AMX},
-     None, "of every CPU kind (0 of this one, " + MODEL_207 + " on avx512_core_bf16, a worker"),
+    ("kind A's CPU, its BF16 unit hidden, at kind A's ratio: another kind, shown only",
+     {**calibrated(train=80.0), **NO_BF16}, None,
+     "of every CPU kind (0 of this one, " + ZEN4 + " on avx512_core, a worker"),
 ])
 def test_the_time_ratio_is_judged_against_the_runs_own_cpu_kind(tmp_path, name, changes, reproduced, said):
     refs = [(f"demo-2s-a{i}", calibrated(train=t)) for i, t in enumerate((79.0, 80.0, 81.0, 80.5, 79.5))]

@@ -1,8 +1,9 @@
 """The verdict corpus: run dirs with exactly one deviation each from the paper's setup, and the verdicts they must get.
 
-Where they come from. tests/fixtures/runs/smoke-2s-amx/ is a run dir the code wrote: `invoke reproduce --profile smoke
---sockets 2 --emulate-sockets --native` of this branch, on a 2-vCPU AMX Xeon VM (its checkpoints, weights, logs and
-plots left out); test_setup's slow test writes such a run again and fails when the records' fields drift from it.
+Where they come from. tests/fixtures/runs/smoke-2s-zen4/ is a run dir the code wrote: `invoke reproduce --profile
+smoke --sockets 2 --emulate-sockets --native` of this branch, on a 2-vCPU AMD EPYC Zen 4 VM (family 25 model 17,
+BF16 on avx512_core_bf16; its checkpoints, weights, logs and plots left out); test_setup's slow test writes such a
+run again and fails when the records' fields drift from it.
 What cannot be re-run here (the paper's 2 x 56-core Xeon 8480+, its data and weights, bare metal, its TensorFlow
 release, a Slurm allocation of two nodes) is derived from it by the documented transformations below, each a set of
 changes to the records (conftest.derive, which then checks every record as its writer checks it: a value the code
@@ -22,7 +23,7 @@ import json
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BASE = HERE / "fixtures" / "runs" / "smoke-2s-amx"
+BASE = HERE / "fixtures" / "runs" / "smoke-2s-zen4"
 SPR = HERE / "topologies" / "spr-8480-2s-ht.lscpu"
 ARCHIVE = "936d0b95ae0f04f1f7b18a2b7e8c55776c3e887d102f645bcee752d1a6626a32"
 CONTENT = "c0" * 32  # the content digest a run on the real data records (none measured yet: see claims.toml)
@@ -72,9 +73,9 @@ def paper(role: str = "1s", epochs: int = 43, seconds: float | None = None) -> d
                         "numa_nodes": {"0": "0-55,112-167", "1": "56-111,168-223"}, "cpus_without_node": "",
                         "memory_nodes": [0, 1], "usable_cpus": "0-223", "warnings": []}
     inside = {**prov["execution"]["inside"], "in_container": False, "container_runtime": None}
-    math = {**prov["math_path"], "precision": "fp32" if fp32 else "bf16"}
-    if fp32:
-        math.update(isas_dispatched=["avx512_core", "gemm:jit"], amx_used=False, bf16_kernels_seen=False)
+    math, rank_math = kernels(prov["math_path"], fp32)
+    for r in ranks:
+        r["math_path"] = dict(rank_math)
     changes = {
         **{f"config.{k}": v for k, v in cfg.items()},
         **{f"plan.{k}": v for k, v in plan.items()},
@@ -100,6 +101,18 @@ def paper(role: str = "1s", epochs: int = 43, seconds: float | None = None) -> d
     return changes
 
 
+def kernels(recorded: dict, fp32: bool, isa: str = "avx512_core_amx") -> tuple[dict, dict]:
+    """The training's oneDNN record (the fixture's, as rank 0's probe wrote it) as it reads where the kernels ran on
+    ISA (fp32: AVX-512's own kernels), and a rank's summary of it (train.rank_math)."""
+    isa = "avx512_core" if fp32 else isa
+    lines = recorded["verbose_lines"]
+    impls = {f"brgconv:{isa}": lines - lines // 4, "gemm:jit" if fp32 else f"brg:{isa}": lines // 4}
+    isas = sorted({isa, *(["gemm:jit"] if fp32 else [])})
+    math = {**recorded, "implementations": impls, "isas_dispatched": isas, "amx_used": "amx" in isa,
+            "bf16_kernels_seen": not fp32}
+    return math, {k: math[k] for k in ("isas_dispatched", "bf16_kernels_seen", "amx_used", "verbose_lines")}
+
+
 # One dimension of the setup changed at a time, on top of the paper's 1-socket run: dimension -> (what changes, the
 # words of the transformation). The keys are every dimension setup.dimensions() lists but the recipe fields, whose
 # transformation is generic (RECIPE_VALUES).
@@ -113,7 +126,11 @@ def deviations() -> dict[str, dict]:
             "archive_checked": None}}},
         "weights": {"metrics.weights": {**p["metrics.weights"], "architecture": "unknown"},
                     "provenance.weights": {**p["metrics.weights"], "architecture": "unknown"}},
-        "precision": {"metrics.precision": {"precision": "fp32", "mechanism": None}},
+        # a run that trained in FP32 on the paper's host: its kernels are AVX-512's own, so its math path differs too
+        "precision": {"metrics.precision": {"precision": "fp32", "mechanism": None},
+                      "provenance.math_path": kernels(p["provenance.math_path"], True)[0],
+                      "metrics.ranks": [{**ranks[0], "math_path": kernels(p["provenance.math_path"], True)[1]}],
+                      "_also": ["hardware.math_path"]},
         "resumed": {"metrics.resumed_from": {"epoch": 20, "checkpoint": "checkpoints/epoch-20"}},
         # a node's layout is the paper's 1-socket run's, on two nodes (Slurm -N 2): two workers, necessarily
         "layout.nodes": {"plan.node_count": 2, "plan.total_workers": 2, "metrics.workers": 2,

@@ -90,7 +90,7 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
         self.cfg, self.workers = cfg, workers
 
     def on_epoch_end(self, epoch, logs=None):
-        self.results.write_probe(wait=False)  # the math sample's probe.json, once the sample has finished
+        self.results.write_probe(final=False)  # probe.json at the first epoch's end: a run killed later keeps it
         best = self.early.best_weights
         best_head = checkpoint.head_part(best, self.head) if best is not None else self.head.get_weights()
         checkpoint.write(self.dir, epoch + 1, self.head, self.optimizer, best_head, {

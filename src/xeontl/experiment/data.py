@@ -84,8 +84,7 @@ def content_sha256(*splits: Split) -> str:
     return h.hexdigest()
 
 
-# The record `prepare_tfds` leaves beside a TFDS build it made from a checked archive: which archive it came from and
-# the content it produced, so that a later run can say its TFDS data are that archive's (TFDS itself records neither).
+# What `prepare_tfds` leaves beside a TFDS build it made from a checked archive: the archive and the content it gave.
 TFDS_ORIGIN = "xeontl-origin.json"
 
 
@@ -427,10 +426,8 @@ def load(cfg) -> Dataset:
 
 
 def identity(ds: Dataset) -> dict:
-    """What the data are, for the verdict (claims: the paper's data are the archive of known sha256, 625 tiles of each
-    class): examples per class, tile shape, the content digest, and the archive they came from where that is known
-    (a .zip whose sha256 was checked; a TFDS build this bundle made from a checked archive, whose content is still
-    what it made). ~0.3 s for the 5000 tiles (hashing 337 MB); rank 0 records it."""
+    """What the data are, for the verdict: examples per class, tile shape, content digest, the archive they came from
+    where known (a checked .zip; a TFDS build made from one, content unchanged since), else why not. ~0.3 s."""
     whole = content_sha256(ds.train, ds.val)
     archive = ds.info.get("archive_sha256")
     origin = ds.info.get("tfds_origin") or {}
@@ -441,7 +438,16 @@ def identity(ds: Dataset) -> dict:
             "archive_sha256": archive,
             "archive_checked": "the .zip's sha256, before decoding" if ds.info.get("source", "").startswith(
                 "folder:") and archive else ("the archive TFDS was prepared from (xeontl-origin.json), content "
-                                             "unchanged since" if archive else None)}
+                                             "unchanged since" if archive else None),
+            "archive_unchecked": None if archive else unchecked_why(ds.info.get("source", ""), origin)}
+
+
+def unchecked_why(source: str, origin: dict) -> str:
+    """Why no archive stands behind these tiles (the verdict's data line says it)."""
+    return ("an unpacked tree: no archive to check" if source.startswith("folder:") else
+            f"a TFDS build without {TFDS_ORIGIN} (prepared by another tool, or its record damaged)" if not origin else
+            f"the tiles differ from the content {TFDS_ORIGIN} recorded when the build was prepared: changed since, or "
+            f"prepared by an xeontl before 4a07c06, whose digest left file names out (delete the build, prepare again)")
 
 
 # ----------------------------------------------------------------------------------------------- tf.data

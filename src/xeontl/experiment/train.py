@@ -34,7 +34,7 @@ import tensorflow as tf
 from xeontl import RANDOM_WEIGHTS_NOTICE, SYNTHETIC_NOTICE
 from xeontl.common.errors import UserError
 from xeontl.experiment import callbacks as callbacks_
-from xeontl.experiment import checkpoint, data, features, model, runtime
+from xeontl.experiment import checkpoint, data, dispatch, features, model, runtime
 from xeontl.experiment.events import FILE as EVENTS_FILE
 from xeontl.experiment.events import EventLog
 from xeontl.launch import rundir
@@ -162,7 +162,7 @@ class Results:
     probe.json (its environment and the math path oneDNN dispatched, for provenance). A user mistake found before
     training leaves nothing behind: what this run created is removed."""
 
-    def __init__(self, output: Path, rank: int, size: int, cfg: dict):
+    def __init__(self, output: Path, rank: int, size: int, capture: dispatch.Capture):
         self.output, self.rank0, self.created = output, rank == 0, not output.exists()
         # what this run adds to a dir that existed (the launcher's staging dir, or a user's --output): only these are
         # taken back when it stops on a user mistake, never a file or dir that was there before
@@ -174,29 +174,23 @@ class Results:
         self.events = EventLog(output / EVENTS_FILE if self.rank0 else None)
         self.metrics: dict = {"status": "failed", "workers": size, "notices": []}
         self.training_started = False
-        # Horovod: rank 0 proves the math path with a short oneDNN-verbose sample in a child process on its own CPUs
-        # (a second container after the run cost 22 s), at idle priority so it takes no time from the ranks: it runs
-        # when rank 0's cores would idle, and probe.json is written at the first epoch's end after it finished, or at
-        # the run's end.
-        self.precision = (cfg["precision"], cfg["amp"])
-        self.isa_sample = provenance.start_isa_sample(*self.precision, idle=True) if self.rank0 else None
+        # Horovod: rank 0's probe.json says where it ran and what oneDNN dispatched for its own math (the capture's
+        # tally, dispatch.py): written at the first epoch's end (a run killed later still has it) and again at the end.
+        self.capture, self.probed = capture, False
 
-    def write_probe(self, wait: bool = True) -> None:
-        """probe.json, with the sample's result; wait=False: only if the sample has finished."""
-        if self.isa_sample is not None and (wait or self.isa_sample.poll() is not None):
-            doc = provenance.probe(*self.precision, sample=self.isa_sample)
-            self.isa_sample = None
+    def write_probe(self, final: bool = True) -> None:
+        """probe.json with the math path so far; final=False: only if none was written yet."""
+        if self.rank0 and (final or not self.probed):
+            doc = provenance.probe(math_path=self.capture.result())
             (self.output / "probe.json").write_text(json.dumps(doc, default=str))
+            self.probed = True
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, tb):
-        if self.isa_sample is not None and (isinstance(error, (UserError, KeyboardInterrupt))):
-            self.isa_sample.kill()  # nothing to record: the run is removed or was interrupted
-            self.isa_sample.communicate()
-            self.isa_sample = None
-        self.write_probe()  # a run that failed before its first epoch still says where it ran
+        if not (isinstance(error, UserError) and not self.training_started):  # else the run dir is taken back
+            self.write_probe()  # a run that failed before its first epoch still says where it ran
         if error is not None:
             self.metrics["status"] = "aborted" if isinstance(error, KeyboardInterrupt) else "failed"
             self.metrics["error"] = f"{kind.__name__}: {error}"
@@ -225,7 +219,15 @@ def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from:
     """The paper's recipe on this worker; rank 0 writes metrics.json (also on failure) and returns the metrics."""
     # when this process started and when its imports (TensorFlow's) were done: the run's start-up, phase by phase
     startup = {"process_started_unix": process_started_unix(), "imports_done_unix": time.time()}
-    output = Path(output)
+    capture = dispatch.Capture().start()  # before this process runs any op: every oneDNN primitive is counted
+    try:
+        return _train(cfg, Path(output), use_horovod, resume_from, threads, fault_after_epoch, startup, capture)
+    finally:
+        capture.stop()
+
+
+def _train(cfg: dict, output: Path, use_horovod: bool | None, resume_from: Path | None, threads: tuple[int, int],
+           fault_after_epoch: int, startup: dict, capture: dispatch.Capture) -> dict:
     weights_info = check_inputs(cfg, output)
 
     # 1. BF16 (refused first, on a CPU without BF16 kernels) and threads (the plan's, for this rank's socket), before
@@ -236,7 +238,7 @@ def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from:
 
     # 2. One worker per socket under horovodrun; a plain process otherwise (the paper's 1-socket run).
     workers = Workers(Workers.launched_by_horovodrun() if use_horovod is None else use_horovod)
-    with Results(output, workers.rank, workers.size, cfg) as results:
+    with Results(output, workers.rank, workers.size, capture) as results:
         results.metrics.update(setup)
         results.events.write("init_start")
         log.info("setup %s, workers %d, affinity %s", setup, workers.size, sorted(os.sched_getaffinity(0)))
@@ -313,8 +315,9 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
         events.write("early_stop", early.stopped_epoch + 1, best_epoch=early.best_epoch + 1)
 
     # Horovod: every rank's throughput and placement, gathered so rank 0 can report both sockets.
-    ranks = workers.allgather({**rank_record(workers, len(train_shard), recorder.per_epoch),
-                               "threads": results.metrics.get("threads")})  # each rank's own, for its health
+    ranks = workers.allgather({**rank_record(workers, len(train_shard), recorder.per_epoch),  # each rank's own,
+                               "threads": results.metrics.get("threads"),  # for its health
+                               "math_path": rank_math(results.capture)})
     result = {"train_seconds": train_seconds, "epochs_run": len(recorder.per_epoch), "stopped_early": stopped_early,
               "best_epoch": early.best_epoch + 1, "per_epoch": recorder.per_epoch, "ranks": ranks,
               **best_val_accuracy(recorder.per_epoch),
@@ -423,6 +426,12 @@ def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:
             # the rank's own peak resident memory so far (Linux: ru_maxrss in KiB), for the memory target and a
             # Kubernetes pod's request
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def rank_math(capture: dispatch.Capture) -> dict:
+    """This rank's own dispatch, at the end of its training (rank 0's whole record is its probe's math_path)."""
+    got = capture.result()
+    return {k: got[k] for k in ("isas_dispatched", "bf16_kernels_seen", "amx_used", "verbose_lines")}
 
 
 def final_evaluation(net, val, cfg, workers: Workers) -> dict:

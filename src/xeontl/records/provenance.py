@@ -3,7 +3,7 @@
 Two halves: `probe()` runs inside the execution environment, in rank 0 itself (probe.json in the run dir, on every
 engine: its cpuset, numactl and threads are rank 0's); `write()`, called by the launcher after the run, adds what
 only the host knows (image, git, command). This module records: it starts no run or container and settles no status
-(launch.py does both); its one child process is the math-path sample rank 0 starts.
+(launch.py does both); its one child process is `xeontl probe`'s math sample (a run records its own training's).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from xeontl import __version__
 from xeontl.common import records, redact
 from xeontl.common.errors import UserError
 from xeontl.placement import topology
+from xeontl.records import onednn
 from xeontl.supply import stacks
 
 # Env names whose values are recorded; any other name is listed without its value.
@@ -178,27 +179,18 @@ def software() -> dict:
             "lock_sha256": hashlib.sha256(lf.read_bytes()).hexdigest() if lf else None}
 
 
-def start_isa_sample(precision: str, amp: str, idle: bool = False) -> subprocess.Popen:
+def start_isa_sample(precision: str, amp: str) -> subprocess.Popen:
     """runtime.isa_sample in a child process (oneDNN reads ONEDNN_VERBOSE once, at start) that inherits the caller's
-    CPUs, memory nodes and threads. `idle`: under SCHED_IDLE, so it runs only when the caller's cores have nothing
-    else to run: rank 0's start-up no longer shares its core with a second TensorFlow import (on 1-core emulated
-    sockets of a Zen 4, rank 1 waited 3.3 s for rank 0 at the first broadcast when the sample ran at full priority).
-    A 1-core rank never idles, so there it runs after the final evaluation instead (2.9 s on that Zen 4): no cheaper
-    on such a rank, but outside its set-up and training; a rank of many cores runs it on the cores it leaves idle."""
+    CPUs, memory nodes and threads: `xeontl probe`'s account of an environment where nothing has run yet. A run
+    records its own training's dispatch instead (experiment.dispatch)."""
     env = {**os.environ, "ONEDNN_VERBOSE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.Popen([sys.executable, "-m", "xeontl", "isa-sample", "--precision", precision, "--amp", amp],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            preexec_fn=_lowest_priority if idle else None)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _lowest_priority() -> None:
-    """The child's own scheduling policy: SCHED_IDLE (an unprivileged process may always lower its own)."""
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-
-
-def isa_proof(precision: str, amp: str, proc: subprocess.Popen | None = None) -> dict:
+def isa_proof(precision: str, amp: str) -> dict:
     """What oneDNN dispatched for a short sample of the training math: its ISA, kernels, whether BF16/AMX ran."""
-    proc = proc or start_isa_sample(precision, amp)
+    proc = start_isa_sample(precision, amp)
     try:
         stdout, stderr = proc.communicate(timeout=ISA_SAMPLE_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -206,34 +198,21 @@ def isa_proof(precision: str, amp: str, proc: subprocess.Popen | None = None) ->
         proc.communicate()
         return {"error": "ISA sample timed out"}
     return {**parse_onednn_verbose(stdout), "precision": precision, "amp": amp, "returncode": proc.returncode,
+            "source": "sample", "what": "a short conv + matmul in a child process (xeontl isa-sample)",
             **({"stderr_tail": stderr[-500:]} if proc.returncode else {})}
 
 
 def parse_onednn_verbose(stdout: str) -> dict:
     """oneDNN's ONEDNN_VERBOSE=1 lines: its version, the ISA it detected, the kernels it ran (with their ISA)."""
-    lines = [ln for ln in stdout.splitlines() if ln.startswith(("onednn_verbose", "dnnl_verbose"))]
-    isa_line = next((ln.split(",", 3)[-1] for ln in lines if ",info,cpu,isa:" in ln), None)
-    version = next((m[1] for ln in lines if (m := re.search(r",info,oneDNN (v[\d.]+)", ln))), None)
-    impls, bf16 = {}, False
-    for ln in lines:
-        parts = ln.split(",")
-        if len(parts) > 6 and parts[1] == "exec" and parts[2] == "cpu":
-            # a primitive names its kernel (brgconv:avx512_core_amx, gemm:jit, ...); TF's plain matmul calls oneDNN's
-            # sgemm API, whose lines leave it empty: then the kind (gemm_api) is what ran, at the ISA line's level
-            name = parts[4] or parts[3]
-            impls[name] = impls.get(name, 0) + 1
-            bf16 |= "bf16" in ln
-    isa_names = (r"(avx512_core_amx\w*|avx512_core_bf16|avx512_core_vnni|avx512_core|avx2_vnni\w*|avx2|sse41|"
-                 r"gemm:jit|ref)")
-    isas = sorted({m for impl in impls for m in re.findall(isa_names, impl)})
-    return {"onednn_version": version, "cpu_isa": isa_line, "implementations": impls, "isas_dispatched": isas,
-            "bf16_kernels_seen": bf16, "amx_used": any("amx" in i for i in isas)}
+    return onednn.parse(stdout)
 
 
-def probe(precision: str = "bf16", amp: str = "onednn", sample: subprocess.Popen | None = None) -> dict:
-    """Everything observable from inside the execution environment (rank 0 writes it as probe.json)."""
+def probe(precision: str = "bf16", amp: str = "onednn", math_path: dict | None = None) -> dict:
+    """Everything observable from inside the execution environment (rank 0 writes it as probe.json, with MATH_PATH
+    what its own training dispatched; `xeontl probe` runs a sample instead)."""
     return {"host": host(), "execution": execution_inside(), "software": software(),
-            "math_path": isa_proof(precision, amp, sample), "env": redact_env(dict(os.environ))}
+            "math_path": math_path if math_path is not None else isa_proof(precision, amp),
+            "env": redact_env(dict(os.environ))}
 
 
 # ------------------------------------------------------------------------------------------------ launcher side

@@ -161,12 +161,18 @@ def write(run: Path, others: list[Path] | None = None) -> Path:
               f"- mode: {execution.get('mode')}, capabilities added: {execution.get('capabilities_added')}, "
               f"capabilities held: {(execution.get('inside') or {}).get('capabilities')}",
               f"- oneDNN kernels: {math.get('isas_dispatched')} (AMX used: {math.get('amx_used')}, "
-              f"bf16 kernels: {math.get('bf16_kernels_seen')})",
+              f"bf16 kernels: {math.get('bf16_kernels_seen')}; {_math_source(math)})",
               f"- CPU: {((prov.get('host') or {}).get('cpu') or {}).get('model_name')}"]
     lines += ["", *[f"![{i}]({i})" for i in images], ""]
     out = run / "report.md"
     out.write_text("\n".join(lines))
     return out
+
+
+def _math_source(math: dict) -> str:
+    if math.get("source") == "training":
+        return f"rank 0's training: {sum((math.get('implementations') or {}).values())} primitive executions"
+    return "a side sample"
 
 
 def _flatten(d, prefix=""):

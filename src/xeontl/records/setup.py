@@ -25,7 +25,7 @@ HEAD = ("data", "weights")
 TAIL = ("precision", "resumed", "layout.nodes", "layout.workers", "layout.sockets", "layout.cores_per_worker",
         "layout.threads_per_worker", "layout.memory_nodes", "hardware.cpu", "hardware.topology", "hardware.math_path",
         "software", "execution", "health")
-# oneDNN ISAs, most capable first: the math path is the best one the run's math sample dispatched
+# oneDNN ISAs, most capable first: the math path is the best one rank 0's oneDNN record names
 ISA_ORDER = ("avx512_core_amx", "avx512_core_bf16", "avx512_core_vnni", "avx512_core", "avx2_vnni", "avx2", "sse41",
              "gemm:jit", "ref")
 
@@ -64,7 +64,8 @@ def data(run: dict, pins: dict) -> dict | None:
     # the order the split fields (recipe) cut, as the loader checked and recorded it (data.load_tfds, load_folder)
     split = d.get("split") or "unrecorded"
     return {"examples_per_class": ident.get("examples_per_class"), "tile_shape": ident.get("tile_shape"),
-            "archive": archive or f"none checked (content {_short(ident.get('content_sha256'))}, not a pinned one)",
+            "archive": archive or f"none checked (content {_short(ident.get('content_sha256'))}, not a pinned one"
+                                  f"{': ' + ident['archive_unchecked'] if ident.get('archive_unchecked') else ''})",
             "split": split}
 
 
@@ -221,18 +222,53 @@ def health(run: dict) -> list[str] | None:
         out.append(f"precision not recorded ({ran!r}): whether BF16 ran natively cannot be checked")
     mp = prov.get("math_path") or {}
     flags = ((prov.get("host") or {}).get("cpu") or {}).get("flags_of_note") or {}
-    if ran == "bf16" and (not mp or mp.get("error")):
-        out.append(f"math path unknown: the run was to run BF16 and its math sample "
-                   f"{'failed: ' + str(mp['error']) if mp else 'is missing'}")
-    if ran == "bf16" and mp and not mp.get("error"):
-        isas = mp.get("isas_dispatched") or []
-        if not mp.get("bf16_kernels_seen"):
-            out.append("ran bf16 but oneDNN dispatched no BF16 kernel")
-        elif flags.get("amx_bf16") and not mp.get("amx_used"):
-            out.append(f"this CPU has AMX, oneDNN dispatched {isas}")
-        elif flags.get("avx512_bf16") and not any(i == "avx512_core_bf16" or "amx" in i for i in isas):
-            out.append(f"this CPU has AVX512-BF16, oneDNN dispatched {isas} (BF16 emulated)")
+    if not tallied(run):  # recorded before runs tallied their own kernels: rank 0's side sample, BF16 runs only
+        return out + (_math_problems("its math sample", mp, ran, flags) if ran == "bf16" else [])
+    out += _math_problems("rank 0's training", mp if from_training(mp) else None, ran, flags)
+    for r in ranks[1:]:  # every other rank's own kernels, as it tallied them
+        out += _math_problems(f"rank {r['rank']}", r.get("math_path"), ran, flags)
     return out
+
+
+def from_training(mp: dict) -> bool:
+    """Whether a math path is the training process's own tally (experiment.dispatch), not a side sample."""
+    return (mp or {}).get("source") == "training"
+
+
+def tallied(run: dict) -> bool:
+    """Whether the run is of the code whose ranks tally their own kernels (then each rank's record, rank 0's whole
+    one in provenance, must be there); a run recorded before proved its math path with a side sample."""
+    return from_training(run["provenance"].get("math_path")) or any(
+        "math_path" in r for r in run["metrics"].get("ranks") or [])
+
+
+def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict) -> list[str]:
+    """What WHO's oneDNN record says against the precision the run recorded and the CPU's BF16 units."""
+    if not mp or mp.get("error") or not mp.get("isas_dispatched"):
+        why = f"failed: {mp['error']}" if mp and mp.get("error") else "is missing" if not mp else "names no kernel"
+        return [f"math path unknown: {who}'s oneDNN record {why}"]
+    isas = mp["isas_dispatched"]
+    if ran == "fp32":
+        return [f"{who} ran fp32 but oneDNN executed BF16 kernels"] if mp.get("bf16_kernels_seen") else []
+    if not mp.get("bf16_kernels_seen"):
+        return [f"{who} ran bf16 but oneDNN dispatched no BF16 kernel"]
+    if flags.get("amx_bf16") and not mp.get("amx_used"):
+        return [f"this CPU has AMX, oneDNN dispatched {isas} for {who}"]
+    if flags.get("avx512_bf16") and not any(i == "avx512_core_bf16" or "amx" in i for i in isas):
+        return [f"this CPU has AVX512-BF16, oneDNN dispatched {isas} for {who} (BF16 emulated)"]
+    return []
+
+
+def precision(run: dict) -> str | None:
+    """The precision the training ran at: BF16 when its oneDNN kernels ran on BF16 data, else FP32; None when its
+    own tally recorded no kernel. A run recorded before runs tallied their kernels: the precision it chose."""
+    chosen = (run["metrics"].get("precision") or {}).get("precision")
+    mp = run["provenance"].get("math_path") or {}
+    if not tallied(run):
+        return chosen
+    if not from_training(mp) or mp.get("error") or not mp.get("isas_dispatched"):
+        return None
+    return "bf16" if mp.get("bf16_kernels_seen") else "fp32"
 
 
 def of_run(run: dict, pins: dict) -> dict[str, Any]:
@@ -246,7 +282,7 @@ def of_run(run: dict, pins: dict) -> dict[str, Any]:
     for k in recipe_fields():
         rec[f"recipe.{k}"] = recipe_value(run, k)
     rec.update({
-        "precision": (m.get("precision") or {}).get("precision"),
+        "precision": precision(run),
         # null: not resumed; a resume record: resumed; {} or absent: unknown (never "not resumed")
         "resumed": (False if m["resumed_from"] is None else True if m["resumed_from"] else None)
         if "resumed_from" in m else None,
