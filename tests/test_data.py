@@ -370,20 +370,23 @@ def test_a_build_of_two_shards_reads_as_the_folder_and_a_reordered_build_is_not_
     assert reordered.info["split"].startswith("not TFDS's record order"), reordered.info["split"]
 
 
+@pytest.fixture(scope="module")
+def tfds_made(tmp_path_factory) -> dict:
+    """One small TFDS build and its archive, shared: the tests that use it only read it."""
+    root = tmp_path_factory.mktemp("tfds-made")
+    made = paper_inputs.make("tfds", root / "data", "4")
+    manual = root / "data" / "manual"
+    return {**made, "archive": manual / data.ARCHIVE_NAME, "manual_dir": str(manual)}
+
+
 @pytest.mark.parametrize("spec", ["train[100%:]", "train[5:5]", "train[:1000]"])
-def test_a_slice_tfds_refuses_or_that_holds_nothing_is_one_line_on_both_paths(tmp_path, spec):
-    made = paper_inputs_tfds(tmp_path)
+def test_a_slice_tfds_refuses_or_that_holds_nothing_is_one_line_on_both_paths(tfds_made, spec):
+    made = tfds_made
     for dataset in ("tfds", f"folder:{made['archive']}"):
         with pytest.raises(UserError, match=re.escape(spec)):
             data.load(config.resolve("paper", {"data_dir": made["data_dir"], "manual_dir": made["manual_dir"],
                                                "archive_sha256": made["archive_sha256"], "dataset": dataset,
                                                "val_split": spec}))
-
-
-def paper_inputs_tfds(tmp_path) -> dict:
-    made = paper_inputs.make("tfds", tmp_path / "data", "4")
-    return {**made, "archive": tmp_path / "data" / "manual" / data.ARCHIVE_NAME,
-            "manual_dir": str(tmp_path / "data" / "manual")}
 
 
 def test_a_renamed_tile_is_another_data_set():
