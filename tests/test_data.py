@@ -443,6 +443,9 @@ UNCHECKED = {
     "a TFDS build without an origin record": ("tfds", None, None, (None, "a TFDS build without xeontl-origin.json")),
     "a TFDS build whose content differs from its origin's (or an older xeontl's digest)": (
         "tfds", "old", None, (None, "prepared by an xeontl before 4a07c06")),
+    # the adversary's case: slices that read part of an unchanged build were told to rebuild it
+    "a TFDS build, unchanged, read in part by the splits": ("tfds", "part", None,
+                                                            (None, "the splits read 6 tiles of the 8")),
     "a .zip whose sha256 was checked": ("folder:/k.zip", None, "cd" * 32, ("cd" * 32, None)),
     "an unpacked tree": ("folder:/k", None, None, (None, "an unpacked tree")),
 }
@@ -456,8 +459,9 @@ def test_a_run_without_a_checked_archive_says_why(case):
     split = _tiles()
     content = data.content_sha256(split, split.take([]))
     info = {"source": source, "archive_sha256": archive,
-            "tfds_origin": None if origin is None else {"archive_sha256": "ab" * 32,
-                                                        "content_sha256": content if origin == "same" else "ef" * 32}}
-    got = data.identity(data.Dataset(split, split.take([]), info))
+            "tfds_origin": None if origin is None else {"archive_sha256": "ab" * 32, "examples_per_class": [1] * 8,
+                                                        "content_sha256": "ef" * 32 if origin == "old" else content}}
+    read = split.take(range(6)) if origin == "part" else split
+    got = data.identity(data.Dataset(read, split.take([]), info))
     assert got["archive_sha256"] == want_archive
     assert (got["archive_unchecked"] is None) if why is None else (why in got["archive_unchecked"]), got

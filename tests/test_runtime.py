@@ -111,6 +111,102 @@ def test_the_capture_tallies_onednns_lines_off_stdout_and_passes_every_other_byt
     assert got["env"] is None
 
 
+# oneDNN's execution lines -> (kind, kernel, on BF16 operands) or None (not read as an execution). Real lines, printed
+# on this bundle's Zen 4 (family 25 model 17, AVX512-BF16) by the default stack's oneDNN v3.2.1 and the paper stack's
+# (TF 2.10: `::f0` written `:f0`) for a 1x1 convolution, a dense layer and a softmax, FP32 and under BF16 AMP; the AMX
+# and `dnnl_` lines are those formats with AMX's kernel name and v2.x's older prefix (no AMX on that machine).
+EXEC_LINES = {
+    "an FP32 convolution on AVX-512": (
+        "onednn_verbose,exec,cpu,convolution,brgconv_1x1:avx512_core,forward_training,src_f32::blocked:acdb::f0 "
+        "wei_f32:a:blocked:Acdb64a::f0 bia_f32:a:blocked:a::f0 dst_f32::blocked:acdb::f0,attr-scratchpad:user "
+        "attr-post-ops:eltwise_relu ,alg:convolution_direct,mb32_ic64oc64_ih24oh24kh1sh1dh0ph0_iw24ow24kw1sw1dw0pw0,"
+        "2.63892", ("convolution", "brgconv_1x1:avx512_core", False)),
+    # a kernel is named for the ISA it was built for, not its data (the adversary's case 1)
+    "an FP32 softmax named for the CPU's BF16 ISA": (
+        "onednn_verbose,exec,cpu,softmax,jit:avx512_core_bf16,forward_inference,src_f32::blocked:ab::f0 "
+        "dst_f32::blocked:ab::f0 diff_dst_undef::undef:::,,alg:softmax_accurate axis:1,32x8,0.0178223",
+        ("softmax", "jit:avx512_core_bf16", False)),
+    "an FP32 dense layer": (
+        "onednn_verbose,exec,cpu,inner_product,x64:gemm:jit,forward_training,src_f32::blocked:ab::f0 "
+        "wei_f32::blocked:ba::f0 bia_f32:a:blocked:a::f0 dst_f32::blocked:ab::f0,attr-scratchpad:user ,,mb32ic64oc8,"
+        "34.4141", ("inner_product", "x64:gemm:jit", False)),
+    "a BF16 convolution on AVX512-BF16": (
+        "onednn_verbose,exec,cpu,convolution,brgconv_1x1:avx512_core_bf16,forward_training,src_bf16::blocked:acdb::f0 "
+        "wei_bf16:a:blocked:AcdB64a2b::f0 bia_bf16:a:blocked:a::f0 dst_bf16::blocked:acdb::f0,attr-scratchpad:user "
+        "attr-post-ops:eltwise_relu ,alg:convolution_direct,mb32_ic64oc64_ih24oh24kh1sh1dh0ph0_iw24ow24kw1sw1dw0pw0,"
+        "0.461182", ("convolution", "brgconv_1x1:avx512_core_bf16", True)),
+    "a BF16 reorder": (
+        "onednn_verbose,exec,cpu,reorder,jit:uni,undef,src_bf16::blocked:cdba::f0 dst_bf16::blocked:AcdB64a2b::f0,,,"
+        "64x64x1x1,0.150146", ("reorder", "jit:uni", True)),
+    "the paper stack's oneDNN, a BF16 convolution": (
+        "onednn_verbose,exec,cpu,convolution,brgconv_1x1:avx512_core_bf16,forward_training,src_bf16::blocked:acdb:f0 "
+        "wei_bf16::blocked:AcdB64a2b:f0 bia_bf16::blocked:a:f0 dst_bf16::blocked:acdb:f0,attr-scratchpad:user "
+        "attr-post-ops:eltwise_relu ,alg:convolution_direct,mb32_ic64oc64_ih24oh24kh1sh1dh0ph0_iw24ow24kw1sw1dw0pw0,"
+        "0.831055", ("convolution", "brgconv_1x1:avx512_core_bf16", True)),
+    # the adversary's case 3: ONEDNN_VERBOSE_TIMESTAMP=1 puts a field before `exec` (v3.2.1, on that Zen 4)
+    "a line with oneDNN's timestamp first": (
+        "onednn_verbose,1796603667882.108887,exec,cpu,reorder,jit:uni,undef,src_bf16::blocked:cdba::f0 "
+        "dst_bf16::blocked:AcdB64a2b::f0,,,64x64x1x1,0.138184", ("reorder", "jit:uni", True)),
+    "a BF16 convolution on AMX": (
+        "onednn_verbose,exec,cpu,convolution,brgconv_1x1:avx512_core_amx,forward_training,src_bf16::blocked:acdb::f0 "
+        "wei_bf16:a:blocked:AcdB64a2b::f0 bia_bf16:a:blocked:a::f0 dst_bf16::blocked:acdb::f0,attr-scratchpad:user "
+        "attr-post-ops:eltwise_relu ,alg:convolution_direct,mb32_ic64oc64_ih24oh24kh1sh1dh0ph0_iw24ow24kw1sw1dw0pw0,"
+        "0.2", ("convolution", "brgconv_1x1:avx512_core_amx", True)),
+    "oneDNN v2's dnnl_ prefix": (
+        "dnnl_verbose,exec,cpu,convolution,brgconv_1x1:avx512_core_amx,forward_training,src_bf16::blocked:acdb:f0 "
+        "wei_bf16::blocked:AcdB64a2b:f0 bia_bf16::blocked:a:f0 dst_bf16::blocked:acdb:f0,,alg:convolution_direct,"
+        "mb32_ic64oc64_ih24oh24kh1sh1dh0ph0_iw24ow24kw1sw1dw0pw0,0.3",
+        ("convolution", "brgconv_1x1:avx512_core_amx", True)),
+    "the header line that names the fields is no execution": (
+        "onednn_verbose,info,prim_template:operation,engine,primitive,implementation,prop_kind,memory_descriptors,"
+        "attributes,auxiliary,problem_desc,exec_time", None),
+}
+
+
+@pytest.mark.parametrize("case", list(EXEC_LINES))
+def test_an_execution_line_is_read_by_its_operands_types_not_its_kernels_name(case):
+    from xeontl.records import onednn
+
+    line, want = EXEC_LINES[case]
+    tally = onednn.Tally()
+    tally.feed(line)
+    got = tally.result()["kinds"]
+    if want is None:
+        assert got == {}
+        return
+    kind, kernel, bf16 = want
+    assert got == {kind: {"executions": 1, "bf16": int(bf16), "kernels": {kernel: 1}}}
+
+
+def test_the_math_path_is_the_convolutions_and_their_operands_decide_bf16():
+    """The adversary's case 2: 10,000 FP32 convolutions and one BF16 matmul on AMX are an FP32 backbone on AVX-512,
+    not "BF16 on AMX"; an execution line in a format it cannot read is counted as such."""
+    from xeontl.records import onednn
+
+    tally = onednn.Tally()
+    for _ in range(10000):
+        tally.feed(EXEC_LINES["an FP32 convolution on AVX-512"][0])
+    tally.feed(EXEC_LINES["a BF16 convolution on AMX"][0].replace("convolution,", "matmul,", 1))
+    tally.feed("onednn_verbose,some,new,format,exec,cpu,convolution")
+    got = tally.result()
+    assert got["convolutions"] == 10000 and got["convolutions_bf16_share"] == 0.0 and got["amx_used"]
+    assert got["convolution_isa"] == "avx512_core" and got["unread_lines"] == 1
+    assert got["bf16_kernels_seen"]  # the matmul's, which is not what decides
+
+
+def test_a_rank_killed_at_once_keeps_what_python_printed():
+    """The adversary's case 4: Python's own output bypasses the capture's pipe, so a rank killed at once (SIGKILL,
+    the OOM killer) has not lost its last epoch's line."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal; from xeontl.experiment import dispatch; dispatch.Capture().start(); "
+            "print('epoch 7/43', flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=scaled(60))
+        assert out.stdout == "epoch 7/43\n", (out.stdout, out.stderr)
+
+
 def test_a_training_process_records_the_kernels_its_own_ops_ran():
     """Real TensorFlow: the ops this process runs after start() are tallied (oneDNN reads the switch at its first
     primitive), at the precision they ran."""

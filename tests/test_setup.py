@@ -127,11 +127,11 @@ def two_node_slurm():
 
 
 def zen1_fp32():
+    math, summary = corpus.kernels(corpus.paper("1s")["provenance.math_path"], True, "avx2")
     return {"provenance.host.cpu.model_name": "AMD EPYC 7551 32-Core Processor",
             "provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False,
-            "provenance.host.cpu.flags_of_note.avx512_bf16": False,
-            "provenance.math_path.isas_dispatched": ["avx2", "gemm:jit"], "provenance.math_path.amx_used": False,
-            "provenance.math_path.bf16_kernels_seen": False, "provenance.math_path.precision": "fp32",
+            "provenance.host.cpu.flags_of_note.avx512_bf16": False, "provenance.math_path": math,
+            "metrics.ranks.0.math_path": summary,
             "metrics.precision": {"precision": "fp32", "mechanism": None, "chosen": "auto: no BF16 on this CPU"},
             "config.precision": "auto"}
 
@@ -153,7 +153,8 @@ CASES = {
         ["rank 0 ran intra_op = 112, its plan 56", "rank 0 ran inter_op = 2, its plan 56"]),
     # the training's own record names no kernel: what it ran at is unknown too, and the record is unhealthy
     "4: an empty math path is not the paper's": (
-        "1s", {"provenance.math_path.isas_dispatched": []}, {"minutes_1s": "not comparable: precision: not recorded "
+        "1s", {"provenance.math_path.convolutions": 0, "provenance.math_path.convolutions_bf16_share": None,
+               "provenance.math_path.convolution_isa": None}, {"minutes_1s": "not comparable: precision: not recorded "
                                                             "(the paper's: bf16); hardware.math_path: not recorded"},
         []),
     "5/8: a CPU without BF16 gets a verdict, and the differences say it ran FP32": (
@@ -415,6 +416,8 @@ def _relative(role="1s", affinity=None, **more):
     return {**changes, **more}
 
 
+# a run that started before runs tallied their own kernels (setup.TALLY_SINCE): its side sample's record is read
+BEFORE_TALLY = {"provenance.timestamps.start_utc": "2026-12-06T16:00:00+00:00"}
 # case -> (role, changes, None for unknown, or a phrase health must hold ("" for healthy))
 HEALTH = {
     "a scheduler's rank on its positions' CPUs is healthy": ("1s", _relative(), ""),
@@ -428,31 +431,43 @@ HEALTH = {
     "a BF16 run whose math sample is missing": ("1s", {"provenance.math_path": {}}, "math path unknown"),
     "a BF16 run whose math sample failed": ("1s", {"provenance.math_path.error": "boom"}, "math path unknown"),
     "a BF16 run with its BF16 kernels off": (
-        "1s", {"provenance.math_path.bf16_kernels_seen": False,
-               "provenance.math_path.isas_dispatched": ["avx512_core", "gemm:jit"],
-               "provenance.math_path.amx_used": False}, "ran bf16 but oneDNN dispatched no BF16 kernel"),
+        "1s", {"provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], True)[0]},
+        "rank 0's training ran bf16 but 100.0% of its convolutions ran on FP32 operands"),
+    # the adversary's case: one BF16 matmul on AMX (the head) among FP32 convolutions was "BF16 on AMX"
+    "a BF16 run whose head alone ran BF16 on AMX": (
+        "1s", {"provenance.math_path.convolutions_bf16_share": 0.0, "provenance.math_path.convolution_isa":
+               "avx512_core"}, "ran bf16 but 100.0% of its convolutions ran on FP32 operands"),
+    "a BF16 run with some of its convolutions in FP32": (
+        "1s", {"provenance.math_path.convolutions_bf16_share": 0.75}, "25.0% of its convolutions ran on FP32"),
     "a BF16 run on a CPU with AMX that did not use it": (
-        "1s", {"provenance.math_path.amx_used": False,
-               "provenance.math_path.isas_dispatched": ["avx512_core_bf16", "gemm:jit"]}, "this CPU has AMX"),
+        "1s", {"provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], False,
+                                                      "avx512_core_bf16")[0]},
+        "this CPU has AMX, rank 0's training's convolutions ran on avx512_core_bf16"),
     "an FP32 run's missing math sample (before runs tallied their own kernels) is no health problem": (
-        "1s_fp32", {"provenance.math_path": {}, "metrics.ranks.0.math_path": DELETE}, ""),
+        "1s_fp32", {"provenance.math_path": {}, "metrics.ranks.0.math_path": DELETE, **BEFORE_TALLY}, ""),
     # the training's own kernels, every rank's (experiment.dispatch), not a side sample's
-    "rank 1's training dispatched no BF16 kernel": (
-        "2s", {"metrics.ranks.1.math_path.bf16_kernels_seen": False,
-               "metrics.ranks.1.math_path.isas_dispatched": ["avx512_core"],
-               "metrics.ranks.1.math_path.amx_used": False}, "rank 1 ran bf16 but oneDNN dispatched no BF16 kernel"),
+    "rank 1's convolutions in FP32": (
+        "2s", {"metrics.ranks.1.math_path": corpus.kernels(corpus.paper("2s")["provenance.math_path"], True)[1]},
+        "rank 1 ran bf16 but 100.0% of its convolutions ran on FP32 operands"),
     "rank 1 on an AMX CPU that did not use it": (
-        "2s", {"metrics.ranks.1.math_path.isas_dispatched": ["avx512_core_bf16"],
-               "metrics.ranks.1.math_path.amx_used": False}, "oneDNN dispatched ['avx512_core_bf16'] for rank 1"),
+        "2s", {"metrics.ranks.1.math_path.convolution_isa": "avx512_core_bf16"},
+        "this CPU has AMX, rank 1's convolutions ran on avx512_core_bf16"),
     "rank 1's kernels not recorded": ("2s", {"metrics.ranks.1.math_path": DELETE},
                                       "math path unknown: rank 1's oneDNN record is missing"),
-    "an FP32 run whose training ran BF16 kernels": (
-        "1s_fp32", {"provenance.math_path.bf16_kernels_seen": True},
-        "rank 0's training ran fp32 but oneDNN executed BF16 kernels"),
+    "rank 1's tally without a convolution (lines it could not read)": (
+        "2s", {"metrics.ranks.1.math_path.convolutions": 0, "metrics.ranks.1.math_path.convolutions_bf16_share": None,
+               "metrics.ranks.1.math_path.unread_lines": 7}, "names no convolution (7 execution line(s)"),
+    "an FP32 run whose convolutions ran on BF16": (
+        "1s_fp32", {"provenance.math_path.convolutions_bf16_share": 0.5},
+        "rank 0's training ran fp32 but 50.0% of its convolutions ran on BF16 operands"),
     "an FP32 run's training record missing": ("1s_fp32", {"provenance.math_path": {}}, "math path unknown"),
     "a run recorded before runs tallied their kernels (a side sample, no rank's own): as it was judged then": (
         "2s", {"provenance.math_path.source": DELETE, "metrics.ranks.0.math_path": DELETE,
-               "metrics.ranks.1.math_path": DELETE}, ""),
+               "metrics.ranks.1.math_path": DELETE, **BEFORE_TALLY}, ""),
+    # the adversary's case 8: a record that drops its tally is not judged as one made before runs tallied
+    "a run since then whose record dropped its tally": (
+        "2s", {"provenance.math_path.source": DELETE, "metrics.ranks.0.math_path": DELETE,
+               "metrics.ranks.1.math_path": DELETE}, "math path unknown: rank 0's training's oneDNN record"),
 }
 
 
@@ -475,14 +490,22 @@ def test_health_judges_every_rank_and_the_math_path(tmp_path, case):
 PRECISION = {
     "BF16 kernels ran: bf16": ("1s", {}, "bf16"),
     "an FP32 run: fp32": ("1s_fp32", {}, "fp32"),
-    "asked fp32, BF16 kernels ran: bf16": ("1s_fp32", {"provenance.math_path.bf16_kernels_seen": True}, "bf16"),
-    "asked bf16, no BF16 kernel ran: fp32": ("1s", {"provenance.math_path.bf16_kernels_seen": False}, "fp32"),
-    "the training's record names no kernel: unknown": ("1s", {"provenance.math_path.isas_dispatched": []}, None),
+    "asked fp32, its convolutions ran on BF16: bf16": (
+        "1s_fp32", {"provenance.math_path.convolutions_bf16_share": 1.0}, "bf16"),
+    "asked bf16, its convolutions ran on FP32: fp32": ("1s", {"provenance.math_path.convolutions_bf16_share": 0.0},
+                                                       "fp32"),
+    "some convolutions on BF16: mixed, never either": (
+        "1s", {"provenance.math_path.convolutions_bf16_share": 0.5}, "mixed (50.0% of the convolutions on BF16)"),
+    # the adversary's case 1: an FP32 softmax is named for the CPU's BF16 ISA; its operands say FP32
+    "an FP32 run with BF16-named kernels on FP32 operands: fp32": (
+        "1s_fp32", {"provenance.math_path.implementations.jit:avx512_core_bf16": 35}, "fp32"),
+    "the training's record names no convolution: unknown": (
+        "1s", {"provenance.math_path.convolutions": 0, "provenance.math_path.convolutions_bf16_share": None}, None),
     "the record failed: unknown": ("1s", {"provenance.math_path.error": "boom"}, None),
     "rank 0's training record missing, the ranks' there: unknown": ("1s", {"provenance.math_path": {}}, None),
     "a side sample's record (before runs tallied their own): the precision asked for": (
         "1s_fp32", {"provenance.math_path.source": DELETE, "provenance.math_path.bf16_kernels_seen": True,
-                    "metrics.ranks.0.math_path": DELETE}, "fp32"),
+                    "metrics.ranks.0.math_path": DELETE, **BEFORE_TALLY}, "fp32"),
 }
 
 
@@ -591,7 +614,9 @@ def bigger_vm(cpus=8):
 # amx_tile one day and without it the next): BF16 then runs emulated on AVX-512, every rank's kernels say so
 NO_BF16 = {"provenance.math_path.isas_dispatched": ["avx512_core", "gemm:jit"],
            "provenance.math_path.implementations": {"brgconv:avx512_core": 10, "gemm:jit": 2},
+           "provenance.math_path.convolution_isa": "avx512_core",
            "metrics.ranks.1.math_path.isas_dispatched": ["avx512_core", "gemm:jit"],
+           "metrics.ranks.1.math_path.convolution_isa": "avx512_core",
            "provenance.host.cpu.flags_of_note.avx512_bf16": False}
 ZEN4 = "AMD EPYC (family 25 model 17)"
 
@@ -619,9 +644,11 @@ ZEN4 = "AMD EPYC (family 25 model 17)"
     ("the same CPU, 4 cores a worker: another kind, not compared", {**bigger_vm(), **calibrated(0.04, train=32.0)},
      None, "calibration not compared: no committed run of this CPU kind (" + ZEN4
      + " on avx512_core_bf16, a worker: 4 core(s), 4 CPU(s), 2/4 threads)"),
-    # (and the record unhealthy: a BF16 run whose math sample dispatched nothing)
+    # (and the record unhealthy: a BF16 run whose tally has no convolution)
     ("the math path unknown: no kind, not compared", {**calibrated(0.1, train=80.0),
-                                                       "provenance.math_path.isas_dispatched": []}, False,
+                                                       "provenance.math_path.convolutions": 0,
+                                                       "provenance.math_path.convolutions_bf16_share": None,
+                                                       "provenance.math_path.convolution_isa": None}, False,
      "calibration not compared: no committed run of this CPU kind (not recorded)"),
 ])
 def test_the_calibration_is_compared_with_committed_runs_on_the_same_cpu(tmp_path, name, changes, reproduced, said):

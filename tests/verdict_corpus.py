@@ -101,16 +101,26 @@ def paper(role: str = "1s", epochs: int = 43, seconds: float | None = None) -> d
     return changes
 
 
-def kernels(recorded: dict, fp32: bool, isa: str = "avx512_core_amx") -> tuple[dict, dict]:
-    """The training's oneDNN record (the fixture's, as rank 0's probe wrote it) as it reads where the kernels ran on
-    ISA (fp32: AVX-512's own kernels), and a rank's summary of it (train.rank_math)."""
-    isa = "avx512_core" if fp32 else isa
-    lines = recorded["verbose_lines"]
-    impls = {f"brgconv:{isa}": lines - lines // 4, "gemm:jit" if fp32 else f"brg:{isa}": lines // 4}
-    isas = sorted({isa, *(["gemm:jit"] if fp32 else [])})
-    math = {**recorded, "implementations": impls, "isas_dispatched": isas, "amx_used": "amx" in isa,
-            "bf16_kernels_seen": not fp32}
-    return math, {k: math[k] for k in ("isas_dispatched", "bf16_kernels_seen", "amx_used", "verbose_lines")}
+def kernels(recorded: dict, fp32: bool, isa: str | None = None) -> tuple[dict, dict]:
+    """The training's oneDNN tally (the fixture's, as rank 0's probe wrote it) as it reads where the convolutions ran
+    on ISA (default: AMX for BF16, AVX-512's own kernels for FP32) with BF16 operands or FP32 ones, and a rank's
+    summary of it (dispatch.Capture.summary). Its other kinds (softmax, reorders, ...) are the fixture's own."""
+    from xeontl.experiment.dispatch import RANK_MATH
+    from xeontl.records import onednn
+
+    isa = isa or ("avx512_core" if fp32 else "avx512_core_amx")
+    conv = recorded["kinds"]["convolution"]
+    n = conv["executions"]
+    kinds = {**recorded["kinds"], "convolution": {"executions": n, "bf16": 0 if fp32 else n,
+                                                  "kernels": {f"brgconv:{isa}": n}}}
+    impls = {k: v for k, v in recorded["implementations"].items() if k not in conv["kernels"]}
+    impls[f"brgconv:{isa}"] = n
+    isas = sorted({i for k in impls for i in onednn.ISA_NAMES.findall(k)})
+    math = {**recorded, "implementations": impls, "kinds": kinds, "isas_dispatched": isas,
+            "amx_used": any("amx" in i for i in isas), "convolutions": n,
+            "convolutions_bf16_share": 0.0 if fp32 else 1.0, "convolution_isa": isa,
+            "bf16_kernels_seen": any(k["bf16"] for k in kinds.values())}
+    return math, {k: math[k] for k in RANK_MATH}
 
 
 # One dimension of the setup changed at a time, on top of the paper's 1-socket run: dimension -> (what changes, the
@@ -151,8 +161,8 @@ def deviations() -> dict[str, dict]:
                                 "metrics.ranks": [{**ranks[0], "memory_nodes": "1"}]},
         "hardware.cpu": {"provenance.host.cpu.model_name": "Intel(R) Xeon(R) Platinum 8380"},
         "hardware.topology": {"provenance.host.topology.cores_per_socket": [40, 40]},
-        "hardware.math_path": {"provenance.math_path.isas_dispatched": ["avx512_core_bf16", "gemm:jit"],
-                               "provenance.math_path.amx_used": False,
+        # an SPR-like CPU without AMX: BF16 on AVX512-BF16
+        "hardware.math_path": {"provenance.math_path": kernels(p["provenance.math_path"], False, "avx512_core_bf16")[0],
                                "provenance.host.cpu.flags_of_note.amx_bf16": False},
         "software": {"provenance.software.tensorflow_distribution": {"name": "intel-tensorflow", "version": "2.14.0"},
                      "provenance.software.stack": "default"},

@@ -428,24 +428,24 @@ def load(cfg) -> Dataset:
 def identity(ds: Dataset) -> dict:
     """What the data are, for the verdict: examples per class, tile shape, content digest, the archive they came from
     where known (a checked .zip; a TFDS build made from one, content unchanged since), else why not. ~0.3 s."""
-    whole = content_sha256(ds.train, ds.val)
-    archive = ds.info.get("archive_sha256")
+    whole, source = content_sha256(ds.train, ds.val), ds.info.get("source", "")
     origin = ds.info.get("tfds_origin") or {}
-    if ds.info.get("source") == "tfds":
-        archive = origin.get("archive_sha256") if origin.get("content_sha256") == whole else None
+    archive = ((origin.get("archive_sha256") if origin.get("content_sha256") == whole else None) if source == "tfds"
+               else ds.info.get("archive_sha256"))
+    checked = (f"the archive TFDS was prepared from ({TFDS_ORIGIN}), content unchanged since" if source == "tfds"
+               else "the .zip's sha256, before decoding")
     counts = np.bincount(np.concatenate([ds.train.labels, ds.val.labels]), minlength=len(CLASS_NAMES)).tolist()
     return {"examples_per_class": counts, "tile_shape": list(ds.train.images.shape[1:]), "content_sha256": whole,
-            "archive_sha256": archive,
-            "archive_checked": "the .zip's sha256, before decoding" if ds.info.get("source", "").startswith(
-                "folder:") and archive else ("the archive TFDS was prepared from (xeontl-origin.json), content "
-                                             "unchanged since" if archive else None),
-            "archive_unchecked": None if archive else unchecked_why(ds.info.get("source", ""), origin)}
+            "archive_sha256": archive, "archive_checked": checked if archive else None,
+            "archive_unchecked": None if archive else unchecked_why(source, origin, len(ds.train) + len(ds.val))}
 
 
-def unchecked_why(source: str, origin: dict) -> str:
+def unchecked_why(source: str, origin: dict, tiles: int) -> str:
     """Why no archive stands behind these tiles (the verdict's data line says it)."""
+    built = sum(origin.get("examples_per_class") or [])
     return ("an unpacked tree: no archive to check" if source.startswith("folder:") else
             f"a TFDS build without {TFDS_ORIGIN} (prepared by another tool, or its record damaged)" if not origin else
+            f"the splits read {tiles} tiles of the {built} the build was prepared with" if tiles != built else
             f"the tiles differ from the content {TFDS_ORIGIN} recorded when the build was prepared: changed since, or "
             f"prepared by an xeontl before 4a07c06, whose digest left file names out (delete the build, prepare again)")
 

@@ -6,8 +6,9 @@ precision the run trained at is the one its kernels ran, BF16 or not, on the ISA
 
 oneDNN reads ONEDNN_VERBOSE once, at its first primitive: start() sets it before this process runs any op (a
 process that ran one earlier records no lines, and a BF16 run with no kernel recorded is unhealthy, never assumed
-native). Cost, measured on the quick start: see docs/paper-runs.md (a line per primitive executed, printed by oneDNN
-and split here)."""
+native). oneDNN offers no switch to turn it off again from Python (TensorFlow does not export dnnl_set_verbose): a
+process that calls train() in-process and runs ops after it prints oneDNN's lines on its stdout. Cost: a line per
+primitive executed (the quick start's rank 0: 54,767), ~2 us each to split and tally here (docs/paper-runs.md)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,10 @@ from xeontl.records import onednn
 MARKERS = tuple(p.encode() for p in onednn.PREFIXES)
 VAR = "ONEDNN_VERBOSE"
 JOIN_SECONDS = 30
+# what each rank records of its own tally at the end of its training (metrics.json ranks[].math_path); rank 0's
+# whole tally is its probe's math_path
+RANK_MATH = ("isas_dispatched", "bf16_kernels_seen", "amx_used", "verbose_lines", "unread_lines", "convolutions",
+             "convolutions_bf16_share", "convolution_isa")
 WHAT = ("this rank's training process (ONEDNN_VERBOSE=1): every oneDNN primitive it executed, set-up, calibration, "
           "training and final evaluation")
 
@@ -47,8 +52,12 @@ class Capture:
         self._saved: int | None = None
         self._before: str | None = None
         self._thread: threading.Thread | None = None
+        self._stdout = None  # Python's own sys.stdout while fd 1 is the pipe
 
     def start(self) -> Capture:
+        """oneDNN's switch on, fd 1 a pipe to the tallying thread. Python's own output (print, Keras' progress) keeps
+        writing where fd 1 went before, not through the pipe: a rank killed at once (SIGKILL, the OOM killer) loses
+        none of it, only oneDNN's lines still in the pipe."""
         import sys
 
         self._before = os.environ.get(VAR)
@@ -56,12 +65,21 @@ class Capture:
         sys.stdout.flush()
         _flush_c_stdout()
         self._saved = os.dup(1)
+        if _on_fd1(sys.stdout):
+            self._stdout = sys.stdout
+            sys.stdout = open(os.dup(self._saved), "w", buffering=1, encoding=sys.stdout.encoding,
+                              errors=sys.stdout.errors)
         read, write = os.pipe()
         os.dup2(write, 1)
         os.close(write)
         self._thread = threading.Thread(target=self._drain, args=(read,), name="onednn-verbose", daemon=True)
         self._thread.start()
         return self
+
+    def environ(self) -> dict[str, str]:
+        """The process's environment as it was given: without the switch start() set."""
+        env = {k: v for k, v in os.environ.items() if k != VAR}
+        return env if self._before is None else {**env, VAR: self._before}
 
     def stop(self) -> None:
         if self._saved is None:
@@ -70,6 +88,9 @@ class Capture:
 
         sys.stdout.flush()
         _flush_c_stdout()
+        if self._stdout is not None:
+            sys.stdout.close()
+            sys.stdout, self._stdout = self._stdout, None
         if self._before is None:  # oneDNN has read it: the caller's environment is put back for its next child
             os.environ.pop(VAR, None)
         else:
@@ -86,6 +107,10 @@ class Capture:
             lines = self.tally.lines
         return {**got, "verbose_lines": lines, "unparsed_lines": self.errors, "source": "training",
                 "what": WHAT}
+
+    def summary(self) -> dict:
+        got = self.result()
+        return {k: got[k] for k in RANK_MATH}
 
     def _drain(self, read: int) -> None:
         pending = b""
@@ -133,6 +158,13 @@ class Capture:
             except OSError:
                 pass
         return tail
+
+
+def _on_fd1(stream) -> bool:
+    try:
+        return stream.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # pytest's capture, a StringIO: not fd 1's writer
+        return False
 
 
 def _marker_at(line: bytes) -> int:

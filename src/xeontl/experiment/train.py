@@ -181,7 +181,7 @@ class Results:
     def write_probe(self, final: bool = True) -> None:
         """probe.json with the math path so far; final=False: only if none was written yet."""
         if self.rank0 and (final or not self.probed):
-            doc = provenance.probe(math_path=self.capture.result())
+            doc = provenance.probe(math_path=self.capture.result(), env=self.capture.environ())
             (self.output / "probe.json").write_text(json.dumps(doc, default=str))
             self.probed = True
 
@@ -317,7 +317,7 @@ def recipe(cfg, results: Results, workers: Workers, weights_info: dict, resume_f
     # Horovod: every rank's throughput and placement, gathered so rank 0 can report both sockets.
     ranks = workers.allgather({**rank_record(workers, len(train_shard), recorder.per_epoch),  # each rank's own,
                                "threads": results.metrics.get("threads"),  # for its health
-                               "math_path": rank_math(results.capture)})
+                               "math_path": results.capture.summary()})
     result = {"train_seconds": train_seconds, "epochs_run": len(recorder.per_epoch), "stopped_early": stopped_early,
               "best_epoch": early.best_epoch + 1, "per_epoch": recorder.per_epoch, "ranks": ranks,
               **best_val_accuracy(recorder.per_epoch),
@@ -426,12 +426,6 @@ def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:
             # the rank's own peak resident memory so far (Linux: ru_maxrss in KiB), for the memory target and a
             # Kubernetes pod's request
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-
-
-def rank_math(capture: dispatch.Capture) -> dict:
-    """This rank's own dispatch, at the end of its training (rank 0's whole record is its probe's math_path)."""
-    got = capture.result()
-    return {k: got[k] for k in ("isas_dispatched", "bf16_kernels_seen", "amx_used", "verbose_lines")}
 
 
 def final_evaluation(net, val, cfg, workers: Workers) -> dict:

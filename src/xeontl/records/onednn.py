@@ -1,7 +1,13 @@
 """oneDNN's own account of what it ran: the lines it prints under ONEDNN_VERBOSE=1 (`onednn_verbose,...`; v2.x's
 `dnnl_verbose,...`), tallied as they come (a training rank's whole run is hundreds of thousands of them) or parsed
 from a finished process's output. A leaf module: the training rank, the provenance probe and the bench's probes
-all read the same lines the same way."""
+all read the same lines the same way.
+
+An execution line names the primitive's kind, its kernel and the data types of its operands: `exec,cpu,convolution,
+brgconv:avx512_core_amx,forward_inference,src_bf16::blocked:acdb::f0 wei_bf16:... dst_bf16:...,...`. A kernel's name
+is the ISA it was built for, not the data it ran on (oneDNN names an FP32 softmax on an AVX512-BF16 CPU
+`jit:avx512_core_bf16`): what ran on BF16 is read from the operands' types, and the run's math path from its
+convolutions (the frozen backbone: almost all of the work, and the ops BF16 AMP rewrites)."""
 
 from __future__ import annotations
 
@@ -11,18 +17,21 @@ PREFIXES = ("onednn_verbose,", "dnnl_verbose,")
 ISA_NAMES = re.compile(r"(avx512_core_amx\w*|avx512_core_bf16|avx512_core_vnni|avx512_core|avx2_vnni\w*|avx2|sse41|"
                        r"gemm:jit|ref)")
 VERSION = re.compile(r",info,oneDNN (v[\d.]+)")
+OPERANDS = ("src", "wei")  # a primitive runs on BF16 when its source or weights are BF16
+MAIN = "convolution"  # the kind whose kernels are the run's math path
 
 
 class Tally:
-    """Counts of the kernels oneDNN executed, whether any of them ran on BF16 data, its version and the ISA it
-    detected. feed() takes one line at a time; result() is the record (provenance's `math_path`)."""
+    """Counts of the kernels oneDNN executed, by kind and kernel, how many of each kind ran on BF16 operands, its
+    version and the ISA it detected. feed() takes one line at a time; result() is the record (`math_path`)."""
 
     def __init__(self):
         self.version: str | None = None
         self.isa_line: str | None = None
         self.implementations: dict[str, int] = {}
-        self.bf16 = False
+        self.kinds: dict[str, dict] = {}
         self.lines = 0
+        self.unread = 0  # execution lines it could not read (another format)
 
     def feed(self, line: str) -> None:
         if not line.startswith(PREFIXES):
@@ -30,22 +39,49 @@ class Tally:
         self.lines += 1
         if ",info," in line:
             if ",info,cpu,isa:" in line and self.isa_line is None:
-                self.isa_line = line.split(",", 3)[-1]
+                self.isa_line = line.split(",info,", 1)[1].split(",", 1)[1]
             if self.version is None and (m := VERSION.search(line)):
                 self.version = m[1]
             return
-        parts = line.split(",", 6)
-        if len(parts) > 6 and parts[1] == "exec" and parts[2] == "cpu":
-            # a primitive names its kernel (brgconv:avx512_core_amx, gemm:jit, ...); TF's plain matmul calls oneDNN's
-            # sgemm API, whose lines leave it empty: then the kind (gemm_api) is what ran, at the ISA line's level
-            name = parts[4] or parts[3]
-            self.implementations[name] = self.implementations.get(name, 0) + 1
-            self.bf16 |= "bf16" in line
+        parts = line.split(",", 9)
+        # `exec` is the second field, or later where oneDNN adds fields first (a timestamp, a "primitive" tag)
+        at = next((i for i in (1, 2, 3) if len(parts) > i and parts[i] == "exec"), None)
+        if at is None:
+            self.unread += ",exec," in line
+            return
+        fields = parts[at + 1:at + 6]
+        if len(fields) < 5 or fields[0] != "cpu":
+            self.unread += 1
+            return
+        kind, impl, data = fields[1], fields[2], fields[4]
+        # a primitive names its kernel (brgconv:avx512_core_amx, gemm:jit, ...); TF's plain matmul calls oneDNN's
+        # sgemm API, whose lines leave it empty: then the kind (gemm_api) is what ran, at the ISA line's level
+        name = impl or kind
+        self.implementations[name] = self.implementations.get(name, 0) + 1
+        k = self.kinds.setdefault(kind, {"executions": 0, "bf16": 0, "kernels": {}})
+        k["executions"] += 1
+        k["bf16"] += any(t.split(":", 1)[0] in (f"{o}_bf16" for o in OPERANDS) for t in data.split())
+        k["kernels"][name] = k["kernels"].get(name, 0) + 1
 
     def result(self) -> dict:
         isas = sorted({m for impl in self.implementations for m in ISA_NAMES.findall(impl)})
+        main = self.kinds.get(MAIN) or {"executions": 0, "bf16": 0, "kernels": {}}
         return {"onednn_version": self.version, "cpu_isa": self.isa_line, "implementations": dict(self.implementations),
-                "isas_dispatched": isas, "bf16_kernels_seen": self.bf16, "amx_used": any("amx" in i for i in isas)}
+                "kinds": {k: {**v, "kernels": dict(v["kernels"])} for k, v in self.kinds.items()},
+                "isas_dispatched": isas, "bf16_kernels_seen": any(v["bf16"] for v in self.kinds.values()),
+                "amx_used": any("amx" in i for i in isas), "unread_lines": self.unread,
+                "convolutions": main["executions"],
+                "convolutions_bf16_share": round(main["bf16"] / main["executions"], 4) if main["executions"] else None,
+                "convolution_isa": kernel_isa(main["kernels"])}
+
+
+def kernel_isa(kernels: dict[str, int]) -> str | None:
+    """The ISA most of KERNELS' executions ran on (None: none names one)."""
+    by_isa: dict[str, int] = {}
+    for name, count in kernels.items():
+        for isa in ISA_NAMES.findall(name)[:1]:
+            by_isa[isa] = by_isa.get(isa, 0) + count
+    return max(by_isa, key=lambda i: (by_isa[i], i)) if by_isa else None
 
 
 def parse(stdout: str) -> dict:

@@ -207,12 +207,13 @@ def parse_onednn_verbose(stdout: str) -> dict:
     return onednn.parse(stdout)
 
 
-def probe(precision: str = "bf16", amp: str = "onednn", math_path: dict | None = None) -> dict:
+def probe(precision: str = "bf16", amp: str = "onednn", math_path: dict | None = None,
+          env: dict | None = None) -> dict:
     """Everything observable from inside the execution environment (rank 0 writes it as probe.json, with MATH_PATH
-    what its own training dispatched; `xeontl probe` runs a sample instead)."""
+    what its own training dispatched and ENV its environment as given; `xeontl probe` runs a sample instead)."""
     return {"host": host(), "execution": execution_inside(), "software": software(),
             "math_path": math_path if math_path is not None else isa_proof(precision, amp),
-            "env": redact_env(dict(os.environ))}
+            "env": redact_env(dict(os.environ) if env is None else env)}
 
 
 # ------------------------------------------------------------------------------------------------ launcher side

@@ -58,8 +58,8 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
 
 def cpu_kind(run: dict) -> str | None:
     """What a run's calibration and time ratio are comparable across: the CPU by model name and family/model (a VM's
-    model name can be as bare as "AMD EPYC"), the math path oneDNN took on it (the best ISA the run's math sample
-    dispatched: one CPU model is two kinds when its hypervisor hides AMX, as seen for the family 6 model 207 Xeon with
+    model name can be as bare as "AMD EPYC"), the math path oneDNN took on it (setup.math_path: the ISA of its
+    convolutions; one CPU model is two kinds when its hypervisor hides AMX, as seen for the family 6 model 207 Xeon with
     and without amx_tile, or when ONEDNN_MAX_CPU_ISA caps oneDNN), and each worker's cores, CPUs and threads (a
     bigger VM of the same CPU steps faster: its calibration is not a busy neighbour's). None when any is unknown."""
     c = (run["provenance"].get("host") or {}).get("cpu") or {}

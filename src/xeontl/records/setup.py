@@ -106,9 +106,13 @@ def _workers(run: dict) -> list[dict]:
 
 
 def math_path(prov: dict) -> str | None:
+    """The ISA of the run's math: the one its convolutions ran on (the training's tally), or for a run recorded
+    before, the best one its side sample dispatched."""
     mp = prov.get("math_path") or {}
     if not mp or mp.get("error"):
         return None
+    if mp.get("source") == "training":
+        return mp.get("convolution_isa") if from_training(mp) else None
     isas = mp.get("isas_dispatched") or []
     return next((want for want in ISA_ORDER if any(i.startswith(want) for i in isas)), None)
 
@@ -223,52 +227,79 @@ def health(run: dict) -> list[str] | None:
     mp = prov.get("math_path") or {}
     flags = ((prov.get("host") or {}).get("cpu") or {}).get("flags_of_note") or {}
     if not tallied(run):  # recorded before runs tallied their own kernels: rank 0's side sample, BF16 runs only
-        return out + (_math_problems("its math sample", mp, ran, flags) if ran == "bf16" else [])
+        return out + (_sample_problems(mp, flags) if ran == "bf16" else [])
     out += _math_problems("rank 0's training", mp if from_training(mp) else None, ran, flags)
     for r in ranks[1:]:  # every other rank's own kernels, as it tallied them
         out += _math_problems(f"rank {r['rank']}", r.get("math_path"), ran, flags)
     return out
 
 
-def from_training(mp: dict) -> bool:
-    """Whether a math path is the training process's own tally (experiment.dispatch), not a side sample."""
-    return (mp or {}).get("source") == "training"
+# Runs that started from this moment on tally their own kernels (experiment.dispatch, 673078e): a record of such a
+# run without its tally is unknown, never judged as a run recorded before (which proved its math with a side sample)
+TALLY_SINCE = "2026-12-06T23:00:00+00:00"
+
+
+def from_training(mp: dict | None) -> bool:
+    """Whether a math path is the training process's own tally by kind and operand types (experiment.dispatch), not a
+    side sample's."""
+    return (mp or {}).get("source") == "training" and "convolutions_bf16_share" in (mp or {})
 
 
 def tallied(run: dict) -> bool:
     """Whether the run is of the code whose ranks tally their own kernels (then each rank's record, rank 0's whole
-    one in provenance, must be there); a run recorded before proved its math path with a side sample."""
-    return from_training(run["provenance"].get("math_path")) or any(
-        "math_path" in r for r in run["metrics"].get("ranks") or [])
+    one in provenance, must be there): its record says so, or it started after they did."""
+    prov = run["provenance"]
+    return ((prov.get("math_path") or {}).get("source") == "training"
+            or any("math_path" in r for r in run["metrics"].get("ranks") or [])
+            or str((prov.get("timestamps") or {}).get("start_utc") or "9") >= TALLY_SINCE)
+
+
+def _sample_problems(mp: dict, flags: dict) -> list[str]:
+    """A side sample's record (runs before TALLY_SINCE), for a BF16 run."""
+    if not mp or mp.get("error") or not mp.get("isas_dispatched"):
+        return [f"math path unknown: the run was to run BF16 and its math sample "
+                f"{'failed: ' + str(mp['error']) if mp and mp.get('error') else 'is missing'}"]
+    isas = mp["isas_dispatched"]
+    if not mp.get("bf16_kernels_seen"):
+        return ["ran bf16 but oneDNN dispatched no BF16 kernel"]
+    if flags.get("amx_bf16") and not mp.get("amx_used"):
+        return [f"this CPU has AMX, oneDNN dispatched {isas}"]
+    if flags.get("avx512_bf16") and not any(i == "avx512_core_bf16" or "amx" in i for i in isas):
+        return [f"this CPU has AVX512-BF16, oneDNN dispatched {isas} (BF16 emulated)"]
+    return []
 
 
 def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict) -> list[str]:
-    """What WHO's oneDNN record says against the precision the run recorded and the CPU's BF16 units."""
-    if not mp or mp.get("error") or not mp.get("isas_dispatched"):
-        why = f"failed: {mp['error']}" if mp and mp.get("error") else "is missing" if not mp else "names no kernel"
+    """What WHO's tally of its convolutions (the backbone's math) says against the precision the run chose and the
+    CPU's BF16 units: every convolution on BF16 operands for a BF16 run, none for an FP32 one, on the CPU's BF16 ISA."""
+    if not mp or mp.get("error") or not mp.get("convolutions") or mp.get("convolutions_bf16_share") is None:
+        why = (f"failed: {mp['error']}" if mp and mp.get("error") else "is missing" if not mp else
+               f"names no convolution ({mp.get('unread_lines') or 0} execution line(s) it could not read)")
         return [f"math path unknown: {who}'s oneDNN record {why}"]
-    isas = mp["isas_dispatched"]
+    share, isa = mp["convolutions_bf16_share"], mp.get("convolution_isa")
     if ran == "fp32":
-        return [f"{who} ran fp32 but oneDNN executed BF16 kernels"] if mp.get("bf16_kernels_seen") else []
-    if not mp.get("bf16_kernels_seen"):
-        return [f"{who} ran bf16 but oneDNN dispatched no BF16 kernel"]
-    if flags.get("amx_bf16") and not mp.get("amx_used"):
-        return [f"this CPU has AMX, oneDNN dispatched {isas} for {who}"]
-    if flags.get("avx512_bf16") and not any(i == "avx512_core_bf16" or "amx" in i for i in isas):
-        return [f"this CPU has AVX512-BF16, oneDNN dispatched {isas} for {who} (BF16 emulated)"]
+        return [f"{who} ran fp32 but {share:.1%} of its convolutions ran on BF16 operands"] if share else []
+    if share < 1:
+        return [f"{who} ran bf16 but {1 - share:.1%} of its convolutions ran on FP32 operands"]
+    if flags.get("amx_bf16") and "amx" not in (isa or ""):
+        return [f"this CPU has AMX, {who}'s convolutions ran on {isa}"]
+    if flags.get("avx512_bf16") and isa != "avx512_core_bf16" and "amx" not in (isa or ""):
+        return [f"this CPU has AVX512-BF16, {who}'s convolutions ran on {isa} (BF16 emulated)"]
     return []
 
 
 def precision(run: dict) -> str | None:
-    """The precision the training ran at: BF16 when its oneDNN kernels ran on BF16 data, else FP32; None when its
-    own tally recorded no kernel. A run recorded before runs tallied their kernels: the precision it chose."""
+    """The precision the training ran at, from rank 0's convolutions: BF16 when every one ran on BF16 operands, FP32
+    when none did, "mixed" otherwise; None when its tally has no convolution. A run recorded before runs tallied
+    their kernels (a side sample's record): the precision it chose."""
     chosen = (run["metrics"].get("precision") or {}).get("precision")
     mp = run["provenance"].get("math_path") or {}
     if not tallied(run):
         return chosen
-    if not from_training(mp) or mp.get("error") or not mp.get("isas_dispatched"):
+    if not from_training(mp) or mp.get("error") or not mp.get("convolutions"):
         return None
-    return "bf16" if mp.get("bf16_kernels_seen") else "fp32"
+    share = mp["convolutions_bf16_share"]
+    return "bf16" if share == 1 else "fp32" if share == 0 else f"mixed ({share:.1%} of the convolutions on BF16)"
 
 
 def of_run(run: dict, pins: dict) -> dict[str, Any]:
