@@ -157,6 +157,11 @@ EXEC_LINES = {
         "wei_bf16::blocked:AcdB64a2b:f0 bia_bf16::blocked:a:f0 dst_bf16::blocked:acdb:f0,,alg:convolution_direct,"
         "mb32_ic64oc64_ih24oh24kh1sh1dh0ph0_iw24ow24kw1sw1dw0pw0,0.3",
         ("convolution", "brgconv_1x1:avx512_core_amx", True)),
+    # BF16 weights alone make a BF16 primitive (the v3.2.1 format, operand types changed)
+    "FP32 source, BF16 weights": (
+        "onednn_verbose,exec,cpu,convolution,brgconv_1x1:avx512_core_bf16,forward_training,src_f32::blocked:acdb::f0 "
+        "wei_bf16:a:blocked:AcdB64a2b::f0 bia_f32:a:blocked:a::f0 dst_f32::blocked:acdb::f0,,alg:convolution_direct,"
+        "mb32,0.4", ("convolution", "brgconv_1x1:avx512_core_bf16", True)),
     "the header line that names the fields is no execution": (
         "onednn_verbose,info,prim_template:operation,engine,primitive,implementation,prop_kind,memory_descriptors,"
         "attributes,auxiliary,problem_desc,exec_time", None),

@@ -462,6 +462,16 @@ HEALTH = {
         "1s_fp32", {"provenance.math_path.convolutions_bf16_share": 0.5},
         "rank 0's training ran fp32 but 50.0% of its convolutions ran on BF16 operands"),
     "an FP32 run's training record missing": ("1s_fp32", {"provenance.math_path": {}}, "math path unknown"),
+    # the second round's surviving mutations: each of these checks had no case
+    "a CPU with AVX512-BF16 and no AMX whose convolutions ran BF16 emulated on AVX-512": (
+        "1s", {"provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False,
+               "provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], False,
+                                                      "avx512_core")[0]},
+        "this CPU has AVX512-BF16, rank 0's training's convolutions ran on avx512_core (BF16 emulated)"),
+    "a failed run": ("1s", {"metrics.status": "failed"}, "status failed"),
+    "a rank whose OMP_NUM_THREADS was not its plan's": (
+        "1s", {"metrics.ranks.0.threads.omp_num_threads": "4", "metrics.threads.omp_num_threads": "4"},
+        "rank 0 ran omp_num_threads = 4, its plan 56"),
     "a run recorded before runs tallied their kernels (a side sample, no rank's own): as it was judged then": (
         "2s", {"provenance.math_path.source": DELETE, "metrics.ranks.0.math_path": DELETE,
                "metrics.ranks.1.math_path": DELETE, **BEFORE_TALLY}, ""),
@@ -495,6 +505,8 @@ PRECISION = {
         "1s_fp32", {"provenance.math_path.convolutions_bf16_share": 1.0}, "bf16"),
     "asked bf16, its convolutions ran on FP32: fp32": ("1s", {"provenance.math_path.convolutions_bf16_share": 0.0},
                                                        "fp32"),
+    "three quarters of the convolutions on BF16: mixed": (
+        "1s", {"provenance.math_path.convolutions_bf16_share": 0.75}, "mixed (75.0% of the convolutions on BF16)"),
     "some convolutions on BF16: mixed, never either": (
         "1s", {"provenance.math_path.convolutions_bf16_share": 0.5}, "mixed (50.0% of the convolutions on BF16)"),
     # the adversary's case 1: an FP32 softmax is named for the CPU's BF16 ISA; its operands say FP32

@@ -133,8 +133,10 @@ def write(run: Path, others: list[Path] | None = None) -> Path:
     lines += [f"Compared with the paper's {claims.RUN_LABELS[diffs['role']]}"
               + (" (Intel's kit's recipe)" if diffs["protocol"] == "kit" else "")
               + f", dimension by dimension ({diffs['compared']} of them, setup.json):", ""]
+    whose = ("the kit's (Intel's kit's recipe: the paper's claims below compare it with the paper's own)"
+             if diffs["protocol"] == "kit" else "the paper's")
     lines += [f"- {d}" for d in diffs["lines"]] or [
-        f"- None: every one of the {diffs['compared']} dimensions was compared and is the paper's."]
+        f"- None: every one of the {diffs['compared']} dimensions was compared and is {whose}."]
     lines += ["", "## The paper's claims", "", claims.markdown(rows)]
     lines += ["## Reproducing the bundle's reference run", "",
               f"**Reproduced: {verdict_words(ref)}**"
