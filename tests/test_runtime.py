@@ -6,7 +6,7 @@ import pytest
 from conftest import scaled
 from xeontl.common.errors import UserError
 from xeontl.experiment import config, runtime
-from xeontl.records import provenance
+from xeontl.records import onednn, provenance
 
 SPR = {"model_name": "Intel(R) Xeon(R) Platinum 8480+", "flags": ["avx2", "fma", "avx512f", "avx512bw", "amx_bf16"]}
 ZEN4 = {"model_name": "AMD EPYC 9R14", "flags": ["avx2", "fma", "avx512f", "avx512bw", "avx512_bf16"]}
@@ -66,7 +66,7 @@ def test_onednn_verbose_lines_name_the_kernels_and_the_isa():
         "onednn_verbose,exec,cpu,gemm_api,,undef,src_f32::blocked:ab::f0,,,m128n128k128,0.5",
         "some other line",
     ])
-    got = provenance.parse_onednn_verbose(out)
+    got = onednn.parse(out)
     assert got["onednn_version"] == "v3.2.1" and got["cpu_isa"] == "isa:Intel AVX2"
     assert got["implementations"] == {"jit:avx2": 1, "gemm_api": 1} and got["isas_dispatched"] == ["avx2"]
     assert not got["bf16_kernels_seen"] and not got["amx_used"]

@@ -26,7 +26,7 @@ JOIN_SECONDS = 30
 RANK_MATH = ("isas_dispatched", "bf16_kernels_seen", "amx_used", "verbose_lines", "unread_lines", "convolutions",
              "convolutions_bf16_share", "convolution_isa")
 WHAT = ("this rank's training process (ONEDNN_VERBOSE=1): every oneDNN primitive it executed, set-up, calibration, "
-          "training and final evaluation")
+        "training and final evaluation")
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -189,7 +189,7 @@ def _matmul_curve(largest: int, repeats: int) -> dict:
 def _probe(worker: planlib.Worker, env: dict, what: str, precision: str, size: int, batch: int, repeats: int,
            fold: bool = True) -> dict:
     cmd = planlib.measure_command(worker, what, precision, size, batch, repeats, fold)
-    # the matmul peak says what oneDNN dispatched for it (ONEDNN_VERBOSE lines, parsed as provenance's probe does)
+    # the matmul peak says what oneDNN dispatched for it (ONEDNN_VERBOSE lines, read as a rank's are: records.onednn)
     # the training step's too, for its per-primitive times (checkhost.step_profile)
     verbose = {"ONEDNN_VERBOSE": "1"} if what in ("matmul", "step", "curve") else {}
     out = subprocess.run(cmd, capture_output=True, text=True,
@@ -197,9 +197,9 @@ def _probe(worker: planlib.Worker, env: dict, what: str, precision: str, size: i
     if out.returncode != 0:
         return {"median": None, "reason": out.stderr.strip().splitlines()[-1] if out.stderr else "failed",
                 "command": shlex.join(cmd)}
-    from xeontl.records.provenance import parse_onednn_verbose
+    from xeontl.records import onednn as onednn_lines
 
-    onednn = parse_onednn_verbose(out.stdout) if verbose else None
+    onednn = onednn_lines.parse(out.stdout) if verbose else None
     got = {**json.loads(out.stdout.strip().splitlines()[-1]), "command": shlex.join(cmd), "onednn": onednn}
     if what == "step":
         got["profile"] = step_profile(out.stdout, got["steps"], got["step_s"])

@@ -197,14 +197,9 @@ def isa_proof(precision: str, amp: str) -> dict:
         proc.kill()
         proc.communicate()
         return {"error": "ISA sample timed out"}
-    return {**parse_onednn_verbose(stdout), "precision": precision, "amp": amp, "returncode": proc.returncode,
+    return {**onednn.parse(stdout), "precision": precision, "amp": amp, "returncode": proc.returncode,
             "source": "sample", "what": "a short conv + matmul in a child process (xeontl isa-sample)",
             **({"stderr_tail": stderr[-500:]} if proc.returncode else {})}
-
-
-def parse_onednn_verbose(stdout: str) -> dict:
-    """oneDNN's ONEDNN_VERBOSE=1 lines: its version, the ISA it detected, the kernels it ran (with their ISA)."""
-    return onednn.parse(stdout)
 
 
 def probe(precision: str = "bf16", amp: str = "onednn", math_path: dict | None = None,
