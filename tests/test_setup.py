@@ -705,6 +705,32 @@ def test_the_time_ratio_is_judged_against_the_runs_own_cpu_kind(tmp_path, name, 
     assert v["reproduced"] is reproduced and v["time_judged"] is (reproduced is not None), v["why"]
 
 
+KIND_C = {"provenance.host.cpu.family": 23, "provenance.host.cpu.model": 1}
+
+
+@pytest.mark.parametrize("name,train,reproduced,said", [
+    # kinds A, B, C at 2.13x, 1.33x, 1.6x: a fourth kind is judged against the spread between them (issue 38: "against
+    # the spread of that ratio across the kinds you have committed runs for"), deciding, and said so
+    ("a fourth kind within the kinds' spread", 65.0, True, "of 3 CPU kinds with 5 or more each (0 of this one"),
+    ("a fourth kind at 3.2x: outside every kind's", 120.0, False, "of 3 CPU kinds with 5 or more each"),
+    ("a fourth kind at 0.27x: outside below (+-79 % here)", 10.0, False, "of 3 CPU kinds with 5 or more each"),
+])
+def test_a_new_kind_is_judged_against_the_spread_between_three_kinds(tmp_path, name, train, reproduced, said):
+    refs = [(f"demo-2s-a{i}", calibrated(train=t)) for i, t in enumerate((79.0, 80.0, 81.0, 80.5, 79.5))]
+    refs += [(f"demo-2s-b{i}", {**calibrated(train=t), **KIND_B}) for i, t in enumerate((49.0, 50.0, 51.0, 50.5, 49.5))]
+    refs += [(f"demo-2s-c{i}", {**calibrated(train=t), **KIND_C}) for i, t in enumerate((59.0, 60.0, 61.0, 60.5, 59.5))]
+    ref = committed(tmp_path, refs)
+    run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=train),
+                                                           "provenance.host.cpu.family": 99}))
+    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    assert any(w.startswith("time") and said in w for w in v["why"]), v["why"]
+    assert v["reproduced"] is reproduced and v["time_judged"] is True, v["why"]
+    # two kinds of five are not enough: the same run's time is shown, not deciding
+    two = committed(tmp_path / "two", refs[:10])
+    v = reference.against_reference(run, reference.find_reference(run, two), two)
+    assert not v["time_judged"] and any("not deciding" in w for w in v["why"]), v["why"]
+
+
 def test_four_runs_of_its_own_kind_do_not_decide_nor_does_the_mixture(tmp_path):
     """4 committed runs of kind A at 1.6x and 5 of kind B at 1.0x: a kind-A run at 1.0x is outside its own kind's
     runs and inside the mixture's spread; with fewer than 5 of its own, the time does not decide, and says how many."""
