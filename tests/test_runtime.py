@@ -183,6 +183,33 @@ def test_an_execution_line_is_read_by_its_operands_types_not_its_kernels_name(ca
     assert got == {kind: {"executions": 1, "bf16": int(bf16), "kernels": {kernel: 1}}}
 
 
+# A kernel's name -> the ISA it reads as: the whole token oneDNN printed, ranked and classed by oneDNN's own list
+# (records/onednn.ISAS, from oneDNN's doc/performance_considerations/dispatcher_control.md and v2.6's
+# cpu_isa_traits.hpp): (name, isa, a BF16 unit, AMX)
+KERNEL_NAMES = [
+    ("brgconv:avx512_core_amx", "avx512_core_amx", True, True),
+    ("brgconv:avx512_core_bf16_amx_bf16", "avx512_core_bf16_amx_bf16", True, True),  # oneDNN 2.x (TF 2.10)
+    ("brgconv:avx10_1_512_amx_fp16", "avx10_1_512_amx_fp16", True, True),
+    ("jit:avx512_core_fp16", "avx512_core_fp16", True, False),  # not avx512_core: the old prefix match's error
+    ("jit:avx512_core_bf16_ymm", "avx512_core_bf16_ymm", True, False),
+    ("brgconv:avx512_core", "avx512_core", False, False),
+    ("jit_1x1:avx2_vnni_2", "avx2_vnni_2", False, False),  # BF16 conversions, no BF16 dot products
+    ("jit_1x1:avx2", "avx2", False, False),
+    ("gemm:jit", "gemm:jit", False, False),
+    ("brg:avx10_2_512", "avx10_2_512", False, False),  # not in the list: read as printed, no known unit
+    ("jit:uni", None, False, False),
+]
+
+
+@pytest.mark.parametrize("name,isa,bf16,amx", KERNEL_NAMES)
+def test_a_kernels_isa_is_its_whole_name_classed_by_onednns_list(name, isa, bf16, amx):
+    from xeontl.records import onednn
+
+    assert onednn.kernel_isa({name: 1}) == isa
+    assert (isa in onednn.BF16_UNIT, isa in onednn.AMX) == (bf16, amx)
+    assert [i for i, _, _ in onednn.ISAS] == sorted(onednn.ISA_RANK, key=onednn.isa_rank)
+
+
 def test_the_math_path_is_the_convolutions_and_their_operands_decide_bf16():
     """The adversary's case 2: 10,000 FP32 convolutions and one BF16 matmul on AMX are an FP32 backbone on AVX-512,
     not "BF16 on AMX"; an execution line in a format it cannot read is counted as such."""

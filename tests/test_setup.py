@@ -468,6 +468,20 @@ HEALTH = {
                "provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], False,
                                                       "avx512_core")[0]},
         "this CPU has AVX512-BF16, rank 0's training's convolutions ran on avx512_core (BF16 emulated)"),
+    # oneDNN's ISA names read whole (records/onednn.ISAS, from oneDNN's own list): avx512_core_fp16 (AVX10.1, a BF16
+    # unit: the model 207 Xeon with AMX hidden has it) is not avx512_core; a name not in the list is no known unit
+    "a CPU with AVX512-BF16 and no AMX whose convolutions ran on avx512_core_fp16": (
+        "1s", {"provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False,
+               "provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], False,
+                                                      "avx512_core_fp16")[0]}, ""),
+    "the paper stack's oneDNN 2.x name for AMX (avx512_core_bf16_amx_bf16) is AMX": (
+        "1s", {"provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], False,
+                                                      "avx512_core_bf16_amx_bf16")[0]}, ""),
+    "a CPU with AVX512-BF16 whose convolutions ran on an ISA oneDNN's list does not name": (
+        "1s", {"provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False,
+               "provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], False,
+                                                      "avx10_9_512")[0]},
+        "ran on avx10_9_512 (an ISA not in oneDNN's list: no known BF16 unit)"),
     "a failed run": ("1s", {"metrics.status": "failed"}, "status failed"),
     "a rank whose OMP_NUM_THREADS was not its plan's": (
         "1s", {"metrics.ranks.0.threads.omp_num_threads": "4", "metrics.threads.omp_num_threads": "4"},

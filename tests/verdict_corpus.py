@@ -117,7 +117,7 @@ def kernels(recorded: dict, fp32: bool, isa: str | None = None) -> tuple[dict, d
     impls[f"brgconv:{isa}"] = n
     isas = sorted({i for k in impls for i in onednn.ISA_NAMES.findall(k)})
     math = {**recorded, "implementations": impls, "kinds": kinds, "isas_dispatched": isas,
-            "amx_used": any("amx" in i for i in isas), "convolutions": n,
+            "amx_used": any(i in onednn.AMX for i in isas), "convolutions": n,
             "convolutions_bf16_share": 0.0 if fp32 else 1.0, "convolution_isa": isa,
             "bf16_kernels_seen": any(k["bf16"] for k in kinds.values())}
     return math, {k: math[k] for k in RANK_MATH}

@@ -14,8 +14,34 @@ from __future__ import annotations
 import re
 
 PREFIXES = ("onednn_verbose,", "dnnl_verbose,")
-ISA_NAMES = re.compile(r"(avx512_core_amx\w*|avx512_core_bf16|avx512_core_vnni|avx512_core|avx2_vnni\w*|avx2|sse41|"
-                       r"gemm:jit|ref)")
+# oneDNN's CPU ISAs as its kernels name them, most capable first: (name, BF16 dot products in hardware, AMX).
+# Transcribed from oneDNN's own list (doc/performance_considerations/dispatcher_control.md at oneapi-src/oneDNN
+# 0301384: "SSE41 < AVX < AVX2 < AVX2_VNNI < AVX2_VNNI_2, AVX2 < AVX512_CORE < AVX512_CORE_VNNI < AVX512_CORE_BF16 <
+# AVX10_1_512 < AVX10_1_512_AMX < AVX10_1_512_AMX_FP16", with the aliases AVX512_CORE_FP16 = AVX10_1_512,
+# AVX512_CORE_AMX = AVX10_1_512_AMX, AVX512_CORE_AMX_FP16 = AVX10_1_512_AMX_FP16) and the v2.x names the paper's
+# TF 2.10 carries (src/cpu/x64/cpu_isa_traits.hpp, v2.6: avx512_core_bf16_ymm, avx512_core_bf16_amx_int8,
+# avx512_core_bf16_amx_bf16). AVX2_VNNI_2's BF16 is conversions, not dot products. A name not here is read as
+# printed, ranks below all of these, and is never a BF16 unit: unknown is never equal.
+ISAS = (
+    ("avx10_1_512_amx_fp16", True, True), ("avx512_core_amx_fp16", True, True),
+    ("avx10_1_512_amx", True, True), ("avx512_core_amx", True, True),
+    ("avx512_core_bf16_amx_bf16", True, True), ("avx512_core_bf16_amx_int8", True, True),
+    ("avx10_1_512", True, False), ("avx512_core_fp16", True, False),
+    ("avx512_core_bf16", True, False), ("avx512_core_bf16_ymm", True, False),
+    ("avx512_core_vnni", False, False), ("avx512_core", False, False),
+    ("avx2_vnni_2", False, False), ("avx2_vnni", False, False), ("avx2", False, False), ("avx", False, False),
+    ("sse41", False, False), ("gemm:jit", False, False), ("ref", False, False))
+ISA_RANK = {name: i for i, (name, _, _) in enumerate(ISAS)}
+BF16_UNIT = {name for name, bf16, _ in ISAS if bf16}
+AMX = {name for name, _, amx in ISAS if amx}
+# a kernel's ISA is the whole token after its family (brgconv:avx512_core_amx, jit_1x1:avx2): read whole, never a
+# known prefix of it (avx512_core_fp16 is not avx512_core)
+ISA_NAMES = re.compile(r"(?<![0-9a-z_])((?:avx|sse|amx)[0-9a-z_]*|gemm:jit|ref)(?![0-9a-z_])")
+
+
+def isa_rank(name: str) -> int:
+    """Where NAME stands among oneDNN's ISAs (0: most capable); an unknown one below all."""
+    return ISA_RANK.get(name, len(ISAS))
 VERSION = re.compile(r",info,oneDNN (v[\d.]+)")
 OPERANDS = ("src", "wei")  # a primitive runs on BF16 when its source or weights are BF16
 MAIN = "convolution"  # the kind whose kernels are the run's math path
@@ -69,7 +95,7 @@ class Tally:
         return {"onednn_version": self.version, "cpu_isa": self.isa_line, "implementations": dict(self.implementations),
                 "kinds": {k: {**v, "kernels": dict(v["kernels"])} for k, v in self.kinds.items()},
                 "isas_dispatched": isas, "bf16_kernels_seen": any(v["bf16"] for v in self.kinds.values()),
-                "amx_used": any("amx" in i for i in isas), "unread_lines": self.unread,
+                "amx_used": any(i in AMX for i in isas), "unread_lines": self.unread,
                 "convolutions": main["executions"],
                 "convolutions_bf16_share": round(main["bf16"] / main["executions"], 4) if main["executions"] else None,
                 "convolution_isa": kernel_isa(main["kernels"])}

@@ -18,6 +18,7 @@ from typing import Any
 
 from xeontl.experiment import config
 from xeontl.placement import topology
+from xeontl.records import onednn
 
 ROLES = ("1s", "2s", "1s_fp32", "2s_fp32")
 # The order dimensions are read, compared and listed in (recipe.<field> for every recipe field but precision).
@@ -25,11 +26,6 @@ HEAD = ("data", "weights")
 TAIL = ("precision", "resumed", "layout.nodes", "layout.workers", "layout.sockets", "layout.cores_per_worker",
         "layout.threads_per_worker", "layout.memory_nodes", "hardware.cpu", "hardware.topology", "hardware.math_path",
         "software", "execution", "health")
-# oneDNN ISAs, most capable first: the math path is the best one rank 0's oneDNN record names
-ISA_ORDER = ("avx512_core_amx", "avx512_core_bf16", "avx512_core_vnni", "avx512_core", "avx2_vnni", "avx2", "sse41",
-             "gemm:jit", "ref")
-
-
 def recipe_fields() -> list[str]:
     return [k for k, f in config.FIELDS.items() if f.recipe and k != "precision"]
 
@@ -114,7 +110,7 @@ def math_path(prov: dict) -> str | None:
     if mp.get("source") == "training":
         return mp.get("convolution_isa") if from_training(mp) else None
     isas = mp.get("isas_dispatched") or []
-    return next((want for want in ISA_ORDER if any(i.startswith(want) for i in isas)), None)
+    return min(isas, key=lambda i: (onednn.isa_rank(i), i), default=None)
 
 
 def software(prov: dict) -> str | None:
@@ -264,7 +260,7 @@ def _sample_problems(mp: dict, flags: dict) -> list[str]:
         return ["ran bf16 but oneDNN dispatched no BF16 kernel"]
     if flags.get("amx_bf16") and not mp.get("amx_used"):
         return [f"this CPU has AMX, oneDNN dispatched {isas}"]
-    if flags.get("avx512_bf16") and not any(i == "avx512_core_bf16" or "amx" in i for i in isas):
+    if flags.get("avx512_bf16") and not any(i in onednn.BF16_UNIT for i in isas):
         return [f"this CPU has AVX512-BF16, oneDNN dispatched {isas} (BF16 emulated)"]
     return []
 
@@ -281,10 +277,12 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict) -> l
         return [f"{who} ran fp32 but {share:.1%} of its convolutions ran on BF16 operands"] if share else []
     if share < 1:
         return [f"{who} ran bf16 but {1 - share:.1%} of its convolutions ran on FP32 operands"]
-    if flags.get("amx_bf16") and "amx" not in (isa or ""):
+    if flags.get("amx_bf16") and isa not in onednn.AMX:
         return [f"this CPU has AMX, {who}'s convolutions ran on {isa}"]
-    if flags.get("avx512_bf16") and isa != "avx512_core_bf16" and "amx" not in (isa or ""):
-        return [f"this CPU has AVX512-BF16, {who}'s convolutions ran on {isa} (BF16 emulated)"]
+    if flags.get("avx512_bf16") and isa not in onednn.BF16_UNIT:
+        return [f"this CPU has AVX512-BF16, {who}'s convolutions ran on {isa} "
+                + ("(BF16 emulated)" if isa in onednn.ISA_RANK else
+                   "(an ISA not in oneDNN's list: no known BF16 unit)")]
     return []
 
 
