@@ -188,7 +188,9 @@ def test_an_execution_line_is_read_by_its_operands_types_not_its_kernels_name(ca
 # cpu_isa_traits.hpp): (name, isa, a BF16 unit, AMX)
 KERNEL_NAMES = [
     ("brgconv:avx512_core_amx", "avx512_core_amx", True, True),
-    ("brgconv:avx512_core_bf16_amx_bf16", "avx512_core_bf16_amx_bf16", True, True),  # oneDNN 2.x (TF 2.10)
+    # oneDNN 2.6 (TF 2.10) prints its enum avx512_core_bf16_amx_bf16 so (cpu_isa_traits.hpp, JIT_IMPL_NAME_HELPER)
+    ("brgconv:avx512_core_amx_bf16", "avx512_core_amx_bf16", True, True),
+    ("brgconv:avx512_core_amx_int8", "avx512_core_amx_int8", False, True),
     ("brgconv:avx10_1_512_amx_fp16", "avx10_1_512_amx_fp16", True, True),
     ("jit:avx512_core_fp16", "avx512_core_fp16", True, False),  # not avx512_core: the old prefix match's error
     ("jit:avx512_core_bf16_ymm", "avx512_core_bf16_ymm", True, False),
@@ -208,6 +210,8 @@ def test_a_kernels_isa_is_its_whole_name_classed_by_onednns_list(name, isa, bf16
     assert onednn.kernel_isa({name: 1}) == isa
     assert (isa in onednn.BF16_UNIT, isa in onednn.AMX) == (bf16, amx)
     assert [i for i, _, _ in onednn.ISAS] == sorted(onednn.ISA_RANK, key=onednn.isa_rank)
+    # a name not in the list ranks below every vector ISA in it and above the generic kernels
+    assert onednn.isa_rank("sse41") < onednn.isa_rank("avx10_9_512") < onednn.isa_rank("gemm:jit")
 
 
 def test_the_math_path_is_the_convolutions_and_their_operands_decide_bf16():

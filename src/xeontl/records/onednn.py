@@ -19,16 +19,19 @@ PREFIXES = ("onednn_verbose,", "dnnl_verbose,")
 # 0301384: "SSE41 < AVX < AVX2 < AVX2_VNNI < AVX2_VNNI_2, AVX2 < AVX512_CORE < AVX512_CORE_VNNI < AVX512_CORE_BF16 <
 # AVX10_1_512 < AVX10_1_512_AMX < AVX10_1_512_AMX_FP16", with the aliases AVX512_CORE_FP16 = AVX10_1_512,
 # AVX512_CORE_AMX = AVX10_1_512_AMX, AVX512_CORE_AMX_FP16 = AVX10_1_512_AMX_FP16) and the v2.x names the paper's
-# TF 2.10 carries (src/cpu/x64/cpu_isa_traits.hpp, v2.6: avx512_core_bf16_ymm, avx512_core_bf16_amx_int8,
-# avx512_core_bf16_amx_bf16). AVX2_VNNI_2's BF16 is conversions, not dot products. A name not here is read as
-# printed, ranks below all of these, and is never a BF16 unit: unknown is never equal.
+# TF 2.10 carries as its kernels print them (src/cpu/x64/cpu_isa_traits.hpp at v2.6, JIT_IMPL_NAME_HELPER: the enum
+# avx512_core_bf16_amx_bf16 prints as "avx512_core_amx_bf16", avx512_core_bf16_amx_int8 as "avx512_core_amx_int8";
+# avx512_common, avx512_mic, avx512_mic_4ops). AVX2_VNNI_2's BF16 is conversions, not dot products; AMX-INT8 has no
+# BF16. A name not here is read as printed, ranks below every vector ISA here (above gemm:jit and ref), and is never
+# a BF16 unit: unknown is never equal.
 ISAS = (
     ("avx10_1_512_amx_fp16", True, True), ("avx512_core_amx_fp16", True, True),
     ("avx10_1_512_amx", True, True), ("avx512_core_amx", True, True),
-    ("avx512_core_bf16_amx_bf16", True, True), ("avx512_core_bf16_amx_int8", True, True),
+    ("avx512_core_amx_bf16", True, True), ("avx512_core_amx_int8", False, True),
     ("avx10_1_512", True, False), ("avx512_core_fp16", True, False),
     ("avx512_core_bf16", True, False), ("avx512_core_bf16_ymm", True, False),
     ("avx512_core_vnni", False, False), ("avx512_core", False, False),
+    ("avx512_common", False, False), ("avx512_mic_4ops", False, False), ("avx512_mic", False, False),
     ("avx2_vnni_2", False, False), ("avx2_vnni", False, False), ("avx2", False, False), ("avx", False, False),
     ("sse41", False, False), ("gemm:jit", False, False), ("ref", False, False))
 ISA_RANK = {name: i for i, (name, _, _) in enumerate(ISAS)}
@@ -39,9 +42,10 @@ AMX = {name for name, _, amx in ISAS if amx}
 ISA_NAMES = re.compile(r"(?<![0-9a-z_])((?:avx|sse|amx)[0-9a-z_]*|gemm:jit|ref)(?![0-9a-z_])")
 
 
-def isa_rank(name: str) -> int:
-    """Where NAME stands among oneDNN's ISAs (0: most capable); an unknown one below all."""
-    return ISA_RANK.get(name, len(ISAS))
+def isa_rank(name: str) -> float:
+    """Where NAME stands among oneDNN's ISAs (0: most capable); an unknown one below every vector ISA, above the
+    generic gemm:jit and ref (a newer oneDNN's ISA is a vector ISA still)."""
+    return ISA_RANK.get(name, ISA_RANK["gemm:jit"] - 0.5)
 VERSION = re.compile(r",info,oneDNN (v[\d.]+)")
 OPERANDS = ("src", "wei")  # a primitive runs on BF16 when its source or weights are BF16
 MAIN = "convolution"  # the kind whose kernels are the run's math path
