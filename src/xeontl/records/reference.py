@@ -58,6 +58,12 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
                                        -order[id(ref)]), default=None)
 
 
+def cpu_id(run: dict) -> tuple:
+    """The CPU alone: model name, family, model."""
+    c = (run["provenance"].get("host") or {}).get("cpu") or {}
+    return c.get("model_name"), c.get("family"), c.get("model")
+
+
 def cpu_kind(run: dict) -> str | None:
     """What a run's calibration and time ratio are comparable across: the CPU by model name and family/model (a VM's
     model name can be as bare as "AMD EPYC"), the math path oneDNN took on it (setup.math_path: the ISA of its
@@ -185,20 +191,38 @@ def tolerances(runs: list[dict], ratio_runs: list[dict] | None = None, floor_poi
 CALIBRATION_FLOOR = 0.15
 
 
-def calibration_check(run: dict, same: list[dict], model: str | None) -> tuple[str, bool | None]:
-    """The run's calibration (seconds per step) against SAME, the committed runs of its setup of its CPU kind MODEL
-    (cpu_kind; None: not recorded): within the prediction interval of theirs (stats.multiple; at least
-    CALIBRATION_FLOOR). A busy neighbour slows the calibration and the training alike, which the ratio cannot see;
-    this can. None: not compared (said)."""
-    mine = (run["metrics"].get("calibration") or {}).get("seconds_per_step")
-    theirs = [r["metrics"]["calibration"]["seconds_per_step"] for r in same
-              if (r["metrics"].get("calibration") or {}).get("seconds_per_step")]
+def seconds_per_step(run: dict) -> float | None:
+    return (run["metrics"].get("calibration") or {}).get("seconds_per_step")
+
+
+def within_kind(settled: dict[str, list[dict]], value, own: int) -> float:
+    """The relative tolerance for a kind with only OWN runs of its own (1 to MIN_CALIBRATED - 1): how much one machine
+    of a kind varies, each settled kind's runs' VALUE about their own kind's mean, pooled (their degrees of freedom:
+    runs less kinds), widened for a mean of OWN (t x sd x sqrt(1 + 1/OWN)). A prediction interval from 2 runs of
+    its own would be 289 sd wide, from 1 none at all: the settled kinds say what one machine's spread is."""
+    dev = [value(r) / statistics.fmean(map(value, rs)) - 1 for rs in settled.values() for r in rs]
+    df = len(dev) - len(settled)
+    return stats.t_quantile(df) * (sum(d * d for d in dev) / df) ** 0.5 * (1 + 1 / own) ** 0.5
+
+
+def calibration_check(run: dict, rule: dict, model: str | None) -> tuple[str, bool | None]:
+    """The run's calibration (seconds per step) against the committed runs of its setup of its CPU kind MODEL
+    (cpu_kind; None: not recorded; RULE: time_rule's): within the prediction interval of theirs where
+    MIN_CALIBRATED are (stats.multiple), else of their mean by the within-kind spread of the settled kinds (as the
+    time ratio), at least CALIBRATION_FLOOR. A busy neighbour slows the calibration and the training alike, which the
+    ratio cannot see; this can. None: not compared (said): no run of its kind, or too few and no settled kinds."""
+    mine = seconds_per_step(run)
+    theirs = [x for x in map(seconds_per_step, rule["same"]) if x]
     if not mine:
         return "calibration not compared: this run recorded none", None
     if not theirs:
         return f"calibration not compared: no committed run of this CPU kind ({model or 'not recorded'})", None
+    if len(theirs) < MIN_CALIBRATED and not rule["deciding"]:
+        return (f"calibration not compared: {len(theirs)} committed run(s) of this CPU kind ({model}), and no settled "
+                f"kinds to tell how much one machine varies"), None
     mean = statistics.fmean(theirs)
-    spread = stats.multiple(len(theirs)) * statistics.stdev(theirs) / mean if len(theirs) >= 2 else 0.0
+    spread = (stats.multiple(len(theirs)) * statistics.stdev(theirs) / mean if len(theirs) >= MIN_CALIBRATED
+              else within_kind(rule["settled"], seconds_per_step, len(theirs)))
     tol = max(CALIBRATION_FLOOR, math.ceil(spread * 100) / 100)
     rel = mine / mean - 1
     good = abs(rel) <= tol
@@ -218,8 +242,9 @@ def time_rule(kind: str | None, pool: list[dict]) -> dict:
     - none of its own: every calibrated run of the settled kinds, the spread between kinds (the issue's "across the
       kinds you have committed runs for"): wide, and said;
 
-    where "settled" is MIN_CALIBRATED runs each, of MIN_KINDS math paths or more (the issue's AMX, Zen 4 and AVX2-only:
-    three kind names of one ISA are not three kinds of machine). Fewer: shown only, never deciding."""
+    where "settled" is MIN_CALIBRATED runs each, of MIN_KINDS CPUs and MIN_KINDS math paths or more (the issue's AMX,
+    Zen 4 and AVX2-only: three kind names of one ISA, or one VM with AMX shown, hidden and in FP32, are not three kinds
+    of machine). Fewer: shown only, never deciding."""
     by_kind: dict = {}
     for r in pool:
         if time_ratio(r) and cpu_kind(r):
@@ -228,20 +253,19 @@ def time_rule(kind: str | None, pool: list[dict]) -> dict:
     own = len(same)
     settled = {k: rs for k, rs in by_kind.items() if len(rs) >= MIN_CALIBRATED}
     paths = {setup.math_path(rs[0]["provenance"]) for rs in settled.values()}
-    deciding = kind is not None and (own >= MIN_CALIBRATED or len(paths) >= MIN_KINDS)
-    out = {"same": same, "runs": None, "deciding": deciding}
+    cpus = {cpu_id(rs[0]) for rs in settled.values()}
+    spans = min(len(paths), len(cpus))
+    deciding = kind is not None and (own >= MIN_CALIBRATED or spans >= MIN_KINDS)
+    out = {"same": same, "runs": None, "deciding": deciding, "settled": settled}
     if own >= MIN_CALIBRATED:
         return {**out, "runs": same, "words": "of this CPU kind"}
     if not out["deciding"]:
         return {**out, "words": f"of every CPU kind ({own} of this one, {kind or 'its kind not recorded'}; "
-                                f"{MIN_CALIBRATED} needed to decide, or {MIN_CALIBRATED} each of {MIN_KINDS} kinds "
-                                f"of other math paths, {len(paths)} now)"}
+                                f"{MIN_CALIBRATED} needed to decide, or {MIN_CALIBRATED} each of kinds of {MIN_KINDS} "
+                                f"CPUs and {MIN_KINDS} math paths: {len(cpus)} and {len(paths)} now)"}
     settled_runs = [r for rs in settled.values() for r in rs]
     if own:
-        dev = [time_ratio(r) / statistics.fmean(map(time_ratio, rs)) - 1 for rs in settled.values() for r in rs]
-        df = len(dev) - len(settled)
-        within = (sum(d * d for d in dev) / df) ** 0.5
-        rel = stats.t_quantile(df) * within * (1 + 1 / own) ** 0.5
+        rel = within_kind(settled, time_ratio, own)
         return {**out, "mean": statistics.fmean(map(time_ratio, same)),
                 "relative": max(stats.FLOOR["time_relative"], math.ceil(rel * 100) / 100),
                 "words": (f"of this CPU kind, only {own} (the tolerance from how much one machine of a kind varies, "
@@ -323,7 +347,7 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
                    f"committed runs {ratio_from} ({rel:+.0%}, tolerance +-{tol['ratio_relative']:.0%}): "
                    f"{'within' if good else 'outside'}"
                    + ("" if ratio_deciding else f", shown, not deciding: {HOW_TO_CALIBRATE}"))
-    said, good = calibration_check(run, same, kind)
+    said, good = calibration_check(run, rule, kind)
     why.append(said)
     ok &= good is not False
     # deny by default: a full "yes" needs the calibration compared too (a neighbour busy for the whole run slows the
@@ -335,5 +359,5 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
     if reproduced is None and ok:
         why.insert(0, "yes on what was judged; not a full verdict: " + ", ".join(unjudged) + " not judged")
     return {"reproduced": reproduced, "partial": reproduced is None and ok, "reference": name, "why": why,
-            "time_judged": time_judged, "not_judged": unjudged,
+            "time_judged": time_judged, "not_judged": unjudged, "own_kind_runs": len(same),
             "accuracy_judged": acc_judged, "tolerances": tol, "health": problems}

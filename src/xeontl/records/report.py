@@ -42,8 +42,10 @@ def verdict_words(ref: dict) -> str:
                     + ("" if "calibration" not in (ref.get("not_judged") or []) else
                        ": no committed run of this CPU kind to compare this machine's calibration with (a neighbour "
                        "busy for the whole run is not seen)"))
+        n = ref.get("own_kind_runs") or 0
         return ("yes on " + ("accuracy and " if ref.get("accuracy_judged") else "") + "the run record; time not "
-                "judged: no calibrated reference of this CPU kind")
+                + ("judged: no calibrated reference of this CPU kind" if not n else
+                   f"judged: only {n} calibrated reference(s) of this CPU kind, and no settled kinds to judge by"))
     return "not judged"
 
 
