@@ -283,6 +283,13 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict) -> l
         return [f"this CPU has AVX512-BF16, {who}'s convolutions ran on {isa} "
                 + ("(BF16 emulated)" if isa in onednn.ISA_RANK else
                    "(an ISA not in oneDNN's list: no known BF16 unit)")]
+    # where the tally keeps every kernel (rank 0's, provenance.json): every convolution on a BF16 unit where the CPU
+    # has one, not only most of them (the other ranks' summaries keep the ISA most ran on)
+    kernels = ((mp.get("kinds") or {}).get(onednn.MAIN) or {}).get("kernels") or {}
+    off = {k: n for k, n in kernels.items() if onednn.kernel_isa({k: n}) not in onednn.BF16_UNIT}
+    if (flags.get("amx_bf16") or flags.get("avx512_bf16")) and off:
+        return [f"this CPU has a BF16 unit, {sum(off.values()) / sum(kernels.values()):.1%} of {who}'s convolutions "
+                f"ran on kernels without one ({', '.join(sorted(off))}: BF16 emulated)"]
     return []
 
 
