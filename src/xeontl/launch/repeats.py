@@ -82,11 +82,16 @@ def summarize(runs: list[Path]) -> dict:
                      # never shown as "not judged"
                      "verdict": None if ref is None else report.verdict_words(ref)})
     stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
-    judged = [r["reproduced"] for r in rows if r["reproduced"] is not None]
+    # every run counted in one of four, a partial verdict ("yes on what was judged") as itself: never dropped
+    counts = {"yes": sum(r["reproduced"] is True for r in rows), "no": sum(r["reproduced"] is False for r in rows),
+              "yes on what was judged": sum(r["reproduced"] is None and bool(r["verdict"])
+                                            and r["verdict"].startswith("yes on") for r in rows)}
+    counts["not judged"] = len(rows) - sum(counts.values())
     return {"kind": list(reference.run_kind(loaded[0])) if loaded else None, "runs": rows, "spread": stats,
             # which machine: summaries of one kind from several machines (or days) give the machine-to-machine spread
             "machine": machine_id(),
-            "reproduced_runs": f"{sum(judged)}/{len(judged)}" if judged else None,
+            "reproduced_runs": (", ".join(f"{n} {w}" for w, n in counts.items() if n) + f" (of {len(rows)})"
+                                if rows else None),
             "tolerances_from_this_spread": tolerances(stats["accuracy"], stats["train_seconds"]),
             "cpus": sorted({r["cpu"] for r in rows if r["cpu"]})}
 
@@ -103,7 +108,7 @@ def markdown(title: str, s: dict) -> str:
             True: "yes", False: "no"}.get(r["reproduced"], "not judged")
         lines.append(f"| `{r['run']}` | {r['seed']} | {r['status']} | {acc} | {r['epochs']} | {secs} | {ref} |")
     tol = s["tolerances_from_this_spread"]
-    lines += ["", f"Runs reproducing the reference on their own: {s['reproduced_runs'] or 'no reference'}. "
+    lines += ["", f"Each run's verdict against the committed runs: {s['reproduced_runs'] or 'no runs'}. "
               f"Tolerances this spread gives ({tol['rule']}): accuracy ±{tol['accuracy_points']} points, training "
               f"time ±{tol['time_relative']} (relative), on {', '.join(s['cpus']) or 'unknown CPU'}.", ""]
     return "\n".join(lines)

@@ -195,14 +195,20 @@ def seconds_per_step(run: dict) -> float | None:
     return (run["metrics"].get("calibration") or {}).get("seconds_per_step")
 
 
-def within_kind(settled: dict[str, list[dict]], value, own: int) -> float:
-    """The relative tolerance for a kind with only OWN runs of its own (1 to MIN_CALIBRATED - 1): how much one machine
-    of a kind varies, each settled kind's runs' VALUE about their own kind's mean, pooled (their degrees of freedom:
-    runs less kinds), widened for a mean of OWN (t x sd x sqrt(1 + 1/OWN)). A prediction interval from 2 runs of
-    its own would be 289 sd wide, from 1 none at all: the settled kinds say what one machine's spread is."""
+def within_kind(settled: dict[str, list[dict]], value, same: list[dict]) -> float:
+    """The relative tolerance for VALUE of a run of a kind with SAME, its committed runs (one or more): how much one
+    machine of a kind varies, each settled kind's runs about their own kind's mean, pooled (their degrees of freedom:
+    runs less kinds), or the kind's own spread where that is larger (the kinds differ: 2-10 % on the committed runs,
+    and a noisy kind is not judged by the quiet ones'), widened for a mean of len(SAME): t x sd x sqrt(1 + 1/n). One
+    estimator whatever n is: a fifth committed run narrows the tolerance, never doubles it (a prediction interval from
+    a kind's own 5 runs alone is 7.3 sd wide, from 2 runs 289)."""
     dev = [value(r) / statistics.fmean(map(value, rs)) - 1 for rs in settled.values() for r in rs]
     df = len(dev) - len(settled)
-    return stats.t_quantile(df) * (sum(d * d for d in dev) / df) ** 0.5 * (1 + 1 / own) ** 0.5
+    sd = (sum(d * d for d in dev) / df) ** 0.5
+    mine = [value(r) for r in same]
+    if len(mine) >= 2:
+        sd = max(sd, statistics.stdev(mine) / statistics.fmean(mine))
+    return stats.t_quantile(df) * sd * (1 + 1 / len(mine)) ** 0.5
 
 
 def calibration_check(run: dict, rule: dict, model: str | None) -> tuple[str, bool | None]:
@@ -212,21 +218,25 @@ def calibration_check(run: dict, rule: dict, model: str | None) -> tuple[str, bo
     time ratio), at least CALIBRATION_FLOOR. A busy neighbour slows the calibration and the training alike, which the
     ratio cannot see; this can. None: not compared (said): no run of its kind, or too few and no settled kinds."""
     mine = seconds_per_step(run)
-    theirs = [x for x in map(seconds_per_step, rule["same"]) if x]
+    same = [r for r in rule["same"] if seconds_per_step(r)]
+    theirs = [seconds_per_step(r) for r in same]
     if not mine:
         return "calibration not compared: this run recorded none", None
     if not theirs:
         return f"calibration not compared: no committed run of this CPU kind ({model or 'not recorded'})", None
-    if len(theirs) < MIN_CALIBRATED and not rule["deciding"]:
-        return (f"calibration not compared: {len(theirs)} committed run(s) of this CPU kind ({model}), and no settled "
-                f"kinds to tell how much one machine varies"), None
+    if not rule["spread"] and len(theirs) < MIN_CALIBRATED:
+        return (f"calibration not compared: {len(theirs)} committed run(s) of this CPU kind ({model}), and fewer than "
+                f"{MIN_KINDS} settled kinds to tell how much one machine varies"), None
     mean = statistics.fmean(theirs)
-    spread = (stats.multiple(len(theirs)) * statistics.stdev(theirs) / mean if len(theirs) >= MIN_CALIBRATED
-              else within_kind(rule["settled"], seconds_per_step, len(theirs)))
+    spread = (within_kind(rule["settled"], seconds_per_step, same) if rule["spread"] else
+              stats.multiple(len(theirs)) * statistics.stdev(theirs) / mean)
     tol = max(CALIBRATION_FLOOR, math.ceil(spread * 100) / 100)
     rel = mine / mean - 1
-    good = abs(rel) <= tol
-    verdict = "within" if good else "outside: this machine ran unlike its kind (a busy neighbour?)"
+    # one-sided: a neighbour slows a machine, never speeds it; a faster machine of the kind (a bigger SKU under a VM's
+    # bare model name) is said, not a "no"
+    good = rel <= tol
+    verdict = ("within" if abs(rel) <= tol else "faster than its kind: no neighbour slowed it") if good else \
+        "outside: this machine ran unlike its kind (a busy neighbour?)"
     return (f"calibration {mine:.3f} s/step vs {mean:.3f} over {len(theirs)} committed run(s) on {model} "
             f"({rel:+.0%}, tolerance +-{tol:.0%}): {verdict}"), good
 
@@ -255,22 +265,25 @@ def time_rule(kind: str | None, pool: list[dict]) -> dict:
     paths = {setup.math_path(rs[0]["provenance"]) for rs in settled.values()}
     cpus = {cpu_id(rs[0]) for rs in settled.values()}
     spans = min(len(paths), len(cpus))
-    deciding = kind is not None and (own >= MIN_CALIBRATED or spans >= MIN_KINDS)
-    out = {"same": same, "runs": None, "deciding": deciding, "settled": settled}
-    if own >= MIN_CALIBRATED:
-        return {**out, "runs": same, "words": "of this CPU kind"}
-    if not out["deciding"]:
+    spread = len(settled) >= MIN_KINDS  # enough kinds to tell how much one machine of a kind varies
+    deciding = kind is not None and (own >= MIN_CALIBRATED or (own and spread) or (not own and spans >= MIN_KINDS))
+    out = {"same": same, "runs": None, "deciding": deciding, "settled": settled, "spread": spread and bool(kind)}
+    if not deciding:
         return {**out, "words": f"of every CPU kind ({own} of this one, {kind or 'its kind not recorded'}; "
-                                f"{MIN_CALIBRATED} needed to decide, or {MIN_CALIBRATED} each of kinds of {MIN_KINDS} "
-                                f"CPUs and {MIN_KINDS} math paths: {len(cpus)} and {len(paths)} now)"}
+                                f"{MIN_CALIBRATED} needed to decide; or 1 and {MIN_KINDS} settled kinds, "
+                                f"{len(settled)} now; or, with none, settled kinds of {MIN_KINDS} CPUs and {MIN_KINDS} "
+                                f"math paths: {len(cpus)} and {len(paths)} now)"}
     settled_runs = [r for rs in settled.values() for r in rs]
-    if own:
-        rel = within_kind(settled, time_ratio, own)
+    if own and spread:
+        rel = within_kind(settled, time_ratio, same)
         return {**out, "mean": statistics.fmean(map(time_ratio, same)),
                 "relative": max(stats.FLOOR["time_relative"], math.ceil(rel * 100) / 100),
-                "words": (f"of this CPU kind, only {own} (the tolerance from how much one machine of a kind varies, "
-                          f"over {len(settled_runs)} runs of {len(settled)} kinds with {MIN_CALIBRATED} or more; "
-                          f"{HOW_TO_CALIBRATE})")}
+                "words": (f"of this CPU kind (the tolerance from how much one machine of a kind varies, "
+                          f"over {len(settled_runs)} runs of {len(settled)} kinds with {MIN_CALIBRATED} or more, or "
+                          f"its own runs' where wider" + ("" if own >= MIN_CALIBRATED else f"; {HOW_TO_CALIBRATE}")
+                          + ")")}
+    if own:
+        return {**out, "runs": same, "words": "of this CPU kind"}
     return {**out, "runs": settled_runs,
             "words": (f"of {len(settled)} CPU kinds with {MIN_CALIBRATED} or more each (none of this one, {kind}: "
                       f"judged against the spread between kinds, wider than a kind's own; {HOW_TO_CALIBRATE} to "

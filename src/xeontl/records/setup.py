@@ -289,7 +289,8 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict) -> l
     off = {k: n for k, n in kernels.items() if onednn.kernel_isa({k: n}) not in onednn.BF16_UNIT}
     if (flags.get("amx_bf16") or flags.get("avx512_bf16")) and off:
         return [f"this CPU has a BF16 unit, {sum(off.values()) / sum(kernels.values()):.1%} of {who}'s convolutions "
-                f"ran on kernels without one ({', '.join(sorted(off))}: BF16 emulated)"]
+                f"ran on kernels not known to use one ({', '.join(sorted(off))}: an ISA without one is BF16 emulated; "
+                f"a kernel whose name gives no ISA is not known to be native)"]
     return []
 
 
