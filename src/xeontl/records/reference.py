@@ -200,8 +200,9 @@ def within_kind(settled: dict[str, list[dict]], value, same: list[dict]) -> floa
     machine of a kind varies, each settled kind's runs about their own kind's mean, pooled (their degrees of freedom:
     runs less kinds), or the kind's own spread where that is larger (the kinds differ: 2-10 % on the committed runs,
     and a noisy kind is not judged by the quiet ones'), widened for a mean of len(SAME): t x sd x sqrt(1 + 1/n). One
-    estimator whatever n is: a fifth committed run narrows the tolerance, never doubles it (a prediction interval from
-    a kind's own 5 runs alone is 7.3 sd wide, from 2 runs 289)."""
+    estimator whatever n is: a fifth committed run no longer switches to a prediction interval from a kind's own 5
+    runs alone, 7.3 sd wide (from 2 runs 289). Its own spread can still widen its own tolerance (the max), and with
+    the pooled t it is not a 99.73 % interval for a noisier kind: the adversary's fourth round, left open."""
     dev = [value(r) / statistics.fmean(map(value, rs)) - 1 for rs in settled.values() for r in rs]
     df = len(dev) - len(settled)
     sd = (sum(d * d for d in dev) / df) ** 0.5
