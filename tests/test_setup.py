@@ -419,6 +419,17 @@ def _relative(role="1s", affinity=None, **more):
 
 # a run that started before runs tallied their own kernels (setup.TALLY_SINCE): its side sample's record is read
 BEFORE_TALLY = {"provenance.timestamps.start_utc": "2026-12-06T16:00:00+00:00"}
+NO_AMX = {"provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False}
+
+
+def bf16_convolutions(kernels: dict[str, int]) -> dict:
+    """Rank 0's training tally with these convolution kernels (executions each), every one on BF16 operands."""
+    n = sum(kernels.values())
+    return {"provenance.math_path.kinds.convolution.kernels": kernels,
+            "provenance.math_path.kinds.convolution.executions": n, "provenance.math_path.kinds.convolution.bf16": n,
+            "provenance.math_path.convolutions": n}
+
+
 # case -> (role, changes, None for unknown, or a phrase health must hold ("" for healthy))
 HEALTH = {
     "a scheduler's rank on its positions' CPUs is healthy": ("1s", _relative(), ""),
@@ -464,14 +475,14 @@ HEALTH = {
     "an FP32 run's training record missing": ("1s_fp32", {"provenance.math_path": {}}, "math path unknown"),
     # the second round's surviving mutations: each of these checks had no case
     "a CPU with AVX512-BF16 and no AMX whose convolutions ran BF16 emulated on AVX-512": (
-        "1s", {"provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False,
+        "1s", {**NO_AMX,
                "provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], False,
                                                       "avx512_core")[0]},
         "this CPU has AVX512-BF16, rank 0's training's convolutions ran on avx512_core (BF16 emulated)"),
     # oneDNN's ISA names read whole (records/onednn.ISAS, from oneDNN's own list): avx512_core_fp16 (AVX10.1, a BF16
     # unit: the model 207 Xeon with AMX hidden has it) is not avx512_core; a name not in the list is no known unit
     "a CPU with AVX512-BF16 and no AMX whose convolutions ran on avx512_core_fp16": (
-        "1s", {"provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False,
+        "1s", {**NO_AMX,
                "provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], False,
                                                       "avx512_core_fp16")[0]}, ""),
     # the adversary's finding 1: oneDNN 2.6 (the paper stack's) prints AMX kernels avx512_core_amx_bf16
@@ -483,25 +494,18 @@ HEALTH = {
                "provenance.math_path.isas_dispatched": ["avx512_core_amx_bf16", "gemm:jit"],
                "provenance.math_path.amx_used": True, **BEFORE_TALLY}, ""),
     "a CPU with AVX512-BF16 whose convolutions ran on an ISA oneDNN's list does not name": (
-        "1s", {"provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False,
+        "1s", {**NO_AMX,
                "provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], False,
                                                       "avx10_9_512")[0]},
         "ran on avx10_9_512 (an ISA not in oneDNN's list: no known BF16 unit)"),
     # round 2's older hole: 30 % of the BF16 convolutions on an emulating kernel beside 70 % on the BF16 unit read as
     # "natively" (the ISA most ran on); rank 0's tally keeps every kernel: each is checked
     "30 % of rank 0's BF16 convolutions on an emulating kernel": (
-        "1s", {"provenance.math_path.kinds.convolution.kernels": {"brgconv:avx512_core_amx": 700,
-                                                                  "brgconv:avx512_core": 300},
-               "provenance.math_path.kinds.convolution.executions": 1000,
-               "provenance.math_path.kinds.convolution.bf16": 1000, "provenance.math_path.convolutions": 1000},
+        "1s", bf16_convolutions({"brgconv:avx512_core_amx": 700, "brgconv:avx512_core": 300}),
         "30.0% of rank 0's training's convolutions ran on kernels not known to use one (brgconv:avx512_core:"),
     "a Zen 4 (AVX512-BF16, no AMX): 20 % of rank 0's BF16 convolutions on an emulating kernel": (
-        "1s", {"provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False,
-               "provenance.math_path.kinds.convolution.kernels": {"brgconv:avx512_core_bf16": 800,
-                                                                  "brgconv:avx512_core": 200},
-               "provenance.math_path.convolution_isa": "avx512_core_bf16",
-               "provenance.math_path.kinds.convolution.executions": 1000,
-               "provenance.math_path.kinds.convolution.bf16": 1000, "provenance.math_path.convolutions": 1000},
+        "1s", {**NO_AMX, **bf16_convolutions({"brgconv:avx512_core_bf16": 800, "brgconv:avx512_core": 200}),
+               "provenance.math_path.convolution_isa": "avx512_core_bf16"},
         "20.0% of rank 0's training's convolutions ran on kernels not known to use one (brgconv:avx512_core:"),
     "a failed run": ("1s", {"metrics.status": "failed"}, "status failed"),
     "a rank whose OMP_NUM_THREADS was not its plan's": (

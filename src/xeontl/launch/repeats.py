@@ -69,9 +69,13 @@ def summarize(runs: list[Path]) -> dict:
     """The N runs of one configuration: each run's figures and verdict against the reference, and their spread."""
     loaded = [claims.load_run(r) for r in runs]
     rows = []
+    # every run counted in one of four, a partial verdict ("yes on what was judged") as itself: never dropped
+    counts = dict.fromkeys(("yes", "no", "yes on what was judged", "not judged"), 0)
     for run in loaded:
         m, cfg = run["metrics"], run["config"]
         ref = reference.against_reference(run, reference.find_reference(run))
+        counts[{True: "yes", False: "no"}.get(ref["reproduced"]) or
+               ("yes on what was judged" if ref.get("partial") else "not judged")] += 1
         rows.append({"run": Path(run["dir"]).name, "seed": cfg.get("seed"), "status": m.get("status"),
                      **{k: m.get(src) for k, (src, _, _) in FIGURES.items()},
                      # the CPU by model name and family/model: "AMD EPYC" alone names Zen 3, 4 and 5 alike
@@ -82,11 +86,6 @@ def summarize(runs: list[Path]) -> dict:
                      # never shown as "not judged"
                      "verdict": None if ref is None else report.verdict_words(ref)})
     stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
-    # every run counted in one of four, a partial verdict ("yes on what was judged") as itself: never dropped
-    counts = {"yes": sum(r["reproduced"] is True for r in rows), "no": sum(r["reproduced"] is False for r in rows),
-              "yes on what was judged": sum(r["reproduced"] is None and bool(r["verdict"])
-                                            and r["verdict"].startswith("yes on") for r in rows)}
-    counts["not judged"] = len(rows) - sum(counts.values())
     return {"kind": list(reference.run_kind(loaded[0])) if loaded else None, "runs": rows, "spread": stats,
             # which machine: summaries of one kind from several machines (or days) give the machine-to-machine spread
             "machine": machine_id(),

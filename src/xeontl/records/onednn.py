@@ -40,12 +40,6 @@ AMX = {name for name, _, amx in ISAS if amx}
 # a kernel's ISA is the whole token after its family (brgconv:avx512_core_amx, jit_1x1:avx2): read whole, never a
 # known prefix of it (avx512_core_fp16 is not avx512_core)
 ISA_NAMES = re.compile(r"(?<![0-9a-z_])((?:avx|sse|amx)[0-9a-z_]*|gemm:jit|ref)(?![0-9a-z_])")
-
-
-def isa_rank(name: str) -> float:
-    """Where NAME stands among oneDNN's ISAs (0: most capable); an unknown one below every vector ISA, above the
-    generic gemm:jit and ref (a newer oneDNN's ISA is a vector ISA still)."""
-    return ISA_RANK.get(name, ISA_RANK["gemm:jit"] - 0.5)
 VERSION = re.compile(r",info,oneDNN (v[\d.]+)")
 OPERANDS = ("src", "wei")  # a primitive runs on BF16 when its source or weights are BF16
 MAIN = "convolution"  # the kind whose kernels are the run's math path
@@ -105,11 +99,23 @@ class Tally:
                 "convolution_isa": kernel_isa(main["kernels"])}
 
 
+def isa_rank(name: str) -> float:
+    """Where NAME stands among oneDNN's ISAs (0: most capable); an unknown one below every vector ISA, above the
+    generic gemm:jit and ref (a newer oneDNN's ISA is a vector ISA still)."""
+    return ISA_RANK.get(name, ISA_RANK["gemm:jit"] - 0.5)
+
+
+def isa_of(kernel: str) -> str | None:
+    """The ISA a kernel's name gives (brgconv:avx512_core_amx: avx512_core_amx), None where it gives none (jit:uni)."""
+    found = ISA_NAMES.findall(kernel)
+    return found[0] if found else None
+
+
 def kernel_isa(kernels: dict[str, int]) -> str | None:
     """The ISA most of KERNELS' executions ran on (None: none names one)."""
     by_isa: dict[str, int] = {}
     for name, count in kernels.items():
-        for isa in ISA_NAMES.findall(name)[:1]:
+        if (isa := isa_of(name)) is not None:
             by_isa[isa] = by_isa.get(isa, 0) + count
     return max(by_isa, key=lambda i: (by_isa[i], i)) if by_isa else None
 

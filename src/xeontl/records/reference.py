@@ -9,9 +9,10 @@
   its setup of its own precision where five are committed, else FP32 and BF16 both (the paper: "same as FP32");
 - its time judged against a prediction from this very machine: the run measures, before training, the step time of
   its own model on a fixed batch (metrics.json `calibration`); measured / predicted is judged against the spread of
-  that ratio over the committed runs of its setup and CPU kind that carry a calibration; where fewer than
-  MIN_CALIBRATED of its kind do, over every calibrated run of the MIN_KINDS kinds or more that have MIN_CALIBRATED
-  each (the spread between kinds: wider, said). Fewer kinds than that: "time not judged", said, never a silent yes.
+  that ratio over the committed runs of its setup and CPU kind that carry a calibration (time_rule: their mean with
+  how much one machine of a kind varies); with none of its kind, over every calibrated run of the settled kinds (the
+  spread between kinds: wider, said), and its calibration then has nothing to be compared with: at most "yes on what
+  was judged". Where neither can be: "time not judged", said, never a silent yes.
 
 Pure: run dirs in, a verdict out."""
 
@@ -219,7 +220,7 @@ def calibration_check(run: dict, rule: dict, model: str | None) -> tuple[str, bo
     time ratio), at least CALIBRATION_FLOOR. A busy neighbour slows the calibration and the training alike, which the
     ratio cannot see; this can. None: not compared (said): no run of its kind, or too few and no settled kinds."""
     mine = seconds_per_step(run)
-    same = [r for r in rule["same"] if seconds_per_step(r)]
+    same = rule["same"]  # each carries a time ratio, so a calibration
     theirs = [seconds_per_step(r) for r in same]
     if not mine:
         return "calibration not compared: this run recorded none", None
@@ -247,15 +248,15 @@ def time_rule(kind: str | None, pool: list[dict]) -> dict:
     The ratio differs between CPU kinds (1.98-2.58x on the AMX Xeon, 1.40-1.69x on a Zen 4, 1.29-1.73x on an AVX2-only
     Zen 3 for the demo) far more than within one, so:
 
-    - MIN_CALIBRATED or more runs of the run's own kind: their prediction interval (tolerances);
-    - 1 to MIN_CALIBRATED - 1 of its own: their mean, and the within-kind spread the settled kinds show (each run's
-      ratio over its own kind's mean, pooled: how much one machine of a kind varies), widened for so few;
+    - one or more runs of the run's own kind, and MIN_KINDS settled kinds to tell how much one machine of a kind
+      varies: their mean, with that spread (within_kind: "mean" and "relative");
+    - MIN_CALIBRATED or more of its own and fewer settled kinds: their prediction interval ("runs": tolerances);
     - none of its own: every calibrated run of the settled kinds, the spread between kinds (the issue's "across the
-      kinds you have committed runs for"): wide, and said;
+      kinds you have committed runs for"): wide, and said; a full "yes" then waits for runs of its kind;
 
     where "settled" is MIN_CALIBRATED runs each, of MIN_KINDS CPUs and MIN_KINDS math paths or more (the issue's AMX,
     Zen 4 and AVX2-only: three kind names of one ISA, or one VM with AMX shown, hidden and in FP32, are not three kinds
-    of machine). Fewer: shown only, never deciding."""
+    of machine). Otherwise: shown against the whole pool, never deciding."""
     by_kind: dict = {}
     for r in pool:
         if time_ratio(r) and cpu_kind(r):
@@ -268,12 +269,13 @@ def time_rule(kind: str | None, pool: list[dict]) -> dict:
     spans = min(len(paths), len(cpus))
     spread = len(settled) >= MIN_KINDS  # enough kinds to tell how much one machine of a kind varies
     deciding = kind is not None and (own >= MIN_CALIBRATED or (own and spread) or (not own and spans >= MIN_KINDS))
-    out = {"same": same, "runs": None, "deciding": deciding, "settled": settled, "spread": spread and bool(kind)}
+    out = {"same": same, "runs": [], "deciding": deciding, "settled": settled, "spread": spread and bool(kind)}
     if not deciding:
-        return {**out, "words": f"of every CPU kind ({own} of this one, {kind or 'its kind not recorded'}; "
-                                f"{MIN_CALIBRATED} needed to decide; or 1 and {MIN_KINDS} settled kinds, "
-                                f"{len(settled)} now; or, with none, settled kinds of {MIN_KINDS} CPUs and {MIN_KINDS} "
-                                f"math paths: {len(cpus)} and {len(paths)} now)"}
+        return {**out, "runs": pool,
+                "words": f"of every CPU kind ({own} of this one, {kind or 'its kind not recorded'}; "
+                         f"{MIN_CALIBRATED} needed to decide; or 1 and {MIN_KINDS} settled kinds, "
+                         f"{len(settled)} now; or, with none, settled kinds of {MIN_KINDS} CPUs and {MIN_KINDS} "
+                         f"math paths: {len(cpus)} and {len(paths)} now)"}
     settled_runs = [r for rs in settled.values() for r in rs]
     if own and spread:
         rel = within_kind(settled, time_ratio, same)
@@ -316,7 +318,7 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
     own_precision = [r for r in pool if mine and precision_of(r) == mine]
     by_precision = len(own_precision) >= MIN_CALIBRATED
     acc_pool = own_precision if by_precision else (pool or [ref])
-    tol = tolerances(acc_pool, rule["runs"] if rule["runs"] is not None else (pool or [ref]), accuracy_floor(run))
+    tol = tolerances(acc_pool, rule["runs"] or [ref], accuracy_floor(run))
     if rule.get("mean"):  # a kind with a few runs of its own: their mean, the within-kind spread of the settled kinds
         tol.update(ratio_mean=rule["mean"], ratio_relative=rule["relative"], calibrated_runs=len(same))
     acc_from = f"runs of this setup in {mine.upper()}" if by_precision else "runs of this setup, FP32 and BF16"

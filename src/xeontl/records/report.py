@@ -38,10 +38,10 @@ def verdict_words(ref: dict) -> str:
         return "yes" if ref["reproduced"] else "no"
     if ref.get("partial"):
         if ref.get("time_judged"):
-            return ("yes on what was judged; " + ", ".join(ref.get("not_judged") or []) + " not judged"
-                    + ("" if "calibration" not in (ref.get("not_judged") or []) else
-                       ": no committed run of this CPU kind to compare this machine's calibration with (a neighbour "
-                       "busy for the whole run is not seen)"))
+            unjudged = ref.get("not_judged") or []
+            return ("yes on what was judged; " + ", ".join(unjudged) + " not judged"
+                    + (": no committed run of this CPU kind to compare this machine's calibration with (a neighbour "
+                       "busy for the whole run is not seen)" if "calibration" in unjudged else ""))
         n = ref.get("own_kind_runs") or 0
         return ("yes on " + ("accuracy and " if ref.get("accuracy_judged") else "") + "the run record; time not "
                 + ("judged: no calibrated reference of this CPU kind" if not n else

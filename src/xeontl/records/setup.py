@@ -26,6 +26,8 @@ HEAD = ("data", "weights")
 TAIL = ("precision", "resumed", "layout.nodes", "layout.workers", "layout.sockets", "layout.cores_per_worker",
         "layout.threads_per_worker", "layout.memory_nodes", "hardware.cpu", "hardware.topology", "hardware.math_path",
         "software", "execution", "health")
+
+
 def recipe_fields() -> list[str]:
     return [k for k, f in config.FIELDS.items() if f.recipe and k != "precision"]
 
@@ -286,7 +288,7 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict) -> l
     # where the tally keeps every kernel (rank 0's, provenance.json): every convolution on a BF16 unit where the CPU
     # has one, not only most of them (the other ranks' summaries keep the ISA most ran on)
     kernels = ((mp.get("kinds") or {}).get(onednn.MAIN) or {}).get("kernels") or {}
-    off = {k: n for k, n in kernels.items() if onednn.kernel_isa({k: n}) not in onednn.BF16_UNIT}
+    off = {k: n for k, n in kernels.items() if onednn.isa_of(k) not in onednn.BF16_UNIT}
     if (flags.get("amx_bf16") or flags.get("avx512_bf16")) and off:
         return [f"this CPU has a BF16 unit, {sum(off.values()) / sum(kernels.values()):.1%} of {who}'s convolutions "
                 f"ran on kernels not known to use one ({', '.join(sorted(off))}: an ISA without one is BF16 emulated; "
