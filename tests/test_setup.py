@@ -912,6 +912,21 @@ def test_a_repeats_summary_counts_every_runs_verdict_partial_ones_too(tmp_path):
     assert s["reproduced_runs"] == "1 yes, 1 yes on what was judged (of 2)", s["reproduced_runs"]
 
 
+def test_a_repeats_summary_names_the_machines_its_runs_recorded(tmp_path):
+    """Round 4's finding 6: the summary's "machine" was a hash of the launcher's /etc/machine-id, the same on every VM
+    of this workplace (all six committed summaries, four machines, say 0035969ec53f6e7f). It is now the runs' own
+    record: provenance host.boot, a hash of the kernel's boot id, which a container shares with its host."""
+    from xeontl.launch import repeats
+    from xeontl.records import provenance
+
+    assert provenance.host()["boot"] == provenance.boot() and len(provenance.boot()) == 16
+    zen4 = sorted(claims.REFERENCE_DIR.glob("20261207-00*-demo-2s-*"))[:3]
+    assert repeats.summarize(zen4)["machines"] == []  # committed before boot was recorded: no machine claimed
+    runs = [derive(d, tmp_path / d.name, **{"provenance.host.boot": b}) for d, b in zip(zen4, "aab")]
+    s = repeats.summarize(runs)
+    assert s["machines"] == ["a", "b"] and "machine" not in s, s
+
+
 def test_a_fifth_run_of_a_kind_narrows_its_tolerance_never_widens_it(tmp_path):
     """Round 3's finding 1: with 4 runs of its own a kind was judged by the settled kinds' pooled spread (+-25 %), with
     5 by its own runs' interval alone (7.3 sd: +-49 %): a machine 1.5x slower in training was "no", then "yes". One

@@ -9,7 +9,6 @@ with the runs' config.json and metrics.json is what the reference comparison rea
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -57,14 +56,6 @@ def tolerances(acc: dict, secs: dict) -> dict:
                     f"(records/reference.py)"}
 
 
-def machine_id() -> str | None:
-    """This machine, anonymously: a hash of /etc/machine-id (a VM of the same kind gets a new one)."""
-    try:
-        return hashlib.sha256(Path("/etc/machine-id").read_bytes().strip()).hexdigest()[:16]
-    except OSError:
-        return None
-
-
 def summarize(runs: list[Path]) -> dict:
     """The N runs of one configuration: each run's figures and verdict against the reference, and their spread."""
     loaded = [claims.load_run(r) for r in runs]
@@ -87,8 +78,9 @@ def summarize(runs: list[Path]) -> dict:
                      "verdict": None if ref is None else report.verdict_words(ref)})
     stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
     return {"kind": list(reference.run_kind(loaded[0])) if loaded else None, "runs": rows, "spread": stats,
-            # which machine: summaries of one kind from several machines (or days) give the machine-to-machine spread
-            "machine": machine_id(),
+            # which machines, as the runs recorded them (provenance host.boot: this boot of the machine whose kernel
+            # the ranks ran on): summaries of one kind from several machines give the machine-to-machine spread
+            "machines": sorted({b for r in loaded if (b := ((r["provenance"].get("host") or {}).get("boot")))}),
             "reproduced_runs": (", ".join(f"{n} {w}" for w, n in counts.items() if n) + f" (of {len(rows)})"
                                 if rows else None),
             "tolerances_from_this_spread": tolerances(stats["accuracy"], stats["train_seconds"]),

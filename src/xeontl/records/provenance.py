@@ -85,7 +85,16 @@ def host() -> dict:
     os_name = re.search(r'PRETTY_NAME="?([^"\n]*)', _read("/etc/os-release"))
     return {"cpu": cpuinfo(), "topology": topo.summary(),
             "memory_gib": round(int(mem_kb[1]) / 2**20, 1) if mem_kb else None,
-            "kernel": platform.release(), "os": os_name[1] if os_name else None, "hostname": platform.node()}
+            "kernel": platform.release(), "os": os_name[1] if os_name else None, "hostname": platform.node(),
+            "boot": boot()}
+
+
+def boot() -> str | None:
+    """Which machine, anonymously: a hash of the kernel's boot id. A container shares its host's kernel, so every rank
+    and container of one boot of one machine reads the same; another VM (or a reboot) reads another. /etc/machine-id
+    is not one: it is the image's inside a container, and this workplace's VMs were all cloned with the same one."""
+    raw = _read("/proc/sys/kernel/random/boot_id").strip()
+    return hashlib.sha256(raw.encode()).hexdigest()[:16] if raw else None
 
 
 _CAPS = ["chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
