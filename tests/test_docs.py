@@ -136,6 +136,33 @@ def test_every_committed_calibrated_run_is_reproduced_against_the_others(committ
     assert v["reproduced"] is (True if len(others) >= reference.MIN_CALIBRATED else None), v["why"]
 
 
+@pytest.mark.parametrize("figure", ["time_ratio", "seconds_per_step"])
+def test_no_committed_kind_varies_more_than_the_others_pooled(figure):
+    """reference.within_kind pools the settled kinds' spreads (how much one machine of a kind varies): each kind's
+    runs about their own mean, against the other kinds' pooled, by an F test at 1 % (scipy's F, one-sided: a kind
+    much noisier, or bimodal, than the others). Such a kind cannot be committed to widen every kind's tolerance (the
+    adversary's fourth round: six bimodal runs passed each other's leave-one-out and widened the pool)."""
+    from scipy import stats as scipy_stats
+
+    from xeontl.records import claims, reference
+
+    value = getattr(reference, figure)
+    rule = reference.time_rule(None, [claims.load_run(d) for d in CALIBRATED])
+    settled = rule["settled"]
+    assert len(settled) >= reference.MIN_KINDS, settled.keys()
+
+    def dev2(rs):
+        mean = sum(map(value, rs)) / len(rs)
+        return sum((value(r) / mean - 1) ** 2 for r in rs), len(rs) - 1
+
+    for kind, rs in settled.items():
+        ss, df = dev2(rs)
+        others = [dev2(o) for k, o in settled.items() if k != kind]
+        ss_o, df_o = sum(s for s, _ in others), sum(d for _, d in others)
+        f = (ss / df) / (ss_o / df_o)
+        assert f <= scipy_stats.f.ppf(0.99, df, df_o), (kind, f, df, df_o)
+
+
 @pytest.mark.parametrize("committed", [REFERENCE, REFERENCE.parent / "20261206-065325-demo-2s-2169",
                                        REFERENCE.parent / "20261206-101239-demo-2s-7a30"],
                          ids=["AMX Xeon", "Zen 5", "Xeon, AMX hidden"])
