@@ -361,7 +361,8 @@ def test_the_fixture_is_what_the_code_writes_today(tmp_path):
             out = set()
             for k, v in doc.items():
                 # maps keyed by what this CPU ran (kernels and primitive kinds), names and values of this host
-                if prefix.endswith(("implementations", "kinds", "env.values", "startup", "per_class_accuracy")):
+                if prefix.endswith(("implementations", "kinds", "env.values", "startup", "per_class_accuracy",
+                                    "convolution_kernels")):
                     continue
                 out |= {f"{prefix}.{k}"} | keys(v, f"{prefix}.{k}")
             return out
@@ -507,6 +508,16 @@ HEALTH = {
         "1s", {**NO_AMX, **bf16_convolutions({"brgconv:avx512_core_bf16": 800, "brgconv:avx512_core": 200}),
                "provenance.math_path.convolution_isa": "avx512_core_bf16"},
         "20.0% of rank 0's training's convolutions ran on kernels not known to use one (brgconv:avx512_core:"),
+    # the adversary's fourth round: the other ranks kept only the ISA most of their convolutions ran on, so 45 % of
+    # rank 1's on an emulating kernel beside 55 % on AMX read as native; each rank's summary now names its kernels
+    "45 % of rank 1's BF16 convolutions on an emulating kernel": (
+        "2s", {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 55,
+                                                                 "brgconv:avx512_core": 45}},
+        "45.0% of rank 1's convolutions ran on kernels not known to use one (brgconv:avx512_core:"),
+    "rank 1's summary without its kernels where rank 0's names them": (
+        "2s", {"metrics.ranks.0.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 100},
+               "metrics.ranks.1.math_path.convolution_kernels": DELETE},
+        "math path unknown: rank 1's record names no convolution kernel (the code that wrote it records them)"),
     "a failed run": ("1s", {"metrics.status": "failed"}, "status failed"),
     "a rank whose OMP_NUM_THREADS was not its plan's": (
         "1s", {"metrics.ranks.0.threads.omp_num_threads": "4", "metrics.threads.omp_num_threads": "4"},

@@ -105,7 +105,7 @@ def kernels(recorded: dict, fp32: bool, isa: str | None = None) -> tuple[dict, d
     """The training's oneDNN tally (the fixture's, as rank 0's probe wrote it) as it reads where the convolutions ran
     on ISA (default: AMX for BF16, AVX-512's own kernels for FP32) with BF16 operands or FP32 ones, and a rank's
     summary of it (dispatch.Capture.summary). Its other kinds (softmax, reorders, ...) are the fixture's own."""
-    from xeontl.experiment.dispatch import RANK_MATH
+    from xeontl.experiment.dispatch import summary_of
     from xeontl.records import onednn
 
     isa = isa or ("avx512_core" if fp32 else "avx512_core_amx")
@@ -120,7 +120,7 @@ def kernels(recorded: dict, fp32: bool, isa: str | None = None) -> tuple[dict, d
             "amx_used": any(i in onednn.AMX for i in isas), "convolutions": n,
             "convolutions_bf16_share": 0.0 if fp32 else 1.0, "convolution_isa": isa,
             "bf16_kernels_seen": any(k["bf16"] for k in kinds.values())}
-    return math, {k: math[k] for k in RANK_MATH}
+    return math, summary_of(math)
 
 
 # One dimension of the setup changed at a time, on top of the paper's 1-socket run: dimension -> (what changes, the

@@ -227,8 +227,11 @@ def health(run: dict) -> list[str] | None:
     if not tallied(run):  # recorded before runs tallied their own kernels: rank 0's side sample, BF16 runs only
         return out + (_sample_problems(mp, flags) if ran == "bf16" else [])
     out += _math_problems("rank 0's training", mp if from_training(mp) else None, ran, flags)
-    for r in ranks[1:]:  # every other rank's own kernels, as it tallied them
-        out += _math_problems(f"rank {r['rank']}", r.get("math_path"), ran, flags)
+    # every other rank's own kernels, as it tallied them: by name where the run's code keeps them (a rank's summary
+    # names them: the same code wrote every rank's), else (recorded before 2026-12-07) the ISA most of them ran on
+    keeps = any("convolution_kernels" in (r.get("math_path") or {}) for r in ranks)
+    for r in ranks[1:]:
+        out += _math_problems(f"rank {r['rank']}", r.get("math_path"), ran, flags, keeps)
     return out
 
 
@@ -267,7 +270,7 @@ def _sample_problems(mp: dict, flags: dict) -> list[str]:
     return []
 
 
-def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict) -> list[str]:
+def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict, keeps_kernels: bool = True) -> list[str]:
     """What WHO's tally of its convolutions (the backbone's math) says against the precision the run chose and the
     CPU's BF16 units: every convolution on BF16 operands for a BF16 run, none for an FP32 one, on the CPU's BF16 ISA."""
     if not mp or mp.get("error") or not mp.get("convolutions") or mp.get("convolutions_bf16_share") is None:
@@ -285,15 +288,27 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict) -> l
         return [f"this CPU has AVX512-BF16, {who}'s convolutions ran on {isa} "
                 + ("(BF16 emulated)" if isa in onednn.ISA_RANK else
                    "(an ISA not in oneDNN's list: no known BF16 unit)")]
-    # where the tally keeps every kernel (rank 0's, provenance.json): every convolution on a BF16 unit where the CPU
-    # has one, not only most of them (the other ranks' summaries keep the ISA most ran on)
-    kernels = ((mp.get("kinds") or {}).get(onednn.MAIN) or {}).get("kernels") or {}
-    off = {k: n for k, n in kernels.items() if onednn.isa_of(k) not in onednn.BF16_UNIT}
+    # every convolution on a BF16 unit where the CPU has one, not only most of them: each kernel by name (rank 0's
+    # whole tally in provenance.json, every rank's summary since 2026-12-07)
+    kernels = kernels_of(mp)
+    off = {k: n for k, n in (kernels or {}).items() if onednn.isa_of(k) not in onednn.BF16_UNIT}
+    if (flags.get("amx_bf16") or flags.get("avx512_bf16")) and kernels is None and keeps_kernels:
+        return [f"math path unknown: {who}'s record names no convolution kernel (the code that wrote it records them): "
+                f"whether every convolution ran on a BF16 unit cannot be checked"]
     if (flags.get("amx_bf16") or flags.get("avx512_bf16")) and off:
         return [f"this CPU has a BF16 unit, {sum(off.values()) / sum(kernels.values()):.1%} of {who}'s convolutions "
                 f"ran on kernels not known to use one ({', '.join(sorted(off))}: an ISA without one is BF16 emulated; "
                 f"a kernel whose name gives no ISA is not known to be native)"]
     return []
+
+
+def kernels_of(mp: dict | None) -> dict | None:
+    """A tally's convolution kernels by name: rank 0's whole tally's (provenance.json), a rank's summary's
+    (metrics.json, since 2026-12-07); None where it kept none (a rank's summary before)."""
+    mp = mp or {}
+    if "kinds" in mp:
+        return ((mp["kinds"] or {}).get(onednn.MAIN) or {}).get("kernels") or {}
+    return mp.get("convolution_kernels")
 
 
 def precision(run: dict) -> str | None:
