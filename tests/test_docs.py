@@ -138,10 +138,11 @@ def test_every_committed_calibrated_run_is_reproduced_against_the_others(committ
 
 @pytest.mark.parametrize("figure", ["time_ratio", "seconds_per_step"])
 def test_no_committed_kind_varies_more_than_the_others_pooled(figure):
-    """reference.within_kind pools the settled kinds' spreads (how much one machine of a kind varies): each kind's
-    runs about their own mean, against the other kinds' pooled, by an F test at 1 % (scipy's F, one-sided: a kind
-    much noisier, or bimodal, than the others). Such a kind cannot be committed to widen every kind's tolerance (the
-    adversary's fourth round: six bimodal runs passed each other's leave-one-out and widened the pool)."""
+    """reference.within_kind pools the settled kinds' spreads (how much one machine of a kind varies): each kind's runs
+    about their own mean, against the other kinds' pooled, by an F test at reference.GATE (scipy's F, one-sided: a
+    kind much noisier, or bimodal, than the others), as the verdict's own gate (reference.varies_alike) does. Such a
+    kind cannot be committed to widen every kind's tolerance (the adversary's fourth round: six bimodal runs passed
+    each other's leave-one-out and widened the pool)."""
     from scipy import stats as scipy_stats
 
     from xeontl.records import claims, reference
@@ -160,7 +161,8 @@ def test_no_committed_kind_varies_more_than_the_others_pooled(figure):
         others = [dev2(o) for k, o in settled.items() if k != kind]
         ss_o, df_o = sum(s for s, _ in others), sum(d for _, d in others)
         f = (ss / df) / (ss_o / df_o)
-        assert f <= scipy_stats.f.ppf(0.99, df, df_o), (kind, f, df, df_o)
+        assert f <= scipy_stats.f.ppf(1 - reference.GATE, df, df_o), (kind, f, df, df_o)
+    assert reference.varies_alike(settled) == (settled, {})  # the verdict's own gate leaves none of them out
 
 
 @pytest.mark.parametrize("committed", [REFERENCE, REFERENCE.parent / "20261206-065325-demo-2s-2169",

@@ -819,7 +819,9 @@ def test_three_kind_names_of_one_math_path_are_not_three_kinds(tmp_path):
 
 
 @pytest.mark.parametrize("name,own,changes,reproduced,said", [
-    ("at its own two runs' ratio", 2, calibrated(train=65.0), True, "calibration 0.100 s/step vs 0.100 over 2"),
+    # the adversary's fifth round: fewer than 5 runs of its kind decide a "no", never a full "yes" (one committed run a
+    # neighbour slowed 1.5x made a slowed run a full "yes")
+    ("at its own two runs' ratio", 2, calibrated(train=65.0), None, "calibration 0.100 s/step vs 0.100 over 2"),
     # the adversary's finding 3 (round 1): 36 % above its own kind's runs, inside the spread between kinds
     ("36 % above its own two runs", 2, calibrated(train=88.0), False, "time 88 s"),
     # round 2's finding 1: the calibration of two runs was judged by their own interval, 289 sd wide: a machine three
@@ -827,14 +829,15 @@ def test_three_kind_names_of_one_math_path_are_not_three_kinds(tmp_path):
     ("a machine 3x slower throughout, two runs of its own", 2, calibrated(0.3, train=195.0), False,
      "outside: this machine ran unlike its kind"),
     # round 2's finding 2: one run of its own gave the 15 % floor alone
-    ("10 % slower calibration, one run of its own", 1, calibrated(0.11, train=71.5), True, "within"),
+    ("10 % slower calibration, one run of its own", 1, calibrated(0.11, train=71.5), None, "within"),
     ("a machine 2x slower throughout, one run of its own", 1, calibrated(0.2, train=130.0), False, "outside"),
     # round 3's finding 2: a neighbour never makes a machine faster; a faster one of the kind is said, not a "no"
-    ("a machine 30 % faster throughout", 2, calibrated(0.07, train=45.5), True, "faster than its kind"),
+    ("a machine 30 % faster throughout", 2, calibrated(0.07, train=45.5), None, "faster than its kind"),
 ])
 def test_a_kind_with_a_few_runs_of_its_own_is_judged_by_their_mean(tmp_path, name, own, changes, reproduced, said):
     """One or two committed runs of its own kind at 1.73x: their mean, with how much one machine of a kind varies (the
-    settled kinds' runs about their own kinds' means), not the spread between kinds, for time and calibration both."""
+    settled kinds' runs about their own kinds' means), not the spread between kinds, for time and calibration both;
+    at most "yes on what was judged" until five are committed."""
     ref = three_kinds(tmp_path, spread=True)
     for i, t in enumerate((64.5, 65.5)[:own]):
         derive(corpus.BASE, ref / f"2026121{i}-000000-demo-2s-d{i}", **{**HEALTHY, **calibrated(train=t), **NEW_KIND})
@@ -844,6 +847,31 @@ def test_a_kind_with_a_few_runs_of_its_own_is_judged_by_their_mean(tmp_path, nam
                for w in v["why"]), v["why"]
     assert any(said in w for w in v["why"]), v["why"]
     assert v["reproduced"] is reproduced and v["time_judged"], v["why"]
+    if reproduced is None:
+        assert v["partial"] and v["not_judged"] == [f"its CPU kind's references ({own} committed, 5 needed)"], v
+        assert report.verdict_words(v).startswith("yes on what was judged; its CPU kind's references"), v
+
+
+def test_a_kind_that_varies_more_than_the_others_is_left_out_of_the_pool(tmp_path):
+    """The adversary's fifth round: the F test held only the committed runs; runs a user adds under
+    results/reference/ were pooled unchecked. A fourth kind of five runs split +-20 % about its mean is left out where
+    the verdict pools (reference.varies_alike), said, and its own run is never a full "yes" by it."""
+    ref = three_kinds(tmp_path, spread=True)
+    for i, t in enumerate((52.0, 78.0, 52.0, 78.0, 65.0)):
+        derive(corpus.BASE, ref / f"2026121{i}-000000-demo-2s-d{i}", **{**HEALTHY, **calibrated(train=t), **NEW_KIND})
+    run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=65.0), **NEW_KIND}))
+    rule = reference.time_rule(reference.cpu_kind(run), reference.committed_runs(run, ref))
+    assert list(rule["excluded"]) == [reference.cpu_kind(run)] and len(rule["settled"]) == 3, rule["excluded"]
+    assert "its time ratio varies more than the other settled kinds' (F = " in rule["excluded"][reference.cpu_kind(run)]
+    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    assert v["reproduced"] is None and v["partial"], v["why"]
+    assert "its time ratio varies more" in v["not_judged"][-1], v["not_judged"]
+    # the three quiet kinds' tolerance is theirs: the noisy kind did not widen it
+    quiet = loaded(derive(corpus.BASE, tmp_path / "quiet", **{**HEALTHY, **calibrated(train=80.0)}))
+    w = reference.against_reference(quiet, reference.find_reference(quiet, ref), ref)
+    alone = three_kinds(tmp_path / "alone", spread=True)
+    x = reference.against_reference(quiet, reference.find_reference(quiet, alone), alone)
+    assert w["tolerances"]["ratio_relative"] == x["tolerances"]["ratio_relative"], (w["tolerances"], x["tolerances"])
 
 
 def test_one_vm_in_three_math_paths_is_not_three_kinds(tmp_path):

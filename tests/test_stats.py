@@ -35,3 +35,10 @@ def test_a_new_run_of_the_same_spread_is_outside_as_often_as_promised(n):
 def test_a_spread_of_fewer_than_two_runs_has_no_multiple(bad):
     with pytest.raises(ValueError):
         stats.multiple(bad)
+
+
+@pytest.mark.parametrize("d1,d2", [(1, 1), (2, 5), (4, 24), (5, 25), (5, 30), (9, 200), (30, 3)])
+def test_the_f_distributions_tail_is_scipys(d1, d2):
+    """stats.f_sf (reference.varies_alike's gate) against scipy's F, from the body to far in the tail."""
+    for f in (0.01, 0.5, 1.0, 2.65, 3.97, 9.5, 40.0, 1e4):
+        assert stats.f_sf(f, d1, d2) == pytest.approx(scipy_stats.f.sf(f, d1, d2), rel=1e-9, abs=1e-15), f
