@@ -512,8 +512,26 @@ HEALTH = {
     # rank 1's on an emulating kernel beside 55 % on AMX read as native; each rank's summary now names its kernels
     "45 % of rank 1's BF16 convolutions on an emulating kernel": (
         "2s", {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 55,
-                                                                 "brgconv:avx512_core": 45}},
+                                                                 "brgconv:avx512_core": 45},
+               "metrics.ranks.1.math_path.convolutions": 100},
         "45.0% of rank 1's convolutions ran on kernels not known to use one (brgconv:avx512_core:"),
+    # the adversary's fifth round: kernels that do not add up to the convolutions (some left out, none at all, or
+    # more than ran) went unchecked; a run since the ranks name their kernels that names none read as one before
+    "rank 1's kernels cover 55 of its 100 convolutions": (
+        "2s", {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 55},
+               "metrics.ranks.1.math_path.convolutions": 100},
+        "record inconsistent: rank 1's convolution kernels add up to 55, its convolutions to 100"),
+    "rank 1's kernels empty": (
+        "2s", {"metrics.ranks.1.math_path.convolution_kernels": {}},
+        "record inconsistent: rank 1's convolution kernels add up to 0"),
+    "no rank names its kernels, in a run started since they do": (
+        "2s", {"metrics.ranks.0.math_path.convolution_kernels": DELETE,
+               "metrics.ranks.1.math_path.convolution_kernels": DELETE},
+        "math path unknown: rank 1's record names no convolution kernel"),
+    "no rank names its kernels, in a run started before they did": (
+        "2s", {"metrics.ranks.0.math_path.convolution_kernels": DELETE,
+               "metrics.ranks.1.math_path.convolution_kernels": DELETE,
+               "provenance.timestamps.start_utc": "2026-12-07T01:00:00+00:00"}, ""),
     "rank 1's summary without its kernels where rank 0's names them": (
         "2s", {"metrics.ranks.0.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 100},
                "metrics.ranks.1.math_path.convolution_kernels": DELETE},

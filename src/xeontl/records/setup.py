@@ -229,7 +229,8 @@ def health(run: dict) -> list[str] | None:
     out += _math_problems("rank 0's training", mp if from_training(mp) else None, ran, flags)
     # every other rank's own kernels, as it tallied them: by name where the run's code keeps them (a rank's summary
     # names them: the same code wrote every rank's), else (recorded before 2026-12-07) the ISA most of them ran on
-    keeps = any("convolution_kernels" in (r.get("math_path") or {}) for r in ranks)
+    keeps = (any("convolution_kernels" in (r.get("math_path") or {}) for r in ranks)
+             or str((prov.get("timestamps") or {}).get("start_utc") or "9") >= KERNELS_SINCE)
     for r in ranks[1:]:
         out += _math_problems(f"rank {r['rank']}", r.get("math_path"), ran, flags, keeps)
     return out
@@ -238,6 +239,9 @@ def health(run: dict) -> list[str] | None:
 # Runs that started from this moment on tally their own kernels (experiment.dispatch, 673078e): a record of such a
 # run without its tally is unknown, never judged as a run recorded before (which proved its math with a side sample)
 TALLY_SINCE = "2026-12-06T23:00:00+00:00"
+# ... and from this one on, every rank's summary names its convolution kernels (c9dc0cc): a later record without them
+# is unknown, as one whose ranks' summaries name them while one does not
+KERNELS_SINCE = "2026-12-07T06:20:00+00:00"
 
 
 def from_training(mp: dict | None) -> bool:
@@ -292,9 +296,14 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict, keep
     # whole tally in provenance.json, every rank's summary since 2026-12-07)
     kernels = kernels_of(mp)
     off = {k: n for k, n in (kernels or {}).items() if onednn.isa_of(k) not in onednn.BF16_UNIT}
-    if (flags.get("amx_bf16") or flags.get("avx512_bf16")) and kernels is None and keeps_kernels:
+    if kernels is None and keeps_kernels:
         return [f"math path unknown: {who}'s record names no convolution kernel (the code that wrote it records them): "
                 f"whether every convolution ran on a BF16 unit cannot be checked"]
+    if kernels is not None and sum(kernels.values()) != mp["convolutions"]:
+        # the tally counts each execution once, by its kernel: its kernels add up to its convolutions, or it is not
+        # a record the code wrote (a kernel left out would go unchecked)
+        return [f"record inconsistent: {who}'s convolution kernels add up to {sum(kernels.values())}, its "
+                f"convolutions to {mp['convolutions']}"]
     if (flags.get("amx_bf16") or flags.get("avx512_bf16")) and off:
         return [f"this CPU has a BF16 unit, {sum(off.values()) / sum(kernels.values()):.1%} of {who}'s convolutions "
                 f"ran on kernels not known to use one ({', '.join(sorted(off))}: an ISA without one is BF16 emulated; "
