@@ -981,7 +981,8 @@ def test_a_repeats_summary_names_the_machines_its_runs_recorded(tmp_path):
     # one run as committed before boot was recorded (no machine claimed for it), one with a boot of its own
     runs = [zen4[0], derive(zen4[1], tmp_path / zen4[1].name, **{"provenance.host.boot": "b"})]
     s = repeats.summarize(runs)
-    assert s["machines"] == ["b"] and "machine" not in s, s
+    assert s["machines"] == ["b"] and s["machines_unrecorded"] == 1 and "machine" not in s, s
+    assert "1 machine boot(s) recorded, 1 run(s) recorded none." in repeats.markdown("t", s)
 
 
 def test_a_kinds_own_few_runs_never_widen_its_tolerance(tmp_path):

@@ -79,8 +79,10 @@ def summarize(runs: list[Path]) -> dict:
     stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
     return {"kind": list(reference.run_kind(loaded[0])) if loaded else None, "runs": rows, "spread": stats,
             # which machines, as the runs recorded them (provenance host.boot: this boot of the machine whose kernel
-            # the ranks ran on): summaries of one kind from several machines give the machine-to-machine spread
+            # rank 0 ran on; a reboot is another): summaries of one kind from several machines give the
+            # machine-to-machine spread; a run that recorded none is counted, never dropped
             "machines": sorted({b for r in loaded if (b := ((r["provenance"].get("host") or {}).get("boot")))}),
+            "machines_unrecorded": sum(not (r["provenance"].get("host") or {}).get("boot") for r in loaded),
             "reproduced_runs": (", ".join(f"{n} {w}" for w, n in counts.items() if n) + f" (of {len(rows)})"
                                 if rows else None),
             "tolerances_from_this_spread": tolerances(stats["accuracy"], stats["train_seconds"]),
@@ -101,7 +103,9 @@ def markdown(title: str, s: dict) -> str:
     tol = s["tolerances_from_this_spread"]
     lines += ["", f"Each run's verdict against the committed runs: {s['reproduced_runs'] or 'no runs'}. "
               f"Tolerances this spread gives ({tol['rule']}): accuracy ±{tol['accuracy_points']} points, training "
-              f"time ±{tol['time_relative']} (relative), on {', '.join(s['cpus']) or 'unknown CPU'}.", ""]
+              f"time ±{tol['time_relative']} (relative), on {', '.join(s['cpus']) or 'unknown CPU'}; "
+              f"{len(s['machines'])} machine boot(s) recorded"
+              + (f", {s['machines_unrecorded']} run(s) recorded none" if s["machines_unrecorded"] else "") + ".", ""]
     return "\n".join(lines)
 
 
