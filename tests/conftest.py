@@ -1,6 +1,7 @@
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -511,6 +512,12 @@ def derive(src: Path, dest: Path, **changes) -> Path:
     from xeontl.records import provenance
 
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("checkpoints", "logs", "*.png", "*.h5"))
+    # another run: its own run id, as the code names a run's dir by it (a copy keeping its source's is the same run)
+    name = dest.name.lower()
+    if not re.fullmatch(r"[0-9]{8}-[0-9]{6}-[a-z0-9_-]+", name):
+        source = json.loads((dest / "provenance.json").read_text())["run_id"]
+        name = f"{source}-{re.sub(r'[^a-z0-9_-]+', '-', name)}"
+    changes = {"provenance.run_id": name, **changes}
     docs = {}
     for path, value in changes.items():
         name, *keys = path.split(".")

@@ -4,6 +4,7 @@ kind. Every run here is the fixture the code wrote (tests/fixtures/runs/) or der
 tests/verdict_corpus.py documents; no record is built by hand."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -890,6 +891,52 @@ def test_a_kind_that_varies_more_than_the_others_is_left_out_of_the_pool(tmp_pat
     alone = three_kinds(tmp_path / "alone", spread=True)
     x = reference.against_reference(quiet, reference.find_reference(quiet, alone), alone)
     assert w["tolerances"]["ratio_relative"] == x["tolerances"]["ratio_relative"], (w["tolerances"], x["tolerances"])
+
+
+def test_a_run_dir_copied_under_other_names_is_one_run(tmp_path):
+    """The adversary's sixth round: one run whose training a neighbour slowed 1.5x, copied under five dir names, made
+    a settled kind of zero spread (never 'noisier', narrowing the pool): a healthy run of the kind was "no", a slowed
+    one a full "yes". A copy keeps its recorded run id: it is the same run, counted once."""
+    ref = three_kinds(tmp_path, spread=True)
+    one = derive(corpus.BASE, tmp_path / "20261210-000000-demo-2s-d0", **{**HEALTHY, **calibrated(train=97.5),
+                                                                         **NEW_KIND})
+    for i in range(5):
+        shutil.copytree(one, ref / f"2026121{i}-000000-demo-2s-copy{i}")
+    run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=65.0), **NEW_KIND}))
+    pool = reference.committed_runs(run, ref)
+    assert sum(reference.cpu_kind(r) == reference.cpu_kind(run) for r in pool) == 1, [r["dir"] for r in pool]
+    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    assert v["reproduced"] is not True and v["own_kind_runs"] == 1, v["why"]
+
+
+def test_a_very_noisy_kind_does_not_hide_a_bimodal_one(tmp_path):
+    """The adversary's sixth round: the gate tested each kind against all the others, the kinds it was leaving out
+    among them: a kind at +-60 % let a bimodal one (+-20 %, left out alone) into the pool. Backward: the worst first,
+    then the rest again."""
+    ref = three_kinds(tmp_path, spread=True)
+    for name, family, trains in (("x", 98, (52.0, 78.0, 52.0, 78.0, 52.0, 78.0)), ("y", 97, (26.0, 104.0, 26.0,
+                                                                                              104.0, 65.0))):
+        for i, t in enumerate(trains):
+            derive(corpus.BASE, ref / f"2026121{i}-000000-demo-2s-{name}{i}",
+                   **{**HEALTHY, **calibrated(train=t), "provenance.host.cpu.family": family})
+    run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=80.0)}))
+    rule = reference.time_rule(reference.cpu_kind(run), reference.committed_runs(run, ref))
+    assert sorted(k.split("(family ")[1][:2] for k in rule["excluded"]) == ["97", "98"], rule["excluded"]
+    assert len(rule["settled"]) == 3, rule["settled"].keys()
+
+
+def test_fp32_on_a_cpu_with_a_bf16_unit_is_no_reproduction(tmp_path):
+    """The adversary's sixth round (the issue's "BF16 kernels off"): a Zen 4 run trained wholly in FP32 made a kind of
+    its own (its math path) and was "yes on what was judged". Where the CPU has a BF16 unit the references used it."""
+    ref = three_kinds(tmp_path, spread=True)
+    run = loaded(derive(corpus.BASE, tmp_path / "run", **{
+        **HEALTHY, **calibrated(train=80.0), "metrics.precision": {"precision": "fp32"},
+        "provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], True)[0],
+        "metrics.ranks.0.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], True)[1],
+        "metrics.ranks.1.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], True)[1]}))
+    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    assert v["reproduced"] is False, v["why"]
+    assert v["why"][0].startswith("run record: ran FP32 on a CPU with a BF16 unit (avx512_bf16): its BF16 kernels"), v
 
 
 def test_one_vm_in_three_math_paths_is_not_three_kinds(tmp_path):
