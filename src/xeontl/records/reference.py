@@ -35,7 +35,7 @@ MIN_CALIBRATED = 5
 MIN_KINDS = 3  # the kinds a new kind's time is judged across: the issue's "at least AMX, Zen 4, and an AVX2-only kind"
 HOW_TO_CALIBRATE = ("committed runs of this CPU kind are needed: `invoke reproduce --sockets 2 --emulate-sockets "
                     "--repeats 6` alone on a machine of the kind, each run 'Reproduced' against the others, "
-                    "committed under results/reference/ (runs capped by ONEDNN_MAX_CPU_ISA are a kind of their own)")
+                    "committed under results/reference/")
 
 
 def run_kind(run: dict) -> tuple:
@@ -95,8 +95,10 @@ def precision_allowed(run: dict) -> list[str]:
     BF16 unit, AMX or AVX512-BF16, else FP32): a run that trained in FP32 on a CPU with a BF16 unit had its BF16
     kernels off, and is not a reproduction of runs that used theirs (the adversary's sixth round: such a run on a
     Zen 4 was "yes on what was judged"). BF16 where the CPU has no unit (emulated) is health's to say."""
-    flags = ((run["provenance"].get("host") or {}).get("cpu") or {}).get("flags_of_note") or {}
-    unit = [f for f in ("amx_bf16", "avx512_bf16") if flags.get(f)]
+    cpu = (run["provenance"].get("host") or {}).get("cpu") or {}
+    # the summary or the CPU's own flag list, whichever names the unit (an edited summary does not hide it)
+    unit = [f for f in ("amx_bf16", "avx512_bf16") if (cpu.get("flags_of_note") or {}).get(f)
+            or f in (cpu.get("flags") or [])]
     return [f"ran FP32 on a CPU with a BF16 unit ({', '.join(unit)}): its BF16 kernels were off, where the committed "
             f"runs used theirs"] if precision_of(run) == "fp32" and unit else []
 
@@ -271,31 +273,28 @@ def varies_alike(kinds: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], d
     """The kinds whose runs vary about their own mean as the others' do, and those left out: a kind whose time ratio or
     calibration spread is larger than the other kinds' pooled by an F test at GATE (stats.f_sf, one-sided: a bimodal
     or much noisier kind) would widen every kind's tolerance (within_kind pools them). One pass, each kind against the
-    others; a kind left out is no reference of its own kind either (against_reference: never a full "yes" by it).
-    Relative only: kinds all noisier alike, or added one by one each just inside, widen the pool all the same."""
-    if len(kinds) < 2:
+    others but the one that varies most among them (tested against all, a kind at +-60 % let a bimodal one through;
+    tested backward, worst first and the rest again, kinds quieter than the committed ones left three committed kinds
+    out one after another: the adversaries' sixth and seventh rounds). A kind left out is no full reference of its
+    own kind (against_reference). Relative only: kinds all noisier alike, or added one by one each just inside, widen
+    the pool all the same, and kinds quieter than the rest narrow it and may leave a noisier committed kind out."""
+    if len(kinds) < 3:
         return kinds, {}
     ss = {k: {f: _squares(rs, v) for f, v in (("time ratio", time_ratio), ("calibration", seconds_per_step))}
           for k, rs in kinds.items()}
-    # backward: the most unlikely kind first, then the rest again without it (one pass tested each kind against
-    # kinds it was leaving out: a very noisy kind hid a bimodal one, the adversary's sixth round)
     excluded: dict[str, str] = {}
-    while len(kinds) - len(excluded) >= 2:
-        worst = None
-        for k in (k for k in kinds if k not in excluded):
-            for f, (mine, df) in ss[k].items():
-                if not mine:
-                    continue  # no spread of its own: never noisier than the others
-                rest = [ss[o][f] for o in kinds if o != k and o not in excluded]
-                rest_ss, rest_df = sum(r[0] for r in rest), sum(r[1] for r in rest)
-                ratio = (mine / df) / (rest_ss / rest_df) if rest_ss else math.inf
-                p = stats.f_sf(ratio, df, rest_df) if rest_ss else 0.0
-                if p < GATE and (worst is None or p < worst[0]):
-                    worst = (p, k, f"its {f} varies more than the other settled kinds' (F = {ratio:.2f} on {df} "
-                                   f"and {rest_df} degrees of freedom, p = {p:.2g} < {GATE:g})")
-        if worst is None:
-            break
-        excluded[worst[1]] = worst[2]
+    for k in kinds:
+        for f, (mine, df) in ss[k].items():
+            if not mine:
+                continue  # no spread of its own: never noisier than the others
+            others = sorted((ss[o][f] for o in kinds if o != k), key=lambda r: r[0] / r[1])[:-1]
+            rest_ss, rest_df = sum(r[0] for r in others), sum(r[1] for r in others)
+            ratio = (mine / df) / (rest_ss / rest_df) if rest_ss else math.inf
+            p = stats.f_sf(ratio, df, rest_df) if rest_ss else 0.0
+            if p < GATE:
+                excluded[k] = (f"its {f} varies more than the other settled kinds' (F = {ratio:.2f} on {df} and "
+                               f"{rest_df} degrees of freedom, p = {p:.2g} < {GATE:g})")
+                break
     return {k: rs for k, rs in kinds.items() if k not in excluded}, excluded
 
 
