@@ -77,12 +77,12 @@ def summarize(runs: list[Path]) -> dict:
                      # never shown as "not judged"
                      "verdict": None if ref is None else report.verdict_words(ref)})
     stats = {k: spread([r[k] for r in rows]) for k in FIGURES}
+    boots = [(r["provenance"].get("host") or {}).get("boot") or None for r in loaded]
     return {"kind": list(reference.run_kind(loaded[0])) if loaded else None, "runs": rows, "spread": stats,
             # which machines, as the runs recorded them (provenance host.boot: this boot of the machine whose kernel
             # rank 0 ran on; a reboot is another): summaries of one kind from several machines give the
             # machine-to-machine spread; a run that recorded none is counted, never dropped
-            "machines": sorted({b for r in loaded if (b := ((r["provenance"].get("host") or {}).get("boot")))}),
-            "machines_unrecorded": sum(not (r["provenance"].get("host") or {}).get("boot") for r in loaded),
+            "machines": sorted({b for b in boots if b}), "machines_unrecorded": boots.count(None),
             "reproduced_runs": (", ".join(f"{n} {w}" for w, n in counts.items() if n) + f" (of {len(rows)})"
                                 if rows else None),
             "tolerances_from_this_spread": tolerances(stats["accuracy"], stats["train_seconds"]),

@@ -111,6 +111,16 @@ def isa_of(kernel: str) -> str | None:
     return found[0] if found else None
 
 
+def convolution_kernels(tally: dict | None) -> dict | None:
+    """A tally's convolution kernels by name: a whole tally's (its kinds: rank 0's in provenance.json, and what each
+    rank's summary is made from), a rank's summary's (metrics.json, since 2026-12-07); None where it kept none (a
+    rank's summary before)."""
+    tally = tally or {}
+    if "kinds" in tally:
+        return dict(((tally["kinds"] or {}).get(MAIN) or {}).get("kernels") or {})
+    return tally.get("convolution_kernels")
+
+
 def kernel_isa(kernels: dict[str, int]) -> str | None:
     """The ISA most of KERNELS' executions ran on (None: none names one)."""
     by_isa: dict[str, int] = {}

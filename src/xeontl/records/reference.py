@@ -23,6 +23,7 @@ import statistics
 from pathlib import Path
 
 from xeontl.common import stats
+from xeontl.experiment import runtime
 from xeontl.records import setup
 from xeontl.records.claims import REFERENCE_DIR, load_run, table
 
@@ -97,8 +98,7 @@ def precision_allowed(run: dict) -> list[str]:
     Zen 4 was "yes on what was judged"). BF16 where the CPU has no unit (emulated) is health's to say."""
     cpu = (run["provenance"].get("host") or {}).get("cpu") or {}
     # the summary or the CPU's own flag list, whichever names the unit (an edited summary does not hide it)
-    unit = [f for f in ("amx_bf16", "avx512_bf16") if (cpu.get("flags_of_note") or {}).get(f)
-            or f in (cpu.get("flags") or [])]
+    unit = [f for f in runtime.BF16_NATIVE if (cpu.get("flags_of_note") or {}).get(f) or f in (cpu.get("flags") or [])]
     return [f"ran FP32 on a CPU with a BF16 unit ({', '.join(unit)}): its BF16 kernels were off, where the committed "
             f"runs used theirs"] if precision_of(run) == "fp32" and unit else []
 
@@ -229,9 +229,9 @@ def within_kind(settled: dict[str, list[dict]], value, n: int) -> float:
     (varies_alike: each kind's spread against the others' by an F test at 0.1 %; a bimodal or a much noisier kind is
     left out, and tests/test_docs.py holds the committed kinds to it); a kind noisier than the pool by less than the
     test sees is judged by it all the same (the Zen 3's 10 % against 7 % pooled: about 2 % of its healthy runs "no")."""
-    dev = [value(r) / statistics.fmean(map(value, rs)) - 1 for rs in settled.values() for r in rs]
-    df = len(dev) - len(settled)
-    sd = (sum(d * d for d in dev) / df) ** 0.5
+    squares = [_squares(rs, value) for rs in settled.values()]
+    df = sum(d for _, d in squares)
+    sd = (sum(ss for ss, _ in squares) / df) ** 0.5
     return stats.t_quantile(df) * sd * (1 + 1 / n) ** 0.5
 
 

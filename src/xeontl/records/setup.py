@@ -294,7 +294,7 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict, keep
                    "(an ISA not in oneDNN's list: no known BF16 unit)")]
     # every convolution on a BF16 unit where the CPU has one, not only most of them: each kernel by name (rank 0's
     # whole tally in provenance.json, every rank's summary since 2026-12-07)
-    kernels = kernels_of(mp)
+    kernels = onednn.convolution_kernels(mp)
     off = {k: n for k, n in (kernels or {}).items() if onednn.isa_of(k) not in onednn.BF16_UNIT}
     if kernels is None and keeps_kernels:
         return [f"math path unknown: {who}'s record names no convolution kernel (the code that wrote it records them): "
@@ -309,15 +309,6 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict, keep
                 f"ran on kernels not known to use one ({', '.join(sorted(off))}: an ISA without one is BF16 emulated; "
                 f"a kernel whose name gives no ISA is not known to be native)"]
     return []
-
-
-def kernels_of(mp: dict | None) -> dict | None:
-    """A tally's convolution kernels by name: rank 0's whole tally's (provenance.json), a rank's summary's
-    (metrics.json, since 2026-12-07); None where it kept none (a rank's summary before)."""
-    mp = mp or {}
-    if "kinds" in mp:
-        return ((mp["kinds"] or {}).get(onednn.MAIN) or {}).get("kernels") or {}
-    return mp.get("convolution_kernels")
 
 
 def precision(run: dict) -> str | None:
