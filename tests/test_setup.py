@@ -504,18 +504,34 @@ HEALTH = {
     # "natively" (the ISA most ran on); rank 0's tally keeps every kernel: each is checked
     "30 % of rank 0's BF16 convolutions on an emulating kernel": (
         "1s", bf16_convolutions({"brgconv:avx512_core_amx": 700, "brgconv:avx512_core": 300}),
-        "30.0% of rank 0's training's convolutions ran on kernels not known to use one (brgconv:avx512_core:"),
+        "30.0% of rank 0's training's convolutions ran on kernels not known to use it (brgconv:avx512_core:"),
     "a Zen 4 (AVX512-BF16, no AMX): 20 % of rank 0's BF16 convolutions on an emulating kernel": (
         "1s", {**NO_AMX, **bf16_convolutions({"brgconv:avx512_core_bf16": 800, "brgconv:avx512_core": 200}),
                "provenance.math_path.convolution_isa": "avx512_core_bf16"},
-        "20.0% of rank 0's training's convolutions ran on kernels not known to use one (brgconv:avx512_core:"),
+        "20.0% of rank 0's training's convolutions ran on kernels not known to use it (brgconv:avx512_core:"),
     # the adversary's fourth round: the other ranks kept only the ISA most of their convolutions ran on, so 45 % of
     # rank 1's on an emulating kernel beside 55 % on AMX read as native; each rank's summary now names its kernels
     "45 % of rank 1's BF16 convolutions on an emulating kernel": (
         "2s", {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 55,
                                                                  "brgconv:avx512_core": 45},
                "metrics.ranks.1.math_path.convolutions": 100},
-        "45.0% of rank 1's convolutions ran on kernels not known to use one (brgconv:avx512_core:"),
+        "45.0% of rank 1's convolutions ran on kernels not known to use it (brgconv:avx512_core:"),
+    # on a CPU with AMX every convolution on AMX, not on any BF16 unit: a healthy run on the AMX Xeon (family 6 model
+    # 167, 2026-12-07) put all of its convolutions on AMX kernels, every rank; 45 % on AVX512-BF16 beside 55 % on AMX
+    # (the ISA most ran on) was healthy
+    "45 % of rank 1's BF16 convolutions on AVX512-BF16 on a CPU with AMX": (
+        "2s", {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 55,
+                                                                 "brgconv:avx512_core_bf16": 45},
+               "metrics.ranks.1.math_path.convolutions": 100},
+        "this CPU has AMX, 45.0% of rank 1's convolutions ran on kernels not known to use it "
+        "(brgconv:avx512_core_bf16:"),
+    "1 of rank 0's 1000 BF16 convolutions on AVX512-BF16 on a CPU with AMX": (
+        "1s", bf16_convolutions({"brgconv:avx512_core_amx": 999, "jit:avx512_core_bf16": 1}),
+        "this CPU has AMX, 0.1% of rank 0's training's convolutions ran on kernels not known to use it"),
+    "the same kernels on a CPU with AVX512-BF16 and no AMX are native": (
+        "2s", {**NO_AMX, "metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 55,
+                                                                           "brgconv:avx512_core_bf16": 45},
+               "metrics.ranks.1.math_path.convolutions": 100}, ""),
     # the adversary's fifth round: kernels that do not add up to the convolutions (some left out, none at all, or
     # more than ran) went unchecked; a run since the ranks name their kernels that names none read as one before
     "rank 1's kernels cover 55 of its 100 convolutions": (

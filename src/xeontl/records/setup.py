@@ -292,10 +292,13 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict, keep
         return [f"this CPU has AVX512-BF16, {who}'s convolutions ran on {isa} "
                 + ("(BF16 emulated)" if isa in onednn.ISA_RANK else
                    "(an ISA not in oneDNN's list: no known BF16 unit)")]
-    # every convolution on a BF16 unit where the CPU has one, not only most of them: each kernel by name (rank 0's
-    # whole tally in provenance.json, every rank's summary since 2026-12-07)
+    # every convolution on the CPU's best BF16 unit, not only most of them: on AMX where the CPU has it (a healthy
+    # run on an AMX Xeon put all of its 26076 on AMX kernels, every rank: docs/paper-runs.md), on a BF16 unit where
+    # it has AVX512-BF16 alone; each kernel by name (rank 0's whole tally in provenance.json, every rank's summary
+    # since 2026-12-07)
     kernels = onednn.convolution_kernels(mp)
-    off = {k: n for k, n in (kernels or {}).items() if onednn.isa_of(k) not in onednn.BF16_UNIT}
+    unit, unit_name = (onednn.AMX, "AMX") if flags.get("amx_bf16") else (onednn.BF16_UNIT, "a BF16 unit")
+    off = {k: n for k, n in (kernels or {}).items() if onednn.isa_of(k) not in unit}
     if kernels is None and keeps_kernels:
         return [f"math path unknown: {who}'s record names no convolution kernel (the code that wrote it records them): "
                 f"whether every convolution ran on a BF16 unit cannot be checked"]
@@ -305,8 +308,8 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict, keep
         return [f"record inconsistent: {who}'s convolution kernels add up to {sum(kernels.values())}, its "
                 f"convolutions to {mp['convolutions']}"]
     if (flags.get("amx_bf16") or flags.get("avx512_bf16")) and off:
-        return [f"this CPU has a BF16 unit, {sum(off.values()) / sum(kernels.values()):.1%} of {who}'s convolutions "
-                f"ran on kernels not known to use one ({', '.join(sorted(off))}: an ISA without one is BF16 emulated; "
+        return [f"this CPU has {unit_name}, {sum(off.values()) / sum(kernels.values()):.1%} of {who}'s convolutions "
+                f"ran on kernels not known to use it ({', '.join(sorted(off))}: an ISA without one is BF16 emulated; "
                 f"a kernel whose name gives no ISA is not known to be native)"]
     return []
 
