@@ -897,7 +897,8 @@ def test_a_kind_that_varies_more_than_the_others_is_left_out_of_the_pool(tmp_pat
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=65.0), **NEW_KIND}))
     rule = reference.time_rule(reference.cpu_kind(run), reference.committed_runs(run, ref))
     assert list(rule["excluded"]) == [reference.cpu_kind(run)] and len(rule["settled"]) == 3, rule["excluded"]
-    assert "its time ratio varies more than the other settled kinds' (F = " in rule["excluded"][reference.cpu_kind(run)]
+    why = rule["excluded"][reference.cpu_kind(run)]
+    assert "its time ratio varies more than the other settled kinds' prior (F = " in why, why
     v = reference.against_reference(run, reference.find_reference(run, ref), ref)
     assert v["reproduced"] is None and v["partial"], v["why"]
     assert "its time ratio varies more" in v["not_judged"][-1], v["not_judged"]
@@ -1082,3 +1083,23 @@ def test_a_fifth_run_of_a_kind_narrows_its_tolerance_never_widens_it(tmp_path):
             assert v["reproduced"] is False, v["why"]
             tols.append(v["tolerances"]["ratio_relative"])
     assert tols[1] <= tols[0], tols
+
+
+def test_a_quiet_kind_narrows_its_own_tolerance_not_the_others(tmp_path):
+    """2026-12-07: twelve runs of the model 167 Xeon (time ratio sd 2.4 %) pooled with the other kinds (5-10 %)
+    narrowed every kind's tolerance, and a healthy committed model 207 run was "no". Moderated (within_kind): a kind
+    twenty times quieter than three others, with twelve runs, leaves their tolerance about as it was and gets a
+    narrower one of its own (the committed kinds' leave-one-out, tests/test_docs.py, shows the noisier ones wider)."""
+    def tolerance(ref, changes):
+        run = loaded(derive(corpus.BASE, tmp_path / f"run-{len(list(tmp_path.iterdir()))}",
+                            **{**HEALTHY, **calibrated(train=80.0), **changes}))
+        return reference.against_reference(run, reference.find_reference(run, ref), ref)["tolerances"]
+
+    alone = three_kinds(tmp_path / "alone", spread=True)
+    quiet = three_kinds(tmp_path / "quiet", spread=True)
+    for i in range(12):  # 0.05 % about 80 s where the others spread 1 %
+        derive(corpus.BASE, quiet / f"2026121{i:02d}-000000-demo-2s-q{i}",
+               **{**HEALTHY, **calibrated(train=80.0 + (0.04 if i % 2 else -0.04)), **NEW_KIND})
+    a_alone, a_quiet = tolerance(alone, {}), tolerance(quiet, {})
+    assert a_quiet["ratio_relative"] >= 0.8 * a_alone["ratio_relative"], (a_alone, a_quiet)
+    assert tolerance(quiet, NEW_KIND)["ratio_relative"] < a_quiet["ratio_relative"]

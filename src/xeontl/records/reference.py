@@ -219,20 +219,30 @@ def seconds_per_step(run: dict) -> float | None:
     return (run["metrics"].get("calibration") or {}).get("seconds_per_step")
 
 
-def within_kind(settled: dict[str, list[dict]], value, n: int) -> float:
-    """The relative tolerance for VALUE of a run of a kind with N committed runs of its own (one or more): how much one
-    machine of a kind varies, each settled kind's runs about their own kind's mean, pooled (their degrees of freedom:
-    runs less kinds), widened for a mean of N: t x sd x sqrt(1 + 1/n). One estimator whatever n is (a fifth run does
-    not switch to a kind's own 5-run interval, 7.3 sd wide). A kind's own runs enter the spread only as a settled kind,
-    beside the others: its own few never set its tolerance (the adversary's fourth round: two runs 1.6x apart made
-    their kind's +-74 %). That the settled kinds vary alike, which pooling assumes, is checked where they are pooled
-    (varies_alike: each kind's spread against the others' by an F test at 0.1 %; a bimodal or a much noisier kind is
-    left out, and tests/test_docs.py holds the committed kinds to it); a kind noisier than the pool by less than the
-    test sees is judged by it all the same (the Zen 3's 10 % against 7 % pooled: about 2 % of its healthy runs "no")."""
-    squares = [_squares(rs, value) for rs in settled.values()]
-    df = sum(d for _, d in squares)
-    sd = (sum(ss for ss, _ in squares) / df) ** 0.5
-    return stats.t_quantile(df) * sd * (1 + 1 / n) ** 0.5
+def within_kind(settled: dict[str, list[dict]], value, n: int, own: str | None = None) -> float:
+    """The relative tolerance for VALUE of a run of kind OWN with N committed runs of its own (one or more): how much
+    one machine of its kind varies, t x sd x sqrt(1 + 1/n) at the 99.73 % of stats.t_quantile. Kinds do not vary
+    alike (the time ratio's sd: 2.4 % over twelve runs of the AMX Xeon of model 167, 10 % over six of an AVX2-only Zen
+    3), so the sd is each kind's own, moderated (stats.prior_variance: limma's empirical Bayes, Smyth 2004): its own
+    squared deviations about its mean (as a settled kind) weighed with the prior the settled kinds' spreads give, by
+    their degrees of freedom, and t on both's. A kind not settled (fewer than MIN_CALIBRATED runs) gets the prior
+    alone: its own few never set its tolerance (the adversary's fourth round: two runs 1.6x apart made their kind's
+    +-74 %). Where the settled kinds vary no more than sampling makes them, the prior's degrees of freedom are infinite
+    and this is their pooled spread, the rule before. One kind pooled with the rest (2026-12-07) had a quiet kind
+    narrow every kind's tolerance: twelve runs of the model 167 Xeon made a healthy committed run of the model 207's
+    "no" (+22 % against +-18 %)."""
+    squares = {k: _squares(rs, value) for k, rs in settled.items()}
+    spreads = [(ss / df, df) for ss, df in squares.values() if ss > 0]
+    s0, d0 = stats.prior_variance(spreads) if len(spreads) > 1 else (0.0, math.inf)
+    if math.isinf(d0):  # alike: their pooled spread on all their degrees of freedom
+        df = sum(d for _, d in squares.values())
+        var = sum(ss for ss, _ in squares.values()) / df
+    elif own in squares:
+        ss, d = squares[own]
+        df, var = d0 + d, (d0 * s0 + ss) / (d0 + d)
+    else:
+        df, var = d0, s0
+    return stats.t_quantile(max(1, math.floor(df))) * var ** 0.5 * (1 + 1 / n) ** 0.5
 
 
 def calibration_check(run: dict, rule: dict, model: str | None) -> tuple[str, bool | None]:
@@ -252,7 +262,7 @@ def calibration_check(run: dict, rule: dict, model: str | None) -> tuple[str, bo
         return (f"calibration not compared: {len(theirs)} committed run(s) of this CPU kind ({model}), and fewer than "
                 f"{MIN_KINDS} settled kinds to tell how much one machine varies"), None
     mean = statistics.fmean(theirs)
-    spread = (within_kind(rule["settled"], seconds_per_step, len(same)) if rule["spread"] else
+    spread = (within_kind(rule["settled"], seconds_per_step, len(same), model) if rule["spread"] else
               stats.multiple(len(theirs)) * statistics.stdev(theirs) / mean)
     tol = max(CALIBRATION_FLOOR, math.ceil(spread * 100) / 100)
     rel = mine / mean - 1
@@ -270,14 +280,14 @@ GATE = 0.001  # how unlikely a kind's spread must be among the others' for it to
 
 
 def varies_alike(kinds: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, str]]:
-    """The kinds whose runs vary about their own mean as the others' do, and those left out: a kind whose time ratio or
-    calibration spread is larger than the other kinds' pooled by an F test at GATE (stats.f_sf, one-sided: a bimodal
-    or much noisier kind) would widen every kind's tolerance (within_kind pools them). One pass, each kind against the
-    others but the one that varies most among them (tested against all, a kind at +-60 % let a bimodal one through;
-    tested backward, worst first and the rest again, kinds quieter than the committed ones left three committed kinds
-    out one after another: the adversaries' sixth and seventh rounds). A kind left out is no full reference of its
-    own kind (against_reference). Relative only: kinds all noisier alike, or added one by one each just inside, widen
-    the pool all the same, and kinds quieter than the rest narrow it and may leave a noisier committed kind out."""
+    """The kinds whose runs vary about their own mean as the empirical-Bayes model within_kind moderates by expects,
+    and those left out: a kind whose time ratio or calibration spread s2 on df degrees of freedom is larger than the
+    prior the other kinds give (stats.prior_variance: s0^2 on d0) by the model's own F(df, d0) test at GATE
+    (stats.f_sf, one-sided: a bimodal kind, two machines under one name, or a much noisier one). Where the others vary
+    alike (d0 infinite) that is a chi-square test against their pooled spread, strict; where they differ, as the
+    committed kinds do, the test widens with them, so a quiet kind added no longer leaves a noisier committed one out
+    (against the others pooled it did: twelve runs of the model 167 Xeon, sd 2.4 %, left the Zen 3 out, 10 %). A kind
+    left out is no full reference of its own kind (against_reference)."""
     if len(kinds) < 3:
         return kinds, {}
     ss = {k: {f: _squares(rs, v) for f, v in (("time ratio", time_ratio), ("calibration", seconds_per_step))}
@@ -285,15 +295,18 @@ def varies_alike(kinds: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], d
     excluded: dict[str, str] = {}
     for k in kinds:
         for f, (mine, df) in ss[k].items():
-            if not mine:
+            # the others but the one that varies most among them: tested against all, a kind at +-60 % made the prior
+            # too vague to see a bimodal one (the adversary's sixth round, which the pooled gate had too)
+            others = sorted((o_ss / o_df, o_df) for o in kinds if o != k for o_ss, o_df in [ss[o][f]] if o_ss > 0)[:-1]
+            if not mine or len(others) < 2:
                 continue  # no spread of its own: never noisier than the others
-            others = sorted((ss[o][f] for o in kinds if o != k), key=lambda r: r[0] / r[1])[:-1]
-            rest_ss, rest_df = sum(r[0] for r in others), sum(r[1] for r in others)
-            ratio = (mine / df) / (rest_ss / rest_df) if rest_ss else math.inf
-            p = stats.f_sf(ratio, df, rest_df) if rest_ss else 0.0
+            s0, d0 = stats.prior_variance(others)
+            ratio = (mine / df) / s0
+            p = stats.f_sf(ratio, df, min(d0, 1e4))
             if p < GATE:
-                excluded[k] = (f"its {f} varies more than the other settled kinds' (F = {ratio:.2f} on {df} and "
-                               f"{rest_df} degrees of freedom, p = {p:.2g} < {GATE:g})")
+                excluded[k] = (f"its {f} varies more than the other settled kinds' prior (F = {ratio:.2f} on {df} and "
+                               f"{'inf' if math.isinf(d0) else f'{d0:.1f}'} degrees of freedom, p = {p:.2g} < "
+                               f"{GATE:g})")
                 break
     return {k: rs for k, rs in kinds.items() if k not in excluded}, excluded
 
@@ -340,7 +353,7 @@ def time_rule(kind: str | None, pool: list[dict]) -> dict:
                          f"math paths: {len(cpus)} and {len(paths)} now)"}
     settled_runs = [r for rs in settled.values() for r in rs]
     if own and spread:
-        rel = within_kind(settled, time_ratio, own)
+        rel = within_kind(settled, time_ratio, own, kind)
         return {**out, "mean": statistics.fmean(map(time_ratio, same)),
                 "relative": max(stats.FLOOR["time_relative"], math.ceil(rel * 100) / 100),
                 "words": (f"of this CPU kind (the tolerance from how much one machine of a kind varies, "
