@@ -4,6 +4,7 @@ kind. Every run here is the fixture the code wrote (tests/fixtures/runs/) or der
 tests/verdict_corpus.py documents; no record is built by hand."""
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import verdict_corpus as corpus
 
 from conftest import DELETE, derive, scaled
+from xeontl.common import stats
 from xeontl.records import claims, reference, report, setup
 
 RECIPE = setup.recipe_fields()
@@ -127,11 +129,18 @@ def two_node_slurm():
                                                     {**r, "rank": 1, "host": "n2", "node": "n2"}]}
 
 
+def hidden(*names: str) -> dict:
+    """The fixture CPU's flags with NAMES hidden in both records of them, the raw list and flags_of_note, as a VM
+    that hides them writes both (health reads a unit as present where either says so)."""
+    raw = json.loads((corpus.BASE / "provenance.json").read_text())["host"]["cpu"]["flags"]
+    return {"provenance.host.cpu.flags": [f for f in raw if f not in names],
+            **{f"provenance.host.cpu.flags_of_note.{n}": False for n in names}}
+
+
 def zen1_fp32():
     math, summary = corpus.kernels(corpus.paper("1s")["provenance.math_path"], True, "avx2")
     return {"provenance.host.cpu.model_name": "AMD EPYC 7551 32-Core Processor",
-            "provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False,
-            "provenance.host.cpu.flags_of_note.avx512_bf16": False, "provenance.math_path": math,
+            **hidden("amx_bf16", "amx_tile", "avx512_bf16"), "provenance.math_path": math,
             "metrics.ranks.0.math_path": summary,
             "metrics.precision": {"precision": "fp32", "mechanism": None, "chosen": "auto: no BF16 on this CPU"},
             "config.precision": "auto"}
@@ -420,7 +429,9 @@ def _relative(role="1s", affinity=None, **more):
 
 
 # a run that started before runs tallied their own kernels (setup.TALLY_SINCE): its side sample's record is read
-BEFORE_TALLY = {"provenance.timestamps.start_utc": "2026-12-06T16:00:00+00:00"}
+# a record of a run made then: its start and its run id's stamp both (setup.started takes the later)
+BEFORE_TALLY = {"provenance.timestamps.start_utc": "2026-12-06T16:00:00+00:00",
+                "provenance.run_id": "20261206-160000-smoke-2s-0ld0"}
 NO_AMX = {"provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False}
 
 
@@ -548,7 +559,8 @@ HEALTH = {
     "no rank names its kernels, in a run started before they did": (
         "2s", {"metrics.ranks.0.math_path.convolution_kernels": DELETE,
                "metrics.ranks.1.math_path.convolution_kernels": DELETE,
-               "provenance.timestamps.start_utc": "2026-12-07T01:00:00+00:00"}, ""),
+               "provenance.timestamps.start_utc": "2026-12-07T01:00:00+00:00",
+               "provenance.run_id": "20261207-010000-smoke-2s-0ld1"}, ""),
     "rank 1's summary without its kernels where rank 0's names them": (
         "2s", {"metrics.ranks.0.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 100},
                "metrics.ranks.1.math_path.convolution_kernels": DELETE},
@@ -561,6 +573,24 @@ HEALTH = {
         "2s", {"provenance.math_path.source": DELETE, "metrics.ranks.0.math_path": DELETE,
                "metrics.ranks.1.math_path": DELETE, **BEFORE_TALLY}, ""),
     # the adversary's case 8: a record that drops its tally is not judged as one made before runs tallied
+    # the adversary's eighth round: a unit either record of the CPU's flags names is there; a rule's date is the later
+    # of start_utc and the run id's stamp; AMX-INT8 has no BF16
+    "AMX in the raw flags, flags_of_note's amx_bf16 false: 45 % of rank 1's convolutions off AMX": (
+        "2s", {"provenance.host.cpu.flags_of_note.amx_bf16": False,
+               "provenance.host.cpu.flags": [*corpus.paper("2s").get("provenance.host.cpu.flags", []), "amx_bf16"],
+               "metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 55,
+                                                                 "brgconv:avx512_core_bf16": 45},
+               "metrics.ranks.1.math_path.convolutions": 100}, "this CPU has AMX, 45.0% of rank 1's convolutions"),
+    "no rank names its kernels, start_utc moved before they did but not the run id": (
+        "2s", {"metrics.ranks.0.math_path.convolution_kernels": DELETE,
+               "metrics.ranks.1.math_path.convolution_kernels": DELETE,
+               "provenance.timestamps.start_utc": "2026-12-07T01:00:00+00:00",
+               "provenance.run_id": "20261207-093137-demo-2s-d331"},
+        "math path unknown: rank 1's record names no convolution kernel"),
+    "rank 1's BF16 convolutions on AMX-INT8 kernels": (
+        "2s", {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx_int8": 100},
+               "metrics.ranks.1.math_path.convolutions": 100},
+        "this CPU has AMX, 100.0% of rank 1's convolutions ran on kernels not known to use it"),
     "a run since then whose record dropped its tally": (
         "2s", {"provenance.math_path.source": DELETE, "metrics.ranks.0.math_path": DELETE,
                "metrics.ranks.1.math_path": DELETE}, "math path unknown: rank 0's training's oneDNN record"),
@@ -715,7 +745,7 @@ NO_BF16 = {"provenance.math_path.isas_dispatched": ["avx512_core", "gemm:jit"],
            "provenance.math_path.convolution_isa": "avx512_core",
            "metrics.ranks.1.math_path.isas_dispatched": ["avx512_core", "gemm:jit"],
            "metrics.ranks.1.math_path.convolution_isa": "avx512_core",
-           "provenance.host.cpu.flags_of_note.avx512_bf16": False}
+           **hidden("avx512_bf16")}
 ZEN4 = "AMD EPYC (family 25 model 17)"
 
 
@@ -1103,3 +1133,34 @@ def test_a_quiet_kind_narrows_its_own_tolerance_not_the_others(tmp_path):
     a_alone, a_quiet = tolerance(alone, {}), tolerance(quiet, {})
     assert a_quiet["ratio_relative"] >= 0.8 * a_alone["ratio_relative"], (a_alone, a_quiet)
     assert tolerance(quiet, NEW_KIND)["ratio_relative"] < a_quiet["ratio_relative"]
+
+
+def test_every_other_rank_is_checked_by_its_rank_not_its_place(tmp_path):
+    """The adversary's eighth round: rank 1's summary 45 % off AMX, the ranks listed [1, 0]: checked by position,
+    rank 1 was the one skipped."""
+    changes = {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 55,
+                                                                 "brgconv:avx512_core_bf16": 45},
+               "metrics.ranks.1.math_path.convolutions": 100}
+    ranks = loaded(run_of(tmp_path, "in-order", "2s", **changes))["metrics"]["ranks"]
+    run = loaded(run_of(tmp_path, "reversed", "2s", **{"metrics.ranks": ranks[::-1]}))
+    assert any("45.0% of rank 1's convolutions" in p for p in setup.health(run)), setup.health(run)
+
+
+def test_a_kind_not_settled_gets_the_settled_kinds_pooled_spread_whatever_they_are(tmp_path):
+    """The adversary's eighth round: with a quiet kind beside kinds that differ, the prior's degrees of freedom fell
+    below 2 and a kind of two runs got the prior alone on them: t 236, time +-934 %. A kind not settled gets the
+    settled kinds' pooled spread, and no kind's variance is taken below stats.FLOOR's 3 sd (a zero-spread kind
+    dragged a new kind's tolerance to +-0.5 %)."""
+    ref = three_kinds(tmp_path, spread=True)
+    for i in range(6):  # a fourth settled kind, all alike to 1e-6
+        derive(corpus.BASE, ref / f"2026121{i}-000000-demo-2s-z{i}",
+               **{**HEALTHY, **calibrated(train=80.0 + i * 1e-6), "provenance.host.cpu.family": 97})
+    for i, t in enumerate((60.0, 66.0)):  # two runs of a kind of its own
+        derive(corpus.BASE, ref / f"2026122{i}-000000-demo-2s-f{i}", **{**HEALTHY, **calibrated(train=t), **NEW_KIND})
+    run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=63.0), **NEW_KIND}))
+    rule = reference.time_rule(reference.cpu_kind(run), reference.committed_runs(run, ref))
+    assert len(rule["settled"]) == 4 and not rule["excluded"], rule["excluded"]
+    squares = [reference._squares(rs, reference.time_ratio) for rs in rule["settled"].values()]
+    pooled = (sum(max(ss, d * reference.SD_FLOOR ** 2) for ss, d in squares) / sum(d for _, d in squares)) ** 0.5
+    want = stats.t_quantile(sum(d for _, d in squares)) * pooled * (1 + 1 / 2) ** 0.5
+    assert rule["relative"] == max(stats.FLOOR["time_relative"], math.ceil(want * 100) / 100) < 0.2, rule["relative"]

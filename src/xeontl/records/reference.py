@@ -219,29 +219,37 @@ def seconds_per_step(run: dict) -> float | None:
     return (run["metrics"].get("calibration") or {}).get("seconds_per_step")
 
 
+SD_FLOOR = stats.FLOOR["time_relative"] / 3  # the least relative sd a kind's runs are taken to have
+
+
 def within_kind(settled: dict[str, list[dict]], value, n: int, own: str | None = None) -> float:
     """The relative tolerance for VALUE of a run of kind OWN with N committed runs of its own (one or more): how much
     one machine of its kind varies, t x sd x sqrt(1 + 1/n) at the 99.73 % of stats.t_quantile. Kinds do not vary
     alike (the time ratio's sd: 2.4 % over twelve runs of the AMX Xeon of model 167, 10 % over six of an AVX2-only Zen
     3), so the sd is each kind's own, moderated (stats.prior_variance: limma's empirical Bayes, Smyth 2004): its own
     squared deviations about its mean (as a settled kind) weighed with the prior the settled kinds' spreads give, by
-    their degrees of freedom, and t on both's. A kind not settled (fewer than MIN_CALIBRATED runs) gets the prior
-    alone: its own few never set its tolerance (the adversary's fourth round: two runs 1.6x apart made their kind's
-    +-74 %). Where the settled kinds vary no more than sampling makes them, the prior's degrees of freedom are infinite
-    and this is their pooled spread, the rule before. One kind pooled with the rest (2026-12-07) had a quiet kind
-    narrow every kind's tolerance: twelve runs of the model 167 Xeon made a healthy committed run of the model 207's
-    "no" (+22 % against +-18 %)."""
-    squares = {k: _squares(rs, value) for k, rs in settled.items()}
-    spreads = [(ss / df, df) for ss, df in squares.values() if ss > 0]
-    s0, d0 = stats.prior_variance(spreads) if len(spreads) > 1 else (0.0, math.inf)
-    if math.isinf(d0):  # alike: their pooled spread on all their degrees of freedom
-        df = sum(d for _, d in squares.values())
-        var = sum(ss for ss, _ in squares.values()) / df
-    elif own in squares:
+    their degrees of freedom, and t on both's. A kind not settled (fewer than MIN_CALIBRATED runs): its own few never
+    set its tolerance (the adversary's fourth round: two runs 1.6x apart made their kind's +-74 %) and the prior's few
+    degrees of freedom would make it vast: it is the settled kinds' pooled spread, as where they vary no more than
+    sampling makes them (the prior's degrees of freedom infinite), the rule before. Every kind pooled (until
+    2026-12-07) had a quiet kind narrow every kind's tolerance: twelve runs of the model 167 Xeon made a healthy
+    committed run of the model 207's "no" (+22 % against +-18 %)."""
+    # a kind's variance never below what a timing resolves (a few percent is timer and start-up: stats.FLOOR's 3 sd),
+    # so that a near-zero spread cannot drag the prior to nothing (the eighth round: a new kind's tolerance +-0.5 %)
+    squares = {k: (max(ss, df * SD_FLOOR ** 2), df) for k, (ss, df) in
+               ((k, _squares(rs, value)) for k, rs in settled.items())}
+    pooled_df = sum(d for _, d in squares.values())
+    pooled = sum(ss for ss, _ in squares.values()) / pooled_df
+    s0, d0 = (stats.prior_variance([(ss / df, df) for ss, df in squares.values()]) if len(squares) > 1 else
+              (pooled, math.inf))
+    if math.isinf(d0) or own not in squares:
+        # alike: their pooled spread; a kind not settled (or left out): the same, the settled kinds' typical spread
+        # for deciding a "no" (never a full "yes"), not the prior alone, whose few degrees of freedom where the
+        # kinds differ made t 236 and the tolerance +-934 % (the eighth round)
+        df, var = pooled_df, pooled
+    else:
         ss, d = squares[own]
         df, var = d0 + d, (d0 * s0 + ss) / (d0 + d)
-    else:
-        df, var = d0, s0
     return stats.t_quantile(max(1, math.floor(df))) * var ** 0.5 * (1 + 1 / n) ** 0.5
 
 
@@ -297,7 +305,8 @@ def varies_alike(kinds: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], d
         for f, (mine, df) in ss[k].items():
             # the others but the one that varies most among them: tested against all, a kind at +-60 % made the prior
             # too vague to see a bimodal one (the adversary's sixth round, which the pooled gate had too)
-            others = sorted((o_ss / o_df, o_df) for o in kinds if o != k for o_ss, o_df in [ss[o][f]] if o_ss > 0)[:-1]
+            others = sorted((max(o_ss / o_df, SD_FLOOR ** 2), o_df) for o in kinds if o != k
+                            for o_ss, o_df in [ss[o][f]])[:-1]
             if not mine or len(others) < 2:
                 continue  # no spread of its own: never noisier than the others
             s0, d0 = stats.prior_variance(others)
