@@ -587,6 +587,14 @@ HEALTH = {
                "provenance.timestamps.start_utc": "2026-12-07T01:00:00+00:00",
                "provenance.run_id": "20261207-093137-demo-2s-d331"},
         "math path unknown: rank 1's record names no convolution kernel"),
+    "an AMX CPU's depthwise convolutions on jit_dw:avx512_core_bf16 (no AMX depthwise kernel) are native": (
+        "2s", {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 55,
+                                                                 "jit_dw:avx512_core_bf16": 45},
+               "metrics.ranks.1.math_path.convolutions": 100}, ""),
+    "an AMX CPU's depthwise convolutions emulated on jit_dw:avx512_core": (
+        "2s", {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 55,
+                                                                 "jit_dw:avx512_core": 45},
+               "metrics.ranks.1.math_path.convolutions": 100}, "45.0% of rank 1's convolutions ran on kernels"),
     "rank 1's BF16 convolutions on AMX-INT8 kernels": (
         "2s", {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx_int8": 100},
                "metrics.ranks.1.math_path.convolutions": 100},

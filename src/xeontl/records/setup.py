@@ -319,7 +319,11 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict, keep
     # AMX's BF16 kernels: AMX-INT8 has no BF16 (onednn.ISAS; the eighth round)
     unit, unit_name = ((onednn.AMX & onednn.BF16_UNIT, "AMX") if flags.get("amx_bf16") else
                        (onednn.BF16_UNIT, "a BF16 unit"))
-    off = {k: n for k, n in (kernels or {}).items() if onednn.isa_of(k) not in unit}
+    # a depthwise convolution has no AMX kernel: oneDNN runs it on jit_dw (src/cpu/x64/jit_uni_dw_convolution.hpp,
+    # JIT_IMPL_NAME_HELPER("jit_dw:", isa, "")), BF16 natively on avx512_core_bf16 (the ninth round: a depthwise
+    # backbone read as BF16 emulated on an AMX Xeon); a BF16 unit suffices for it
+    off = {k: n for k, n in (kernels or {}).items()
+           if onednn.isa_of(k) not in (onednn.BF16_UNIT if k.startswith("jit_dw:") else unit)}
     if kernels is None and keeps_kernels:
         return [f"math path unknown: {who}'s record names no convolution kernel (the code that wrote it records them): "
                 f"whether every convolution ran on a BF16 unit cannot be checked"]
