@@ -37,6 +37,7 @@ ISAS = (
 ISA_RANK = {name: i for i, (name, _, _) in enumerate(ISAS)}
 BF16_UNIT = {name for name, bf16, _ in ISAS if bf16}
 AMX = {name for name, _, amx in ISAS if amx}
+AMX_BF16 = AMX & BF16_UNIT  # AMX's BF16 kernels: AMX-INT8 has no BF16
 # a kernel's ISA is the whole token after its family (brgconv:avx512_core_amx, jit_1x1:avx2): read whole, never a
 # known prefix of it (avx512_core_fp16 is not avx512_core)
 ISA_NAMES = re.compile(r"(?<![0-9a-z_])((?:avx|sse|amx)[0-9a-z_]*|gemm:jit|ref)(?![0-9a-z_])")

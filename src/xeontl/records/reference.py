@@ -96,9 +96,8 @@ def precision_allowed(run: dict) -> list[str]:
     BF16 unit, AMX or AVX512-BF16, else FP32): a run that trained in FP32 on a CPU with a BF16 unit had its BF16
     kernels off, and is not a reproduction of runs that used theirs (the adversary's sixth round: such a run on a
     Zen 4 was "yes on what was judged"). BF16 where the CPU has no unit (emulated) is health's to say."""
-    cpu = (run["provenance"].get("host") or {}).get("cpu") or {}
     # the summary or the CPU's own flag list, whichever names the unit (an edited summary does not hide it)
-    unit = [f for f in runtime.BF16_NATIVE if (cpu.get("flags_of_note") or {}).get(f) or f in (cpu.get("flags") or [])]
+    unit = [f for f in runtime.BF16_NATIVE if f in setup.cpu_flags(run)]
     return [f"ran FP32 on a CPU with a BF16 unit ({', '.join(unit)}): its BF16 kernels were off, where the committed "
             f"runs used theirs"] if precision_of(run) == "fp32" and unit else []
 
@@ -238,18 +237,16 @@ def within_kind(settled: dict[str, list[dict]], value, n: int, own: str | None =
     # so that a near-zero spread cannot drag the prior to nothing (the eighth round: a new kind's tolerance +-0.5 %)
     squares = {k: (max(ss, df * SD_FLOOR ** 2), df) for k, (ss, df) in
                ((k, _squares(rs, value)) for k, rs in settled.items())}
-    pooled_df = sum(d for _, d in squares.values())
-    pooled = sum(ss for ss, _ in squares.values()) / pooled_df
-    s0, d0 = (stats.prior_variance([(ss / df, df) for ss, df in squares.values()]) if len(squares) > 1 else
-              (pooled, math.inf))
-    if math.isinf(d0) or own not in squares:
-        # alike: their pooled spread; a kind not settled (or left out): the same, the settled kinds' typical spread
-        # for deciding a "no" (never a full "yes"), not the prior alone, whose few degrees of freedom where the
-        # kinds differ made t 236 and the tolerance +-934 % (the eighth round)
-        df, var = pooled_df, pooled
-    else:
-        ss, d = squares[own]
-        df, var = d0 + d, (d0 * s0 + ss) / (d0 + d)
+    # the settled kinds' pooled spread: a kind not settled (or left out) gets it, for deciding a "no" (never a full
+    # "yes"), not the prior alone, whose few degrees of freedom where the kinds differ made t 236 and the tolerance
+    # +-934 % (the eighth round); so does every kind where they vary alike (the prior's d0 infinite)
+    df = sum(d for _, d in squares.values())
+    var = sum(ss for ss, _ in squares.values()) / df
+    if own in squares and len(squares) > 1:
+        s0, d0 = stats.prior_variance([(ss / d, d) for ss, d in squares.values()])
+        if not math.isinf(d0):
+            ss, d = squares[own]
+            df, var = d0 + d, (d0 * s0 + ss) / (d0 + d)
     return stats.t_quantile(max(1, math.floor(df))) * var ** 0.5 * (1 + 1 / n) ** 0.5
 
 

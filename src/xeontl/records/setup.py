@@ -14,9 +14,10 @@ from the paper" list and every claim's "not comparable" are both this list: one 
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
-from xeontl.experiment import config
+from xeontl.experiment import config, runtime
 from xeontl.placement import topology
 from xeontl.records import onednn
 
@@ -223,11 +224,7 @@ def health(run: dict) -> list[str] | None:
     if ran not in ("bf16", "fp32"):  # unknown is never healthy: whether BF16 ran natively cannot be checked
         out.append(f"precision not recorded ({ran!r}): whether BF16 ran natively cannot be checked")
     mp = prov.get("math_path") or {}
-    # the CPU has a unit where either record of its flags says so (the adversary's eighth round: flags_of_note's
-    # amx_bf16 set false beside the raw list's amx_bf16 made 45 % of a rank's convolutions off AMX healthy)
-    cpu = (prov.get("host") or {}).get("cpu") or {}
-    flags = {**{f: True for f in cpu.get("flags") or []},
-             **{f: True for f, on in (cpu.get("flags_of_note") or {}).items() if on}}
+    flags = cpu_flags(run)
     if not tallied(run):  # recorded before runs tallied their own kernels: rank 0's side sample, BF16 runs only
         return out + (_sample_problems(mp, flags) if ran == "bf16" else [])
     out += _math_problems("rank 0's training", mp if from_training(mp) else None, ran, flags)
@@ -256,6 +253,14 @@ def from_training(mp: dict | None) -> bool:
     return (mp or {}).get("source") == "training" and "convolutions_bf16_share" in (mp or {})
 
 
+def cpu_flags(run: dict) -> set[str]:
+    """The CPU's flags: a flag either record of them names (the raw list, flags_of_note), so that one record edited
+    cannot hide a unit the other shows (the adversary's eighth round: flags_of_note's amx_bf16 set false beside the
+    raw list's made 45 % of a rank's convolutions off AMX healthy)."""
+    cpu = (run["provenance"].get("host") or {}).get("cpu") or {}
+    return set(cpu.get("flags") or []) | {f for f, on in (cpu.get("flags_of_note") or {}).items() if on}
+
+
 def started(run: dict) -> str:
     """When the run started, UTC, ISO: the later of its record's start_utc and its run id's stamp (the launcher's UTC
     clock, YYYYMMDD-HHMMSS), so that an edited start_utc alone cannot date a record before a rule (the eighth round:
@@ -263,9 +268,11 @@ def started(run: dict) -> str:
     than every rule: unknown is judged by the newest)."""
     prov = run["provenance"]
     stamps = [str(t) for t in [(prov.get("timestamps") or {}).get("start_utc")] if t]
-    rid = str(prov.get("run_id") or "")
-    if len(rid) >= 15 and rid[:8].isdigit() and rid[8] == "-" and rid[9:15].isdigit():
-        stamps.append(f"{rid[:4]}-{rid[4:6]}-{rid[6:8]}T{rid[9:11]}:{rid[11:13]}:{rid[13:15]}+00:00")
+    try:  # the stamp launch.py writes (strftime("%Y%m%d-%H%M%S") of UTC), read back by its own format
+        stamps.append(datetime.strptime(str(prov.get("run_id"))[:15], "%Y%m%d-%H%M%S")
+                      .replace(tzinfo=timezone.utc).isoformat())
+    except ValueError:
+        pass
     return max(stamps) if stamps else "9"
 
 
@@ -278,7 +285,7 @@ def tallied(run: dict) -> bool:
             or started(run) >= TALLY_SINCE)
 
 
-def _sample_problems(mp: dict, flags: dict) -> list[str]:
+def _sample_problems(mp: dict, flags: set[str]) -> list[str]:
     """A side sample's record (runs before TALLY_SINCE), for a BF16 run."""
     if not mp or mp.get("error") or not mp.get("isas_dispatched"):
         return [f"math path unknown: the run was to run BF16 and its math sample "
@@ -286,14 +293,15 @@ def _sample_problems(mp: dict, flags: dict) -> list[str]:
     isas = mp["isas_dispatched"]
     if not mp.get("bf16_kernels_seen"):
         return ["ran bf16 but oneDNN dispatched no BF16 kernel"]
-    if flags.get("amx_bf16") and not mp.get("amx_used"):
+    if "amx_bf16" in flags and not mp.get("amx_used"):
         return [f"this CPU has AMX, oneDNN dispatched {isas}"]
-    if flags.get("avx512_bf16") and not any(i in onednn.BF16_UNIT for i in isas):
+    if "avx512_bf16" in flags and not any(i in onednn.BF16_UNIT for i in isas):
         return [f"this CPU has AVX512-BF16, oneDNN dispatched {isas} (BF16 emulated)"]
     return []
 
 
-def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict, keeps_kernels: bool = True) -> list[str]:
+def _math_problems(who: str, mp: dict | None, ran: str | None, flags: set[str], keeps_kernels: bool = True
+                   ) -> list[str]:
     """What WHO's tally of its convolutions (the backbone's math) says against the precision the run chose and the
     CPU's BF16 units: every convolution on BF16 operands for a BF16 run, none for an FP32 one, on the CPU's BF16 ISA."""
     if not mp or mp.get("error") or not mp.get("convolutions") or mp.get("convolutions_bf16_share") is None:
@@ -305,9 +313,9 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict, keep
         return [f"{who} ran fp32 but {share:.1%} of its convolutions ran on BF16 operands"] if share else []
     if share < 1:
         return [f"{who} ran bf16 but {1 - share:.1%} of its convolutions ran on FP32 operands"]
-    if flags.get("amx_bf16") and isa not in onednn.AMX & onednn.BF16_UNIT:
+    if "amx_bf16" in flags and isa not in onednn.AMX_BF16:
         return [f"this CPU has AMX, {who}'s convolutions ran on {isa}"]
-    if flags.get("avx512_bf16") and isa not in onednn.BF16_UNIT:
+    if "avx512_bf16" in flags and isa not in onednn.BF16_UNIT:
         return [f"this CPU has AVX512-BF16, {who}'s convolutions ran on {isa} "
                 + ("(BF16 emulated)" if isa in onednn.ISA_RANK else
                    "(an ISA not in oneDNN's list: no known BF16 unit)")]
@@ -316,9 +324,7 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict, keep
     # it has AVX512-BF16 alone; each kernel by name (rank 0's whole tally in provenance.json, every rank's summary
     # since 2026-12-07)
     kernels = onednn.convolution_kernels(mp)
-    # AMX's BF16 kernels: AMX-INT8 has no BF16 (onednn.ISAS; the eighth round)
-    unit, unit_name = ((onednn.AMX & onednn.BF16_UNIT, "AMX") if flags.get("amx_bf16") else
-                       (onednn.BF16_UNIT, "a BF16 unit"))
+    unit, unit_name = (onednn.AMX_BF16, "AMX") if "amx_bf16" in flags else (onednn.BF16_UNIT, "a BF16 unit")
     # a depthwise convolution has no AMX kernel: oneDNN runs it on jit_dw (src/cpu/x64/jit_uni_dw_convolution.hpp,
     # JIT_IMPL_NAME_HELPER("jit_dw:", isa, "")), BF16 natively on avx512_core_bf16 (the ninth round: a depthwise
     # backbone read as BF16 emulated on an AMX Xeon); a BF16 unit suffices for it
@@ -332,7 +338,7 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: dict, keep
         # a record the code wrote (a kernel left out would go unchecked)
         return [f"record inconsistent: {who}'s convolution kernels add up to {sum(kernels.values())}, its "
                 f"convolutions to {mp['convolutions']}"]
-    if (flags.get("amx_bf16") or flags.get("avx512_bf16")) and off:
+    if flags & set(runtime.BF16_NATIVE) and off:
         return [f"this CPU has {unit_name}, {sum(off.values()) / sum(kernels.values()):.1%} of {who}'s convolutions "
                 f"ran on kernels not known to use it ({', '.join(sorted(off))}: an ISA without one is BF16 emulated; "
                 f"a kernel whose name gives no ISA is not known to be native)"]
@@ -456,8 +462,7 @@ def phrase(d: dict, run: dict | None = None) -> str:
     if dim == "health":
         return f"health: {'; '.join(got)}"
     if dim == "precision" and got == "fp32" and want == "bf16" and run is not None:
-        flags = (((run["provenance"].get("host") or {}).get("cpu") or {}).get("flags_of_note") or {})
-        if not (flags.get("amx_bf16") or flags.get("avx512_bf16")):
+        if not cpu_flags(run) & set(runtime.BF16_NATIVE):
             return "precision: ran FP32 (no BF16 on this CPU; the paper's: BF16)"
         return "precision: ran FP32 (the paper's: BF16)"
     if dim == "software":  # on a CPU without AVX-512 (recorded so) the paper's release cannot run: said with it
