@@ -74,6 +74,18 @@ def test_what_the_code_writes_reads_back_whole(samples, tmp_path):
     assert records.parse(summary, "repeats-summary", "summary.json") == json.loads(summary)
 
 
+@pytest.mark.parametrize("kind", [*records.KINDS, "mpijob-v2beta1.schema.json"])
+def test_every_schema_is_valid_against_its_meta_schema_once_and_its_validator_is_made_once(kind):
+    """The readers validate through one validator per kind, made once per process (records.validator): jsonschema's
+    own validate() re-checked the schema on every record. So the schemas are held to their meta-schema here, and a
+    validator made twice (the cost back) fails."""
+    import jsonschema
+
+    schema = records.schema(kind) if kind in records.KINDS else records.schema_file(kind)
+    jsonschema.validators.validator_for(schema).check_schema(schema)
+    assert records.validator(kind) is records.validator(kind)
+
+
 def test_the_schemas_name_what_their_writers_write():
     """The closed lists of the schemas are the code's own: a field added to a writer fails here until its schema
     says so, and launch.json's environment names are the plan's own."""

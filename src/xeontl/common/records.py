@@ -49,10 +49,36 @@ RUN_FILES = {"metrics.json": "metrics", "plan.json": "plan", "provenance.json": 
 
 
 @functools.lru_cache(maxsize=None)
+def schema_file(name: str) -> dict:
+    """A schema the package ships (xeontl/schemas/NAME), read once per process."""
+    return json.loads(resources.files("xeontl.schemas").joinpath(name).read_text())
+
+
 def schema(kind: str) -> dict:
     if kind not in KINDS:
         raise ValueError(f"no record kind {kind!r} (known: {', '.join(KINDS)})")
-    return json.loads(resources.files("xeontl.schemas").joinpath(KINDS[kind]).read_text())
+    return schema_file(KINDS[kind])
+
+
+@functools.lru_cache(maxsize=None)
+def validator(kind: str):
+    """KIND's schema (a record kind, or a schema file's name) as one jsonschema validator, made once per process:
+    jsonschema.validate() checks the schema against its meta-schema on every call, 90 % of a record's check (the
+    schemas themselves are held to their meta-schema once, in tests/test_records.py)."""
+    import jsonschema
+
+    found = schema(kind) if kind in KINDS else schema_file(kind)
+    return jsonschema.validators.validator_for(found)(found)
+
+
+def validate(doc, kind: str) -> None:
+    """DOC as a KIND record (or against a schema file's name), or jsonschema's ValidationError: the error
+    jsonschema.validate() would raise (its best_match: the most relevant one, naming the field)."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(validator(kind).iter_errors(doc))
+    if error is not None:
+        raise error
 
 
 def read_bytes(path: Path | str, what: str = "file", limit: int = MAX_BYTES, follow: bool = True) -> bytes:
@@ -126,8 +152,6 @@ def parse(data: bytes | str, kind: str, where: str, refused: str | None = None):
     """DATA as a record of KIND (bytes already read: a tar member, a ConfigMap's file), validated. A failure is one
     line: WHERE (what names the record), what is wrong (the field, by its path), and REFUSED (what that means for the
     caller; default: not a KIND record this version writes)."""
-    import jsonschema
-
     refused = refused or f"not a {kind} record this version writes"
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
@@ -146,8 +170,7 @@ def parse(data: bytes | str, kind: str, where: str, refused: str | None = None):
     key = (kind, hashlib.sha256(text.encode()).digest())
     if key in _VALID:
         return doc
-    validator = jsonschema.Draft202012Validator(schema(kind))
-    error = next(validator.iter_errors(doc), None)  # the first: a huge bad record is refused at once, not ranked
+    error = next(validator(kind).iter_errors(doc), None)  # the first: a huge bad record is refused at once, not ranked
     if error is not None:
         message = one_line(error.message)  # jsonschema quotes the value with repr: control characters escaped
         message = message if len(message) <= 160 else message[:157] + "..."

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
 from pathlib import Path
 
+from xeontl.common import records
 from xeontl.common.errors import UserError
 from xeontl.common.heartbeat import FIRST_BEAT_ENV, FIRST_BEAT_SECONDS, STALL_ENV, STALL_SECONDS
 from xeontl.engines import k8s_cpu, k8s_policy
@@ -278,8 +278,11 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
     return [config_map, job]
 
 
+CRD_SCHEMA = "mpijob-v2beta1.schema.json"
+
+
 def crd_schema() -> dict:
-    return json.loads(resources.files("xeontl.schemas").joinpath("mpijob-v2beta1.schema.json").read_text())
+    return records.schema_file(CRD_SCHEMA)
 
 
 def check(docs: list[dict], sockets: int, kube_version: str | None = None, threads: int = 1) -> list[str]:
@@ -291,7 +294,7 @@ def check(docs: list[dict], sockets: int, kube_version: str | None = None, threa
     checked = []
     job = next(d for d in docs if d.get("kind") == "MPIJob")
     try:
-        jsonschema.validate(job, crd_schema())
+        records.validate(job, CRD_SCHEMA)  # one validator, made once per process
     except jsonschema.ValidationError as e:
         where = "/".join(map(str, e.absolute_path))
         raise UserError(f"the MPIJob does not match the MPIJob CRD schema at {where}: {e.message}") from None

@@ -27,9 +27,7 @@ def metrics_schema() -> dict:
 def validate_metrics(metrics: dict) -> None:
     """metrics.json against what the code can write (schemas/metrics.schema.json); raises jsonschema's
     ValidationError naming the field."""
-    import jsonschema
-
-    jsonschema.validate(json.loads(json.dumps(metrics, default=str)), metrics_schema())
+    records.validate(json.loads(json.dumps(metrics, default=str)), "metrics")
 
 
 def read_metrics(run: Path) -> dict:

@@ -257,9 +257,7 @@ def schema() -> dict:
 
 
 def validate(doc: dict) -> None:
-    import jsonschema
-
-    jsonschema.validate(doc, schema())
+    records.validate(doc, "provenance")
 
 
 def write(staging: Path, run_id: str, cfg: dict, plan: dict, status: str, failure: dict | None, metrics: dict,
