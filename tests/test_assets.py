@@ -69,7 +69,7 @@ def handler_for(files: dict[str, bytes], log: list):
 def server():
     files, log = {}, []
     srv = Server(("127.0.0.1", 0), handler_for(files, log))
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}", files, log
     srv.shutdown()
 

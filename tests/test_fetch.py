@@ -52,7 +52,7 @@ def serve(log: list):
             self.wfile.write(BODY)
 
     srv = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return srv, f"http://127.0.0.1:{srv.server_address[1]}"
 
 

@@ -159,15 +159,16 @@ def parse(data: bytes | str, kind: str, where: str, refused: str | None = None):
         raise UserError(f"{where}: not UTF-8 text (byte {e.start}): {refused}") from None
     if len(text) > MAX_BYTES:
         raise UserError(f"{where}: more than the {MAX_BYTES >> 10} KiB a record can be: {refused}")
-    if depth(text) > MAX_DEPTH:
+    # a text this process already found valid as KIND is valid again: a verdict reads every committed run twice, and
+    # the depth scan and the schema check were most of its time (the key is the text's digest: a changed file is
+    # checked anew, whole)
+    key = (kind, hashlib.sha256(text.encode()).digest())
+    if key not in _VALID and depth(text) > MAX_DEPTH:
         raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep: {refused}")
     try:
         doc = json.loads(text, parse_constant=_no_constant)  # NaN, Infinity: not JSON (RFC 8259), never ours
     except (ValueError, RecursionError) as e:
         raise UserError(f"{where}: not JSON ({one_line(str(e))[:100]}): {refused}") from None
-    # a text this process already found valid as KIND is valid again: a verdict reads every committed run twice, and
-    # the schema check was 85 % of its time (the key is the text's digest, so a changed file is checked anew)
-    key = (kind, hashlib.sha256(text.encode()).digest())
     if key in _VALID:
         return doc
     error = next(validator(kind).iter_errors(doc), None)  # the first: a huge bad record is refused at once, not ranked

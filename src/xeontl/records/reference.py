@@ -55,8 +55,9 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
     verdict then names as not this setup. None: nothing committed."""
     found = _committed(run, reference_dir)
     order = {id(ref): i for i, ref in enumerate(sorted(found, key=run_id))}  # run ids begin with their date
-    kind = cpu_kind(run)
-    return min(found, key=lambda ref: (len(mismatch(run, ref)), cpu_kind(ref) != kind,
+    kind, tab = cpu_kind(run), table()
+    mine = setup.of_run(run, tab)
+    return min(found, key=lambda ref: (len(_differences(mine, ref, tab)), cpu_kind(ref) != kind,
                                        -order[id(ref)]), default=None)
 
 
@@ -160,15 +161,21 @@ def _identities(run: dict) -> list:
 
 def committed_runs(run: dict, reference_dir: Path = REFERENCE_DIR) -> list[dict]:
     """Every committed run of RUN's setup, the machine aside."""
-    return [ref for ref in _committed(run, reference_dir) if not mismatch(run, ref)]
+    tab = table()  # read once, and RUN's setup made once, for every committed run it is compared with
+    mine = setup.of_run(run, tab)
+    return [ref for ref in _committed(run, reference_dir) if not _differences(mine, ref, tab)]
 
 
 def mismatch(run: dict, ref: dict) -> list[str]:
     """How RUN's setup differs from a committed run's, the machine aside (REFERENCE_IGNORES): [] when it reproduces
     the same experiment; unknown in either is a difference."""
     tab = table()
+    return _differences(setup.of_run(run, tab), ref, tab)
+
+
+def _differences(mine: dict, ref: dict, tab: dict) -> list[str]:
     return [f"{d['dimension']} {setup._fmt(d['got'])} vs {setup._fmt(d['want'])}"
-            for d in setup.compare(setup.of_run(run, tab), as_wanted(setup.of_run(ref, tab)), REFERENCE_IGNORES)]
+            for d in setup.compare(mine, as_wanted(setup.of_run(ref, tab)), REFERENCE_IGNORES)]
 
 
 def val_images(run: dict) -> int | None:
