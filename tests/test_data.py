@@ -97,14 +97,15 @@ def test_synthetic_set_is_made_once_by_the_launcher_and_read_back(tmp_path, monk
 def test_training_iterator_is_deleted_without_waiting_for_tf_data_autotuner():
     """tf.data's autotuner thread sleeps in doubling periods (up to 60 s) and deleting the iterator waited out the
     current one, depending on its phase: 41.9 s after 100 s of demo training, 36.9 s after 45 s of this pipeline at
-    32 px, 0.0 s in other runs. So: the autotuner is off in every pipeline, and deleting the iterator takes no wait."""
+    32 px, 0.0 s in other runs. So: the autotuner is off in every pipeline (what catches it turned back on: a wait that
+    long needs tens of seconds of iterating first), and deleting an iterator that ran takes no wait."""
     import time
 
     s = data.synthetic_split(3, 0, 16)
     for training in (True, False):
         assert data.pipeline(s, cfg(image_size=32, batch_size=8), training).options().autotune.enabled is False
     it, t0 = iter(data.pipeline(s, cfg(image_size=32, batch_size=8), training=True)), time.time()
-    while time.time() - t0 < 3:
+    while time.time() - t0 < 0.5:
         next(it)
     t1 = time.time()
     del it
@@ -241,14 +242,12 @@ def test_tfds_absent_and_not_downloadable_says_where_to_put_the_archive(tmp_path
     assert data.ARCHIVE_NAME in msg and data.ARCHIVE_SHA256 in msg and "\n" not in msg
 
 
-def test_a_folder_splits_as_tfdss_own_build_of_the_same_archive(tmp_path):
+def test_a_folder_splits_as_tfdss_own_build_of_the_same_archive(tmp_path, tfds_made):
     """The oracle is TFDS itself: its colorectal_histology builder prepares a Kather-layout archive (tests/
-    paper_inputs.py, 5 distinct tiles a class), and `dataset = "tfds"` reads train[:80%] / train[80%:] from that build;
+    paper_inputs.py, 4 distinct tiles a class), and `dataset = "tfds"` reads train[:80%] / train[80%:] from that build;
     the same archive as `folder:` (the .zip, and the tree unpacked from it) gives the same tiles, labels and order in
     both splits, and records the split as the TFDS path does. Another slice (train[:50%]) is cut alike."""
-    made = paper_inputs.make("tfds", tmp_path / "data", "5")
-    archive = tmp_path / "data" / "manual" / data.ARCHIVE_NAME
-    tree = tmp_path / "tree"
+    made, archive, tree = tfds_made, tfds_made["archive"], tmp_path / "tree"  # the module's build, read only
     with zipfile.ZipFile(archive) as z:
         z.extractall(tree)
     tree = tree / "Kather_texture_2016_image_tiles_5000"
@@ -256,7 +255,7 @@ def test_a_folder_splits_as_tfdss_own_build_of_the_same_archive(tmp_path):
         common = {"data_dir": made["data_dir"], "manual_dir": str(archive.parent), "archive_sha256":
                   made["archive_sha256"], **slices}
         want = data.load(config.resolve("paper", {**common, "dataset": "tfds"}))
-        assert len(want.train) == (32 if not slices else 20), len(want.train)
+        assert len(want.train) == (26 if not slices else 16), len(want.train)  # TFDS's rounding of 32 records
         for source in (archive, tree):
             got = data.load(config.resolve("paper", {**common, "dataset": f"folder:{source}"}))
             for a, b in ((got.train, want.train), (got.val, want.val)):

@@ -286,6 +286,20 @@ def test_case_5_every_run_kind_gets_a_reproduced_line(tmp_path):
     assert "data" in v["why"][0] and report.verdict_words(v) == "not judged"
 
 
+def test_with_nothing_committed_a_run_is_not_judged_before_anything_of_it_is_read(tmp_path, monkeypatch):
+    """An empty results/reference/ (an install without the checkout's committed runs): "not judged", from the
+    committed runs alone; neither the claims table nor the run's setup is read to find that out (a setup the verdict
+    could not make, or a table it could not read, was no traceback before the verdict's caches, nor is it now)."""
+    run = loaded(derive(corpus.BASE, tmp_path / "again", **corpus.TODAY))
+    run["metrics"]["ranks"][0]["memory_nodes"] = "n/a"  # no setup can be made of it (the schema refuses it on disk)
+    monkeypatch.setenv(claims.TABLE_ENV, str(tmp_path / "no-such-table.toml"))
+    (tmp_path / "empty").mkdir()
+    for where in (tmp_path / "empty", tmp_path / "absent"):
+        assert reference.find_reference(run, where) is None and reference.committed_runs(run, where) == []
+        v = reference.against_reference(run, reference.find_reference(run, where), where)
+        assert v["reproduced"] is None and report.verdict_words(v) == "not judged", v["why"]
+
+
 def test_case_5_time_without_a_calibrated_reference_is_said_not_judged(tmp_path):
     ref = committed(tmp_path, [(f"demo-2s-{i}", {"metrics.final_val_accuracy": a, "metrics.calibration": DELETE})
                                for i, a in enumerate((0.375, 0.3875, 0.4, 0.3875, 0.375))])  # 80 images: 1.25 points

@@ -40,6 +40,7 @@ KINDS = {
     "probe": "probe.schema.json",  # records.provenance.probe (rank 0's probe.json)
     "checkpoint-state": "checkpoint-state.schema.json",  # experiment.checkpoint.write: epoch-NNNN/state.json
     "repeats-summary": "repeats-summary.schema.json",  # launch.repeats.write: repeats-*/summary.json
+    "mpijob": "mpijob-v2beta1.schema.json",  # engines.kubernetes.check: kubeflow/mpi-operator's v2beta1 CRD, vendored
 }
 
 
@@ -49,30 +50,24 @@ RUN_FILES = {"metrics.json": "metrics", "plan.json": "plan", "provenance.json": 
 
 
 @functools.lru_cache(maxsize=None)
-def schema_file(name: str) -> dict:
-    """A schema the package ships (xeontl/schemas/NAME), read once per process."""
-    return json.loads(resources.files("xeontl.schemas").joinpath(name).read_text())
-
-
 def schema(kind: str) -> dict:
     if kind not in KINDS:
         raise ValueError(f"no record kind {kind!r} (known: {', '.join(KINDS)})")
-    return schema_file(KINDS[kind])
+    return json.loads(resources.files("xeontl.schemas").joinpath(KINDS[kind]).read_text())
 
 
 @functools.lru_cache(maxsize=None)
 def validator(kind: str):
-    """KIND's schema (a record kind, or a schema file's name) as one jsonschema validator, made once per process:
-    jsonschema.validate() checks the schema against its meta-schema on every call, 90 % of a record's check (the
-    schemas themselves are held to their meta-schema once, in tests/test_records.py)."""
+    """KIND's schema as one jsonschema validator, made once per process: jsonschema.validate() checks the schema
+    against its meta-schema on every call, 90 % of a record's check (the schemas themselves are held to their
+    meta-schema once, in tests/test_records.py)."""
     import jsonschema
 
-    found = schema(kind) if kind in KINDS else schema_file(kind)
-    return jsonschema.validators.validator_for(found)(found)
+    return jsonschema.validators.validator_for(schema(kind))(schema(kind))
 
 
 def validate(doc, kind: str) -> None:
-    """DOC as a KIND record (or against a schema file's name), or jsonschema's ValidationError: the error
+    """DOC as a KIND record, or jsonschema's ValidationError: the error
     jsonschema.validate() would raise (its best_match: the most relevant one, naming the field)."""
     import jsonschema
 
@@ -162,7 +157,7 @@ def parse(data: bytes | str, kind: str, where: str, refused: str | None = None):
     # a text this process already found valid as KIND is valid again: a verdict reads every committed run twice, and
     # the depth scan and the schema check were most of its time (the key is the text's digest: a changed file is
     # checked anew, whole)
-    key = (kind, hashlib.sha256(text.encode()).digest())
+    key = (kind, hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest())  # a str may hold a lone surrogate
     if key not in _VALID and depth(text) > MAX_DEPTH:
         raise UserError(f"{where}: nested more than {MAX_DEPTH} levels deep: {refused}")
     try:

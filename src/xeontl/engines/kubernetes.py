@@ -278,11 +278,8 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
     return [config_map, job]
 
 
-CRD_SCHEMA = "mpijob-v2beta1.schema.json"
-
-
 def crd_schema() -> dict:
-    return records.schema_file(CRD_SCHEMA)
+    return records.schema("mpijob")
 
 
 def check(docs: list[dict], sockets: int, kube_version: str | None = None, threads: int = 1) -> list[str]:
@@ -294,7 +291,7 @@ def check(docs: list[dict], sockets: int, kube_version: str | None = None, threa
     checked = []
     job = next(d for d in docs if d.get("kind") == "MPIJob")
     try:
-        records.validate(job, CRD_SCHEMA)  # one validator, made once per process
+        records.validate(job, "mpijob")  # one validator, made once per process
     except jsonschema.ValidationError as e:
         where = "/".join(map(str, e.absolute_path))
         raise UserError(f"the MPIJob does not match the MPIJob CRD schema at {where}: {e.message}") from None

@@ -54,11 +54,13 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
     summary), of the same CPU kind first, then the newest; of none, the nearest (fewest differences), which the
     verdict then names as not this setup. None: nothing committed."""
     found = _committed(run, reference_dir)
+    if not found:
+        return None
     order = {id(ref): i for i, ref in enumerate(sorted(found, key=run_id))}  # run ids begin with their date
     kind, tab = cpu_kind(run), table()
     mine = setup.of_run(run, tab)
     return min(found, key=lambda ref: (len(_differences(mine, ref, tab)), cpu_kind(ref) != kind,
-                                       -order[id(ref)]), default=None)
+                                       -order[id(ref)]))
 
 
 def cpu_id(run: dict) -> tuple:
@@ -161,9 +163,12 @@ def _identities(run: dict) -> list:
 
 def committed_runs(run: dict, reference_dir: Path = REFERENCE_DIR) -> list[dict]:
     """Every committed run of RUN's setup, the machine aside."""
+    found = _committed(run, reference_dir)
+    if not found:  # nothing committed: nothing to compare, so nothing of RUN's is read (as before the cache)
+        return []
     tab = table()  # read once, and RUN's setup made once, for every committed run it is compared with
     mine = setup.of_run(run, tab)
-    return [ref for ref in _committed(run, reference_dir) if not _differences(mine, ref, tab)]
+    return [ref for ref in found if not _differences(mine, ref, tab)]
 
 
 def mismatch(run: dict, ref: dict) -> list[str]:
