@@ -507,9 +507,8 @@ def derive(src: Path, dest: Path, **changes) -> Path:
     DELETE removes the field. Every record is then checked as its writer checks it (metrics.json and provenance.json
     against their schemas, config.json as the ranks load it), so a value the code cannot produce fails the test that
     wrote it: a verdict test never judges a record the code could not have written."""
+    from xeontl.common import records
     from xeontl.experiment import config
-    from xeontl.launch import rundir
-    from xeontl.records import provenance
 
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("checkpoints", "logs", "*.png", "*.h5"))
     # another run: its own run id, as the code names a run's dir by it (a copy keeping its source's is the same run)
@@ -532,8 +531,9 @@ def derive(src: Path, dest: Path, **changes) -> Path:
             at[last] = value
     for name, doc in docs.items():
         (dest / f"{name}.json").write_text(json.dumps(doc, indent=1))
-    rundir.validate_metrics(json.loads((dest / "metrics.json").read_text()))
-    provenance.validate(json.loads((dest / "provenance.json").read_text()))
+    for name in ("metrics", "provenance"):  # the schemas the writers hold them to (rundir.validate_metrics,
+        # provenance.validate), through the reader: a text found valid is not checked again when a verdict reads it
+        records.read_record(dest / f"{name}.json", name)
     config.load(dest / "config.json")
     return dest
 

@@ -4,7 +4,7 @@ dependency), so each module can be read, tested and changed from the bottom up."
 import ast
 from pathlib import Path
 
-from conftest import ROOT
+from conftest import ROOT, scaled
 
 PACKAGE = ROOT / "src" / "xeontl"
 
@@ -129,3 +129,18 @@ def test_the_folders_name_the_parts():
     for folder in folders - {"."}:
         assert ast.get_docstring(ast.parse((PACKAGE / folder / "__init__.py").read_text())), folder
         assert f"| `{folder}/` |" in layout, folder
+
+
+def test_the_launchers_cli_starts_without_numpy_or_tensorflow():
+    """Every `invoke` command is a process that imports tasks.py and the launcher; numpy was a third of its start
+    (checkpoint.py's top-level import, for two functions the launcher never calls): the suite starts ~80 of them."""
+    import subprocess
+    import sys
+
+    code = ("import importlib.util, sys\n"
+            "spec = importlib.util.spec_from_file_location('tasks', 'tasks.py')\n"
+            "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+            "import xeontl.launch.launch, xeontl.engines.kubernetes, xeontl.records.report\n"
+            "print(sorted(m for m in ('numpy', 'tensorflow') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=scaled(30))
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

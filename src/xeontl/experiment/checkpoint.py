@@ -16,8 +16,6 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from xeontl.common.errors import UserError
 
 DIR = "checkpoints"
@@ -54,6 +52,8 @@ def read(run_dir: Path, cfg: dict, workers: int) -> dict:
     if state["workers"] != workers:
         raise UserError(f"{run_dir} ran with {state['workers']} worker(s), this run has {workers}: resume with the "
                         f"same --sockets")
+    import numpy as np  # here: the launcher imports this module for latest(), and numpy was a third of its start
+
     with np.load(ck / "best_head.npz") as z:
         best_head = [z[f"arr_{i}"] for i in range(len(z.files))]
     es = state["early_stopping"]
@@ -64,6 +64,7 @@ def read(run_dir: Path, cfg: dict, workers: int) -> dict:
 
 def write(directory: Path, epoch: int, head, optimizer, best_head: list, state: dict, keep: int = 1) -> Path:
     """epoch-NNNN/ written whole under a temporary name, then renamed; older checkpoints beyond `keep` removed."""
+    import numpy as np
     import tensorflow as tf
 
     directory.mkdir(parents=True, exist_ok=True)
