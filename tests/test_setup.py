@@ -367,6 +367,22 @@ def test_the_report_lists_the_unequal_dimensions_and_nothing_else(tmp_path):
     assert written["unequal"] == ["precision", "hardware.cpu", "hardware.math_path"]
 
 
+@pytest.mark.parametrize("change,field", [
+    ({"metrics.best_val_accuracy": 1.5}, "best_val_accuracy"),
+    ({"metrics.ranks.0.memory_nodes": "n/a"}, "ranks/0/memory_nodes"),
+    ({"metrics.status": DELETE}, "\\(the whole record\\): 'status' is a required"),
+    ({"provenance.host.cpu": DELETE}, "host: 'cpu' is a required"),
+])
+def test_a_derived_record_no_writer_could_write_is_refused_naming_its_field(tmp_path, change, field):
+    """derive() holds a derived run to the writers' schemas (through the reader, as the verdict reads it): a verdict
+    test never judges a record the code could not have written (the paper fixture's table in test_claims, slow, does
+    the same on the paper profile's runs)."""
+    from xeontl.common.errors import UserError
+
+    with pytest.raises(UserError, match=f"field {field}"):
+        derive(corpus.BASE, tmp_path / "x", **change)
+
+
 @pytest.mark.slow
 def test_the_fixture_is_what_the_code_writes_today(tmp_path):
     """Drift: a fresh run of the smallest profile writes every field the fixture's records hold, and the fixture holds
