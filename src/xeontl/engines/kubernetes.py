@@ -278,10 +278,6 @@ def manifest(plan: planlib.Plan, cfg: dict, run_id: str, image: str, results_cla
     return [config_map, job]
 
 
-def crd_schema() -> dict:
-    return records.schema("mpijob")
-
-
 def check(docs: list[dict], sockets: int, kube_version: str | None = None, threads: int = 1) -> list[str]:
     """Validate: the MPIJob against the vendored CRD schema, every pod template and the ConfigMap against
     Kubernetes' schemas (kubernetes-validate, when installed; returns what was checked), then the pinning rules.

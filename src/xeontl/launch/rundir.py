@@ -20,10 +20,6 @@ METRICS = "metrics.json"
 PLACEHOLDER = {"status": "failed", "error": "the run has not finished: the launcher's record until the trainer's own"}
 
 
-def metrics_schema() -> dict:
-    return records.schema("metrics")
-
-
 def validate_metrics(metrics: dict) -> None:
     """metrics.json against what the code can write (schemas/metrics.schema.json); raises jsonschema's
     ValidationError naming the field."""
