@@ -68,7 +68,7 @@ def one(opts: Options, breakage: str | None) -> dict:
         if watcher:
             watcher.join()
     loaded = claims.load_run(run)
-    verdict = reference.against_reference(loaded, reference.find_reference(loaded))
+    verdict = reference.judge(loaded)
     m = loaded["metrics"]
     return {"run": run.name, "breakage": breakage, "rc": rc, "train_seconds": m.get("train_seconds"),
             "accuracy": m.get("final_val_accuracy"), "reproduced": verdict and verdict["reproduced"],

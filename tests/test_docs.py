@@ -129,7 +129,7 @@ def test_every_committed_calibrated_run_is_reproduced_against_the_others(committ
     from xeontl.records import claims, reference
 
     ref = claims.load_run(committed)
-    v = reference.against_reference(ref, reference.find_reference(ref))
+    v = reference.judge(ref)
     assert v["reproduced"] is not False, v["why"]
     kind = reference.cpu_kind(ref)
     others = [r for r in reference.committed_runs(ref) if kind and reference.cpu_kind(r) == kind]
@@ -177,7 +177,7 @@ def test_the_committed_reference_is_judged_as_any_run_of_its_kind(committed):
     from xeontl.records import claims, reference
 
     ref = claims.load_run(committed)
-    v = reference.against_reference(ref, reference.find_reference(ref))
+    v = reference.judge(ref)
     assert v["reproduced"] is True, v["why"]
     assert [w.split(" ")[0] for w in v["why"]] == ["run", "accuracy", "time", "calibration"], v["why"]
     assert all(w.endswith("within") or w.startswith("run record") for w in v["why"]), v["why"]

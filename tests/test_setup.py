@@ -281,7 +281,7 @@ def test_case_5_every_run_kind_gets_a_reproduced_line(tmp_path):
     line at all."""
     ref = committed(tmp_path, [("demo-2s-a", {}), ("demo-2s-b", {"metrics.final_val_accuracy": 0.9375})])
     run = loaded(run_of(tmp_path, "paper"))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert v["reproduced"] is None and v["why"][0].startswith("not judged: no committed run of this setup")
     assert "data" in v["why"][0] and report.verdict_words(v) == "not judged"
 
@@ -296,7 +296,7 @@ def test_with_nothing_committed_a_run_is_not_judged_before_anything_of_it_is_rea
     (tmp_path / "empty").mkdir()
     for where in (tmp_path / "empty", tmp_path / "absent"):
         assert reference.find_reference(run, where) is None and reference.committed_runs(run, where) == []
-        v = reference.against_reference(run, reference.find_reference(run, where), where)
+        v = reference.judge(run, where)
         assert v["reproduced"] is None and report.verdict_words(v) == "not judged", v["why"]
 
 
@@ -304,7 +304,7 @@ def test_case_5_time_without_a_calibrated_reference_is_said_not_judged(tmp_path)
     ref = committed(tmp_path, [(f"demo-2s-{i}", {"metrics.final_val_accuracy": a, "metrics.calibration": DELETE})
                                for i, a in enumerate((0.375, 0.3875, 0.4, 0.3875, 0.375))])  # 80 images: 1.25 points
     run = loaded(derive(corpus.BASE, tmp_path / "again", **corpus.TODAY))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert v["health"] == [] and v["reproduced"] is None and v["partial"] is True, v["why"]
     assert any(w.startswith("time not judged: no calibrated reference") for w in v["why"])
     assert report.verdict_words(v) == ("yes on accuracy and the run record; time not judged: no calibrated "
@@ -333,7 +333,7 @@ def test_time_is_judged_against_this_machines_own_prediction(tmp_path, name, cha
     refs = [(f"demo-2s-{i}", calibrated(train=t)) for i, t in enumerate((79.0, 80.0, 81.0, 80.5, 79.5))]
     ref = committed(tmp_path, refs)
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **changes}))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert v["reproduced"] is reproduced, v["why"]
 
 
@@ -347,7 +347,7 @@ def test_the_reference_match_reads_the_data(tmp_path):
     """Case 7: other synthetic sizes are another experiment."""
     ref = committed(tmp_path, [("demo-2s-a", {})])
     run = loaded(derive(corpus.BASE, tmp_path / "small", **corpus.TODAY, **{"metrics.dataset.train_size": 1600}))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert v["reproduced"] is None and "data" in v["why"][0]
 
 
@@ -821,7 +821,7 @@ def test_the_calibration_is_compared_with_committed_runs_on_the_same_cpu(tmp_pat
     refs = [(f"demo-2s-{i}", calibrated(train=t)) for i, t in enumerate((79.0, 80.0, 81.0, 80.5, 79.5))]
     ref = committed(tmp_path, refs)
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **changes}))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert v["reproduced"] is reproduced, v["why"]
     assert any(w.startswith("calibration") and said in w for w in v["why"]), v["why"]
 
@@ -853,7 +853,7 @@ def test_the_time_ratio_is_judged_against_the_runs_own_cpu_kind(tmp_path, name, 
     refs += [(f"demo-2s-b{i}", {**calibrated(train=t), **KIND_B}) for i, t in enumerate((49.0, 50.0, 51.0, 50.5, 49.5))]
     ref = committed(tmp_path, refs)
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **changes}))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert any(w.startswith("time") and said in w for w in v["why"]), v["why"]
     assert v["reproduced"] is reproduced and v["time_judged"] is (reproduced is not None), v["why"]
 
@@ -897,7 +897,7 @@ NEW_KIND = {"provenance.host.cpu.family": 99}
 def test_a_new_kind_is_judged_against_the_spread_between_three_kinds(tmp_path, name, train, reproduced, said):
     ref = three_kinds(tmp_path)
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=train), **NEW_KIND}))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert any(w.startswith("time") and said in w for w in v["why"]), v["why"]
     assert v["reproduced"] is reproduced and v["time_judged"] is True, v["why"]
     if reproduced is None:
@@ -908,7 +908,7 @@ def test_a_new_kind_is_judged_against_the_spread_between_three_kinds(tmp_path, n
                                        for i, t in enumerate((79.0, 80.0, 81.0, 80.5, 79.5))]
                     + [(f"demo-2s-b{i}", {**calibrated(train=t), **KIND_B, **NO_BF16})
                        for i, t in enumerate((49.0, 50.0, 51.0, 50.5, 49.5))])
-    v = reference.against_reference(run, reference.find_reference(run, two), two)
+    v = reference.judge(run, two)
     assert not v["time_judged"] and any("not deciding" in w for w in v["why"]), v["why"]
 
 
@@ -917,7 +917,7 @@ def test_three_kind_names_of_one_math_path_are_not_three_kinds(tmp_path):
     not the issue's AMX, Zen 4 and AVX2-only: their spread decides nothing."""
     ref = three_kinds(tmp_path, b_paths=False)
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=65.0), **NEW_KIND}))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert not v["time_judged"] and any("1 now" in w and "not deciding" in w for w in v["why"]), v["why"]
 
 
@@ -945,7 +945,7 @@ def test_a_kind_with_a_few_runs_of_its_own_is_judged_by_their_mean(tmp_path, nam
     for i, t in enumerate((64.5, 65.5)[:own]):
         derive(corpus.BASE, ref / f"2026121{i}-000000-demo-2s-d{i}", **{**HEALTHY, **calibrated(train=t), **NEW_KIND})
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **changes, **NEW_KIND}))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert any(w.startswith("time") and f"over {own} committed runs of this CPU kind (the tolerance" in w
                for w in v["why"]), v["why"]
     assert any(said in w for w in v["why"]), v["why"]
@@ -967,14 +967,14 @@ def test_a_kind_that_varies_more_than_the_others_is_left_out_of_the_pool(tmp_pat
     assert list(rule["excluded"]) == [reference.cpu_kind(run)] and len(rule["settled"]) == 3, rule["excluded"]
     why = rule["excluded"][reference.cpu_kind(run)]
     assert "its time ratio varies more than the other settled kinds' prior (F = " in why, why
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert v["reproduced"] is None and v["partial"], v["why"]
     assert "its time ratio varies more" in v["not_judged"][-1], v["not_judged"]
     # the three quiet kinds' tolerance is theirs: the noisy kind did not widen it
     quiet = loaded(derive(corpus.BASE, tmp_path / "quiet", **{**HEALTHY, **calibrated(train=80.0)}))
-    w = reference.against_reference(quiet, reference.find_reference(quiet, ref), ref)
+    w = reference.judge(quiet, ref)
     alone = three_kinds(tmp_path / "alone", spread=True)
-    x = reference.against_reference(quiet, reference.find_reference(quiet, alone), alone)
+    x = reference.judge(quiet, alone)
     assert w["tolerances"]["ratio_relative"] == x["tolerances"]["ratio_relative"], (w["tolerances"], x["tolerances"])
 
 
@@ -990,7 +990,7 @@ def test_a_run_dir_copied_under_other_names_is_one_run(tmp_path):
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=65.0), **NEW_KIND}))
     pool = reference.committed_runs(run, ref)
     assert sum(reference.cpu_kind(r) == reference.cpu_kind(run) for r in pool) == 1, [r["dir"] for r in pool]
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert v["reproduced"] is not True and v["own_kind_runs"] == 1, v["why"]
 
 
@@ -1019,7 +1019,7 @@ def test_fp32_on_a_cpu_with_a_bf16_unit_is_no_reproduction(tmp_path):
         "provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], True)[0],
         "metrics.ranks.0.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], True)[1],
         "metrics.ranks.1.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], True)[1]}))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert v["reproduced"] is False, v["why"]
     assert v["why"][0].startswith("run record: ran FP32 on a CPU with a BF16 unit (avx512_bf16): its BF16 kernels"), v
 
@@ -1029,7 +1029,7 @@ def test_one_vm_in_three_math_paths_is_not_three_kinds(tmp_path):
     AMX, Zen 4 and AVX2-only are three CPUs too."""
     ref = three_kinds(tmp_path, one_cpu=True)
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=65.0), **NEW_KIND}))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert not v["time_judged"] and any("1 and 3 now" in w for w in v["why"]), v["why"]
 
 
@@ -1040,7 +1040,7 @@ def test_four_runs_of_its_own_kind_do_not_decide_nor_does_the_mixture(tmp_path):
     refs += [(f"demo-2s-b{i}", {**calibrated(train=t), **KIND_B}) for i, t in enumerate((37.0, 37.5, 38.0, 37.2, 37.8))]
     ref = committed(tmp_path, refs)
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=37.5)}))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert v["reproduced"] is None and not v["time_judged"], v["why"]
     assert any("4 of this one" in w and "not deciding" in w for w in v["why"]), v["why"]
 
@@ -1055,7 +1055,7 @@ def test_a_committed_run_whose_own_record_is_unhealthy_is_no_reference(tmp_path)
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=124.0)}))
     pool = reference.committed_runs(run, ref)
     assert len(pool) == 5 and not any(r["dir"].endswith("shared") for r in pool)
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert v["reproduced"] is False and any(w.startswith("time") and "outside" in w for w in v["why"]), v["why"]
 
 
@@ -1075,7 +1075,7 @@ def test_accuracy_decides_from_enough_runs_and_never_below_two_images(tmp_path, 
     n = reference.val_images(loaded(corpus.BASE))
     ref = committed(tmp_path, [(f"demo-2s-{i}", {"metrics.final_val_accuracy": a / n}) for i, a in enumerate(accs)])
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, "metrics.final_val_accuracy": acc / n}))
-    v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+    v = reference.judge(run, ref)
     assert v["accuracy_judged"] is judged, v["why"]
     said = next(w for w in v["why"] if w.startswith("accuracy"))
     if not judged:
@@ -1130,7 +1130,7 @@ def test_a_kinds_own_few_runs_never_widen_its_tolerance(tmp_path):
         mean = sum(trains) / 2
         run = loaded(derive(corpus.BASE, tmp_path / name / "run", **{**HEALTHY, **calibrated(train=mean * 1.5),
                                                                     **NEW_KIND}))
-        v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+        v = reference.judge(run, ref)
         assert v["reproduced"] is False and v["time_judged"], (name, v["why"])
         tols[name] = v["tolerances"]["ratio_relative"]
     assert tols["close"] == tols["1.6x apart"] < 0.5, tols
@@ -1147,7 +1147,7 @@ def test_a_fifth_run_of_a_kind_narrows_its_tolerance_never_widens_it(tmp_path):
         if i >= 3:
             run = loaded(derive(corpus.BASE, tmp_path / f"run{i}", **{**HEALTHY, **calibrated(train=97.5),
                                                                        **NEW_KIND}))
-            v = reference.against_reference(run, reference.find_reference(run, ref), ref)
+            v = reference.judge(run, ref)
             assert v["reproduced"] is False, v["why"]
             tols.append(v["tolerances"]["ratio_relative"])
     assert tols[1] <= tols[0], tols
@@ -1161,7 +1161,7 @@ def test_a_quiet_kind_narrows_its_own_tolerance_not_the_others(tmp_path):
     def tolerance(ref, changes):
         run = loaded(derive(corpus.BASE, tmp_path / f"run-{len(list(tmp_path.iterdir()))}",
                             **{**HEALTHY, **calibrated(train=80.0), **changes}))
-        return reference.against_reference(run, reference.find_reference(run, ref), ref)["tolerances"]
+        return reference.judge(run, ref)["tolerances"]
 
     alone = three_kinds(tmp_path / "alone", spread=True)
     quiet = three_kinds(tmp_path / "quiet", spread=True)

@@ -64,7 +64,7 @@ def summarize(runs: list[Path]) -> dict:
     counts = dict.fromkeys(("yes", "no", "yes on what was judged", "not judged"), 0)
     for run in loaded:
         m, cfg = run["metrics"], run["config"]
-        ref = reference.against_reference(run, reference.find_reference(run))
+        ref = reference.judge(run)
         counts[{True: "yes", False: "no"}.get(ref["reproduced"]) or
                ("yes on what was judged" if ref.get("partial") else "not judged")] += 1
         rows.append({"run": Path(run["dir"]).name, "seed": cfg.get("seed"), "status": m.get("status"),

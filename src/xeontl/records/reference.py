@@ -53,14 +53,27 @@ def find_reference(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict | Non
     """The committed run of the same setup (the machine aside: a reference run dir, or a run of a `--repeats`
     summary), of the same CPU kind first, then the newest; of none, the nearest (fewest differences), which the
     verdict then names as not this setup. None: nothing committed."""
-    found = _committed(run, reference_dir)
-    if not found:
-        return None
+    return _nearest_and_same(run, _committed(run, reference_dir))[0]
+
+
+def _nearest_and_same(run: dict, found: list[dict]) -> tuple[dict | None, list[dict]]:
+    """Of the committed runs FOUND: the reference find_reference names, and those of RUN's setup (committed_runs),
+    each compared with RUN once (the claims table read once, RUN's setup made once)."""
+    if not found:  # nothing committed: nothing to compare, so nothing of RUN's is read
+        return None, []
     order = {id(ref): i for i, ref in enumerate(sorted(found, key=run_id))}  # run ids begin with their date
     kind, tab = cpu_kind(run), table()
     mine = setup.of_run(run, tab)
-    return min(found, key=lambda ref: (len(_differences(mine, ref, tab)), cpu_kind(ref) != kind,
-                                       -order[id(ref)]))
+    differ = {id(ref): len(_differences(mine, ref, tab)) for ref in found}
+    nearest = min(found, key=lambda ref: (differ[id(ref)], cpu_kind(ref) != kind, -order[id(ref)]))
+    return nearest, [ref for ref in found if not differ[id(ref)]]
+
+
+def judge(run: dict, reference_dir: Path = REFERENCE_DIR) -> dict:
+    """The verdict report.md gives (against_reference against find_reference's run), the committed runs read,
+    health-checked and compared with RUN once for both."""
+    ref, same = _nearest_and_same(run, _committed(run, reference_dir))
+    return against_reference(run, ref, reference_dir, pool=same)
 
 
 def cpu_id(run: dict) -> tuple:
@@ -163,12 +176,7 @@ def _identities(run: dict) -> list:
 
 def committed_runs(run: dict, reference_dir: Path = REFERENCE_DIR) -> list[dict]:
     """Every committed run of RUN's setup, the machine aside."""
-    found = _committed(run, reference_dir)
-    if not found:  # nothing committed: nothing to compare, so nothing of RUN's is read (as before the cache)
-        return []
-    tab = table()  # read once, and RUN's setup made once, for every committed run it is compared with
-    mine = setup.of_run(run, tab)
-    return [ref for ref in found if not _differences(mine, ref, tab)]
+    return _nearest_and_same(run, _committed(run, reference_dir))[1]
 
 
 def mismatch(run: dict, ref: dict) -> list[str]:
@@ -385,10 +393,12 @@ def time_rule(kind: str | None, pool: list[dict]) -> dict:
                       f"narrow it)")}
 
 
-def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFERENCE_DIR) -> dict:
+def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFERENCE_DIR,
+                      pool: list[dict] | None = None) -> dict:
     """`reproduced`: True (health, accuracy and time all judged and within), False (any outside, or the record
     unhealthy), None (not judged: no committed run of this setup); `time_judged` says whether time decided, and `why`
-    says each part in words, the time's included when it was not judged."""
+    says each part in words, the time's included when it was not judged. POOL: committed_runs(RUN), when the caller
+    has it (judge)."""
     if ref is None:
         return {"reproduced": None, "reference": None, "time_judged": False, "tolerances": None, "health": None,
                 "why": ["not judged: no committed reference run (results/reference/ is empty)"]}
@@ -399,7 +409,7 @@ def against_reference(run: dict, ref: dict | None, reference_dir: Path = REFEREN
         return {"reproduced": None, "reference": name, "time_judged": False, "tolerances": None, "health": None,
                 "why": [f"not judged: no committed run of this setup (the nearest, {name}, differs: "
                         f"{'; '.join(differ)})"]}
-    pool = committed_runs(run, reference_dir)
+    pool = committed_runs(run, reference_dir) if pool is None else pool
     kind = cpu_kind(run)
     rule = time_rule(kind, pool)
     same, ratio_deciding, ratio_from = rule["same"], rule["deciding"], rule["words"]

@@ -125,7 +125,7 @@ def write(run: Path, others: list[Path] | None = None) -> Path:
     diffs = differences(this)
     (run / "setup.json").write_text(json.dumps(diffs, indent=1, default=str))
     rows = claims.judge(*pair(run, list(others or [])))
-    ref = reference.against_reference(this, reference.find_reference(this))
+    ref = reference.judge(this)
     if metrics:
         metrics = rundir.update_metrics(run, reference=ref)
     images = _plots(run, metrics)
