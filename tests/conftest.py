@@ -501,6 +501,17 @@ def docker_runs(image, tmp_path_factory):
 
 
 # ------------------------------------------------------------------------------------------------ real runs' records
+def _ranks_on_host(dest: Path, docs: dict) -> list[dict]:
+    """The rank records (of DOCS' metrics.json, loaded into it) whose CPU is the host's: same model and boot."""
+    from xeontl.records import ranks
+
+    for name in ("metrics", "provenance"):
+        docs.setdefault(name, json.loads((dest / f"{name}.json").read_text()))
+    host = ranks.host_cpu({"provenance": docs["provenance"]}) or {}
+    same = ranks.cpu_identity(host)
+    return [r for r in docs["metrics"].get("ranks") or [] if r.get("cpu") and ranks.cpu_identity(r["cpu"]) == same]
+
+
 def derive(src: Path, dest: Path, **changes) -> Path:
     """A copy of a run dir the code wrote, with some fields of its records changed: keys are dotted paths into them
     ("metrics.train_seconds", "provenance.host.cpu.flags_of_note.amx_bf16", "metrics.ranks.1.affinity"), a value of
@@ -521,6 +532,8 @@ def derive(src: Path, dest: Path, **changes) -> Path:
     for path, value in changes.items():
         name, *keys = path.split(".")
         doc = docs.setdefault(name, json.loads((dest / f"{name}.json").read_text()))
+        if path.startswith("provenance.host"):  # the CPU where the code records it: the host's, and its ranks'
+            on_host = _ranks_on_host(dest, docs)
         at = doc
         for k in keys[:-1]:
             at = at[int(k)] if isinstance(at, list) else at.setdefault(k, {})
@@ -529,6 +542,11 @@ def derive(src: Path, dest: Path, **changes) -> Path:
             del at[last]
         else:
             at[last] = value
+        if path.startswith("provenance.host") and (host := docs["provenance"].get("host") or {}).get("cpu"):
+            import verdict_corpus
+
+            for r in on_host:  # a host's CPU edited is the CPU of every rank that ran on it (records/ranks.py)
+                r["cpu"] = verdict_corpus.rank_cpu(host)
     for name, doc in docs.items():
         (dest / f"{name}.json").write_text(json.dumps(doc, indent=1))
     for name in ("metrics", "provenance"):  # the schemas the writers hold them to (rundir.validate_metrics,

@@ -13,7 +13,7 @@ import verdict_corpus as corpus
 
 from conftest import DELETE, derive, scaled
 from xeontl.common import stats
-from xeontl.records import claims, reference, report, setup
+from xeontl.records import claims, ranks, reference, report, setup
 
 RECIPE = setup.recipe_fields()
 
@@ -127,6 +127,25 @@ def two_node_slurm():
     return {"plan.workers": [w, {**w, "rank": 1}], "plan.total_workers": 2, "plan.node_count": 2,
             "metrics.workers": 2, "metrics.ranks": [{**r, "host": "n1", "node": "n1"},
                                                     {**r, "rank": 1, "host": "n2", "node": "n2"}]}
+
+
+# A node of a Slurm -N 2 run whose CPU is a Cooper Lake Xeon: AVX512-BF16, no AMX (another machine: another boot)
+COOPER = {"model_name": "Intel(R) Xeon(R) Platinum 8380H CPU @ 2.90GHz", "family": "6", "model": "85",
+          "boot": "c0" * 8}
+UNIT_NO_AMX = {"amx_bf16": False, "amx_tile": False, "amx_int8": False}  # its flags_of_note
+
+
+def on_two_nodes(rank1_cpu: dict, rank1_isa: str | None = None) -> dict:
+    """two_node_slurm, rank 1's node's CPU changed by RANK1_CPU (its flags_of_note's too), its convolutions on
+    RANK1_ISA's kernels (its summary as dispatch writes it)."""
+    c = two_node_slurm()
+    r1 = c["metrics.ranks"][1]
+    cpu = {**r1["cpu"], **rank1_cpu, "flags_of_note": {**r1["cpu"]["flags_of_note"], **rank1_cpu.get("flags_of_note",
+                                                                                                      {})}}
+    math = r1["math_path"] if rank1_isa is None else corpus.kernels(corpus._load("provenance")["math_path"], False,
+                                                                    rank1_isa)[1]
+    c["metrics.ranks"] = [c["metrics.ranks"][0], {**r1, "cpu": cpu, "math_path": math}]
+    return c
 
 
 def hidden(*names: str) -> dict:
@@ -412,6 +431,12 @@ def test_the_fixture_is_what_the_code_writes_today(tmp_path):
     # (a CPU without BF16 arithmetic: fp32), present exactly when the fresh run chose so
     chosen = "chosen" in (json.loads((fresh / "metrics.json").read_text()).get("precision") or {})
     by_this_cpu = {"metrics": {".precision.chosen"} if chosen else set()}
+    # every rank recorded the CPU it ran on (here: the host's), and the run is healthy by them
+    run = loaded(fresh)
+    host = ranks.host_cpu(run)
+    assert [r["cpu"] for r in run["metrics"]["ranks"]] == [
+        {k: host[k] for k in ("model_name", "family", "model", "flags_of_note", "boot")}] * 2
+    assert ranks.health(run) == [], ranks.health(run)
     for name in ("metrics", "plan", "provenance", "config"):
         a = keys(json.loads((corpus.BASE / f"{name}.json").read_text()))
         b = keys(json.loads((fresh / f"{name}.json").read_text()))
@@ -458,8 +483,8 @@ def _relative(role="1s", affinity=None, **more):
     return {**changes, **more}
 
 
-# a run that started before runs tallied their own kernels (setup.TALLY_SINCE): its side sample's record is read
-# a record of a run made then: its start and its run id's stamp both (setup.started takes the later)
+# a run that started before runs tallied their own kernels (ranks.TALLY_SINCE): its side sample's record is read
+# a record of a run made then: its start and its run id's stamp both (ranks.started takes the later)
 BEFORE_TALLY = {"provenance.timestamps.start_utc": "2026-12-06T16:00:00+00:00",
                 "provenance.run_id": "20261206-160000-smoke-2s-0ld0"}
 NO_AMX = {"provenance.host.cpu.flags_of_note.amx_bf16": False, "provenance.host.cpu.flags_of_note.amx_tile": False}
@@ -475,6 +500,26 @@ def bf16_convolutions(kernels: dict[str, int]) -> dict:
 
 # case -> (role, changes, None for unknown, or a phrase health must hold ("" for healthy))
 HEALTH = {
+    # each rank by its own CPU (ranks[].cpu, since RANK_CPU_SINCE): on two nodes, rank 1's CPU is its node's, not
+    # rank 0's (judged by rank 0's host's flags before: the first case was "this CPU has AMX", the second healthy)
+    "two nodes, rank 1's CPU has AVX512-BF16 and no AMX, its convolutions on it: native on its own CPU": (
+        "1s", on_two_nodes({**COOPER, "flags_of_note": UNIT_NO_AMX}, "avx512_core_bf16"), ""),
+    "two nodes, rank 0's CPU without AMX, rank 1's with it unused (its convolutions on avx512_core_bf16)": (
+        "1s", {**on_two_nodes({"boot": "c1" * 8}, "avx512_core_bf16"),
+               **{f"provenance.host.cpu.{k}": v for k, v in COOPER.items() if k != "boot"},
+               **{f"provenance.host.cpu.flags_of_note.{k}": v for k, v in UNIT_NO_AMX.items()},
+               "provenance.math_path": corpus.kernels(corpus._load("provenance")["math_path"], False,
+                                                      "avx512_core_bf16")[0]},
+        "this CPU has AMX, rank 1's convolutions ran on avx512_core_bf16"),
+    "a run since ranks record their CPUs, rank 1's not recorded": (
+        "2s", {"metrics.ranks.1.cpu": DELETE, "provenance.timestamps.start_utc": "2026-12-08T00:00:00+00:00"},
+        "rank 1: its CPU not recorded"),
+    "a run from before ranks recorded their CPUs: every rank on its host's": (
+        "2s", {"metrics.ranks.0.cpu": DELETE, "metrics.ranks.1.cpu": DELETE}, ""),
+    "rank 0's CPU not the one its provenance records": (
+        "2s", {"metrics.ranks.0.cpu.model": "144"}, "record inconsistent: rank 0 recorded its CPU as"),
+    "two ranks on one host with different CPUs": (
+        "2s", {"metrics.ranks.1.cpu.model": "144"}, "record inconsistent: ranks 0 and 1 ran on host spr"),
     "a scheduler's rank on its positions' CPUs is healthy": ("1s", _relative(), ""),
     "a scheduler's rank on all 224 CPUs": ("1s", _relative(affinity=list(range(224))), "ran on 224 CPUs, its plan"),
     "a scheduler's rank on the other socket's CPUs": (
@@ -639,7 +684,7 @@ HEALTH = {
 def test_health_judges_every_rank_and_the_math_path(tmp_path, case):
     role, changes, want = HEALTH[case]
     run = loaded(run_of(tmp_path, "h", role, **changes))
-    got = setup.health(run)
+    got = ranks.health(run)
     if want is None:
         assert got is None, got
         assert reference.health(run)[0].startswith("health unknown"), reference.health(run)
@@ -648,6 +693,20 @@ def test_health_judges_every_rank_and_the_math_path(tmp_path, case):
         assert got == [], got
     else:
         assert got and any(want in g for g in got), got
+
+
+def test_ranks_on_two_cpu_models_are_no_one_kind_and_the_setup_names_each(tmp_path):
+    """A Slurm -N 2 run whose second node is another CPU: the hardware dimension names each rank's, and the run is no
+    CPU kind's (its time is not comparable with one kind's runs); the same run on two nodes of the paper's CPU keeps
+    its kind."""
+    run = loaded(run_of(tmp_path, "mixed", "1s", **on_two_nodes({**COOPER, "flags_of_note": UNIT_NO_AMX},
+                                                                 "avx512_core_bf16")))
+    assert setup.of_run(run, claims.table())["hardware.cpu"] == (
+        f"rank 0: Intel(R) Xeon(R) Platinum 8480+; rank 1: {COOPER['model_name']}")
+    assert reference.cpu_kind(run) is None and "hardware.cpu" in report.differences(run)["unequal"]
+    same = loaded(run_of(tmp_path, "same", "1s", **two_node_slurm()))
+    assert setup.of_run(same, claims.table())["hardware.cpu"] == "Intel(R) Xeon(R) Platinum 8480+"
+    assert reference.cpu_kind(same) is not None
 
 
 # provenance math path change -> the precision dimension: what the training's kernels ran at, not what was asked for
@@ -798,7 +857,7 @@ ZEN4 = "AMD EPYC (family 25 model 17)"
      "calibration not compared: no committed run of this CPU kind (Other CPU (family"),
     # a VM's bare model name is the same for a Zen 4 and a Zen 5: the family and model tell them apart
     ("the same model name, another family: not compared", {**calibrated(0.2, train=160.0),
-                                                          "provenance.host.cpu.family": 26}, None,
+                                                          "provenance.host.cpu.family": "26"}, None,
      "calibration not compared: no committed run of this CPU kind"),
     # seen: the family 6 model 207 Xeon's VM with amx_tile one day and without it the next; BF16 then ran on
     # AVX512-BF16 at a slower step, which against the AMX runs' calibration read as "a busy neighbour"
@@ -828,7 +887,7 @@ def test_the_calibration_is_compared_with_committed_runs_on_the_same_cpu(tmp_pat
 
 # The time ratio against the committed runs of the run's own CPU kind, when MIN_CALIBRATED are committed: it differs
 # between kinds (the demo: 2.2x on the AMX Xeon, 1.5x on a Zen 5), so another kind's spread must not decide.
-KIND_B = {"provenance.host.cpu.family": 26, "provenance.host.cpu.model": 2}
+KIND_B = {"provenance.host.cpu.family": "26", "provenance.host.cpu.model": "2"}
 
 
 @pytest.mark.parametrize("name,changes,reproduced,said", [
@@ -839,7 +898,7 @@ KIND_B = {"provenance.host.cpu.family": 26, "provenance.host.cpu.model": 2}
     ("kind A at kind A's ratio: within", calibrated(train=80.0), True, "over 5 committed runs of this CPU kind"),
     # fewer than 5 of its own kind: the ratio against every kind is shown, never deciding (a mixture's spread, here
     # 16 % wide around 1.6x, would take a third kind's run at -17 % as "within")
-    ("a third kind: every kind's runs, shown only", {**calibrated(train=65.0), "provenance.host.cpu.family": 99},
+    ("a third kind: every kind's runs, shown only", {**calibrated(train=65.0), "provenance.host.cpu.family": "99"},
      None, "of every CPU kind (0 of this one"),
     ("family and model not recorded: no kind", {**calibrated(train=80.0), "provenance.host.cpu.family": None,
                                                  "provenance.host.cpu.model": None}, None,
@@ -861,7 +920,7 @@ def test_the_time_ratio_is_judged_against_the_runs_own_cpu_kind(tmp_path, name, 
 def kind_c():
     """A third kind of another math path: an AVX2-only CPU, FP32 (every rank's tally so)."""
     c = zen1_fp32()
-    return {**c, "provenance.host.cpu.family": 23, "provenance.host.cpu.model": 1,
+    return {**c, "provenance.host.cpu.family": "23", "provenance.host.cpu.model": "1",
             "metrics.ranks.1.math_path": c["metrics.ranks.0.math_path"]}
 
 
@@ -870,7 +929,7 @@ def three_kinds(tmp_path, b_paths=True, one_cpu=False, spread=False):
     1.6x; B_PATHS False: B and C on A's math path (three kind names of one ISA); ONE_CPU: all three A's CPU (one VM
     with AMX shown, hidden, capped); SPREAD: their calibrations 0.095-0.105 s a step (else all 0.1)."""
     b = {**({} if one_cpu else KIND_B), **(NO_BF16 if b_paths else {})}
-    c = kind_c() if b_paths else {"provenance.host.cpu.family": 23, "provenance.host.cpu.model": 1}
+    c = kind_c() if b_paths else {"provenance.host.cpu.family": "23", "provenance.host.cpu.model": "1"}
     if one_cpu:
         c = {k: v for k, v in c.items() if k.split(".")[-1] not in ("family", "model", "model_name")}
     cal = (0.095, 0.1, 0.105, 0.0975, 0.1025) if spread else (0.1,) * 5
@@ -883,7 +942,7 @@ def three_kinds(tmp_path, b_paths=True, one_cpu=False, spread=False):
     return committed(tmp_path, refs)
 
 
-NEW_KIND = {"provenance.host.cpu.family": 99}
+NEW_KIND = {"provenance.host.cpu.family": "99"}
 
 
 @pytest.mark.parametrize("name,train,reproduced,said", [
@@ -999,7 +1058,7 @@ def test_a_very_noisy_kind_does_not_hide_a_bimodal_one(tmp_path):
     among them: a kind at +-60 % let a bimodal one (+-20 %, left out alone) into the pool. Backward: the worst first,
     then the rest again."""
     ref = three_kinds(tmp_path, spread=True)
-    for name, family, trains in (("x", 98, (52.0, 78.0, 52.0, 78.0, 52.0, 78.0)), ("y", 97, (26.0, 104.0, 26.0,
+    for name, family, trains in (("x", "98", (52.0, 78.0, 52.0, 78.0, 52.0, 78.0)), ("y", "97", (26.0, 104.0, 26.0,
                                                                                               104.0, 65.0))):
         for i, t in enumerate(trains):
             derive(corpus.BASE, ref / f"2026121{i}-000000-demo-2s-{name}{i}",
@@ -1179,9 +1238,9 @@ def test_every_other_rank_is_checked_by_its_rank_not_its_place(tmp_path):
     changes = {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx": 55,
                                                                  "brgconv:avx512_core_bf16": 45},
                "metrics.ranks.1.math_path.convolutions": 100}
-    ranks = loaded(run_of(tmp_path, "in-order", "2s", **changes))["metrics"]["ranks"]
-    run = loaded(run_of(tmp_path, "reversed", "2s", **{"metrics.ranks": ranks[::-1]}))
-    assert any("45.0% of rank 1's convolutions" in p for p in setup.health(run)), setup.health(run)
+    listed = loaded(run_of(tmp_path, "in-order", "2s", **changes))["metrics"]["ranks"]
+    run = loaded(run_of(tmp_path, "reversed", "2s", **{"metrics.ranks": listed[::-1]}))
+    assert any("45.0% of rank 1's convolutions" in p for p in ranks.health(run)), ranks.health(run)
 
 
 def test_a_kind_not_settled_gets_the_settled_kinds_pooled_spread_whatever_they_are(tmp_path):
@@ -1192,7 +1251,7 @@ def test_a_kind_not_settled_gets_the_settled_kinds_pooled_spread_whatever_they_a
     ref = three_kinds(tmp_path, spread=True)
     for i in range(6):  # a fourth settled kind, all alike to 1e-6
         derive(corpus.BASE, ref / f"2026121{i}-000000-demo-2s-z{i}",
-               **{**HEALTHY, **calibrated(train=80.0 + i * 1e-6), "provenance.host.cpu.family": 97})
+               **{**HEALTHY, **calibrated(train=80.0 + i * 1e-6), "provenance.host.cpu.family": "97"})
     for i, t in enumerate((60.0, 66.0)):  # two runs of a kind of its own
         derive(corpus.BASE, ref / f"2026122{i}-000000-demo-2s-f{i}", **{**HEALTHY, **calibrated(train=t), **NEW_KIND})
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **calibrated(train=63.0), **NEW_KIND}))

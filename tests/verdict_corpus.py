@@ -76,6 +76,7 @@ def paper(role: str = "1s", epochs: int = 43, seconds: float | None = None) -> d
     math, rank_math = kernels(prov["math_path"], fp32)
     for r in ranks:
         r["math_path"] = dict(rank_math)
+        r["cpu"] = rank_cpu(host)  # every rank on the paper's host
     changes = {
         **{f"config.{k}": v for k, v in cfg.items()},
         **{f"plan.{k}": v for k, v in plan.items()},
@@ -99,6 +100,13 @@ def paper(role: str = "1s", epochs: int = 43, seconds: float | None = None) -> d
                                 "stack": "paper"},
     }
     return changes
+
+
+def rank_cpu(host: dict) -> dict:
+    """The CPU a rank on HOST (a provenance host record) records (provenance.rank_cpu)."""
+    c = host["cpu"]
+    return {"model_name": c["model_name"], "family": c["family"], "model": c["model"],
+            "flags_of_note": dict(c["flags_of_note"]), "boot": host.get("boot")}
 
 
 def kernels(recorded: dict, fp32: bool, isa: str | None = None) -> tuple[dict, dict]:

@@ -31,7 +31,7 @@ WHAT = ("this rank's training process (ONEDNN_VERBOSE=1): every oneDNN primitive
 
 def summary_of(tally: dict) -> dict:
     """What a rank records of its whole tally (metrics.json ranks[].math_path): RANK_MATH, and every convolution kernel
-    by name (records.setup.health checks each one's ISA on every rank: the ISA most ran on alone hid 45 % of a rank's
+    by name (records.ranks.health checks each one's ISA on every rank: the ISA most ran on alone hid 45 % of a rank's
     convolutions on another)."""
     return {**{k: tally[k] for k in RANK_MATH}, "convolution_kernels": onednn.convolution_kernels(tally)}
 

@@ -421,7 +421,9 @@ def calibration(fitted, cfg, steps: int, repeats: int = 3, blocks: int = 3) -> d
 def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:
     return {"rank": workers.rank, "host": platform.node(), "controller": workers.controller(),
             "node": os.environ.get("SLURMD_NODENAME"),  # Slurm's name for the node (several may share a hostname)
-            "affinity": sorted(os.sched_getaffinity(0)), "memory_nodes": memory_nodes(), "train_images": train_images,
+            "affinity": sorted(os.sched_getaffinity(0)), "memory_nodes": memory_nodes(),
+            "cpu": provenance.rank_cpu(),  # its own node's CPU: its math is judged by that CPU's units
+            "train_images": train_images,
             "images_per_second": float(np.median([e["images_per_second"] for e in per_epoch])),
             # the rank's own peak resident memory so far (Linux: ru_maxrss in KiB), for the memory target and a
             # Kubernetes pod's request

@@ -67,6 +67,14 @@ def cpuinfo() -> dict:
             "hypervisor": _hypervisor() if "hypervisor" in flags else "none"}
 
 
+def rank_cpu() -> dict:
+    """The CPU this process runs on, as every rank records it beside its CPUs (metrics.json ranks[].cpu): on several
+    nodes each rank's own, judged by its own BF16 units (records/setup.py), never by rank 0's node's."""
+    c = cpuinfo()
+    return {"model_name": c["model_name"], "family": c["family"], "model": c["model"],
+            "flags_of_note": c["flags_of_note"], "boot": boot()}
+
+
 def _hypervisor() -> str:
     """The vendor lscpu reads from CPUID (KVM, VMware, Microsoft...), else what /sys says."""
     try:

@@ -4,7 +4,7 @@
 - the reference: a committed run whose setup (records/setup.py) equals this run's in every dimension but those of
   the machine (REFERENCE_IGNORES: the CPU, its math path, cores and threads, the software, container, the precision
   the CPU allowed: what the prediction below accounts for); none: "not judged", naming the nearest and what differs;
-- its own record healthy: every rank on its plan's CPUs, memory nodes and threads (setup.health);
+- its own record healthy: every rank on its plan's CPUs, memory nodes and threads (records/ranks.py);
 - its accuracy within the prediction interval (common/stats.multiple: 99.73 % of new runs) of every committed run of
   its setup of its own precision where five are committed, else FP32 and BF16 both (the paper: "same as FP32");
 - its time judged against a prediction from this very machine: the run measures, before training, the step time of
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from xeontl.common import stats
 from xeontl.experiment import runtime
-from xeontl.records import setup
+from xeontl.records import ranks, setup
 from xeontl.records.claims import REFERENCE_DIR, load_run, table
 
 # What a reproduction of the bundle's reference may differ in: the machine and what it decides. Everything else (the
@@ -87,7 +87,8 @@ def cpu_kind(run: dict) -> str | None:
     model name can be as bare as "AMD EPYC"), the math path oneDNN took on it (setup.math_path: the ISA of its
     convolutions; one CPU model is two kinds when its hypervisor hides AMX, as seen for the family 6 model 207 Xeon with
     and without amx_tile, or when ONEDNN_MAX_CPU_ISA caps oneDNN), and each worker's cores, CPUs and threads (a
-    bigger VM of the same CPU steps faster: its calibration is not a busy neighbour's). None when any is unknown."""
+    bigger VM of the same CPU steps faster: its calibration is not a busy neighbour's). None when any is unknown, or
+    when a rank ran on a CPU of another model than rank 0's (several nodes: no one kind's time)."""
     c = (run["provenance"].get("host") or {}).get("cpu") or {}
     path = setup.math_path(run["provenance"])
     shapes = sorted({(w.get("cores"), len(w.get("cpus") or []), w.get("intra"), w.get("inter"))
@@ -95,14 +96,17 @@ def cpu_kind(run: dict) -> str | None:
     if (not c.get("model_name") or c.get("family") is None or c.get("model") is None or not path or not shapes
             or any(None in s or not s[1] for s in shapes)):
         return None  # unknown is never equal: a run without all of them is no kind's
+    if any(rc is None or (rc.get("model_name"), rc.get("family"), rc.get("model")) != cpu_id(run)
+           for rc in ranks.rank_cpus(run).values()):
+        return None  # ranks on CPUs of other models (several nodes), or one unknown: no one kind's
     workers = "; ".join(f"{cores} core(s), {cpus} CPU(s), {intra}/{inter} threads" for cores, cpus, intra, inter
                         in shapes)
     return f"{c['model_name']} (family {c['family']} model {c['model']}) on {path}, a worker: {workers}"
 
 
 def health(run: dict) -> list[str]:
-    """The run's own record against its plan (setup.health); a run that recorded no ranks says so."""
-    h = setup.health(run)
+    """The run's own record against its plan (records/ranks.py); a run that recorded no ranks says so."""
+    h = ranks.health(run)
     return ["health unknown: no ranks recorded, or their CPUs cannot be checked against the plan from what the run "
             "recorded of its host"] if h is None else h
 
@@ -113,7 +117,7 @@ def precision_allowed(run: dict) -> list[str]:
     kernels off, and is not a reproduction of runs that used theirs (the adversary's sixth round: such a run on a
     Zen 4 was "yes on what was judged"). BF16 where the CPU has no unit (emulated) is health's to say."""
     # the summary or the CPU's own flag list, whichever names the unit (an edited summary does not hide it)
-    unit = [f for f in runtime.BF16_NATIVE if f in setup.cpu_flags(run)]
+    unit = [f for f in runtime.BF16_NATIVE if f in ranks.all_flags(run)]
     return [f"ran FP32 on a CPU with a BF16 unit ({', '.join(unit)}): its BF16 kernels were off, where the committed "
             f"runs used theirs"] if precision_of(run) == "fp32" and unit else []
 
