@@ -114,7 +114,9 @@ def test_unknown_is_never_equal(tmp_path, dim):
     diffs = report.differences(loaded(run_of(tmp_path, "unknown", **drop)))
     # a run whose math path is unknown is also unhealthy ("math path unknown", the review's item 3), and what
     # precision its training ran at is unknown with it
-    want = {"rank threads": ["health"],
+    # ... and a CPU whose model is unknown is every rank's (its ranks' records are the host's): whether each rank ran
+    # on its CPU's BF16 unit cannot be checked (the adversary's eleventh round: an unknown CPU read as one without)
+    want = {"rank threads": ["health"], "hardware.cpu": ["hardware.cpu", "health"],
             "hardware.math_path": ["precision", "hardware.math_path", "health"]}.get(dim, [dim])
     assert diffs["unequal"] == want, diffs["lines"]
 
@@ -146,6 +148,14 @@ def on_two_nodes(rank1_cpu: dict, rank1_isa: str | None = None) -> dict:
                                                                     rank1_isa)[1]
     c["metrics.ranks"] = [c["metrics.ranks"][0], {**r1, "cpu": cpu, "math_path": math}]
     return c
+
+
+# rank 0 on a Cooper Lake node (the provenance's host), rank 1 on an AMX node with its AMX unused
+AMX_UNUSED_ON_NODE_2 = {
+    **on_two_nodes({"boot": "c1" * 8}, "avx512_core_bf16"),
+    **{f"provenance.host.cpu.{k}": v for k, v in COOPER.items() if k != "boot"},
+    **{f"provenance.host.cpu.flags_of_note.{k}": v for k, v in UNIT_NO_AMX.items()},
+    "provenance.math_path": corpus.kernels(corpus._load("provenance")["math_path"], False, "avx512_core_bf16")[0]}
 
 
 def hidden(*names: str) -> dict:
@@ -505,12 +515,27 @@ HEALTH = {
     "two nodes, rank 1's CPU has AVX512-BF16 and no AMX, its convolutions on it: native on its own CPU": (
         "1s", on_two_nodes({**COOPER, "flags_of_note": UNIT_NO_AMX}, "avx512_core_bf16"), ""),
     "two nodes, rank 0's CPU without AMX, rank 1's with it unused (its convolutions on avx512_core_bf16)": (
-        "1s", {**on_two_nodes({"boot": "c1" * 8}, "avx512_core_bf16"),
-               **{f"provenance.host.cpu.{k}": v for k, v in COOPER.items() if k != "boot"},
-               **{f"provenance.host.cpu.flags_of_note.{k}": v for k, v in UNIT_NO_AMX.items()},
-               "provenance.math_path": corpus.kernels(corpus._load("provenance")["math_path"], False,
-                                                      "avx512_core_bf16")[0]},
-        "this CPU has AMX, rank 1's convolutions ran on avx512_core_bf16"),
+        "1s", AMX_UNUSED_ON_NODE_2, "this CPU has AMX, rank 1's convolutions ran on avx512_core_bf16"),
+    # the adversary's eleventh round: a rank's CPU deleted was rank 0's (the run dated before the rule: no date edit)
+    "the same, rank 1's CPU record deleted": (
+        "1s", {**AMX_UNUSED_ON_NODE_2, "metrics.ranks.1.cpu": DELETE}, "rank 1: its CPU not recorded"),
+    "a two-node record from before ranks recorded their CPUs: rank 1's node's CPU is unknown, never rank 0's": (
+        "1s", {**two_node_slurm(), "metrics.ranks.0.cpu": DELETE, "metrics.ranks.1.cpu": DELETE},
+        "rank 1: its CPU not recorded"),
+    "one machine's records disagree on its flags (rank 1's hides AMX)": (
+        "2s", {"metrics.ranks.1.cpu.flags_of_note.amx_bf16": False}, "recorded one machine (boot"),
+    "rank 0's record and the provenance hide AMX, rank 1's on the same machine shows it": (
+        "2s", {"provenance.host.cpu.flags_of_note.amx_bf16": False, "metrics.ranks.1.cpu.flags_of_note.amx_bf16": True},
+        "recorded one machine (boot"),
+    "one machine (one boot), two pods' host names, two CPU models": (
+        "2s", {"metrics.ranks.1.host": "pod-b", "metrics.ranks.1.cpu.model": "85"}, "recorded one machine (boot"),
+    "a rank recorded twice, another missing": (
+        "2s", {"metrics.ranks.1.rank": 0}, "a rank recorded twice"),
+    "a rank's CPU unreadable (cpuinfo's nulls and no flag)": (
+        "1s", on_two_nodes({"model_name": None, "family": None, "model": None, "boot": "c2" * 8,
+                            "flags_of_note": dict.fromkeys(corpus._load("provenance")["host"]["cpu"]["flags_of_note"],
+                                                           False)}, "avx512_core"),
+        "rank 1: its CPU not recorded"),
     "a run since ranks record their CPUs, rank 1's not recorded": (
         "2s", {"metrics.ranks.1.cpu": DELETE, "provenance.timestamps.start_utc": "2026-12-08T00:00:00+00:00"},
         "rank 1: its CPU not recorded"),
@@ -519,7 +544,8 @@ HEALTH = {
     "rank 0's CPU not the one its provenance records": (
         "2s", {"metrics.ranks.0.cpu.model": "144"}, "record inconsistent: rank 0 recorded its CPU as"),
     "two ranks on one host with different CPUs": (
-        "2s", {"metrics.ranks.1.cpu.model": "144"}, "record inconsistent: ranks 0 and 1 ran on host spr"),
+        "2s", {"metrics.ranks.1.cpu.model": "144"},
+        "record inconsistent: the provenance and rank 1 recorded one machine"),
     "a scheduler's rank on its positions' CPUs is healthy": ("1s", _relative(), ""),
     "a scheduler's rank on all 224 CPUs": ("1s", _relative(affinity=list(range(224))), "ran on 224 CPUs, its plan"),
     "a scheduler's rank on the other socket's CPUs": (
@@ -702,11 +728,28 @@ def test_ranks_on_two_cpu_models_are_no_one_kind_and_the_setup_names_each(tmp_pa
     run = loaded(run_of(tmp_path, "mixed", "1s", **on_two_nodes({**COOPER, "flags_of_note": UNIT_NO_AMX},
                                                                  "avx512_core_bf16")))
     assert setup.of_run(run, claims.table())["hardware.cpu"] == (
-        f"rank 0: Intel(R) Xeon(R) Platinum 8480+; rank 1: {COOPER['model_name']}")
+        f"rank 0: Intel(R) Xeon(R) Platinum 8480+ (family 6 model 143); rank 1: {COOPER['model_name']} (family 6 model "
+        f"85)")
     assert reference.cpu_kind(run) is None and "hardware.cpu" in report.differences(run)["unequal"]
     same = loaded(run_of(tmp_path, "same", "1s", **two_node_slurm()))
     assert setup.of_run(same, claims.table())["hardware.cpu"] == "Intel(R) Xeon(R) Platinum 8480+"
     assert reference.cpu_kind(same) is not None
+    # the eleventh round: the same model with AMX hidden on node 2's VM (healthy: BF16 on its own unit) is two kinds;
+    # one model name of two families ("AMD EPYC") is two CPUs
+    node_2 = on_two_nodes({"flags_of_note": UNIT_NO_AMX, "boot": "c3" * 8}, "avx512_core_bf16")
+    hidden_amx = loaded(run_of(tmp_path, "hidden", "1s", **node_2))
+    assert ranks.health(hidden_amx) == [] and reference.cpu_kind(hidden_amx) is None
+    other = loaded(run_of(tmp_path, "other", "1s", **on_two_nodes({"model": "144", "boot": "c4" * 8})))
+    assert setup.of_run(other, claims.table())["hardware.cpu"].endswith("rank 1: Intel(R) Xeon(R) Platinum 8480+ "
+                                                                         "(family 6 model 144)")
+
+
+def test_a_run_id_the_launcher_did_not_write_dates_a_record_after_every_rule():
+    """The eleventh round: an unparseable run id stamp (month 13) let start_utc alone date the record."""
+    prov = {"run_id": "20261399-000000-demo-2s-x", "timestamps": {"start_utc": "2026-12-01T00:00:00+00:00"}}
+    assert ranks.started({"provenance": prov}) == "9"
+    assert ranks.started({"provenance": {**prov, "run_id": "20261201-000000-demo-2s-x"}}) == prov["timestamps"][
+        "start_utc"]
 
 
 # provenance math path change -> the precision dimension: what the training's kernels ran at, not what was asked for
@@ -901,8 +944,8 @@ KIND_B = {"provenance.host.cpu.family": "26", "provenance.host.cpu.model": "2"}
     ("a third kind: every kind's runs, shown only", {**calibrated(train=65.0), "provenance.host.cpu.family": "99"},
      None, "of every CPU kind (0 of this one"),
     ("family and model not recorded: no kind", {**calibrated(train=80.0), "provenance.host.cpu.family": None,
-                                                 "provenance.host.cpu.model": None}, None,
-     "its kind not recorded"),
+                                                 "provenance.host.cpu.model": None}, False,
+     "its kind not recorded"),  # and its ranks' CPUs unknown: no health (the eleventh round)
     ("kind A's CPU, its BF16 unit hidden, at kind A's ratio: another kind, shown only",
      {**calibrated(train=80.0), **NO_BF16}, None,
      "of every CPU kind (0 of this one, " + ZEN4 + " on avx512_core, a worker"),
@@ -914,7 +957,8 @@ def test_the_time_ratio_is_judged_against_the_runs_own_cpu_kind(tmp_path, name, 
     run = loaded(derive(corpus.BASE, tmp_path / "run", **{**HEALTHY, **changes}))
     v = reference.judge(run, ref)
     assert any(w.startswith("time") and said in w for w in v["why"]), v["why"]
-    assert v["reproduced"] is reproduced and v["time_judged"] is (reproduced is not None), v["why"]
+    # time decides where the run's own kind's runs judge it ("over N committed runs of this CPU kind")
+    assert v["reproduced"] is reproduced and v["time_judged"] is said.startswith("over"), v["why"]
 
 
 def kind_c():

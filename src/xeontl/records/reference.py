@@ -88,7 +88,7 @@ def cpu_kind(run: dict) -> str | None:
     convolutions; one CPU model is two kinds when its hypervisor hides AMX, as seen for the family 6 model 207 Xeon with
     and without amx_tile, or when ONEDNN_MAX_CPU_ISA caps oneDNN), and each worker's cores, CPUs and threads (a
     bigger VM of the same CPU steps faster: its calibration is not a busy neighbour's). None when any is unknown, or
-    when a rank ran on a CPU of another model than rank 0's (several nodes: no one kind's time)."""
+    when a rank ran on a CPU of another model or flags than rank 0's (several nodes: no one kind's time)."""
     c = (run["provenance"].get("host") or {}).get("cpu") or {}
     path = setup.math_path(run["provenance"])
     shapes = sorted({(w.get("cores"), len(w.get("cpus") or []), w.get("intra"), w.get("inter"))
@@ -96,9 +96,8 @@ def cpu_kind(run: dict) -> str | None:
     if (not c.get("model_name") or c.get("family") is None or c.get("model") is None or not path or not shapes
             or any(None in s or not s[1] for s in shapes)):
         return None  # unknown is never equal: a run without all of them is no kind's
-    if any(rc is None or (rc.get("model_name"), rc.get("family"), rc.get("model")) != cpu_id(run)
-           for rc in ranks.rank_cpus(run).values()):
-        return None  # ranks on CPUs of other models (several nodes), or one unknown: no one kind's
+    if not ranks.one_cpu(run):
+        return None  # ranks on CPUs of other models or flags (several nodes), or one unknown: no one kind's
     workers = "; ".join(f"{cores} core(s), {cpus} CPU(s), {intra}/{inter} threads" for cores, cpus, intra, inter
                         in shapes)
     return f"{c['model_name']} (family {c['family']} model {c['model']}) on {path}, a worker: {workers}"
