@@ -731,6 +731,10 @@ def test_ranks_on_two_cpu_models_are_no_one_kind_and_the_setup_names_each(tmp_pa
         f"rank 0: Intel(R) Xeon(R) Platinum 8480+ (family 6 model 143); rank 1: {COOPER['model_name']} (family 6 model "
         f"85)")
     assert reference.cpu_kind(run) is None and "hardware.cpu" in report.differences(run)["unequal"]
+    # and its math path is each rank's: rank 1's convolutions on its own node's BF16 unit, not rank 0's AMX
+    assert setup.of_run(run, claims.table())["hardware.math_path"] == (
+        "rank 0: avx512_core_amx; rank 1: avx512_core_bf16")
+    assert "hardware.math_path" in report.differences(run)["unequal"]
     same = loaded(run_of(tmp_path, "same", "1s", **two_node_slurm()))
     assert setup.of_run(same, claims.table())["hardware.cpu"] == "Intel(R) Xeon(R) Platinum 8480+"
     assert reference.cpu_kind(same) is not None

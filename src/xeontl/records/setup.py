@@ -111,6 +111,18 @@ def math_path(prov: dict) -> str | None:
     return min(isas, key=lambda i: (onednn.isa_rank(i), i), default=None)
 
 
+def ranks_math_path(run: dict) -> str | None:
+    """The hardware.math_path dimension: rank 0's (math_path) where every other rank's own tally ran its convolutions
+    on the same ISA; each rank's where they differ (two nodes of two CPUs); rank 0's alone for a record whose other
+    ranks kept no tally (recorded before they did)."""
+    first = math_path(run["provenance"])
+    others = {r["rank"]: (r.get("math_path") or {}).get("convolution_isa") for r in run["metrics"].get("ranks") or []
+              if r["rank"] != 0 and "math_path" in r}
+    if first is None or all(isa == first for isa in others.values()):
+        return first
+    return "; ".join(f"rank {i}: {isa}" for i, isa in sorted({0: first, **others}.items()))
+
+
 def software(prov: dict) -> str | None:
     s = prov.get("software") or {}
     dist = s.get("tensorflow_distribution") or {}
@@ -172,7 +184,7 @@ def of_run(run: dict, pins: dict) -> dict[str, Any]:
         "hardware.cpu": hardware_cpu(run),
         "hardware.topology": {"sockets": topo.get("sockets"), "cores_per_socket": topo.get("cores_per_socket"),
                               "threads_per_core": topo.get("threads_per_core")} if topo.get("sockets") else None,
-        "hardware.math_path": math_path(prov),
+        "hardware.math_path": ranks_math_path(run),
         "software": software(prov),
         "execution": execution(prov),
         "health": health(run),
