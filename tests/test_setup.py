@@ -529,6 +529,17 @@ HEALTH = {
         "recorded one machine (boot"),
     "one machine (one boot), two pods' host names, two CPU models": (
         "2s", {"metrics.ranks.1.host": "pod-b", "metrics.ranks.1.cpu.model": "85"}, "recorded one machine (boot"),
+    # the twelfth round: a rank on rank 0's host naming another boot (or none) was compared with no record; with no
+    # boot read, a rank on another node was judged by rank 0's host's flags
+    **{f"rank 1 on rank 0's host, its record naming {what} and no BF16 unit, BF16 emulated": (
+        "2s", {"metrics.ranks.1.cpu.boot": boot, "metrics.ranks.1.cpu.flags_of_note.avx512_bf16": False,
+               "metrics.ranks.1.cpu.flags_of_note.amx_bf16": False,
+               "metrics.ranks.1.math_path": corpus.kernels(corpus._load("provenance")["math_path"], False,
+                                                           "avx512_core")[1]},
+        "recorded one machine (host spr)") for what, boot in (("another boot", "c5" * 8), ("no boot", None))},
+    "two nodes, no boot read anywhere, node 2's CPU without AMX, its BF16 on its own unit": (
+        "1s", {**on_two_nodes({"flags_of_note": UNIT_NO_AMX, "boot": None}, "avx512_core_bf16"),
+               "provenance.host.boot": None}, ""),
     "a rank recorded twice, another missing": (
         "2s", {"metrics.ranks.1.rank": 0}, "a rank recorded twice"),
     "a rank's CPU unreadable (cpuinfo's nulls and no flag)": (
@@ -744,6 +755,12 @@ def test_ranks_on_two_cpu_models_are_no_one_kind_and_the_setup_names_each(tmp_pa
     hidden_amx = loaded(run_of(tmp_path, "hidden", "1s", **node_2))
     assert ranks.health(hidden_amx) == [] and reference.cpu_kind(hidden_amx) is None
     other = loaded(run_of(tmp_path, "other", "1s", **on_two_nodes({"model": "144", "boot": "c4" * 8})))
+    # the twelfth round: one host, rank 1's convolutions capped to AVX2 (an FP32 run: healthy by its operands) is no
+    # kind, and its math path is each rank's
+    capped = loaded(run_of(tmp_path, "capped", "2s_fp32", **{"metrics.ranks.1.math_path": corpus.kernels(
+        corpus._load("provenance")["math_path"], True, "avx2")[1]}))
+    assert reference.cpu_kind(capped) is None
+    assert setup.of_run(capped, claims.table())["hardware.math_path"] == "rank 0: avx512_core; rank 1: avx2"
     assert setup.of_run(other, claims.table())["hardware.cpu"].endswith("rank 1: Intel(R) Xeon(R) Platinum 8480+ "
                                                                          "(family 6 model 144)")
 

@@ -74,20 +74,31 @@ def health(run: dict) -> list[str] | None:
     if len(set(ids)) != len(ids):  # one rank's record twice: judged by one of them, the other rank's missing
         out.append(f"record inconsistent: ranks {sorted(ids)} (a rank recorded twice)")
     cpus = rank_cpus(run)
-    # one machine (a boot; else a host and Slurm node) has one CPU: its records (the provenance's, every rank's) agree
-    # on it and its flags, or one of them was not written by the code (one record hiding a unit another shows)
+    # one machine has one CPU: the records of one boot, and those of one host and Slurm node (the provenance's: rank
+    # 0's), agree on it and its flags, or one of them was not written by the code (a record hiding a unit another
+    # shows; a rank on rank 0's host naming another boot, or none: the twelfth round)
     host = host_cpu(run)
-    seen: dict = {} if host is None else {host.get("boot") or ("rank 0's host",): ("the provenance", cpu_record(host))}
+    seen: dict = {}
+    if host is not None:
+        for where in ([("boot", host["boot"])] if host.get("boot") else []) + [
+                ("place", _place(r)) for r in ranks if r["rank"] == 0][:2]:
+            seen[where] = ("the provenance", cpu_record(host))
+    judged: set[int] = set()
     for r in ranks:
+        if r["rank"] in judged:  # a rank recorded twice: said above, not judged twice
+            continue
+        judged.add(r["rank"])
         cpu = r.get("cpu") if isinstance(r.get("cpu"), dict) else None
         if cpus.get(r["rank"]) is None:
             out.append(f"rank {r['rank']}: its CPU not recorded (the code that wrote the run records every rank's)")
-        if cpu is not None:
-            where = cpu.get("boot") or (r.get("host"), r.get("node"))
+        for where in ([("boot", cpu["boot"])] if cpu and cpu.get("boot") else []) + ([("place", _place(r))] if cpu
+                                                                                     else []):
             first = seen.setdefault(where, (f"rank {r['rank']}", cpu_record(cpu)))
             if first[1] != cpu_record(cpu):
-                out.append(f"record inconsistent: {first[0]} and rank {r['rank']} recorded one machine (boot "
-                           f"{cpu.get('boot')}) with different CPUs")
+                out.append(f"record inconsistent: {first[0]} and rank {r['rank']} recorded one machine ("
+                           f"{'boot ' + str(where[1]) if where[0] == 'boot' else 'host ' + str(where[1][0])}) with "
+                           f"different CPUs")
+                break
         w = workers[r["rank"] % len(workers)] if r["rank"] < planned else None  # every node runs the same layout
         if w is None:
             out.append(f"rank {r['rank']} is not in the plan")
@@ -201,8 +212,22 @@ def rank_flags(run: dict, rank: int) -> set[str]:
     unknown (health says so)."""
     cpu = rank_cpus(run).get(rank) or {}
     own = set(cpu.get("flags") or []) | {f for f, on in (cpu.get("flags_of_note") or {}).items() if on}
-    same = cpu and (rank == 0 or cpu_identity(cpu) == cpu_identity(host_cpu(run) or {}))
-    return own | (cpu_flags(run) if same else set())
+    return own | (cpu_flags(run) if cpu and on_rank0s_machine(run, rank) else set())
+
+
+def _place(r: dict) -> tuple:
+    return r.get("host"), r.get("node")
+
+
+def on_rank0s_machine(run: dict, rank: int) -> bool:
+    """Whether RANK ran on the machine the provenance (rank 0's) records: rank 0 itself, a rank on its host and
+    node, or one whose CPU record names its boot (a known one: with no boot read, a rank on another node is another
+    machine: the twelfth round)."""
+    ranks = run["metrics"].get("ranks") or []
+    r0 = [_place(r) for r in ranks if r["rank"] == 0]
+    mine = [r for r in ranks if r["rank"] == rank]
+    boot = (run["provenance"].get("host") or {}).get("boot")
+    return rank == 0 or any(_place(r) in r0 or (boot and (r.get("cpu") or {}).get("boot") == boot) for r in mine)
 
 
 def all_flags(run: dict) -> set[str]:
@@ -214,8 +239,10 @@ def one_cpu(run: dict) -> bool:
     """Whether every rank ran on one CPU of rank 0's kind: its model, family/model and flags of note (the same model
     with AMX hidden on one node is another kind); False where a rank's is unknown."""
     cpus, host = rank_cpus(run), host_cpu(run) or {}
-    return all(c is not None and cpu_record(c)[:3] + cpu_record(c)[4:] == cpu_record(host)[:3] + cpu_record(host)[4:]
-               for c in cpus.values())
+    def kind(cpu: dict) -> tuple:  # its record but the boot (which machine)
+        return cpu_record(cpu)[:3] + cpu_record(cpu)[4:]
+
+    return 0 in cpus and all(c is not None and kind(c) == kind(host) for c in cpus.values())
 
 
 def hardware_cpu(run: dict) -> str | None:

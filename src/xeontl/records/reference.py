@@ -96,8 +96,10 @@ def cpu_kind(run: dict) -> str | None:
     if (not c.get("model_name") or c.get("family") is None or c.get("model") is None or not path or not shapes
             or any(None in s or not s[1] for s in shapes)):
         return None  # unknown is never equal: a run without all of them is no kind's
-    if not ranks.one_cpu(run):
-        return None  # ranks on CPUs of other models or flags (several nodes), or one unknown: no one kind's
+    if not ranks.one_cpu(run) or setup.ranks_math_path(run) != path:
+        # ranks on CPUs of other models or flags (several nodes), or one unknown, or their convolutions on other ISAs
+        # (one capped: the twelfth round): no one kind's
+        return None
     workers = "; ".join(f"{cores} core(s), {cpus} CPU(s), {intra}/{inter} threads" for cores, cpus, intra, inter
                         in shapes)
     return f"{c['model_name']} (family {c['family']} model {c['model']}) on {path}, a worker: {workers}"
