@@ -209,7 +209,8 @@ CASES = {
         "1s", {"metrics.weights": RANDOM, "provenance.weights": RANDOM}, {"accuracy": "not comparable: weights: "
                                                                         "pretrained False"}, []),
     "2: ranks on two hosts where the plan had one node": (
-        "2s", {"metrics.ranks.1.host": "other"}, {"minutes_2s": "not comparable: health: the ranks ran on 2 nodes, "
+        "2s", {"metrics.ranks.1.host": "other", "metrics.ranks.1.cpu.boot": "0b" * 8},
+        {"minutes_2s": "not comparable: health: the ranks ran on 2 nodes, "
                                                   "the plan had 1"}, []),
     "2: one rank of a 2-worker plan": (
         "2s", {"metrics.ranks": corpus.paper("2s")["metrics.ranks"][:1]},
@@ -540,6 +541,15 @@ HEALTH = {
     "two nodes, no boot read anywhere, node 2's CPU without AMX, its BF16 on its own unit": (
         "1s", {**on_two_nodes({"flags_of_note": UNIT_NO_AMX, "boot": None}, "avx512_core_bf16"),
                "provenance.host.boot": None}, ""),
+    # the thirteenth round: a summary's ISA is its kernels'; pods are machines by their boot; a rank id 1.0 (the
+    # schema's "integer" takes it) was a traceback
+    "an FP32 run, rank 1's convolutions on AVX2 kernels, its summary's ISA edited to avx512_core": (
+        "2s_fp32", {"metrics.ranks.1.math_path": {**corpus.kernels(corpus._load("provenance")["math_path"], True,
+                                                                   "avx2")[1], "convolution_isa": "avx512_core"}},
+        "record inconsistent: rank 1's convolutions are recorded as on avx512_core, its kernels say avx2"),
+    "Kubernetes: a pod per rank, both on one node (one boot), each its own host name": (
+        "2s", {"metrics.ranks.0.host": "xeontl-worker-0", "metrics.ranks.1.host": "xeontl-worker-1"}, ""),
+    "a rank id 1.0": ("2s", {"metrics.ranks.1.rank": 1.0}, "are not all integers"),
     "a rank recorded twice, another missing": (
         "2s", {"metrics.ranks.1.rank": 0}, "a rank recorded twice"),
     "a rank's CPU unreadable (cpuinfo's nulls and no flag)": (
@@ -572,8 +582,8 @@ HEALTH = {
         "rank 0's training ran bf16 but 100.0% of its convolutions ran on FP32 operands"),
     # the adversary's case: one BF16 matmul on AMX (the head) among FP32 convolutions was "BF16 on AMX"
     "a BF16 run whose head alone ran BF16 on AMX": (
-        "1s", {"provenance.math_path.convolutions_bf16_share": 0.0, "provenance.math_path.convolution_isa":
-               "avx512_core"}, "ran bf16 but 100.0% of its convolutions ran on FP32 operands"),
+        "1s", {"provenance.math_path": corpus.kernels(corpus.paper("1s")["provenance.math_path"], True)[0]},
+        "ran bf16 but 100.0% of its convolutions ran on FP32 operands"),
     "a BF16 run with some of its convolutions in FP32": (
         "1s", {"provenance.math_path.convolutions_bf16_share": 0.75}, "25.0% of its convolutions ran on FP32"),
     "a BF16 run on a CPU with AMX that did not use it": (
@@ -587,7 +597,8 @@ HEALTH = {
         "2s", {"metrics.ranks.1.math_path": corpus.kernels(corpus.paper("2s")["provenance.math_path"], True)[1]},
         "rank 1 ran bf16 but 100.0% of its convolutions ran on FP32 operands"),
     "rank 1 on an AMX CPU that did not use it": (
-        "2s", {"metrics.ranks.1.math_path.convolution_isa": "avx512_core_bf16"},
+        "2s", {"metrics.ranks.1.math_path": corpus.kernels(corpus._load("provenance")["math_path"], False,
+                                                           "avx512_core_bf16")[1]},
         "this CPU has AMX, rank 1's convolutions ran on avx512_core_bf16"),
     "rank 1's kernels not recorded": ("2s", {"metrics.ranks.1.math_path": DELETE},
                                       "math path unknown: rank 1's oneDNN record is missing"),
@@ -709,8 +720,9 @@ HEALTH = {
                "metrics.ranks.1.math_path.convolutions": 100}, "45.0% of rank 1's convolutions ran on kernels"),
     "rank 1's BF16 convolutions on AMX-INT8 kernels": (
         "2s", {"metrics.ranks.1.math_path.convolution_kernels": {"brgconv:avx512_core_amx_int8": 100},
-               "metrics.ranks.1.math_path.convolutions": 100},
-        "this CPU has AMX, 100.0% of rank 1's convolutions ran on kernels not known to use it"),
+               "metrics.ranks.1.math_path.convolutions": 100,
+               "metrics.ranks.1.math_path.convolution_isa": "avx512_core_amx_int8"},
+        "this CPU has AMX, rank 1's convolutions ran on avx512_core_amx_int8"),
     "a run since then whose record dropped its tally": (
         "2s", {"provenance.math_path.source": DELETE, "metrics.ranks.0.math_path": DELETE,
                "metrics.ranks.1.math_path": DELETE}, "math path unknown: rank 0's training's oneDNN record"),
@@ -901,12 +913,9 @@ def bigger_vm(cpus=8):
 
 # the fixture's Zen 4 with its BF16 unit hidden (as a VM may hide it: seen on the family 6 model 207 Xeon's VM, with
 # amx_tile one day and without it the next): BF16 then runs emulated on AVX-512, every rank's kernels say so
-NO_BF16 = {"provenance.math_path.isas_dispatched": ["avx512_core", "gemm:jit"],
-           "provenance.math_path.implementations": {"brgconv:avx512_core": 10, "gemm:jit": 2},
-           "provenance.math_path.convolution_isa": "avx512_core",
-           "metrics.ranks.1.math_path.isas_dispatched": ["avx512_core", "gemm:jit"],
-           "metrics.ranks.1.math_path.convolution_isa": "avx512_core",
-           **hidden("avx512_bf16")}
+_EMULATED = corpus.kernels(corpus._load("provenance")["math_path"], False, "avx512_core")
+NO_BF16 = {"provenance.math_path": _EMULATED[0], "metrics.ranks.0.math_path": _EMULATED[1],
+           "metrics.ranks.1.math_path": _EMULATED[1], **hidden("avx512_bf16")}
 ZEN4 = "AMD EPYC (family 25 model 17)"
 
 

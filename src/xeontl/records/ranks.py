@@ -66,7 +66,11 @@ def health(run: dict) -> list[str] | None:
     planned = plan.get("total_workers") or len(workers)
     if len(ranks) != planned:
         out.append(f"{len(ranks)} rank(s) ran, the plan had {planned}")
-    hosts = len({(r.get("host"), r.get("node")) for r in ranks})
+    if any(type(r.get("rank")) is not int for r in ranks):  # 1.0 passes the schema's "integer"; no writer writes it
+        return out + [f"record inconsistent: rank ids {[r.get('rank') for r in ranks]} are not all integers"]
+    # machines by the boot each rank recorded (Kubernetes pods have a host name each: the thirteenth round), else by
+    # host and Slurm node
+    hosts = len({(r.get("cpu") or {}).get("boot") or (r.get("host"), r.get("node")) for r in ranks})
     if hosts > max(plan.get("node_count") or 1, len(plan.get("hosts") or [])):
         out.append(f"the ranks ran on {hosts} nodes, the plan had {plan.get('node_count') or 1}")
     owner: dict[tuple, int] = {}
@@ -315,6 +319,10 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: set[str], 
                f"names no convolution ({mp.get('unread_lines') or 0} execution line(s) it could not read)")
         return [f"math path unknown: {who}'s oneDNN record {why}"]
     share, isa = mp["convolutions_bf16_share"], mp.get("convolution_isa")
+    named = onednn.convolution_kernels(mp)
+    if named and onednn.kernel_isa(named) != isa:  # the ISA the summary states is its kernels' (the thirteenth round)
+        return [f"record inconsistent: {who}'s convolutions are recorded as on {isa}, its kernels say "
+                f"{onednn.kernel_isa(named)}"]
     if ran == "fp32":
         return [f"{who} ran fp32 but {share:.1%} of its convolutions ran on BF16 operands"] if share else []
     if share < 1:
