@@ -444,9 +444,8 @@ def test_the_fixture_is_what_the_code_writes_today(tmp_path):
     by_this_cpu = {"metrics": {".precision.chosen"} if chosen else set()}
     # every rank recorded the CPU it ran on (here: the host's), and the run is healthy by them
     run = loaded(fresh)
-    host = ranks.host_cpu(run)
-    assert [r["cpu"] for r in run["metrics"]["ranks"]] == [
-        {k: host[k] for k in ("model_name", "family", "model", "flags_of_note", "boot")}] * 2
+    host = run["provenance"]["host"]
+    assert [r["cpu"] for r in run["metrics"]["ranks"]] == [corpus.rank_cpu(host)] * 2
     assert ranks.health(run) == [], ranks.health(run)
     for name in ("metrics", "plan", "provenance", "config"):
         a = keys(json.loads((corpus.BASE / f"{name}.json").read_text()))

@@ -104,9 +104,9 @@ def paper(role: str = "1s", epochs: int = 43, seconds: float | None = None) -> d
 
 def rank_cpu(host: dict) -> dict:
     """The CPU a rank on HOST (a provenance host record) records (provenance.rank_cpu)."""
-    c = host["cpu"]
-    return {"model_name": c["model_name"], "family": c["family"], "model": c["model"],
-            "flags_of_note": dict(c["flags_of_note"]), "boot": host.get("boot")}
+    from xeontl.records.provenance import cpu_summary
+
+    return cpu_summary(host["cpu"], host.get("boot"))
 
 
 def kernels(recorded: dict, fp32: bool, isa: str | None = None) -> tuple[dict, dict]:

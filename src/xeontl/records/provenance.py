@@ -69,10 +69,14 @@ def cpuinfo() -> dict:
 
 def rank_cpu() -> dict:
     """The CPU this process runs on, as every rank records it beside its CPUs (metrics.json ranks[].cpu): on several
-    nodes each rank's own, judged by its own BF16 units (records/setup.py), never by rank 0's node's."""
-    c = cpuinfo()
-    return {"model_name": c["model_name"], "family": c["family"], "model": c["model"],
-            "flags_of_note": c["flags_of_note"], "boot": boot()}
+    nodes each rank's own, judged by its own BF16 units (records/ranks.py), never by rank 0's node's."""
+    return cpu_summary(cpuinfo(), boot())
+
+
+def cpu_summary(cpu: dict, boot_id: str | None) -> dict:
+    """What a rank records of a CPU (cpuinfo's record) read in boot BOOT_ID."""
+    return {"model_name": cpu["model_name"], "family": cpu["family"], "model": cpu["model"],
+            "flags_of_note": dict(cpu["flags_of_note"]), "boot": boot_id}
 
 
 def _hypervisor() -> str:

@@ -83,9 +83,9 @@ def health(run: dict) -> list[str] | None:
     # shows; a rank on rank 0's host naming another boot, or none: the twelfth round)
     host = host_cpu(run)
     seen: dict = {}
-    if host is not None:
+    if host is not None:  # the provenance's machine: its boot, and rank 0's (first record's) host and node
         for where in ([("boot", host["boot"])] if host.get("boot") else []) + [
-                ("place", _place(r)) for r in ranks if r["rank"] == 0][:2]:
+                ("place", _place(r)) for r in ranks if r["rank"] == 0][:1]:
             seen[where] = ("the provenance", cpu_record(host))
     judged: set[int] = set()
     for r in ranks:
@@ -215,8 +215,7 @@ def rank_flags(run: dict, rank: int) -> set[str]:
     every flag) the host's too, so that one record edited cannot hide a unit the other shows; none where its CPU is
     unknown (health says so)."""
     cpu = rank_cpus(run).get(rank) or {}
-    own = set(cpu.get("flags") or []) | {f for f, on in (cpu.get("flags_of_note") or {}).items() if on}
-    return own | (cpu_flags(run) if cpu and on_rank0s_machine(run, rank) else set())
+    return _flags_of(cpu) | (cpu_flags(run) if cpu and on_rank0s_machine(run, rank) else set())
 
 
 def _place(r: dict) -> tuple:
@@ -243,16 +242,18 @@ def one_cpu(run: dict) -> bool:
     """Whether every rank ran on one CPU of rank 0's kind: its model, family/model and flags of note (the same model
     with AMX hidden on one node is another kind); False where a rank's is unknown."""
     cpus, host = rank_cpus(run), host_cpu(run) or {}
-    def kind(cpu: dict) -> tuple:  # its record but the boot (which machine)
-        return cpu_record(cpu)[:3] + cpu_record(cpu)[4:]
+    return 0 in cpus and all(c is not None and _model_and_flags(c) == _model_and_flags(host) for c in cpus.values())
 
-    return 0 in cpus and all(c is not None and kind(c) == kind(host) for c in cpus.values())
+
+def _model_and_flags(cpu: dict) -> tuple:
+    """A CPU record but its boot (which machine): what makes a kind."""
+    return cpu_identity(cpu)[:3] + cpu_record(cpu)[4:]
 
 
 def hardware_cpu(run: dict) -> str | None:
     """The CPU model the run ran on: the host's where every rank's is its model; each rank's where they differ (by
     model name, family and model: "AMD EPYC" names Zen 3, 4 and 5 alike); None where a rank's is unknown."""
-    host = (run["provenance"].get("host") or {}).get("cpu") or {}
+    host = host_cpu(run) or {}
     cpus = rank_cpus(run)
     if any(c is None for c in cpus.values()):
         return None
@@ -266,7 +267,11 @@ def cpu_flags(run: dict) -> set[str]:
     """The CPU's flags: a flag either record of them names (the raw list, flags_of_note), so that one record edited
     cannot hide a unit the other shows (the adversary's eighth round: flags_of_note's amx_bf16 set false beside the
     raw list's made 45 % of a rank's convolutions off AMX healthy)."""
-    cpu = (run["provenance"].get("host") or {}).get("cpu") or {}
+    return _flags_of((run["provenance"].get("host") or {}).get("cpu") or {})
+
+
+def _flags_of(cpu: dict) -> set[str]:
+    """A CPU record's flags: its raw list's (the provenance's) and those its flags_of_note sets."""
     return set(cpu.get("flags") or []) | {f for f, on in (cpu.get("flags_of_note") or {}).items() if on}
 
 
@@ -319,10 +324,10 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: set[str], 
                f"names no convolution ({mp.get('unread_lines') or 0} execution line(s) it could not read)")
         return [f"math path unknown: {who}'s oneDNN record {why}"]
     share, isa = mp["convolutions_bf16_share"], mp.get("convolution_isa")
-    named = onednn.convolution_kernels(mp)
-    if named and onednn.kernel_isa(named) != isa:  # the ISA the summary states is its kernels' (the thirteenth round)
+    kernels = onednn.convolution_kernels(mp)
+    if kernels and onednn.kernel_isa(kernels) != isa:  # the ISA a summary states is its kernels' (the thirteenth round)
         return [f"record inconsistent: {who}'s convolutions are recorded as on {isa}, its kernels say "
-                f"{onednn.kernel_isa(named)}"]
+                f"{onednn.kernel_isa(kernels)}"]
     if ran == "fp32":
         return [f"{who} ran fp32 but {share:.1%} of its convolutions ran on BF16 operands"] if share else []
     if share < 1:
@@ -337,7 +342,6 @@ def _math_problems(who: str, mp: dict | None, ran: str | None, flags: set[str], 
     # run on an AMX Xeon put all of its 26076 on AMX kernels, every rank: docs/paper-runs.md), on a BF16 unit where
     # it has AVX512-BF16 alone; each kernel by name (rank 0's whole tally in provenance.json, every rank's summary
     # since 2026-12-07)
-    kernels = onednn.convolution_kernels(mp)
     unit, unit_name = (onednn.AMX_BF16, "AMX") if "amx_bf16" in flags else (onednn.BF16_UNIT, "a BF16 unit")
     # a depthwise convolution has no AMX kernel: oneDNN runs it on jit_dw (src/cpu/x64/jit_uni_dw_convolution.hpp,
     # JIT_IMPL_NAME_HELPER("jit_dw:", isa, "")), BF16 natively on avx512_core_bf16 (the ninth round: a depthwise
