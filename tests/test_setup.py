@@ -5,6 +5,7 @@ tests/verdict_corpus.py documents; no record is built by hand."""
 
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import verdict_corpus as corpus
 
 from conftest import DELETE, derive, scaled
 from xeontl.common import stats
+from xeontl.placement import topology
 from xeontl.records import claims, ranks, reference, report, setup
 
 RECIPE = setup.recipe_fields()
@@ -432,7 +434,7 @@ def test_the_fixture_is_what_the_code_writes_today(tmp_path):
             for k, v in doc.items():
                 # maps keyed by what this CPU ran (kernels and primitive kinds), names and values of this host
                 if prefix.endswith(("implementations", "kinds", "env.values", "startup", "per_class_accuracy",
-                                    "convolution_kernels")):
+                                    "convolution_kernels", "numa_nodes")):
                     continue
                 out |= {f"{prefix}.{k}"} | keys(v, f"{prefix}.{k}")
             return out
@@ -446,6 +448,11 @@ def test_the_fixture_is_what_the_code_writes_today(tmp_path):
     run = loaded(fresh)
     host = run["provenance"]["host"]
     assert [r["cpu"] for r in run["metrics"]["ranks"]] == [corpus.rank_cpu(host)] * 2
+    # ... and where it was placed: what its shell (plan.rank_wrapper) was allowed before numactl, this launcher's
+    # CPUs (mpirun binds none), and this machine's NUMA nodes
+    here = topology.live().summary()
+    assert [(r["allowed_cpus"], r["numa_nodes"]) for r in run["metrics"]["ranks"]] == [
+        (topology.cpulist(os.sched_getaffinity(0)), {str(n): c for n, c in here["numa_nodes"].items()})] * 2
     assert ranks.health(run) == [], ranks.health(run)
     for name in ("metrics", "plan", "provenance", "config"):
         a = keys(json.loads((corpus.BASE / f"{name}.json").read_text()))
@@ -483,13 +490,43 @@ def test_each_claim_passes_just_inside_its_tolerance_and_fails_just_outside(tmp_
 
 
 # ------------------------------------------------------------------------------------------------ health, the review's
-def _relative(role="1s", affinity=None, **more):
+SOCKET0, SOCKET1 = [*range(0, 56), *range(112, 168)], [*range(56, 112), *range(168, 224)]  # the paper's host's
+SPR_NUMA = {"0": "0-55,112-167", "1": "56-111,168-223"}
+
+
+def _relative(role="1s", affinity=None, placed=True, **more):
     """A scheduler's plan (positions in the host's cpuset, numactl's '+'): the paper's CPUs as positions."""
     p = corpus.paper(role)
     w = p["plan.workers"][0]
     changes = {"plan.workers.0.relative": [sorted(w["cpus"]), list(w["nodes"])]}
+    if placed:  # where the rank was placed, as it records it: its shell allowed the whole host
+        changes.update({"metrics.ranks.0.allowed_cpus": "0-223", "metrics.ranks.0.allowed_mems": "0-1",
+                        "metrics.ranks.0.numa_nodes": SPR_NUMA})
     if affinity is not None:
         changes["metrics.ranks.0.affinity"] = affinity
+    return {**changes, **more}
+
+
+
+
+def _scheduled(engine="slurm", nodes=1, **more):
+    """The paper's 2-socket run as a scheduler placed it: the plan's CPUs and memory nodes as positions (numactl '+'),
+    each rank's shell allowed the whole host (Slurm, --exclusive), its machine's NUMA nodes recorded. ENGINE
+    "kubernetes": the kubelet's pods (no numactl, no wrapper: nothing allowed recorded), a pod per socket. NODES 2:
+    one rank per node (Slurm -N 2), rank 1 on its own machine (another host, another boot). MORE: further changes."""
+    p = corpus.paper("2s")
+    ws, rs = p["plan.workers"], p["metrics.ranks"]
+    wrapped = engine != "kubernetes"
+    if nodes == 2:
+        ws = [ws[0], {**ws[0], "rank": 1}]
+        rs = [rs[0], {**rs[0], "rank": 1, "host": "n2", "cpu": {**rs[0].get("cpu", {}), "boot": "c3" * 8}}]
+    changes = {"plan.workers": [{**w, "relative": [sorted(w["cpus"]), list(w["nodes"])]} for w in ws],
+               "plan.node_count": nodes, "metrics.ranks": [
+                   {**r, "allowed_cpus": "0-223" if wrapped else None, "allowed_mems": "0-1" if wrapped else None,
+                    "numa_nodes": SPR_NUMA} for r in rs],
+               "provenance.execution.mode": engine}
+    if nodes == 2:
+        changes["plan.sockets"] = 1
     return {**changes, **more}
 
 
@@ -569,11 +606,60 @@ HEALTH = {
     "a scheduler's rank on its positions' CPUs is healthy": ("1s", _relative(), ""),
     "a scheduler's rank on all 224 CPUs": ("1s", _relative(affinity=list(range(224))), "ran on 224 CPUs, its plan"),
     "a scheduler's rank on the other socket's CPUs": (
-        "1s", _relative(affinity=list(range(56, 112)) + list(range(168, 224))), "ran on CPUs of memory nodes ['1']"),
-    "a scheduler's rank, the host's NUMA nodes not recorded": (
-        "1s", _relative(**{"provenance.host.topology.numa_nodes": {}}), None),
-    "a scheduler's rank, the host's usable CPUs not recorded": (
-        "1s", _relative(**{"provenance.host.topology.usable_cpus": ""}), None),
+        "1s", _relative(affinity=list(range(56, 112)) + list(range(168, 224))), "ran on CPUs of memory nodes [1]"),
+    "a scheduler's rank, its machine's NUMA nodes not recorded": (
+        "1s", _relative(**{"metrics.ranks.0.numa_nodes": {}}), None),
+    "a scheduler's rank, the CPUs its shell was allowed not recorded": (
+        "1s", _relative(**{"metrics.ranks.0.allowed_cpus": None}), None),
+    "a scheduler's rank, the memory nodes its shell was allowed not recorded": (
+        "1s", _relative(**{"metrics.ranks.0.allowed_mems": None}), None),
+    # before ranks recorded where they were placed, rank 0's positions were read through its provenance's usable
+    # CPUs: its probe's, which rank 0's numactl had narrowed (the fixture's: '0' of '0-1'), its node's, its pod's
+    "a scheduler's rank recorded before ranks recorded where they were placed": (
+        "1s", _relative(placed=False, **{"provenance.host.topology.usable_cpus": "0-223"}),
+        None),
+    # where each rank was placed, by its own record (ranks[].allowed_cpus, allowed_mems, numa_nodes): before, every
+    # rank's positions were mapped through rank 0's provenance (its node's, its pod's: the fourteenth round's)
+    "Slurm: both ranks on their positions' CPUs and memory nodes": ("2s", _scheduled(), ""),
+    "Slurm -N 2: rank 1 on its own node's positions": ("2s", _scheduled(nodes=2), ""),
+    "Slurm -N 2: rank 1 on its node's other socket": (
+        "2s", _scheduled(nodes=2, **{"metrics.ranks.1.affinity": SOCKET1}),
+        "rank 1 ran on CPUs of memory nodes [1], its plan's positions fall on [0]"),
+    "Slurm -N 2: rank 1's node numbers its CPUs otherwise (its positions span its two sockets)": (
+        "2s", _scheduled(nodes=2, **{"metrics.ranks.1.numa_nodes": {"0": "0-111", "1": "112-223"}}),
+        "rank 1 ran on CPUs of 2 memory nodes, its plan's socket has 1"),
+    "Slurm -N 2: rank 1's cgroup allowed memory node 1 only, '-m +0' is node 1: it allocated from 0": (
+        "2s", _scheduled(nodes=2, **{"metrics.ranks.1.allowed_mems": "1"}),
+        "rank 1 allocated from memory nodes 0, its plan gave it [1]"),
+    "Slurm -N 2: rank 1's cgroup allows CPUs 2-223: its positions fall on both sockets, it ran on socket 0's": (
+        "2s", _scheduled(nodes=2, **{"metrics.ranks.1.allowed_cpus": "2-223"}),
+        "rank 1 ran on CPUs of memory nodes [0], its plan's positions fall on [0, 1]"),
+    "Slurm -N 2: rank 1's cgroup allows one socket's 112 CPUs: its positions are past its list's end": (
+        "2s", _scheduled(nodes=2, **{"metrics.ranks.1.allowed_cpus": "0-55,112-167"}),
+        "exceed the 112 CPUs it was allowed"),
+    "Slurm: rank 1's allowed CPUs not recorded (a shell without the rank wrapper)": (
+        "2s", _scheduled(**{"metrics.ranks.1.allowed_cpus": None}), None),
+    "Slurm, recorded before ranks recorded their placement: rank 1's is unknown, never rank 0's node's": (
+        "2s", _scheduled(**{f"metrics.ranks.1.{k}": DELETE for k in ("allowed_cpus", "allowed_mems", "numa_nodes")}),
+        None),
+    "Kubernetes: the kubelet gave rank 0 socket 1 and rank 1 socket 0, memory each on its own": (
+        "2s", _scheduled("kubernetes", **{"metrics.ranks.0.affinity": SOCKET1, "metrics.ranks.0.memory_nodes": "1",
+                                          "metrics.ranks.1.affinity": SOCKET0, "metrics.ranks.1.memory_nodes": "0"}),
+        ""),
+    "Kubernetes: two pods given one socket's CPUs": (
+        "2s", _scheduled("kubernetes", **{"metrics.ranks.1.affinity": SOCKET0, "metrics.ranks.1.memory_nodes": "0"}),
+        "ranks 0 and 1 ran on one NUMA node (0) of one machine"),
+    "Kubernetes: a pod across both NUMA nodes (no single-numa-node policy)": (
+        "2s", _scheduled("kubernetes", **{"metrics.ranks.1.affinity": [*range(28, 56), *range(56, 84),
+                                                                       *range(140, 168), *range(168, 196)]}),
+        "rank 1 ran on CPUs of memory nodes [0, 1]: not one NUMA node's"),
+    "Kubernetes: a pod in the shared pool (all 224 CPUs)": (
+        "2s", _scheduled("kubernetes", **{"metrics.ranks.1.affinity": list(range(224))}), "rank 1 ran on 224 CPUs"),
+    "Kubernetes: a pod's memory on the other socket (no Memory Manager)": (
+        "2s", _scheduled("kubernetes", **{"metrics.ranks.1.memory_nodes": "0"}),
+        "rank 1 allocated from memory nodes 0, its plan gave it [1]"),
+    "Kubernetes: a pod's NUMA nodes not recorded": (
+        "2s", _scheduled("kubernetes", **{"metrics.ranks.1.numa_nodes": DELETE}), None),
     "a BF16 run whose math sample is missing": ("1s", {"provenance.math_path": {}}, "math path unknown"),
     "a BF16 run whose math sample failed": ("1s", {"provenance.math_path.error": "boom"}, "math path unknown"),
     "a BF16 run with its BF16 kernels off": (

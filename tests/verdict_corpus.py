@@ -2,8 +2,9 @@
 
 Where they come from. tests/fixtures/runs/smoke-2s-zen4/ is a run dir the code wrote: `invoke reproduce --profile
 smoke --sockets 2 --emulate-sockets --native` of this branch, on a 2-vCPU AMD EPYC Zen 4 VM (family 25 model 17,
-BF16 on avx512_core_bf16; its checkpoints, weights, logs and plots left out); test_setup's slow test writes such a
-run again and fails when the records' fields drift from it.
+BF16 on avx512_core_bf16; its checkpoints, weights, logs and plots left out; its ranks' allowed_cpus, allowed_mems and
+numa_nodes, which the code writes since, added with that host's values); test_setup's slow test writes such a run
+again and fails when the records' fields drift from it.
 What cannot be re-run here (the paper's 2 x 56-core Xeon 8480+, its data and weights, bare metal, its TensorFlow
 release, a Slurm allocation of two nodes) is derived from it by the documented transformations below, each a set of
 changes to the records (conftest.derive, which then checks every record as its writer checks it: a value the code

@@ -423,6 +423,9 @@ def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:
             "node": os.environ.get("SLURMD_NODENAME"),  # Slurm's name for the node (several may share a hostname)
             "affinity": sorted(os.sched_getaffinity(0)), "memory_nodes": memory_nodes(),
             "cpu": provenance.rank_cpu(),  # its own node's CPU: its math is judged by that CPU's units
+            # where a scheduler placed it: what its shell was allowed before numactl (plan.rank_wrapper; null
+            # without) and its own machine's NUMA nodes, so its CPUs are judged through its own node's lists
+            **provenance.rank_place(),
             "train_images": train_images,
             "images_per_second": float(np.median([e["images_per_second"] for e in per_epoch])),
             # the rank's own peak resident memory so far (Linux: ru_maxrss in KiB), for the memory target and a

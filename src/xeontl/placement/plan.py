@@ -279,11 +279,21 @@ def measure_command(worker: Worker, what: str, precision: str, size: int, batch:
                           + ["--no-fold"] * (not fold))
 
 
+# The CPUs and memory nodes the rank's shell may use before numactl narrows them: what numactl's '+' positions index
+# (libnuma reads them from the process's own status), recorded by the rank (metrics.json ranks[].allowed_cpus) so that
+# each rank's positions are judged through its own node's and cgroup's lists, never rank 0's (records/ranks.py)
+ALLOWED_ENV = {"Cpus_allowed_list:": "XEONTL_ALLOWED_CPUS", "Mems_allowed_list:": "XEONTL_ALLOWED_MEMS"}
+_READ_ALLOWED = ("XEONTL_ALLOWED_CPUS= XEONTL_ALLOWED_MEMS=; while read -r k v; do case \"$k\" in "
+                 + " ".join(f"{k}) {v}=$v;;" for k, v in ALLOWED_ENV.items())
+                 + " esac; done < /proc/self/status; export XEONTL_ALLOWED_CPUS XEONTL_ALLOWED_MEMS; ")
+
+
 def rank_wrapper(plan: Plan, rank_args) -> list[str]:
-    """Each rank execs its own socket's command (CPUs, memory nodes, threads), picked by its local rank.
-    rank_args(worker) -> the xeontl arguments of that rank."""
+    """Each rank execs its own socket's command (CPUs, memory nodes, threads), picked by its local rank, with the CPUs
+    and memory nodes its shell was allowed (ALLOWED_ENV) in its env. rank_args(worker) -> that rank's arguments."""
     cases = " ".join(f"{w.rank}) exec {shlex.join(worker_command(w, rank_args(w)))};;" for w in plan.workers)
-    script = f'case "{LOCAL_RANK}" in {cases} *) echo "xeontl: no CPUs planned for local rank" >&2; exit 1;; esac'
+    script = (f'{_READ_ALLOWED}case "{LOCAL_RANK}" in {cases} *) echo "xeontl: no CPUs planned for local rank" >&2; '
+              f'exit 1;; esac')
     return ["sh", "-c", script, "xeontl-rank"]
 
 

@@ -24,6 +24,7 @@ from xeontl import __version__
 from xeontl.common import records, redact
 from xeontl.common.errors import UserError
 from xeontl.placement import topology
+from xeontl.placement.plan import ALLOWED_ENV
 from xeontl.records import onednn
 from xeontl.supply import stacks
 
@@ -71,6 +72,14 @@ def rank_cpu() -> dict:
     """The CPU this process runs on, as every rank records it beside its CPUs (metrics.json ranks[].cpu): on several
     nodes each rank's own, judged by its own BF16 units (records/ranks.py), never by rank 0's node's."""
     return cpu_summary(cpuinfo(), boot())
+
+
+def rank_place() -> dict:
+    """Where this rank was placed, as it records it beside its CPUs (metrics.json ranks[]): the CPUs and memory nodes
+    its shell was allowed before numactl narrowed them (placement.plan.ALLOWED_ENV: what numactl's '+' positions
+    index; null where no rank wrapper read them) and its machine's NUMA nodes (node -> CPUs)."""
+    cpus, mems = (os.environ.get(v) or None for v in ALLOWED_ENV.values())
+    return {"allowed_cpus": cpus, "allowed_mems": mems, "numa_nodes": topology.live().summary()["numa_nodes"]}
 
 
 def cpu_summary(cpu: dict, boot_id: str | None) -> dict:

@@ -18,33 +18,78 @@ def workers_of(run: dict) -> list[dict]:
     return run["plan"].get("workers") or []
 
 
-def _node_of(topo: dict) -> dict[int, str] | None:
-    nodes = topo.get("numa_nodes")
-    if not nodes:
+def _node_of(numa_nodes: dict | None) -> dict[int, int] | None:
+    """CPU -> its NUMA node, from a record's node -> CPUs map; None where none is recorded."""
+    if not numa_nodes:
         return None
-    return {c: n for n, cpus in nodes.items() for c in topology.parse_cpulist(cpus)}
+    return {c: int(n) for n, cpus in numa_nodes.items() for c in topology.parse_cpulist(cpus)}
 
 
-def _relative_cpus(r: dict, w: dict, prov: dict) -> list[str] | None:
-    """A scheduler's rank (plan positions in its host's cpuset) against what it ran on: the CPU count, and the memory
-    nodes (sockets) its affinity falls on against the positions mapped through the host's recorded usable CPUs and
-    NUMA nodes. None: the run did not record enough of its host to check (unknown, never healthy)."""
-    topo = (prov.get("host") or {}).get("topology") or {}
-    node_of = _node_of(topo)
-    if not topo.get("usable_cpus") or node_of is None or not r.get("affinity"):
+def _allowed(r: dict) -> tuple[list[int], list[int] | None, dict[int, int]] | None:
+    """What a scheduler's rank's positions index (numactl's '+': the CPUs and memory nodes its shell was allowed) and
+    its machine's NUMA nodes, as the rank recorded them (plan.rank_wrapper, provenance.rank_place). None: not recorded
+    (unknown). Never rank 0's provenance: its probe ran under rank 0's numactl, on rank 0's node, in rank 0's pod."""
+    node_of = _node_of(r.get("numa_nodes"))
+    if not r.get("allowed_cpus") or node_of is None:
         return None
-    usable = sorted(topology.parse_cpulist(topo["usable_cpus"]))
-    positions = w["relative"][0]
-    if any(p >= len(usable) for p in positions):
-        return [f"rank {r['rank']}: its plan's CPU positions {positions} exceed the host's {len(usable)} usable CPUs"]
-    out = []
-    if len(r["affinity"]) != len(positions):
-        out.append(f"rank {r['rank']} ran on {len(r['affinity'])} CPUs, its plan gave it {len(positions)}")
-    got = {node_of.get(c) for c in r["affinity"]}
-    want = {node_of.get(usable[p]) for p in positions}
-    if None in got or got != want:
-        out.append(f"rank {r['rank']} ran on CPUs of memory nodes {sorted(got, key=str)}, its plan's positions "
-                   f"fall on {sorted(want, key=str)}")
+    mems = sorted(topology.parse_cpulist(r["allowed_mems"])) if r.get("allowed_mems") else None
+    return sorted(topology.parse_cpulist(r["allowed_cpus"])), mems, node_of
+
+
+def _placement(r: dict, w: dict, run: dict, held: dict) -> list[str] | None:
+    """RANK against its plan WORKER: the CPUs and memory nodes it ran on. An absolute plan (docker, native): its
+    CPUs. A scheduler's (Slurm, --hosts): its positions through what its own shell was allowed (_allowed). Kubernetes
+    (the kubelet pins, every pod alike): a socket's count of CPUs, on one NUMA node of its machine, none another rank
+    of that machine holds (HELD: (machine, node) -> rank), its memory there. None: not recorded enough to tell."""
+    rank, got, mems = r["rank"], r.get("affinity") or [], r.get("memory_nodes")
+    out: list[str] = []
+    if w.get("relative") is None:
+        if sorted(got) != sorted(w.get("cpus") or []):
+            out.append(f"rank {rank} ran on CPUs {r.get('affinity')}, its plan gave it {w.get('cpus')}")
+        want = set(w.get("nodes") or [])
+    elif ((run["provenance"].get("execution") or {}).get("mode")) == "kubernetes":
+        node_of = _node_of(r.get("numa_nodes"))
+        if node_of is None or not got:
+            return None
+        if len(got) != len(w.get("cpus") or []):
+            out.append(f"rank {rank} ran on {len(got)} CPUs, its pod's plan {len(w.get('cpus') or [])} (a socket's)")
+        nodes = {node_of.get(c) for c in got}
+        if None in nodes or len(nodes) != 1:
+            out.append(f"rank {rank} ran on CPUs of memory nodes {sorted(nodes, key=str)}: not one NUMA node's")
+            return out
+        node = nodes.pop()
+        machine = (r.get("cpu") or {}).get("boot") or _place(r)
+        other = held.setdefault((machine, node), rank)
+        if other != rank:
+            out.append(f"ranks {other} and {rank} ran on one NUMA node ({node}) of one machine: one worker per socket")
+        want = {node}
+    else:
+        lists = _allowed(r)
+        if lists is None or not got:
+            return None
+        usable, allowed_mems, node_of = lists
+        positions, mem_positions = w["relative"]
+        if any(p >= len(usable) for p in positions):
+            return [f"rank {rank}: its plan's CPU positions {positions} exceed the {len(usable)} CPUs it was allowed"]
+        if len(got) != len(positions):
+            out.append(f"rank {rank} ran on {len(got)} CPUs, its plan gave it {len(positions)}")
+        ran, planned = {node_of.get(c) for c in got}, {node_of.get(usable[p]) for p in positions}
+        if w.get("nodes") and None not in ran and len(ran) != len(w["nodes"]):  # a plan for another numbering
+            out.append(f"rank {rank} ran on CPUs of {len(ran)} memory nodes, its plan's socket has "
+                       f"{len(w['nodes'])}")
+        elif None in ran or ran != planned:
+            out.append(f"rank {rank} ran on CPUs of memory nodes {sorted(ran, key=str)}, its plan's positions fall "
+                       f"on {sorted(planned, key=str)}")
+        if allowed_mems is None:
+            return None if w.get("nodes") else out  # its memory nodes' positions cannot be read: unknown
+        if any(p >= len(allowed_mems) for p in mem_positions):
+            return out + [f"rank {rank}: its plan's memory node positions {mem_positions} exceed the "
+                          f"{len(allowed_mems)} it was allowed"]
+        want = {allowed_mems[p] for p in mem_positions}
+    if w.get("nodes") and mems is None:
+        out.append(f"rank {rank}: memory nodes not recorded")
+    elif w.get("nodes") and topology.parse_cpulist(mems) != want:
+        out.append(f"rank {rank} allocated from memory nodes {mems}, its plan gave it {sorted(want)}")
     return out
 
 
@@ -74,6 +119,7 @@ def health(run: dict) -> list[str] | None:
     if hosts > max(plan.get("node_count") or 1, len(plan.get("hosts") or [])):
         out.append(f"the ranks ran on {hosts} nodes, the plan had {plan.get('node_count') or 1}")
     owner: dict[tuple, int] = {}
+    held: dict[tuple, int] = {}
     ids = [r["rank"] for r in ranks]
     if len(set(ids)) != len(ids):  # one rank's record twice: judged by one of them, the other rank's missing
         out.append(f"record inconsistent: ranks {sorted(ids)} (a rank recorded twice)")
@@ -107,18 +153,10 @@ def health(run: dict) -> list[str] | None:
         if w is None:
             out.append(f"rank {r['rank']} is not in the plan")
             continue
-        if w.get("relative") is None and sorted(r.get("affinity") or []) != sorted(w.get("cpus") or []):
-            out.append(f"rank {r['rank']} ran on CPUs {r.get('affinity')}, its plan gave it {w.get('cpus')}")
-        elif w.get("relative") is not None:
-            said = _relative_cpus(r, w, prov)
-            if said is None:
-                return None  # the positions cannot be mapped through what the run recorded of its host: unknown
-            out.extend(said)
-        mems = r.get("memory_nodes")
-        if w.get("nodes") and mems is not None and topology.parse_cpulist(mems) != set(w["nodes"]):
-            out.append(f"rank {r['rank']} allocated from memory nodes {mems}, its plan gave it {w['nodes']}")
-        elif w.get("nodes") and mems is None:
-            out.append(f"rank {r['rank']}: memory nodes not recorded")
+        said = _placement(r, w, run, held)
+        if said is None:
+            return None  # where it ran cannot be checked against its plan from what the run recorded: unknown
+        out.extend(said)
         threads = r.get("threads") or (m.get("threads") if r["rank"] == 0 else None)
         if threads is None:
             out.append(f"rank {r['rank']}: threads not recorded")
