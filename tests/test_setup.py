@@ -202,8 +202,8 @@ CASES = {
         "1s", zen1_fp32(), {"accuracy": "PASS", "epochs": "not comparable: precision: ran FP32 (no BF16 on this CPU"},
         ["precision: ran FP32 (no BF16 on this CPU; the paper's: BF16)", "hardware.math_path: avx2"]),
     "6: rank 1's memory on another node than its plan's": (
-        "2s", {"metrics.ranks.1.memory_nodes": "0"}, {"minutes_2s": "not comparable: health: rank 1 allocated from "
-                                                      "memory nodes 0, its plan gave it [1]"}, []),
+        "2s", {"metrics.ranks.1.memory_policy.nodes": "0"}, {"minutes_2s": "not comparable: health: rank 1's memory "
+                                                             "policy is bind 0, its plan bound it to [1]"}, []),
     "6: rank 1's threads are checked too": (
         "2s", {"metrics.ranks.1.threads": {"intra_op": 56, "inter_op": 56, "omp_num_threads": "56"}},
         {"minutes_2s": "not comparable: health: rank 1 ran intra_op = 56, its plan 54"}, []),
@@ -359,7 +359,7 @@ HEALTHY = corpus.TODAY
      {**calibrated(0.2, train=160.0), "provenance.host.cpu.model_name": "Slower CPU"}, None),
     ("a busy neighbour: 40 % slower than its own calibration", {**calibrated(train=112.0)}, False),
     ("no calibration recorded", {}, False),
-    ("rank 1 off its memory node", {**calibrated(train=80.0), "metrics.ranks.1.memory_nodes": "1"}, False),
+    ("rank 1 off its memory node", {**calibrated(train=80.0), "metrics.ranks.1.memory_policy.nodes": "1"}, False),
 ])
 def test_time_is_judged_against_this_machines_own_prediction(tmp_path, name, changes, reproduced):
     refs = [(f"demo-2s-{i}", calibrated(train=t)) for i, t in enumerate((79.0, 80.0, 81.0, 80.5, 79.5))]
@@ -402,6 +402,13 @@ def test_the_report_lists_the_unequal_dimensions_and_nothing_else(tmp_path):
 @pytest.mark.parametrize("change,field", [
     ({"metrics.best_val_accuracy": 1.5}, "best_val_accuracy"),
     ({"metrics.ranks.0.memory_nodes": "n/a"}, "ranks/0/memory_nodes"),
+    # the adversary's fourteenth round: lists the pattern took that no kernel writes, each a traceback or 4 billion
+    # CPUs in the health check
+    ({"metrics.ranks.0.memory_nodes": "1-0"}, "ranks/0/memory_nodes"),
+    ({"metrics.ranks.1.allowed_cpus": "223-0"}, "ranks/1/allowed_cpus"),
+    ({"metrics.ranks.1.allowed_cpus": "0-4294967295"}, "ranks/1/allowed_cpus"),
+    ({"metrics.ranks.1.numa_nodes": {"0": "1-0"}}, "ranks/1/numa_nodes/0"),
+    ({"metrics.ranks.1.memory_policy.nodes": "9-3"}, "ranks/1/memory_policy"),
     ({"metrics.status": DELETE}, "\\(the whole record\\): 'status' is a required"),
     ({"provenance.host.cpu": DELETE}, "host: 'cpu' is a required"),
 ])
@@ -492,6 +499,7 @@ def test_each_claim_passes_just_inside_its_tolerance_and_fails_just_outside(tmp_
 # ------------------------------------------------------------------------------------------------ health, the review's
 SOCKET0, SOCKET1 = [*range(0, 56), *range(112, 168)], [*range(56, 112), *range(168, 224)]  # the paper's host's
 SPR_NUMA = {"0": "0-55,112-167", "1": "56-111,168-223"}
+BOOT = corpus.paper("2s")["metrics.ranks"][0]["cpu"]["boot"]  # the paper's host's, as its ranks record it
 
 
 def _relative(role="1s", affinity=None, placed=True, **more):
@@ -520,10 +528,14 @@ def _scheduled(engine="slurm", nodes=1, **more):
     if nodes == 2:
         ws = [ws[0], {**ws[0], "rank": 1}]
         rs = [rs[0], {**rs[0], "rank": 1, "host": "n2", "cpu": {**rs[0].get("cpu", {}), "boot": "c3" * 8}}]
+    # on Kubernetes the kubelet's Memory Manager sets each pod's cpuset.mems (Mems_allowed_list: its node) and the
+    # pod may not read its memory policy (RuntimeDefault seccomp without SYS_NICE)
+    kube = {"memory_policy": None} if not wrapped else {}
     changes = {"plan.workers": [{**w, "relative": [sorted(w["cpus"]), list(w["nodes"])]} for w in ws],
                "plan.node_count": nodes, "metrics.ranks": [
                    {**r, "allowed_cpus": "0-223" if wrapped else None, "allowed_mems": "0-1" if wrapped else None,
-                    "numa_nodes": SPR_NUMA} for r in rs],
+                    "numa_nodes": SPR_NUMA, **kube, **({} if wrapped else {"memory_nodes": str(ws[i]["nodes"][0])})}
+                   for i, r in enumerate(rs)],
                "provenance.execution.mode": engine}
     if nodes == 2:
         changes["plan.sockets"] = 1
@@ -628,9 +640,25 @@ HEALTH = {
     "Slurm -N 2: rank 1's node numbers its CPUs otherwise (its positions span its two sockets)": (
         "2s", _scheduled(nodes=2, **{"metrics.ranks.1.numa_nodes": {"0": "0-111", "1": "112-223"}}),
         "rank 1 ran on CPUs of 2 memory nodes, its plan's socket has 1"),
-    "Slurm -N 2: rank 1's cgroup allowed memory node 1 only, '-m +0' is node 1: it allocated from 0": (
-        "2s", _scheduled(nodes=2, **{"metrics.ranks.1.allowed_mems": "1"}),
-        "rank 1 allocated from memory nodes 0, its plan gave it [1]"),
+    # the adversary's fourteenth round: numactl -m sets the memory policy, never Mems_allowed_list (the cpuset's)
+    "Slurm -N 2: rank 1's cgroup allowed memory node 1 only, '-m +0' is node 1, off its CPUs' node": (
+        "2s", _scheduled(nodes=2, **{"metrics.ranks.1.allowed_mems": "1", "metrics.ranks.1.memory_nodes": "1",
+                                     "metrics.ranks.1.memory_policy.nodes": "1"}),
+        "rank 1's memory is bound to nodes [1], its CPUs are on [0] (remote memory)"),
+    "Slurm -N 2: rank 1's memory policy bound it to node 1, its plan's '-m +0' is node 0": (
+        "2s", _scheduled(nodes=2, **{"metrics.ranks.1.memory_policy.nodes": "1"}),
+        "rank 1's memory policy is bind 1, its plan bound it to [0]"),
+    "Slurm: rank 1 ran without numactl -m (its policy default)": (
+        "2s", _scheduled(**{"metrics.ranks.1.memory_policy": {"mode": "default", "nodes": None}}),
+        "rank 1's memory policy is default, its plan bound it to [1]"),
+    "Slurm: rank 1's memory policy unreadable on a 2-node machine": (
+        "2s", _scheduled(**{"metrics.ranks.1.memory_policy": None}), None),
+    "a 2-socket run whose ranks' cpuset allows both memory nodes, each bound to its own (what the kernel shows)": (
+        "2s", {}, ""),
+    "a one-memory-node machine, rank 1's policy unreadable: every allocation is on that node": (
+        "2s", {**{f"metrics.ranks.{i}.{k}": v for i in (0, 1) for k, v in (
+            ("numa_nodes", {"0": "0-223"}), ("nodes_with_memory", "0"), ("memory_nodes", "0"),
+            ("memory_policy", None))}, "plan.workers.1.nodes": [0]}, ""),
     "Slurm -N 2: rank 1's cgroup allows CPUs 2-223: its positions fall on both sockets, it ran on socket 0's": (
         "2s", _scheduled(nodes=2, **{"metrics.ranks.1.allowed_cpus": "2-223"}),
         "rank 1 ran on CPUs of memory nodes [0], its plan's positions fall on [0, 1]"),
@@ -655,9 +683,31 @@ HEALTH = {
         "rank 1 ran on CPUs of memory nodes [0, 1]: not one NUMA node's"),
     "Kubernetes: a pod in the shared pool (all 224 CPUs)": (
         "2s", _scheduled("kubernetes", **{"metrics.ranks.1.affinity": list(range(224))}), "rank 1 ran on 224 CPUs"),
-    "Kubernetes: a pod's memory on the other socket (no Memory Manager)": (
+    "Kubernetes: a pod's memory on the other socket": (
         "2s", _scheduled("kubernetes", **{"metrics.ranks.1.memory_nodes": "0"}),
-        "rank 1 allocated from memory nodes 0, its plan gave it [1]"),
+        "rank 1 allocated from memory nodes 0, its CPUs' node is 1"),
+    "Kubernetes: a pod whose cpuset allows both nodes' memory (no Memory Manager)": (
+        "2s", _scheduled("kubernetes", **{"metrics.ranks.1.memory_nodes": "0-1"}),
+        "rank 1 allocated from memory nodes 0-1, its CPUs' node is 1"),
+    "Kubernetes: no boot recorded: which pods share a machine is unknown": (
+        "2s", _scheduled("kubernetes", **{"metrics.ranks.1.affinity": SOCKET0, "metrics.ranks.1.memory_nodes": "0",
+                                          "metrics.ranks.0.cpu.boot": None, "metrics.ranks.1.cpu.boot": None,
+                                          "metrics.ranks.0.host": "job-worker-0",
+                                          "metrics.ranks.1.host": "job-worker-1",
+                                          "provenance.host.boot": None}), None),
+    "Kubernetes: a pod's record carrying a rank wrapper's allowed CPUs (none runs there)": (
+        "2s", _scheduled("kubernetes", **{"metrics.ranks.1.allowed_cpus": "0-223"}), "record inconsistent: rank 1"),
+    "Slurm: the kernel showed no NUMA node (a sandbox hiding /sys): unknown, never 'one node'": (
+        "2s", _scheduled(**{"metrics.ranks.1.numa_nodes": None, "metrics.ranks.1.nodes_with_memory": None}), None),
+    "Slurm, --cores-per-socket 28: rank 0 on 56 cores without their siblings, as many CPUs on its socket": (
+        "2s", _scheduled(**{"plan.workers.0.relative": [[*range(0, 28), *range(112, 140)], [0]],
+                            "plan.workers.0.cpus": [*range(0, 28), *range(112, 140)], "plan.workers.0.cores": 28,
+                            "metrics.ranks.0.affinity": list(range(56))}),
+        "rank 0 ran on CPUs 0-55, its plan's positions name 0-27,112-139"),
+    "Slurm -N 2 on two slurmd of one machine (one boot): both ranks on socket 0": (
+        "2s", _scheduled(nodes=2, **{"metrics.ranks.0.node": "n1", "metrics.ranks.1.node": "n2",
+                                     "metrics.ranks.1.host": "spr", "metrics.ranks.1.cpu.boot": BOOT}),
+        "ranks 0 and 1 share CPU 0"),
     "Kubernetes: a pod's NUMA nodes not recorded": (
         "2s", _scheduled("kubernetes", **{"metrics.ranks.1.numa_nodes": DELETE}), None),
     "a BF16 run whose math sample is missing": ("1s", {"provenance.math_path": {}}, "math path unknown"),

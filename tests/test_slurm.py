@@ -26,6 +26,7 @@ from conftest import (
     wait_for,
 )
 from xeontl.experiment import events
+from xeontl.records import claims, ranks
 
 HAVE_SLURM = all(shutil.which(t) for t in ("slurmctld", "slurmd", "sbatch", "munged", "ch-run"))
 
@@ -387,6 +388,10 @@ def test_two_nodes_one_socket_each_in_the_image(cluster, image, tmp_path):
     assert "share one hostname" in ex["slurm"]["emulated_nodes"]
     placed = sorted((a["node"], a["cpus"]) for a in ex["per_rank_affinity"])
     assert placed == [("n1", "0"), ("n2", "1")]  # each rank on its own node and CPU
+    # ... and each rank recorded what its own node's step cgroup allowed its shell before numactl (n1 reserves CPU 1
+    # and n2 CPU 0: position 0 is each node's own CPU), by which the report judges it healthy, not by rank 0's node's
+    assert sorted((r["node"], r["allowed_cpus"]) for r in m["ranks"]) == [("n1", "0"), ("n2", "1")], m["ranks"]
+    assert ranks.health(claims.load_run(run_dir)) == [], ranks.health(claims.load_run(run_dir))
     # the probe ran in the job, inside the image under ch-run (not on the login host, not in Docker)
     assert ex["inside"]["container_runtime"] == "charliecloud" and ex["inside"]["in_container"] is True
     assert prov["math_path"]["isas_dispatched"]

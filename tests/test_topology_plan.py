@@ -66,6 +66,59 @@ def test_rank_wrapper_picks_numactl_by_local_rank(tmp_path):
                                       "x", str(rank)]
 
 
+def test_the_rank_wrapper_hands_its_rank_what_its_own_shell_was_allowed(tmp_path):
+    """plan.rank_wrapper reads its shell's Cpus_allowed_list and Mems_allowed_list (what numactl's '+' positions
+    index) and the rank records them (provenance.rank_place) as its own only: through the wrapper's execs its PID is
+    the shell's, while a value inherited from elsewhere (a stale export) names another PID and is not recorded. A
+    one-rank plan of positions (--hosts HOST:1 --sockets 1) is wrapped too (the adversary's fourteenth round: it ran
+    plain, its health always unknown)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    fake = tmp_path / "numactl"  # execs the rank (the same PID), which prints what it records
+    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -c 'import json; from xeontl.records import provenance; "
+                    f"print(json.dumps(provenance.rank_place()))'\n")
+    fake.chmod(0o755)
+    cpu = min(os.sched_getaffinity(0))
+    mems = next(ln.split()[1] for ln in open("/proc/self/status") if ln.startswith("Mems_allowed_list:"))
+    stale = {"XEONTL_ALLOWED_CPUS": "0-999", "XEONTL_ALLOWED_MEMS": "0-9", "XEONTL_ALLOWED_PID": "1"}
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", **stale}
+    t = topology.load_file(SPR)
+    one = planlib.make_plan(topology.Topology(t.cpus, frozenset({5}), "cpuset"), 1, hosts="a:1")
+    assert one.workers[0].relative and not one.horovod
+    two = planlib.make_plan(t, 2, hosts="a:2,b:2")
+    for command in (launch_command(one, lambda w: []), planlib.rank_wrapper(two, lambda w: [])):
+        out = subprocess.run(["taskset", "-c", str(cpu), *command], capture_output=True, text=True, check=True,
+                             env={**env, "OMPI_COMM_WORLD_LOCAL_RANK": "1"})
+        place = json.loads(out.stdout)
+        assert (place["allowed_cpus"], place["allowed_mems"]) == (str(cpu), mems), (command, place)
+    inherited = subprocess.run([str(fake)], capture_output=True, text=True, check=True, env=env)
+    assert json.loads(inherited.stdout)["allowed_cpus"] is None  # no wrapper ran for this process
+
+
+def test_the_memory_policy_is_what_numactl_set_and_nodes_unshown_are_unknown(tmp_path):
+    """numactl -m sets the process's memory policy (get_mempolicy(2): placement.topology.memory_policy), never its
+    Mems_allowed_list (the cpuset's); where the kernel shows no NUMA node a rank records none, not node 0."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    probe = [sys.executable, "-c", "import json; from xeontl.placement import topology; "
+                                   "print(json.dumps(topology.memory_policy()))"]
+    assert json.loads(subprocess.run(probe, capture_output=True, text=True, check=True).stdout) == {
+        "mode": "default", "nodes": None}
+    if shutil.which("numactl"):
+        bound = subprocess.run(["numactl", "-m", "0", *probe], capture_output=True, text=True, check=True)
+        assert json.loads(bound.stdout) == {"mode": "bind", "nodes": "0"}
+    (tmp_path / "cpu").mkdir()
+    assert not topology.kernel_names_nodes(tmp_path)
+    (tmp_path / "node" / "node0").mkdir(parents=True)
+    assert topology.kernel_names_nodes(tmp_path)
+
+
 # ---------------------------------------------------------------------------------------------- other hosts
 def test_this_kind_of_host_needs_emulation_for_two_sockets():
     t = load("ci-host-1s-2c.lscpu")

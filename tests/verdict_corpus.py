@@ -2,9 +2,9 @@
 
 Where they come from. tests/fixtures/runs/smoke-2s-zen4/ is a run dir the code wrote: `invoke reproduce --profile
 smoke --sockets 2 --emulate-sockets --native` of this branch, on a 2-vCPU AMD EPYC Zen 4 VM (family 25 model 17,
-BF16 on avx512_core_bf16; its checkpoints, weights, logs and plots left out; its ranks' allowed_cpus, allowed_mems and
-numa_nodes, which the code writes since, added with that host's values); test_setup's slow test writes such a run
-again and fails when the records' fields drift from it.
+BF16 on avx512_core_bf16; its checkpoints, weights, logs and plots left out; its ranks' allowed_cpus, allowed_mems,
+numa_nodes, nodes_with_memory and memory_policy, which the code writes since, added with that host's values);
+test_setup's slow test writes such a run again and fails when the records' fields drift from it.
 What cannot be re-run here (the paper's 2 x 56-core Xeon 8480+, its data and weights, bare metal, its TensorFlow
 release, a Slurm allocation of two nodes) is derived from it by the documented transformations below, each a set of
 changes to the records (conftest.derive, which then checks every record as its writer checks it: a value the code
@@ -58,8 +58,14 @@ def paper(role: str = "1s", epochs: int = 43, seconds: float | None = None) -> d
     cfg = {**config.resolve("paper", {"precision": "fp32"} if fp32 else {}), "profile": "paper"}
     threads = [{"intra_op": w["intra"], "inter_op": w["inter"], "omp_num_threads": str(w["intra"])}
                for w in plan["workers"]]
+    # each rank as the kernel shows it on the paper's bare-metal host: its cpuset's memory nodes (Mems_allowed_list:
+    # both), its numactl -m as its memory policy; what its shell was allowed where mpirun ran it through the rank
+    # wrapper (2 sockets), nothing where the 1-socket run is one plain numactl process
     ranks = [{"rank": w["rank"], "host": "spr", "controller": "mpi" if sockets > 1 else None, "node": None,
-              "affinity": sorted(w["cpus"]), "memory_nodes": ",".join(map(str, w["nodes"])), "threads": threads[i],
+              "affinity": sorted(w["cpus"]), "memory_nodes": "0-1", "threads": threads[i],
+              "allowed_cpus": "0-223" if sockets > 1 else None, "allowed_mems": "0-1" if sockets > 1 else None,
+              "numa_nodes": {"0": "0-55,112-167", "1": "56-111,168-223"}, "nodes_with_memory": "0-1",
+              "memory_policy": {"mode": "bind", "nodes": ",".join(map(str, w["nodes"]))},
               "train_images": 4000 // sockets, "images_per_second": 4000 * epochs / seconds / sockets,
               "peak_rss_mib": 3000.0} for i, w in enumerate(plan["workers"])]
     weights = {"kind": "savedmodel", "architecture": "TF-Slim resnet_v1_50",
@@ -153,7 +159,9 @@ def deviations() -> dict[str, dict]:
         "resumed": {"metrics.resumed_from": {"epoch": 20, "checkpoint": "checkpoints/epoch-20"}},
         # a node's layout is the paper's 1-socket run's, on two nodes (Slurm -N 2): two workers, necessarily
         "layout.nodes": {"plan.node_count": 2, "plan.total_workers": 2, "metrics.workers": 2,
-                         "metrics.ranks": [{**ranks[0], "host": "node-a"}, {**ranks[0], "rank": 1, "host": "node-b"}],
+                         "metrics.ranks": [{**ranks[0], "host": "node-a"},  # node-b: another machine, its boot
+                                           {**ranks[0], "rank": 1, "host": "node-b",
+                                            "cpu": {**ranks[0]["cpu"], "boot": "b0" * 8}}],
                          "_also": ["layout.workers"]},
         "layout.workers": {"metrics.workers": 2},
         "layout.sockets": {"plan.emulated": True},
@@ -167,7 +175,7 @@ def deviations() -> dict[str, dict]:
                                                                                  "omp_num_threads": "54"}}],
                                       "metrics.threads": {"intra_op": 54, "inter_op": 54, "omp_num_threads": "54"}},
         "layout.memory_nodes": {"plan.workers": [{**p["plan.workers"][0], "nodes": [1]}],
-                                "metrics.ranks": [{**ranks[0], "memory_nodes": "1"}]},
+                                "metrics.ranks": [{**ranks[0], "memory_policy": {"mode": "bind", "nodes": "1"}}]},
         "hardware.cpu": {"provenance.host.cpu.model_name": "Intel(R) Xeon(R) Platinum 8380"},
         "hardware.topology": {"provenance.host.topology.cores_per_socket": [40, 40]},
         # an SPR-like CPU without AMX: BF16 on AVX512-BF16

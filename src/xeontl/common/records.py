@@ -63,7 +63,35 @@ def validator(kind: str):
     meta-schema once, in tests/test_records.py)."""
     import jsonschema
 
-    return jsonschema.validators.validator_for(schema(kind))(schema(kind))
+    return jsonschema.validators.validator_for(schema(kind))(schema(kind), format_checker=_formats())
+
+
+# The kernel's list syntax ('0-3,8-9': cpuset, Cpus_allowed_list, numactl): ranges low to high, numbers below the
+# kernel's largest NR_CPUS (8192) with room, so a list read back parses, and parses small (a schema's pattern cannot
+# say "low to high": "223-0" and "0-4294967295" passed it)
+CPULIST_MAX = 1 << 16
+
+
+def is_cpulist(text) -> bool:
+    if not isinstance(text, str):
+        return True  # the type is the schema's "type" to check
+    if not re.fullmatch(r"[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*", text):
+        return False
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        if int(hi or lo) < int(lo) or int(hi or lo) >= CPULIST_MAX:
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _formats():
+    """The formats the schemas name that are checked: ours only ("cpulist"); none of jsonschema's optional ones."""
+    import jsonschema
+
+    checker = jsonschema.FormatChecker(formats=())
+    checker.checks("cpulist")(is_cpulist)
+    return checker
 
 
 def validate(doc, kind: str) -> None:

@@ -52,7 +52,9 @@ def launch_command(plan: planlib.Plan, rank_args) -> list[str]:
     TensorFlow in a spawned process: 5.8 of its 6.4 s before mpirun, on every run (Zen 4, in the image); the image
     build checks that once (`horovodrun --check-build`). Across hosts, and for Gloo, horovodrun itself: it finds the
     hosts' common interfaces, or runs Gloo's rendezvous."""
-    if not plan.horovod:
+    if not plan.horovod:  # one process; positions (numactl '+') through its shell's lists, which it records
+        if plan.workers[0].relative:
+            return planlib.rank_wrapper(plan, rank_args)
         return planlib.worker_command(plan.workers[0], rank_args(plan.workers[0]))
     n = plan.total_workers
     if plan.controller == "mpi" and not plan.hosts:

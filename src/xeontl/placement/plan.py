@@ -282,15 +282,21 @@ def measure_command(worker: Worker, what: str, precision: str, size: int, batch:
 # The CPUs and memory nodes the rank's shell may use before numactl narrows them: what numactl's '+' positions index
 # (libnuma reads them from the process's own status), recorded by the rank (metrics.json ranks[].allowed_cpus) so that
 # each rank's positions are judged through its own node's and cgroup's lists, never rank 0's (records/ranks.py)
+# (with the shell's PID, which the rank keeps through its execs: a value inherited by any other process is not its)
 ALLOWED_ENV = {"Cpus_allowed_list:": "XEONTL_ALLOWED_CPUS", "Mems_allowed_list:": "XEONTL_ALLOWED_MEMS"}
+ALLOWED_PID_ENV = "XEONTL_ALLOWED_PID"
 _READ_ALLOWED = ("XEONTL_ALLOWED_CPUS= XEONTL_ALLOWED_MEMS=; while read -r k v; do case \"$k\" in "
                  + " ".join(f"{k}) {v}=$v;;" for k, v in ALLOWED_ENV.items())
-                 + " esac; done < /proc/self/status; export XEONTL_ALLOWED_CPUS XEONTL_ALLOWED_MEMS; ")
+                 + f" esac; done < /proc/self/status; {ALLOWED_PID_ENV}=$$; "
+                 + f"export XEONTL_ALLOWED_CPUS XEONTL_ALLOWED_MEMS {ALLOWED_PID_ENV}; ")
 
 
 def rank_wrapper(plan: Plan, rank_args) -> list[str]:
     """Each rank execs its own socket's command (CPUs, memory nodes, threads), picked by its local rank, with the CPUs
     and memory nodes its shell was allowed (ALLOWED_ENV) in its env. rank_args(worker) -> that rank's arguments."""
+    if not plan.horovod:  # one plain process: no local rank to pick its command by
+        only = plan.workers[0]
+        return ["sh", "-c", f"{_READ_ALLOWED}exec {shlex.join(worker_command(only, rank_args(only)))}", "xeontl-rank"]
     cases = " ".join(f"{w.rank}) exec {shlex.join(worker_command(w, rank_args(w)))};;" for w in plan.workers)
     script = (f'{_READ_ALLOWED}case "{LOCAL_RANK}" in {cases} *) echo "xeontl: no CPUs planned for local rank" >&2; '
               f'exit 1;; esac')

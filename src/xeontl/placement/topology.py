@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import re
 from pathlib import Path
 
@@ -229,6 +230,35 @@ def _lscpu_disagrees(online: set[int], cores: int) -> list[str]:
     if theirs and len(theirs) != cores:
         return [f"lscpu counts {len(theirs)} cores, /sys gives {cores}: check the plan's CPU lists"]
     return []
+
+
+MEMORY_POLICIES = {0: "default", 1: "preferred", 2: "bind", 3: "interleave", 4: "local", 5: "preferred_many",
+                   6: "weighted_interleave"}  # the kernel's MPOL_* modes (include/uapi/linux/mempolicy.h)
+_GET_MEMPOLICY = {"x86_64": 239, "aarch64": 236}  # the syscall's number (glibc has no wrapper; libnuma's is one)
+
+
+def memory_policy() -> dict | None:
+    """This process's NUMA memory policy, as get_mempolicy(2) returns it: what `numactl -m` set ("bind" and its
+    nodes; Mems_allowed_list is the cpuset's, which numactl never changes), "default" without. None where it cannot
+    be read (another architecture; a seccomp profile refusing it without CAP_SYS_NICE, as Docker's default does)."""
+    import ctypes
+
+    nr = _GET_MEMPOLICY.get(platform.machine())
+    if nr is None:
+        return None
+    bits, maxnode = 8 * ctypes.sizeof(ctypes.c_ulong), 4096  # more nodes than any kernel's MAX_NUMNODES (1024)
+    mode, mask = ctypes.c_int(0), (ctypes.c_ulong * (maxnode // bits))()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(ctypes.c_long(nr), ctypes.byref(mode), mask, ctypes.c_ulong(maxnode), None, ctypes.c_ulong(0)):
+        return None
+    nodes = [i for i in range(maxnode) if mask[i // bits] >> (i % bits) & 1]
+    return {"mode": MEMORY_POLICIES.get(mode.value & 0xFF, "unknown"), "nodes": cpulist(nodes) or None}
+
+
+def kernel_names_nodes(sysfs: Path = Path("/sys/devices/system")) -> bool:
+    """Whether the kernel shows its NUMA nodes (live() puts every CPU on node 0 where it does not: a kernel without
+    NUMA, or a sandbox hiding /sys, which cannot be told apart)."""
+    return any((sysfs / "node").glob("node[0-9]*"))
 
 
 def cgroup_cpuset(kind: str) -> str | None:

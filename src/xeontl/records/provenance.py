@@ -24,7 +24,7 @@ from xeontl import __version__
 from xeontl.common import records, redact
 from xeontl.common.errors import UserError
 from xeontl.placement import topology
-from xeontl.placement.plan import ALLOWED_ENV
+from xeontl.placement.plan import ALLOWED_ENV, ALLOWED_PID_ENV
 from xeontl.records import onednn
 from xeontl.supply import stacks
 
@@ -76,10 +76,18 @@ def rank_cpu() -> dict:
 
 def rank_place() -> dict:
     """Where this rank was placed, as it records it beside its CPUs (metrics.json ranks[]): the CPUs and memory nodes
-    its shell was allowed before numactl narrowed them (placement.plan.ALLOWED_ENV: what numactl's '+' positions
-    index; null where no rank wrapper read them) and its machine's NUMA nodes (node -> CPUs)."""
-    cpus, mems = (os.environ.get(v) or None for v in ALLOWED_ENV.values())
-    return {"allowed_cpus": cpus, "allowed_mems": mems, "numa_nodes": topology.live().summary()["numa_nodes"]}
+    its own shell was allowed before numactl narrowed them (placement.plan.ALLOWED_ENV: what numactl's '+' positions
+    index; null where no rank wrapper read them for this very process: a value inherited from elsewhere names another
+    PID), its machine's NUMA nodes (node -> CPUs) and nodes with memory (null where the kernel shows none), and its
+    memory policy (what numactl -m set)."""
+    mine = os.environ.get(ALLOWED_PID_ENV) == str(os.getpid())
+    cpus, mems = ((os.environ.get(v) or None) if mine else None for v in ALLOWED_ENV.values())
+    topo = topology.live()
+    named = topology.kernel_names_nodes()
+    return {"allowed_cpus": cpus, "allowed_mems": mems,
+            "numa_nodes": topo.summary()["numa_nodes"] if named else None,
+            "nodes_with_memory": topology.cpulist(topo.memory_nodes) if named else None,
+            "memory_policy": topology.memory_policy()}
 
 
 def cpu_summary(cpu: dict, boot_id: str | None) -> dict:

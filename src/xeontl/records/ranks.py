@@ -36,61 +36,108 @@ def _allowed(r: dict) -> tuple[list[int], list[int] | None, dict[int, int]] | No
     return sorted(topology.parse_cpulist(r["allowed_cpus"])), mems, node_of
 
 
+def _machine(r: dict) -> tuple:
+    """Which machine a rank ran on: the boot it recorded (pods and Slurm nodes of one machine share it), else its host
+    and Slurm node."""
+    boot = (r.get("cpu") or {}).get("boot")
+    return ("boot", boot) if boot else ("place", _place(r))
+
+
 def _placement(r: dict, w: dict, run: dict, held: dict) -> list[str] | None:
     """RANK against its plan WORKER: the CPUs and memory nodes it ran on. An absolute plan (docker, native): its
-    CPUs. A scheduler's (Slurm, --hosts): its positions through what its own shell was allowed (_allowed). Kubernetes
-    (the kubelet pins, every pod alike): a socket's count of CPUs, on one NUMA node of its machine, none another rank
-    of that machine holds (HELD: (machine, node) -> rank), its memory there. None: not recorded enough to tell."""
-    rank, got, mems = r["rank"], r.get("affinity") or [], r.get("memory_nodes")
+    CPUs. A scheduler's (Slurm, --hosts): the CPUs its positions name in what its own shell was allowed (_allowed).
+    Kubernetes (the kubelet pins, every pod alike): a socket's count of CPUs, on one NUMA node of its machine (by its
+    boot: none recorded, unknown), none another rank of that machine holds (HELD: (machine, node) -> rank), its
+    cpuset's memory there. Memory bound by numactl -m: _bound. None: not recorded enough to tell."""
+    rank, got = r["rank"], set(r.get("affinity") or [])
+    if not got:
+        return None
     out: list[str] = []
     if w.get("relative") is None:
-        if sorted(got) != sorted(w.get("cpus") or []):
+        if got != set(w.get("cpus") or []):
             out.append(f"rank {rank} ran on CPUs {r.get('affinity')}, its plan gave it {w.get('cpus')}")
-        want = set(w.get("nodes") or [])
+        node_of, want = None, set(w.get("nodes") or [])  # the plan names its nodes: remote memory is its layout's
     elif ((run["provenance"].get("execution") or {}).get("mode")) == "kubernetes":
+        if r.get("allowed_cpus") or r.get("allowed_mems"):
+            return [f"record inconsistent: rank {rank} recorded what a rank wrapper's shell was allowed, on Kubernetes "
+                    f"(where its pod runs none)"]
         node_of = _node_of(r.get("numa_nodes"))
-        if node_of is None or not got:
-            return None
+        if node_of is None or not (r.get("cpu") or {}).get("boot"):
+            return None  # its machine's nodes, or which machine it was (pods have host names of their own): unknown
         if len(got) != len(w.get("cpus") or []):
             out.append(f"rank {rank} ran on {len(got)} CPUs, its pod's plan {len(w.get('cpus') or [])} (a socket's)")
         nodes = {node_of.get(c) for c in got}
         if None in nodes or len(nodes) != 1:
-            out.append(f"rank {rank} ran on CPUs of memory nodes {sorted(nodes, key=str)}: not one NUMA node's")
-            return out
+            return out + [f"rank {rank} ran on CPUs of memory nodes {sorted(nodes, key=str)}: not one NUMA node's"]
         node = nodes.pop()
-        machine = (r.get("cpu") or {}).get("boot") or _place(r)
-        other = held.setdefault((machine, node), rank)
+        other = held.setdefault((_machine(r), node), rank)
         if other != rank:
-            out.append(f"ranks {other} and {rank} ran on one NUMA node ({node}) of one machine: one worker per socket")
-        want = {node}
+            out.append(f"ranks {other} and {rank} ran on one NUMA node ({node}) of one machine: a worker a socket")
+        mems = r.get("memory_nodes")  # the kubelet's Memory Manager sets the pod's cpuset.mems (no numactl)
+        if w.get("nodes") and mems is None:
+            out.append(f"rank {rank}: memory nodes not recorded")
+        elif w.get("nodes") and topology.parse_cpulist(mems) != {node}:
+            out.append(f"rank {rank} allocated from memory nodes {mems}, its CPUs' node is {node}")
+        return out
     else:
         lists = _allowed(r)
-        if lists is None or not got:
+        if lists is None:
             return None
         usable, allowed_mems, node_of = lists
         positions, mem_positions = w["relative"]
         if any(p >= len(usable) for p in positions):
             return [f"rank {rank}: its plan's CPU positions {positions} exceed the {len(usable)} CPUs it was allowed"]
-        if len(got) != len(positions):
-            out.append(f"rank {rank} ran on {len(got)} CPUs, its plan gave it {len(positions)}")
-        ran, planned = {node_of.get(c) for c in got}, {node_of.get(usable[p]) for p in positions}
+        named = {usable[p] for p in positions}
+        if len(got) != len(named):
+            out.append(f"rank {rank} ran on {len(got)} CPUs, its plan gave it {len(named)}")
+        elif got != named:
+            out.append(f"rank {rank} ran on CPUs {topology.cpulist(got)}, its plan's positions name "
+                       f"{topology.cpulist(named)}")
+        ran, planned = {node_of.get(c) for c in got}, {node_of.get(c) for c in named}
         if w.get("nodes") and None not in ran and len(ran) != len(w["nodes"]):  # a plan for another numbering
             out.append(f"rank {rank} ran on CPUs of {len(ran)} memory nodes, its plan's socket has "
                        f"{len(w['nodes'])}")
         elif None in ran or ran != planned:
             out.append(f"rank {rank} ran on CPUs of memory nodes {sorted(ran, key=str)}, its plan's positions fall "
                        f"on {sorted(planned, key=str)}")
-        if allowed_mems is None:
-            return None if w.get("nodes") else out  # its memory nodes' positions cannot be read: unknown
-        if any(p >= len(allowed_mems) for p in mem_positions):
+        if w.get("nodes") and allowed_mems is None:
+            return None  # its memory nodes' positions cannot be read: unknown
+        if any(p >= len(allowed_mems or []) for p in mem_positions):
             return out + [f"rank {rank}: its plan's memory node positions {mem_positions} exceed the "
-                          f"{len(allowed_mems)} it was allowed"]
+                          f"{len(allowed_mems or [])} it was allowed"]
         want = {allowed_mems[p] for p in mem_positions}
-    if w.get("nodes") and mems is None:
-        out.append(f"rank {rank}: memory nodes not recorded")
-    elif w.get("nodes") and topology.parse_cpulist(mems) != want:
-        out.append(f"rank {rank} allocated from memory nodes {mems}, its plan gave it {sorted(want)}")
-    return out
+    if not w.get("nodes"):  # no memory node of its socket's own: nothing bound (the plan says so)
+        return out
+    # a scheduler's '-m +N' may fall on another node than its CPUs' (a cgroup's mems shifting the positions)
+    bound = _bound(r, want, None if node_of is None else {node_of.get(c) for c in got}, _memory_of(r, run))
+    return None if bound is None else out + bound
+
+
+def _bound(r: dict, want: set, cpu_nodes: set | None, memory: set | None) -> list[str] | None:
+    """numactl -m: the rank's memory policy binds it to WANT, nodes of the CPUs it ran on (CPU_NODES). A rank that
+    recorded no policy (before ranks did; a seccomp profile refusing the call): on a machine with one memory node
+    (MEMORY: its nodes with memory) every allocation is on it; anywhere else unknown (None). Its Mems_allowed_list
+    (memory_nodes) is its cpuset's, which numactl never changes: not read here."""
+    rank, policy = r["rank"], r.get("memory_policy")
+    if policy is None:
+        return [] if memory is not None and len(memory) == 1 and want == memory else None
+    nodes = topology.parse_cpulist(policy.get("nodes") or "")
+    if policy.get("mode") != "bind" or nodes != want:
+        return [f"rank {rank}'s memory policy is {policy.get('mode')} {policy.get('nodes') or ''}".rstrip()
+                + f", its plan bound it to {sorted(want)}"]
+    if cpu_nodes is not None and not want <= cpu_nodes:
+        return [f"rank {rank}'s memory is bound to nodes {sorted(want)}, its CPUs are on {sorted(cpu_nodes, key=str)} "
+                f"(remote memory)"]
+    return []
+
+
+def _memory_of(r: dict, run: dict) -> set | None:
+    """The nodes with memory of RANK's machine: its own record's; before ranks recorded them, the provenance's host's
+    for a rank on it; None: unknown."""
+    if "nodes_with_memory" in r:
+        return topology.parse_cpulist(r["nodes_with_memory"]) if r["nodes_with_memory"] else None
+    mems = ((run["provenance"].get("host") or {}).get("topology") or {}).get("memory_nodes")
+    return set(mems) if mems is not None and on_rank0s_machine(run, r["rank"]) else None
 
 
 def health(run: dict) -> list[str] | None:
@@ -165,8 +212,8 @@ def health(run: dict) -> list[str] | None:
                               ("omp_num_threads", str(w.get("intra")))):
                 if threads.get(key) != want:
                     out.append(f"rank {r['rank']} ran {key} = {threads.get(key)}, its plan {want}")
-        for cpu in r.get("affinity") or []:
-            where = (r.get("host"), r.get("node"), cpu)
+        for cpu in r.get("affinity") or []:  # one machine's CPU, by its boot (two Slurm nodes of one machine too)
+            where = (_machine(r), cpu)
             if where in owner:
                 out.append(f"ranks {owner[where]} and {r['rank']} share CPU {cpu}")
             owner[where] = r["rank"]
