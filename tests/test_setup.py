@@ -409,6 +409,7 @@ def test_the_report_lists_the_unequal_dimensions_and_nothing_else(tmp_path):
     ({"metrics.ranks.1.allowed_cpus": "0-4294967295"}, "ranks/1/allowed_cpus"),
     ({"metrics.ranks.1.numa_nodes": {"0": "1-0"}}, "ranks/1/numa_nodes/0"),
     ({"metrics.ranks.1.memory_policy.nodes": "9-3"}, "ranks/1/memory_policy"),
+    ({"metrics.ranks.1.allowed_cpus": ",".join(["0-65535"] * 600)}, "ranks/1/allowed_cpus"),
     ({"metrics.status": DELETE}, "\\(the whole record\\): 'status' is a required"),
     ({"provenance.host.cpu": DELETE}, "host: 'cpu' is a required"),
 ])
@@ -658,7 +659,18 @@ HEALTH = {
     "a one-memory-node machine, rank 1's policy unreadable: every allocation is on that node": (
         "2s", {**{f"metrics.ranks.{i}.{k}": v for i in (0, 1) for k, v in (
             ("numa_nodes", {"0": "0-223"}), ("nodes_with_memory", "0"), ("memory_nodes", "0"),
-            ("memory_policy", None))}, "plan.workers.1.nodes": [0]}, ""),
+            ("memory_policy", None))}, "plan.workers.1.nodes": [0],
+               "provenance.host.topology.numa_nodes": {"0": "0-223"}, "provenance.host.topology.memory_nodes": [0]},
+        ""),
+    # the fifteenth round: one machine's NUMA layout recorded two ways (a pod's map swapped hid two pods on one node)
+    "Kubernetes: two pods on node 0 of one machine, one pod's NUMA map swapped": (
+        "2s", _scheduled("kubernetes", **{"metrics.ranks.1.affinity": SOCKET0, "metrics.ranks.1.memory_nodes": "1",
+                                          "metrics.ranks.1.numa_nodes": {"1": "0-55,112-167",
+                                                                         "0": "56-111,168-223"}}),
+        "record inconsistent: the provenance and rank 1 recorded one machine's NUMA nodes differently"),
+    "a rank's NUMA map with a CPU on two nodes": (
+        "2s", _scheduled("kubernetes", **{"metrics.ranks.1.numa_nodes": {**SPR_NUMA, "0": "0-223"}}),
+        "record inconsistent: rank 1 recorded a CPU on two NUMA nodes"),
     "Slurm -N 2: rank 1's cgroup allows CPUs 2-223: its positions fall on both sockets, it ran on socket 0's": (
         "2s", _scheduled(nodes=2, **{"metrics.ranks.1.allowed_cpus": "2-223"}),
         "rank 1 ran on CPUs of memory nodes [0], its plan's positions fall on [0, 1]"),
@@ -1038,7 +1050,8 @@ def bigger_vm(cpus=8):
     plan["env"] = base["plan"]["env"]
     threads = [{"intra_op": w["intra"], "inter_op": w["inter"], "omp_num_threads": str(w["intra"])}
                for w in plan["workers"]]
-    ranks = [{**r, "affinity": sorted(plan["workers"][i]["cpus"]), "threads": threads[i]}
+    ranks = [{**r, "affinity": sorted(plan["workers"][i]["cpus"]), "threads": threads[i],
+              "allowed_cpus": f"0-{cpus - 1}", "numa_nodes": {"0": f"0-{cpus - 1}"}}
              for i, r in enumerate(base["metrics"]["ranks"])]
     return {**{f"plan.{k}": v for k, v in plan.items()}, "provenance.execution.plan": plan,
             "provenance.host.topology.cores_per_socket": [cpus],

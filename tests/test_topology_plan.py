@@ -119,6 +119,27 @@ def test_the_memory_policy_is_what_numactl_set_and_nodes_unshown_are_unknown(tmp
     assert topology.kernel_names_nodes(tmp_path)
 
 
+def test_a_ranks_cpus_are_its_threads_not_the_one_an_openmp_region_bound():
+    """A rank records the CPUs all its threads may use at the end (train.threads_affinity): the main thread bound to
+    one CPU (what the paper's KMP_AFFINITY does to it in an OpenMP region) leaves the others' set, while every
+    thread narrowed (a cpuset narrowed: `docker update --cpuset-cpus`) is seen."""
+    import os
+    import subprocess
+    import sys
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs")
+    script = ("import os, threading, json; from xeontl.experiment.train import threads_affinity as t\n"
+              "stop = threading.Event(); th = threading.Thread(target=stop.wait); th.start()\n"
+              f"os.sched_setaffinity(0, {{{cpus[0]}}}); one = t()\n"
+              f"[os.sched_setaffinity(int(i), {{{cpus[0]}}}) for i in os.listdir('/proc/self/task')]; both = t()\n"
+              "stop.set(); print(json.dumps([one, both]))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    one, both = __import__("json").loads(out.stdout.splitlines()[-1])
+    assert one == cpus and both == [cpus[0]], (one, both)
+
+
 # ---------------------------------------------------------------------------------------------- other hosts
 def test_this_kind_of_host_needs_emulation_for_two_sockets():
     t = load("ci-host-1s-2c.lscpu")

@@ -36,6 +36,35 @@ def _allowed(r: dict) -> tuple[list[int], list[int] | None, dict[int, int]] | No
     return sorted(topology.parse_cpulist(r["allowed_cpus"])), mems, node_of
 
 
+def _layouts(run: dict) -> list[str]:
+    """One machine has one NUMA layout: the ranks of one machine (by _machine) and the provenance (rank 0's, by its
+    boot) agree on its NUMA nodes and nodes with memory, and no CPU is on two nodes; else the record is inconsistent
+    (the fifteenth round: a pod's map swapped put two pods "on two nodes" of one)."""
+    out, seen = [], {}
+    host = run["provenance"].get("host") or {}
+    topo = host.get("topology") or {}
+    if host.get("boot") and topo.get("numa_nodes") and topo.get("memory_nodes") is not None:
+        seen[("boot", host["boot"])] = ("the provenance", _layout(topo["numa_nodes"], topo["memory_nodes"]))
+    for r in run["metrics"].get("ranks") or []:
+        if not r.get("numa_nodes"):
+            continue
+        listed = [c for cpus in r["numa_nodes"].values() for c in topology.parse_cpulist(cpus)]
+        if len(listed) != len(set(listed)):
+            out.append(f"record inconsistent: rank {r['rank']} recorded a CPU on two NUMA nodes")
+            continue
+        mems = topology.parse_cpulist(r["nodes_with_memory"]) if r.get("nodes_with_memory") else None
+        first = seen.setdefault(_machine(r), (f"rank {r['rank']}", _layout(r["numa_nodes"], mems)))
+        if first[1] != _layout(r["numa_nodes"], mems) and first[0] != f"rank {r['rank']}":
+            out.append(f"record inconsistent: {first[0]} and rank {r['rank']} recorded one machine's NUMA nodes "
+                       f"differently")
+    return out
+
+
+def _layout(numa_nodes: dict, memory) -> tuple:
+    return (frozenset((str(n), frozenset(topology.parse_cpulist(c))) for n, c in numa_nodes.items()),
+            None if memory is None else frozenset(memory))
+
+
 def _machine(r: dict) -> tuple:
     """Which machine a rank ran on: the boot it recorded (pods and Slurm nodes of one machine share it), else its host
     and Slurm node."""
@@ -167,6 +196,7 @@ def health(run: dict) -> list[str] | None:
         out.append(f"the ranks ran on {hosts} nodes, the plan had {plan.get('node_count') or 1}")
     owner: dict[tuple, int] = {}
     held: dict[tuple, int] = {}
+    out += _layouts(run)
     ids = [r["rank"] for r in ranks]
     if len(set(ids)) != len(ids):  # one rank's record twice: judged by one of them, the other rank's missing
         out.append(f"record inconsistent: ranks {sorted(ids)} (a rank recorded twice)")
