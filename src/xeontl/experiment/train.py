@@ -38,7 +38,7 @@ from xeontl.experiment import checkpoint, data, dispatch, features, model, runti
 from xeontl.experiment.events import FILE as EVENTS_FILE
 from xeontl.experiment.events import EventLog
 from xeontl.launch import rundir
-from xeontl.placement.topology import cpulist, parse_cpulist
+from xeontl.placement.topology import cpulist
 from xeontl.records import provenance
 
 log = logging.getLogger("xeontl.experiment.train")
@@ -214,28 +214,16 @@ class Results:
                 path.rmdir() if path.is_dir() else path.unlink()
 
 
-PLACED: dict = {}  # this rank's CPUs, memory nodes and placement as train() found them, for its record
-
-
-def placed_now() -> dict:
-    """This process's memory nodes (Mems_allowed_list) and placement (provenance.rank_place)."""
-    return {"memory_nodes": memory_nodes(), **provenance.rank_place()}
-
-
 def threads_affinity() -> list[int]:
     """The CPUs this process's threads may run on, all of them (the union of each one's mask): what its cpuset and
     numactl allow now. Not the calling thread's alone: an OpenMP region run by it under the paper's KMP_AFFINITY
     binds it to one CPU of the set (the adversary's fifteenth round: an eager op left [0] of [0, 1]), while a cpuset
     narrowed during the run narrows every thread's."""
     cpus: set[int] = set()
-    try:
-        for task in Path("/proc/self/task").iterdir():
-            with contextlib.suppress(OSError, StopIteration):  # a thread that ended meanwhile
-                text = (task / "status").read_text()
-                cpus |= parse_cpulist(next(ln.split(":", 1)[1] for ln in text.splitlines()
-                                           if ln.startswith("Cpus_allowed_list:")))
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError, ValueError):  # a thread that ended meanwhile
+                cpus |= os.sched_getaffinity(int(task))  # the kernel's mask of it, offline CPUs out
     return sorted(cpus) or sorted(os.sched_getaffinity(0))
 
 
@@ -244,9 +232,6 @@ def train(cfg: dict, output: Path, use_horovod: bool | None = None, resume_from:
     """The paper's recipe on this worker; rank 0 writes metrics.json (also on failure) and returns the metrics."""
     # when this process started and when its imports (TensorFlow's) were done: the run's start-up, phase by phase
     startup = {"process_started_unix": process_started_unix(), "imports_done_unix": time.time()}
-    # where it was placed, read before it runs any op (its CPUs again at the end: threads_affinity)
-    PLACED.clear()
-    PLACED.update(placed_now())
     capture = dispatch.Capture().start()  # before this process runs any op: every oneDNN primitive is counted
     try:
         return _train(cfg, Path(output), use_horovod, resume_from, threads, fault_after_epoch, startup, capture)
@@ -447,15 +432,14 @@ def calibration(fitted, cfg, steps: int, repeats: int = 3, blocks: int = 3) -> d
 
 
 def rank_record(workers: Workers, train_images: int, per_epoch: list) -> dict:
-    placed = PLACED or placed_now()  # train() reads it first; a recipe run on its own, now
     return {"rank": workers.rank, "host": platform.node(), "controller": workers.controller(),
             "node": os.environ.get("SLURMD_NODENAME"),  # Slurm's name for the node (several may share a hostname)
-            "affinity": threads_affinity(), "memory_nodes": placed["memory_nodes"],
+            "affinity": threads_affinity(), "memory_nodes": memory_nodes(),
             "cpu": provenance.rank_cpu(),  # its own node's CPU: its math is judged by that CPU's units
             # where a scheduler placed it: what its shell was allowed before numactl (plan.rank_wrapper; null
             # without), its own machine's NUMA nodes, so its CPUs are judged through its own node's lists, and its
             # memory policy (what numactl -m set)
-            **{k: v for k, v in placed.items() if k != "memory_nodes"},
+            **provenance.rank_place(),
             "train_images": train_images,
             "images_per_second": float(np.median([e["images_per_second"] for e in per_epoch])),
             # the rank's own peak resident memory so far (Linux: ru_maxrss in KiB), for the memory target and a
