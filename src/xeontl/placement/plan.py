@@ -285,10 +285,10 @@ def measure_command(worker: Worker, what: str, precision: str, size: int, batch:
 # (with the shell's PID, which the rank keeps through its execs: a value inherited by any other process is not its)
 ALLOWED_ENV = {"Cpus_allowed_list:": "XEONTL_ALLOWED_CPUS", "Mems_allowed_list:": "XEONTL_ALLOWED_MEMS"}
 ALLOWED_PID_ENV = "XEONTL_ALLOWED_PID"
-_READ_ALLOWED = ("XEONTL_ALLOWED_CPUS= XEONTL_ALLOWED_MEMS=; while read -r k v; do case \"$k\" in "
+_READ_ALLOWED = (" ".join(f"{v}=" for v in ALLOWED_ENV.values()) + "; while read -r k v; do case \"$k\" in "
                  + " ".join(f"{k}) {v}=$v;;" for k, v in ALLOWED_ENV.items())
                  + f" esac; done < /proc/self/status; {ALLOWED_PID_ENV}=$$; "
-                 + f"export XEONTL_ALLOWED_CPUS XEONTL_ALLOWED_MEMS {ALLOWED_PID_ENV}; ")
+                 + f"export {' '.join(ALLOWED_ENV.values())} {ALLOWED_PID_ENV}; ")
 
 
 def rank_wrapper(plan: Plan, rank_args) -> list[str]:

@@ -48,12 +48,12 @@ def _layouts(run: dict) -> list[str]:
     for r in run["metrics"].get("ranks") or []:
         if not r.get("numa_nodes"):
             continue
-        listed = [c for cpus in r["numa_nodes"].values() for c in topology.parse_cpulist(cpus)]
-        if len(listed) != len(set(listed)):
-            out.append(f"record inconsistent: rank {r['rank']} recorded a CPU on two NUMA nodes")
-            continue
         mems = topology.parse_cpulist(r["nodes_with_memory"]) if r.get("nodes_with_memory") else None
         mine = _layout(r["numa_nodes"], mems)
+        per_node = [cpus for _, cpus in mine[0]]  # each node's CPUs, parsed once
+        if sum(map(len, per_node)) != len(frozenset().union(*per_node)):
+            out.append(f"record inconsistent: rank {r['rank']} recorded a CPU on two NUMA nodes")
+            continue
         first = seen.setdefault(_machine(r), (f"rank {r['rank']}", mine))
         # the nodes with memory where both recorded them (d361dc1's ranks and some provenances did not: unknown is
         # compared with nothing, the maps still are)
